@@ -1,0 +1,147 @@
+/* diag.c - clang-style diagnostics with the source line and a caret.
+ * The printer looks the location's file up among the registered sources, prints the
+ * line verbatim (tabs kept so the caret lines up) and a caret with an optional '~'
+ * range.  Counting errors lets callers stop after DIAG_MAX_ERRORS. */
+#include "frontend/diag.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+diag_init(Diag *d, FILE *out)
+{
+	memset(d, 0, sizeof *d);
+	d->out = out ? out : stderr;
+}
+
+void
+diag_add_source(Diag *d, const SourceFile *src)
+{
+	if (d->nsrcs < (int)(sizeof d->srcs / sizeof d->srcs[0]))
+		d->srcs[d->nsrcs++] = src;
+}
+
+static const SourceFile *
+find_source(const Diag *d, const char *path)
+{
+	for (int i = 0; path && i < d->nsrcs; i++)
+		if (strcmp(d->srcs[i]->path, path) == 0)
+			return d->srcs[i];
+	return NULL;
+}
+
+/* Finds the start of 1-based line `line`; NULL when the file is shorter. */
+static const char *
+line_start(const SourceFile *src, int line)
+{
+	const char *p = src->text, *end = src->text + src->len;
+	for (int l = 1; l < line; l++) {
+		p = memchr(p, '\n', (size_t)(end - p));
+		if (!p)
+			return NULL;
+		p++;
+	}
+	return p;
+}
+
+static void
+print_caret(Diag *d, Loc loc)
+{
+	const SourceFile *src = find_source(d, loc.file);
+	if (!src || loc.line <= 0)
+		return;
+	const char *p = line_start(src, loc.line);
+	if (!p)
+		return;
+	const char *end = src->text + src->len;
+	const char *eol = memchr(p, '\n', (size_t)(end - p));
+	int n = (int)((eol ? eol : end) - p);
+	fprintf(d->out, "%.*s\n", n, p);
+	for (int i = 0; i < loc.col - 1 && i < n; i++)
+		fputc(p[i] == '\t' ? '\t' : ' ', d->out);
+	fputc('^', d->out);
+	for (int c = loc.col + 1; c < loc.end_col && c <= n; c++)
+		fputc('~', d->out);
+	fputc('\n', d->out);
+}
+
+void
+diag_verror(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap)
+{
+	bool is_error = strcmp(kind, "error") == 0;
+	if (is_error)
+		d->nerrors++;
+	else if (strcmp(kind, "warning") == 0)
+		d->nwarnings++;
+	if (d->nerrors > DIAG_MAX_ERRORS)
+		return;
+	if (loc.file && loc.line > 0)
+		fprintf(d->out, "%s:%d:%d: ", loc.file, loc.line, loc.col);
+	else if (loc.file)
+		fprintf(d->out, "%s: ", loc.file);
+	else
+		fprintf(d->out, "elide: ");
+	fprintf(d->out, "%s: ", kind);
+	vfprintf(d->out, fmt, ap);
+	fputc('\n', d->out);
+	print_caret(d, loc);
+	if (is_error && d->nerrors == DIAG_MAX_ERRORS)
+		fprintf(d->out, "elide: fatal error: too many errors emitted, stopping now\n");
+}
+
+#define DIAG_FN(name, kind)                                        \
+	void name(Diag *d, Loc loc, const char *fmt, ...)          \
+	{                                                          \
+		va_list ap;                                        \
+		va_start(ap, fmt);                                 \
+		diag_verror(d, loc, kind, fmt, ap);                \
+		va_end(ap);                                        \
+	}
+DIAG_FN(diag_error, "error")
+DIAG_FN(diag_warning, "warning")
+DIAG_FN(diag_note, "note")
+
+bool
+diag_too_many(const Diag *d)
+{
+	return d->nerrors >= DIAG_MAX_ERRORS;
+}
+
+SourceFile *
+diag_read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	size_t n;
+	while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (cap - len - 1 == 0)
+			buf = realloc(buf, cap *= 2);
+	}
+	int err = ferror(f);
+	fclose(f);
+	if (!buf || err) {
+		free(buf);
+		errno = err ? EIO : ENOMEM;
+		return NULL;
+	}
+	buf[len] = '\0';
+	SourceFile *s = malloc(sizeof *s);
+	if (!s)
+		return NULL;
+	s->path = strdup(path);
+	s->text = buf;
+	s->len = len;
+	return s;
+}
+
+_Noreturn void
+elide_ice(const char *file, int line, const char *msg)
+{
+	fprintf(stderr, "%s:%d: internal compiler error: %s\n", file, line, msg);
+	abort();
+}

@@ -1,0 +1,309 @@
+/* ir.h - the graph IR of elide: types, ops, values, modules, policies.
+ * One header for the ir/ folder, divided into per-file sections.  A Module owns
+ * params (named constant tensors), state (KV caches), functions (entries) and the
+ * policy chosen for compilation.  Values are SSA: every op defines exactly one value,
+ * identified by a 32-bit id into Func.vals.  A function's ops are one array in
+ * program order; layer regions are the maximal runs of ops carrying the same
+ * Op.layer (>= 0), and they appear in increasing layer order.  Passes rebuild the
+ * op array rather than splicing.  All memory comes from the module's arena. */
+#ifndef ELIDE_IR_H
+#define ELIDE_IR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frontend/diag.h"
+
+/* ---- support.c: arena, xmalloc, hashing ---- */
+
+typedef struct ArenaBlock ArenaBlock;
+typedef struct Arena {
+	ArenaBlock *head; /* newest block first */
+} Arena;
+
+void *xmalloc(size_t n);            /* dies on out-of-memory */
+void *xcalloc(size_t n, size_t sz); /* idem, zeroed */
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(Arena *a);
+uint64_t ir_hash_bytes(const void *p, size_t n, uint64_t seed); /* FNV-1a 64 */
+
+/* Growable array helper: grows *pp (count n, capacity *cap) to hold n+1 elements. */
+#define VEC_PUSH(pp, n, cap) \
+	((n) >= (cap) ? ((cap) = (cap) ? 2 * (cap) : 8, (pp) = xrealloc((pp), (cap) * sizeof *(pp))) : (pp))
+
+/* ---- types.c: dtypes and tensor types ---- */
+
+typedef enum DType {
+	DT_F32,  /* IEEE binary32 */
+	DT_I32,  /* signed 32-bit integer: token ids, positions, argmax results */
+	DT_BF16, /* bfloat16 storage (converted to f32 by the weight loader) */
+	DT_F16,  /* IEEE binary16 storage (converted to f32 by the weight loader) */
+	DT_I8,   /* reserved for quantised weights */
+	DT_COUNT
+} DType;
+
+#define IR_MAX_RANK 4
+
+typedef struct Type {
+	DType dtype;
+	uint8_t rank;                /* 0 = scalar */
+	bool dyn0;                   /* dims[0] is a bound: the sequence length is <= dims[0] */
+	int64_t dims[IR_MAX_RANK];   /* static extents (dims[0] is the bound when dyn0) */
+} Type;
+
+const char *ir_dtype_name(DType t);   /* "f32", "i32", ... */
+int ir_dtype_from_name(const char *s); /* -1 if unknown */
+size_t ir_dtype_size(DType t);
+Type ir_type_scalar(DType t);
+Type ir_type_vec(DType t, int64_t n);
+Type ir_type_mat(DType t, int64_t rows, int64_t cols);
+int64_t ir_type_numel(Type t); /* upper bound when dyn0 */
+bool ir_type_eq(Type a, Type b);
+/* Writes e.g. "f32[<=256, 288]" into buf (always NUL-terminated). */
+char *ir_type_str(Type t, char *buf, size_t n);
+
+/* ---- ops.def: the op table ---- */
+
+enum { OPF_PURE = 1, OPF_ELEMWISE = 2, OPF_LEAF = 4 };
+
+typedef enum Opcode {
+#define OP(e, name, arity, flags) OP_##e,
+#include "ir/ops.def"
+#undef OP
+	OP_COUNT
+} Opcode;
+
+extern const char *const ir_op_names[OP_COUNT];
+extern const int ir_op_arity[OP_COUNT]; /* -1 = variadic */
+extern const unsigned ir_op_flags[OP_COUNT];
+int ir_op_from_name(const char *s); /* -1 if unknown */
+
+/* ---- module.c: values, ops, functions, params, state, policy ---- */
+
+typedef uint32_t ValueId;
+#define IR_NO_VALUE UINT32_MAX
+#define IR_MAX_OPERANDS 8
+
+typedef struct Op {
+	Opcode code;
+	ValueId dst;                 /* the value this op defines */
+	uint8_t nargs;               /* operands used (<= IR_MAX_OPERANDS) */
+	ValueId args[IR_MAX_OPERANDS];
+	int64_t ia[4];               /* integer attributes, meaning per op (ops.def) */
+	float fa[2];                 /* float attributes, meaning per op (ops.def) */
+	int32_t layer;               /* layer region index, -1 outside any layer */
+	Loc loc;                     /* source location (DSL or .eir) */
+} Op;
+
+typedef struct Value {
+	Type type;
+	uint32_t def;                /* index of the defining op in Func.ops */
+	const char *name;            /* optional name hint for printing (may be NULL) */
+	uint32_t nuses;              /* filled by ir_compute_uses */
+	uint32_t *uses;              /* op indices using this value (ir_compute_uses) */
+} Value;
+
+typedef struct Arg {
+	const char *name;
+	Type type;
+} Arg;
+
+typedef enum FuncKind {
+	FN_STEP,    /* decode: one token at a position, uses the KV caches */
+	FN_PREFILL, /* a bounded sequence of tokens at a start position */
+	FN_FORWARD, /* encoder: whole sequence, no state */
+} FuncKind;
+
+typedef struct Func {
+	const char *name;
+	FuncKind kind;
+	Arg *args;      uint32_t nargs;
+	Type *rets;     uint32_t nrets;
+	Op *ops;        uint32_t nops, capops;
+	Value *vals;    uint32_t nvals, capvals;
+	Loc loc;
+} Func;
+
+typedef struct Param {
+	const char *name;    /* IR name, e.g. "wq.3" */
+	const char *source;  /* tensor name in the weights file, e.g. "model.layers.3.self_attn.q_proj.weight" */
+	Type type;           /* declared (and, after pruning, current) shape */
+	int32_t layer;       /* layer the param belongs to, -1 if global */
+	float *data;         /* f32 contents once loaded (NULL before); owned by the module */
+	uint64_t hash;       /* content hash of data (0 when not loaded) */
+	Loc loc;
+} Param;
+
+typedef enum StateKind {
+	ST_KVCACHE, /* per-layer key and value cache: [ctx, kv_heads, head_dim] each */
+} StateKind;
+
+typedef struct State {
+	const char *name;
+	StateKind kind;
+	int32_t layer;     /* layer index the cache belongs to */
+	int64_t ctx;       /* positions */
+	int64_t kv_heads;
+	int64_t head_dim;
+	Loc loc;
+} State;
+
+/* Policies are kept generic: a statement has a verb ("prune", "skip", "exit",
+ * "attend", "drop"), a subject ("ffn_neuron", "kv_group", "decode", ...) and options.
+ * Passes read the options they understand by key; the front end checks ranges. */
+typedef enum PolicyValKind {
+	PV_NUM,    /* num */
+	PV_FRAC,   /* num/den written as a fraction, e.g. 5/6 (num holds the quotient) */
+	PV_RANGE,  /* lo..hi, half open */
+	PV_LIST,   /* ints[0..nints) */
+	PV_STRING, /* str */
+	PV_IDENT,  /* str: a bare word such as "maw", "propagate" */
+	PV_CALL,   /* str(ints...) / str(nums...) e.g. quest(page 16, budget 64) kept as sub-options */
+} PolicyValKind;
+
+typedef struct PolicyOpt PolicyOpt;
+typedef struct PolicyVal {
+	PolicyValKind kind;
+	double num;
+	int64_t lo, hi;           /* PV_RANGE */
+	int64_t ints[64]; uint32_t nints; /* PV_LIST */
+	const char *str;          /* PV_STRING, PV_IDENT, PV_CALL name */
+	PolicyOpt *sub; uint32_t nsub; /* PV_CALL options */
+	bool is_int;              /* PV_NUM written without '.' */
+} PolicyVal;
+
+struct PolicyOpt {
+	const char *key;          /* "keep", "score", "layers", "threshold", ... */
+	PolicyVal val;
+	Loc loc;
+};
+
+typedef struct PolicyStmt {
+	const char *verb;         /* "prune", "skip", "exit", "attend", "drop" */
+	const char *subject;      /* "ffn_neuron", "head", "kv_group", "layer", "ffn", ... (may be NULL) */
+	PolicyOpt *opts; uint32_t nopts;
+	Loc loc;
+} PolicyStmt;
+
+typedef struct Policy {
+	const char *name;         /* NULL or "dense" means no policy */
+	PolicyStmt *stmts; uint32_t nstmts;
+	Loc loc;
+} Policy;
+
+typedef struct ModelConfig {   /* constants of the model, as declared */
+	const char *names[64];
+	int64_t values[64];
+	uint32_t n;
+} ModelConfig;
+
+typedef struct Module {
+	Arena arena;
+	const char *name;          /* model name: prefix of generated symbols */
+	int32_t nlayers;           /* number of layer regions */
+	ModelConfig config;
+	Param *params;  uint32_t nparams, capparams;
+	State *states;  uint32_t nstates, capstates;
+	Func **funcs;   uint32_t nfuncs, capfuncs;
+	Policy *policy;            /* NULL: dense */
+	const char *weights_path;  /* safetensors file to load params from (NULL until given) */
+	const char *manifest_notes;/* text passes add for the manifest (e.g. what pruning removed) */
+} Module;
+
+Module *ir_new_module(const char *name);
+void ir_free_module(Module *m);
+uint32_t ir_add_param(Module *m, const char *name, const char *source, Type t, int32_t layer, Loc loc);
+int32_t ir_find_param(const Module *m, const char *name); /* -1 if absent */
+uint32_t ir_add_state(Module *m, State s);
+Func *ir_new_func(Module *m, const char *name, FuncKind kind, Loc loc);
+Func *ir_find_func(const Module *m, const char *name);
+void ir_func_add_arg(Module *m, Func *f, const char *name, Type t);
+int64_t ir_config_get(const Module *m, const char *name, int64_t dflt);
+void ir_config_set(Module *m, const char *name, int64_t v);
+
+/* Appends an op defining a new value of type `t`; returns the value id. */
+ValueId ir_emit(Module *m, Func *f, Opcode code, Type t, const ValueId *args, uint32_t nargs, Loc loc);
+static inline Op *ir_def(Func *f, ValueId v) { return &f->ops[f->vals[v].def]; }
+static inline Type ir_vtype(const Func *f, ValueId v) { return f->vals[v].type; }
+void ir_compute_uses(Module *m, Func *f);
+Module *ir_clone_module(const Module *m); /* deep copy; param data shared by copying */
+
+/* ---- builder.c: typed constructors with shape inference (used by lowering and passes).
+ * Each returns the new value, or IR_NO_VALUE after reporting a shape error at loc. */
+typedef struct Builder {
+	Module *m;
+	Func *f;
+	int32_t layer;   /* layer stamped on emitted ops (-1 outside layers) */
+	Diag *diag;
+} Builder;
+
+ValueId ir_b_arg(Builder *b, uint32_t index, Loc loc);
+ValueId ir_b_param(Builder *b, uint32_t param, Loc loc);
+ValueId ir_b_const_f32(Builder *b, float v, Loc loc);
+ValueId ir_b_const_i32(Builder *b, int32_t v, Loc loc);
+ValueId ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs,
+                const int64_t *ia, const float *fa, Loc loc);
+/* Result type of an op from its operand types and attributes; false and a message in
+ * err (if non-NULL) when operands do not fit.  Shared by builder, verifier and
+ * shape inference so that all three agree. */
+bool ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err, size_t nerr);
+
+/* ---- print.c / parse (eir_lexer.l, eir_parser.y): the textual IR (docs/ir.md) ---- */
+#include <stdio.h>
+void ir_print_module(FILE *out, const Module *m);
+char *ir_print_module_str(const Module *m); /* malloc'ed */
+Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting errors */
+
+/* ---- verify.c ---- */
+bool ir_verify(const Module *m, Diag *d); /* reports every problem; true if none */
+
+/* ---- safetensors.c: the weights file reader (header parsed with cJSON) ---- */
+typedef struct StTensor {
+	const char *name;
+	DType dtype;
+	int rank;
+	int64_t shape[IR_MAX_RANK];
+	uint64_t begin, end;   /* byte offsets into the data section */
+} StTensor;
+
+typedef struct StFile {
+	const char *path;
+	uint8_t *bytes;  size_t size;   /* the whole file */
+	size_t data_off;                /* start of the data section */
+	StTensor *tensors; uint32_t ntensors;
+} StFile;
+
+/* Opens and validates; NULL with a message in err on any problem. */
+StFile *st_open(const char *path, char *err, size_t nerr);
+StFile *st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr); /* copies */
+void st_close(StFile *f);
+const StTensor *st_find(const StFile *f, const char *name);
+/* Converts a tensor to f32 into dst (numel floats). */
+bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr);
+/* Loads every param of m from the file, checking names, shapes and dtypes; reports
+ * problems through d at each param's location. */
+bool ir_load_params(Module *m, const char *path, Diag *d);
+
+/* ---- interp.c: the reference interpreter ---- */
+typedef struct InterpState InterpState;
+InterpState *interp_new(const Module *m);          /* allocates KV caches, zeroed */
+void interp_free(InterpState *s);
+void interp_reset(InterpState *s);
+/* Runs entry `fn` with arguments given as raw buffers (i32 scalars/arrays); `seqlen`
+ * is the actual length of the dynamic dimension (ignored when no arg is dynamic).
+ * The first return value is written to out (numel floats, or i32 for argmax).
+ * Returns false with a message in err on a runtime error (token out of range, ...). */
+bool interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntokens,
+                int32_t pos, float *out, char *err, size_t nerr);
+/* Optional hook called after every op with its result (calibration for pruning
+ * scores): `rows` x `cols` floats (rows = sequence length, 1 for vectors). */
+typedef void (*InterpOpHook)(void *user, const Func *f, const Op *op, const float *val,
+                             int64_t rows, int64_t cols);
+void interp_set_op_hook(InterpState *s, InterpOpHook hook, void *user);
+
+#endif
