@@ -40,6 +40,12 @@ bool rm_write_model(const RmConfig *c, const char *path);
  * `step(token, pos)` and `prefill(tokens, pos)`; malloc'ed, caller frees. */
 char *rm_elide_source(const RmConfig *c, const char *name);
 
+/* The module's IR built directly with ir_emit (tests/support/randmodel_ir.c), without
+ * the front end: params named emb, attn_norm.L, wq.L, wk.L, wv.L, wo.L, ffn_norm.L,
+ * w1.L (gate), w3.L (up), w2.L (down), norm, lm_head with the HF sources; states
+ * kv.L; entries step and prefill as in rm_elide_source().  Params are not loaded. */
+struct Module *rm_build_module(const RmConfig *c, const char *name);
+
 /* Deterministic random numbers (splitmix64) for tests. */
 typedef struct RmRng {
 	uint64_t s;
