@@ -2,8 +2,10 @@
  * plain C loops written for clarity rather than speed (sums in double).  It runs one
  * entry of a Module over its state (one K and one V cache per State, [ctx, kv_heads,
  * head_dim] each) and is what every compiled variant is checked against.
- *   1. bind the entry's arguments: `pos` gets the position, an i32 scalar the single
- *      token, an i32 array the token sequence (its length resolves the dynamic dim);
+ *   1. bind the entry's arguments: the position goes to the argument named `pos` (or
+ *      else to a scalar second argument), the token(s) to the other one: an i32
+ *      scalar takes the single token, an i32 array the sequence (its length resolves
+ *      the dynamic dim);
  *   2. evaluate the ops in order, each into a fresh buffer (params are aliased);
  *      a value with a dynamic first dim takes its actual length from the first
  *      operand that has one;
@@ -496,7 +498,9 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 		const Arg *a = &r->f->args[idx];
 		if (a->type.dtype != DT_I32 || o->dt != DT_I32)
 			return rerr(r, "argument '%s' is not i32", a->name);
-		if (strcmp(a->name, "pos") == 0) {
+		/* the position: an argument named 'pos', or a second scalar argument */
+		bool is_pos = strcmp(a->name, "pos") == 0 || (idx == 1 && a->type.rank == 0);
+		if (is_pos) {
 			if (numel(o) != 1)
 				return rerr(r, "argument 'pos' must be a scalar");
 			o->i[0] = pos;
