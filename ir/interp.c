@@ -2,8 +2,10 @@
  * plain C loops written for clarity rather than speed (sums in double).  It runs one
  * entry of a Module over its state (one K and one V cache per State, [ctx, kv_heads,
  * head_dim] each) and is what every compiled variant is checked against.
- *   1. bind the entry's arguments: `pos` gets the position, an i32 scalar the single
- *      token, an i32 array the token sequence (its length resolves the dynamic dim);
+ *   1. bind the entry's arguments: the position goes to the argument named `pos` (or
+ *      else to a scalar second argument), the token(s) to the other one: an i32
+ *      scalar takes the single token, an i32 array the sequence (its length resolves
+ *      the dynamic dim);
  *   2. evaluate the ops in order, each into a fresh buffer (params are aliased);
  *      a value with a dynamic first dim takes its actual length from the first
  *      operand that has one;
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define INTERP_MAX_NUMEL (INT64_C(1) << 30) /* elements per value */
 
 /* A runtime tensor: actual shape (the dynamic dim resolved) and its data. */
 typedef struct Tensor {
@@ -320,7 +324,7 @@ op_rope(Run *r, Tensor *o)
 	int64_t H = r->op->ia[0], W = lastdim(x), hd = r->op->ia[1] > 0 ? r->op->ia[1] : (H > 0 ? W / H : 0);
 	int64_t style = r->op->ia[2];
 	double theta = r->op->fa[0];
-	if (H <= 0 || hd <= 0 || hd % 2 || H * hd != W || numel(o) != numel(x))
+	if (H <= 0 || hd <= 0 || H > W || hd > W || hd % 2 || H * hd != W || numel(o) != numel(x))
 		return rerr(r, "%lld heads of size %lld do not fit rows of %lld", (long long)H, (long long)hd, (long long)W);
 	if (style != 0 && style != 1)
 		return rerr(r, "unknown rope style %lld", (long long)style);
@@ -456,7 +460,7 @@ op_slice(Run *r, Tensor *o)
 {
 	const Tensor *x = arg(r, 0);
 	int64_t W = lastdim(x), start = r->op->ia[0], len = r->op->ia[1];
-	if (!need_f32(r, x, "the input") || start < 0 || len < 0 || start + len > W ||
+	if (!need_f32(r, x, "the input") || start < 0 || len < 0 || start > W || len > W - start ||
 	    lastdim(o) != len || nrows(o) != nrows(x))
 		return rerr(r, "slice [%lld, +%lld) does not fit rows of %lld", (long long)start, (long long)len,
 		            (long long)W);
@@ -484,10 +488,26 @@ op_concat(Run *r, Tensor *o)
 
 /* ---- the run loop ---- */
 
+/* Ops whose result is always f32. */
+static bool
+makes_f32(Opcode c)
+{
+	switch (c) {
+	case OP_EMBED: case OP_LINEAR: case OP_SCALE: case OP_SILU: case OP_GELU: case OP_TANH:
+	case OP_RMSNORM: case OP_LAYERNORM: case OP_SOFTMAX: case OP_ROPE: case OP_ATTENTION:
+	case OP_SLICE: case OP_CONCAT: case OP_PARAM:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool
 eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, int32_t pos)
 {
 	const Module *m = r->s->m;
+	if (makes_f32(op->code) && o->dt != DT_F32)
+		return rerr(r, "the result must be f32");
 	switch (op->code) {
 	case OP_ARG: {
 		int64_t idx = op->ia[0];
@@ -496,7 +516,9 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 		const Arg *a = &r->f->args[idx];
 		if (a->type.dtype != DT_I32 || o->dt != DT_I32)
 			return rerr(r, "argument '%s' is not i32", a->name);
-		if (strcmp(a->name, "pos") == 0) {
+		/* the position: an argument named 'pos', or a second scalar argument */
+		bool is_pos = strcmp(a->name, "pos") == 0 || (idx == 1 && a->type.rank == 0);
+		if (is_pos) {
 			if (numel(o) != 1)
 				return rerr(r, "argument 'pos' must be a scalar");
 			o->i[0] = pos;
@@ -565,9 +587,11 @@ shape_of(Run *r, const Op *op, Tensor *o, int64_t ntokens)
 		return rerr(r, "rank %d out of range", t.rank);
 	o->dt = t.dtype;
 	o->rank = t.rank;
+	int64_t n = 1;
 	for (int k = 0; k < t.rank; k++) {
-		if (t.dims[k] < 0)
-			return rerr(r, "negative extent in the value's type");
+		if (t.dims[k] < 0 || t.dims[k] > INTERP_MAX_NUMEL || (n *= t.dims[k] ? t.dims[k] : 1) > INTERP_MAX_NUMEL)
+			return rerr(r, "value of type %s too large for the interpreter",
+			            ir_type_str(t, (char[64]){ 0 }, 64));
 		o->d[k] = t.dims[k];
 	}
 	if (!t.dyn0)
@@ -646,6 +670,10 @@ interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntoken
 	}
 	if (ok && !result)
 		ok = rerr(&r, "entry '%s' has no 'ret'", fn);
+	/* the caller sized out from the declared return type: the value must fit it */
+	if (ok && (f->nrets < 1 || f->rets[0].dtype != result->dt || numel(result) > ir_type_numel(f->rets[0]) ||
+	           (!f->rets[0].dyn0 && numel(result) != ir_type_numel(f->rets[0]))))
+		ok = rerr(&r, "the returned value does not match the declared return type of '%s'", fn);
 	if (ok) {
 		int64_t n = numel(result);
 		if (result->dt == DT_I32)

@@ -102,6 +102,9 @@ static void
 ret(T *t, ValueId v)
 {
 	E1(t, OP_RET, ir_vtype(t->f, v), v);
+	t->f->nrets = 1;
+	t->f->rets = arena_alloc(&t->m->arena, sizeof *t->f->rets);
+	t->f->rets[0] = ir_vtype(t->f, v);
 }
 
 /* Runs and returns whether it succeeded; err holds the message. */

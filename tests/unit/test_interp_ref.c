@@ -20,6 +20,7 @@ static int32_t tokens[MAXT];
 static int ntok;
 static float *ref; /* [ntok, vocab] */
 static int vocab;
+static double worst; /* largest relative error seen in a test, for the log */
 
 static void
 load_fixture(void)
@@ -78,6 +79,7 @@ check_row(const float *got, int t, const char *what)
 		maxd = fmax(maxd, fabs((double)got[i] - want[i]));
 		maxb = fmax(maxb, fabs((double)want[i]));
 	}
+	worst = fmax(worst, maxd / maxb);
 	cr_expect(maxd / maxb <= TOL, "%s, position %d: max relative error %.3g > %g", what, t, maxd / maxb, TOL);
 	cr_expect_eq(argmax(got, vocab), argmax(want, vocab), "%s, position %d: argmax differs", what, t);
 }
@@ -95,6 +97,7 @@ Test(interp_ref, step_by_step_decode)
 		cr_assert(interp_run(s, "step", &tokens[t], 1, t, out, err, sizeof err), "%s", err);
 		check_row(out, t, "step");
 	}
+	cr_log_info("max relative error %.3g", worst);
 	free(out);
 	interp_free(s);
 	ir_free_module(m);
@@ -111,6 +114,7 @@ Test(interp_ref, prefill_every_prefix)
 		cr_assert(interp_run(s, "prefill", tokens, t + 1, 0, out, err, sizeof err), "%s", err);
 		check_row(out, t, "prefill");
 	}
+	cr_log_info("max relative error %.3g", worst);
 	free(out);
 	interp_free(s);
 	ir_free_module(m);
@@ -132,6 +136,7 @@ Test(interp_ref, chunked_prefill_then_decode)
 		cr_assert(interp_run(s, "step", &tokens[t], 1, t, out, err, sizeof err), "%s", err);
 		check_row(out, t, "decode after prefill");
 	}
+	cr_log_info("max relative error %.3g", worst);
 	free(out);
 	interp_free(s);
 	ir_free_module(m);

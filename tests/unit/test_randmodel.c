@@ -79,3 +79,64 @@ Test(randmodel, source_mentions_config)
 	cr_assert(strstr(s, "entry prefill(tokens: i32[<=ctx], pos: i32)"));
 	free(s);
 }
+
+/* Zeroed units are inert: zeroing every FFN neuron and every head of a layer, or
+ * every KV group, gives bit-identical logits to zeroing the whole layer. */
+#include "ir/ir.h"
+
+static void
+logits_of(const RmConfig *c, float *out)
+{
+	const char *path = ELIDE_BINARY_DIR "/rm_zero.safetensors";
+	cr_assert(rm_write_model(c, path));
+	Module *m = rm_build_module(c, "llama");
+	Diag d;
+	diag_init(&d, stderr);
+	cr_assert(ir_load_params(m, path, &d));
+	InterpState *s = interp_new(m);
+	char err[256];
+	const int32_t toks[3] = { 5, 9, 200 };
+	for (int t = 0; t < 3; t++)
+		cr_assert(interp_run(s, "step", &toks[t], 1, t, out + t * c->vocab, err, sizeof err), "%s", err);
+	interp_free(s);
+	ir_free_module(m);
+	remove(path);
+}
+
+Test(randmodel, zeroed_units_are_inert)
+{
+	RmConfig c = rm_default_config();
+	c.layers = 3;
+	size_t nl = (size_t)3 * c.vocab;
+	float *dense = malloc(nl * sizeof(float)), *layer = malloc(nl * sizeof(float));
+	float *units = malloc(nl * sizeof(float)), *kv = malloc(nl * sizeof(float));
+	logits_of(&c, dense);
+	bool zl[3] = { false, true, false };
+	c.zero_layer = zl;
+	logits_of(&c, layer);
+	c.zero_layer = NULL;
+	bool *zf = calloc((size_t)c.layers * c.ffn, 1), *zh = calloc((size_t)c.layers * c.heads, 1);
+	bool *zk = calloc((size_t)c.layers * c.kv_heads, 1);
+	for (int j = 0; j < c.ffn; j++)
+		zf[1 * c.ffn + j] = true;
+	for (int h = 0; h < c.heads; h++)
+		zh[1 * c.heads + h] = true;
+	for (int g = 0; g < c.kv_heads; g++)
+		zk[1 * c.kv_heads + g] = true;
+	c.zero_ffn = zf;
+	c.zero_head = zh;
+	logits_of(&c, units);
+	c.zero_head = NULL;
+	c.zero_kv = zk;
+	logits_of(&c, kv);
+	cr_expect(memcmp(layer, units, nl * sizeof(float)) == 0, "all neurons and heads zero != layer zero");
+	cr_expect(memcmp(layer, kv, nl * sizeof(float)) == 0, "all neurons and kv groups zero != layer zero");
+	cr_expect(memcmp(layer, dense, nl * sizeof(float)) != 0, "zeroing a layer must change the logits");
+	free(dense);
+	free(layer);
+	free(units);
+	free(kv);
+	free(zf);
+	free(zh);
+	free(zk);
+}
