@@ -276,4 +276,16 @@ CgJit *cg_jit_new(CgResult *r, const CgJitSym *syms, uint32_t nsyms, char *err, 
 CgFn cg_jit_lookup(CgJit *j, const char *name); /* unprefixed symbol name; NULL if absent */
 void cg_jit_free(CgJit *j);
 
+/* ---- run_jit.c: the JIT backend of `elide run` (see tools/cmd_run.c RunBackend) ---- */
+void *cg_run_open(Module *m, char *err, size_t nerr);
+bool cg_run_call(void *run, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
+                 float *out, char *err, size_t nerr);
+void cg_run_close(void *run);
+const char *cg_status_str(int status);
+/* A minimal pthread pool with the runtime's contract (pool.c), used by the JIT until
+ * the runtime library is linked into the compiler. */
+void *cg_rt_pool_create(int nthreads);
+void cg_rt_pool_destroy(void *pool);
+void cg_rt_pool_parallel_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
+
 #endif

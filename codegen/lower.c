@@ -553,6 +553,32 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 	LLVMDisposeBuilder(g->b);
 	g->b = NULL;
 
+	/* int NAME_ENTRY__call(ctx, const int64_t *argv, void *out): the entry with its
+	 * arguments in an array (a scalar in one slot, an array as pointer and length),
+	 * for callers that pick the entry at run time (the JIT of `elide run`) */
+	LLVMValueRef entry = g->fn;
+	LLVMTypeRef cp[3] = { g->ptr, g->ptr, g->ptr };
+	g->fn = LLVMAddFunction(g->mod, arena_printf(&g->m->arena, "%s__call", name),
+	                        LLVMFunctionType(g->i32, cp, 3, 0));
+	g->b = LLVMCreateBuilderInContext(g->c);
+	LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, g->fn, "entry"));
+	LLVMValueRef av[2 * 16 + 2];
+	unsigned na = 0, slot = 0;
+	av[na++] = LLVMGetParam(g->fn, 0);
+	for (uint32_t i = 0; i < f->nargs && i < 16; i++) {
+		LLVMValueRef pa = LLVMGetParam(g->fn, 1);
+		if (f->args[i].type.rank == 0) {
+			av[na++] = LLVMBuildTrunc(g->b, cg_load(g, g->i64, cg_gepb(g, pa, 8 * slot++), 8), g->i32, "");
+		} else {
+			av[na++] = LLVMBuildIntToPtr(g->b, cg_load(g, g->i64, cg_gepb(g, pa, 8 * slot++), 8), g->ptr, "");
+			av[na++] = LLVMBuildTrunc(g->b, cg_load(g, g->i64, cg_gepb(g, pa, 8 * slot++), 8), g->i32, "");
+		}
+	}
+	av[na++] = LLVMGetParam(g->fn, 2);
+	LLVMBuildRet(g->b, LLVMBuildCall2(g->b, fty, entry, av, na, ""));
+	LLVMDisposeBuilder(g->b);
+	g->b = NULL;
+
 	CgEntry *e = &g->r->entries[index];
 	e->name = f->name;
 	e->kind = f->kind;

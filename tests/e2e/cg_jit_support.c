@@ -6,19 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void *
-stub_pool_create(int n)
-{
-	(void)n;
-	return NULL;
-}
-
-static void
-stub_pool_destroy(void *p)
-{
-	(void)p;
-}
-
 void
 tj_reverse_pfor(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx)
 {
@@ -42,9 +29,9 @@ tj_new(Module *m, bool fuse)
 	CgJitSym syms[] = {
 		{ "elide_blob_check", (CgFn)cg_rt_blob_check },
 		{ "elide_blob_read_file", (CgFn)cg_rt_blob_read_file },
-		{ "elide_pool_create", (CgFn)stub_pool_create },
-		{ "elide_pool_destroy", (CgFn)stub_pool_destroy },
-		{ "elide_pool_parallel_for", (CgFn)tj_reverse_pfor },
+		{ "elide_pool_create", (CgFn)cg_rt_pool_create },
+		{ "elide_pool_destroy", (CgFn)cg_rt_pool_destroy },
+		{ "elide_pool_parallel_for", (CgFn)cg_rt_pool_parallel_for },
 	};
 	t->j = cg_jit_new(t->r, syms, sizeof syms / sizeof syms[0], err, sizeof err);
 	cr_assert(t->j, "%s", err);

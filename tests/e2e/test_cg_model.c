@@ -209,3 +209,36 @@ Test(cg_model, hostile_inputs)
 	ir_free_module(m);
 	remove(path);
 }
+
+Test(cg_model, one_and_two_threads_agree)
+{
+	char path[256];
+	RmConfig c = rm_default_config();
+	c.seed = 8;
+	Module *m = load_model(c, path, sizeof path);
+	TJit *t = tj_new(m, true);
+	int (*threads)(void *, int) = (int (*)(void *, int))tj_sym(t, "set_threads");
+	ResetFn reset = (ResetFn)tj_sym(t, "reset");
+	StepFn step = (StepFn)tj_sym(t, "step");
+	PrefillFn prefill = (PrefillFn)tj_sym(t, "prefill");
+	enum { NSTEP = 24 };
+	float *o1 = xmalloc((size_t)(NSTEP + 1) * (size_t)c.vocab * 4), *o2 = xmalloc((size_t)(NSTEP + 1) * (size_t)c.vocab * 4);
+	int32_t toks[40];
+	for (int i = 0; i < 40; i++)
+		toks[i] = (int32_t)((i * 13 + 1) % c.vocab);
+	for (int nt = 1; nt <= 2; nt++) {
+		float *o = nt == 1 ? o1 : o2;
+		cr_assert_eq(threads(t->ctx, nt), ELIDE_OK);
+		cr_assert_eq(reset(t->ctx), ELIDE_OK);
+		cr_assert_eq(prefill(t->ctx, toks, 16, 0, o), ELIDE_OK);
+		for (int i = 0; i < NSTEP; i++)
+			cr_assert_eq(step(t->ctx, toks[16 + i], 16 + i, o + (size_t)(i + 1) * (size_t)c.vocab), ELIDE_OK);
+	}
+	cr_assert(memcmp(o1, o2, (size_t)(NSTEP + 1) * (size_t)c.vocab * 4) == 0, "1 and 2 threads differ");
+	cr_assert_eq(threads(t->ctx, 1), ELIDE_OK);
+	free(o1);
+	free(o2);
+	tj_free(t);
+	ir_free_module(m);
+	remove(path);
+}
