@@ -249,7 +249,9 @@ cmd_run(int argc, char **argv)
 		free(o.tokens);
 		return 2;
 	}
-	Diag d;
+	/* static: fe_load keeps the sources it registers with d for the life of the
+	 * process, so they stay reachable from here until exit */
+	static Diag d;
 	diag_init(&d, stderr);
 	Module *m = fe_load(o.model, o.policy, &d);
 	if (!m || !ir_load_params(m, o.weights, &d)) {
