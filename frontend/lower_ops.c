@@ -83,9 +83,16 @@ op_type(Lower *L, const Op *op, Type *out, char *err, size_t n)
 	case OP_ADD:
 	case OP_SUB:
 	case OP_MUL:
-		if (!ir_type_eq(a, b))
-			return fail(err, n, "shape mismatch in '%s': %s and %s", name, sa, sb);
-		return true;
+		/* same shapes, or a row [N] (bias) repeated over every row of [.., N] */
+		if (ir_type_eq(a, b))
+			return true;
+		if (b.dtype == DT_F32 && b.rank == 1 && a.rank > 1 && b.dims[0] == last(a))
+			return true;
+		if (a.dtype == DT_F32 && a.rank == 1 && b.rank > 1 && a.dims[0] == last(b)) {
+			*out = b;
+			return true;
+		}
+		return fail(err, n, "shape mismatch in '%s': %s and %s", name, sa, sb);
 	case OP_SCALE:
 	case OP_SILU:
 	case OP_GELU:
@@ -372,6 +379,8 @@ state_arg(Lower *L, const Ast *e)
 		diag_error(L->d, e->loc, "argument 4 of 'attention' must be a kv cache such as 'kv[l]'");
 		return -1;
 	}
+	if (s->bad)
+		return -1;
 	if (e->kind == AST_IDENT) {
 		if (s->indexed) {
 			diag_error(L->d, e->loc, "'%s' is indexed by layer: write '%s[l]'", e->name, e->name);
@@ -424,8 +433,13 @@ lower_attention(Lower *L, const Ast *call, const CallArgs *ca, ValueId *v)
 		const State *s = &L->m->states[st];
 		int64_t hd = last(ir_vtype(L->f, v[0])) / ia[0];
 		if (s->kv_heads != ia[1] || s->head_dim != hd) {
+			char sname[160];
+			snprintf(sname, sizeof sname, "%s", s->name);
+			char *dot = strrchr(sname, '.');
+			if (dot && ca->pos[3]->kind == AST_INDEX)
+				snprintf(dot, sizeof sname - (size_t)(dot - sname), "[%d]", s->layer);
 			diag_error(L->d, ca->pos[3]->loc, "kv cache '%s' holds %lld heads of %lld, but attention uses %lld kv "
-			           "heads of %lld", s->name, (long long)s->kv_heads, (long long)s->head_dim, (long long)ia[1],
+			           "heads of %lld", sname, (long long)s->kv_heads, (long long)s->head_dim, (long long)ia[1],
 			           (long long)hd);
 			return IR_NO_VALUE;
 		}
@@ -537,6 +551,8 @@ static ValueId
 weight_ref(Lower *L, const Ast *e, MSym *s)
 {
 	int64_t ia[4] = { 0 };
+	if (s->bad)
+		return IR_NO_VALUE;
 	if (e->kind == AST_IDENT) {
 		if (s->indexed) {
 			diag_error(L->d, e->loc, "'%s' is indexed by layer: write '%s[l]'", e->name, e->name);
