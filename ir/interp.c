@@ -211,18 +211,21 @@ op_linear(Run *r, Tensor *o)
 	return true;
 }
 
-/* add, sub, mul: f32 operands of the same shape, element by element */
+/* add, sub, mul: f32 operands of the same shape, element by element; an operand
+ * that is one row [N] (a bias) is repeated over every row of the other, [.., N]. */
 static bool
 op_binary(Run *r, Tensor *o)
 {
 	const Tensor *a = arg(r, 0), *b = arg(r, 1);
 	if (!need_f32(r, a, "the first operand") || !need_f32(r, b, "the second operand"))
 		return false;
-	if (numel(a) != numel(o) || numel(b) != numel(o))
-		return rerr(r, "operands of %lld and %lld elements do not fit a result of %lld", (long long)numel(a),
-		            (long long)numel(b), (long long)numel(o));
-	for (int64_t i = 0; i < numel(o); i++) {
-		float x = a->f[i], y = b->f[i];
+	int64_t n = numel(o), na = numel(a), nb = numel(b), w = lastdim(o);
+	bool arow = na != n && a->rank == 1 && na == w, brow = nb != n && b->rank == 1 && nb == w;
+	if ((na != n && !arow) || (nb != n && !brow))
+		return rerr(r, "operands of %lld and %lld elements do not fit a result of %lld", (long long)na,
+		            (long long)nb, (long long)n);
+	for (int64_t i = 0; i < n; i++) {
+		float x = a->f[arow ? i % w : i], y = b->f[brow ? i % w : i];
 		o->f[i] = r->op->code == OP_ADD ? x + y : r->op->code == OP_SUB ? x - y : x * y;
 	}
 	return true;

@@ -395,6 +395,16 @@ Test(interp_ops, argmax_row_slice_concat_const)
 	expect_vals(out, (float[]){ 2, 3, 2.5f }, 3, 0);
 	done(&t);
 
+	/* a row [N] is repeated over every row of [T, N] (a bias), on either side */
+	t = mk(0);
+	ValueId mtx = P(&t, mat(2, 2), (float[]){ 1, 2, 3, 4 }), rowv = P(&t, vec(2), (float[]){ 10, 20 });
+	ValueId sum = E2(&t, OP_ADD, mat(2, 2), mtx, rowv);
+	ret(&t, E2(&t, OP_SUB, mat(2, 2), rowv, sum));
+	float o4[4];
+	cr_assert(run(&t, (int32_t[]){ 0 }, 1, 0, o4, err), "%s", err);
+	expect_vals(o4, (float[]){ -1, -2, -3, -4 }, 4, 0);
+	done(&t);
+
 	/* add of mismatched shapes (malformed IR) is a message */
 	t = mk(0);
 	ret(&t, E2(&t, OP_ADD, vec(2), P(&t, vec(2), (float[]){ 1, 2 }), P(&t, vec(1), (float[]){ 1 })));
