@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "tools/driver.h"
@@ -50,8 +51,9 @@ interp_close(void *ctx)
 
 static const RunBackend interp_backend = { "interp", interp_open, interp_call, interp_close };
 
-/* The JIT backend (codegen) is not part of this build yet: NULL. */
-static const RunBackend *const jit_backend = NULL;
+/* The JIT backend: codegen/run_jit.c (ORC LLJIT of the compiled module). */
+static const RunBackend jit_backend_impl = { "jit", cg_run_open, cg_run_call, cg_run_close };
+static const RunBackend *const jit_backend = &jit_backend_impl;
 
 /* ---- options ---- */
 
