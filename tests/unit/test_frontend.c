@@ -240,26 +240,12 @@ Test(frontend, policy_values)
 
 #define FIX ELIDE_SOURCE_DIR "/tests/fixtures/"
 
-/* examples/llama/llama.elide at the fixture's sizes (2 layers, ctx 64), without its
- * policies (they name layers the small model does not have). */
+/* examples/llama/llama.elide unchanged, with the fixture's weights (made at its sizes
+ * by tests/fixtures/make_llama_fixture.py). */
 static Module *
-example_at_fixture_size(void)
+example_with_fixture(void)
 {
-	char *text = slurp(SRC "examples/llama/llama.elide", NULL);
-	char *pol = strstr(text, "\npolicy ");
-	if (pol)
-		pol[1] = '\0';
-	char *c = strstr(text, "layers = 6");
-	cr_assert(c);
-	memcpy(c, "layers = 2", 10);
-	c = strstr(text, "ctx = 128");
-	cr_assert(c);
-	memcpy(c, "ctx =  64", 9);
-	char *msgs;
-	Module *m = lower_text(text, NULL, &msgs, NULL);
-	cr_assert(m, "%s", msgs);
-	free(msgs);
-	free(text);
+	Module *m = load_example(NULL);
 	Diag d;
 	diag_init(&d, stderr);
 	cr_assert(ir_load_params(m, FIX "llama_tiny.safetensors", &d));
@@ -294,14 +280,14 @@ rel_err(const float *got, const float *want, int n)
 
 Test(frontend, llama_example_matches_hugging_face)
 {
-	int32_t tok[64];
-	int n = read_tokens(tok, 64);
+	int32_t tok[128];
+	int n = read_tokens(tok, 128);
 	cr_assert_gt(n, 1);
 	size_t len;
 	float *ref = (float *)slurp(FIX "llama_tiny.logits", &len);
 	int vocab = (int)(len / 4 / (size_t)n);
 	cr_assert_eq(vocab, 256);
-	Module *m = example_at_fixture_size();
+	Module *m = example_with_fixture();
 	InterpState *s = interp_new(m);
 	float out[256];
 	char err[256];
