@@ -77,6 +77,18 @@ set_slot(MSym *s, int64_t idx, int32_t v)
 	return true;
 }
 
+bool
+lw_work(Lower *L, Loc loc)
+{
+	if (L->stop)
+		return false;
+	if (--L->work_left >= 0)
+		return true;
+	diag_error(L->d, loc, "too much unrolling: more than %d loop iterations and inlined calls", 1 << 22);
+	L->stop = true;
+	return false;
+}
+
 /* ---- locals: values, loop variables and int parameters of the current frame ---- */
 
 LSym *
@@ -394,7 +406,7 @@ decl_for(Lower *L, const Ast *f, void (*body)(Lower *, const Ast *, const char *
 	}
 	bool was = L->in_loop;
 	L->in_loop = true;
-	for (int64_t i = lo; i < hi && !diag_too_many(L->d); i++) {
+	for (int64_t i = lo; i < hi && !diag_too_many(L->d) && lw_work(L, f->loc); i++) {
 		int before = L->d->nerrors;
 		LSym *ls = push_local(L, f->name, f->loc);
 		ls->is_int = true;
@@ -487,7 +499,7 @@ decl_weight(Lower *L, const Ast *w)
 static void
 decl_weights(Lower *L, const Ast *list, const char *loopvar)
 {
-	for (const Ast *w = list->kids; w && !diag_too_many(L->d); w = w->next) {
+	for (const Ast *w = list->kids; w && !diag_too_many(L->d) && !L->stop; w = w->next) {
 		if (w->kind == AST_FOR)
 			decl_for(L, w, decl_weights_for);
 		else if (w->kind == AST_WEIGHT)
@@ -561,7 +573,7 @@ decl_states_for(Lower *L, const Ast *f, const char *var)
 static void
 decl_states(Lower *L, const Ast *list, const char *loopvar)
 {
-	for (const Ast *s = list->kids; s && !diag_too_many(L->d); s = s->next) {
+	for (const Ast *s = list->kids; s && !diag_too_many(L->d) && !L->stop; s = s->next) {
 		if (s->kind == AST_FOR)
 			decl_for(L, s, decl_states_for);
 		else if (s->kind == AST_STATE)
@@ -642,7 +654,7 @@ lower_for(Lower *L, const Ast *s)
 		return;
 	}
 	L->loop_depth++;
-	for (int64_t i = lo; i < hi && !L->stop; i++) {
+	for (int64_t i = lo; i < hi && lw_work(L, s->loc); i++) {
 		int before = L->d->nerrors;
 		uint32_t mark = L->nlocals;
 		LSym *ls = push_local(L, s->name, s->loc);
@@ -716,6 +728,8 @@ ValueId
 lw_inline(Lower *L, const Ast *call, const MSym *fn)
 {
 	const Ast *def = fn->decl;
+	if (!lw_work(L, call->loc))
+		return IR_NO_VALUE;
 	for (int i = 0; i < L->ncalls; i++)
 		if (L->calls[i] == def) {
 			diag_error(L->d, call->loc, "recursive call to '%s'", def->name);
@@ -901,7 +915,7 @@ count_regions(const Module *m)
 static Module *
 lower_model(const Ast *model, Diag *d)
 {
-	Lower L = { .d = d, .model = model, .nlayers_decl = -1, .layer = -1 };
+	Lower L = { .d = d, .model = model, .nlayers_decl = -1, .layer = -1, .work_left = 1 << 22 };
 	L.m = ir_new_module(model->name);
 	/* 1. declarations: constants first, then the rest in order */
 	for (const Ast *it = model->kids; it && !diag_too_many(d); it = it->next)
