@@ -127,6 +127,7 @@ typedef struct MSym {      /* a model-level name */
 	bool valid;            /* SYM_CONST: evaluated without error */
 	bool indexed;          /* weight or state declared as name[i] */
 	bool bad;              /* its declaration had errors (reported): uses stay quiet */
+	bool used;             /* SYM_FN: inlined at least once */
 	int32_t param;         /* plain weight: param index; plain state: state index */
 	int32_t *slots;        /* indexed: param/state index per index, -1 if none */
 	int64_t nslots;
