@@ -88,9 +88,12 @@ bool cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *paylo
 uint8_t *cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash,
                        size_t *size, char *err, size_t nerr);
 
-uint64_t cg_blob_checksum(const uint8_t *p, uint64_t n);
-/* Host-side blob check and file read with the runtime's contract (used until the
- * runtime provides them, and by the JIT). */
+/* ---- rt_standin.c: the runtime functions generated code calls (blob check, file
+ * read, thread pool), libc and pthreads only; bound by the JIT, and compiled into
+ * test programs with -DCG_RT_ELIDE_NAMES until the runtime library provides them ---- */
+#define CG_RT_BLOB_HDR 64u /* bytes of the blob header; the payload follows */
+void cg_rt_blob_header_init(uint8_t *hdr, uint64_t model_hash, const uint8_t *payload, uint64_t size);
+uint64_t cg_rt_blob_checksum(const uint8_t *p, uint64_t n);
 int cg_rt_blob_check(const void *blob, uint64_t size, uint64_t model_hash, const void **payload);
 int cg_rt_blob_read_file(const char *path, void **blob, uint64_t *size);
 
@@ -282,9 +285,7 @@ bool cg_run_call(void *run, const char *entry, const int32_t *tokens, int64_t nt
                  float *out, char *err, size_t nerr);
 void cg_run_close(void *run);
 const char *cg_status_str(int status);
-/* A minimal pthread pool with the runtime's contract (pool.c), used by the JIT until
- * the runtime library is linked into the compiler. */
-void *cg_rt_pool_create(int nthreads);
+void *cg_rt_pool_create(int nthreads); /* rt_standin.c */
 void cg_rt_pool_destroy(void *pool);
 void cg_rt_pool_parallel_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
 

@@ -99,100 +99,26 @@ cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload, c
 	return true;
 }
 
-/* Blob layout (until the runtime's format lands): a 64-byte header
- *   magic "ELIDEWTS", u32 version, u32 header bytes, u64 model hash,
- *   u64 payload bytes, u64 checksum (FNV-1a over the payload's 64-bit words)
- * then the payload. */
-#define CG_BLOB_MAGIC "ELIDEWTS"
-#define CG_BLOB_VERSION 1u
-#define CG_BLOB_HDR 64u
-
-uint64_t
-cg_blob_checksum(const uint8_t *p, uint64_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	uint64_t w;
-	for (uint64_t i = 0; i + 8 <= n; i += 8) {
-		memcpy(&w, p + i, 8);
-		h = (h ^ w) * 0x100000001b3ull;
-	}
-	for (uint64_t i = n & ~(uint64_t)7; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h;
-}
+/* The blob's header layout and checksum live in rt_standin.c (one definition for
+ * the writer here and the checker the generated code calls). */
 
 uint8_t *
 cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash, size_t *size,
               char *err, size_t nerr)
 {
-	size_t n = CG_BLOB_HDR + w->size;
+	size_t n = CG_RT_BLOB_HDR + w->size;
 	uint8_t *b = aligned_alloc(64, (n + 63) & ~(size_t)63);
 	if (!b) {
 		snprintf(err, nerr, "out of memory for a weight blob of %zu bytes", n);
 		return NULL;
 	}
 	memset(b, 0, n);
-	if (!cg_weights_pack(w, m, nr, b + CG_BLOB_HDR, err, nerr)) {
+	if (!cg_weights_pack(w, m, nr, b + CG_RT_BLOB_HDR, err, nerr)) {
 		free(b);
 		return NULL;
 	}
-	uint32_t ver = CG_BLOB_VERSION, hdr = CG_BLOB_HDR;
-	uint64_t psize = w->size, sum = cg_blob_checksum(b + CG_BLOB_HDR, w->size);
-	memcpy(b, CG_BLOB_MAGIC, 8);
-	memcpy(b + 8, &ver, 4);
-	memcpy(b + 12, &hdr, 4);
-	memcpy(b + 16, &model_hash, 8);
-	memcpy(b + 24, &psize, 8);
-	memcpy(b + 32, &sum, 8);
+	cg_rt_blob_header_init(b, model_hash, b + CG_RT_BLOB_HDR, w->size);
 	*size = n;
 	return b;
 }
 
-int
-cg_rt_blob_check(const void *blob, uint64_t size, uint64_t model_hash, const void **payload)
-{
-	const uint8_t *b = blob;
-	uint32_t ver, hdr;
-	uint64_t h, psize, sum;
-	if (!b || size < CG_BLOB_HDR || memcmp(b, CG_BLOB_MAGIC, 8) != 0)
-		return ELIDE_E_BLOB;
-	memcpy(&ver, b + 8, 4);
-	memcpy(&hdr, b + 12, 4);
-	memcpy(&h, b + 16, 8);
-	memcpy(&psize, b + 24, 8);
-	memcpy(&sum, b + 32, 8);
-	if (ver != CG_BLOB_VERSION || hdr != CG_BLOB_HDR)
-		return ELIDE_E_BLOB;
-	if (psize > size - hdr)
-		return ELIDE_E_BLOB;
-	if (h != model_hash)
-		return ELIDE_E_MODEL;
-	if (cg_blob_checksum(b + hdr, psize) != sum)
-		return ELIDE_E_CHECKSUM;
-	*payload = b + hdr;
-	return ELIDE_OK;
-}
-
-int
-cg_rt_blob_read_file(const char *path, void **blob, uint64_t *size)
-{
-	FILE *f = path ? fopen(path, "rb") : NULL;
-	if (!f)
-		return ELIDE_E_IO;
-	if (fseek(f, 0, SEEK_END) != 0) {
-		fclose(f);
-		return ELIDE_E_IO;
-	}
-	long n = ftell(f);
-	rewind(f);
-	uint8_t *b = n >= 0 ? aligned_alloc(64, ((size_t)n + 64) & ~(size_t)63) : NULL;
-	if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		fclose(f);
-		return b ? ELIDE_E_IO : ELIDE_E_NOMEM;
-	}
-	fclose(f);
-	*blob = b;
-	*size = (uint64_t)n;
-	return ELIDE_OK;
-}
