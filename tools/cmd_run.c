@@ -1,13 +1,268 @@
-/* cmd_run.c - `elide run`: placeholder until its issue lands; says so and fails. */
+/* cmd_run.c - `elide run`: load a model and its weights, feed a token sequence, print
+ * the argmax of the logits at every position (and optionally dump the raw logits).
+ *   elide run --interp MODEL.elide -w W.safetensors --tokens 1,17,42
+ *             [--policy P] [--prefill] [--dump-logits FILE]
+ * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
+ * 2, ...; --prefill runs `prefill` once over the whole sequence and prints the last
+ * position.  The backend that executes the entries is a RunBackend: the reference
+ * interpreter (--interp) here; the JIT plugs in as another RunBackend. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "ir/ir.h"
 #include "tools/driver.h"
+
+/* How entries are executed: open on a loaded module, run an entry, close. */
+typedef struct RunBackend {
+	const char *name;
+	void *(*open)(Module *m, char *err, size_t nerr);
+	bool (*run)(void *ctx, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
+	            float *out, char *err, size_t nerr);
+	void (*close)(void *ctx);
+} RunBackend;
+
+/* ---- the interpreter backend ---- */
+
+static void *
+interp_open(Module *m, char *err, size_t nerr)
+{
+	(void)err;
+	(void)nerr;
+	return interp_new(m);
+}
+
+static bool
+interp_call(void *ctx, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos, float *out,
+            char *err, size_t nerr)
+{
+	return interp_run(ctx, entry, tokens, ntokens, pos, out, err, nerr);
+}
+
+static void
+interp_close(void *ctx)
+{
+	interp_free(ctx);
+}
+
+static const RunBackend interp_backend = { "interp", interp_open, interp_call, interp_close };
+
+/* The JIT backend: codegen/run_jit.c (ORC LLJIT of the compiled module). */
+static const RunBackend jit_backend_impl = { "jit", cg_run_open, cg_run_call, cg_run_close };
+static const RunBackend *const jit_backend = &jit_backend_impl;
+
+/* ---- options ---- */
+
+typedef struct RunOpts {
+	const char *model;
+	const char *weights;
+	const char *policy;
+	const char *dump;
+	int32_t *tokens;
+	int64_t ntokens;
+	bool interp;
+	bool prefill;
+} RunOpts;
+
+static void
+usage(FILE *out)
+{
+	fprintf(out, "USAGE: elide run [--interp] MODEL.elide -w WEIGHTS.safetensors --tokens 1,17,42 [options]\n\n"
+	             "OPTIONS:\n"
+	             "  --interp             run with the reference interpreter\n"
+	             "  -w, --weights FILE   safetensors file with the model's weights\n"
+	             "  --tokens LIST        comma-separated token ids\n"
+	             "  --policy NAME        the policy to apply (default: dense)\n"
+	             "  --prefill            run the prefill entry once over all tokens\n"
+	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n");
+}
+
+/* Parses "1,17,42"; false on anything else. */
+static bool
+parse_tokens(const char *s, RunOpts *o)
+{
+	size_t cap = 1;
+	for (const char *p = s; *p; p++)
+		cap += *p == ',';
+	o->tokens = xcalloc(cap, sizeof *o->tokens);
+	o->ntokens = 0;
+	const char *p = s;
+	for (;;) {
+		char *end;
+		errno = 0;
+		long v = strtol(p, &end, 10);
+		if (end == p || errno || v < INT32_MIN || v > INT32_MAX)
+			return false;
+		o->tokens[o->ntokens++] = (int32_t)v;
+		if (*end == 0)
+			return true;
+		if (*end != ',')
+			return false;
+		p = end + 1;
+	}
+}
+
+/* Returns 0 on success, else the exit code. */
+static int
+parse_args(int argc, char **argv, RunOpts *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = NULL;
+#define TAKES(opt) ((strcmp(a, opt) == 0 && i + 1 < argc && (val = argv[++i])) || \
+		    (strncmp(a, opt "=", strlen(opt) + 1) == 0 && (val = a + strlen(opt) + 1)))
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return -1;
+		} else if (strcmp(a, "--interp") == 0) {
+			o->interp = true;
+		} else if (strcmp(a, "--prefill") == 0) {
+			o->prefill = true;
+		} else if (TAKES("-w") || TAKES("--weights")) {
+			o->weights = val;
+		} else if (TAKES("--policy")) {
+			o->policy = val;
+		} else if (TAKES("--dump-logits")) {
+			o->dump = val;
+		} else if (TAKES("--tokens")) {
+			if (!parse_tokens(val, o)) {
+				fprintf(stderr, "elide: error: invalid token list '%s' (expected e.g. 1,17,42)\n", val);
+				return 2;
+			}
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "elide: error: unknown or incomplete option '%s' (see 'elide run --help')\n", a);
+			return 2;
+		} else if (!o->model) {
+			o->model = a;
+		} else {
+			fprintf(stderr, "elide: error: more than one model given ('%s' and '%s')\n", o->model, a);
+			return 2;
+		}
+#undef TAKES
+	}
+	if (!o->model) {
+		fprintf(stderr, "elide: error: no model given\n");
+		usage(stderr);
+		return 2;
+	}
+	if (!o->weights) {
+		fprintf(stderr, "elide: error: no weights given (use -w FILE.safetensors)\n");
+		return 2;
+	}
+	if (!o->ntokens) {
+		fprintf(stderr, "elide: error: no tokens given (use --tokens 1,17,42)\n");
+		return 2;
+	}
+	return 0;
+}
+
+static int
+argmax(const float *x, int64_t n)
+{
+	int64_t b = 0;
+	for (int64_t i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return (int)b;
+}
+
+/* Writes rows to path through a temporary file, renamed when complete. */
+static bool
+dump_logits(const char *path, const float *rows, size_t n)
+{
+	size_t len = strlen(path) + 16;
+	char *tmp = xmalloc(len);
+	snprintf(tmp, len, "%s.tmp", path);
+	FILE *f = fopen(tmp, "wb");
+	bool ok = f && fwrite(rows, sizeof *rows, n, f) == n;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (ok && rename(tmp, path) != 0)
+		ok = false;
+	if (!ok) {
+		fprintf(stderr, "elide: error: cannot write '%s': %s\n", path, strerror(errno));
+		remove(tmp);
+	}
+	free(tmp);
+	return ok;
+}
+
+static int
+execute(const RunOpts *o, const RunBackend *be, Module *m)
+{
+	const char *entry = o->prefill ? "prefill" : "step";
+	Func *f = ir_find_func(m, entry);
+	if (!f) {
+		fprintf(stderr, "%s: error: model '%s' has no entry '%s'\n", o->model, m->name, entry);
+		return 1;
+	}
+	if (f->nrets < 1 || f->rets[0].dtype != DT_F32) {
+		fprintf(stderr, "%s: error: entry '%s' does not return f32 logits\n", o->model, entry);
+		return 1;
+	}
+	int64_t vocab = ir_type_numel(f->rets[0]);
+	int64_t nrows = o->prefill ? 1 : o->ntokens;
+	float *logits = xcalloc((size_t)(nrows * vocab), sizeof *logits);
+	char err[512] = "";
+	void *ctx = be->open(m, err, sizeof err);
+	if (!ctx) {
+		fprintf(stderr, "elide: error: %s\n", err);
+		free(logits);
+		return 1;
+	}
+	int rc = 0;
+	for (int64_t r = 0; r < nrows; r++) {
+		bool ok = o->prefill ? be->run(ctx, entry, o->tokens, o->ntokens, 0, logits, err, sizeof err)
+		                     : be->run(ctx, entry, &o->tokens[r], 1, (int32_t)r, logits + r * vocab, err,
+		                               sizeof err);
+		if (!ok) {
+			fprintf(stderr, "elide: error: %s\n", err);
+			rc = 1;
+			break;
+		}
+		int64_t p = o->prefill ? o->ntokens - 1 : r;
+		const float *row = logits + r * vocab;
+		int best = argmax(row, vocab);
+		printf("pos %lld token %d argmax %d logit %.6g\n", (long long)p, o->tokens[p], best, row[best]);
+	}
+	be->close(ctx);
+	if (rc == 0 && o->dump && !dump_logits(o->dump, logits, (size_t)(nrows * vocab)))
+		rc = 1;
+	free(logits);
+	return rc;
+}
 
 int
 cmd_run(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "elide: error: 'run' is not available in this build yet\n");
-	return 1;
+	RunOpts o = { 0 };
+	int rc = parse_args(argc, argv, &o);
+	if (rc) {
+		free(o.tokens);
+		return rc < 0 ? 0 : rc;
+	}
+	const RunBackend *be = o.interp ? &interp_backend : jit_backend;
+	if (!be) {
+		fprintf(stderr, "elide: error: the JIT is not available in this build yet; use --interp\n");
+		free(o.tokens);
+		return 2;
+	}
+	/* static: fe_load keeps the sources it registers with d for the life of the
+	 * process, so they stay reachable from here until exit */
+	static Diag d;
+	diag_init(&d, stderr);
+	Module *m = fe_load(o.model, o.policy, &d);
+	if (!m || !ir_load_params(m, o.weights, &d)) {
+		ir_free_module(m);
+		free(o.tokens);
+		return 1;
+	}
+	rc = execute(&o, be, m);
+	ir_free_module(m);
+	free(o.tokens);
+	return rc;
 }

@@ -1,0 +1,731 @@
+/* policy.c - policy statements: word lists from the parser -> ir Policy, checked.
+ * Each verb has a schema: the subjects it accepts and, per subject, the options
+ * (key, value kind, range).  A statement is read left to right: verb, subject (and
+ * the subject's clause, e.g. `when cos(in, out) > T`), then `key value` options in
+ * any order.  Every value is range-checked against the model (layer indices,
+ * heads) and reported at the value's location.  Calls such as quest(page 16,
+ * budget 64) become an option keyed by the call's name holding sub-options.
+ * docs/language.md lists every statement and option. */
+#include "frontend/frontend.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef enum VKind {
+	V_KEEP,    /* fraction in (0,1], count >= 1, or a/b */
+	V_INT,     /* integer >= min */
+	V_POW2,    /* power of two */
+	V_UNIT,    /* number in [0, 1] */
+	V_NONNEG,  /* number >= 0 */
+	V_WORD,    /* one of words */
+	V_RANGE,   /* layer range a..b (or one layer) */
+	V_LAYERS,  /* layer list a, b, ... */
+	V_STRING,  /* "text" */
+	V_PROTECT, /* first, last | none -> layer list */
+	V_FN,      /* the name of a fn of the model (exit head) */
+} VKind;
+
+typedef struct OptSpec {
+	const char *key;
+	VKind kind;
+	int64_t min;               /* V_INT */
+	const char *words;         /* V_WORD: space-separated choices */
+} OptSpec;
+
+typedef struct Ctx {
+	Arena *ar;
+	Diag *d;
+	const FeModelInfo *mi;
+	const Ast *stmt;
+	bool ok;
+} Ctx;
+
+static const char *
+word_text(const Ast *w, char *buf, size_t n)
+{
+	if (!w)
+		return "end of statement";
+	switch (w->op) {
+	case 'n': snprintf(buf, n, "'%g'", w->num); break;
+	case 's': snprintf(buf, n, "string \"%.40s\"", w->str); break;
+	case 'c': snprintf(buf, n, "'%s(...)'", w->name); break;
+	default: snprintf(buf, n, "'%s'", w->name); break;
+	}
+	return buf;
+}
+
+/* Location for "saw ...": the word, or the end of the statement. */
+static Loc
+wloc(Ctx *c, const Ast *w)
+{
+	if (w)
+		return w->loc;
+	Loc l = c->stmt->loc;
+	for (const Ast *k = c->stmt->kids; k; k = k->next)
+		if (k->loc.line == l.line)
+			l.col = k->loc.end_col, l.end_col = 0;
+	return l;
+}
+
+static void
+expected(Ctx *c, const Ast *w, const char *what, const char *after)
+{
+	char buf[96];
+	if (after)
+		diag_error(c->d, wloc(c, w), "expected %s after '%s', saw %s", what, after, word_text(w, buf, sizeof buf));
+	else
+		diag_error(c->d, wloc(c, w), "expected %s, saw %s", what, word_text(w, buf, sizeof buf));
+	c->ok = false;
+}
+
+static bool
+is_word(const Ast *w, int op, const char *name)
+{
+	return w && w->op == op && (!name || (w->name && strcmp(w->name, name) == 0));
+}
+
+static bool
+in_words(const char *words, const char *s)
+{
+	size_t n = strlen(s);
+	for (const char *p = words; (p = strstr(p, s)); p += n)
+		if ((p == words || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* Checks a layer index against the model. */
+static bool
+layer_ok(Ctx *c, const Ast *w, int64_t l, int64_t hi_excl)
+{
+	if (l < 0 || (c->mi->nlayers > 0 && l >= hi_excl)) {
+		diag_error(c->d, w->loc, "layer %lld is out of range: the model has %lld layers", (long long)l,
+		           (long long)c->mi->nlayers);
+		c->ok = false;
+		return false;
+	}
+	return true;
+}
+
+static bool
+int_word(Ctx *c, const Ast *w, const char *after, int64_t *out)
+{
+	if (!is_word(w, 'n', NULL) || !w->is_int) {
+		expected(c, w, "an integer", after);
+		return false;
+	}
+	*out = (int64_t)w->num;
+	return true;
+}
+
+/* Reads a comma-separated list of layer indices into v (PV_LIST). */
+static const Ast *
+read_layers(Ctx *c, const Ast *w, const char *after, PolicyVal *v)
+{
+	v->kind = PV_LIST;
+	for (;;) {
+		int64_t l;
+		if (!int_word(c, w, after, &l))
+			return w;
+		layer_ok(c, w, l, c->mi->nlayers);
+		if (v->nints == sizeof v->ints / sizeof v->ints[0]) {
+			diag_error(c->d, w->loc, "too many layers in a list (at most 64)");
+			c->ok = false;
+			return w->next;
+		}
+		for (uint32_t i = 0; i < v->nints; i++)
+			if (v->ints[i] == l) {
+				diag_error(c->d, w->loc, "layer %lld is listed twice", (long long)l);
+				c->ok = false;
+			}
+		v->ints[v->nints++] = l;
+		w = w->next;
+		if (!is_word(w, ',', NULL))
+			return w;
+		w = w->next;
+	}
+}
+
+/* Reads the value of option `sp` starting at word w; returns the next word. */
+static const Ast *
+read_value(Ctx *c, const OptSpec *sp, const Ast *w, PolicyVal *v)
+{
+	const char *k = sp->key;
+	switch (sp->kind) {
+	case V_KEEP:
+		if (!is_word(w, 'n', NULL)) {
+			expected(c, w, "a fraction or a count", k);
+			return w;
+		}
+		if (is_word(w->next, '/', NULL)) {
+			const Ast *den = w->next->next;
+			if (!w->is_int || !is_word(den, 'n', NULL) || !den->is_int) {
+				expected(c, den, "an integer fraction a/b", k);
+				return den ? den->next : NULL;
+			}
+			if (den->num <= 0 || w->num <= 0 || w->num > den->num) {
+				diag_error(c->d, w->loc, "keep %g/%g is outside (0, 1]", w->num, den->num);
+				c->ok = false;
+			}
+			*v = (PolicyVal){ .kind = PV_FRAC, .num = den->num > 0 ? w->num / den->num : 0, .lo = (int64_t)w->num,
+			                  .hi = (int64_t)den->num };
+			return den->next;
+		}
+		*v = (PolicyVal){ .kind = PV_NUM, .num = w->num, .is_int = w->is_int };
+		if (w->is_int && w->num < 1) {
+			diag_error(c->d, w->loc, "keep count must be at least 1, saw %g", w->num);
+			c->ok = false;
+		} else if (!w->is_int && !(w->num > 0 && w->num <= 1)) {
+			diag_error(c->d, w->loc, "keep %g is outside (0, 1]", w->num);
+			c->ok = false;
+		}
+		return w->next;
+	case V_INT:
+	case V_POW2: {
+		int64_t x;
+		if (!int_word(c, w, k, &x))
+			return w ? w->next : NULL;
+		*v = (PolicyVal){ .kind = PV_NUM, .num = (double)x, .is_int = true };
+		if (sp->kind == V_POW2 && (x <= 0 || (x & (x - 1)) != 0)) {
+			diag_error(c->d, w->loc, "%s must be a power of two, saw %lld", k, (long long)x);
+			c->ok = false;
+		} else if (x < sp->min) {
+			diag_error(c->d, w->loc, "%s must be at least %lld, saw %lld", k, (long long)sp->min, (long long)x);
+			c->ok = false;
+		}
+		return w->next;
+	}
+	case V_UNIT:
+	case V_NONNEG:
+		if (!is_word(w, 'n', NULL)) {
+			expected(c, w, "a number", k);
+			return w ? w->next : NULL;
+		}
+		*v = (PolicyVal){ .kind = PV_NUM, .num = w->num, .is_int = w->is_int };
+		if (sp->kind == V_UNIT && !(w->num >= 0 && w->num <= 1)) {
+			diag_error(c->d, w->loc, "%s must be in [0, 1], saw %g", k, w->num);
+			c->ok = false;
+		}
+		return w->next;
+	case V_WORD:
+		if (!is_word(w, 'i', NULL) || !in_words(sp->words, w->name)) {
+			char what[160];
+			snprintf(what, sizeof what, "one of %s", sp->words);
+			expected(c, w, what, k);
+			return w ? w->next : NULL;
+		}
+		*v = (PolicyVal){ .kind = PV_IDENT, .str = arena_strdup(c->ar, w->name) };
+		return w->next;
+	case V_RANGE: {
+		int64_t lo, hi;
+		if (!int_word(c, w, k, &lo))
+			return w ? w->next : NULL;
+		hi = lo + 1;
+		const Ast *next = w->next;
+		if (is_word(next, '.', NULL)) {
+			if (!int_word(c, next->next, "..", &hi))
+				return next->next;
+			next = next->next->next;
+			if (hi <= lo) {
+				diag_error(c->d, w->loc, "empty layer range %lld..%lld", (long long)lo, (long long)hi);
+				c->ok = false;
+			}
+		}
+		*v = (PolicyVal){ .kind = PV_RANGE, .lo = lo, .hi = hi };
+		if (layer_ok(c, w, lo, c->mi->nlayers) && hi > lo)
+			layer_ok(c, w, hi, c->mi->nlayers + 1);
+		return next;
+	}
+	case V_LAYERS:
+		return read_layers(c, w, k, v);
+	case V_STRING:
+		if (!is_word(w, 's', NULL)) {
+			expected(c, w, "a string", k);
+			return w ? w->next : NULL;
+		}
+		*v = (PolicyVal){ .kind = PV_STRING, .str = arena_strdup(c->ar, w->str) };
+		return w->next;
+	case V_PROTECT:
+		*v = (PolicyVal){ .kind = PV_LIST };
+		if (is_word(w, 'i', "none"))
+			return w->next;
+		for (;;) {
+			if (!is_word(w, 'i', "first") && !is_word(w, 'i', "last")) {
+				expected(c, w, "'first', 'last' or 'none'", k);
+				return w ? w->next : NULL;
+			}
+			int64_t l = strcmp(w->name, "first") == 0 ? 0 : c->mi->nlayers - 1;
+			if (v->nints < 2 && (v->nints == 0 || v->ints[0] != l))
+				v->ints[v->nints++] = l;
+			w = w->next;
+			if (!is_word(w, ',', NULL))
+				return w;
+			w = w->next;
+		}
+	case V_FN: {
+		if (!is_word(w, 'i', NULL)) {
+			expected(c, w, "the name of a fn", k);
+			return w ? w->next : NULL;
+		}
+		const Ast *fn = NULL;
+		for (const Ast *it = c->mi->model ? c->mi->model->kids : NULL; it; it = it->next)
+			if (it->kind == AST_FN && strcmp(it->name, w->name) == 0)
+				fn = it;
+		if (!fn) {
+			diag_error(c->d, w->loc, "unknown head '%s': the model has no fn of that name", w->name);
+			c->ok = false;
+		} else if (fn->nkids != 1 && !(fn->nkids == 2 && strcmp(fn->last->b->name, "int") == 0)) {
+			diag_error(c->d, w->loc, "head '%s' must take the hidden state (and optionally the layer as an 'int'), "
+			           "it takes %u arguments", w->name, fn->nkids);
+			diag_note(c->d, fn->loc, "'%s' is defined here", w->name);
+			c->ok = false;
+		}
+		*v = (PolicyVal){ .kind = PV_IDENT, .str = arena_strdup(c->ar, w->name) };
+		return w->next;
+	}
+	}
+	return w;
+}
+
+static const PolicyOpt *
+find_opt(const PolicyOpt *opts, uint32_t n, const char *key)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(opts[i].key, key) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+/* Reads `key value` options from w to the end (or to a ')' for call bodies, where
+ * commas may separate options) against `specs`.  Appends to *opts. */
+static void
+read_opts(Ctx *c, const Ast *w, const OptSpec *specs, const char *owner, bool commas, PolicyOpt **opts,
+          uint32_t *nopts)
+{
+	while (w) {
+		if (commas && is_word(w, ',', NULL) && *nopts > 0) {
+			w = w->next;
+			continue;
+		}
+		const OptSpec *sp = NULL;
+		for (const OptSpec *s = specs; s && s->key; s++)
+			if (is_word(w, 'i', s->key))
+				sp = s;
+		if (!sp) {
+			char buf[96], keys[256] = "";
+			for (const OptSpec *s = specs; s && s->key; s++)
+				snprintf(keys + strlen(keys), sizeof keys - strlen(keys), "%s'%s'", keys[0] ? ", " : "", s->key);
+			if (is_word(w, 'i', NULL))
+				diag_error(c->d, w->loc, "unknown option '%s' for '%s' (expected %s)", w->name, owner,
+				           keys[0] ? keys : "nothing");
+			else
+				diag_error(c->d, w->loc, "expected an option for '%s' (%s), saw %s", owner, keys[0] ? keys : "none",
+				           word_text(w, buf, sizeof buf));
+			c->ok = false;
+			return;
+		}
+		const PolicyOpt *dup = find_opt(*opts, *nopts, sp->key);
+		if (dup) {
+			diag_error(c->d, w->loc, "option '%s' given twice", sp->key);
+			diag_note(c->d, dup->loc, "first given here");
+			c->ok = false;
+		}
+		PolicyOpt o = { .key = arena_strdup(c->ar, sp->key), .loc = w->loc };
+		int before = c->d->nerrors;
+		w = read_value(c, sp, w->next, &o.val);
+		PolicyOpt *grown = arena_alloc(c->ar, (*nopts + 1) * sizeof *grown);
+		if (*nopts)
+			memcpy(grown, *opts, *nopts * sizeof *grown);
+		grown[(*nopts)++] = o;
+		*opts = grown;
+		if (c->d->nerrors != before)
+			return; /* the rest of the statement would only cascade */
+	}
+}
+
+static PolicyOpt *
+add_opt(Ctx *c, PolicyStmt *s, const char *key, PolicyVal v, Loc loc)
+{
+	PolicyOpt *grown = arena_alloc(c->ar, (s->nopts + 1) * sizeof *grown);
+	if (s->nopts)
+		memcpy(grown, s->opts, s->nopts * sizeof *grown);
+	grown[s->nopts] = (PolicyOpt){ .key = arena_strdup(c->ar, key), .val = v, .loc = loc };
+	s->opts = grown;
+	return &grown[s->nopts++];
+}
+
+/* A call word name(key value, ...) -> option `name` of kind PV_CALL. */
+static PolicyOpt *
+read_call(Ctx *c, PolicyStmt *s, const Ast *w, const OptSpec *specs)
+{
+	PolicyVal v = { .kind = PV_CALL, .str = arena_strdup(c->ar, w->name) };
+	read_opts(c, w->kids, specs, w->name, true, &v.sub, &v.nsub);
+	return add_opt(c, s, w->name, v, w->loc);
+}
+
+static double
+sub_num(const PolicyVal *v, const char *key, double dflt)
+{
+	const PolicyOpt *o = find_opt(v->sub, v->nsub, key);
+	return o ? o->val.num : dflt;
+}
+
+static void
+require_sub(Ctx *c, const Ast *w, const PolicyVal *v, const char *key)
+{
+	if (!find_opt(v->sub, v->nsub, key)) {
+		diag_error(c->d, w->loc, "'%s' needs '%s'", w->name, key);
+		c->ok = false;
+	}
+}
+
+/* ---- the verbs ---- */
+
+static const OptSpec prune_opts[] = {
+	{ "keep", V_KEEP, 0, NULL },
+	{ "score", V_WORD, 0, "l1 l2 maw angular bi act" },
+	{ "layers", V_RANGE, 0, NULL },
+	{ "multiple", V_INT, 1, NULL },
+	{ "protect", V_PROTECT, 0, NULL },
+	{ "calibrate", V_STRING, 0, NULL },
+	{ "tokens", V_INT, 1, NULL },
+	{ 0 },
+};
+static const OptSpec ffn_skip_opts[] = {
+	{ "warmup", V_INT, 0, NULL },
+	{ "cold", V_LAYERS, 0, NULL },
+	{ "layers", V_RANGE, 0, NULL },
+	{ 0 },
+};
+static const OptSpec router_opts[] = {
+	{ "buckets", V_INT, 1, NULL },
+	{ "calibrate", V_STRING, 0, NULL },
+	{ 0 },
+};
+static const OptSpec exit_opts[] = {
+	{ "at", V_LAYERS, 0, NULL },
+	{ "head", V_FN, 0, NULL },
+	{ "measure", V_WORD, 0, "margin maxprob entropy state_cos" },
+	{ "threshold", V_NONNEG, 0, NULL },
+	{ "decay", V_NONNEG, 0, NULL },
+	{ "patience", V_INT, 1, NULL },
+	{ "kv", V_WORD, 0, "propagate none" },
+	{ 0 },
+};
+static const OptSpec decode_opts[] = {
+	{ "sinks", V_INT, 0, NULL },
+	{ "window", V_INT, 0, NULL },
+	{ "dense_layers", V_LAYERS, 0, NULL },
+	{ 0 },
+};
+static const OptSpec prefill_opts[] = {
+	{ "dense_layers", V_LAYERS, 0, NULL },
+	{ "min_tokens", V_INT, 1, NULL },
+	{ 0 },
+};
+static const OptSpec quest_opts[] = { { "page", V_POW2, 1, NULL }, { "budget", V_INT, 1, NULL }, { 0 } };
+static const OptSpec topk_opts[] = { { "block", V_POW2, 1, NULL }, { "topk", V_INT, 1, NULL }, { 0 } };
+static const OptSpec coverage_opts[] = { { "gamma", V_UNIT, 0, NULL }, { "block", V_POW2, 1, NULL }, { 0 } };
+
+static void
+verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
+{
+	static const char units[] = "ffn_neuron head kv_group layer";
+	if (!is_word(w, 'i', NULL) || !in_words(units, w->name)) {
+		expected(c, w, "a unit (ffn_neuron, head, kv_group or layer)", "prune");
+		return;
+	}
+	s->subject = arena_strdup(c->ar, w->name);
+	int before = c->d->nerrors;
+	read_opts(c, w->next, prune_opts, "prune", false, &s->opts, &s->nopts);
+	if (c->d->nerrors != before)
+		return;
+	const PolicyOpt *keep = fe_policy_opt(s, "keep"), *score = fe_policy_opt(s, "score");
+	if (!keep) {
+		diag_error(c->d, s->loc, "'prune %s' needs 'keep'", s->subject);
+		c->ok = false;
+		return;
+	}
+	bool layer = strcmp(s->subject, "layer") == 0;
+	if (layer && keep->val.kind == PV_NUM && keep->val.is_int && c->mi->nlayers > 0 && keep->val.num > c->mi->nlayers) {
+		diag_error(c->d, keep->loc, "keep %g layers, but the model has %lld", keep->val.num, (long long)c->mi->nlayers);
+		c->ok = false;
+	}
+	if (score) {
+		const char *sc = score->val.str;
+		bool layer_score = strcmp(sc, "angular") == 0 || strcmp(sc, "bi") == 0;
+		if (layer_score && !layer) {
+			diag_error(c->d, score->loc, "score '%s' ranks layers; it does not apply to '%s'", sc, s->subject);
+			c->ok = false;
+		}
+		if (strcmp(sc, "maw") == 0 && strcmp(s->subject, "ffn_neuron") != 0) {
+			diag_error(c->d, score->loc, "score 'maw' applies to 'ffn_neuron' only");
+			c->ok = false;
+		}
+	}
+}
+
+static void
+verb_drop(Ctx *c, PolicyStmt *s, const Ast *w)
+{
+	if (!is_word(w, 'i', "layers")) {
+		expected(c, w, "'layers'", "drop");
+		return;
+	}
+	s->subject = "layers";
+	PolicyVal v = { 0 };
+	const Ast *first = w->next, *rest;
+	if (first && is_word(first->next, '.', NULL)) {
+		OptSpec sp = { "layers", V_RANGE, 0, NULL };
+		rest = read_value(c, &sp, first, &v);
+	} else {
+		rest = read_layers(c, first, "layers", &v);
+	}
+	add_opt(c, s, "layers", v, w->loc);
+	if (c->ok && rest)
+		expected(c, rest, "';'", NULL);
+	int64_t n = v.kind == PV_RANGE ? v.hi - v.lo : v.nints;
+	if (c->ok && c->mi->nlayers > 0 && n >= c->mi->nlayers) {
+		diag_error(c->d, w->loc, "cannot drop every layer of the model");
+		c->ok = false;
+	}
+}
+
+static void
+verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
+{
+	if (is_word(w, 'i', "schedule")) {
+		s->subject = "schedule";
+		const Ast *call = w->next;
+		if (!is_word(call, 'c', "linear")) {
+			expected(c, call, "'linear(n_max, n_min, ctx)'", "schedule");
+			return;
+		}
+		/* positional: n_max, n_min, ctx */
+		static const char *const keys[3] = { "n_max", "n_min", "ctx" };
+		PolicyVal v = { .kind = PV_CALL, .str = "linear" };
+		v.sub = arena_alloc(c->ar, 3 * sizeof *v.sub);
+		const Ast *a = call->kids;
+		for (int i = 0; i < 3; i++) {
+			int64_t x;
+			if (!int_word(c, a, i ? "," : "linear(", &x))
+				return;
+			v.sub[i] = (PolicyOpt){ .key = keys[i], .val = { .kind = PV_NUM, .num = (double)x, .is_int = true },
+			                        .loc = a->loc };
+			v.ints[i] = x;
+			a = a->next;
+			if (i < 2) {
+				if (!is_word(a, ',', NULL)) {
+					expected(c, a, "','", NULL);
+					return;
+				}
+				a = a->next;
+			}
+		}
+		if (a) {
+			expected(c, a, "')' after 3 arguments", NULL);
+			return;
+		}
+		v.nsub = v.nints = 3;
+		int64_t nmax = v.ints[0], nmin = v.ints[1], ctx = v.ints[2];
+		if (nmin < 1 || nmin > nmax) {
+			diag_error(c->d, v.sub[1].loc, "n_min must be in 1..n_max (%lld), saw %lld", (long long)nmax, (long long)nmin);
+			c->ok = false;
+		}
+		if (c->mi->nlayers > 0 && nmax > c->mi->nlayers) {
+			diag_error(c->d, v.sub[0].loc, "n_max %lld is more than the model's %lld layers", (long long)nmax,
+			           (long long)c->mi->nlayers);
+			c->ok = false;
+		}
+		if (ctx < 1) {
+			diag_error(c->d, v.sub[2].loc, "ctx must be at least 1, saw %lld", (long long)ctx);
+			c->ok = false;
+		}
+		add_opt(c, s, "linear", v, call->loc);
+		if (call->next)
+			expected(c, call->next, "';'", NULL);
+	} else if (is_word(w, 'i', "ffn")) {
+		s->subject = "ffn";
+		/* when cos(in, out) > T */
+		const Ast *x = w->next;
+		if (!is_word(x, 'i', "when")) {
+			expected(c, x, "'when cos(in, out) > T'", "ffn");
+			return;
+		}
+		x = x->next;
+		const Ast *k = x ? x->kids : NULL;
+		if (!is_word(x, 'c', "cos") || !is_word(k, 'i', "in") || !is_word(k->next, ',', NULL) ||
+		    !is_word(k->next->next, 'i', "out") || k->next->next->next) {
+			expected(c, x, "'cos(in, out)'", "when");
+			return;
+		}
+		x = x->next;
+		if (!is_word(x, '>', NULL)) {
+			expected(c, x, "'>'", "cos(in, out)");
+			return;
+		}
+		OptSpec th = { "threshold", V_UNIT, 0, NULL };
+		PolicyVal v = { 0 };
+		const Ast *t = x->next;
+		x = read_value(c, &th, t, &v);
+		if (!c->ok)
+			return;
+		add_opt(c, s, "threshold", v, t->loc);
+		read_opts(c, x, ffn_skip_opts, "skip ffn", false, &s->opts, &s->nopts);
+	} else if (is_word(w, 'i', "layers")) {
+		s->subject = "layers";
+		const Ast *x = w->next;
+		if (!is_word(x, 'i', "from") || !is_word(x->next, 'i', "router")) {
+			expected(c, x ? x->next && is_word(x, 'i', "from") ? x->next : x : NULL, "'from router'", "layers");
+			return;
+		}
+		add_opt(c, s, "from", (PolicyVal){ .kind = PV_IDENT, .str = "router" }, x->next->loc);
+		read_opts(c, x->next->next, router_opts, "skip layers", false, &s->opts, &s->nopts);
+	} else {
+		expected(c, w, "'schedule', 'ffn' or 'layers'", "skip");
+	}
+}
+
+static void
+verb_exit(Ctx *c, PolicyStmt *s, const Ast *w)
+{
+	int before = c->d->nerrors;
+	read_opts(c, w, exit_opts, "exit", false, &s->opts, &s->nopts);
+	if (c->d->nerrors != before)
+		return;
+	const PolicyOpt *at = fe_policy_opt(s, "at"), *th = fe_policy_opt(s, "threshold");
+	const PolicyOpt *m = fe_policy_opt(s, "measure");
+	if (!at) {
+		diag_error(c->d, s->loc, "'exit' needs its sites: 'at L1, L2, ...'");
+		c->ok = false;
+		return;
+	}
+	if (!fe_policy_opt(s, "head")) {
+		diag_error(c->d, at->loc, "exit site %lld has no head: add 'head NAME' naming a fn", (long long)at->val.ints[0]);
+		c->ok = false;
+	}
+	bool entropy = m && strcmp(m->val.str, "entropy") == 0;
+	if (th && !entropy && th->val.num > 1) {
+		diag_error(c->d, th->loc, "threshold must be in [0, 1], saw %g", th->val.num);
+		c->ok = false;
+	}
+}
+
+static void
+verb_attend(Ctx *c, PolicyStmt *s, const Ast *w)
+{
+	if (is_word(w, 'i', "decode")) {
+		s->subject = "decode";
+		const Ast *x = w->next;
+		if (is_word(x, 'c', "quest")) {
+			int before = c->d->nerrors;
+			PolicyOpt *q = read_call(c, s, x, quest_opts);
+			if (c->d->nerrors == before) {
+				require_sub(c, x, &q->val, "page");
+				require_sub(c, x, &q->val, "budget");
+				double page = sub_num(&q->val, "page", 1), budget = sub_num(&q->val, "budget", 1e18);
+				if (c->ok && budget < page) {
+					diag_error(c->d, find_opt(q->val.sub, q->val.nsub, "budget")->loc,
+					           "budget %g is smaller than one page of %g", budget, page);
+					c->ok = false;
+				}
+			}
+			x = x->next;
+		}
+		if (c->ok)
+			read_opts(c, x, decode_opts, "attend decode", false, &s->opts, &s->nopts);
+		if (c->ok && s->nopts == 0) {
+			diag_error(c->d, w->loc, "'attend decode' needs quest(...), sinks or window");
+			c->ok = false;
+		}
+	} else if (is_word(w, 'i', "prefill")) {
+		s->subject = "prefill";
+		const Ast *x = w->next;
+		if (is_word(x, 'c', "block_topk")) {
+			PolicyOpt *o = read_call(c, s, x, topk_opts);
+			if (c->ok) {
+				require_sub(c, x, &o->val, "block");
+				require_sub(c, x, &o->val, "topk");
+			}
+			x = x->next;
+		} else if (is_word(x, 'i', "coverage")) {
+			/* coverage gamma G [block B] -> call-like option "coverage" */
+			PolicyVal v = { .kind = PV_CALL, .str = "coverage" };
+			const Ast *y = x->next;
+			while (c->ok && (is_word(y, 'i', "gamma") || is_word(y, 'i', "block"))) {
+				const OptSpec *sp = is_word(y, 'i', "gamma") ? &coverage_opts[0] : &coverage_opts[1];
+				PolicyOpt o = { .key = sp->key, .loc = y->loc };
+				if (find_opt(v.sub, v.nsub, sp->key)) {
+					diag_error(c->d, y->loc, "option '%s' given twice", sp->key);
+					c->ok = false;
+				}
+				y = read_value(c, sp, y->next, &o.val);
+				PolicyOpt *g = arena_alloc(c->ar, (v.nsub + 1) * sizeof *g);
+				if (v.nsub)
+					memcpy(g, v.sub, v.nsub * sizeof *g);
+				g[v.nsub++] = o;
+				v.sub = g;
+			}
+			if (c->ok && !find_opt(v.sub, v.nsub, "gamma")) {
+				expected(c, x->next, "'gamma G'", "coverage");
+				return;
+			}
+			const PolicyOpt *g = find_opt(v.sub, v.nsub, "gamma");
+			if (c->ok && g->val.num <= 0) {
+				diag_error(c->d, g->loc, "gamma must be in (0, 1], saw %g", g->val.num);
+				c->ok = false;
+			}
+			add_opt(c, s, "coverage", v, x->loc);
+			x = y;
+		} else {
+			expected(c, x, "'block_topk(...)' or 'coverage gamma G'", "prefill");
+			return;
+		}
+		if (c->ok)
+			read_opts(c, x, prefill_opts, "attend prefill", false, &s->opts, &s->nopts);
+	} else {
+		expected(c, w, "'decode' or 'prefill'", "attend");
+	}
+}
+
+const PolicyOpt *
+fe_policy_opt(const PolicyStmt *s, const char *key)
+{
+	return find_opt(s->opts, s->nopts, key);
+}
+
+Policy *
+fe_policy_build(Arena *ar, const Ast *pol, const FeModelInfo *mi, Diag *d)
+{
+	Policy *p = arena_alloc(ar, sizeof *p);
+	p->name = arena_strdup(ar, pol->name);
+	p->loc = pol->loc;
+	p->stmts = arena_alloc(ar, (pol->nkids + 1) * sizeof *p->stmts);
+	bool ok = true;
+	for (const Ast *st = pol->kids; st && !diag_too_many(d); st = st->next) {
+		Ctx c = { .ar = ar, .d = d, .mi = mi, .stmt = st, .ok = true };
+		PolicyStmt *s = &p->stmts[p->nstmts];
+		*s = (PolicyStmt){ .verb = arena_strdup(ar, st->name), .loc = st->loc };
+		const Ast *w = st->kids;
+		if (strcmp(st->name, "prune") == 0)
+			verb_prune(&c, s, w);
+		else if (strcmp(st->name, "drop") == 0)
+			verb_drop(&c, s, w);
+		else if (strcmp(st->name, "skip") == 0)
+			verb_skip(&c, s, w);
+		else if (strcmp(st->name, "exit") == 0)
+			verb_exit(&c, s, w);
+		else if (strcmp(st->name, "attend") == 0)
+			verb_attend(&c, s, w);
+		else {
+			diag_error(d, st->loc, "unknown policy statement '%s' (expected prune, drop, skip, exit or attend)",
+			           st->name);
+			c.ok = false;
+		}
+		if (s->subject)
+			s->subject = arena_strdup(ar, s->subject);
+		p->nstmts++;
+		ok &= c.ok;
+	}
+	return ok ? p : NULL;
+}
