@@ -166,7 +166,11 @@ eir_type(EirParser *p, const char *dtype, Loc loc)
 Type
 eir_type_dim(EirParser *p, Type t, const char *n, bool bound, Loc loc)
 {
-	int64_t v = int_in(p, n, loc, 1, INT64_C(1) << 40, "an extent");
+	int64_t v = eir_int(p, n, loc);
+	if (v < 1 || v > (INT64_C(1) << 40)) {
+		diag_error(p->diag, loc, "expected a positive extent, saw %lld", (long long)v);
+		v = 1;
+	}
 	if (t.rank == IR_MAX_RANK) {
 		diag_error(p->diag, loc, "expected at most %d dimensions", IR_MAX_RANK);
 		return t;
@@ -346,6 +350,8 @@ eir_func_end(EirParser *p)
 			diag_error(p->diag, r->loc, "use of undefined value '%%%s'", r->name);
 			continue;
 		}
+		if (p->defs[d].v == IR_NO_VALUE)
+			continue; /* its definition failed and was reported */
 		f->ops[r->op].args[r->slot] = p->defs[d].v;
 	}
 	for (uint32_t i = 0; i < f->nops; i++) {
@@ -460,18 +466,40 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 	return ok;
 }
 
+/* Defines name as a value that failed to build: its uses are not reported again. */
+static void
+poison(EirParser *p, const char *name, Loc loc)
+{
+	if (!name || find_def(p, name) >= 0)
+		return;
+	GROW(p, p->defs, p->ndefs, p->capdefs);
+	p->defs[p->ndefs++] = (EirDef){ .name = name, .v = IR_NO_VALUE, .loc = loc };
+}
+
+static void build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args,
+                     EirList *attrs, Type t);
+
 void
 eir_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args, EirList *attrs, Type t,
        bool typed)
 {
 	(void)typed;
+	if (dst && find_def(p, dst) >= 0) {
+		diag_error(p->diag, dloc, "value '%%%s' is defined twice", dst);
+		return;
+	}
+	int before = p->diag->nerrors;
+	build_op(p, dst, dloc, name, loc, args, attrs, t);
+	if (p->diag->nerrors != before)
+		poison(p, dst, dloc);
+}
+
+static void
+build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args, EirList *attrs, Type t)
+{
 	int code = ir_op_from_name(name);
 	if (code < 0) {
 		diag_error(p->diag, loc, "expected an op name, saw '%s'", name);
-		return;
-	}
-	if (dst && find_def(p, dst) >= 0) {
-		diag_error(p->diag, dloc, "value '%%%s' is defined twice", dst);
 		return;
 	}
 	bool leaf = code == OP_ARG || code == OP_PARAM || code == OP_CONST;

@@ -11,6 +11,7 @@
 %define api.location.type {Loc}
 %locations
 %param {void *scanner} {EirParser *p}
+%initial-action { @$ = (Loc){ .file = p->file, .line = 1, .col = 1, .end_col = 1 }; }
 
 %code requires {
 #include "ir/ir.h"
@@ -243,12 +244,12 @@ attrs
 	| '{' attrlist '}'         { $$ = $2; }
 	;
 attrlist
-	: word '=' INT             { $$ = eir_list_add(p, eir_list(p), $1, EO_INT, $3, @3); }
-	| word '=' FLOAT           { $$ = eir_list_add(p, eir_list(p), $1, EO_FLOAT, $3, @3); }
-	| word '=' SYM             { $$ = eir_list_add(p, eir_list(p), $1, EO_SYM, $3, @3); }
-	| attrlist ',' word '=' INT   { $$ = eir_list_add(p, $1, $3, EO_INT, $5, @5); }
-	| attrlist ',' word '=' FLOAT { $$ = eir_list_add(p, $1, $3, EO_FLOAT, $5, @5); }
-	| attrlist ',' word '=' SYM   { $$ = eir_list_add(p, $1, $3, EO_SYM, $5, @5); }
+	: word '=' INT             { $$ = eir_list_add(p, eir_list(p), $1, EO_INT, $3, @1); }
+	| word '=' FLOAT           { $$ = eir_list_add(p, eir_list(p), $1, EO_FLOAT, $3, @1); }
+	| word '=' SYM             { $$ = eir_list_add(p, eir_list(p), $1, EO_SYM, $3, @1); }
+	| attrlist ',' word '=' INT   { $$ = eir_list_add(p, $1, $3, EO_INT, $5, @3); }
+	| attrlist ',' word '=' FLOAT { $$ = eir_list_add(p, $1, $3, EO_FLOAT, $5, @3); }
+	| attrlist ',' word '=' SYM   { $$ = eir_list_add(p, $1, $3, EO_SYM, $5, @3); }
 	;
 
 %%
