@@ -251,7 +251,8 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 	case OP_MUL:
 		if (a.dtype != DT_F32)
 			return fail(err, nerr, "%s: expected f32 operands, saw %s", nm, TS(a, s));
-		if (!ir_type_eq(a, b))
+		/* same shapes, or a row b[N] repeated over every row of a[.., N] (a bias) */
+		if (!ir_type_eq(a, b) && !(b.dtype == DT_F32 && b.rank == 1 && a.rank > 1 && b.dims[0] == last(a)))
 			return fail(err, nerr, "%s: expected second operand %s, saw %s", nm, TS(a, s2), TS(b, s));
 		return true;
 	case OP_SCALE:
