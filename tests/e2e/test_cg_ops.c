@@ -2,7 +2,7 @@
  * the interpreter: an encoder (forward entry, attention without a cache, row biases,
  * layernorm, erf GELU, a [CLS] classifier) for every sequence length, and a mixed
  * model (interleaved rope with another theta, tanh, tanh-GELU, sub, scale, slice,
- * concat, softmax, and an entry returning argmax). */
+ * concat, softmax, a linear whose weight is computed, and an entry returning argmax). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,7 +54,7 @@ static const char *const mix_src =
 	"    a = attention(q, rope(x, pos, heads, style = interleaved), x, kv[0], pos, heads, heads);\n"
 	"    h = concat(slice(tanh(a), 0, 12), slice(gelu(x - a, approx = tanh) * 0.5, 12, 12));\n"
 	"    y = concat(softmax(h), h);\n"
-	"    return linear(y, w2);\n"
+	"    return linear(y, w2) + linear(y, w2 * 0.25);\n"
 	"  }\n"
 	"  entry pick(token: i32, pos: i32) -> i32 {\n"
 	"    x = embed(emb, token);\n"
