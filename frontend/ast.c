@@ -108,7 +108,7 @@ dump(FILE *out, const Ast *n, int depth, const char *role)
 	if (n->name && n->kind != AST_DIM)
 		fprintf(out, " '%s'", n->name);
 	if (n->kind == AST_DIM && n->name)
-		fprintf(out, " bound");
+		fprintf(out, n->name[0] == '<' ? " bound" : " any");
 	if (n->str)
 		fprintf(out, " \"%s\"", n->str);
 	if (n->kind == AST_NUM || (n->kind == AST_PWORD && n->op == 'n'))

@@ -263,11 +263,13 @@ lw_is_const(Lower *L, const Ast *e)
 
 /* Evaluates a written type.  allow_int: the type may be 'int' (fn parameters). */
 bool
-lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int)
+lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int, bool *wild)
 {
 	*out = (Type){ 0 };
 	if (is_int)
 		*is_int = false;
+	if (wild)
+		*wild = false;
 	if (allow_int && strcmp(t->name, "int") == 0 && !t->kids) {
 		*is_int = true;
 		return true;
@@ -278,16 +280,33 @@ lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int)
 		return false;
 	}
 	out->dtype = (DType)dt;
-	if (t->nkids > IR_MAX_RANK) {
+	if (t->nkids > IR_MAX_RANK + 1) {
 		diag_error(L->d, t->loc, "type has %u dimensions, at most %d are supported", t->nkids, IR_MAX_RANK);
 		return false;
 	}
 	bool ok = true;
 	int i = 0;
-	for (const Ast *d = t->kids; d; d = d->next, i++) {
+	for (const Ast *d = t->kids; d; d = d->next) {
 		int64_t v;
+		if (d->name && strcmp(d->name, "..") == 0) {
+			if (!wild) {
+				diag_error(L->d, d->loc, "'..' (any leading axes) is only allowed in the types of a fn");
+				ok = false;
+			} else if (d != t->kids) {
+				diag_error(L->d, d->loc, "'..' must be the first dimension");
+				ok = false;
+			} else {
+				*wild = true;
+			}
+			continue;
+		}
+		if (i == IR_MAX_RANK) {
+			diag_error(L->d, t->loc, "type has %u dimensions, at most %d are supported", t->nkids, IR_MAX_RANK);
+			return false;
+		}
 		if (!lw_eval_int(L, d->a, "a dimension", &v)) {
 			ok = false;
+			i++;
 			continue;
 		}
 		if (v <= 0 || v > (INT64_C(1) << 31)) {
@@ -295,15 +314,15 @@ lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int)
 			ok = false;
 		}
 		if (d->name) {
-			if (i != 0) {
+			if (d != t->kids) {
 				diag_error(L->d, d->loc, "only the first dimension may be a bound '<=N'");
 				ok = false;
 			}
 			out->dyn0 = true;
 		}
-		out->dims[i] = v;
+		out->dims[i++] = v;
 	}
-	out->rank = (uint8_t)t->nkids;
+	out->rank = (uint8_t)i;
 	return ok;
 }
 
@@ -456,7 +475,7 @@ static void
 decl_weight(Lower *L, const Ast *w)
 {
 	Type t;
-	bool ok = lw_eval_type(L, w->b, &t, NULL, false);
+	bool ok = lw_eval_type(L, w->b, &t, NULL, false, NULL);
 	if (ok && (t.dtype == DT_I32 || t.dtype == DT_I8)) {
 		diag_error(L->d, w->b->loc, "weights must be f32, bf16 or f16, saw '%s'", ir_dtype_name(t.dtype));
 		ok = false;

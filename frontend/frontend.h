@@ -28,7 +28,7 @@ typedef enum AstKind {
 	AST_NEG,     /* -a */
 	/* types */
 	AST_TYPE,    /* name (dtype) with dims in kids (AST_DIM) */
-	AST_DIM,     /* a: extent; name "<=" when written "<= a" (a bound) */
+	AST_DIM,     /* a: extent; name "<=" when written "<= a" (a bound); name ".." and no a: any leading axes */
 	/* statements */
 	AST_ASSIGN,  /* name = a */
 	AST_FOR,     /* for name in a..b { kids } */
@@ -171,7 +171,9 @@ MSym *lw_find(Lower *L, const char *name);
 const char *lw_sym_what(SymKind k);                 /* "constant", "weight", ... */
 LSym *lw_local(Lower *L, const char *name);
 LSym *lw_push_local(Lower *L, const char *name, Loc loc);
-bool lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int);
+/* A written type; is_int: 'int' allowed (fn parameters); wild: a first dimension
+ * '..' allowed (fn types), then out holds the trailing axes only. */
+bool lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int, bool *wild);
 bool lw_eval_num(Lower *L, const Ast *e, Num *out);
 bool lw_eval_int(Lower *L, const Ast *e, const char *what, int64_t *out);
 bool lw_is_const(Lower *L, const Ast *e);

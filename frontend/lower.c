@@ -141,6 +141,58 @@ lw_check_type(Lower *L, ValueId v, Type want, Loc loc, const char *what)
 	return false;
 }
 
+/* The type with leading axes `lead` before the axes of `t`. */
+static Type
+join_wild(Type lead, Type t)
+{
+	Type r = t;
+	r.rank = (uint8_t)(lead.rank + t.rank);
+	r.dyn0 = lead.rank ? lead.dyn0 : t.dyn0;
+	for (int i = 0; i < lead.rank; i++)
+		r.dims[i] = lead.dims[i];
+	for (int i = 0; i < t.rank; i++)
+		r.dims[lead.rank + i] = t.dims[i];
+	return r;
+}
+
+/* Matches value v against a fn type '[.., trailing]': the trailing axes must agree;
+ * the leading ones bind '..' (the same for every argument of one call). */
+static bool
+match_wild(Lower *L, ValueId v, Type want, Type *lead, bool *bound, Loc loc, const char *what)
+{
+	Type got = ir_vtype(L->f, v);
+	char ws[96];
+	ir_type_str(want, ws, sizeof ws);
+	char *br = strchr(ws, '[');
+	char shown[112];
+	if (br)
+		snprintf(shown, sizeof shown, "%.*s[.., %s", (int)(br - ws), ws, br + 1);
+	else
+		snprintf(shown, sizeof shown, "%s[..]", ws);
+	bool ok = got.dtype == want.dtype && got.rank >= want.rank && (want.rank == 0 || !want.dyn0);
+	for (int i = 0; ok && i < want.rank; i++)
+		ok = got.dims[got.rank - want.rank + i] == want.dims[i];
+	if (!ok) {
+		diag_error(L->d, loc, "%s has type %s, expected %s", what, lw_tstr(L, got), shown);
+		return false;
+	}
+	Type l = got;
+	l.rank = (uint8_t)(got.rank - want.rank);
+	if (l.rank == 0)
+		l.dyn0 = false;
+	for (int i = l.rank; i < IR_MAX_RANK; i++)
+		l.dims[i] = 0;
+	if (*bound && !(l.rank == lead->rank && l.dyn0 == lead->dyn0 &&
+	                memcmp(l.dims, lead->dims, sizeof l.dims) == 0)) {
+		diag_error(L->d, loc, "%s has type %s, but '..' stands for other axes in this call", what,
+		           lw_tstr(L, got));
+		return false;
+	}
+	*lead = l;
+	*bound = true;
+	return true;
+}
+
 ValueId
 lw_inline(Lower *L, const Ast *call, const MSym *fn)
 {
@@ -168,10 +220,12 @@ lw_inline(Lower *L, const Ast *call, const MSym *fn)
 	LSym *binds = arena_alloc(&L->scratch, (n + 1) * sizeof *binds);
 	bool ok = true;
 	const Ast *pa = def->kids, *ca = call->kids;
+	Type lead = { 0 };   /* the leading axes '..' stands for in this call */
+	bool bound = false;
 	for (uint32_t i = 0; i < n; i++, pa = pa->next, ca = ca->next) {
 		Type t;
-		bool is_int;
-		if (!lw_eval_type(L, pa->b, &t, &is_int, true)) {
+		bool is_int, wild;
+		if (!lw_eval_type(L, pa->b, &t, &is_int, true, &wild)) {
 			ok = false;
 			continue;
 		}
@@ -190,13 +244,22 @@ lw_inline(Lower *L, const Ast *call, const MSym *fn)
 		binds[i].v = lw_expr(L, arg);
 		char what[128];
 		snprintf(what, sizeof what, "argument '%s' of '%s'", pa->name, def->name);
-		ok &= lw_check_type(L, binds[i].v, t, arg->loc, what);
+		if (wild && binds[i].v != IR_NO_VALUE)
+			ok &= match_wild(L, binds[i].v, t, &lead, &bound, arg->loc, what);
+		else
+			ok &= lw_check_type(L, binds[i].v, t, arg->loc, what);
 	}
 	Type rt;
-	bool rint;
-	ok &= lw_eval_type(L, def->b, &rt, &rint, false);
+	bool rint, rwild;
+	ok &= lw_eval_type(L, def->b, &rt, &rint, false, &rwild);
 	if (!ok)
 		return IR_NO_VALUE;
+	if (rwild && !bound) {
+		diag_error(L->d, def->b->loc, "the result type of '%s' has '..' but no argument binds it", def->name);
+		return IR_NO_VALUE;
+	}
+	if (rwild)
+		rt = join_wild(lead, rt);
 	/* run the body in a new frame */
 	uint32_t saved_frame = L->frame, saved_n = L->nlocals;
 	int saved_loops = L->loop_depth;
@@ -264,7 +327,7 @@ lower_entry(Lower *L, const Ast *e)
 		return;
 	}
 	for (const Ast *p = e->kids; p; p = p->next, i++) {
-		ok &= lw_eval_type(L, p->b, &ts[i], NULL, false);
+		ok &= lw_eval_type(L, p->b, &ts[i], NULL, false, NULL);
 		for (const Ast *q = e->kids; q != p; q = q->next)
 			if (strcmp(q->name, p->name) == 0) {
 				diag_error(L->d, p->loc, "duplicate parameter '%s'", p->name);
@@ -273,7 +336,7 @@ lower_entry(Lower *L, const Ast *e)
 			}
 	}
 	Type rt;
-	ok &= lw_eval_type(L, e->b, &rt, NULL, false);
+	ok &= lw_eval_type(L, e->b, &rt, NULL, false, NULL);
 	FuncKind kind;
 	if (!ok || !entry_kind(L, e, ts, &kind))
 		return;
@@ -325,9 +388,10 @@ check_unused_fn(Lower *L, const Ast *fn)
 	if (fn->nkids > IR_MAX_OPERANDS)
 		return;
 	for (const Ast *p = fn->kids; p; p = p->next, i++) {
-		bool is_int;
-		if (!lw_eval_type(L, p->b, &ts[i], &is_int, true) || is_int)
+		bool is_int, wild;
+		if (!lw_eval_type(L, p->b, &ts[i], &is_int, true, &wild) || is_int)
 			return;
+		/* '..' is checked with no leading axes */
 	}
 	Func *f = ir_new_func(L->m, fn->name, FN_FORWARD, fn->loc);
 	L->f = f;
@@ -351,7 +415,8 @@ check_unused_fn(Lower *L, const Ast *fn)
 	}
 	Type rt;
 	int before = L->d->nerrors;
-	bool okt = lw_eval_type(L, fn->b, &rt, NULL, false);
+	bool rwild;
+	bool okt = lw_eval_type(L, fn->b, &rt, NULL, false, &rwild);
 	L->calls[L->ncalls++] = fn;
 	lower_stmts(L, fn->c);
 	L->ncalls--;

@@ -131,7 +131,7 @@ kvcall
 	: IDENT '(' args ')'    { $$ = ast_with_kids(ast_mk(A, AST_CALL, @1, $1, NULL, NULL, NULL), $3); }
 	;
 
-/* type: IDENT ['[' dim (',' dim)* ']'] ; dim: ['<='] expr */
+/* type: IDENT ['[' dim (',' dim)* ']'] ; dim: ['<='] expr | '..' (fn types: any leading axes) */
 type
 	: IDENT                 { $$ = ast_mk(A, AST_TYPE, @$, $1, NULL, NULL, NULL); }
 	| IDENT '[' dims ']'    { $$ = ast_with_kids(ast_mk(A, AST_TYPE, @$, $1, NULL, NULL, NULL), $3); }
@@ -143,6 +143,7 @@ dims
 dim
 	: expr                  { $$ = ast_mk(A, AST_DIM, @$, NULL, $1, NULL, NULL); }
 	| LE expr               { $$ = ast_mk(A, AST_DIM, @$, "<=", $2, NULL, NULL); }
+	| DOTDOT                { $$ = ast_mk(A, AST_DIM, @$, "..", NULL, NULL, NULL); }
 	;
 
 /* params: [IDENT ':' type (',' IDENT ':' type)*] */
