@@ -127,6 +127,7 @@ typedef struct MSym {      /* a model-level name */
 	bool valid;            /* SYM_CONST: evaluated without error */
 	bool indexed;          /* weight or state declared as name[i] */
 	bool bad;              /* its declaration had errors (reported): uses stay quiet */
+	bool used;             /* SYM_FN: inlined at least once */
 	int32_t param;         /* plain weight: param index; plain state: state index */
 	int32_t *slots;        /* indexed: param/state index per index, -1 if none */
 	int64_t nslots;
@@ -159,6 +160,7 @@ typedef struct Lower {
 	bool returned; ValueId ret; Loc ret_loc;
 	bool stop;                      /* too many errors or ops: unwind */
 	int64_t nops_left;
+	int64_t work_left;              /* loop iterations and inlined calls left (all entries) */
 } Lower;
 
 MSym *lw_find(Lower *L, const char *name);
@@ -167,6 +169,7 @@ bool lw_eval_num(Lower *L, const Ast *e, Num *out);
 bool lw_eval_int(Lower *L, const Ast *e, const char *what, int64_t *out);
 bool lw_is_const(Lower *L, const Ast *e);
 const char *lw_tstr(Lower *L, Type t);
+bool lw_work(Lower *L, Loc loc); /* counts one unit of unrolling work; false when over budget */
 bool lw_check_type(Lower *L, ValueId v, Type want, Loc loc, const char *what);
 ValueId lw_inline(Lower *L, const Ast *call, const MSym *fn);
 ValueId lw_expr(Lower *L, const Ast *e);  /* lower_ops.c: a tensor expression */

@@ -77,6 +77,18 @@ set_slot(MSym *s, int64_t idx, int32_t v)
 	return true;
 }
 
+bool
+lw_work(Lower *L, Loc loc)
+{
+	if (L->stop)
+		return false;
+	if (--L->work_left >= 0)
+		return true;
+	diag_error(L->d, loc, "too much unrolling: more than %d loop iterations and inlined calls", 1 << 20);
+	L->stop = true;
+	return false;
+}
+
 /* ---- locals: values, loop variables and int parameters of the current frame ---- */
 
 LSym *
@@ -394,7 +406,7 @@ decl_for(Lower *L, const Ast *f, void (*body)(Lower *, const Ast *, const char *
 	}
 	bool was = L->in_loop;
 	L->in_loop = true;
-	for (int64_t i = lo; i < hi && !diag_too_many(L->d); i++) {
+	for (int64_t i = lo; i < hi && !diag_too_many(L->d) && lw_work(L, f->loc); i++) {
 		int before = L->d->nerrors;
 		LSym *ls = push_local(L, f->name, f->loc);
 		ls->is_int = true;
@@ -487,7 +499,7 @@ decl_weight(Lower *L, const Ast *w)
 static void
 decl_weights(Lower *L, const Ast *list, const char *loopvar)
 {
-	for (const Ast *w = list->kids; w && !diag_too_many(L->d); w = w->next) {
+	for (const Ast *w = list->kids; w && !diag_too_many(L->d) && !L->stop; w = w->next) {
 		if (w->kind == AST_FOR)
 			decl_for(L, w, decl_weights_for);
 		else if (w->kind == AST_WEIGHT)
@@ -561,7 +573,7 @@ decl_states_for(Lower *L, const Ast *f, const char *var)
 static void
 decl_states(Lower *L, const Ast *list, const char *loopvar)
 {
-	for (const Ast *s = list->kids; s && !diag_too_many(L->d); s = s->next) {
+	for (const Ast *s = list->kids; s && !diag_too_many(L->d) && !L->stop; s = s->next) {
 		if (s->kind == AST_FOR)
 			decl_for(L, s, decl_states_for);
 		else if (s->kind == AST_STATE)
@@ -642,7 +654,7 @@ lower_for(Lower *L, const Ast *s)
 		return;
 	}
 	L->loop_depth++;
-	for (int64_t i = lo; i < hi && !L->stop; i++) {
+	for (int64_t i = lo; i < hi && lw_work(L, s->loc); i++) {
 		int before = L->d->nerrors;
 		uint32_t mark = L->nlocals;
 		LSym *ls = push_local(L, s->name, s->loc);
@@ -716,6 +728,9 @@ ValueId
 lw_inline(Lower *L, const Ast *call, const MSym *fn)
 {
 	const Ast *def = fn->decl;
+	((MSym *)fn)->used = true;
+	if (!lw_work(L, call->loc))
+		return IR_NO_VALUE;
 	for (int i = 0; i < L->ncalls; i++)
 		if (L->calls[i] == def) {
 			diag_error(L->d, call->loc, "recursive call to '%s'", def->name);
@@ -882,6 +897,63 @@ lower_entry(Lower *L, const Ast *e)
 	(void)rv;
 }
 
+/* Checks a fn that no entry calls (an exit head, say) by lowering it on its own
+ * into a scratch function that is then dropped.  Fns with 'int' parameters are
+ * only checked where they are called: their body depends on the value. */
+static void
+check_unused_fn(Lower *L, const Ast *fn)
+{
+	Type ts[IR_MAX_OPERANDS];
+	uint32_t i = 0;
+	if (fn->nkids > IR_MAX_OPERANDS)
+		return;
+	for (const Ast *p = fn->kids; p; p = p->next, i++) {
+		bool is_int;
+		if (!eval_type(L, p->b, &ts[i], &is_int, true) || is_int)
+			return;
+	}
+	Func *f = ir_new_func(L->m, fn->name, FN_FORWARD, fn->loc);
+	L->f = f;
+	L->frame = L->nlocals = 0;
+	L->layer = L->last_layer = -1;
+	L->loop_depth = 0;
+	L->returned = false;
+	L->ret = IR_NO_VALUE;
+	L->nops_left = 1 << 20;
+	i = 0;
+	for (const Ast *p = fn->kids; p; p = p->next, i++) {
+		ir_func_add_arg(L->m, f, p->name, ts[i]);
+		int64_t ia[4] = { i };
+		LSym *ls = push_local(L, p->name, p->loc);
+		ls->v = lw_emit(L, OP_ARG, NULL, 0, ia, NULL, p->loc);
+		for (const Ast *q = fn->kids; q != p; q = q->next)
+			if (strcmp(q->name, p->name) == 0) {
+				diag_error(L->d, p->loc, "duplicate parameter '%s'", p->name);
+				diag_note(L->d, q->loc, "previous definition of '%s' is here", p->name);
+			}
+	}
+	Type rt;
+	int before = L->d->nerrors;
+	bool okt = eval_type(L, fn->b, &rt, NULL, false);
+	L->calls[L->ncalls++] = fn;
+	lower_stmts(L, fn->c);
+	L->ncalls--;
+	if (!L->returned && L->d->nerrors == before && !L->stop)
+		diag_error(L->d, fn->loc, "'%s' has no 'return'", fn->name);
+	else if (L->returned && okt) {
+		char what[128];
+		snprintf(what, sizeof what, "the result of '%s'", fn->name);
+		lw_check_type(L, L->ret, rt, L->ret_loc, what);
+	}
+	/* drop the scratch function */
+	for (uint32_t v = 0; v < f->nvals; v++)
+		free(f->vals[v].uses);
+	free(f->ops);
+	free(f->vals);
+	L->m->nfuncs--;
+	L->f = NULL;
+}
+
 /* ---- the module ---- */
 
 static int64_t
@@ -901,7 +973,7 @@ count_regions(const Module *m)
 static Module *
 lower_model(const Ast *model, Diag *d)
 {
-	Lower L = { .d = d, .model = model, .nlayers_decl = -1, .layer = -1 };
+	Lower L = { .d = d, .model = model, .nlayers_decl = -1, .layer = -1, .work_left = 1 << 20 };
 	L.m = ir_new_module(model->name);
 	/* 1. declarations: constants first, then the rest in order */
 	for (const Ast *it = model->kids; it && !diag_too_many(d); it = it->next)
@@ -946,6 +1018,9 @@ lower_model(const Ast *model, Diag *d)
 		}
 	if (nentries == 0 && d->nerrors == 0)
 		diag_error(d, model->loc, "model '%s' has no entry", model->name);
+	for (uint32_t i = 0; i < L.nsyms && !diag_too_many(d) && !L.stop; i++)
+		if (L.syms[i].kind == SYM_FN && !L.syms[i].used)
+			check_unused_fn(&L, L.syms[i].decl);
 	L.m->nlayers = (int32_t)(L.nlayers_decl >= 0 ? L.nlayers_decl : count_regions(L.m));
 	for (uint32_t i = 0; i < L.nsyms; i++)
 		free(L.syms[i].slots);
