@@ -188,7 +188,6 @@ find_attn(Module *m, Func *f, uint32_t ai, PruneAttn *out)
 	Op *a = &f->ops[ai];
 	PruneAttn g = { .layer = a->layer, .attn_op = ai, .heads = a->ia[0], .kv_heads = a->ia[1] };
 	uint32_t rope_v;
-	int32_t bias_v;
 	if (a->layer < 0 || g.heads <= 0 || g.kv_heads <= 0 || g.heads % g.kv_heads != 0)
 		return false;
 	g.wq = attn_input(m, f, a->args[0], a->layer, &g.rope_q, &g.bq);

@@ -103,7 +103,7 @@ read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)
 		int sc = prune_score_from_name(o->val.str);
 		ps->score_loc = o->loc;
 		bool layer_score = sc == PS_ANGULAR || sc == PS_BI;
-		if (sc < 0 || layer_score != (ps->unit == PU_LAYER) || (sc == PS_MAW && ps->unit != PU_FFN)
+		if (sc < 0 || (layer_score && ps->unit != PU_LAYER) || (sc == PS_MAW && ps->unit != PU_FFN)
 		    || (sc == PS_ACT && ps->unit == PU_LAYER)) {
 			diag_error(d, o->loc, "score '%s' does not apply to '%s'", o->val.str ? o->val.str : "?", units[u]);
 			return false;
