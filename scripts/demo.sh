@@ -19,15 +19,26 @@ for p in $POLICIES; do targets="$targets charlm_$p"; done
 echo "== elide compile examples/charlm/charlm.elide --policy {${POLICIES// /,}}"
 cmake --build "$BUILD" --target $targets -j 2 >/dev/null
 
-# parameters: the element count of the weight tensors in the IR the compiler
-# emitted (after the policy's passes), read from the manifest's tensor list
+# parameters: the element count of the params in the IR the compiler emits after the
+# policy's passes (--emit=ir); without the IR printer, the manifest's weight bytes / 4
+# (which count the kernels' padding too; marked ~)
 params_of() {
-	python3 - "$1" <<'EOF'
-import json, sys
+	local p=$1 dir=$2 t
+	t=$(mktemp -d)
+	if (cd "$ROOT/examples/charlm" && "$BUILD/tools/elide" compile charlm.elide -w charlm.safetensors \
+		--policy "$p" --emit=ir -o "$t") >/dev/null 2>&1 && ls "$t"/*.eir >/dev/null 2>&1; then
+		awk '/^[ \t]*param / {
+			if (match($0, /: *[a-z0-9]+\[[^]]*\]/)) {
+				s = substr($0, RSTART, RLENGTH); sub(/^[^[]*\[/, "", s); sub(/\]$/, "", s)
+				n = split(s, d, /, */); q = 1; for (i = 1; i <= n; i++) q *= d[i]; tot += q
+			}
+		} END { printf "%d\n", tot }' "$t"/*.eir
+	else
+		python3 -c 'import json, sys
 m = json.load(open(sys.argv[1]))
-print(sum(w.get("elements", 0) for w in m.get("weights", [])
-          if w.get("name") != "rope"))
-EOF
+print("~%d" % (sum(w["bytes"] for w in m["weights"] if w["name"] != "rope") // 4))' "$dir/charlm.json"
+	fi
+	rm -rf "$t"
 }
 
 rows=()
@@ -42,7 +53,7 @@ for p in $POLICIES; do
 	ev=$("$bin" -w "$dir/charlm.weights" --eval "$HELDOUT" --threads "$THREADS")
 	bpb=$(printf '%s\n' "$ev" | sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
 	blob=$(stat -c %s "$dir/charlm.weights")
-	par=$(params_of "$dir/charlm.json")
+	par=$(params_of "$p" "$dir")
 	rows+=("$(printf '%-8s %12s %12s %10s %10s' "$p" "$par" "$blob" "$tps" "$bpb")")
 done
 

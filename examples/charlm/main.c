@@ -6,6 +6,7 @@
  * Generation prints the text as it is produced, then the speed.  --eval scores a
  * file the way train.py does: consecutive chunks of CHARLM_CTX bytes, each from an
  * empty context, byte i+1 of a chunk predicted from bytes 0..i. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "charlm.h"
 
 #include <math.h>

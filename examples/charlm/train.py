@@ -30,12 +30,12 @@ HELDOUT_FRAC = 0.05
 PROMPT = "The meaning of life is"
 
 
-def read_corpus():
+def read_corpus(root=FORTUNES):
 	"""Split every fortune file at the first fortune boundary ("\\n%\\n") at or
 	after 95% of its length: the head is training text, the tail held out."""
 	train, held, split = [], [], []
-	for name in sorted(os.listdir(FORTUNES)):
-		path = os.path.join(FORTUNES, name)
+	for name in sorted(os.listdir(root)):
+		path = os.path.join(root, name)
 		if name.endswith(".dat") or name.endswith(".u8") or name in EXCLUDE:
 			continue
 		if os.path.islink(path) or not os.path.isfile(path):
@@ -210,6 +210,7 @@ def main():
 	ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
 	ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
 	ap.add_argument("--fixtures", default=None)
+	ap.add_argument("--corpus", default=FORTUNES, help="folder of the fortune files")
 	a = ap.parse_args()
 	if a.fixtures is None:
 		a.fixtures = os.path.join(a.out, "..", "..", "tests", "fixtures")
@@ -217,7 +218,7 @@ def main():
 	torch.set_num_threads(a.threads)
 	torch.manual_seed(a.seed)
 	gen = torch.Generator().manual_seed(a.seed)
-	train, held, split = read_corpus()
+	train, held, split = read_corpus(a.corpus)
 	print("corpus: %d files, train %d bytes, held out %d bytes" % (len(split), len(train), len(held)))
 	for name, size, cut in split:
 		print("  split %-14s %7d bytes, train [0,%d) held [%d,%d)" % (name, size, cut, cut, size))
