@@ -91,17 +91,14 @@ dump(FILE *out, const Ast *n, int depth, const char *role)
 	}
 	fprintf(out, "%*s%s%s%s <%d:%d>", 2 * depth, "", role, role[0] ? ": " : "",
 	        ast_kind_name(n->kind), n->loc.line, n->loc.col);
-	if (n->name)
+	if (n->name && n->kind != AST_DIM)
 		fprintf(out, " '%s'", n->name);
+	if (n->kind == AST_DIM && n->name)
+		fprintf(out, " bound");
 	if (n->str)
 		fprintf(out, " \"%s\"", n->str);
 	if (n->kind == AST_NUM || (n->kind == AST_PWORD && n->op == 'n'))
 		fprintf(out, n->is_int ? " %.0f" : " %g", n->num);
-	if (n->kind == AST_BINARY || (n->kind == AST_PWORD && n->op != 'n' && n->op != 'i' &&
-	                              n->op != 's' && n->op != 'c'))
-		fprintf(out, " '%c'", n->op);
-	if (n->kind == AST_DIM && n->op == '<')
-		fprintf(out, " bound");
 	fputc('\n', out);
 	dump(out, n->a, depth + 1, "a");
 	dump(out, n->b, depth + 1, "b");

@@ -28,7 +28,7 @@ typedef enum AstKind {
 	AST_NEG,     /* -a */
 	/* types */
 	AST_TYPE,    /* name (dtype) with dims in kids (AST_DIM) */
-	AST_DIM,     /* a: extent; is_int=false and op='<' when written "<= a" (a bound) */
+	AST_DIM,     /* a: extent; name "<=" when written "<= a" (a bound) */
 	/* statements */
 	AST_ASSIGN,  /* name = a */
 	AST_FOR,     /* for name in a..b { kids } */
@@ -126,6 +126,7 @@ typedef struct MSym {      /* a model-level name */
 	Num val;               /* SYM_CONST */
 	bool valid;            /* SYM_CONST: evaluated without error */
 	bool indexed;          /* weight or state declared as name[i] */
+	bool bad;              /* its declaration had errors (reported): uses stay quiet */
 	int32_t param;         /* plain weight: param index; plain state: state index */
 	int32_t *slots;        /* indexed: param/state index per index, -1 if none */
 	int64_t nslots;

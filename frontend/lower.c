@@ -449,26 +449,27 @@ static void
 decl_weight(Lower *L, const Ast *w)
 {
 	Type t;
-	if (!eval_type(L, w->b, &t, NULL, false))
-		return;
-	if (t.dtype == DT_I32 || t.dtype == DT_I8) {
+	bool ok = eval_type(L, w->b, &t, NULL, false);
+	if (ok && (t.dtype == DT_I32 || t.dtype == DT_I8)) {
 		diag_error(L->d, w->b->loc, "weights must be f32, bf16 or f16, saw '%s'", ir_dtype_name(t.dtype));
-		return;
+		ok = false;
 	}
-	if (t.dyn0) {
+	if (ok && t.dyn0) {
 		diag_error(L->d, w->b->loc, "a weight cannot have a bounded dimension");
-		return;
+		ok = false;
 	}
 	t.dtype = DT_F32; /* the loader converts bf16 and f16 to f32 */
 	int64_t idx = -1;
 	if (w->a && !decl_index(L, w->a, &idx))
 		return;
 	const char *src = expand_name(L, w->c);
-	if (!src)
-		return;
 	MSym *s = decl_sym(L, w, SYM_WEIGHT);
 	if (!s)
 		return;
+	if (!ok || !src) {
+		s->bad = true; /* reported: uses of it stay quiet */
+		return;
+	}
 	if (!w->a) {
 		s->param = (int32_t)ir_add_param(L->m, w->name, src, t, -1, w->loc);
 		return;
@@ -500,27 +501,26 @@ static void
 decl_state(Lower *L, const Ast *st)
 {
 	const Ast *call = st->c;
+	static const char *const what[3] = { "ctx", "kv_heads", "head_dim" };
+	int64_t v[3] = { 0 };
+	bool ok = true;
 	if (strcmp(call->name, "kvcache") != 0) {
 		diag_error(L->d, call->loc, "unknown state kind '%s', expected 'kvcache'", call->name);
-		return;
-	}
-	if (call->nkids != 3) {
+		ok = false;
+	} else if (call->nkids != 3) {
 		diag_error(L->d, call->loc, "'kvcache' takes 3 arguments (ctx, kv_heads, head_dim), got %u", call->nkids);
-		return;
+		ok = false;
 	}
-	int64_t v[3];
-	static const char *const what[3] = { "ctx", "kv_heads", "head_dim" };
 	int i = 0;
-	for (const Ast *a = call->kids; a; a = a->next, i++) {
+	for (const Ast *a = call->kids; ok && a; a = a->next, i++) {
 		if (a->kind == AST_NAMED) {
 			diag_error(L->d, a->loc, "'kvcache' takes positional arguments only");
-			return;
-		}
-		if (!lw_eval_int(L, a, what[i], &v[i]))
-			return;
-		if (v[i] <= 0 || v[i] > (INT64_C(1) << 24)) {
+			ok = false;
+		} else if (!lw_eval_int(L, a, what[i], &v[i])) {
+			ok = false;
+		} else if (v[i] <= 0 || v[i] > (INT64_C(1) << 24)) {
 			diag_error(L->d, a->loc, "kvcache %s must be in 1..2^24, saw %lld", what[i], (long long)v[i]);
-			return;
+			ok = false;
 		}
 	}
 	int64_t idx = -1;
@@ -529,6 +529,10 @@ decl_state(Lower *L, const Ast *st)
 	MSym *s = decl_sym(L, st, SYM_STATE);
 	if (!s)
 		return;
+	if (!ok) {
+		s->bad = true;
+		return;
+	}
 	char name[160];
 	if (idx >= 0)
 		snprintf(name, sizeof name, "%s.%lld", st->name, (long long)idx);

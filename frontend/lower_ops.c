@@ -9,21 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- types of ops ---- */
-
-static bool
-fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool
-fail(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-	return false;
-}
-
 /* Last extent of a tensor type (1 for scalars). */
 static int64_t
 last(Type t)
@@ -31,153 +16,9 @@ last(Type t)
 	return t.rank ? t.dims[t.rank - 1] : 1;
 }
 
-/* Whether a and b have the same leading (row) axes. */
-static bool
-same_rows(Type a, Type b)
-{
-	if (a.rank != b.rank || a.dyn0 != b.dyn0)
-		return false;
-	for (int i = 0; i + 1 < a.rank; i++)
-		if (a.dims[i] != b.dims[i])
-			return false;
-	return true;
-}
-
-/* The result type of an op built by the front end; false with a message in err. */
-static bool
-op_type(Lower *L, const Op *op, Type *out, char *err, size_t n)
-{
-	const Func *f = L->f;
-	Type a = op->nargs > 0 ? f->vals[op->args[0]].type : (Type){ 0 };
-	Type b = op->nargs > 1 ? f->vals[op->args[1]].type : (Type){ 0 };
-	const char *name = ir_op_names[op->code];
-	char sa[96], sb[96];
-	ir_type_str(a, sa, sizeof sa);
-	ir_type_str(b, sb, sizeof sb);
-	if (op->code != OP_EMBED && op->code != OP_ARGMAX && op->code != OP_ROW && op->nargs > 0 &&
-	    op->code != OP_ATTENTION && op->code != OP_ROPE && a.dtype != DT_F32)
-		return fail(err, n, "'%s' needs an f32 tensor, saw %s", name, sa);
-	*out = a;
-	switch (op->code) {
-	case OP_PARAM:
-		*out = L->m->params[op->ia[0]].type;
-		return true;
-	case OP_EMBED:
-		if (a.rank != 2 || a.dtype != DT_F32)
-			return fail(err, n, "'embed' needs a table f32[V, D], saw %s", sa);
-		if (b.dtype != DT_I32 || b.rank > 1)
-			return fail(err, n, "'embed' needs i32 token ids (a scalar or a vector), saw %s", sb);
-		*out = b;
-		out->dtype = DT_F32;
-		out->dims[b.rank] = a.dims[1];
-		out->rank = b.rank + 1;
-		return true;
-	case OP_LINEAR:
-		if (b.rank != 2 || b.dtype != DT_F32)
-			return fail(err, n, "'linear' needs a weight f32[N, K], saw %s", sb);
-		if (a.rank < 1 || last(a) != b.dims[1])
-			return fail(err, n, "shape mismatch in 'linear': x is %s and W is %s (W must be [N, %lld])", sa,
-			            sb, (long long)last(a));
-		out->dims[a.rank - 1] = b.dims[0];
-		return true;
-	case OP_ADD:
-	case OP_SUB:
-	case OP_MUL:
-		if (!ir_type_eq(a, b))
-			return fail(err, n, "shape mismatch in '%s': %s and %s", name, sa, sb);
-		return true;
-	case OP_SCALE:
-	case OP_SILU:
-	case OP_GELU:
-	case OP_TANH:
-	case OP_SOFTMAX:
-		if (a.rank == 0 && op->code == OP_SOFTMAX)
-			return fail(err, n, "'softmax' needs a vector or matrix, saw %s", sa);
-		return true;
-	case OP_RMSNORM:
-	case OP_LAYERNORM:
-		if (a.rank < 1 || b.rank != 1 || b.dims[0] != last(a) || b.dtype != DT_F32)
-			return fail(err, n, "shape mismatch in '%s': x is %s and the weight is %s", name, sa, sb);
-		if (op->code == OP_LAYERNORM) {
-			Type c = f->vals[op->args[2]].type;
-			if (!ir_type_eq(c, b)) {
-				char sc[96];
-				return fail(err, n, "shape mismatch in 'layernorm': the weight is %s and the bias is %s", sb,
-				            ir_type_str(c, sc, sizeof sc));
-			}
-		}
-		return true;
-	case OP_ROPE:
-		if (a.dtype != DT_F32 || a.rank < 1)
-			return fail(err, n, "'rope' needs an f32 tensor, saw %s", sa);
-		if (b.dtype != DT_I32 || b.rank != 0)
-			return fail(err, n, "'rope' needs a position i32, saw %s", sb);
-		if (op->ia[0] <= 0 || last(a) % op->ia[0] != 0 || (last(a) / op->ia[0]) % 2 != 0)
-			return fail(err, n, "'rope': %lld features do not split into %lld heads of an even size",
-			            (long long)last(a), (long long)op->ia[0]);
-		return true;
-	case OP_ATTENTION: {
-		Type c = f->vals[op->args[2]].type, p = f->vals[op->args[3]].type;
-		char sc[96];
-		ir_type_str(c, sc, sizeof sc);
-		int64_t h = op->ia[0], kh = op->ia[1];
-		if (a.dtype != DT_F32 || b.dtype != DT_F32 || c.dtype != DT_F32 || a.rank < 1)
-			return fail(err, n, "'attention' needs f32 q, k, v");
-		if (h <= 0 || kh <= 0 || h % kh != 0)
-			return fail(err, n, "'attention': %lld heads do not divide into %lld kv heads", (long long)h,
-			            (long long)kh);
-		if (last(a) % h != 0)
-			return fail(err, n, "'attention': q is %s, %lld features do not split into %lld heads", sa,
-			            (long long)last(a), (long long)h);
-		int64_t hd = last(a) / h;
-		if (!same_rows(a, b) || !same_rows(a, c) || last(b) != kh * hd || last(c) != kh * hd)
-			return fail(err, n, "shape mismatch in 'attention': q is %s, k is %s, v is %s (k and v need %lld "
-			            "heads of %lld)", sa, sb, sc, (long long)kh, (long long)hd);
-		if (p.dtype != DT_I32 || p.rank != 0)
-			return fail(err, n, "'attention' needs a position i32");
-		return true;
-	}
-	case OP_ARGMAX:
-		if (a.rank < 1 || a.rank > 2)
-			return fail(err, n, "'argmax' needs a vector or matrix, saw %s", sa);
-		out->dtype = DT_I32;
-		out->rank = a.rank - 1;
-		return true;
-	case OP_ROW:
-		if (a.rank != 2)
-			return fail(err, n, "'row' needs a matrix, saw %s", sa);
-		if (!a.dyn0 && (op->ia[0] >= a.dims[0] || op->ia[0] < -a.dims[0]))
-			return fail(err, n, "row %lld is out of range for %s", (long long)op->ia[0], sa);
-		if (a.dyn0 && (op->ia[0] >= 1 || op->ia[0] < -1) && op->ia[0] != 0)
-			return fail(err, n, "row %lld of %s: only rows 0 and -1 exist for every length", (long long)op->ia[0], sa);
-		out->rank = 1;
-		out->dyn0 = false;
-		out->dims[0] = a.dims[1];
-		return true;
-	case OP_SLICE:
-		if (a.rank < 1 || op->ia[0] < 0 || op->ia[1] <= 0 || op->ia[0] + op->ia[1] > last(a))
-			return fail(err, n, "slice %lld..%lld is out of range for %s", (long long)op->ia[0],
-			            (long long)(op->ia[0] + op->ia[1]), sa);
-		out->dims[a.rank - 1] = op->ia[1];
-		return true;
-	case OP_CONCAT: {
-		int64_t sum = 0;
-		for (uint32_t i = 0; i < op->nargs; i++) {
-			Type t = f->vals[op->args[i]].type;
-			if (t.dtype != DT_F32 || !same_rows(a, t) || t.rank < 1) {
-				char st[96];
-				return fail(err, n, "shape mismatch in 'concat': %s and %s", sa, ir_type_str(t, st, sizeof st));
-			}
-			sum += last(t);
-		}
-		out->dims[a.rank - 1] = sum;
-		return true;
-	}
-	default:
-		return fail(err, n, "op '%s' is not built by the front end", name);
-	}
-}
-
+/* Builds an op through the IR builder, whose ir_infer_type is the one authority on
+ * types.  On a type error the message names every operand's type, so both shapes
+ * of a mismatch are shown. */
 ValueId
 lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_t *ia, const float *fa,
         Loc loc)
@@ -192,29 +33,29 @@ lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_
 		L->stop = true;
 		return IR_NO_VALUE;
 	}
-	Op tmp = { .code = code, .nargs = (uint8_t)nargs };
+	Op tmp = { .code = code, .dst = IR_NO_VALUE, .nargs = (uint8_t)nargs, .layer = L->layer, .loc = loc };
 	if (nargs)
 		memcpy(tmp.args, args, nargs * sizeof *args);
 	if (ia)
 		memcpy(tmp.ia, ia, sizeof tmp.ia);
 	if (fa)
 		memcpy(tmp.fa, fa, sizeof tmp.fa);
-	Type t = { 0 };
+	Type t;
 	char err[512];
-	if (code == OP_ARG)
-		t = L->f->args[ia[0]].type;
-	else if (code == OP_CONST)
-		t = ir_type_scalar(fa ? DT_F32 : DT_I32);
-	else if (!op_type(L, &tmp, &t, err, sizeof err)) {
+	if (code != OP_CONST && !ir_infer_type(L->m, L->f, &tmp, &t, err, sizeof err)) {
+		size_t n = strlen(err);
+		bool all = true;
+		char ts[IR_MAX_OPERANDS][96];
+		for (uint32_t i = 0; i < nargs; i++)
+			all &= strstr(err, ir_type_str(ir_vtype(L->f, args[i]), ts[i], sizeof ts[i])) != NULL;
+		for (uint32_t i = 0; !all && i < nargs && n + 8 < sizeof err; i++)
+			n += (size_t)snprintf(err + n, sizeof err - n, "%s%.90s%s", i ? ", " : " (operands: ", ts[i],
+			                      i + 1 == nargs ? ")" : "");
 		diag_error(L->d, loc, "%s", err);
 		return IR_NO_VALUE;
 	}
-	ValueId v = ir_emit(L->m, L->f, code, t, args, nargs, loc);
-	Op *op = ir_def(L->f, v);
-	memcpy(op->ia, tmp.ia, sizeof op->ia);
-	memcpy(op->fa, tmp.fa, sizeof op->fa);
-	op->layer = L->layer;
-	return v;
+	Builder b = { .m = L->m, .f = L->f, .layer = L->layer, .diag = L->d };
+	return ir_b_op(&b, code, args, nargs, ia, fa, loc);
 }
 
 static ValueId
@@ -372,6 +213,8 @@ state_arg(Lower *L, const Ast *e)
 		diag_error(L->d, e->loc, "argument 4 of 'attention' must be a kv cache such as 'kv[l]'");
 		return -1;
 	}
+	if (s->bad)
+		return -1;
 	if (e->kind == AST_IDENT) {
 		if (s->indexed) {
 			diag_error(L->d, e->loc, "'%s' is indexed by layer: write '%s[l]'", e->name, e->name);
@@ -424,8 +267,13 @@ lower_attention(Lower *L, const Ast *call, const CallArgs *ca, ValueId *v)
 		const State *s = &L->m->states[st];
 		int64_t hd = last(ir_vtype(L->f, v[0])) / ia[0];
 		if (s->kv_heads != ia[1] || s->head_dim != hd) {
+			char sname[160];
+			snprintf(sname, sizeof sname, "%s", s->name);
+			char *dot = strrchr(sname, '.');
+			if (dot && ca->pos[3]->kind == AST_INDEX)
+				snprintf(dot, sizeof sname - (size_t)(dot - sname), "[%d]", s->layer);
 			diag_error(L->d, ca->pos[3]->loc, "kv cache '%s' holds %lld heads of %lld, but attention uses %lld kv "
-			           "heads of %lld", s->name, (long long)s->kv_heads, (long long)s->head_dim, (long long)ia[1],
+			           "heads of %lld", sname, (long long)s->kv_heads, (long long)s->head_dim, (long long)ia[1],
 			           (long long)hd);
 			return IR_NO_VALUE;
 		}
@@ -537,6 +385,8 @@ static ValueId
 weight_ref(Lower *L, const Ast *e, MSym *s)
 {
 	int64_t ia[4] = { 0 };
+	if (s->bad)
+		return IR_NO_VALUE;
 	if (e->kind == AST_IDENT) {
 		if (s->indexed) {
 			diag_error(L->d, e->loc, "'%s' is indexed by layer: write '%s[l]'", e->name, e->name);

@@ -10,6 +10,7 @@
 %define api.location.type {Loc}
 %locations
 %param {void *scanner} {AstParser *p}
+%initial-action { @$ = (Loc){ .file = p->file, .line = 1, .col = 1, .end_col = 1 }; }
 
 %code requires {
 #include "frontend/frontend.h"

@@ -274,9 +274,9 @@ read_value(Ctx *c, const OptSpec *sp, const Ast *w, PolicyVal *v)
 		if (!fn) {
 			diag_error(c->d, w->loc, "unknown head '%s': the model has no fn of that name", w->name);
 			c->ok = false;
-		} else if (fn->nkids != 1) {
-			diag_error(c->d, w->loc, "head '%s' must take one argument (the hidden state), it takes %u", w->name,
-			           fn->nkids);
+		} else if (fn->nkids != 1 && !(fn->nkids == 2 && strcmp(fn->last->b->name, "int") == 0)) {
+			diag_error(c->d, w->loc, "head '%s' must take the hidden state (and optionally the layer as an 'int'), "
+			           "it takes %u arguments", w->name, fn->nkids);
 			diag_note(c->d, fn->loc, "'%s' is defined here", w->name);
 			c->ok = false;
 		}

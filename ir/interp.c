@@ -211,24 +211,22 @@ op_linear(Run *r, Tensor *o)
 	return true;
 }
 
-/* add, sub, mul: same shapes; an operand with fewer elements that divide the
- * result's count repeats (a scalar, or a row added to every row). */
+/* add, sub, mul: f32 operands of the same shape, element by element; an operand
+ * that is one row [N] (a bias) is repeated over every row of the other, [.., N]. */
 static bool
 op_binary(Run *r, Tensor *o)
 {
 	const Tensor *a = arg(r, 0), *b = arg(r, 1);
-	int64_t n = numel(o), na = numel(a), nb = numel(b);
-	if (a->dt != o->dt || b->dt != o->dt || na == 0 || nb == 0 || n % na || n % nb)
-		return rerr(r, "operands do not fit the result");
+	if (!need_f32(r, a, "the first operand") || !need_f32(r, b, "the second operand"))
+		return false;
+	int64_t n = numel(o), na = numel(a), nb = numel(b), w = lastdim(o);
+	bool arow = na != n && a->rank == 1 && na == w, brow = nb != n && b->rank == 1 && nb == w;
+	if ((na != n && !arow) || (nb != n && !brow))
+		return rerr(r, "operands of %lld and %lld elements do not fit a result of %lld", (long long)na,
+		            (long long)nb, (long long)n);
 	for (int64_t i = 0; i < n; i++) {
-		if (o->dt == DT_I32) {
-			int64_t x = a->i[i % na], y = b->i[i % nb];
-			int64_t v = r->op->code == OP_ADD ? x + y : r->op->code == OP_SUB ? x - y : x * y;
-			o->i[i] = (int32_t)v;
-		} else {
-			float x = a->f[i % na], y = b->f[i % nb];
-			o->f[i] = r->op->code == OP_ADD ? x + y : r->op->code == OP_SUB ? x - y : x * y;
-		}
+		float x = a->f[arow ? i % w : i], y = b->f[brow ? i % w : i];
+		o->f[i] = r->op->code == OP_ADD ? x + y : r->op->code == OP_SUB ? x - y : x * y;
 	}
 	return true;
 }
@@ -495,7 +493,7 @@ makes_f32(Opcode c)
 	switch (c) {
 	case OP_EMBED: case OP_LINEAR: case OP_SCALE: case OP_SILU: case OP_GELU: case OP_TANH:
 	case OP_RMSNORM: case OP_LAYERNORM: case OP_SOFTMAX: case OP_ROPE: case OP_ATTENTION:
-	case OP_SLICE: case OP_CONCAT: case OP_PARAM:
+	case OP_SLICE: case OP_CONCAT: case OP_PARAM: case OP_ADD: case OP_SUB: case OP_MUL:
 		return true;
 	default:
 		return false;

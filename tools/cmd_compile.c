@@ -1,13 +1,163 @@
-/* cmd_compile.c - `elide compile`: placeholder until its issue lands; says so and fails. */
+/* cmd_compile.c - `elide compile`: a model (and policy) plus its weights in; a native
+ * object, a C header, a packed weight blob and a JSON manifest out.
+ *   elide compile M.elide -w W.safetensors -o DIR [--policy P]
+ *         [--emit=obj,asm,llvm-ir,ir,header] [--embed-weights] [-O0..-O3]
+ *         [--target=TRIPLE] [--cpu=NAME] [--features=+a,-b] [--no-fuse]
+ * NAME.weights (unless --embed-weights) and NAME.json are always written.  Outputs go
+ * through temporary files and renames; a failed compile leaves none of them. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "ir/ir.h"
 #include "tools/driver.h"
+
+/* Provided by the textual-IR printer once it is part of the build. */
+extern char *ir_print_module_str(const Module *m) __attribute__((weak));
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	        "USAGE: elide compile MODEL.elide -w WEIGHTS.safetensors -o DIR [options]\n\n"
+	        "OPTIONS:\n"
+	        "  -w, --weights FILE   safetensors file with the model's weights\n"
+	        "  -o DIR               output directory (created if missing)\n"
+	        "  --policy NAME        adaptive-compute policy of the model file\n"
+	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
+	        "                       NAME.weights and NAME.json are always written\n"
+	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
+	        "  -O0 .. -O3           optimisation level (default -O3)\n"
+	        "  --target=TRIPLE      target triple (default: the host), e.g. aarch64-linux-gnu\n"
+	        "  --cpu=NAME           target CPU (default: the host's, generic when cross-compiling)\n"
+	        "  --features=LIST      target features, e.g. +avx2,+fma\n"
+	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n");
+}
+
+static const char *
+opt_value(const char *arg, const char *name, int *i, int argc, char **argv)
+{
+	size_t n = strlen(name);
+	if (strncmp(arg, name, n) != 0)
+		return NULL;
+	if (arg[n] == '=')
+		return arg + n + 1;
+	if (arg[n] == 0 && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+static bool
+parse_emit(const char *list, unsigned *emit)
+{
+	*emit = 0;
+	char *s = xstrdup(list), *save = NULL;
+	bool ok = true;
+	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (strcmp(t, "obj") == 0)
+			*emit |= CG_EMIT_OBJ;
+		else if (strcmp(t, "asm") == 0)
+			*emit |= CG_EMIT_ASM;
+		else if (strcmp(t, "llvm-ir") == 0 || strcmp(t, "ll") == 0)
+			*emit |= CG_EMIT_LL;
+		else if (strcmp(t, "ir") == 0)
+			*emit |= CG_EMIT_IR;
+		else if (strcmp(t, "header") == 0)
+			*emit |= CG_EMIT_HEADER;
+		else {
+			fprintf(stderr, "elide: error: unknown --emit kind '%s' (expected obj, asm, llvm-ir, ir, header)\n", t);
+			ok = false;
+		}
+	}
+	free(s);
+	return ok;
+}
 
 int
 cmd_compile(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "elide: error: 'compile' is not available in this build yet\n");
-	return 1;
+	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
+	CgOptions o = { .opt_level = 3, .fuse = true };
+	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if ((v = opt_value(a, "--weights", &i, argc, argv)) || (v = opt_value(a, "-w", &i, argc, argv))) {
+			weights = v;
+		} else if ((v = opt_value(a, "-o", &i, argc, argv))) {
+			outdir = v;
+		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
+			policy = v;
+		} else if ((v = opt_value(a, "--emit", &i, argc, argv))) {
+			if (!parse_emit(v, &emit))
+				return 2;
+		} else if ((v = opt_value(a, "--target", &i, argc, argv))) {
+			o.triple = v;
+		} else if ((v = opt_value(a, "--cpu", &i, argc, argv))) {
+			o.cpu = v;
+		} else if ((v = opt_value(a, "--features", &i, argc, argv))) {
+			o.features = v;
+		} else if (strcmp(a, "--embed-weights") == 0) {
+			o.embed_weights = true;
+		} else if (strcmp(a, "--no-fuse") == 0) {
+			o.fuse = false;
+		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
+			o.opt_level = a[2] - '0';
+		} else if (a[0] == '-') {
+			fprintf(stderr, "elide: error: unknown option '%s' (see 'elide compile --help')\n", a);
+			return 2;
+		} else if (!model) {
+			model = a;
+		} else {
+			fprintf(stderr, "elide: error: more than one model file ('%s' and '%s')\n", model, a);
+			return 2;
+		}
+	}
+	if (!model || !weights || !outdir) {
+		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !weights ? "no weights given (-w FILE)"
+		                                                                          : "no output directory given (-o DIR)");
+		usage(stderr);
+		return 2;
+	}
+	if ((emit & CG_EMIT_IR) && !ir_print_module_str) {
+		fprintf(stderr, "elide: error: --emit=ir needs the textual IR printer, not part of this build\n");
+		return 2;
+	}
+	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+
+	Diag d;
+	diag_init(&d, stderr);
+	Module *m = fe_load(model, policy, &d);
+	if (!m)
+		return 1;
+	if (!ir_load_params(m, weights, &d)) {
+		ir_free_module(m);
+		return 1;
+	}
+	m->weights_path = arena_strdup(&m->arena, weights);
+	if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
+		fprintf(stderr, "elide: error: cannot create '%s': %s\n", outdir, strerror(errno));
+		ir_free_module(m);
+		return 1;
+	}
+	char *ir_text = (emit & CG_EMIT_IR) ? ir_print_module_str(m) : NULL;
+	CgResult *r = cg_compile(m, &o, &d);
+	int rc = 1;
+	if (r) {
+		char err[512];
+		if (!cg_optimize(r, o.opt_level, err, sizeof err))
+			diag_error(&d, (Loc){ 0 }, "%s", err);
+		else if (cg_write_outputs(r, outdir, emit, ir_text, &d))
+			rc = 0;
+	}
+	free(ir_text);
+	cg_result_free(r);
+	ir_free_module(m);
+	return rc;
 }

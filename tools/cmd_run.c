@@ -12,13 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "tools/driver.h"
-
-#if __has_include("frontend/frontend.h")
-#include "frontend/frontend.h"
-#define RUN_HAVE_FRONTEND 1
-#endif
 
 /* How entries are executed: open on a loaded module, run an entry, close. */
 typedef struct RunBackend {
@@ -54,8 +51,9 @@ interp_close(void *ctx)
 
 static const RunBackend interp_backend = { "interp", interp_open, interp_call, interp_close };
 
-/* The JIT backend (codegen) is not part of this build yet: NULL. */
-static const RunBackend *const jit_backend = NULL;
+/* The JIT backend: codegen/run_jit.c (ORC LLJIT of the compiled module). */
+static const RunBackend jit_backend_impl = { "jit", cg_run_open, cg_run_call, cg_run_close };
+static const RunBackend *const jit_backend = &jit_backend_impl;
 
 /* ---- options ---- */
 
@@ -162,17 +160,6 @@ parse_args(int argc, char **argv, RunOpts *o)
 	return 0;
 }
 
-static Module *
-load_model(const RunOpts *o, Diag *d)
-{
-#ifdef RUN_HAVE_FRONTEND
-	return fe_load(o->model, o->policy, d);
-#else
-	diag_error(d, (Loc){ .file = o->model }, "cannot read models: the front end is not part of this build");
-	return NULL;
-#endif
-}
-
 static int
 argmax(const float *x, int64_t n)
 {
@@ -264,9 +251,11 @@ cmd_run(int argc, char **argv)
 		free(o.tokens);
 		return 2;
 	}
-	Diag d;
+	/* static: fe_load keeps the sources it registers with d for the life of the
+	 * process, so they stay reachable from here until exit */
+	static Diag d;
 	diag_init(&d, stderr);
-	Module *m = load_model(&o, &d);
+	Module *m = fe_load(o.model, o.policy, &d);
 	if (!m || !ir_load_params(m, o.weights, &d)) {
 		ir_free_module(m);
 		free(o.tokens);

@@ -30,8 +30,8 @@ typedef struct RmConfig {
 	const bool *zero_layer; /* [layers]: o_proj and down_proj entirely */
 } RmConfig;
 
-/* The fixture configuration of the reference test: dim 64, 2 layers, 4 heads,
- * 2 kv heads, ffn 172, vocab 256, ctx 64, seed 1. */
+/* A small default: dim 64, 2 layers, 4 heads, 2 kv heads, ffn 172, vocab 256,
+ * ctx 64, seed 1. */
 RmConfig rm_default_config(void);
 
 /* Writes the random model to `path`; false (and a message on stderr) on I/O error. */

@@ -395,12 +395,21 @@ Test(interp_ops, argmax_row_slice_concat_const)
 	expect_vals(out, (float[]){ 2, 3, 2.5f }, 3, 0);
 	done(&t);
 
-	/* i32 arithmetic on positions: pos + 1 */
+	/* a row [N] is repeated over every row of [T, N] (a bias), on either side */
 	t = mk(0);
-	ValueId one = E(&t, OP_CONST, ir_type_scalar(DT_I32), N, N, N, N, 1, 0, 0, 0);
-	ret(&t, E2(&t, OP_ADD, ir_type_scalar(DT_I32), pos(&t), one));
-	cr_assert(run(&t, (int32_t[]){ 0 }, 1, 41, (float *)got, err), "%s", err);
-	cr_expect_eq(got[0], 42);
+	ValueId mtx = P(&t, mat(2, 2), (float[]){ 1, 2, 3, 4 }), rowv = P(&t, vec(2), (float[]){ 10, 20 });
+	ValueId sum = E2(&t, OP_ADD, mat(2, 2), mtx, rowv);
+	ret(&t, E2(&t, OP_SUB, mat(2, 2), rowv, sum));
+	float o4[4];
+	cr_assert(run(&t, (int32_t[]){ 0 }, 1, 0, o4, err), "%s", err);
+	expect_vals(o4, (float[]){ -1, -2, -3, -4 }, 4, 0);
+	done(&t);
+
+	/* add of mismatched shapes (malformed IR) is a message */
+	t = mk(0);
+	ret(&t, E2(&t, OP_ADD, vec(2), P(&t, vec(2), (float[]){ 1, 2 }), P(&t, vec(1), (float[]){ 1 })));
+	cr_expect_not(run(&t, (int32_t[]){ 0 }, 1, 0, out, err));
+	cr_expect(strstr(err, "op 'add': operands of 2 and 1 elements"), "%s", err);
 	done(&t);
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
 
@@ -46,16 +47,41 @@ load_fixture(void)
 	fclose(f);
 }
 
-/* The model at the fixture's config: dim 64, 2 layers, 4 heads, 2 kv heads, ffn 172,
- * vocab 256, ctx 64. */
+/* The fixture's sizes (tests/fixtures/make_llama_fixture.py), which are those of
+ * examples/llama/llama.elide. */
+static const RmConfig fixture_config = { .dim = 64, .layers = 6, .heads = 4, .kv_heads = 2, .ffn = 172,
+                                         .vocab = 256, .ctx = 128, .seed = 1 };
+
+/* Where the model comes from: examples/llama/llama.elide as it is, the randmodel
+ * text at the fixture's sizes, and the randmodel IR built without the front end. */
+enum { SRC_LLAMA_ELIDE, SRC_RANDMODEL_TEXT, SRC_RANDMODEL_IR, NSRC };
+static const char *const src_names[NSRC] = { "examples/llama/llama.elide", "randmodel text", "randmodel IR" };
+
 static Module *
-load_model(void)
+load_model(int src)
 {
-	RmConfig c = rm_default_config();
-	Module *m = rm_build_module(&c, "llama");
 	Diag d;
 	diag_init(&d, stderr);
-	cr_assert(ir_load_params(m, FIX "llama_tiny.safetensors", &d), "loading the fixture weights");
+	Module *m = NULL;
+	if (src == SRC_LLAMA_ELIDE) {
+		m = fe_load(ELIDE_SOURCE_DIR "/examples/llama/llama.elide", NULL, &d);
+	} else if (src == SRC_RANDMODEL_TEXT) {
+		char *text = rm_elide_source(&fixture_config, "llama");
+		m = fe_load_text("randmodel.elide", text, strlen(text), NULL, &d);
+		free(text);
+	} else {
+		m = rm_build_module(&fixture_config, "llama");
+	}
+	cr_assert(m, "%s: the model does not load", src_names[src]);
+	static const char *const keys[] = { "dim", "layers", "heads", "kv_heads", "ffn", "vocab", "ctx" };
+	const int want[] = { fixture_config.dim, fixture_config.layers, fixture_config.heads, fixture_config.kv_heads,
+	                     fixture_config.ffn, fixture_config.vocab, fixture_config.ctx };
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(ir_config_get(m, keys[i], -1), want[i],
+		             "%s: '%s' is %lld, the fixture has %d (regenerate the fixture for new sizes)",
+		             src_names[src], keys[i], (long long)ir_config_get(m, keys[i], -1), want[i]);
+	cr_assert(ir_load_params(m, FIX "llama_tiny.safetensors", &d), "%s: loading the fixture weights",
+	          src_names[src]);
 	return m;
 }
 
@@ -71,7 +97,7 @@ argmax(const float *x, int n)
 
 /* Compares one row of logits with the reference row t. */
 static void
-check_row(const float *got, int t, const char *what)
+check_row(const float *got, int t, const char *what, int src)
 {
 	const float *want = ref + (size_t)t * vocab;
 	double maxd = 0, maxb = 0;
@@ -80,64 +106,79 @@ check_row(const float *got, int t, const char *what)
 		maxb = fmax(maxb, fabs((double)want[i]));
 	}
 	worst = fmax(worst, maxd / maxb);
-	cr_expect(maxd / maxb <= TOL, "%s, position %d: max relative error %.3g > %g", what, t, maxd / maxb, TOL);
-	cr_expect_eq(argmax(got, vocab), argmax(want, vocab), "%s, position %d: argmax differs", what, t);
+	cr_expect(maxd / maxb <= TOL, "%s, %s, position %d: max relative error %.3g > %g", src_names[src], what, t,
+	          maxd / maxb, TOL);
+	cr_expect_eq(argmax(got, vocab), argmax(want, vocab), "%s, %s, position %d: argmax differs", src_names[src],
+	             what, t);
+}
+
+/* The three ways of feeding the sequence. */
+static void
+decode(InterpState *s, float *out, int src)
+{
+	char err[256];
+	for (int t = 0; t < ntok; t++) {
+		cr_assert(interp_run(s, "step", &tokens[t], 1, t, out, err, sizeof err), "%s", err);
+		check_row(out, t, "step", src);
+	}
+}
+
+static void
+prefill_prefixes(InterpState *s, float *out, int src)
+{
+	char err[256];
+	for (int t = 0; t < ntok; t++) {
+		interp_reset(s);
+		cr_assert(interp_run(s, "prefill", tokens, t + 1, 0, out, err, sizeof err), "%s", err);
+		check_row(out, t, "prefill", src);
+	}
+}
+
+/* Prefill in two chunks, then decode the rest: the cache carries across entries. */
+static void
+chunked(InterpState *s, float *out, int src)
+{
+	char err[256];
+	int a = ntok / 3, b = 2 * ntok / 3;
+	cr_assert(interp_run(s, "prefill", tokens, a, 0, out, err, sizeof err), "%s", err);
+	check_row(out, a - 1, "prefill chunk 1", src);
+	cr_assert(interp_run(s, "prefill", tokens + a, b - a, a, out, err, sizeof err), "%s", err);
+	check_row(out, b - 1, "prefill chunk 2", src);
+	for (int t = b; t < ntok; t++) {
+		cr_assert(interp_run(s, "step", &tokens[t], 1, t, out, err, sizeof err), "%s", err);
+		check_row(out, t, "decode after prefill", src);
+	}
+}
+
+static void
+each_source(void (*mode)(InterpState *, float *, int))
+{
+	for (int src = 0; src < NSRC; src++) {
+		Module *m = load_model(src);
+		InterpState *s = interp_new(m);
+		float *out = malloc((size_t)vocab * sizeof *out);
+		worst = 0;
+		mode(s, out, src);
+		cr_log_info("%s: max relative error %.3g", src_names[src], worst);
+		free(out);
+		interp_free(s);
+		ir_free_module(m);
+	}
 }
 
 TestSuite(interp_ref, .init = load_fixture);
 
 Test(interp_ref, step_by_step_decode)
 {
-	Module *m = load_model();
-	cr_assert_eq(vocab, ir_config_get(m, "vocab", 0));
-	InterpState *s = interp_new(m);
-	float *out = malloc((size_t)vocab * sizeof *out);
-	char err[256];
-	for (int t = 0; t < ntok; t++) {
-		cr_assert(interp_run(s, "step", &tokens[t], 1, t, out, err, sizeof err), "%s", err);
-		check_row(out, t, "step");
-	}
-	cr_log_info("max relative error %.3g", worst);
-	free(out);
-	interp_free(s);
-	ir_free_module(m);
+	each_source(decode);
 }
 
 Test(interp_ref, prefill_every_prefix)
 {
-	Module *m = load_model();
-	InterpState *s = interp_new(m);
-	float *out = malloc((size_t)vocab * sizeof *out);
-	char err[256];
-	for (int t = 0; t < ntok; t++) {
-		interp_reset(s);
-		cr_assert(interp_run(s, "prefill", tokens, t + 1, 0, out, err, sizeof err), "%s", err);
-		check_row(out, t, "prefill");
-	}
-	cr_log_info("max relative error %.3g", worst);
-	free(out);
-	interp_free(s);
-	ir_free_module(m);
+	each_source(prefill_prefixes);
 }
 
-/* Prefill in two chunks, then decode the rest: the cache carries across entries. */
 Test(interp_ref, chunked_prefill_then_decode)
 {
-	Module *m = load_model();
-	InterpState *s = interp_new(m);
-	float *out = malloc((size_t)vocab * sizeof *out);
-	char err[256];
-	int a = ntok / 3, b = 2 * ntok / 3;
-	cr_assert(interp_run(s, "prefill", tokens, a, 0, out, err, sizeof err), "%s", err);
-	check_row(out, a - 1, "prefill chunk 1");
-	cr_assert(interp_run(s, "prefill", tokens + a, b - a, a, out, err, sizeof err), "%s", err);
-	check_row(out, b - 1, "prefill chunk 2");
-	for (int t = b; t < ntok; t++) {
-		cr_assert(interp_run(s, "step", &tokens[t], 1, t, out, err, sizeof err), "%s", err);
-		check_row(out, t, "decode after prefill");
-	}
-	cr_log_info("max relative error %.3g", worst);
-	free(out);
-	interp_free(s);
-	ir_free_module(m);
+	each_source(chunked);
 }

@@ -140,3 +140,25 @@ Test(randmodel, zeroed_units_are_inert)
 	free(zh);
 	free(zk);
 }
+
+/* The IR built without the front end agrees with the shared type inference. */
+Test(randmodel, ir_types_agree_with_inference)
+{
+	RmConfig c = rm_default_config();
+	Module *m = rm_build_module(&c, "llama");
+	for (uint32_t i = 0; i < m->nfuncs; i++) {
+		Func *f = m->funcs[i];
+		for (uint32_t k = 0; k < f->nops; k++) {
+			const Op *op = &f->ops[k];
+			if ((ir_op_flags[op->code] & OPF_LEAF) || op->code == OP_RET)
+				continue;
+			Type t;
+			char err[256] = "", a[64], b[64];
+			cr_assert(ir_infer_type(m, f, op, &t, err, sizeof err), "%s op %u: %s", f->name, k, err);
+			cr_expect(ir_type_eq(t, f->vals[op->dst].type), "%s op %u (%s): inferred %s, built %s", f->name, k,
+			          ir_op_names[op->code], ir_type_str(t, a, sizeof a),
+			          ir_type_str(f->vals[op->dst].type, b, sizeof b));
+		}
+	}
+	ir_free_module(m);
+}

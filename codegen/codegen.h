@@ -1,0 +1,292 @@
+/* codegen.h - LLVM code generation for elide modules, one header for codegen/,
+ * divided into per-file sections.  cg_compile() lowers every entry of a Module to
+ * one LLVM module (kernels specialised to the static shapes, explicit vector IR
+ * sized from the target's features, weights pre-packed into the layout the kernels
+ * read, a liveness-planned arena), plus the context API of the generated header.
+ * The result is then emitted as object/asm/LLVM IR files, a header, a weight blob
+ * and a JSON manifest (emit.c), or run in process through ORC (jit.c). */
+#ifndef ELIDE_CODEGEN_H
+#define ELIDE_CODEGEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "ir/ir.h"
+
+/* Status codes returned by generated functions.  ORDER: the runtime's elide_rt.h
+ * status codes carry the same values (checked there by a static assertion once it
+ * lands); generated code and the runtime must agree. */
+enum {
+	ELIDE_OK = 0,
+	ELIDE_E_ARG = 1,         /* null or foreign context, null pointer argument */
+	ELIDE_E_NO_WEIGHTS = 2,  /* entry called before weights were loaded */
+	ELIDE_E_TOKEN = 3,       /* token id outside the vocabulary */
+	ELIDE_E_POSITION = 4,    /* position negative or past the context */
+	ELIDE_E_LENGTH = 5,      /* sequence empty or longer than its bound */
+	ELIDE_E_ALIGN = 6,       /* weight payload not 64-byte aligned */
+	ELIDE_E_NOMEM = 7,       /* allocation failed */
+	ELIDE_E_BLOB = 8,        /* not a weight blob, or truncated */
+	ELIDE_E_MODEL = 9,       /* blob of another model */
+	ELIDE_E_CHECKSUM = 10,   /* payload does not match its checksum */
+	ELIDE_E_IO = 11,         /* file cannot be read */
+};
+
+/* ---- target.c: target machine and kernel geometry from the target's features ---- */
+
+typedef struct CgTarget {
+	char *triple;             /* normalised target triple */
+	char *cpu;                /* CPU name ("" = generic) */
+	char *features;           /* feature string, e.g. "+avx2,+fma" */
+	LLVMTargetMachineRef tm;
+	LLVMTargetDataRef td;
+	int vec;                  /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
+	int nvec;                 /* vectors per weight panel: panel width NR = vec * nvec */
+	int mr;                   /* rows of the GEMM micro-kernel */
+	bool is_host;
+} CgTarget;
+
+/* NULL (after a message in err) when the triple is unknown or the machine cannot be
+ * made.  triple/cpu/features NULL mean the host's. */
+CgTarget *cg_target_new(const char *triple, const char *cpu, const char *features,
+                        int opt_level, char *err, size_t nerr);
+void cg_target_free(CgTarget *t);
+static inline int cg_target_nr(const CgTarget *t) { return t->vec * t->nvec; }
+
+/* ---- pack.c: weight packing and the blob ---- */
+
+typedef enum CgLayout {
+	CG_ROWMAJOR, /* the tensor as declared, row-major */
+	CG_PANEL,    /* linear W[N,K] as panels [ceil(N/NR)][K][NR], zero padded */
+	CG_ROPE,     /* rope table [ctx][hd/2] of (cos, sin) pairs, computed in double */
+} CgLayout;
+
+typedef struct CgRegion {     /* one tensor of the packed weight blob */
+	CgLayout layout;
+	int32_t param;            /* param index (-1 for a rope table) */
+	int64_t a, b;             /* rope: positions and head_dim; unused otherwise */
+	double theta;             /* rope base */
+	uint64_t offset;          /* byte offset from the start of the payload (64-aligned) */
+	uint64_t size;            /* bytes */
+} CgRegion;
+
+typedef struct CgWeights {
+	CgRegion *regions; uint32_t nregions, capregions;
+	uint64_t size;            /* payload bytes (sum of aligned regions) */
+} CgWeights;
+
+/* Finds or adds a region; returns its index. */
+uint32_t cg_weights_region(CgWeights *w, CgLayout layout, int32_t param, int64_t a, int64_t b,
+                           double theta, const Module *m, int nr);
+/* Fills the payload (size bytes, zeroed by the caller) from the params' data. */
+bool cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload,
+                     char *err, size_t nerr);
+/* Builds the whole blob (runtime header + payload) in malloc'ed memory. */
+uint8_t *cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash,
+                       size_t *size, char *err, size_t nerr);
+
+/* ---- rt_standin.c: the runtime functions generated code calls (blob check, file
+ * read, thread pool), libc and pthreads only; bound by the JIT, and compiled into
+ * test programs with -DCG_RT_ELIDE_NAMES until the runtime library provides them ---- */
+#define CG_RT_BLOB_HDR 64u /* bytes of the blob header; the payload follows */
+void cg_rt_blob_header_init(uint8_t *hdr, uint64_t model_hash, const uint8_t *payload, uint64_t size);
+uint64_t cg_rt_blob_checksum(const uint8_t *p, uint64_t n);
+int cg_rt_blob_check(const void *blob, uint64_t size, uint64_t model_hash, const void **payload);
+int cg_rt_blob_read_file(const char *path, void **blob, uint64_t *size);
+
+/* ---- plan.c: fusion decisions and the memory plan of one function ---- */
+
+typedef struct CgFuse {       /* per op of a function */
+	bool skip;                /* folded into an earlier op's epilogue */
+	int32_t unary;            /* op index of the epilogue unary op (silu, gelu, tanh, scale) or -1 */
+	int32_t binary;           /* op index of the epilogue binary op (add, sub, mul) or -1 */
+	bool bin_swap;            /* binary operand order: other OP acc instead of acc OP other */
+	ValueId other;            /* operand of the epilogue binary op */
+	ValueId out;              /* value the op (with its epilogue) finally defines */
+} CgFuse;
+
+typedef struct CgPlan {
+	CgFuse *fuse;             /* [nops] */
+	int64_t *offset;          /* [nvals] arena byte offset, -1 when no buffer */
+	uint64_t size;            /* arena bytes this function needs */
+} CgPlan;
+
+void cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p);
+void cg_plan_free(CgPlan *p);
+/* Rows of a value (the dynamic length T when dyn0) and its last-axis extent. */
+int64_t cg_static_rows(Type t);
+int64_t cg_cols(Type t);
+
+/* ---- lower.c: the LLVM module ---- */
+
+typedef struct CgOptions {
+	const char *triple, *cpu, *features; /* NULL: host */
+	int opt_level;            /* 0..3 */
+	bool embed_weights;       /* the blob goes into the object's read-only data */
+	bool fuse;                /* fuse elementwise ops into the producing kernel */
+} CgOptions;
+
+typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: outside) */
+	int32_t layer;
+	double flops;             /* per token (decode) */
+	double bytes;             /* weight bytes read per token */
+} CgLayerCost;
+
+typedef struct CgEntry {
+	const char *name;
+	FuncKind kind;
+	uint64_t arena;           /* bytes its plan needs */
+	double flops, bytes;      /* per token */
+	CgLayerCost *layers; uint32_t nlayers;
+} CgEntry;
+
+typedef struct CgResult {
+	Module *m;
+	CgTarget *target;
+	LLVMContextRef llctx;
+	LLVMModuleRef mod;
+	CgWeights weights;
+	uint64_t model_hash;      /* hash of the model, shapes, layouts: checked against the blob */
+	uint64_t abi_hash;        /* hash of the generated API */
+	uint64_t arena_size, state_size, ctx_size, weights_size; /* weights_size: whole blob */
+	uint64_t *state_off;      /* [nstates] byte offset of each cache in the state region */
+	CgEntry *entries; uint32_t nentries;
+	uint8_t *blob; size_t blob_size;
+} CgResult;
+
+/* Context header: fixed fields in front of arena and state (offsets in bytes). */
+enum {
+	CG_CTX_MAGIC = 0,      /* u64 */
+	CG_CTX_WEIGHTS = 8,    /* ptr: packed payload in use (NULL: none loaded) */
+	CG_CTX_OWNED_BLOB = 16,/* ptr: blob memory to free on destroy */
+	CG_CTX_PFOR = 24,      /* ptr: parallel-for hook (NULL: serial) */
+	CG_CTX_POOL = 32,      /* ptr: hook's first argument */
+	CG_CTX_OWNED_POOL = 40,/* ptr: runtime pool made by set_threads, destroyed by destroy */
+	CG_CTX_OWNED_MEM = 48, /* ptr: context memory from create, freed by destroy */
+	CG_CTX_STATS = 64,     /* CG_NSTATS u64 counters */
+	CG_NSTATS = 4,         /* calls, tokens, layers run, weight loads */
+	CG_CTX_HDR = 128,      /* arena starts here (64-aligned) */
+};
+#define CG_CTX_MAGIC_VALUE 0x454c494445435458ull /* "ELIDECTX" */
+
+CgResult *cg_compile(Module *m, const CgOptions *o, Diag *d);
+void cg_result_free(CgResult *r);
+
+/* ---- internal to codegen/: the lowering state shared by lower.c, kernels.c,
+ * ops.c and glue.c ---- */
+typedef struct CgLoop {
+	LLVMBasicBlockRef pre, head, body, exit;
+	LLVMValueRef iv, step;
+} CgLoop;
+
+typedef struct Cg {
+	CgResult *r;
+	Module *m;
+	CgTarget *t;
+	LLVMContextRef c;
+	LLVMModuleRef mod;
+	LLVMBuilderRef b;            /* builder of the function being generated */
+	LLVMValueRef fn;             /* that function */
+	LLVMTypeRef f32, i32, i64, i8, i1, ptr, voidt, vt; /* vt: <vec x float> */
+	LLVMTypeRef task_ty;         /* void (ptr args, i64 begin, i64 end) */
+	LLVMTypeRef pfor_ty;         /* void (ptr pool, i64 n, ptr task, ptr args) */
+	char **knames; LLVMValueRef *kfns; uint32_t nk, capk; /* kernel cache by key */
+	/* entry being lowered */
+	const Func *f;
+	CgPlan plan;
+	LLVMValueRef ctx, wts, arena, state, argblk, nrows, out;
+	LLVMValueRef *argv;          /* [f->nargs] scalar value or pointer */
+	LLVMBasicBlockRef fail;      /* returns the status in `failst` */
+	LLVMValueRef failst;         /* i32 alloca */
+	int64_t rope_len;            /* positions of the rope tables */
+	bool fuse;                   /* CgOptions.fuse */
+} Cg;
+
+/* llvm helpers (lower.c) */
+LLVMValueRef cg_i64(Cg *g, int64_t v);
+LLVMValueRef cg_i32c(Cg *g, int32_t v);
+LLVMValueRef cg_f32c(Cg *g, double v);
+LLVMValueRef cg_splat(Cg *g, LLVMValueRef s, int n);
+LLVMValueRef cg_alloca(Cg *g, LLVMTypeRef ty, const char *name);
+LLVMValueRef cg_gep(Cg *g, LLVMTypeRef elt, LLVMValueRef base, LLVMValueRef idx);
+LLVMValueRef cg_gepb(Cg *g, LLVMValueRef base, int64_t bytes); /* base + bytes */
+LLVMValueRef cg_load(Cg *g, LLVMTypeRef ty, LLVMValueRef p, unsigned align);
+void cg_store(Cg *g, LLVMValueRef v, LLVMValueRef p, unsigned align);
+LLVMValueRef cg_fast(LLVMValueRef v); /* reassoc, contract, nsz */
+LLVMValueRef cg_call_intr(Cg *g, const char *name, LLVMTypeRef ovl, LLVMValueRef *args, unsigned n);
+CgLoop cg_loop_begin(Cg *g, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef step, const char *name);
+void cg_loop_end(Cg *g, CgLoop *l);
+LLVMValueRef cg_exp(Cg *g, LLVMValueRef x);   /* f32 or vector of f32 */
+LLVMValueRef cg_erf(Cg *g, LLVMValueRef x);
+LLVMValueRef cg_tanh(Cg *g, LLVMValueRef x);
+/* Applies the unary op `op` (silu, gelu, tanh, scale) to x (f32 or vector). */
+LLVMValueRef cg_unary(Cg *g, const Op *op, LLVMValueRef x);
+LLVMValueRef cg_binary(Cg *g, Opcode code, LLVMValueRef a, LLVMValueRef b);
+/* Finds the cached kernel `key`, or NULL. */
+LLVMValueRef cg_kernel_find(Cg *g, const char *key);
+void cg_kernel_add(Cg *g, const char *key, LLVMValueRef fn);
+/* Starts a task function void(ptr, i64, i64): saves the builder of the caller into
+ * *save and returns the new function; cg_task_end restores. */
+typedef struct CgSave { LLVMBuilderRef b; LLVMValueRef fn; } CgSave;
+LLVMValueRef cg_task_begin(Cg *g, const char *name, CgSave *save);
+void cg_task_end(Cg *g, CgSave *save);
+LLVMValueRef cg_slot_ptr(Cg *g, LLVMValueRef blk, int slot);   /* load ptr slot */
+LLVMValueRef cg_slot_i64(Cg *g, LLVMValueRef blk, int slot);
+void cg_slot_set(Cg *g, int slot, LLVMValueRef v);              /* into g->argblk */
+/* Calls task over [0, n) through the context's parallel-for hook (serial without). */
+void cg_pfor(Cg *g, LLVMValueRef task, LLVMValueRef n);
+
+/* kernels.c: linear (GEMV for one row, register-tiled GEMM otherwise) */
+void cg_lower_linear(Cg *g, uint32_t opi);
+/* ops.c: every other op */
+void cg_lower_op(Cg *g, uint32_t opi);
+LLVMValueRef cg_val_ptr(Cg *g, ValueId v);    /* buffer, argument array or weights */
+LLVMValueRef cg_val_scalar(Cg *g, ValueId v); /* scalar argument, constant or loaded */
+LLVMValueRef cg_rows(Cg *g, Type t);          /* i64 rows (T when dyn0) */
+LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
+LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, double theta);
+
+/* ---- glue.c: context API functions (create, init, load, reset, threads, stats) ---- */
+void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);
+
+/* ---- emit.c: optimisation and output files ---- */
+enum { CG_EMIT_OBJ = 1, CG_EMIT_ASM = 2, CG_EMIT_LL = 4, CG_EMIT_IR = 8, CG_EMIT_HEADER = 16,
+       CG_EMIT_WEIGHTS = 32, CG_EMIT_MANIFEST = 64 };
+bool cg_optimize(CgResult *r, int opt_level, char *err, size_t nerr);
+/* Writes the outputs of `emit` into dir as NAME.*, each through a temporary file and a
+ * rename; on failure removes what it wrote and reports through d. */
+bool cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_text, Diag *d);
+/* Atomic file write: temp file in the same directory, then rename. */
+bool cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr);
+
+/* ---- header.c / manifest.c ---- */
+char *cg_header_text(const CgResult *r);   /* malloc'ed */
+char *cg_manifest_text(const CgResult *r); /* malloc'ed */
+
+/* ---- jit.c: ORC LLJIT of a compiled module (used by `elide run`) ---- */
+typedef struct CgJit CgJit;
+typedef void (*CgFn)(void); /* any function; cast to its real type before calling */
+typedef struct CgJitSym {
+	const char *name;        /* e.g. "elide_pool_parallel_for" */
+	CgFn addr;
+} CgJitSym;
+/* Emits r's (optimised) module as a host object and links it in process; symbols
+ * not in `syms` resolve against the process (libc, libm).  NULL with a message. */
+CgJit *cg_jit_new(CgResult *r, const CgJitSym *syms, uint32_t nsyms, char *err, size_t nerr);
+CgFn cg_jit_lookup(CgJit *j, const char *name); /* unprefixed symbol name; NULL if absent */
+void cg_jit_free(CgJit *j);
+
+/* ---- run_jit.c: the JIT backend of `elide run` (see tools/cmd_run.c RunBackend) ---- */
+void *cg_run_open(Module *m, char *err, size_t nerr);
+bool cg_run_call(void *run, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
+                 float *out, char *err, size_t nerr);
+void cg_run_close(void *run);
+const char *cg_status_str(int status);
+void *cg_rt_pool_create(int nthreads); /* rt_standin.c */
+void cg_rt_pool_destroy(void *pool);
+void cg_rt_pool_parallel_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
+
+#endif

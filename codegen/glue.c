@@ -1,0 +1,319 @@
+/* glue.c - the context API of the generated header, emitted as LLVM IR next to the
+ * entries: NAME_init (caller memory), NAME_create / NAME_destroy (malloc), weight
+ * loading from memory or a file with validation, NAME_reset, the parallel-for hook
+ * and thread count, statistics.  Everything lives in the context; nothing global.
+ * Context memory: CG_CTX_HDR bytes of fields (codegen.h), then the arena, then the
+ * state (KV caches).  Only libc and the runtime (blob check, thread pool) are called. */
+#include "codegen/codegen.h"
+
+#include <string.h>
+
+
+
+typedef struct Glue {
+	CgResult *r;
+	LLVMContextRef c;
+	LLVMModuleRef mod;
+	LLVMBuilderRef b;
+	LLVMTypeRef i8, i32, i64, ptr, voidt;
+	LLVMValueRef fn;
+} Glue;
+
+static LLVMValueRef
+k64(Glue *g, uint64_t v)
+{
+	return LLVMConstInt(g->i64, v, 0);
+}
+
+static LLVMValueRef
+k32(Glue *g, int v)
+{
+	return LLVMConstInt(g->i32, (unsigned long long)(int64_t)v, 1);
+}
+
+static LLVMValueRef
+at(Glue *g, LLVMValueRef p, uint64_t off)
+{
+	LLVMValueRef i = k64(g, off);
+	return LLVMBuildInBoundsGEP2(g->b, g->i8, p, &i, 1, "");
+}
+
+static LLVMValueRef
+ld(Glue *g, LLVMTypeRef t, LLVMValueRef p)
+{
+	LLVMValueRef v = LLVMBuildLoad2(g->b, t, p, "");
+	LLVMSetAlignment(v, 8);
+	return v;
+}
+
+static void
+st(Glue *g, LLVMValueRef v, LLVMValueRef p)
+{
+	LLVMSetAlignment(LLVMBuildStore(g->b, v, p), 8);
+}
+
+/* Declares (once) an external function. */
+static LLVMValueRef
+ext(Glue *g, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, unsigned n, LLVMTypeRef *fty)
+{
+	*fty = LLVMFunctionType(ret, params, n, 0);
+	LLVMValueRef f = LLVMGetNamedFunction(g->mod, name);
+	return f ? f : LLVMAddFunction(g->mod, name, *fty);
+}
+
+static LLVMValueRef
+call(Glue *g, const char *name, LLVMTypeRef ret, LLVMTypeRef *pt, LLVMValueRef *args, unsigned n)
+{
+	LLVMTypeRef fty;
+	LLVMValueRef f = ext(g, name, ret, pt, n, &fty);
+	return LLVMBuildCall2(g->b, fty, f, args, n, "");
+}
+
+static LLVMValueRef
+begin(Glue *g, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *params, unsigned n)
+{
+	char name[256];
+	snprintf(name, sizeof name, "%s_%s", g->r->m->name, suffix);
+	g->fn = LLVMAddFunction(g->mod, name, LLVMFunctionType(ret, params, n, 0));
+	LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, g->fn, "entry"));
+	return g->fn;
+}
+
+static LLVMBasicBlockRef
+bb(Glue *g, const char *name)
+{
+	return LLVMAppendBasicBlockInContext(g->c, g->fn, name);
+}
+
+/* if (cond) return v; */
+static void
+ret_if(Glue *g, LLVMValueRef cond, LLVMValueRef v)
+{
+	LLVMBasicBlockRef yes = bb(g, "ret"), no = bb(g, "cont");
+	LLVMBuildCondBr(g->b, cond, yes, no);
+	LLVMPositionBuilderAtEnd(g->b, yes);
+	if (v)
+		LLVMBuildRet(g->b, v);
+	else
+		LLVMBuildRetVoid(g->b);
+	LLVMPositionBuilderAtEnd(g->b, no);
+}
+
+/* Status of a context pointer: ELIDE_E_ARG unless it is one of ours. */
+static LLVMValueRef
+bad_ctx(Glue *g, LLVMValueRef ctx)
+{
+	LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->b), chk = bb(g, "magic"), done = bb(g, "checked");
+	LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, ctx, ""), done, chk);
+	LLVMPositionBuilderAtEnd(g->b, chk);
+	LLVMValueRef bad = LLVMBuildICmp(g->b, LLVMIntNE, ld(g, g->i64, ctx), k64(g, CG_CTX_MAGIC_VALUE), "");
+	LLVMBuildBr(g->b, done);
+	LLVMPositionBuilderAtEnd(g->b, done);
+	LLVMValueRef phi = LLVMBuildPhi(g->b, LLVMInt1TypeInContext(g->c), "");
+	LLVMValueRef vals[2] = { LLVMConstInt(LLVMInt1TypeInContext(g->c), 1, 0), bad };
+	LLVMBasicBlockRef from[2] = { cur, chk };
+	LLVMAddIncoming(phi, vals, from, 2);
+	return phi;
+}
+
+static void
+emit_memset(Glue *g, LLVMValueRef p, uint64_t n)
+{
+	LLVMBuildMemSet(g->b, p, LLVMConstInt(g->i8, 0, 0), k64(g, n), 64);
+}
+
+/* Frees the blob the context owns, if any. */
+static void
+free_owned_blob(Glue *g, LLVMValueRef ctx)
+{
+	LLVMTypeRef pt[1] = { g->ptr };
+	LLVMValueRef a[1] = { ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_BLOB)) };
+	call(g, "free", g->voidt, pt, a, 1);
+	st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_OWNED_BLOB));
+}
+
+/* Validates blob/size with the runtime and, on success, points the context at the
+ * payload; `owned` (may be null) becomes the context's blob to free.  Returns the
+ * status (and frees `owned` on failure). */
+static LLVMValueRef
+adopt_blob(Glue *g, LLVMValueRef ctx, LLVMValueRef blob, LLVMValueRef size, LLVMValueRef owned)
+{
+	LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
+	st(g, LLVMConstNull(g->ptr), payload);
+	LLVMTypeRef pt[4] = { g->ptr, g->i64, g->i64, g->ptr };
+	LLVMValueRef a[4] = { blob, size, k64(g, g->r->model_hash), payload };
+	LLVMValueRef s = call(g, "elide_blob_check", g->i32, pt, a, 4);
+	LLVMBasicBlockRef okb = bb(g, "valid"), badb = bb(g, "invalid");
+	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, s, k32(g, ELIDE_OK), ""), okb, badb);
+	LLVMPositionBuilderAtEnd(g->b, badb);
+	LLVMTypeRef fp[1] = { g->ptr };
+	call(g, "free", g->voidt, fp, &owned, 1);
+	LLVMBuildRet(g->b, s);
+	LLVMPositionBuilderAtEnd(g->b, okb);
+	LLVMValueRef p = ld(g, g->ptr, payload);
+	/* the kernels load 64-byte aligned panels */
+	LLVMValueRef mis = LLVMBuildICmp(g->b, LLVMIntNE,
+	                                 LLVMBuildAnd(g->b, LLVMBuildPtrToInt(g->b, p, g->i64, ""), k64(g, 63), ""),
+	                                 k64(g, 0), "");
+	LLVMBasicBlockRef misb = bb(g, "misaligned"), alb = bb(g, "aligned");
+	LLVMBuildCondBr(g->b, mis, misb, alb);
+	LLVMPositionBuilderAtEnd(g->b, misb);
+	call(g, "free", g->voidt, fp, &owned, 1);
+	LLVMBuildRet(g->b, k32(g, ELIDE_E_ALIGN));
+	LLVMPositionBuilderAtEnd(g->b, alb);
+	free_owned_blob(g, ctx);
+	st(g, owned, at(g, ctx, CG_CTX_OWNED_BLOB));
+	st(g, p, at(g, ctx, CG_CTX_WEIGHTS));
+	LLVMValueRef sp = at(g, ctx, CG_CTX_STATS + 8 * 3);
+	st(g, LLVMBuildAdd(g->b, ld(g, g->i64, sp), k64(g, 1), ""), sp);
+	return k32(g, ELIDE_OK);
+}
+
+void
+cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
+{
+	Glue G = { .r = r, .c = r->llctx, .mod = r->mod, .b = b };
+	Glue *g = &G;
+	g->i8 = LLVMInt8TypeInContext(g->c);
+	g->i32 = LLVMInt32TypeInContext(g->c);
+	g->i64 = LLVMInt64TypeInContext(g->c);
+	g->ptr = LLVMPointerTypeInContext(g->c, 0);
+	g->voidt = LLVMVoidTypeInContext(g->c);
+	uint64_t size = r->ctx_size;
+	char name[256];
+
+	/* NAME_ctx *NAME_init(void *mem, size_t size) */
+	LLVMTypeRef p2[2] = { g->ptr, g->i64 };
+	LLVMValueRef init = begin(g, "init", g->ptr, p2, 2);
+	LLVMValueRef mem = LLVMGetParam(init, 0), n = LLVMGetParam(init, 1);
+	ret_if(g, LLVMBuildIsNull(g->b, mem, ""), LLVMConstNull(g->ptr));
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntULT, n, k64(g, size), ""), LLVMConstNull(g->ptr));
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, LLVMBuildPtrToInt(g->b, mem, g->i64, ""), k64(g, 63), ""),
+	                        k64(g, 0), ""),
+	       LLVMConstNull(g->ptr));
+	emit_memset(g, mem, size);
+	st(g, k64(g, CG_CTX_MAGIC_VALUE), mem);
+	if (embedded) {
+		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
+		LLVMTypeRef pt[4] = { g->ptr, g->i64, g->i64, g->ptr };
+		LLVMValueRef a[4] = { embedded, k64(g, r->blob_size), k64(g, r->model_hash), payload };
+		call(g, "elide_blob_check", g->i32, pt, a, 4);
+		st(g, ld(g, g->ptr, payload), at(g, mem, CG_CTX_WEIGHTS));
+	}
+	LLVMBuildRet(g->b, mem);
+
+	/* NAME_ctx *NAME_create(void) */
+	begin(g, "create", g->ptr, NULL, 0);
+	uint64_t asize = (size + 63) & ~(uint64_t)63;
+	LLVMTypeRef pa[2] = { g->i64, g->i64 };
+	LLVMValueRef aa[2] = { k64(g, 64), k64(g, asize) };
+	LLVMValueRef m = call(g, "aligned_alloc", g->ptr, pa, aa, 2);
+	ret_if(g, LLVMBuildIsNull(g->b, m, ""), LLVMConstNull(g->ptr));
+	LLVMValueRef ia[2] = { m, k64(g, asize) };
+	LLVMValueRef ctx = LLVMBuildCall2(g->b, LLVMGlobalGetValueType(init), init, ia, 2, "");
+	st(g, m, at(g, ctx, CG_CTX_OWNED_MEM));
+	LLVMBuildRet(g->b, ctx);
+
+	/* void NAME_destroy(NAME_ctx *) */
+	LLVMTypeRef p1[1] = { g->ptr };
+	LLVMValueRef destroy = begin(g, "destroy", g->voidt, p1, 1);
+	ctx = LLVMGetParam(destroy, 0);
+	ret_if(g, bad_ctx(g, ctx), NULL);
+	{
+		LLVMValueRef pool = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_POOL));
+		LLVMBasicBlockRef yes = bb(g, "pool"), no = bb(g, "nopool");
+		LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, pool, ""), no, yes);
+		LLVMPositionBuilderAtEnd(g->b, yes);
+		call(g, "elide_pool_destroy", g->voidt, p1, &pool, 1);
+		LLVMBuildBr(g->b, no);
+		LLVMPositionBuilderAtEnd(g->b, no);
+	}
+	free_owned_blob(g, ctx);
+	LLVMValueRef owned = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_MEM));
+	st(g, k64(g, 0), ctx);
+	call(g, "free", g->voidt, p1, &owned, 1);
+	LLVMBuildRetVoid(g->b);
+
+	/* int NAME_reset(NAME_ctx *): clears the state (KV caches) */
+	LLVMValueRef reset = begin(g, "reset", g->i32, p1, 1);
+	ctx = LLVMGetParam(reset, 0);
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	if (r->state_size)
+		emit_memset(g, at(g, ctx, CG_CTX_HDR + r->arena_size), r->state_size);
+	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
+
+	/* int NAME_load_weights_mem(NAME_ctx *, const void *blob, size_t size): the blob
+	 * is used in place (the caller keeps it alive) */
+	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->i64 };
+	LLVMValueRef lm = begin(g, "load_weights_mem", g->i32, p3, 3);
+	ctx = LLVMGetParam(lm, 0);
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	LLVMBuildRet(g->b, adopt_blob(g, ctx, LLVMGetParam(lm, 1), LLVMGetParam(lm, 2), LLVMConstNull(g->ptr)));
+
+	/* int NAME_load_weights(NAME_ctx *, const char *path): read into owned memory */
+	LLVMTypeRef p2p[2] = { g->ptr, g->ptr };
+	LLVMValueRef lf = begin(g, "load_weights", g->i32, p2p, 2);
+	ctx = LLVMGetParam(lf, 0);
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	{
+		LLVMValueRef blobp = LLVMBuildAlloca(g->b, g->ptr, "blob");
+		LLVMValueRef sizep = LLVMBuildAlloca(g->b, g->i64, "size");
+		LLVMTypeRef pt[3] = { g->ptr, g->ptr, g->ptr };
+		LLVMValueRef a[3] = { LLVMGetParam(lf, 1), blobp, sizep };
+		LLVMValueRef s = call(g, "elide_blob_read_file", g->i32, pt, a, 3);
+		ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, s, k32(g, ELIDE_OK), ""), s);
+		LLVMValueRef blob = ld(g, g->ptr, blobp);
+		LLVMBuildRet(g->b, adopt_blob(g, ctx, blob, ld(g, g->i64, sizep), blob));
+	}
+
+	/* void NAME_set_parallel_for(NAME_ctx *, fn, pool) */
+	LLVMValueRef spf = begin(g, "set_parallel_for", g->voidt, p3, 3);
+	ctx = LLVMGetParam(spf, 0);
+	ret_if(g, bad_ctx(g, ctx), NULL);
+	st(g, LLVMGetParam(spf, 1), at(g, ctx, CG_CTX_PFOR));
+	st(g, LLVMGetParam(spf, 2), at(g, ctx, CG_CTX_POOL));
+	LLVMBuildRetVoid(g->b);
+
+	/* int NAME_set_threads(NAME_ctx *, int n): n <= 1 serial; else a runtime pool */
+	LLVMTypeRef pti[2] = { g->ptr, g->i32 };
+	LLVMValueRef sth = begin(g, "set_threads", g->i32, pti, 2);
+	ctx = LLVMGetParam(sth, 0);
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	{
+		LLVMValueRef pool = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_POOL));
+		LLVMBasicBlockRef yes = bb(g, "pool"), no = bb(g, "nopool");
+		LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, pool, ""), no, yes);
+		LLVMPositionBuilderAtEnd(g->b, yes);
+		call(g, "elide_pool_destroy", g->voidt, p1, &pool, 1);
+		LLVMBuildBr(g->b, no);
+		LLVMPositionBuilderAtEnd(g->b, no);
+		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_OWNED_POOL));
+		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_PFOR));
+		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_POOL));
+		LLVMValueRef nt = LLVMGetParam(sth, 1);
+		ret_if(g, LLVMBuildICmp(g->b, LLVMIntSLE, nt, k32(g, 1), ""), k32(g, ELIDE_OK));
+		LLVMTypeRef ip[1] = { g->i32 };
+		LLVMValueRef np = call(g, "elide_pool_create", g->ptr, ip, &nt, 1);
+		ret_if(g, LLVMBuildIsNull(g->b, np, ""), k32(g, ELIDE_E_NOMEM));
+		st(g, np, at(g, ctx, CG_CTX_OWNED_POOL));
+		st(g, np, at(g, ctx, CG_CTX_POOL));
+		LLVMTypeRef fpt[4] = { g->ptr, g->i64, g->ptr, g->ptr };
+		LLVMTypeRef fty;
+		LLVMValueRef pf = ext(g, "elide_pool_parallel_for", g->voidt, fpt, 4, &fty);
+		st(g, pf, at(g, ctx, CG_CTX_PFOR));
+		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
+	}
+
+	/* void NAME_get_stats(const NAME_ctx *, NAME_stats *out) */
+	LLVMValueRef gs = begin(g, "get_stats", g->voidt, p2p, 2);
+	ctx = LLVMGetParam(gs, 0);
+	ret_if(g, LLVMBuildIsNull(g->b, LLVMGetParam(gs, 1), ""), NULL);
+	ret_if(g, bad_ctx(g, ctx), NULL);
+	LLVMBuildMemCpy(g->b, LLVMGetParam(gs, 1), 8, at(g, ctx, CG_CTX_STATS), 8, k64(g, 8 * CG_NSTATS));
+	LLVMBuildRetVoid(g->b);
+
+	/* uint64_t NAME_abi_hash(void) */
+	begin(g, "abi_hash", g->i64, NULL, 0);
+	LLVMBuildRet(g->b, k64(g, r->abi_hash));
+	(void)name;
+}

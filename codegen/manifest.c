@@ -1,0 +1,90 @@
+/* manifest.c - NAME.json: what was compiled.  Target and kernel geometry, region
+ * sizes, the weight regions (layout, offset, bytes), and per entry the ops, FLOPs and
+ * weight bytes per token for every layer region. */
+#include "codegen/codegen.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *
+layout_name(CgLayout l)
+{
+	return l == CG_PANEL ? "panel" : l == CG_ROPE ? "rope_table" : "row_major";
+}
+
+static void
+hex(cJSON *o, const char *k, uint64_t v)
+{
+	char b[32];
+	snprintf(b, sizeof b, "0x%016llx", (unsigned long long)v);
+	cJSON_AddStringToObject(o, k, b);
+}
+
+char *
+cg_manifest_text(const CgResult *r)
+{
+	const Module *m = r->m;
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "model", m->name);
+	cJSON_AddStringToObject(root, "policy", m->policy && m->policy->name ? m->policy->name : "dense");
+	cJSON *t = cJSON_AddObjectToObject(root, "target");
+	cJSON_AddStringToObject(t, "triple", r->target->triple);
+	cJSON_AddStringToObject(t, "cpu", r->target->cpu);
+	cJSON_AddNumberToObject(t, "vector_floats", r->target->vec);
+	cJSON_AddNumberToObject(t, "panel_width", cg_target_nr(r->target));
+	cJSON_AddNumberToObject(t, "gemm_rows", r->target->mr);
+	hex(root, "abi_hash", r->abi_hash);
+	hex(root, "model_hash", r->model_hash);
+	uint64_t wh = 0;
+	for (uint32_t i = 0; i < m->nparams; i++)
+		wh = ir_hash_bytes(&m->params[i].hash, sizeof m->params[i].hash, wh);
+	hex(root, "weights_hash", wh);
+	cJSON *reg = cJSON_AddObjectToObject(root, "regions");
+	cJSON_AddNumberToObject(reg, "context", (double)r->ctx_size);
+	cJSON_AddNumberToObject(reg, "arena", (double)r->arena_size);
+	cJSON_AddNumberToObject(reg, "state", (double)r->state_size);
+	cJSON_AddNumberToObject(reg, "weights", (double)r->blob_size);
+	cJSON *ws = cJSON_AddArrayToObject(root, "weights");
+	for (uint32_t i = 0; i < r->weights.nregions; i++) {
+		const CgRegion *g = &r->weights.regions[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", g->param >= 0 ? m->params[g->param].name : "rope");
+		cJSON_AddStringToObject(o, "layout", layout_name(g->layout));
+		cJSON_AddNumberToObject(o, "offset", (double)g->offset);
+		cJSON_AddNumberToObject(o, "bytes", (double)g->size);
+		cJSON_AddItemToArray(ws, o);
+	}
+	cJSON *es = cJSON_AddArrayToObject(root, "entries");
+	for (uint32_t e = 0; e < r->nentries; e++) {
+		const CgEntry *ce = &r->entries[e];
+		const Func *f = m->funcs[e];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", ce->name);
+		cJSON_AddNumberToObject(o, "arena", (double)ce->arena);
+		cJSON_AddNumberToObject(o, "flops_per_token", ce->flops);
+		cJSON_AddNumberToObject(o, "weight_bytes_per_token", ce->bytes);
+		cJSON *ops = cJSON_AddArrayToObject(o, "ops");
+		for (uint32_t i = 0; i < f->nops; i++)
+			cJSON_AddItemToArray(ops, cJSON_CreateString(ir_op_names[f->ops[i].code]));
+		cJSON *ls = cJSON_AddArrayToObject(o, "layers");
+		for (uint32_t l = 0; l < ce->nlayers; l++) {
+			cJSON *lo = cJSON_CreateObject();
+			cJSON_AddNumberToObject(lo, "layer", ce->layers[l].layer);
+			cJSON_AddNumberToObject(lo, "flops", ce->layers[l].flops);
+			cJSON_AddNumberToObject(lo, "bytes", ce->layers[l].bytes);
+			cJSON_AddItemToArray(ls, lo);
+		}
+		cJSON_AddItemToArray(es, o);
+	}
+	char *s = cJSON_Print(root);
+	cJSON_Delete(root);
+	size_t n = strlen(s);
+	char *out = xmalloc(n + 2);
+	memcpy(out, s, n);
+	out[n] = '\n';
+	out[n + 1] = 0;
+	cJSON_free(s);
+	return out;
+}

@@ -1,0 +1,431 @@
+/* ops.c - lowering of every op other than linear, as loops in the entry function.
+ * The loops are plain scalar IR over static extents with fast-math flags on the
+ * reductions; LLVM's loop vectoriser turns them into vector code for the target
+ * (exp, erf and tanh are polynomial IR, so they vectorise too).  Attention is a
+ * task over (row, head) pairs and runs through the parallel-for hook: it first
+ * writes the new keys and values into the cache at pos.., then for each query row
+ * attends causally over cache[0 .. pos+t] (or over all rows without a cache). */
+#include "codegen/codegen.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static LLVMValueRef
+xfadd(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return cg_fast(LLVMBuildFAdd(g->b, a, b, ""));
+}
+
+static LLVMValueRef
+xfmul(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return cg_fast(LLVMBuildFMul(g->b, a, b, ""));
+}
+
+static LLVMValueRef
+ldf(Cg *g, LLVMValueRef base, LLVMValueRef idx)
+{
+	return cg_load(g, g->f32, cg_gep(g, g->f32, base, idx), 4);
+}
+
+static void
+stf(Cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
+{
+	cg_store(g, v, cg_gep(g, g->f32, base, idx), 4);
+}
+
+static LLVMValueRef
+mul64(Cg *g, LLVMValueRef a, int64_t b)
+{
+	return LLVMBuildNSWMul(g->b, a, cg_i64(g, b), "");
+}
+
+static LLVMValueRef
+add64(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildNSWAdd(g->b, a, b, "");
+}
+
+static void
+copy_bytes(Cg *g, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n)
+{
+	LLVMBuildMemCpy(g->b, dst, 4, src, 4, n);
+}
+
+/* Elementwise ops, with row broadcasting of an operand that has one row or is scalar. */
+static void
+lower_elemwise(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	Type t = f->vals[op->dst].type;
+	int64_t cols = cg_cols(t);
+	LLVMValueRef rows = cg_rows(g, t);
+	LLVMValueRef y = cg_val_ptr(g, op->dst);
+	LLVMValueRef in[2] = { NULL, NULL }, sc[2] = { NULL, NULL };
+	int64_t stride[2] = { 0, 0 };
+	for (uint32_t a = 0; a < op->nargs && a < 2; a++) {
+		Type at = f->vals[op->args[a]].type;
+		if (at.rank == 0) {
+			sc[a] = cg_val_scalar(g, op->args[a]);
+			continue;
+		}
+		in[a] = cg_val_ptr(g, op->args[a]);
+		stride[a] = (ir_type_numel(at) == cols && !at.dyn0) ? 0 : cols;
+	}
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
+	CgLoop lc = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, cols), NULL, "col");
+	LLVMValueRef v[2];
+	for (uint32_t a = 0; a < op->nargs && a < 2; a++)
+		v[a] = sc[a] ? sc[a] : ldf(g, in[a], add64(g, mul64(g, lr.iv, stride[a]), lc.iv));
+	LLVMValueRef r = op->nargs == 2 ? cg_binary(g, op->code, v[0], v[1]) : cg_unary(g, op, v[0]);
+	stf(g, r, y, add64(g, mul64(g, lr.iv, cols), lc.iv));
+	cg_loop_end(g, &lc);
+	cg_loop_end(g, &lr);
+}
+
+/* Sum over a row of f(x[i]) with a reassociating reduction. */
+static LLVMValueRef
+row_sum(Cg *g, LLVMValueRef row, int64_t n, LLVMValueRef sub, bool square, LLVMValueRef acc)
+{
+	cg_store(g, cg_f32c(g, 0.0), acc, 4);
+	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, n), NULL, "sum");
+	LLVMValueRef x = ldf(g, row, l.iv);
+	if (sub)
+		x = cg_fast(LLVMBuildFSub(g->b, x, sub, ""));
+	if (square)
+		x = xfmul(g, x, x);
+	cg_store(g, xfadd(g, cg_load(g, g->f32, acc, 4), x), acc, 4);
+	cg_loop_end(g, &l);
+	return cg_load(g, g->f32, acc, 4);
+}
+
+static LLVMValueRef
+rsqrt(Cg *g, LLVMValueRef x)
+{
+	LLVMValueRef s = cg_call_intr(g, "llvm.sqrt", g->f32, &x, 1);
+	return LLVMBuildFDiv(g->b, cg_f32c(g, 1.0), s, "");
+}
+
+static void
+lower_norm(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	Type t = f->vals[op->dst].type;
+	int64_t d = cg_cols(t);
+	LLVMValueRef x = cg_val_ptr(g, op->args[0]), w = cg_val_ptr(g, op->args[1]);
+	LLVMValueRef bias = op->code == OP_LAYERNORM ? cg_val_ptr(g, op->args[2]) : NULL;
+	LLVMValueRef y = cg_val_ptr(g, op->dst);
+	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
+	LLVMValueRef eps = cg_f32c(g, op->fa[0]);
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
+	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, d));
+	LLVMValueRef yr = cg_gep(g, g->f32, y, mul64(g, lr.iv, d));
+	LLVMValueRef mean = NULL, scale;
+	if (op->code == OP_RMSNORM) {
+		LLVMValueRef ss = row_sum(g, xr, d, NULL, true, acc);
+		scale = rsqrt(g, LLVMBuildFAdd(g->b, LLVMBuildFDiv(g->b, ss, cg_f32c(g, (double)d), ""), eps, ""));
+	} else {
+		mean = LLVMBuildFDiv(g->b, row_sum(g, xr, d, NULL, false, acc), cg_f32c(g, (double)d), "");
+		LLVMValueRef var = LLVMBuildFDiv(g->b, row_sum(g, xr, d, mean, true, acc), cg_f32c(g, (double)d), "");
+		scale = rsqrt(g, LLVMBuildFAdd(g->b, var, eps, ""));
+	}
+	CgLoop lc = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, d), NULL, "col");
+	LLVMValueRef v = ldf(g, xr, lc.iv);
+	if (mean)
+		v = LLVMBuildFSub(g->b, v, mean, "");
+	v = LLVMBuildFMul(g->b, LLVMBuildFMul(g->b, v, scale, ""), ldf(g, w, lc.iv), "");
+	if (bias)
+		v = LLVMBuildFAdd(g->b, v, ldf(g, bias, lc.iv), "");
+	stf(g, v, yr, lc.iv);
+	cg_loop_end(g, &lc);
+	cg_loop_end(g, &lr);
+}
+
+/* In-place softmax of n floats at row (n may be dynamic). */
+static void
+softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc)
+{
+	cg_store(g, cg_f32c(g, -INFINITY), acc, 4);
+	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "max");
+	LLVMValueRef a[2] = { cg_load(g, g->f32, acc, 4), ldf(g, row, l1.iv) };
+	cg_store(g, cg_call_intr(g, "llvm.maxnum", g->f32, a, 2), acc, 4);
+	cg_loop_end(g, &l1);
+	LLVMValueRef mx = cg_load(g, g->f32, acc, 4);
+	cg_store(g, cg_f32c(g, 0.0), acc, 4);
+	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "exp");
+	LLVMValueRef e = cg_exp(g, LLVMBuildFSub(g->b, ldf(g, row, l2.iv), mx, ""));
+	stf(g, e, row, l2.iv);
+	cg_store(g, xfadd(g, cg_load(g, g->f32, acc, 4), e), acc, 4);
+	cg_loop_end(g, &l2);
+	LLVMValueRef inv = LLVMBuildFDiv(g->b, cg_f32c(g, 1.0), cg_load(g, g->f32, acc, 4), "");
+	CgLoop l3 = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "norm");
+	stf(g, LLVMBuildFMul(g->b, ldf(g, row, l3.iv), inv, ""), row, l3.iv);
+	cg_loop_end(g, &l3);
+}
+
+static void
+lower_softmax(Cg *g, const Op *op)
+{
+	Type t = g->f->vals[op->dst].type;
+	int64_t d = cg_cols(t);
+	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
+	LLVMValueRef rows = cg_rows(g, t);
+	copy_bytes(g, y, x, mul64(g, rows, d * 4));
+	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
+	softmax_row(g, cg_gep(g, g->f32, y, mul64(g, lr.iv, d)), cg_i64(g, d), acc);
+	cg_loop_end(g, &lr);
+}
+
+static void
+lower_rope(Cg *g, const Op *op)
+{
+	Type t = g->f->vals[op->dst].type;
+	int64_t d = cg_cols(t), heads = op->ia[0], hd = op->ia[1] ? op->ia[1] : d / heads;
+	int64_t half = hd / 2;
+	bool inter = op->ia[2] == 1;
+	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
+	LLVMValueRef tab = cg_rope_ptr(g, hd, op->fa[0] > 0 ? op->fa[0] : 10000.0);
+	LLVMValueRef pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
+	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, d));
+	LLVMValueRef yr = cg_gep(g, g->f32, y, mul64(g, lr.iv, d));
+	LLVMValueRef tr = cg_gep(g, g->f32, tab, mul64(g, add64(g, pos, lr.iv), half * 2));
+	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, heads), NULL, "head");
+	LLVMValueRef hx = cg_gep(g, g->f32, xr, mul64(g, lh.iv, hd));
+	LLVMValueRef hy = cg_gep(g, g->f32, yr, mul64(g, lh.iv, hd));
+	CgLoop li = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, half), NULL, "pair");
+	LLVMValueRef c = ldf(g, tr, mul64(g, li.iv, 2));
+	LLVMValueRef s = ldf(g, tr, add64(g, mul64(g, li.iv, 2), cg_i64(g, 1)));
+	LLVMValueRef i0 = inter ? mul64(g, li.iv, 2) : li.iv;
+	LLVMValueRef i1 = inter ? add64(g, i0, cg_i64(g, 1)) : add64(g, li.iv, cg_i64(g, half));
+	LLVMValueRef x0 = ldf(g, hx, i0), x1 = ldf(g, hx, i1);
+	stf(g, LLVMBuildFSub(g->b, LLVMBuildFMul(g->b, x0, c, ""), LLVMBuildFMul(g->b, x1, s, ""), ""), hy, i0);
+	stf(g, LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, x0, s, ""), LLVMBuildFMul(g->b, x1, c, ""), ""), hy, i1);
+	cg_loop_end(g, &li);
+	cg_loop_end(g, &lh);
+	cg_loop_end(g, &lr);
+}
+
+/* Attention task over (row, head): slots 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos (-1: no
+ * cache, attend all T rows). */
+static LLVMValueRef
+attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
+{
+	char key[128];
+	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
+	         (long long)hd, (long long)maxkeys);
+	LLVMValueRef fn = cg_kernel_find(g, key);
+	if (fn)
+		return fn;
+	CgSave save;
+	fn = cg_task_begin(g, key, &save);
+	cg_kernel_add(g, key, fn);
+	LLVMValueRef blk = LLVMGetParam(fn, 0);
+	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);
+	LLVMValueRef out = cg_slot_ptr(g, blk, 3), T = cg_slot_i64(g, blk, 4), pos = cg_slot_i64(g, blk, 5);
+	LLVMValueRef scores = cg_alloca(g, LLVMArrayType(g->f32, (unsigned)maxkeys), "scores");
+	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
+	LLVMValueRef dot = cg_alloca(g, g->f32, "dot");
+	int64_t qd = heads * hd, kd = kvh * hd, group = heads / kvh;
+	double scale = 1.0 / sqrt((double)hd);
+	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
+	LLVMValueRef t = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), "");
+	LLVMValueRef h = LLVMBuildSRem(g->b, l.iv, cg_i64(g, heads), "");
+	LLVMValueRef kh = LLVMBuildSDiv(g->b, h, cg_i64(g, group), "");
+	LLVMValueRef cached = LLVMBuildICmp(g->b, LLVMIntSGE, pos, cg_i64(g, 0), "");
+	LLVMValueRef n = LLVMBuildSelect(g->b, cached, add64(g, add64(g, pos, t), cg_i64(g, 1)), T, "n");
+	LLVMValueRef qr = cg_gep(g, g->f32, q, add64(g, mul64(g, t, qd), mul64(g, h, hd)));
+	LLVMValueRef orow = cg_gep(g, g->f32, out, add64(g, mul64(g, t, qd), mul64(g, h, hd)));
+	LLVMValueRef koff = mul64(g, kh, hd);
+	/* scores */
+	CgLoop lj = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "key");
+	LLVMValueRef kr = cg_gep(g, g->f32, K, add64(g, mul64(g, lj.iv, kd), koff));
+	cg_store(g, cg_f32c(g, 0.0), dot, 4);
+	CgLoop ld = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "d");
+	cg_store(g, xfadd(g, cg_load(g, g->f32, dot, 4), xfmul(g, ldf(g, qr, ld.iv), ldf(g, kr, ld.iv))), dot, 4);
+	cg_loop_end(g, &ld);
+	stf(g, LLVMBuildFMul(g->b, cg_load(g, g->f32, dot, 4), cg_f32c(g, scale), ""), scores, lj.iv);
+	cg_loop_end(g, &lj);
+	softmax_row(g, scores, n, acc);
+	/* weighted sum of values */
+	CgLoop lz = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "zero");
+	stf(g, cg_f32c(g, 0.0), orow, lz.iv);
+	cg_loop_end(g, &lz);
+	CgLoop lv = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "val");
+	LLVMValueRef p = ldf(g, scores, lv.iv);
+	LLVMValueRef vr = cg_gep(g, g->f32, V, add64(g, mul64(g, lv.iv, kd), koff));
+	CgLoop ld2 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "d");
+	LLVMValueRef o = xfadd(g, ldf(g, orow, ld2.iv), xfmul(g, p, ldf(g, vr, ld2.iv)));
+	stf(g, o, orow, ld2.iv);
+	cg_loop_end(g, &ld2);
+	cg_loop_end(g, &lv);
+	cg_loop_end(g, &l);
+	cg_task_end(g, &save);
+	return fn;
+}
+
+static void
+lower_attention(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	Type qt = f->vals[op->args[0]].type;
+	int64_t heads = op->ia[0], kvh = op->ia[1] ? op->ia[1] : heads;
+	int64_t hd = cg_cols(qt) / heads, kd = kvh * hd;
+	LLVMValueRef rows = cg_rows(g, qt);
+	LLVMValueRef K, V, pos;
+	int64_t maxkeys;
+	if (op->ia[2] >= 0) {
+		const State *s = &g->m->states[op->ia[2]];
+		uint64_t one = ((uint64_t)(s->ctx * s->kv_heads * s->head_dim) * 4 + 63) & ~(uint64_t)63;
+		K = cg_gepb(g, g->state, (int64_t)g->r->state_off[op->ia[2]]);
+		V = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + one));
+		pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
+		LLVMValueRef at = mul64(g, pos, kd * 4);
+		LLVMValueRef nb = mul64(g, rows, kd * 4);
+		copy_bytes(g, cg_gep(g, g->i8, K, at), cg_val_ptr(g, op->args[1]), nb);
+		copy_bytes(g, cg_gep(g, g->i8, V, at), cg_val_ptr(g, op->args[2]), nb);
+		maxkeys = s->ctx;
+	} else {
+		K = cg_val_ptr(g, op->args[1]);
+		V = cg_val_ptr(g, op->args[2]);
+		pos = cg_i64(g, -1);
+		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
+	}
+	LLVMValueRef task = attention_task(g, heads, kvh, hd, maxkeys);
+	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
+	cg_slot_set(g, 1, K);
+	cg_slot_set(g, 2, V);
+	cg_slot_set(g, 3, cg_val_ptr(g, op->dst));
+	cg_slot_set(g, 4, rows);
+	cg_slot_set(g, 5, pos);
+	cg_pfor(g, task, mul64(g, rows, heads));
+}
+
+static void
+lower_argmax(Cg *g, const Op *op)
+{
+	Type t = g->f->vals[op->args[0]].type;
+	int64_t n = cg_cols(t);
+	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
+	LLVMValueRef best = cg_alloca(g, g->f32, "best"), bi = cg_alloca(g, g->i64, "bi");
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
+	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, n));
+	cg_store(g, ldf(g, xr, cg_i64(g, 0)), best, 4);
+	cg_store(g, cg_i64(g, 0), bi, 8);
+	CgLoop lc = cg_loop_begin(g, cg_i64(g, 1), cg_i64(g, n), NULL, "col");
+	LLVMValueRef v = ldf(g, xr, lc.iv);
+	LLVMValueRef gt = LLVMBuildFCmp(g->b, LLVMRealOGT, v, cg_load(g, g->f32, best, 4), "");
+	cg_store(g, LLVMBuildSelect(g->b, gt, v, cg_load(g, g->f32, best, 4), ""), best, 4);
+	cg_store(g, LLVMBuildSelect(g->b, gt, lc.iv, cg_load(g, g->i64, bi, 8), ""), bi, 8);
+	cg_loop_end(g, &lc);
+	cg_store(g, LLVMBuildTrunc(g->b, cg_load(g, g->i64, bi, 8), g->i32, ""),
+	         cg_gep(g, g->i32, y, lr.iv), 4);
+	cg_loop_end(g, &lr);
+}
+
+/* Copies `len` columns from column `start` of every row of src into dst at column
+ * `at` (dst rows have `dcols` columns). */
+static void
+copy_cols(Cg *g, LLVMValueRef dst, int64_t dcols, int64_t at, LLVMValueRef src, int64_t scols,
+          int64_t start, int64_t len, LLVMValueRef rows)
+{
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
+	copy_bytes(g, cg_gep(g, g->f32, dst, add64(g, mul64(g, lr.iv, dcols), cg_i64(g, at))),
+	           cg_gep(g, g->f32, src, add64(g, mul64(g, lr.iv, scols), cg_i64(g, start))), cg_i64(g, len * 4));
+	cg_loop_end(g, &lr);
+}
+
+void
+cg_lower_op(Cg *g, uint32_t opi)
+{
+	const Func *f = g->f;
+	const Op *op = &f->ops[opi];
+	Type t = f->vals[op->dst].type;
+	switch (op->code) {
+	case OP_ADD:
+	case OP_SUB:
+	case OP_MUL:
+	case OP_SCALE:
+	case OP_SILU:
+	case OP_GELU:
+	case OP_TANH:
+		lower_elemwise(g, op);
+		return;
+	case OP_RMSNORM:
+	case OP_LAYERNORM:
+		lower_norm(g, op);
+		return;
+	case OP_SOFTMAX:
+		lower_softmax(g, op);
+		return;
+	case OP_ROPE:
+		lower_rope(g, op);
+		return;
+	case OP_ATTENTION:
+		lower_attention(g, op);
+		return;
+	case OP_ARGMAX:
+		lower_argmax(g, op);
+		return;
+	case OP_EMBED: {
+		int64_t d = cg_cols(t);
+		LLVMValueRef tab = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
+		Type tt = f->vals[op->args[1]].type;
+		if (tt.rank == 0) {
+			LLVMValueRef tok = LLVMBuildZExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
+			copy_bytes(g, y, cg_gep(g, g->f32, tab, mul64(g, tok, d)), cg_i64(g, d * 4));
+			return;
+		}
+		LLVMValueRef toks = cg_val_ptr(g, op->args[1]);
+		CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, tt), NULL, "tok");
+		LLVMValueRef tok = LLVMBuildZExt(g->b, cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4), g->i64, "");
+		copy_bytes(g, cg_gep(g, g->f32, y, mul64(g, l.iv, d)), cg_gep(g, g->f32, tab, mul64(g, tok, d)),
+		           cg_i64(g, d * 4));
+		cg_loop_end(g, &l);
+		return;
+	}
+	case OP_ROW: {
+		Type xt = f->vals[op->args[0]].type;
+		int64_t d = cg_cols(xt);
+		LLVMValueRef rows = cg_rows(g, xt);
+		LLVMValueRef idx = cg_i64(g, op->ia[0]);
+		if (op->ia[0] < 0)
+			idx = LLVMBuildAdd(g->b, rows, idx, "");
+		copy_bytes(g, cg_val_ptr(g, op->dst), cg_gep(g, g->f32, cg_val_ptr(g, op->args[0]), mul64(g, idx, d)),
+		           cg_i64(g, d * 4));
+		return;
+	}
+	case OP_SLICE: {
+		Type xt = f->vals[op->args[0]].type;
+		copy_cols(g, cg_val_ptr(g, op->dst), cg_cols(t), 0, cg_val_ptr(g, op->args[0]), cg_cols(xt), op->ia[0],
+		          op->ia[1], cg_rows(g, t));
+		return;
+	}
+	case OP_CONCAT: {
+		int64_t at = 0;
+		for (uint32_t a = 0; a < op->nargs; a++) {
+			Type xt = f->vals[op->args[a]].type;
+			copy_cols(g, cg_val_ptr(g, op->dst), cg_cols(t), at, cg_val_ptr(g, op->args[a]), cg_cols(xt), 0,
+			          cg_cols(xt), cg_rows(g, t));
+			at += cg_cols(xt);
+		}
+		return;
+	}
+	case OP_RET: {
+		if (!op->nargs)
+			return;
+		Type rt = f->vals[op->args[0]].type;
+		if (rt.rank == 0) {
+			LLVMValueRef v = cg_val_scalar(g, op->args[0]);
+			cg_store(g, v, g->out, 4);
+			return;
+		}
+		copy_bytes(g, g->out, cg_val_ptr(g, op->args[0]), mul64(g, cg_rows(g, rt), cg_cols(rt) * 4));
+		return;
+	}
+	default:
+		ELIDE_ICE("op without a code generator");
+	}
+}

@@ -1,0 +1,124 @@
+/* pack.c - the packed weight payload: every region the kernels read, 64-byte aligned.
+ * Linear weights W[N,K] become panels [ceil(N/NR)][K][NR] (NR = vector width times
+ * vectors per panel), so that both the GEMV and the GEMM micro-kernel stream one
+ * contiguous panel: at each k they load NR consecutive floats and multiply them with
+ * one broadcast activation.  The last panel is zero padded.  Tables for embed and
+ * norm weights stay row-major.  Rope tables hold (cos, sin) for every position and
+ * frequency, computed in double once at compile time.  A param used in two layouts
+ * (tied embedding and lm_head) is stored once per layout. */
+#include "codegen/codegen.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t
+region_size(CgLayout layout, const Module *m, int32_t param, int64_t a, int64_t b, int nr)
+{
+	switch (layout) {
+	case CG_ROWMAJOR:
+		return (uint64_t)ir_type_numel(m->params[param].type) * sizeof(float);
+	case CG_PANEL: {
+		Type t = m->params[param].type;
+		int64_t n = cg_static_rows(t), k = cg_cols(t);
+		int64_t np = (n + nr - 1) / nr;
+		return (uint64_t)(np * k * nr) * sizeof(float);
+	}
+	case CG_ROPE:
+		return (uint64_t)(a * (b / 2) * 2) * sizeof(float);
+	}
+	ELIDE_UNREACHABLE();
+}
+
+uint32_t
+cg_weights_region(CgWeights *w, CgLayout layout, int32_t param, int64_t a, int64_t b,
+                  double theta, const Module *m, int nr)
+{
+	for (uint32_t i = 0; i < w->nregions; i++) {
+		const CgRegion *r = &w->regions[i];
+		if (r->layout == layout && r->param == param && r->a == a && r->b == b && r->theta == theta)
+			return i;
+	}
+	VEC_PUSH(w->regions, w->nregions, w->capregions);
+	CgRegion *r = &w->regions[w->nregions];
+	*r = (CgRegion){ .layout = layout, .param = param, .a = a, .b = b, .theta = theta };
+	r->offset = w->size;
+	r->size = region_size(layout, m, param, a, b, nr);
+	w->size += (r->size + 63) & ~(uint64_t)63;
+	return w->nregions++;
+}
+
+static void
+pack_panels(const float *src, int64_t n, int64_t k, int nr, float *dst)
+{
+	int64_t np = (n + nr - 1) / nr;
+	for (int64_t p = 0; p < np; p++)
+		for (int64_t kk = 0; kk < k; kk++) {
+			float *o = dst + (p * k + kk) * nr;
+			for (int j = 0; j < nr; j++) {
+				int64_t row = p * nr + j;
+				o[j] = row < n ? src[row * k + kk] : 0.0f;
+			}
+		}
+}
+
+static void
+pack_rope(int64_t npos, int64_t hd, double theta, float *dst)
+{
+	int64_t half = hd / 2;
+	for (int64_t p = 0; p < npos; p++)
+		for (int64_t i = 0; i < half; i++) {
+			double freq = pow(theta, -2.0 * (double)i / (double)hd);
+			double ang = (double)p * freq;
+			dst[(p * half + i) * 2] = (float)cos(ang);
+			dst[(p * half + i) * 2 + 1] = (float)sin(ang);
+		}
+}
+
+bool
+cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload, char *err, size_t nerr)
+{
+	for (uint32_t i = 0; i < w->nregions; i++) {
+		const CgRegion *r = &w->regions[i];
+		float *dst = (float *)(payload + r->offset);
+		if (r->layout == CG_ROPE) {
+			pack_rope(r->a, r->b, r->theta, dst);
+			continue;
+		}
+		const Param *p = &m->params[r->param];
+		if (!p->data) {
+			snprintf(err, nerr, "weights of '%s' are not loaded", p->name);
+			return false;
+		}
+		if (r->layout == CG_ROWMAJOR)
+			memcpy(dst, p->data, r->size);
+		else
+			pack_panels(p->data, cg_static_rows(p->type), cg_cols(p->type), nr, dst);
+	}
+	return true;
+}
+
+/* The blob's header layout and checksum live in rt_standin.c (one definition for
+ * the writer here and the checker the generated code calls). */
+
+uint8_t *
+cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash, size_t *size,
+              char *err, size_t nerr)
+{
+	size_t n = CG_RT_BLOB_HDR + w->size;
+	uint8_t *b = aligned_alloc(64, (n + 63) & ~(size_t)63);
+	if (!b) {
+		snprintf(err, nerr, "out of memory for a weight blob of %zu bytes", n);
+		return NULL;
+	}
+	memset(b, 0, n);
+	if (!cg_weights_pack(w, m, nr, b + CG_RT_BLOB_HDR, err, nerr)) {
+		free(b);
+		return NULL;
+	}
+	cg_rt_blob_header_init(b, model_hash, b + CG_RT_BLOB_HDR, w->size);
+	*size = n;
+	return b;
+}
+

@@ -1,0 +1,152 @@
+/* plan.c - fusion decisions and the memory plan of one function.
+ * Algorithm:
+ *   1. Fusion: a linear whose only user is a unary elementwise op (silu, gelu, tanh,
+ *      scale) takes it as an epilogue; then, if the result's only user is add, sub or
+ *      mul with an operand defined before the linear, that op too.  Folded ops are
+ *      marked `skip`; the linear then defines the last folded op's value.
+ *   2. Liveness: a buffer is live from the op that writes it to its last use.
+ *   3. Offsets: values in definition order, first fit into the gaps left by buffers
+ *      whose last use came strictly before (a kernel may read its inputs while it
+ *      writes its output, so an input never shares with the output of its op).
+ * Leaves (args, params, consts) and the operands of `ret` need no arena buffer. */
+#include "codegen/codegen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int64_t
+cg_static_rows(Type t)
+{
+	int64_t r = 1;
+	for (int i = 0; i + 1 < t.rank; i++)
+		r *= t.dims[i];
+	return r;
+}
+
+int64_t
+cg_cols(Type t)
+{
+	return t.rank ? t.dims[t.rank - 1] : 1;
+}
+
+static bool
+is_unary_epilogue(Opcode c)
+{
+	return c == OP_SILU || c == OP_GELU || c == OP_TANH || c == OP_SCALE;
+}
+
+static void
+plan_fusion(const Func *f, CgPlan *p, const uint32_t *nuses, const uint32_t *user)
+{
+	for (uint32_t i = 0; i < f->nops; i++) {
+		const Op *op = &f->ops[i];
+		if (op->code != OP_LINEAR || p->fuse[i].skip)
+			continue;
+		ValueId cur = op->dst;
+		Type t = f->vals[cur].type;
+		if (nuses[cur] == 1) {
+			const Op *u = &f->ops[user[cur]];
+			if (is_unary_epilogue(u->code) && ir_type_eq(f->vals[u->dst].type, t)) {
+				p->fuse[i].unary = (int32_t)user[cur];
+				p->fuse[user[cur]].skip = true;
+				cur = u->dst;
+			}
+		}
+		if (nuses[cur] == 1) {
+			const Op *u = &f->ops[user[cur]];
+			if ((u->code == OP_ADD || u->code == OP_SUB || u->code == OP_MUL) && u->nargs == 2
+			    && ir_type_eq(f->vals[u->dst].type, t)) {
+				bool swap = u->args[1] == cur;
+				ValueId o = swap ? u->args[0] : u->args[1];
+				if (o != cur && ir_type_eq(f->vals[o].type, t) && f->vals[o].def < i) {
+					p->fuse[i].binary = (int32_t)user[cur];
+					p->fuse[i].bin_swap = swap;
+					p->fuse[i].other = o;
+					p->fuse[user[cur]].skip = true;
+					cur = u->dst;
+				}
+			}
+		}
+		p->fuse[i].out = cur;
+	}
+}
+
+typedef struct Live {
+	int64_t off, size;
+	uint32_t end;
+} Live;
+
+void
+cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p)
+{
+	(void)m;
+	p->fuse = xcalloc(f->nops + 1, sizeof *p->fuse);
+	p->offset = xmalloc((f->nvals + 1) * sizeof *p->offset);
+	p->size = 0;
+	uint32_t *nuses = xcalloc(f->nvals + 1, sizeof *nuses);
+	uint32_t *user = xcalloc(f->nvals + 1, sizeof *user);
+	uint32_t *end = xcalloc(f->nvals + 1, sizeof *end);
+	for (uint32_t v = 0; v < f->nvals; v++) {
+		p->offset[v] = -1;
+		end[v] = f->vals[v].def;
+	}
+	for (uint32_t i = 0; i < f->nops; i++) {
+		p->fuse[i] = (CgFuse){ .unary = -1, .binary = -1, .other = IR_NO_VALUE, .out = f->ops[i].dst };
+		for (uint32_t a = 0; a < f->ops[i].nargs; a++) {
+			ValueId v = f->ops[i].args[a];
+			if (v >= f->nvals)
+				continue;
+			nuses[v]++;
+			user[v] = i;
+			if (end[v] < i)
+				end[v] = i;
+		}
+	}
+	if (fuse)
+		plan_fusion(f, p, nuses, user);
+
+	Live *live = xmalloc((f->nops + 1) * sizeof *live);
+	uint32_t nlive = 0;
+	for (uint32_t i = 0; i < f->nops; i++) {
+		const Op *op = &f->ops[i];
+		if (p->fuse[i].skip || (ir_op_flags[op->code] & OPF_LEAF) || op->code == OP_RET)
+			continue;
+		ValueId v = p->fuse[i].out;
+		Type t = f->vals[v].type;
+		int64_t n = ir_type_numel(t);
+		int64_t size = ((n > 0 ? n : 1) * (int64_t)ir_dtype_size(t.dtype) + 63) & ~(int64_t)63;
+		/* drop buffers dead before this op */
+		uint32_t k = 0;
+		for (uint32_t j = 0; j < nlive; j++)
+			if (live[j].end >= i)
+				live[k++] = live[j];
+		nlive = k;
+		/* live is kept sorted by offset: first gap that fits */
+		int64_t at = 0;
+		uint32_t pos = 0;
+		for (; pos < nlive; pos++) {
+			if (live[pos].off - at >= size)
+				break;
+			at = live[pos].off + live[pos].size;
+		}
+		memmove(&live[pos + 1], &live[pos], (nlive - pos) * sizeof *live);
+		live[pos] = (Live){ .off = at, .size = size, .end = end[v] > i ? end[v] : i };
+		nlive++;
+		p->offset[v] = at;
+		if ((uint64_t)(at + size) > p->size)
+			p->size = (uint64_t)(at + size);
+	}
+	free(live);
+	free(nuses);
+	free(user);
+	free(end);
+}
+
+void
+cg_plan_free(CgPlan *p)
+{
+	free(p->fuse);
+	free(p->offset);
+	p->fuse = NULL;
+	p->offset = NULL;
+}

@@ -1,0 +1,140 @@
+/* target.c - the target machine, and the kernel geometry chosen from its features.
+ * The host is the default (its CPU name and feature string from LLVM); --target,
+ * --cpu and --features cross-compile.  The vector width follows the widest float
+ * vector the target has: 16 lanes with AVX-512, 8 with AVX2, 4 otherwise (SSE,
+ * NEON).  Panels hold two vectors per k; the micro-kernel row count keeps the
+ * accumulators, two panel vectors and a broadcast inside the register file. */
+#include "codegen/codegen.h"
+
+#include <llvm-c/Target.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void
+init_llvm(void)
+{
+	LLVMInitializeAllTargetInfos();
+	LLVMInitializeAllTargets();
+	LLVMInitializeAllTargetMCs();
+	LLVMInitializeAllAsmPrinters();
+	LLVMInitializeAllAsmParsers();
+}
+
+/* True when the comma-separated feature list enables `feat` ("+avx2"). */
+static bool
+has_feature(const char *list, const char *feat)
+{
+	size_t n = strlen(feat);
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && memcmp(p, feat, n) == 0)
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+static bool
+cpu_in(const char *cpu, const char *const *names)
+{
+	for (; *names; names++)
+		if (strcmp(cpu, *names) == 0)
+			return true;
+	return false;
+}
+
+static const char *const cpus_avx512[] = { "skylake-avx512", "cascadelake", "cooperlake",
+	"cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake",
+	"sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5", "x86-64-v4", NULL };
+static const char *const cpus_avx2[] = { "haswell", "broadwell", "skylake", "alderlake",
+	"raptorlake", "meteorlake", "znver1", "znver2", "znver3", "x86-64-v3", "core-avx2", NULL };
+
+CgTarget *
+cg_target_new(const char *triple, const char *cpu, const char *features, int opt_level,
+              char *err, size_t nerr)
+{
+	pthread_once(&init_once, init_llvm);
+	CgTarget *t = xcalloc(1, sizeof *t);
+	char *def = LLVMGetDefaultTargetTriple();
+	char *norm = LLVMNormalizeTargetTriple(triple && *triple ? triple : def);
+	t->triple = xstrdup(norm);
+	t->is_host = !triple || !*triple || strcmp(norm, def) == 0;
+	LLVMDisposeMessage(norm);
+	LLVMDisposeMessage(def);
+	if (cpu && *cpu) {
+		t->cpu = xstrdup(cpu);
+	} else if (t->is_host) {
+		char *h = LLVMGetHostCPUName();
+		t->cpu = xstrdup(h);
+		LLVMDisposeMessage(h);
+	} else {
+		t->cpu = xstrdup("");
+	}
+	if (features) {
+		t->features = xstrdup(features);
+	} else if (t->is_host && !(cpu && *cpu)) {
+		char *h = LLVMGetHostCPUFeatures();
+		t->features = xstrdup(h);
+		LLVMDisposeMessage(h);
+	} else {
+		t->features = xstrdup("");
+	}
+	LLVMTargetRef target;
+	char *msg = NULL;
+	if (LLVMGetTargetFromTriple(t->triple, &target, &msg)) {
+		snprintf(err, nerr, "unknown target '%s': %s", t->triple, msg ? msg : "");
+		LLVMDisposeMessage(msg);
+		cg_target_free(t);
+		return NULL;
+	}
+	LLVMCodeGenOptLevel lvl = opt_level <= 0 ? LLVMCodeGenLevelNone
+	                        : opt_level == 1 ? LLVMCodeGenLevelLess
+	                        : opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
+	t->tm = LLVMCreateTargetMachine(target, t->triple, t->cpu, t->features, lvl, LLVMRelocPIC,
+	                                LLVMCodeModelDefault);
+	if (!t->tm) {
+		snprintf(err, nerr, "cannot create a target machine for '%s'", t->triple);
+		cg_target_free(t);
+		return NULL;
+	}
+	t->td = LLVMCreateTargetDataLayout(t->tm);
+
+	bool x86 = strncmp(t->triple, "x86_64", 6) == 0 || strncmp(t->triple, "i686", 4) == 0
+	        || strncmp(t->triple, "i386", 4) == 0;
+	bool arm64 = strncmp(t->triple, "aarch64", 7) == 0 || strncmp(t->triple, "arm64", 5) == 0;
+	t->nvec = 2;
+	if (x86 && !has_feature(t->features, "-avx512f")
+	    && (has_feature(t->features, "+avx512f") || cpu_in(t->cpu, cpus_avx512))) {
+		t->vec = 16;
+		t->mr = 8;
+	} else if (x86 && !has_feature(t->features, "-avx2")
+	           && (has_feature(t->features, "+avx2") || cpu_in(t->cpu, cpus_avx2)
+	               || cpu_in(t->cpu, cpus_avx512))) {
+		t->vec = 8;
+		t->mr = 6;
+	} else {
+		t->vec = 4;
+		t->mr = arm64 ? 8 : 4;
+	}
+	return t;
+}
+
+void
+cg_target_free(CgTarget *t)
+{
+	if (!t)
+		return;
+	if (t->td)
+		LLVMDisposeTargetData(t->td);
+	if (t->tm)
+		LLVMDisposeTargetMachine(t->tm);
+	free(t->triple);
+	free(t->cpu);
+	free(t->features);
+	free(t);
+}

@@ -1,0 +1,86 @@
+/* cg_jit_support.c - see cg_jit_support.h. */
+#include "tests/e2e/cg_jit_support.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void
+tj_reverse_pfor(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx)
+{
+	(void)pool;
+	int64_t chunk = n > 3 ? n / 3 : 1;
+	for (int64_t hi = n; hi > 0; hi -= chunk)
+		fn(ctx, hi - chunk > 0 ? hi - chunk : 0, hi);
+}
+
+TJit *
+tj_new(Module *m, bool fuse)
+{
+	Diag d;
+	diag_init(&d, stderr);
+	CgOptions o = { .opt_level = 3, .fuse = fuse };
+	TJit *t = xcalloc(1, sizeof *t);
+	t->r = cg_compile(m, &o, &d);
+	cr_assert(t->r, "cg_compile failed");
+	char err[512];
+	cr_assert(cg_optimize(t->r, 3, err, sizeof err), "%s", err);
+	CgJitSym syms[] = {
+		{ "elide_blob_check", (CgFn)cg_rt_blob_check },
+		{ "elide_blob_read_file", (CgFn)cg_rt_blob_read_file },
+		{ "elide_pool_create", (CgFn)cg_rt_pool_create },
+		{ "elide_pool_destroy", (CgFn)cg_rt_pool_destroy },
+		{ "elide_pool_parallel_for", (CgFn)cg_rt_pool_parallel_for },
+	};
+	t->j = cg_jit_new(t->r, syms, sizeof syms / sizeof syms[0], err, sizeof err);
+	cr_assert(t->j, "%s", err);
+	void *(*create)(void) = (void *(*)(void))tj_sym(t, "create");
+	t->ctx = create();
+	cr_assert(t->ctx);
+	int (*load)(void *, const void *, size_t) = (int (*)(void *, const void *, size_t))tj_sym(t, "load_weights_mem");
+	cr_assert_eq(load(t->ctx, t->r->blob, t->r->blob_size), ELIDE_OK);
+	return t;
+}
+
+CgFn
+tj_sym(TJit *t, const char *name)
+{
+	CgFn p = cg_jit_lookup(t->j, name);
+	cr_assert(p, "no symbol '%s'", name);
+	return p;
+}
+
+void
+tj_free(TJit *t)
+{
+	void (*destroy)(void *) = (void (*)(void *))tj_sym(t, "destroy");
+	destroy(t->ctx);
+	cg_jit_free(t->j);
+	cg_result_free(t->r);
+	free(t);
+}
+
+double
+tj_rel_err(const float *a, const float *b, int64_t n)
+{
+	double mx = 1e-30, d = 0;
+	for (int64_t i = 0; i < n; i++) {
+		if (fabs(b[i]) > mx)
+			mx = fabs(b[i]);
+		double e = fabs((double)a[i] - b[i]);
+		if (e > d || isnan(e))
+			d = isnan(e) ? INFINITY : e;
+	}
+	return d / mx;
+}
+
+int64_t
+tj_argmax(const float *x, int64_t n)
+{
+	int64_t b = 0;
+	for (int64_t i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return b;
+}

@@ -1,0 +1,25 @@
+/* cg_jit_support.h - helpers shared by the codegen tests: compile a Module in
+ * process (cg_compile + default<O3> + ORC), runtime stand-ins for the JIT, a
+ * two-way parallel-for that runs chunks in reverse order, and error measures. */
+#ifndef ELIDE_CG_JIT_SUPPORT_H
+#define ELIDE_CG_JIT_SUPPORT_H
+
+#include "codegen/codegen.h"
+
+typedef struct TJit {
+	CgResult *r;
+	CgJit *j;
+	void *ctx;
+} TJit;
+
+/* Compiles m for the host and JITs it; the context has the weights loaded. */
+TJit *tj_new(Module *m, bool fuse);
+void tj_free(TJit *t);
+CgFn tj_sym(TJit *t, const char *name);
+/* The parallel-for the tests install: chunks of the range, last chunk first. */
+void tj_reverse_pfor(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
+/* max |a-b| / max(max |b|, 1e-30) */
+double tj_rel_err(const float *a, const float *b, int64_t n);
+int64_t tj_argmax(const float *x, int64_t n);
+
+#endif

@@ -1,0 +1,121 @@
+/* test_run_cli.c - `elide run --interp` end to end: the logits it dumps for the
+ * committed fixture match the independent torch reference (max relative error
+ * <= 1e-4, same argmax), and for a seeded random model written to disk (weights and
+ * .elide text) they equal the interpreter run of the same model built in memory. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+#include "tests/support/randmodel.h"
+
+static float *
+read_floats(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	float *x = malloc((size_t)len + 4);
+	cr_assert(fread(x, 1, (size_t)len, f) == (size_t)len);
+	fclose(f);
+	*n = (size_t)len / sizeof(float);
+	return x;
+}
+
+static int
+run(const char *args)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "%s run --interp %s > /dev/null", ELIDE_BIN, args);
+	return system(cmd);
+}
+
+Test(run_cli, fixture_logits_match_the_reference)
+{
+	const char *dump = ELIDE_BINARY_DIR "/run_cli_fixture.logits";
+	remove(dump);
+	cr_assert_eq(run(ELIDE_SOURCE_DIR "/examples/llama/llama.elide -w " ELIDE_SOURCE_DIR
+	                 "/tests/fixtures/llama_tiny.safetensors --tokens 1,17,42,255,0,99,3,3,128,7,64,200,31,5,250,12"
+	                 " --dump-logits " ELIDE_BINARY_DIR "/run_cli_fixture.logits"),
+	             0);
+	size_t n, nref;
+	float *got = read_floats(dump, &n);
+	float *ref = read_floats(ELIDE_SOURCE_DIR "/tests/fixtures/llama_tiny.logits", &nref);
+	cr_assert_eq(n, nref);
+	cr_assert_eq(n, 16 * 256);
+	for (int t = 0; t < 16; t++) {
+		double maxd = 0, maxb = 0;
+		int ag = 0, ar = 0;
+		for (int i = 0; i < 256; i++) {
+			maxd = fmax(maxd, fabs((double)got[t * 256 + i] - ref[t * 256 + i]));
+			maxb = fmax(maxb, fabs((double)ref[t * 256 + i]));
+			ag = got[t * 256 + i] > got[t * 256 + ag] ? i : ag;
+			ar = ref[t * 256 + i] > ref[t * 256 + ar] ? i : ar;
+		}
+		cr_expect(maxd / maxb <= 1e-4, "position %d: relative error %.3g", t, maxd / maxb);
+		cr_expect_eq(ag, ar, "position %d: argmax %d, reference %d", t, ag, ar);
+	}
+	free(got);
+	free(ref);
+	remove(dump);
+}
+
+Test(run_cli, random_model_from_disk_equals_in_memory)
+{
+	RmConfig c = rm_default_config();
+	c.seed = 7;
+	const char *w = ELIDE_BINARY_DIR "/run_cli_rand.safetensors", *src = ELIDE_BINARY_DIR "/run_cli_rand.elide";
+	const char *dump = ELIDE_BINARY_DIR "/run_cli_rand.logits";
+	cr_assert(rm_write_model(&c, w));
+	char *text = rm_elide_source(&c, "rand");
+	FILE *f = fopen(src, "w");
+	cr_assert(f);
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	const int32_t toks[5] = { 3, 1, 4, 1, 5 };
+	cr_assert_eq(run(ELIDE_BINARY_DIR "/run_cli_rand.elide -w " ELIDE_BINARY_DIR
+	                 "/run_cli_rand.safetensors --tokens 3,1,4,1,5 --dump-logits " ELIDE_BINARY_DIR
+	                 "/run_cli_rand.logits"),
+	             0);
+	size_t n;
+	float *got = read_floats(dump, &n);
+	cr_assert_eq(n, (size_t)5 * c.vocab);
+	Module *m = rm_build_module(&c, "rand");
+	Diag d;
+	diag_init(&d, stderr);
+	cr_assert(ir_load_params(m, w, &d));
+	InterpState *s = interp_new(m);
+	float *want = malloc((size_t)c.vocab * sizeof *want);
+	char err[256];
+	for (int t = 0; t < 5; t++) {
+		cr_assert(interp_run(s, "step", &toks[t], 1, t, want, err, sizeof err), "%s", err);
+		cr_expect(memcmp(want, got + t * c.vocab, (size_t)c.vocab * sizeof *want) == 0,
+		          "position %d: logits differ", t);
+	}
+	/* --prefill dumps one row: the last position's logits */
+	cr_assert_eq(run(ELIDE_BINARY_DIR "/run_cli_rand.elide -w " ELIDE_BINARY_DIR
+	                 "/run_cli_rand.safetensors --tokens 3,1,4,1,5 --prefill --dump-logits " ELIDE_BINARY_DIR
+	                 "/run_cli_rand.logits"),
+	             0);
+	free(got);
+	got = read_floats(dump, &n);
+	cr_assert_eq(n, (size_t)c.vocab);
+	double maxd = 0, maxb = 0;
+	for (int i = 0; i < c.vocab; i++) {
+		maxd = fmax(maxd, fabs((double)got[i] - want[i]));
+		maxb = fmax(maxb, fabs((double)want[i]));
+	}
+	cr_expect(maxd / maxb <= 1e-5, "prefill vs decode: relative error %.3g", maxd / maxb);
+	free(want);
+	free(got);
+	interp_free(s);
+	ir_free_module(m);
+	remove(w);
+	remove(src);
+	remove(dump);
+}

@@ -1,0 +1,365 @@
+/* test_frontend.c - the front end end to end: what lowering produces (params, state,
+ * layer regions, constants, policy values), the llama example against the Hugging
+ * Face reference fixture through the interpreter, and robustness: every file under
+ * tests/ and examples/, truncated after every line, gives diagnostics or a module,
+ * never a crash. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+
+#define SRC ELIDE_SOURCE_DIR "/"
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *s = malloc((size_t)n + 1);
+	cr_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
+	s[n] = '\0';
+	fclose(f);
+	if (len)
+		*len = (size_t)n;
+	return s;
+}
+
+/* Lowers text; diagnostics go to a buffer returned in *msgs (malloc'ed). */
+static Module *
+lower_text(const char *text, const char *policy, char **msgs, int *nerrors)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *out = open_memstream(&buf, &n);
+	Diag d;
+	diag_init(&d, out);
+	Module *m = fe_load_text("t.elide", text, strlen(text), policy, &d);
+	fclose(out);
+	if (nerrors)
+		*nerrors = d.nerrors;
+	if (msgs)
+		*msgs = buf;
+	else
+		free(buf);
+	return m;
+}
+
+static Module *
+load_example(const char *policy)
+{
+	char *text = slurp(SRC "examples/llama/llama.elide", NULL);
+	char *msgs;
+	Module *m = lower_text(text, policy, &msgs, NULL);
+	cr_assert(m, "llama.elide: %s", msgs);
+	free(msgs);
+	free(text);
+	return m;
+}
+
+Test(frontend, llama_params_state_and_entries)
+{
+	Module *m = load_example(NULL);
+	cr_assert_str_eq(m->name, "llama");
+	cr_assert_eq(m->nlayers, 6);
+	cr_assert_eq(m->nparams, 3 + 9 * 6);
+	cr_assert_eq(m->nstates, 6);
+	int32_t p = ir_find_param(m, "wk.3");
+	cr_assert(p >= 0);
+	cr_assert_str_eq(m->params[p].source, "model.layers.3.self_attn.k_proj.weight");
+	cr_assert_eq(m->params[p].layer, 3);
+	cr_assert_eq(m->params[p].type.dims[0], 32); /* kv_heads * head_dim */
+	cr_assert_eq(m->params[p].type.dims[1], 64);
+	cr_assert_eq(m->params[ir_find_param(m, "lm_head")].layer, -1);
+	for (uint32_t i = 0; i < m->nstates; i++) {
+		cr_assert_eq(m->states[i].layer, (int32_t)i);
+		cr_assert_eq(m->states[i].ctx, 128);
+		cr_assert_eq(m->states[i].kv_heads, 2);
+		cr_assert_eq(m->states[i].head_dim, 16);
+	}
+	cr_assert_eq(ir_config_get(m, "head_dim", 0), 16);
+	cr_assert_eq(ir_config_get(m, "kv_dim", 0), 32);
+	Func *step = ir_find_func(m, "step"), *pre = ir_find_func(m, "prefill");
+	cr_assert(step && pre);
+	cr_assert_eq(step->kind, FN_STEP);
+	cr_assert_eq(pre->kind, FN_PREFILL);
+	cr_assert(pre->args[0].type.dyn0);
+	cr_assert_eq(pre->args[0].type.dims[0], 128);
+	cr_assert_eq(step->rets[0].dims[0], 256);
+	cr_assert_eq(m->policy, NULL);
+	ir_free_module(m);
+}
+
+/* Layer regions: contiguous, increasing, one per layer; ops in region l only read
+ * params of layer l or global ones; attention in region l uses cache l. */
+Test(frontend, layer_regions)
+{
+	Module *m = load_example(NULL);
+	for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
+		Func *f = m->funcs[fi];
+		int32_t cur = -1, seen = -1;
+		int natt = 0;
+		for (uint32_t i = 0; i < f->nops; i++) {
+			Op *op = &f->ops[i];
+			if (op->layer != cur) {
+				if (op->layer >= 0) {
+					cr_assert_gt(op->layer, seen, "%s: region %d after %d", f->name, op->layer, seen);
+					seen = op->layer;
+				}
+				cur = op->layer;
+			}
+			if (op->code == OP_PARAM) {
+				int32_t pl = m->params[op->ia[0]].layer;
+				cr_assert(pl == -1 || pl == op->layer, "%s: param %s in region %d", f->name,
+				          m->params[op->ia[0]].name, op->layer);
+			}
+			if (op->code == OP_ATTENTION) {
+				cr_assert_eq(op->ia[2], op->layer);
+				cr_assert_eq(op->ia[0], 4);
+				cr_assert_eq(op->ia[1], 2);
+				natt++;
+			}
+			if (op->code == OP_ROPE) {
+				cr_assert_eq(op->ia[2], 0, "HF rotate_half style");
+				cr_assert_float_eq(op->fa[0], 10000.0f, 1e-3);
+			}
+			if (op->code == OP_RMSNORM)
+				cr_assert_float_eq(op->fa[0], 1e-5f, 1e-12);
+		}
+		cr_assert_eq(seen, 5);
+		cr_assert_eq(natt, 6);
+		cr_assert_eq(f->ops[f->nops - 1].code, OP_RET);
+		cr_assert_eq(f->ops[f->nops - 1].layer, -1);
+	}
+	ir_free_module(m);
+}
+
+Test(frontend, constants_and_substitution)
+{
+	const char *src = "model c {\n"
+	                  "  const a = 3, b = (a + 1) * 2 - 6 / 3, c = a * b - (2 + -2), n = 7 / 2, big = 2 * (c / b) * 100;\n"
+	                  "  weights safetensors { for l in 1..3 { w[l]: f32[c] = \"x{l}.{n}.y\"; } e: f32[4, c] = \"e\"; }\n"
+	                  "  entry step(token: i32, pos: i32) -> f32[c] { return rmsnorm(embed(e, token), w[2]); }\n"
+	                  "}\n";
+	char *msgs;
+	Module *m = lower_text(src, NULL, &msgs, NULL);
+	cr_assert(m, "%s", msgs);
+	cr_assert_eq(ir_config_get(m, "b", 0), 6);
+	cr_assert_eq(ir_config_get(m, "c", 0), 18);
+	cr_assert_eq(ir_config_get(m, "n", 0), 3);
+	cr_assert_eq(ir_config_get(m, "big", 0), 600);
+	cr_assert_str_eq(m->params[ir_find_param(m, "w.2")].source, "x2.3.y");
+	cr_assert_eq(ir_find_param(m, "w.0"), -1);
+	cr_assert_eq(m->params[ir_find_param(m, "w.1")].type.dims[0], 18);
+	free(msgs);
+	ir_free_module(m);
+}
+
+static const PolicyOpt *
+opt(const PolicyStmt *s, const char *key)
+{
+	const PolicyOpt *o = fe_policy_opt(s, key);
+	cr_assert(o, "%s %s: no option '%s'", s->verb, s->subject ? s->subject : "", key);
+	return o;
+}
+
+Test(frontend, policy_values)
+{
+	Module *m = load_example("fast");
+	Policy *p = m->policy;
+	cr_assert(p);
+	cr_assert_str_eq(p->name, "fast");
+	cr_assert_eq(p->nstmts, 5);
+	PolicyStmt *s = &p->stmts[0];
+	cr_assert_str_eq(s->verb, "prune");
+	cr_assert_str_eq(s->subject, "ffn_neuron");
+	cr_assert_float_eq(opt(s, "keep")->val.num, 0.75, 1e-12);
+	cr_assert_str_eq(opt(s, "score")->val.str, "maw");
+	cr_assert_eq(opt(s, "layers")->val.kind, PV_RANGE);
+	cr_assert_eq(opt(s, "layers")->val.lo, 1);
+	cr_assert_eq(opt(s, "layers")->val.hi, 4);
+	s = &p->stmts[1];
+	cr_assert_eq(opt(s, "keep")->val.kind, PV_FRAC);
+	cr_assert_eq(opt(s, "keep")->val.lo, 1);
+	cr_assert_eq(opt(s, "keep")->val.hi, 2);
+	cr_assert_float_eq(opt(s, "keep")->val.num, 0.5, 1e-12);
+	s = &p->stmts[2];
+	cr_assert_str_eq(s->verb, "exit");
+	const PolicyOpt *at = opt(s, "at");
+	cr_assert_eq(at->val.kind, PV_LIST);
+	cr_assert_eq(at->val.nints, 2);
+	cr_assert_eq(at->val.ints[0], 2);
+	cr_assert_eq(at->val.ints[1], 4);
+	cr_assert_str_eq(opt(s, "head")->val.str, "head");
+	cr_assert_str_eq(opt(s, "measure")->val.str, "margin");
+	cr_assert_float_eq(opt(s, "threshold")->val.num, 0.4, 1e-12);
+	cr_assert_float_eq(opt(s, "decay")->val.num, 4, 1e-12);
+	cr_assert_str_eq(opt(s, "kv")->val.str, "propagate");
+	s = &p->stmts[3];
+	cr_assert_str_eq(s->subject, "ffn");
+	cr_assert_float_eq(opt(s, "threshold")->val.num, 0.95, 1e-12);
+	cr_assert_eq(opt(s, "warmup")->val.num, 4);
+	cr_assert_eq(opt(s, "cold")->val.nints, 2);
+	cr_assert_eq(opt(s, "cold")->val.ints[1], 5);
+	s = &p->stmts[4];
+	cr_assert_str_eq(s->subject, "decode");
+	const PolicyOpt *q = opt(s, "quest");
+	cr_assert_eq(q->val.kind, PV_CALL);
+	cr_assert_eq(q->val.nsub, 2);
+	cr_assert_str_eq(q->val.sub[0].key, "page");
+	cr_assert_eq(q->val.sub[0].val.num, 16);
+	cr_assert_str_eq(q->val.sub[1].key, "budget");
+	cr_assert_eq(q->val.sub[1].val.num, 64);
+	cr_assert_eq(opt(s, "sinks")->val.num, 4);
+	cr_assert_eq(opt(s, "window")->val.num, 32);
+	cr_assert_eq(opt(s, "dense_layers")->val.nints, 2);
+	ir_free_module(m);
+
+	m = load_example("slim");
+	cr_assert_eq(opt(&m->policy->stmts[0], "protect")->val.nints, 2);
+	cr_assert_eq(opt(&m->policy->stmts[0], "protect")->val.ints[1], 5); /* last layer */
+	cr_assert_eq(opt(&m->policy->stmts[1], "protect")->val.nints, 0);   /* none */
+	ir_free_module(m);
+	m = load_example("skipdecode");
+	const PolicyOpt *lin = opt(&m->policy->stmts[0], "linear");
+	cr_assert_eq(lin->val.nints, 3);
+	cr_assert_eq(lin->val.ints[0], 6);
+	cr_assert_eq(lin->val.ints[1], 2);
+	cr_assert_eq(lin->val.ints[2], 128);
+	ir_free_module(m);
+}
+
+/* ---- the example against Hugging Face's numbers ---- */
+
+#define FIX ELIDE_SOURCE_DIR "/tests/fixtures/"
+
+/* examples/llama/llama.elide unchanged, with the fixture's weights (made at its sizes
+ * by tests/fixtures/make_llama_fixture.py). */
+static Module *
+example_with_fixture(void)
+{
+	Module *m = load_example(NULL);
+	Diag d;
+	diag_init(&d, stderr);
+	cr_assert(ir_load_params(m, FIX "llama_tiny.safetensors", &d));
+	return m;
+}
+
+static int
+read_tokens(int32_t *tok, int max)
+{
+	FILE *f = fopen(FIX "llama_tiny.tokens", "r");
+	cr_assert(f);
+	int n = 0;
+	while (n < max && fscanf(f, "%d", &tok[n]) == 1) {
+		n++;
+		if (fgetc(f) != ',')
+			break;
+	}
+	fclose(f);
+	return n;
+}
+
+static double
+rel_err(const float *got, const float *want, int n)
+{
+	double maxd = 0, maxb = 0;
+	for (int i = 0; i < n; i++) {
+		maxd = fmax(maxd, fabs((double)got[i] - want[i]));
+		maxb = fmax(maxb, fabs((double)want[i]));
+	}
+	return maxd / maxb;
+}
+
+Test(frontend, llama_example_matches_hugging_face)
+{
+	int32_t tok[128];
+	int n = read_tokens(tok, 128);
+	cr_assert_gt(n, 1);
+	size_t len;
+	float *ref = (float *)slurp(FIX "llama_tiny.logits", &len);
+	int vocab = (int)(len / 4 / (size_t)n);
+	cr_assert_eq(vocab, 256);
+	Module *m = example_with_fixture();
+	InterpState *s = interp_new(m);
+	float out[256];
+	char err[256];
+	for (int t = 0; t < n; t++) {
+		cr_assert(interp_run(s, "step", &tok[t], 1, t, out, err, sizeof err), "%s", err);
+		double e = rel_err(out, ref + (size_t)t * vocab, vocab);
+		cr_expect(e <= 1e-4, "step, position %d: relative error %.3g", t, e);
+	}
+	interp_reset(s);
+	cr_assert(interp_run(s, "prefill", tok, n, 0, out, err, sizeof err), "%s", err);
+	double e = rel_err(out, ref + (size_t)(n - 1) * vocab, vocab);
+	cr_expect(e <= 1e-4, "prefill: relative error %.3g", e);
+	interp_free(s);
+	ir_free_module(m);
+	free(ref);
+}
+
+/* ---- robustness: truncated inputs ---- */
+
+static int nfiles, nprefixes, nclean;
+
+static void
+truncations(const char *path)
+{
+	size_t len;
+	char *text = slurp(path, &len);
+	nfiles++;
+	for (size_t i = 0; i <= len; i++) {
+		if (i != len && text[i] != '\n')
+			continue;
+		char saved = text[i];
+		text[i] = '\0';
+		int nerr;
+		Module *m = lower_text(text, NULL, NULL, &nerr);
+		cr_assert((m != NULL) == (nerr == 0), "%s cut at byte %zu: module %p with %d errors", path, i,
+		          (void *)m, nerr);
+		nclean += m != NULL;
+		ir_free_module(m);
+		text[i] = saved;
+		nprefixes++;
+	}
+	free(text);
+}
+
+static void
+walk(const char *dir)
+{
+	DIR *d = opendir(dir);
+	cr_assert(d, "cannot open %s", dir);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		size_t n = strlen(e->d_name);
+		bool text = (n > 6 && strcmp(e->d_name + n - 6, ".elide") == 0) ||
+		            (n > 5 && strcmp(e->d_name + n - 5, ".test") == 0) ||
+		            (n > 4 && strcmp(e->d_name + n - 4, ".eir") == 0);
+		if (e->d_type == DT_DIR)
+			walk(path);
+		else if (text)
+			truncations(path);
+	}
+	closedir(d);
+}
+
+Test(frontend, every_truncated_file_gives_diagnostics)
+{
+	walk(SRC "tests");
+	walk(SRC "examples");
+	cr_log_info("%d files, %d prefixes, %d clean", nfiles, nprefixes, nclean);
+	cr_assert_gt(nfiles, 60);
+	cr_assert_gt(nclean, 5); /* the whole valid files */
+}
