@@ -50,6 +50,11 @@ for p in $POLICIES; do
 	gen=$("$bin" -w "$dir/charlm.weights" --prompt "$PROMPT" -n 200 --temperature 0.8 --seed 42 \
 		--threads "$THREADS" | tee /dev/stderr)
 	tps=$(printf '%s\n' "$gen" | sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' | tail -1)
+	for rep in 1 2; do   # the machine may be busy: the best of three runs
+		t=$("$bin" -w "$dir/charlm.weights" --prompt "$PROMPT" -n 200 --temperature 0.8 --seed 42 \
+			--threads "$THREADS" | sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' | tail -1)
+		tps=$(awk -v a="$tps" -v b="$t" 'BEGIN { print (b > a ? b : a) }')
+	done
 	ev=$("$bin" -w "$dir/charlm.weights" --eval "$HELDOUT" --threads "$THREADS")
 	bpb=$(printf '%s\n' "$ev" | sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
 	blob=$(stat -c %s "$dir/charlm.weights")
@@ -60,4 +65,5 @@ done
 echo
 echo "== charlm: $(basename "$HELDOUT") bits per byte, generation speed ($THREADS thread(s))"
 printf '%-8s %12s %12s %10s %10s\n' policy parameters "blob bytes" tokens/s bits/byte
+echo "(tokens/s: 200 bytes generated, best of 3; bits/byte: examples/charlm/heldout_4k.txt)"
 for r in "${rows[@]}"; do echo "$r"; done
