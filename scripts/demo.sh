@@ -63,7 +63,7 @@ for p in $POLICIES; do
 done
 
 echo
-echo "== charlm: $(basename "$HELDOUT") bits per byte, generation speed ($THREADS thread(s))"
-printf '%-8s %12s %12s %10s %10s\n' policy parameters "blob bytes" tokens/s bits/byte
+echo "== charlm, $THREADS thread(s)"
 echo "(tokens/s: 200 bytes generated, best of 3; bits/byte: examples/charlm/heldout_4k.txt)"
+printf '%-8s %12s %12s %10s %10s\n' policy parameters "blob bytes" tokens/s bits/byte
 for r in "${rows[@]}"; do echo "$r"; done
