@@ -228,6 +228,39 @@ linear_task(Cg *g, const Lin *L, bool gemv)
 	return fn;
 }
 
+/* A weight computed at run time (not a param, so not packed): plain loops over the
+ * row-major W[N,K], with the epilogue per element. */
+static void
+linear_computed(Cg *g, const Op *op, const CgFuse *fu)
+{
+	const Func *f = g->f;
+	Type xt = f->vals[op->args[0]].type, wt = f->vals[op->args[1]].type;
+	int64_t n = cg_static_rows(wt), k = cg_cols(wt);
+	LLVMValueRef x = cg_val_ptr(g, op->args[0]), w = cg_val_ptr(g, op->args[1]), y = cg_val_ptr(g, fu->out);
+	LLVMValueRef other = fu->binary >= 0 ? cg_val_ptr(g, fu->other) : NULL;
+	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
+	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, xt), NULL, "row");
+	CgLoop ln = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, n), NULL, "n");
+	cg_store(g, cg_f32c(g, 0.0), acc, 4);
+	CgLoop lk = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, k), NULL, "k");
+	LLVMValueRef xv = cg_load(g, g->f32, cg_gep(g, g->f32, x, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, k), ""), lk.iv, "")), 4);
+	LLVMValueRef wv = cg_load(g, g->f32, cg_gep(g, g->f32, w, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, ln.iv, cg_i64(g, k), ""), lk.iv, "")), 4);
+	cg_store(g, cg_fast(LLVMBuildFAdd(g->b, cg_load(g, g->f32, acc, 4), cg_fast(LLVMBuildFMul(g->b, xv, wv, "")), "")), acc, 4);
+	cg_loop_end(g, &lk);
+	LLVMValueRef v = cg_load(g, g->f32, acc, 4);
+	LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, n), ""), ln.iv, "");
+	if (fu->unary >= 0)
+		v = cg_unary(g, &f->ops[fu->unary], v);
+	if (fu->binary >= 0) {
+		LLVMValueRef o = cg_load(g, g->f32, cg_gep(g, g->f32, other, at), 4);
+		Opcode c = f->ops[fu->binary].code;
+		v = fu->bin_swap ? cg_binary(g, c, o, v) : cg_binary(g, c, v, o);
+	}
+	cg_store(g, v, cg_gep(g, g->f32, y, at), 4);
+	cg_loop_end(g, &ln);
+	cg_loop_end(g, &lr);
+}
+
 void
 cg_lower_linear(Cg *g, uint32_t opi)
 {
@@ -236,8 +269,10 @@ cg_lower_linear(Cg *g, uint32_t opi)
 	const CgFuse *fu = &g->plan.fuse[opi];
 	Type xt = f->vals[op->args[0]].type, wt = f->vals[op->args[1]].type;
 	const Op *wdef = ir_def((Func *)f, op->args[1]);
-	if (wdef->code != OP_PARAM)
-		ELIDE_ICE("linear with a computed weight is not supported by codegen");
+	if (wdef->code != OP_PARAM) {
+		linear_computed(g, op, fu);
+		return;
+	}
 	Lin L = { .n = cg_static_rows(wt), .k = cg_cols(wt), .nr = cg_target_nr(g->t), .vec = g->t->vec,
 	          .nvec = g->t->nvec };
 	L.np = (L.n + L.nr - 1) / L.nr;

@@ -448,6 +448,11 @@ emit_checks(Cg *g)
 			                               LLVMBuildICmp(g->b, LLVMIntSGT, LLVMBuildAdd(g->b, p64, rows, ""),
 			                                             cg_i64(g, g->rope_len), ""), "");
 			fail_if(g, bad, ELIDE_E_POSITION);
+		} else if (op->code == OP_ROW && f->vals[op->args[0]].type.dyn0) {
+			/* row i of a sequence needs i < T (or -i <= T from the end) */
+			LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
+			int64_t need = op->ia[0] >= 0 ? op->ia[0] + 1 : -op->ia[0];
+			fail_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, rows, cg_i64(g, need), ""), ELIDE_E_LENGTH);
 		} else if (op->code == OP_EMBED && ir_def((Func *)f, op->args[1])->code == OP_ARG) {
 			int64_t vocab = cg_static_rows(f->vals[op->args[0]].type);
 			Type tt = f->vals[op->args[1]].type;

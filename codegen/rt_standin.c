@@ -10,6 +10,7 @@
  * briefly on a generation counter before sleeping (decode issues about a hundred
  * short parallel loops per token). */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -104,39 +105,46 @@ cg_rt_blob_read_file(const char *path, void **blob, uint64_t *size)
 typedef struct Pool {
 	int n;                             /* threads, the caller included */
 	pthread_t *th;
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;                /* guards the job fields below */
 	pthread_cond_t cv;
-	atomic_uint_fast64_t gen;          /* bumped once per parallel_for */
-	atomic_int pending;                /* worker chunks not finished */
+	atomic_uint_fast64_t gen;          /* job number, bumped once per parallel_for */
+	atomic_int busy;                   /* workers inside the current job */
 	atomic_bool stop;
 	void (*fn)(void *, int64_t, int64_t);
 	void *ctx;
-	int64_t total;
+	int64_t total, chunks, next;       /* the job: chunks claimed in order */
 } Pool;
 
-typedef struct Worker {
-	Pool *p;
-	int id;
-} Worker;
-
+/* Claims and runs chunks of job `gen` until none are left (a stale job: none). */
 static void
-run_chunk(Pool *p, int id)
+drain(Pool *p, uint_fast64_t gen)
 {
-	int64_t lo = p->total * id / p->n, hi = p->total * (id + 1) / p->n;
-	if (lo < hi)
-		p->fn(p->ctx, lo, hi);
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		if (atomic_load(&p->gen) != gen || p->next >= p->chunks) {
+			pthread_mutex_unlock(&p->mu);
+			return;
+		}
+		int64_t c = p->next++;
+		int64_t lo = p->total * c / p->chunks, hi = p->total * (c + 1) / p->chunks;
+		void (*fn)(void *, int64_t, int64_t) = p->fn;
+		void *ctx = p->ctx;
+		pthread_mutex_unlock(&p->mu);
+		if (lo < hi)
+			fn(ctx, lo, hi);
+	}
 }
 
 static void *
 worker(void *arg)
 {
-	Worker *w = arg;
-	Pool *p = w->p;
+	Pool *p = arg;
 	uint_fast64_t seen = 0;
 	for (;;) {
 		int spins = 0;
-		while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !atomic_load(&p->stop)) {
-			if (++spins < 200000)
+		uint_fast64_t g;
+		while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop)) {
+			if (++spins < 100000)
 				continue;
 			pthread_mutex_lock(&p->mu);
 			while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
@@ -145,11 +153,17 @@ worker(void *arg)
 		}
 		if (atomic_load(&p->stop))
 			break;
-		seen = atomic_load(&p->gen);
-		run_chunk(p, w->id);
-		atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+		seen = g;
+		pthread_mutex_lock(&p->mu);
+		bool current = atomic_load(&p->gen) == g;
+		if (current)
+			atomic_fetch_add(&p->busy, 1);
+		pthread_mutex_unlock(&p->mu);
+		if (!current)
+			continue;
+		drain(p, g);
+		atomic_fetch_sub(&p->busy, 1);
 	}
-	free(w);
 	return NULL;
 }
 
@@ -169,16 +183,11 @@ cg_rt_pool_create(int nthreads)
 	p->n = nthreads;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	for (int i = 1; i < nthreads; i++) {
-		Worker *w = malloc(sizeof *w);
-		if (w)
-			*w = (Worker){ p, i };
-		if (!w || pthread_create(&p->th[i], NULL, worker, w) != 0) {
-			free(w);
+	for (int i = 1; i < nthreads; i++)
+		if (pthread_create(&p->th[i], NULL, worker, p) != 0) {
 			p->n = i;
 			break;
 		}
-	}
 	return p;
 }
 
@@ -200,6 +209,10 @@ cg_rt_pool_destroy(void *pool)
 	free(p);
 }
 
+/* Chunks are claimed dynamically, so a worker the OS does not schedule delays
+ * nothing: the caller runs what is left.  Which thread runs a chunk never changes
+ * its result.  A worker joins a job only while it is current, so the caller
+ * returns once every chunk is claimed and no worker is inside the job. */
 void
 cg_rt_pool_parallel_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx)
 {
@@ -209,17 +222,19 @@ cg_rt_pool_parallel_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int64
 			fn(ctx, 0, n);
 		return;
 	}
+	pthread_mutex_lock(&p->mu);
 	p->fn = fn;
 	p->ctx = ctx;
 	p->total = n;
-	atomic_store(&p->pending, p->n - 1);
-	pthread_mutex_lock(&p->mu);
-	atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+	p->chunks = n < 4 * p->n ? n : 4 * p->n;
+	p->next = 0;
+	uint_fast64_t g = atomic_fetch_add(&p->gen, 1) + 1;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	run_chunk(p, 0);
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-		;
+	drain(p, g);
+	for (int spins = 0; atomic_load(&p->busy) > 0; spins++)
+		if (spins > 1000)
+			sched_yield();
 }
 
 #ifdef CG_RT_ELIDE_NAMES

@@ -49,6 +49,20 @@ ast_mknum(Arena *ar, Loc loc, double v, bool is_int)
 }
 
 Ast *
+ast_word(Arena *ar, Loc loc, int op, const char *text, double num, bool is_int)
+{
+	Ast *n = ast_new(ar, AST_PWORD, loc);
+	n->op = op;
+	if (op == 's')
+		n->str = text;
+	else
+		n->name = text;
+	n->num = num;
+	n->is_int = is_int;
+	return n;
+}
+
+Ast *
 ast_list(Arena *ar, Loc loc)
 {
 	return ast_new(ar, AST_LIST, loc);
@@ -94,7 +108,7 @@ dump(FILE *out, const Ast *n, int depth, const char *role)
 	if (n->name && n->kind != AST_DIM)
 		fprintf(out, " '%s'", n->name);
 	if (n->kind == AST_DIM && n->name)
-		fprintf(out, " bound");
+		fprintf(out, n->name[0] == '<' ? " bound" : " any");
 	if (n->str)
 		fprintf(out, " \"%s\"", n->str);
 	if (n->kind == AST_NUM || (n->kind == AST_PWORD && n->op == 'n'))

@@ -28,7 +28,7 @@ typedef enum AstKind {
 	AST_NEG,     /* -a */
 	/* types */
 	AST_TYPE,    /* name (dtype) with dims in kids (AST_DIM) */
-	AST_DIM,     /* a: extent; name "<=" when written "<= a" (a bound) */
+	AST_DIM,     /* a: extent; name "<=" when written "<= a" (a bound); name ".." and no a: any leading axes */
 	/* statements */
 	AST_ASSIGN,  /* name = a */
 	AST_FOR,     /* for name in a..b { kids } */
@@ -72,6 +72,8 @@ struct Ast {
 Ast *ast_new(Arena *ar, AstKind kind, Loc loc);
 Ast *ast_mk(Arena *ar, AstKind kind, Loc loc, const char *name, Ast *a, Ast *b, Ast *c);
 Ast *ast_mknum(Arena *ar, Loc loc, double v, bool is_int);
+/* A policy word: op 'i' ident, 'n' number, 's' string (text), 'c' call, or punctuation. */
+Ast *ast_word(Arena *ar, Loc loc, int op, const char *text, double num, bool is_int);
 Ast *ast_list(Arena *ar, Loc loc);               /* an empty AST_LIST */
 Ast *ast_append(Ast *list, Ast *item);           /* adds item (if non-NULL) to list->kids */
 Ast *ast_with_kids(Ast *node, Ast *list);        /* moves list's kids into node */
@@ -109,7 +111,7 @@ Module *fe_load(const char *path, const char *policy, Diag *d);
 /* Same from text in memory (path is only used in messages). */
 Module *fe_load_text(const char *path, const char *text, size_t len, const char *policy, Diag *d);
 
-/* ---- lower.c / lower_ops.c internals (used by these two files only) ---- */
+/* ---- decl.c / lower.c / lower_ops.c internals (used by these files only) ---- */
 
 typedef struct Num {
 	double v;
@@ -127,6 +129,7 @@ typedef struct MSym {      /* a model-level name */
 	bool valid;            /* SYM_CONST: evaluated without error */
 	bool indexed;          /* weight or state declared as name[i] */
 	bool bad;              /* its declaration had errors (reported): uses stay quiet */
+	bool used;             /* SYM_FN: inlined at least once */
 	int32_t param;         /* plain weight: param index; plain state: state index */
 	int32_t *slots;        /* indexed: param/state index per index, -1 if none */
 	int64_t nslots;
@@ -159,17 +162,28 @@ typedef struct Lower {
 	bool returned; ValueId ret; Loc ret_loc;
 	bool stop;                      /* too many errors or ops: unwind */
 	int64_t nops_left;
+	int64_t work_left;              /* loop iterations and inlined calls left (all entries) */
 } Lower;
 
+/* decl.c */
+void lw_declare(Lower *L, const Ast *model);        /* step 1: every model-level name */
 MSym *lw_find(Lower *L, const char *name);
+const char *lw_sym_what(SymKind k);                 /* "constant", "weight", ... */
 LSym *lw_local(Lower *L, const char *name);
+LSym *lw_push_local(Lower *L, const char *name, Loc loc);
+/* A written type; is_int: 'int' allowed (fn parameters); wild: a first dimension
+ * '..' allowed (fn types), then out holds the trailing axes only. */
+bool lw_eval_type(Lower *L, const Ast *t, Type *out, bool *is_int, bool allow_int, bool *wild);
 bool lw_eval_num(Lower *L, const Ast *e, Num *out);
 bool lw_eval_int(Lower *L, const Ast *e, const char *what, int64_t *out);
 bool lw_is_const(Lower *L, const Ast *e);
 const char *lw_tstr(Lower *L, Type t);
+bool lw_work(Lower *L, Loc loc); /* counts one unit of unrolling work; false when over budget */
 bool lw_check_type(Lower *L, ValueId v, Type want, Loc loc, const char *what);
+/* lower.c */
 ValueId lw_inline(Lower *L, const Ast *call, const MSym *fn);
-ValueId lw_expr(Lower *L, const Ast *e);  /* lower_ops.c: a tensor expression */
+/* lower_ops.c */
+ValueId lw_expr(Lower *L, const Ast *e);  /* a tensor expression */
 ValueId lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_t *ia,
                 const float *fa, Loc loc);
 

@@ -131,7 +131,7 @@ kvcall
 	: IDENT '(' args ')'    { $$ = ast_with_kids(ast_mk(A, AST_CALL, @1, $1, NULL, NULL, NULL), $3); }
 	;
 
-/* type: IDENT ['[' dim (',' dim)* ']'] ; dim: ['<='] expr */
+/* type: IDENT ['[' dim (',' dim)* ']'] ; dim: ['<='] expr | '..' (fn types: any leading axes) */
 type
 	: IDENT                 { $$ = ast_mk(A, AST_TYPE, @$, $1, NULL, NULL, NULL); }
 	| IDENT '[' dims ']'    { $$ = ast_with_kids(ast_mk(A, AST_TYPE, @$, $1, NULL, NULL, NULL), $3); }
@@ -143,6 +143,7 @@ dims
 dim
 	: expr                  { $$ = ast_mk(A, AST_DIM, @$, NULL, $1, NULL, NULL); }
 	| LE expr               { $$ = ast_mk(A, AST_DIM, @$, "<=", $2, NULL, NULL); }
+	| DOTDOT                { $$ = ast_mk(A, AST_DIM, @$, "..", NULL, NULL, NULL); }
 	;
 
 /* params: [IDENT ':' type (',' IDENT ':' type)*] */
@@ -228,17 +229,17 @@ pwords
 	;
 /* pword: IDENT | 'in' | number | STRING | ',' | '>' | '/' | '..' | '-' | IDENT '(' pword* ')' */
 pword
-	: IDENT                 { $$ = ast_mk(A, AST_PWORD, @1, $1, NULL, NULL, NULL); $$->op = 'i'; }
-	| IN                    { $$ = ast_mk(A, AST_PWORD, @1, "in", NULL, NULL, NULL); $$->op = 'i'; }
-	| INT                   { $$ = ast_mknum(A, @1, $1, true); $$->kind = AST_PWORD; $$->op = 'n'; }
-	| FLOAT                 { $$ = ast_mknum(A, @1, $1, false); $$->kind = AST_PWORD; $$->op = 'n'; }
-	| STRING                { $$ = ast_mk(A, AST_PWORD, @1, NULL, NULL, NULL, NULL); $$->str = $1; $$->op = 's'; }
-	| ','                   { $$ = ast_mk(A, AST_PWORD, @1, ",", NULL, NULL, NULL); $$->op = ','; }
-	| '>'                   { $$ = ast_mk(A, AST_PWORD, @1, ">", NULL, NULL, NULL); $$->op = '>'; }
-	| '/'                   { $$ = ast_mk(A, AST_PWORD, @1, "/", NULL, NULL, NULL); $$->op = '/'; }
-	| DOTDOT                { $$ = ast_mk(A, AST_PWORD, @1, "..", NULL, NULL, NULL); $$->op = '.'; }
-	| '-'                   { $$ = ast_mk(A, AST_PWORD, @1, "-", NULL, NULL, NULL); $$->op = '-'; }
-	| IDENT '(' pwords ')'  { $$ = ast_with_kids(ast_mk(A, AST_PWORD, @1, $1, NULL, NULL, NULL), $3); $$->op = 'c'; }
+	: IDENT                 { $$ = ast_word(A, @1, 'i', $1, 0, false); }
+	| IN                    { $$ = ast_word(A, @1, 'i', "in", 0, false); }
+	| INT                   { $$ = ast_word(A, @1, 'n', NULL, $1, true); }
+	| FLOAT                 { $$ = ast_word(A, @1, 'n', NULL, $1, false); }
+	| STRING                { $$ = ast_word(A, @1, 's', $1, 0, false); }
+	| ','                   { $$ = ast_word(A, @1, ',', ",", 0, false); }
+	| '>'                   { $$ = ast_word(A, @1, '>', ">", 0, false); }
+	| '/'                   { $$ = ast_word(A, @1, '/', "/", 0, false); }
+	| DOTDOT                { $$ = ast_word(A, @1, '.', "..", 0, false); }
+	| '-'                   { $$ = ast_word(A, @1, '-', "-", 0, false); }
+	| IDENT '(' pwords ')'  { $$ = ast_with_kids(ast_word(A, @1, 'c', $1, 0, false), $3); }
 	;
 
 %%

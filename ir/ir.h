@@ -258,6 +258,90 @@ bool ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char
 void ir_print_module(FILE *out, const Module *m);
 char *ir_print_module_str(const Module *m); /* malloc'ed */
 Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting errors */
+/* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
+ * faK when non-zero).  ORDER: ops.def. */
+typedef struct IrAttrSpec {
+	const char *ia[4];
+	const char *fa[2];
+} IrAttrSpec;
+extern const IrAttrSpec ir_op_attrs[OP_COUNT];
+const char *ir_func_kind_name(FuncKind k);  /* "step", "prefill", "forward" */
+int ir_func_kind_from_name(const char *s);  /* -1 if unknown */
+/* Shortest decimal text that reads back to the same value; ".0" added to integers. */
+char *ir_fmt_f32(float v, char *buf, size_t n);
+char *ir_fmt_f64(double v, char *buf, size_t n);
+
+/* ---- eir_build.c: what the .eir parser's actions call (eir_lexer.l and
+ * eir_parser.y only).  Operand names are resolved when a function ends, so a use
+ * before its definition parses and is left for the verifier to report. ---- */
+typedef enum EirOperandKind { EO_VALUE, EO_INT, EO_FLOAT, EO_SYM } EirOperandKind;
+typedef struct EirOperand {
+	EirOperandKind kind;
+	const char *text;  /* value name without '%', symbol name, or the number's text */
+	Loc loc;
+} EirOperand;
+typedef struct EirList {     /* operands or attributes of one op line */
+	EirOperand *items;
+	const char **keys;       /* attribute keys (attributes only) */
+	uint32_t n, cap;
+} EirList;
+typedef struct EirRef {      /* an operand name waiting for the end of its function */
+	uint32_t op, slot;
+	const char *name;
+	Loc loc;
+} EirRef;
+typedef struct EirDef {      /* a value name defined in the current function */
+	const char *name;
+	ValueId v;
+	Loc loc;
+} EirDef;
+typedef struct EirOpts {     /* policy options being read */
+	PolicyOpt *o;
+	uint32_t n, cap;
+} EirOpts;
+typedef struct EirParser {
+	Module *m;               /* created before parsing; strings live in its arena */
+	Diag *diag;
+	const char *file;        /* path used in locations */
+	int line, col;           /* lexer position: next character */
+	const char *last_text;   /* text of the last token (for "saw ..." messages) */
+	Func *f;                 /* function being read */
+	int32_t layer;           /* layer block being read, -1 outside */
+	EirRef *refs; uint32_t nrefs, caprefs;
+	EirDef *defs; uint32_t ndefs, capdefs;
+	PolicyStmt *stmts; uint32_t nstmts, capstmts;
+} EirParser;
+
+void eir_module(EirParser *p, const char *name, Loc loc);
+void eir_module_layers(EirParser *p, const char *n, Loc loc);
+void eir_module_const(EirParser *p, const char *name, const char *n, Loc loc);
+void eir_module_string(EirParser *p, const char *key, const char *s, Loc loc);
+void eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source,
+               const char *hash, Loc loc);
+void eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc);
+Type eir_type(EirParser *p, const char *dtype, Loc loc);
+Type eir_type_dim(EirParser *p, Type t, const char *n, bool bound, Loc loc);
+EirList *eir_list(EirParser *p);
+EirList *eir_list_add(EirParser *p, EirList *l, const char *key, EirOperandKind k, const char *text, Loc loc);
+void eir_policy(EirParser *p, const char *name, Loc loc);
+void eir_policy_stmt(EirParser *p, const char *verb, const char *subject, EirOpts *opts, Loc loc);
+EirOpts *eir_opts(EirParser *p);
+EirOpts *eir_opts_add(EirParser *p, EirOpts *o, const char *key, PolicyVal v, Loc loc);
+PolicyVal eir_pv_num(EirParser *p, const char *text, Loc loc);
+PolicyVal eir_pv_frac(EirParser *p, const char *num, const char *den, Loc loc);
+PolicyVal eir_pv_range(EirParser *p, const char *lo, const char *hi, Loc loc);
+PolicyVal eir_pv_list(EirParser *p, PolicyVal l, const char *n, Loc loc); /* appends to a PV_LIST */
+PolicyVal eir_pv_word(EirParser *p, PolicyValKind k, const char *s, EirOpts *sub);
+void eir_func(EirParser *p, const char *kind, const char *name, Loc loc);
+void eir_func_arg(EirParser *p, const char *name, Type t, Loc loc);
+void eir_func_ret(EirParser *p, Type t);
+void eir_func_end(EirParser *p);
+void eir_layer(EirParser *p, const char *n, Loc loc); /* NULL n: the block ends */
+void eir_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args, EirList *attrs,
+            Type t, bool typed);
+void eir_syntax_error(EirParser *p, Loc loc, const char *msg);
+int64_t eir_int(EirParser *p, const char *text, Loc loc); /* reports overflow */
+Module *eir_finish(EirParser *p, bool ok); /* the module, or NULL (freed) when !ok */
 
 /* ---- verify.c ---- */
 bool ir_verify(const Module *m, Diag *d); /* reports every problem; true if none */

@@ -298,3 +298,28 @@ Test(cg_cli, jit_matches_the_reference_fixture, .init = setup, .fini = teardown)
 	   ELIDE_BIN, dump);
 	compare_rows(dump, ELIDE_SOURCE_DIR "/tests/fixtures/llama_tiny.logits", 256, 16);
 }
+
+Test(cg_cli, avx2_and_sse_kernels_match, .init = setup, .fini = teardown)
+{
+	/* the 8- and 4-lane geometries, run on this machine when it has the features */
+	RmConfig c = rm_default_config();
+	c.seed = 21;
+	write_model("v", c);
+	char toks[64] = "5,77,3,200,9,31,8,150", targs[64] = "5 77 3 200 9 31 8 150";
+	sh("%s run --interp %s/v.elide -w %s/v.safetensors --tokens %s --dump-logits %s/v.ref > /dev/null", ELIDE_BIN, dir,
+	   dir, toks, dir);
+	const char *cpus[] = { "haswell", "x86-64" };
+	for (int i = 0; i < 2; i++) {
+		if (i == 0 && !__builtin_cpu_supports("avx2"))
+			continue;
+		char extra[64];
+		snprintf(extra, sizeof extra, "--cpu=%s", cpus[i]);
+		compile_and_link("v", extra);
+		sh("%s/v.out/driver decode %s/v.out/llama.weights 2 %s/v.got %s", dir, dir, dir, targs);
+		char got[512], ref[512];
+		snprintf(got, sizeof got, "%s/v.got", dir);
+		snprintf(ref, sizeof ref, "%s/v.ref", dir);
+		compare_rows(got, ref, c.vocab, 8);
+		shrc("rm -rf %s/v.out", dir);
+	}
+}

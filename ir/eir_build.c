@@ -1,0 +1,580 @@
+/* eir_build.c - builds a Module from the actions of the .eir parser (eir_parser.y).
+ * Every name is checked as it is read: unknown dtypes, ops, params, states and
+ * attributes, redefined values and out-of-range integers are reported at their
+ * token with "expected X, saw Y" messages, and parsing goes on.  Operand names are
+ * resolved when their function ends, so uses before definitions parse (the verifier
+ * reports them as dominance errors).  Shapes are taken as written; the verifier
+ * checks them against ir_infer_type. */
+#include "ir/ir.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GROW(p, arr, n, cap)                                                                 \
+	do {                                                                                 \
+		if ((n) >= (cap)) {                                                          \
+			uint32_t nc = (cap) ? 2 * (cap) : 8;                                 \
+			void *na = arena_alloc(&(p)->m->arena, nc * sizeof *(arr));          \
+			if (n)                                                               \
+				memcpy(na, (arr), (n) * sizeof *(arr));                      \
+			(arr) = na;                                                          \
+			(cap) = nc;                                                          \
+		}                                                                            \
+	} while (0)
+
+int64_t
+eir_int(EirParser *p, const char *text, Loc loc)
+{
+	errno = 0;
+	char *end;
+	long long v = strtoll(text, &end, 10);
+	if (errno == ERANGE || *end) {
+		diag_error(p->diag, loc, "expected a 64-bit integer, saw '%s'", text);
+		return 0;
+	}
+	return v;
+}
+
+/* An int that must fit in [lo, hi]. */
+static int64_t
+int_in(EirParser *p, const char *text, Loc loc, int64_t lo, int64_t hi, const char *what)
+{
+	int64_t v = eir_int(p, text, loc);
+	if (v < lo || v > hi) {
+		diag_error(p->diag, loc, "expected %s in %lld..%lld, saw %lld", what, (long long)lo, (long long)hi,
+		           (long long)v);
+		return lo;
+	}
+	return v;
+}
+
+static bool
+is_real_text(const char *t)
+{
+	return strpbrk(t, ".eEn") != NULL; /* '.', exponent, inf, nan */
+}
+
+/* ---- module header ---- */
+
+void
+eir_module(EirParser *p, const char *name, Loc loc)
+{
+	(void)loc;
+	p->m->name = name;
+}
+
+void
+eir_module_layers(EirParser *p, const char *n, Loc loc)
+{
+	p->m->nlayers = (int32_t)int_in(p, n, loc, 0, 1 << 20, "a layer count");
+}
+
+void
+eir_module_const(EirParser *p, const char *name, const char *n, Loc loc)
+{
+	Module *m = p->m;
+	for (uint32_t i = 0; i < m->config.n; i++)
+		if (strcmp(m->config.names[i], name) == 0) {
+			diag_error(p->diag, loc, "constant '%s' is defined twice", name);
+			return;
+		}
+	if (m->config.n == sizeof m->config.values / sizeof m->config.values[0]) {
+		diag_error(p->diag, loc, "too many constants: at most %zu", sizeof m->config.values / sizeof m->config.values[0]);
+		return;
+	}
+	ir_config_set(m, name, eir_int(p, n, loc));
+}
+
+void
+eir_module_string(EirParser *p, const char *key, const char *s, Loc loc)
+{
+	const char **slot = strcmp(key, "weights") == 0 ? &p->m->weights_path : &p->m->manifest_notes;
+	if (*slot)
+		diag_error(p->diag, loc, "'%s' is given twice", key);
+	*slot = s;
+}
+
+void
+eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source, const char *hash, Loc loc)
+{
+	if (ir_find_param(p->m, name) >= 0) {
+		diag_error(p->diag, loc, "param '%s' is defined twice", name);
+		return;
+	}
+	int32_t l = layer ? (int32_t)int_in(p, layer, loc, 0, 1 << 20, "a layer index") : -1;
+	uint32_t k = ir_add_param(p->m, name, source, t, l, loc);
+	if (hash) {
+		errno = 0;
+		char *end;
+		unsigned long long h = strtoull(hash, &end, 16);
+		if (errno == ERANGE || *end)
+			diag_error(p->diag, loc, "expected a 64-bit hash, saw '%s'", hash);
+		p->m->params[k].hash = h;
+	}
+}
+
+void
+eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc)
+{
+	for (uint32_t i = 0; i < p->m->nstates; i++)
+		if (strcmp(p->m->states[i].name, name) == 0) {
+			diag_error(p->diag, loc, "state '%s' is defined twice", name);
+			return;
+		}
+	if (strcmp(kind, "kvcache") != 0) {
+		diag_error(p->diag, loc, "expected state kind 'kvcache', saw '%s'", kind);
+		return;
+	}
+	State s = { .name = name, .kind = ST_KVCACHE, .layer = -1, .loc = loc };
+	int64_t *slots[3] = { &s.ctx, &s.kv_heads, &s.head_dim };
+	static const char *const keys[3] = { "ctx", "kv_heads", "head_dim" };
+	bool seen[3] = { 0 };
+	for (uint32_t i = 0; i < attrs->n; i++) {
+		int k = 0;
+		while (k < 3 && strcmp(attrs->keys[i], keys[k]) != 0)
+			k++;
+		if (k == 3 || seen[k] || attrs->items[i].kind != EO_INT) {
+			diag_error(p->diag, attrs->items[i].loc, "expected 'ctx', 'kv_heads' or 'head_dim' once each with an "
+			           "integer, saw '%s'", attrs->keys[i]);
+			return;
+		}
+		seen[k] = true;
+		*slots[k] = int_in(p, attrs->items[i].text, attrs->items[i].loc, 1, INT64_C(1) << 40, keys[k]);
+	}
+	for (int k = 0; k < 3; k++)
+		if (!seen[k]) {
+			diag_error(p->diag, loc, "state '%s' needs '%s'", name, keys[k]);
+			return;
+		}
+	if (layer)
+		s.layer = (int32_t)int_in(p, layer, loc, 0, 1 << 20, "a layer index");
+	ir_add_state(p->m, s);
+}
+
+Type
+eir_type(EirParser *p, const char *dtype, Loc loc)
+{
+	int dt = ir_dtype_from_name(dtype);
+	if (dt < 0) {
+		diag_error(p->diag, loc, "expected a dtype (f32, i32, bf16, f16, i8), saw '%s'", dtype);
+		dt = DT_F32;
+	}
+	return ir_type_scalar((DType)dt);
+}
+
+Type
+eir_type_dim(EirParser *p, Type t, const char *n, bool bound, Loc loc)
+{
+	int64_t v = eir_int(p, n, loc);
+	if (v < 1 || v > (INT64_C(1) << 40)) {
+		diag_error(p->diag, loc, "expected a positive extent, saw %lld", (long long)v);
+		v = 1;
+	}
+	if (t.rank == IR_MAX_RANK) {
+		diag_error(p->diag, loc, "expected at most %d dimensions", IR_MAX_RANK);
+		return t;
+	}
+	t.dyn0 = t.dyn0 || bound;
+	t.dims[t.rank++] = v;
+	return t;
+}
+
+/* ---- operand and attribute lists ---- */
+
+EirList *
+eir_list(EirParser *p)
+{
+	return arena_alloc(&p->m->arena, sizeof(EirList));
+}
+
+EirList *
+eir_list_add(EirParser *p, EirList *l, const char *key, EirOperandKind k, const char *text, Loc loc)
+{
+	if (l->n >= l->cap) {
+		uint32_t nc = l->cap ? 2 * l->cap : 4;
+		EirOperand *ni = arena_alloc(&p->m->arena, nc * sizeof *ni);
+		const char **nk = arena_alloc(&p->m->arena, nc * sizeof *nk);
+		if (l->n) {
+			memcpy(ni, l->items, l->n * sizeof *ni);
+			memcpy(nk, l->keys, l->n * sizeof *nk);
+		}
+		l->items = ni;
+		l->keys = nk;
+		l->cap = nc;
+	}
+	l->items[l->n] = (EirOperand){ .kind = k, .text = text, .loc = loc };
+	l->keys[l->n++] = key;
+	return l;
+}
+
+/* ---- policy ---- */
+
+void
+eir_policy(EirParser *p, const char *name, Loc loc)
+{
+	if (p->m->policy) {
+		diag_error(p->diag, loc, "expected one policy, saw a second");
+		return;
+	}
+	Policy *pol = arena_alloc(&p->m->arena, sizeof *pol);
+	pol->name = name;
+	pol->loc = loc;
+	p->m->policy = pol;
+}
+
+void
+eir_policy_stmt(EirParser *p, const char *verb, const char *subject, EirOpts *opts, Loc loc)
+{
+	GROW(p, p->stmts, p->nstmts, p->capstmts);
+	p->stmts[p->nstmts++] = (PolicyStmt){ .verb = verb, .subject = subject, .opts = opts->o, .nopts = opts->n,
+	                                      .loc = loc };
+}
+
+EirOpts *
+eir_opts(EirParser *p)
+{
+	return arena_alloc(&p->m->arena, sizeof(EirOpts));
+}
+
+EirOpts *
+eir_opts_add(EirParser *p, EirOpts *o, const char *key, PolicyVal v, Loc loc)
+{
+	for (uint32_t i = 0; i < o->n; i++)
+		if (strcmp(o->o[i].key, key) == 0)
+			diag_error(p->diag, loc, "option '%s' is given twice", key);
+	GROW(p, o->o, o->n, o->cap);
+	o->o[o->n++] = (PolicyOpt){ .key = key, .val = v, .loc = loc };
+	return o;
+}
+
+PolicyVal
+eir_pv_num(EirParser *p, const char *text, Loc loc)
+{
+	if (is_real_text(text))
+		return (PolicyVal){ .kind = PV_NUM, .num = strtod(text, NULL) };
+	int64_t v = int_in(p, text, loc, -(INT64_C(1) << 53), INT64_C(1) << 53, "an integer");
+	return (PolicyVal){ .kind = PV_NUM, .num = (double)v, .is_int = true };
+}
+
+PolicyVal
+eir_pv_frac(EirParser *p, const char *num, const char *den, Loc loc)
+{
+	int64_t a = eir_int(p, num, loc), b = eir_int(p, den, loc);
+	return (PolicyVal){ .kind = PV_FRAC, .num = b > 0 ? (double)a / (double)b : 0, .lo = a, .hi = b };
+}
+
+PolicyVal
+eir_pv_range(EirParser *p, const char *lo, const char *hi, Loc loc)
+{
+	return (PolicyVal){ .kind = PV_RANGE, .lo = eir_int(p, lo, loc), .hi = eir_int(p, hi, loc) };
+}
+
+PolicyVal
+eir_pv_list(EirParser *p, PolicyVal l, const char *n, Loc loc)
+{
+	if (l.nints == sizeof l.ints / sizeof l.ints[0]) {
+		diag_error(p->diag, loc, "expected at most %zu list items", sizeof l.ints / sizeof l.ints[0]);
+		return l;
+	}
+	l.ints[l.nints++] = eir_int(p, n, loc);
+	return l;
+}
+
+PolicyVal
+eir_pv_word(EirParser *p, PolicyValKind k, const char *s, EirOpts *sub)
+{
+	(void)p;
+	PolicyVal v = { .kind = k, .str = s };
+	if (sub) {
+		v.sub = sub->o;
+		v.nsub = sub->n;
+	}
+	return v;
+}
+
+/* ---- functions ---- */
+
+void
+eir_func(EirParser *p, const char *kind, const char *name, Loc loc)
+{
+	int k = ir_func_kind_from_name(kind);
+	if (k < 0) {
+		diag_error(p->diag, loc, "expected an entry kind (step, prefill, forward), saw '%s'", kind);
+		k = FN_STEP;
+	}
+	if (ir_find_func(p->m, name))
+		diag_error(p->diag, loc, "entry '%s' is defined twice", name);
+	p->f = ir_new_func(p->m, name, (FuncKind)k, loc);
+	p->nrefs = p->ndefs = 0;
+	p->layer = -1;
+}
+
+void
+eir_func_arg(EirParser *p, const char *name, Type t, Loc loc)
+{
+	for (uint32_t i = 0; i < p->f->nargs; i++)
+		if (strcmp(p->f->args[i].name, name) == 0)
+			diag_error(p->diag, loc, "argument '%s' is declared twice", name);
+	ir_func_add_arg(p->m, p->f, name, t);
+}
+
+void
+eir_func_ret(EirParser *p, Type t)
+{
+	Func *f = p->f;
+	Type *r = arena_alloc(&p->m->arena, (f->nrets + 1) * sizeof *r);
+	if (f->nrets)
+		memcpy(r, f->rets, f->nrets * sizeof *r);
+	r[f->nrets++] = t;
+	f->rets = r;
+}
+
+static int
+find_def(const EirParser *p, const char *name)
+{
+	for (uint32_t i = 0; i < p->ndefs; i++)
+		if (strcmp(p->defs[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+void
+eir_func_end(EirParser *p)
+{
+	Func *f = p->f;
+	for (uint32_t i = 0; i < p->nrefs; i++) {
+		const EirRef *r = &p->refs[i];
+		int d = find_def(p, r->name);
+		if (d < 0) {
+			diag_error(p->diag, r->loc, "use of undefined value '%%%s'", r->name);
+			continue;
+		}
+		if (p->defs[d].v == IR_NO_VALUE)
+			continue; /* its definition failed and was reported */
+		f->ops[r->op].args[r->slot] = p->defs[d].v;
+	}
+	for (uint32_t i = 0; i < f->nops; i++) {
+		Op *op = &f->ops[i];
+		if (op->code == OP_RET && op->nargs > 0 && op->args[0] < f->nvals)
+			f->vals[op->dst].type = f->vals[op->args[0]].type;
+	}
+	p->f = NULL;
+}
+
+void
+eir_layer(EirParser *p, const char *n, Loc loc)
+{
+	if (!n) {
+		p->layer = -1;
+		return;
+	}
+	p->layer = (int32_t)int_in(p, n, loc, 0, 1 << 20, "a layer index");
+}
+
+/* Which attribute slot `key` names for op code c: 0..3 ia, 4..5 fa, -1 none. */
+static int
+attr_slot(Opcode c, const char *key)
+{
+	const IrAttrSpec *sp = &ir_op_attrs[c];
+	for (int k = 0; k < 4; k++)
+		if (sp->ia[k] && strcmp(sp->ia[k], key) == 0)
+			return k;
+	for (int k = 0; k < 2; k++)
+		if (sp->fa[k] && strcmp(sp->fa[k], key) == 0)
+			return 4 + k;
+	if ((key[0] == 'i' || key[0] == 'f') && key[1] == 'a' && key[2] >= '0' && key[3] == '\0') {
+		int k = key[2] - '0';
+		if (key[0] == 'i' && k < 4 && !sp->ia[k])
+			return k;
+		if (key[0] == 'f' && k < 2 && !sp->fa[k])
+			return 4 + k;
+	}
+	return -1;
+}
+
+/* Reads the inline operand of arg, param and const into op; false after an error. */
+static bool
+leaf_operand(EirParser *p, Op *op, const EirList *args, Type t, Loc loc)
+{
+	const char *nm = ir_op_names[op->code];
+	const EirOperand *a = args->n ? &args->items[0] : NULL;
+	bool ok = args->n == 1;
+	if (ok && op->code == OP_ARG)
+		ok = a->kind == EO_INT;
+	else if (ok && op->code == OP_PARAM)
+		ok = a->kind == EO_INT || a->kind == EO_SYM;
+	else if (ok)
+		ok = a->kind == EO_INT || (a->kind == EO_FLOAT && t.dtype != DT_I32);
+	if (!ok) {
+		static const char *const want[] = { [OP_ARG] = "an argument index", [OP_PARAM] = "a param name",
+			                             [OP_CONST] = "a number of the constant's dtype" };
+		diag_error(p->diag, a ? a->loc : loc, "%s: expected %s, saw %s", nm, want[op->code],
+		           a ? (a->kind == EO_VALUE ? "a value" : a->text) : "nothing");
+		return false;
+	}
+	if (op->code == OP_PARAM && a->kind == EO_SYM) {
+		int32_t k = ir_find_param(p->m, a->text);
+		if (k < 0) {
+			diag_error(p->diag, a->loc, "param: expected a declared param, saw '@%s'", a->text);
+			return false;
+		}
+		op->ia[0] = k;
+	} else if (op->code == OP_CONST && t.dtype != DT_I32) {
+		op->fa[0] = strtof(a->text, NULL);
+	} else {
+		op->ia[0] = eir_int(p, a->text, a->loc);
+	}
+	return true;
+}
+
+/* Reads `{key = value, ...}` into op's slots; false after an error. */
+static bool
+read_attrs(EirParser *p, Op *op, const EirList *attrs)
+{
+	unsigned seen = 0;
+	bool ok = true;
+	const char *nm = ir_op_names[op->code];
+	for (uint32_t i = 0; i < attrs->n; i++) {
+		const EirOperand *a = &attrs->items[i];
+		int s = attr_slot(op->code, attrs->keys[i]);
+		if (s < 0 || (seen >> s & 1)) {
+			diag_error(p->diag, a->loc, s < 0 ? "%s: unknown attribute '%s'" : "%s: attribute '%s' is given twice",
+			           nm, attrs->keys[i]);
+			ok = false;
+			continue;
+		}
+		seen |= 1u << s;
+		if (s >= 4 && a->kind != EO_SYM) {
+			op->fa[s - 4] = strtof(a->text, NULL);
+		} else if (a->kind == EO_INT) {
+			op->ia[s] = eir_int(p, a->text, a->loc);
+		} else if (a->kind == EO_SYM && op->code == OP_ATTENTION && s == 2) {
+			uint32_t k = 0;
+			while (k < p->m->nstates && strcmp(p->m->states[k].name, a->text) != 0)
+				k++;
+			if (k == p->m->nstates) {
+				diag_error(p->diag, a->loc, "%s: expected a declared state, saw '@%s'", nm, a->text);
+				ok = false;
+			}
+			op->ia[2] = k;
+		} else {
+			diag_error(p->diag, a->loc, "%s: expected an integer for '%s', saw '%s'", nm, attrs->keys[i], a->text);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+/* Defines name as a value that failed to build: its uses are not reported again. */
+static void
+poison(EirParser *p, const char *name, Loc loc)
+{
+	if (!name || find_def(p, name) >= 0)
+		return;
+	GROW(p, p->defs, p->ndefs, p->capdefs);
+	p->defs[p->ndefs++] = (EirDef){ .name = name, .v = IR_NO_VALUE, .loc = loc };
+}
+
+static void build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args,
+                     EirList *attrs, Type t);
+
+void
+eir_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args, EirList *attrs, Type t,
+       bool typed)
+{
+	(void)typed;
+	if (dst && find_def(p, dst) >= 0) {
+		diag_error(p->diag, dloc, "value '%%%s' is defined twice", dst);
+		return;
+	}
+	int before = p->diag->nerrors;
+	build_op(p, dst, dloc, name, loc, args, attrs, t);
+	if (p->diag->nerrors != before)
+		poison(p, dst, dloc);
+}
+
+static void
+build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, EirList *args, EirList *attrs, Type t)
+{
+	int code = ir_op_from_name(name);
+	if (code < 0) {
+		diag_error(p->diag, loc, "expected an op name, saw '%s'", name);
+		return;
+	}
+	bool leaf = code == OP_ARG || code == OP_PARAM || code == OP_CONST;
+	if (!leaf && args->n > IR_MAX_OPERANDS) {
+		diag_error(p->diag, loc, "%s: expected at most %d operands, saw %u", name, IR_MAX_OPERANDS, args->n);
+		return;
+	}
+	Op tmp = { .code = (Opcode)code };
+	if (leaf && !leaf_operand(p, &tmp, args, t, loc))
+		return;
+	if (!read_attrs(p, &tmp, attrs))
+		return;
+	ValueId none[IR_MAX_OPERANDS];
+	for (int i = 0; i < IR_MAX_OPERANDS; i++)
+		none[i] = IR_NO_VALUE;
+	uint32_t nargs = leaf ? 0 : args->n;
+	for (uint32_t i = 0; i < nargs; i++)
+		if (args->items[i].kind != EO_VALUE) {
+			diag_error(p->diag, args->items[i].loc, "%s: expected a value operand, saw '%s'", name,
+			           args->items[i].text);
+			return;
+		}
+	ValueId v = ir_emit(p->m, p->f, (Opcode)code, t, none, nargs, loc);
+	Op *op = ir_def(p->f, v);
+	memcpy(op->ia, tmp.ia, sizeof op->ia);
+	memcpy(op->fa, tmp.fa, sizeof op->fa);
+	op->layer = p->layer;
+	for (uint32_t i = 0; i < nargs; i++) {
+		GROW(p, p->refs, p->nrefs, p->caprefs);
+		p->refs[p->nrefs++] = (EirRef){ .op = p->f->nops - 1, .slot = i, .name = args->items[i].text,
+		                                .loc = args->items[i].loc };
+	}
+	if (code == OP_ARG && tmp.ia[0] >= 0 && tmp.ia[0] < p->f->nargs)
+		p->f->vals[v].name = p->f->args[tmp.ia[0]].name;
+	if (dst) {
+		GROW(p, p->defs, p->ndefs, p->capdefs);
+		p->defs[p->ndefs++] = (EirDef){ .name = dst, .v = v, .loc = dloc };
+	}
+}
+
+void
+eir_syntax_error(EirParser *p, Loc loc, const char *msg)
+{
+	const char *un = strstr(msg, "unexpected ");
+	if (!un) {
+		diag_error(p->diag, loc, "%s", strncmp(msg, "memory exhausted", 16) == 0 ? "nesting too deep" : msg);
+		return;
+	}
+	un += strlen("unexpected ");
+	const char *ex = strstr(un, ", expecting ");
+	int nun = ex ? (int)(ex - un) : (int)strlen(un);
+	char saw[160];
+	bool texty = (nun == 10 && strncmp(un, "identifier", 10) == 0) || (nun == 7 && strncmp(un, "integer", 7) == 0) ||
+	             (nun == 6 && strncmp(un, "number", 6) == 0) || (nun == 6 && strncmp(un, "symbol", 6) == 0) ||
+	             (nun == 10 && strncmp(un, "value name", 10) == 0);
+	if (texty && p->last_text)
+		snprintf(saw, sizeof saw, "%.*s '%.60s'", nun, un, p->last_text);
+	else
+		snprintf(saw, sizeof saw, "%.*s", nun, un);
+	if (ex)
+		diag_error(p->diag, loc, "expected %s, saw %s", ex + strlen(", expecting "), saw);
+	else
+		diag_error(p->diag, loc, "unexpected %s", saw);
+}
+
+Module *
+eir_finish(EirParser *p, bool ok)
+{
+	if (p->m->policy && p->nstmts) {
+		p->m->policy->stmts = p->stmts;
+		p->m->policy->nstmts = p->nstmts;
+	}
+	if (!ok) {
+		ir_free_module(p->m);
+		return NULL;
+	}
+	return p->m;
+}

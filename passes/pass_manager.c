@@ -1,0 +1,198 @@
+/* pass_manager.c - runs pipelines of passes by name, with the options of `elide opt`.
+ * Algorithm:
+ *   1. split the pipeline at commas and look every name up in pass_table (from
+ *      passes.def), reporting all unknown names before running anything;
+ *   2. run the passes in order; after each, if asked, verify the module (stop at the
+ *      first invalid IR, naming the pass), print it (--print-after, -all) and record
+ *      its wall time;
+ *   3. print the timing table (--time-passes).
+ * Also pass_rebuild_func, the one way passes remove ops and redirect uses. */
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const PassInfo pass_table[] = {
+#define PASS(id, name, desc) { name, pass_##id, desc },
+#include "passes/passes.def"
+#undef PASS
+};
+const unsigned pass_count = sizeof pass_table / sizeof pass_table[0];
+
+/* Whether a and b name the same pass, '-' and '_' being the same letter. */
+static bool
+same_name(const char *a, const char *b, size_t nb)
+{
+	size_t i = 0;
+	for (; i < nb && a[i]; i++) {
+		char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+		if (x != y)
+			return false;
+	}
+	return i == nb && a[i] == '\0';
+}
+
+static const PassInfo *
+find_n(const char *name, size_t n)
+{
+	for (unsigned i = 0; i < pass_count; i++)
+		if (same_name(pass_table[i].name, name, n))
+			return &pass_table[i];
+	return NULL;
+}
+
+const PassInfo *
+pass_find(const char *name)
+{
+	return find_n(name, strlen(name));
+}
+
+/* Whether `list` (comma-separated) names pass p. */
+static bool
+listed(const char *list, const PassInfo *p)
+{
+	for (const char *s = list; s && *s;) {
+		const char *e = strchr(s, ',');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+		if (find_n(s, n) == p || (n == 3 && strncmp(s, "all", 3) == 0))
+			return true;
+		s = e ? e + 1 : s + n;
+	}
+	return false;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+bool
+pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d)
+{
+	PassOptions none = { 0 };
+	if (!o)
+		o = &none;
+	FILE *dump = o->dump ? o->dump : stderr;
+	const PassInfo **run = NULL;
+	uint32_t n = 0, cap = 0;
+	bool ok = true;
+	/* 1. names */
+	for (const char *s = pipeline; s && *s;) {
+		const char *e = strchr(s, ',');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		const PassInfo *p = len ? find_n(s, len) : NULL;
+		if (!p) {
+			diag_error(d, (Loc){ 0 }, "unknown pass '%.*s' (passes: see 'elide opt --help')", (int)len, s);
+			ok = false;
+		} else {
+			VEC_PUSH(run, n, cap);
+			run[n++] = p;
+		}
+		s = e ? e + 1 : s + len;
+	}
+	for (const char *s = o->print_after; s && *s;) {
+		const char *e = strchr(s, ',');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		if (!find_n(s, len) && !(len == 3 && strncmp(s, "all", 3) == 0)) {
+			diag_error(d, (Loc){ 0 }, "unknown pass '%.*s' in --print-after", (int)len, s);
+			ok = false;
+		}
+		s = e ? e + 1 : s + len;
+	}
+	double *ms = xcalloc(n + 1, sizeof *ms);
+	/* 2. run */
+	for (uint32_t i = 0; ok && i < n; i++) {
+		double t0 = now_ms();
+		ok = run[i]->run(m, d);
+		ms[i] = now_ms() - t0;
+		if (!ok) {
+			diag_error(d, (Loc){ 0 }, "pass '%s' failed", run[i]->name);
+			break;
+		}
+		if (o->verify_each && !ir_verify(m, d)) {
+			diag_error(d, (Loc){ 0 }, "the IR is invalid after pass '%s'", run[i]->name);
+			ok = false;
+		}
+		if (o->print_after_all || listed(o->print_after, run[i])) {
+			fprintf(dump, "// -----// IR after %s //----- //\n", run[i]->name);
+			ir_print_module(dump, m);
+		}
+	}
+	/* 3. timings */
+	if (o->time_passes) {
+		double total = 0;
+		for (uint32_t i = 0; i < n; i++)
+			total += ms[i];
+		fprintf(dump, "===-------------------------------------===\n"
+		              "  elide pass execution timing report\n"
+		              "===-------------------------------------===\n"
+		              "  total: %.3f ms\n\n  %10s  %6s  %s\n", total, "wall (ms)", "%", "pass");
+		for (uint32_t i = 0; i < n; i++)
+			fprintf(dump, "  %10.3f  %5.1f%%  %s\n", ms[i], total > 0 ? 100.0 * ms[i] / total : 0.0, run[i]->name);
+	}
+	free(ms);
+	free(run);
+	return ok;
+}
+
+bool
+pass_run_default(Module *m, Diag *d)
+{
+	return pass_shape_infer(m, d) && pass_const_fold(m, d) && pass_cse(m, d) && pass_dce(m, d);
+}
+
+/* Follows replacements to their end (bounded: a cycle is a bug). */
+static ValueId
+resolve(const ValueId *repl, uint32_t nvals, ValueId v)
+{
+	for (uint32_t k = 0; repl && v < nvals && repl[v] != IR_NO_VALUE && repl[v] != v; k++) {
+		if (k > nvals)
+			ELIDE_ICE("cycle in value replacements");
+		v = repl[v];
+	}
+	return v;
+}
+
+void
+pass_rebuild_func(Module *m, Func *f, const bool *keep, const ValueId *repl)
+{
+	(void)m;
+	ValueId *newid = xmalloc((f->nvals + 1) * sizeof *newid);
+	for (uint32_t v = 0; v < f->nvals; v++)
+		newid[v] = IR_NO_VALUE;
+	Op *ops = xmalloc((f->nops + 1) * sizeof *ops);
+	Value *vals = xcalloc(f->nops + 1, sizeof *vals);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < f->nops; i++) {
+		if (keep && !keep[i])
+			continue;
+		Op op = f->ops[i];
+		if (op.dst < f->nvals) {
+			vals[n] = f->vals[op.dst];
+			vals[n].uses = NULL;
+			vals[n].nuses = 0;
+			newid[op.dst] = n;
+		}
+		vals[n].def = n;
+		op.dst = n;
+		ops[n++] = op;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t a = 0; a < ops[i].nargs; a++) {
+			ValueId u = resolve(repl, f->nvals, ops[i].args[a]);
+			ops[i].args[a] = u < f->nvals ? newid[u] : IR_NO_VALUE;
+		}
+	for (uint32_t v = 0; v < f->nvals; v++)
+		free(f->vals[v].uses);
+	free(f->ops);
+	free(f->vals);
+	f->ops = ops;
+	f->vals = vals;
+	f->nops = f->capops = n;
+	f->nvals = f->capvals = n;
+	free(newid);
+}

@@ -1,0 +1,366 @@
+/* test_eir.c - the textual IR: print(parse(print(m))) == print(m) for every .eir file
+ * under tests/, for the llama example under every policy and for random models built
+ * without the front end; exact numbers and quoted names; parse errors with
+ * locations; the verifier on good and mutated modules; random byte mutations of a
+ * valid file give clean errors, never a crash. */
+#include <criterion/criterion.h>
+#include <float.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "tests/support/randmodel.h"
+
+/* A Diag writing into memory. */
+typedef struct Cap {
+	Diag d;
+	FILE *fp;
+	char *buf;
+	size_t n;
+} Cap;
+
+static void
+cap_init(Cap *c)
+{
+	memset(c, 0, sizeof *c);
+	c->fp = open_memstream(&c->buf, &c->n);
+	diag_init(&c->d, c->fp);
+}
+
+static const char *
+cap_text(Cap *c)
+{
+	fflush(c->fp);
+	return c->buf ? c->buf : "";
+}
+
+static void
+cap_fini(Cap *c)
+{
+	fclose(c->fp);
+	free(c->buf);
+}
+
+static Module *
+parse_text(const char *path, const char *text, Cap *c)
+{
+	SourceFile *src = calloc(1, sizeof *src); /* lives as long as the module's Locs */
+	src->path = path;
+	src->text = text;
+	src->len = strlen(text);
+	diag_add_source(&c->d, src);
+	return ir_parse_module(src, &c->d);
+}
+
+/* print(parse(print(m))) == print(m); returns print(m) (malloc'ed). */
+static char *
+expect_roundtrip(const Module *m, const char *what)
+{
+	char *a = ir_print_module_str(m);
+	Cap c;
+	cap_init(&c);
+	Module *m2 = parse_text(what, a, &c);
+	cr_assert(m2, "%s: printed IR does not parse:\n%s", what, cap_text(&c));
+	char *b = ir_print_module_str(m2);
+	cr_expect_str_eq(b, a, "%s: round trip differs", what);
+	free(b);
+	ir_free_module(m2);
+	cap_fini(&c);
+	return a;
+}
+
+/* ---- every .eir under tests/ ---- */
+
+static char *files[512];
+static int nfiles;
+
+static int
+collect(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	size_t n = strlen(path);
+	if (flag == FTW_F && n > 4 && strcmp(path + n - 4, ".eir") == 0 && !strstr(path, "/Output/") &&
+	    nfiles < (int)(sizeof files / sizeof files[0]))
+		files[nfiles++] = strdup(path);
+	return 0;
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *s = malloc((size_t)n + 1);
+	cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+	s[n] = '\0';
+	fclose(f);
+	return s;
+}
+
+Test(eir, every_test_file_roundtrips)
+{
+	nftw(ELIDE_SOURCE_DIR "/tests", collect, 16, FTW_PHYS);
+	cr_assert_geq(nfiles, 30, "found only %d .eir files under tests/", nfiles);
+	int parsed = 0;
+	for (int i = 0; i < nfiles; i++) {
+		char *text = slurp(files[i]);
+		Cap c;
+		cap_init(&c);
+		Module *m = parse_text(files[i], text, &c);
+		/* a file may fail to parse only when its RUN line expects elide to fail */
+		if (!m) {
+			cr_expect(strstr(text, "RUN: not elide"), "%s does not parse:\n%s", files[i], cap_text(&c));
+		} else {
+			free(expect_roundtrip(m, files[i]));
+			ir_free_module(m);
+			parsed++;
+		}
+		cap_fini(&c);
+		free(text);
+		free(files[i]);
+	}
+	cr_expect_geq(parsed, 25);
+}
+
+/* ---- modules from the front end and from the random model builder ---- */
+
+Test(eir, llama_example_under_every_policy)
+{
+	static const char *const policies[] = { NULL,       "slim",  "calibrated", "shallow", "shortgpt",
+		                                "skipdecode", "ffnskip", "routed",  "calm",     "patient",
+		                                "entropy",    "saturate", "quest",   "topk",     "flex",
+		                                "fast" };
+	for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++) {
+		Cap c;
+		cap_init(&c);
+		Module *m = fe_load(ELIDE_SOURCE_DIR "/examples/llama/llama.elide", policies[i], &c.d);
+		cr_assert(m, "policy %s: %s", policies[i], cap_text(&c));
+		cr_expect(ir_verify(m, &c.d), "policy %s does not verify:\n%s", policies[i], cap_text(&c));
+		char *a = expect_roundtrip(m, policies[i] ? policies[i] : "dense");
+		if (policies[i])
+			cr_expect(strstr(a, "\npolicy @"), "policy %s not printed", policies[i]);
+		free(a);
+		ir_free_module(m);
+		cap_fini(&c);
+	}
+}
+
+Test(eir, random_models)
+{
+	for (uint64_t seed = 1; seed <= 4; seed++) {
+		RmConfig rc = rm_default_config();
+		rc.seed = seed;
+		rc.layers = (int)seed;
+		Module *m = rm_build_module(&rc, "rnd");
+		Cap c;
+		cap_init(&c);
+		cr_expect(ir_verify(m, &c.d), "seed %llu:\n%s", (unsigned long long)seed, cap_text(&c));
+		free(expect_roundtrip(m, "rnd"));
+		cap_fini(&c);
+		ir_free_module(m);
+	}
+}
+
+/* ---- exactness of numbers, names and strings ---- */
+
+Test(eir, exact_numbers_names_strings)
+{
+	Module *m = ir_new_module("odd name");
+	m->nlayers = 1;
+	m->weights_path = "w \"x\".safetensors";
+	m->manifest_notes = "line1\nline2\ttab \x01";
+	ir_config_set(m, "dim", 4);
+	uint32_t p = ir_add_param(m, "a param", "src\\name", ir_type_mat(DT_F32, 2, 4), 0, (Loc){ 0 });
+	m->params[p].hash = 0xfedcba9876543210ull;
+	Func *f = ir_new_func(m, "step", FN_STEP, (Loc){ 0 });
+	ir_func_add_arg(m, f, "token", ir_type_scalar(DT_I32));
+	static const float vals[] = { 0.1f, 1e-45f, FLT_MAX, -0.0f, 3.0f, 1.17549435e-38f, 16777217.0f, INFINITY, -2.5e-7f };
+	Builder b = { .m = m, .f = f, .layer = 0, .diag = NULL };
+	ValueId last = IR_NO_VALUE;
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		Type t = ir_type_vec(DT_F32, 4);
+		last = ir_b_const_f32(&b, vals[i], (Loc){ 0 });
+		f->vals[last].type = t;
+		float fa[2] = { vals[i], -vals[i] };
+		int64_t ia[4] = { 0, 0, 0, (int64_t)i - 3 };
+		last = ir_b_op(&b, OP_SCALE, &last, 1, ia, fa, (Loc){ 0 });
+		cr_assert_neq(last, IR_NO_VALUE);
+	}
+	ValueId pv = ir_b_param(&b, p, (Loc){ 0 });
+	(void)pv;
+	ir_emit(m, f, OP_RET, ir_type_vec(DT_F32, 4), &last, 1, (Loc){ 0 });
+	f->rets = arena_alloc(&m->arena, sizeof *f->rets);
+	f->rets[0] = ir_type_vec(DT_F32, 4);
+	f->nrets = 1;
+	char *a = expect_roundtrip(m, "exact");
+	cr_expect(strstr(a, "module @\"odd name\""), "%s", a);
+	cr_expect(strstr(a, "param @\"a param\" : f32[2, 4] layer 0 = \"src\\\\name\" hash 0xfedcba9876543210;"), "%s", a);
+	cr_expect(strstr(a, "notes = \"line1\\nline2\\ttab \\x01\";"), "%s", a);
+	cr_expect(strstr(a, "{factor = 0.1, fa1 = -0.1, ia3 = -3}") || strstr(a, "{ia3 = -3, factor = 0.1, fa1 = -0.1}"),
+	          "%s", a);
+	/* every float reads back to the same bits */
+	Cap c;
+	cap_init(&c);
+	Module *m2 = parse_text("exact", a, &c);
+	cr_assert(m2, "%s", cap_text(&c));
+	const Func *f2 = m2->funcs[0];
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		const Op *k = &f2->ops[2 * i], *s = &f2->ops[2 * i + 1];
+		cr_expect_eq(k->code, OP_CONST);
+		cr_expect(memcmp(&k->fa[0], &vals[i], sizeof(float)) == 0, "const %zu: %a != %a", i, (double)k->fa[0],
+		          (double)vals[i]);
+		cr_expect(memcmp(&s->fa[0], &vals[i], sizeof(float)) == 0, "scale %zu", i);
+		cr_expect_eq(s->ia[3], (int64_t)i - 3);
+		cr_expect_eq(k->layer, 0);
+	}
+	cr_expect_eq(m2->params[0].hash, 0xfedcba9876543210ull);
+	cr_expect_str_eq(m2->manifest_notes, m->manifest_notes);
+	ir_free_module(m2);
+	cap_fini(&c);
+	free(a);
+	ir_free_module(m);
+}
+
+Test(eir, policy_values_and_empty_ret)
+{
+	const char *text = "module @t {\n  layers = 4;\n}\n\npolicy @p {\n"
+	                   "  prune ffn_neuron(keep = 0.1, score = maw, layers = 1..4, n = 3, neg = -2, big = 1e+300);\n"
+	                   "  prune kv_group(keep = 5/6, list = [0, 3], empty = [], s = \"q\\\"uote\");\n"
+	                   "  attend decode(quest = quest(page = 16, budget = 64), sinks = 4);\n"
+	                   "  drop();\n}\n\n"
+	                   "entry forward @f(@tokens: i32[<=8]) -> () {\n  %0 = arg 0 : i32[<=8]\n  ret ()\n}\n";
+	Cap c;
+	cap_init(&c);
+	Module *m = parse_text("p.eir", text, &c);
+	cr_assert(m, "%s", cap_text(&c));
+	char *a = expect_roundtrip(m, "policy");
+	cr_expect_str_eq(a, text);
+	const Policy *p = m->policy;
+	cr_assert_eq(p->nstmts, 4);
+	cr_expect_eq(p->stmts[0].opts[0].val.kind, PV_NUM);
+	cr_expect(!p->stmts[0].opts[0].val.is_int);
+	cr_expect(p->stmts[0].opts[3].val.is_int);
+	cr_expect_eq(p->stmts[0].opts[4].val.num, -2);
+	cr_expect_eq(p->stmts[1].opts[0].val.kind, PV_FRAC);
+	cr_expect_float_eq(p->stmts[1].opts[0].val.num, 5.0 / 6.0, 1e-12);
+	cr_expect_eq(p->stmts[1].opts[1].val.nints, 2);
+	cr_expect_eq(p->stmts[2].opts[0].val.kind, PV_CALL);
+	cr_expect_eq(p->stmts[2].opts[0].val.nsub, 2);
+	cr_expect_null(p->stmts[3].subject);
+	cr_expect(ir_verify(m, &c.d), "%s", cap_text(&c));
+	free(a);
+	ir_free_module(m);
+	cap_fini(&c);
+}
+
+/* ---- errors ---- */
+
+static void
+expect_parse_error(const char *text, const char *want)
+{
+	Cap c;
+	cap_init(&c);
+	Module *m = parse_text("e.eir", text, &c);
+	cr_expect_null(m, "parsed: %s", text);
+	cr_expect(strstr(cap_text(&c), want), "wanted '%s' in:\n%s", want, cap_text(&c));
+	ir_free_module(m);
+	cap_fini(&c);
+}
+
+Test(eir, parse_errors)
+{
+	expect_parse_error("", "e.eir:1:1: error: expected 'module', saw end of file");
+	expect_parse_error("module @t {\n  layers = x;\n}\n", "e.eir:2:12: error: expected integer, saw identifier 'x'");
+	expect_parse_error("module @t {\n  param @a : q32[4];\n}\n", "e.eir:2:14: error: expected a dtype");
+	expect_parse_error("module @t {\n  param @a : f32[4];\n  param @a : f32[4];\n}\n",
+	                   "e.eir:3:9: error: param 'a' is defined twice");
+	expect_parse_error("module @t {\n  state @s : kvcache(ctx = 4, kv_heads = 1);\n}\n", "state 's' needs 'head_dim'");
+	expect_parse_error("module @t {\n  param @a : f32[1, 2, 3, 4, 5];\n}\n", "expected at most 4 dimensions");
+	expect_parse_error("module @t {\n}\nentry walk @f() -> f32 {\n  ret ()\n}\n",
+	                   "e.eir:3:12: error: expected an entry kind (step, prefill, forward), saw 'walk'");
+	expect_parse_error("module @t {\n}\nentry step @f(@a: i32) -> i32 {\n  %0 = arg 0 : i32\n  %1 = add %0, %0 {heads = 2} : i32\n  ret %1\n}\n",
+	                   "e.eir:5:20: error: add: unknown attribute 'heads'");
+	expect_parse_error("module @t {\n  layers = 99999999999999999999;\n}\n", "expected a 64-bit integer");
+	expect_parse_error("module @t {\n  notes = \"abc;\n}\n", "unterminated string");
+	expect_parse_error("module @t {\n  # x\n}\n", "e.eir:2:3: error: unexpected character '#'");
+}
+
+Test(eir, verifier_reports_every_problem)
+{
+	const char *text = "module @t {\n  layers = 1;\n  param @w : f32[4, 4] = \"w\";\n}\n\n"
+	                   "entry step @s(@t: i32) -> f32[4] {\n"
+	                   "  %0 = arg 0 : i32\n"
+	                   "  %1 = param @w : f32[4, 4]\n"
+	                   "  %2 = embed %1, %0 : f32[5]\n"
+	                   "  %3 = silu %0 : f32[4]\n"
+	                   "  %4 = add %2, %9 : f32[4]\n"
+	                   "  %9 = tanh %2 : f32[5]\n"
+	                   "  ret %3\n}\n";
+	Cap c;
+	cap_init(&c);
+	Module *m = parse_text("v.eir", text, &c);
+	cr_assert(m, "%s", cap_text(&c));
+	cr_expect_not(ir_verify(m, &c.d));
+	const char *out = cap_text(&c);
+	cr_expect(strstr(out, "v.eir:9:8: error: embed: expected result type f32[4], saw f32[5]"), "%s", out);
+	cr_expect(strstr(out, "v.eir:10:8: error: silu: expected an f32 operand, saw i32"), "%s", out);
+	cr_expect(strstr(out, "v.eir:11:8: error: add: operand 1 (%5) is used before its definition"), "%s", out);
+	cr_expect_eq(c.d.nerrors, 3, "%s", out);
+	ir_free_module(m);
+	cap_fini(&c);
+}
+
+/* Random byte mutations of a valid file: the parser and the verifier must give
+ * clean errors (the ASan build runs this too). */
+Test(eir, mutations_never_crash)
+{
+	Module *m = rm_build_module(&(RmConfig){ .dim = 16, .layers = 2, .heads = 2, .kv_heads = 1, .ffn = 24,
+	                                          .vocab = 32, .ctx = 8, .seed = 3 },
+	                            "mut");
+	char *good = ir_print_module_str(m);
+	ir_free_module(m);
+	size_t n = strlen(good);
+	RmRng rng = { 12345 };
+	static const char alphabet[] = "%@{}()[],;:=<-.0123456789xaz \n\"/\\";
+	int parsed = 0;
+	for (int it = 0; it < 1500; it++) {
+		char *t = strdup(good);
+		int k = 1 + (int)(rm_rng_next(&rng) % 4);
+		for (int j = 0; j < k; j++) {
+			size_t at = rm_rng_next(&rng) % n;
+			uint64_t r = rm_rng_next(&rng);
+			if (r % 3 == 0)
+				t[at] = alphabet[(r >> 8) % (sizeof alphabet - 1)];
+			else if (r % 3 == 1)
+				t[at] = (char)(1 + (r >> 8) % 255);
+			else
+				t[at] = ' ';
+		}
+		FILE *sink = fopen("/dev/null", "w");
+		Diag d;
+		diag_init(&d, sink);
+		SourceFile src = { "m.eir", t, strlen(t) };
+		Module *mm = ir_parse_module(&src, &d);
+		if (mm) {
+			parsed++;
+			ir_verify(mm, &d);
+			char *again = ir_print_module_str(mm);
+			free(again);
+			ir_free_module(mm);
+		} else {
+			cr_expect_gt(d.nerrors, 0, "NULL module without an error");
+		}
+		fclose(sink);
+		free(t);
+	}
+	cr_expect_gt(parsed, 0);
+	free(good);
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run.sh BUILD_DIR SECONDS - runs every fuzz_* target of BUILD_DIR/tools/fuzz for
+# SECONDS each, seeded with the examples and tests (copied into a fresh corpus
+# directory, so the tree stays clean).  Fails on the first crash, leak or hang;
+# the reproducer is left in BUILD_DIR/fuzz-out/.
+set -euo pipefail
+build=$(cd "${1:?usage: run.sh BUILD_DIR SECONDS}" && pwd)
+secs=${2:-60}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out="$build/fuzz-out"
+mkdir -p "$out"
+shopt -s nullglob
+fuzzers=("$build"/tools/fuzz/fuzz_*)
+if [ ${#fuzzers[@]} -eq 0 ]; then
+  echo "run.sh: no fuzzers in $build/tools/fuzz (build the fuzz_all target)" >&2
+  exit 1
+fi
+for f in "${fuzzers[@]}"; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  corpus="$out/$name-corpus"
+  rm -rf "$corpus"
+  mkdir -p "$corpus"
+  case "$name" in
+    fuzz_eir*) pattern='*.eir' ;;
+    *) pattern='*.elide' ;;
+  esac
+  find "$root/examples" "$root/tests" -name "$pattern" -exec cp -t "$corpus" {} + 2>/dev/null || true
+  echo "== $name: $(ls "$corpus" | wc -l) seeds, ${secs}s"
+  (cd "$out" && "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+     -print_final_stats=1 "$corpus")
+done
+echo "fuzz: no crash, leak or hang"
