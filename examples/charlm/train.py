@@ -202,7 +202,7 @@ def main():
 	ap.add_argument("--ffn", type=int, default=688)
 	ap.add_argument("--ctx", type=int, default=256)
 	ap.add_argument("--batch", type=int, default=8)
-	ap.add_argument("--steps", type=int, default=900)
+	ap.add_argument("--steps", type=int, default=1400)
 	ap.add_argument("--lr", type=float, default=2e-3)
 	ap.add_argument("--warmup", type=int, default=50)
 	ap.add_argument("--seed", type=int, default=1234)
