@@ -60,8 +60,10 @@ cmd_check(int argc, char **argv)
 	Module *m = NULL;
 	if (d.nerrors == 0)
 		m = fe_lower(file, policy, &d);
-	if (m)
+	if (m) {
+		ir_verify(m, &d); /* the lowered IR must be well formed: anything else is a front-end bug */
 		ir_free_module(m);
+	}
 	arena_free(&ar);
 	return d.nerrors ? 1 : 0;
 }

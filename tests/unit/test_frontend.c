@@ -324,6 +324,11 @@ truncations(const char *path)
 		Module *m = lower_text(text, NULL, NULL, &nerr);
 		cr_assert((m != NULL) == (nerr == 0), "%s cut at byte %zu: module %p with %d errors", path, i,
 		          (void *)m, nerr);
+		if (m) {
+			Diag d;
+			diag_init(&d, stderr);
+			cr_assert(ir_verify(m, &d), "%s cut at byte %zu: the lowered IR does not verify", path, i);
+		}
 		nclean += m != NULL;
 		ir_free_module(m);
 		text[i] = saved;

@@ -26,6 +26,8 @@ check(const SourceFile *src, const char *policy)
 		Module *m = fe_lower(file, policy, &d);
 		if ((m != NULL) != (d.nerrors == 0))
 			__builtin_trap(); /* a module exactly when there were no errors */
+		if (m && !ir_verify(m, &d))
+			__builtin_trap(); /* lowering must give well-formed IR */
 		ir_free_module(m);
 	}
 	if (policy == NULL) {
