@@ -8,6 +8,7 @@
  * empty context, byte i+1 of a chunk predicted from bytes 0..i. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "charlm.h"
+#include "runtime/elide_rt.h" /* samplers */
 
 #include <math.h>
 #include <stdio.h>
@@ -35,55 +36,6 @@ now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The sampler: splitmix64 for the seed, xorshift64* draws. */
-typedef struct Rng {
-	uint64_t s;
-} Rng;
-
-static void
-rng_seed(Rng *r, uint64_t seed)
-{
-	uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	r->s = (z ^ (z >> 31)) | 1;
-}
-
-static double
-rng_uniform(Rng *r)
-{
-	r->s ^= r->s >> 12;
-	r->s ^= r->s << 25;
-	r->s ^= r->s >> 27;
-	return (double)((r->s * 0x2545f4914f6cdd1dULL) >> 11) * 0x1.0p-53;
-}
-
-static int
-sample_argmax(const float *lo, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		best = lo[i] > lo[best] ? i : best;
-	return best;
-}
-
-/* softmax(lo / t), then one draw */
-static int
-sample_temperature(const float *lo, int n, float t, Rng *r)
-{
-	double p[CHARLM_VOCAB], z = 0;
-	float mx = lo[sample_argmax(lo, n)];
-	for (int i = 0; i < n; i++)
-		z += p[i] = exp(((double)lo[i] - mx) / t);
-	double u = rng_uniform(r) * z;
-	for (int i = 0; i < n; i++) {
-		u -= p[i];
-		if (u < 0)
-			return i;
-	}
-	return n - 1;
 }
 
 static void
@@ -180,8 +132,7 @@ run_generate(charlm_ctx *c, const Opts *o)
 	memcpy(text, o->prompt, plen);
 	size_t len = plen;
 	float lo[CHARLM_VOCAB];
-	Rng rng;
-	rng_seed(&rng, o->seed);
+	uint64_t rng = o->seed;
 	fwrite(text, 1, len, stdout);
 	fflush(stdout);
 	double t0 = now_s();
@@ -190,8 +141,8 @@ run_generate(charlm_ctx *c, const Opts *o)
 	size_t pos = keep;
 	double tp = now_s() - t0;
 	for (int k = 0; k < o->n; k++) {
-		int next = o->temperature > 0 ? sample_temperature(lo, CHARLM_VOCAB, o->temperature, &rng)
-		                              : sample_argmax(lo, CHARLM_VOCAB);
+		int next = o->temperature > 0 ? elide_sample_temperature(lo, CHARLM_VOCAB, o->temperature, &rng)
+		                              : elide_sample_argmax(lo, CHARLM_VOCAB);
 		text[len++] = (unsigned char)next;
 		fputc(next, stdout);
 		fflush(stdout);
