@@ -203,6 +203,7 @@ typedef struct Cg {
 	LLVMValueRef failst;         /* i32 alloca */
 	int64_t rope_len;            /* positions of the rope tables */
 	bool fuse;                   /* CgOptions.fuse */
+	Diag *d;                     /* where unsupported ops are reported */
 } Cg;
 
 /* llvm helpers (lower.c) */

@@ -701,6 +701,8 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	g.pfor_ty = LLVMFunctionType(g.voidt, pp, 4, 0);
 	g.rope_len = rope_positions(m);
 	g.fuse = o->fuse;
+	g.d = d;
+	int errors0 = d->nerrors;
 
 	/* state layout */
 	r->state_off = xcalloc(m->nstates + 1, sizeof *r->state_off);
@@ -726,6 +728,10 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 		lower_entry(&g, m->funcs[i], i);
 		if (diag_too_many(d))
 			break;
+	}
+	if (d->nerrors > errors0) {
+		cg_result_free(r);
+		return NULL;
 	}
 	compute_costs(r);
 	r->model_hash = model_hash(r);

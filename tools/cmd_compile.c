@@ -131,7 +131,7 @@ cmd_compile(int argc, char **argv)
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
 
-	Diag d;
+	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
 	Module *m = fe_load(model, policy, &d);
 	if (!m)

@@ -67,7 +67,8 @@ static Diag diag; /* the front end keeps its sources registered here */
 static Module *
 load(const char *name, const char *src, uint64_t seed)
 {
-	diag_init(&diag, stderr);
+	if (!diag.out)
+		diag_init(&diag, stderr);
 	Module *m = fe_load_text(name, src, strlen(src), NULL, &diag);
 	cr_assert(m, "%s does not load", name);
 	RmTensor *t = calloc(m->nparams, sizeof *t);
