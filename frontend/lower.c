@@ -533,7 +533,12 @@ fe_lower(const Ast *file, const char *policy, Diag *d)
 		}
 	}
 	if (policy && strcmp(policy, "dense") != 0 && !chosen && d->nerrors == before) {
-		diag_error(d, (Loc){ 0 }, "unknown policy '%s'", policy);
+		char names[512] = "";
+		size_t n = 0;
+		for (const Ast *it = file->kids; it && n + 80 < sizeof names; it = it->next)
+			if (it->kind == AST_POLICY)
+				n += (size_t)snprintf(names + n, sizeof names - n, ", '%.60s'", it->name);
+		diag_error(d, (Loc){ 0 }, "unknown policy '%s' (the file has 'dense'%s)", policy, names);
 	}
 	if (d->nerrors != before) {
 		ir_free_module(m);
@@ -542,10 +547,17 @@ fe_lower(const Ast *file, const char *policy, Diag *d)
 	return m;
 }
 
+/* Sources handed to a Diag must outlive it; they are kept here for the life of the
+ * process (reachable, so leak checkers stay quiet). */
+static SourceFile **kept_sources;
+static size_t nkept, capkept;
+
 Module *
 fe_load_text(const char *path, const char *text, size_t len, const char *policy, Diag *d)
 {
 	SourceFile *src = xcalloc(1, sizeof *src);
+	VEC_PUSH(kept_sources, nkept, capkept);
+	kept_sources[nkept++] = src;
 	char *copy = xmalloc(len + 1);
 	memcpy(copy, text, len);
 	copy[len] = '\0';
