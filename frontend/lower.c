@@ -20,6 +20,7 @@
 
 static void lower_stmts(Lower *L, const Ast *list);
 
+/* stmt: IDENT '=' expr ';' -- binds (or rebinds) a name of the frame */
 static void
 lower_assign(Lower *L, const Ast *s)
 {
@@ -42,6 +43,8 @@ lower_assign(Lower *L, const Ast *s)
 		L->f->vals[v].name = arena_strdup(&L->m->arena, s->name);
 }
 
+/* stmt: 'for' IDENT 'in' expr '..' expr block -- unrolled; the outermost loop of an
+ * entry is a layer loop that stamps Op.layer */
 static void
 lower_for(Lower *L, const Ast *s)
 {
@@ -94,6 +97,7 @@ lower_for(Lower *L, const Ast *s)
 	L->loop_depth--;
 }
 
+/* block: '{' stmt* '}' */
 static void
 lower_stmts(Lower *L, const Ast *list)
 {
@@ -316,6 +320,7 @@ entry_kind(Lower *L, const Ast *e, const Type *ts, FuncKind *kind)
 	return true;
 }
 
+/* item: 'entry' IDENT '(' params ')' '->' type block */
 static void
 lower_entry(Lower *L, const Ast *e)
 {
@@ -579,9 +584,5 @@ fe_load(const char *path, const char *policy, Diag *d)
 		diag_error(d, (Loc){ 0 }, "cannot read '%s'", path);
 		return NULL;
 	}
-	Module *m = fe_load_text(path, src->text, src->len, policy, d);
-	free((char *)src->text);
-	free((char *)src->path);
-	free(src);
-	return m;
+	return fe_load_text(path, src->text, src->len, policy, d);
 }
