@@ -426,6 +426,7 @@ cg_lower_op(Cg *g, uint32_t opi)
 		return;
 	}
 	default:
-		ELIDE_ICE("op without a code generator");
+		diag_error(g->d, op->loc, "op '%s' in '%s' has no code generator", ir_op_names[op->code], f->name);
+		return;
 	}
 }

@@ -502,6 +502,10 @@ build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, Eir
 		diag_error(p->diag, loc, "expected an op name, saw '%s'", name);
 		return;
 	}
+	if (code == OP_RET && dst) {
+		diag_error(p->diag, dloc, "expected 'ret' on its own, saw it assigned to '%%%s'", dst);
+		return;
+	}
 	bool leaf = code == OP_ARG || code == OP_PARAM || code == OP_CONST;
 	if (!leaf && args->n > IR_MAX_OPERANDS) {
 		diag_error(p->diag, loc, "%s: expected at most %d operands, saw %u", name, IR_MAX_OPERANDS, args->n);

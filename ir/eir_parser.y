@@ -177,6 +177,10 @@ word
 	| WEIGHTS                  { $$ = "weights"; }
 	| HASH                     { $$ = "hash"; }
 	| NOTES                    { $$ = "notes"; }
+	| MODULE                   { $$ = "module"; }
+	| POLICY                   { $$ = "policy"; }
+	| ENTRY                    { $$ = "entry"; }
+	| RET                      { $$ = "ret"; }
 	;
 
 /* entry: 'entry' IDENT SYM '(' [SYM ':' type (',' ...)*] ')' '->' rets '{' stmt* '}' */

@@ -116,7 +116,9 @@ static void *
 worker_main(void *arg)
 {
 	struct elide_pool *p = ((Worker *)arg)->pool;
-	uint32_t seen = atomic_load(&p->seq);
+	/* generation 0 is the state at creation: a worker that starts late still joins
+	 * the jobs published before it ran */
+	uint32_t seen = 0;
 	for (;;) {
 		uint32_t g;
 		uint64_t t0 = 0;

@@ -5,7 +5,8 @@
  * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
  * 2, ...; --prefill runs `prefill` once over the whole sequence and prints the last
  * position.  The backend that executes the entries is a RunBackend: the reference
- * interpreter (--interp) here; the JIT plugs in as another RunBackend. */
+ * interpreter (--interp) or the JIT.  Both run the module after ir_verify, the
+ * weights and the default pass pipeline (which applies the policy's passes). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 #include "tools/driver.h"
 
 /* How entries are executed: open on a loaded module, run an entry, close. */
@@ -256,7 +258,9 @@ cmd_run(int argc, char **argv)
 	static Diag d;
 	diag_init(&d, stderr);
 	Module *m = fe_load(o.model, o.policy, &d);
-	if (!m || !ir_load_params(m, o.weights, &d)) {
+	/* the graph that runs is the one `elide compile` would build: verified, weights
+	 * loaded (policy passes score and slice them), then the default pipeline */
+	if (!m || !ir_verify(m, &d) || !ir_load_params(m, o.weights, &d) || !pass_run_default(m, &d)) {
 		ir_free_module(m);
 		free(o.tokens);
 		return 1;

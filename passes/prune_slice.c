@@ -1,0 +1,253 @@
+/* prune_slice.c - the mechanics of structured pruning, independent of scores:
+ *   1. slicing one param: keep blocks of rows or columns (data, type, hash);
+ *   2. removing whole layers: forward each removed region's output to its input,
+ *      drop the region's ops, the params and states of the layer, then renumber
+ *      layers (ops, params, states, m->nlayers, the 'layers' constant), params
+ *      (param ops) and states (attention ops), and map the layer indices of the
+ *      policy statements still to come;
+ *   3. retyping every value after the shapes changed (ir_infer_type in op order).
+ * Invariant kept: the module verifies after each of these when it did before and
+ * the caller changed attributes consistently (heads, kv_heads, states). */
+#include "passes/prune.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+prune_slice_param(Module *m, int32_t pi, bool cols, const bool *kept, int64_t nunits, int64_t block)
+{
+	Param *p = &m->params[pi];
+	Type t = p->type;
+	int64_t rows = t.rank == 2 ? t.dims[0] : 1, ncols = t.rank == 2 ? t.dims[1] : t.dims[0];
+	if (t.rank == 1)
+		cols = true;
+	int64_t nk = 0;
+	for (int64_t u = 0; u < nunits; u++)
+		nk += kept[u];
+	int64_t nrows = cols ? rows : nk * block, ncols2 = cols ? nk * block : ncols;
+	if (p->data) {
+		float *d = xmalloc((size_t)(nrows * ncols2 > 0 ? nrows * ncols2 : 1) * sizeof *d);
+		int64_t o = 0;
+		for (int64_t r = 0; r < rows; r++) {
+			if (!cols && !kept[r / block])
+				continue;
+			for (int64_t c = 0; c < ncols; c++)
+				if (!cols || kept[c / block])
+					d[o++] = p->data[r * ncols + c];
+		}
+		free(p->data);
+		p->data = d;
+		p->hash = ir_hash_bytes(d, (size_t)o * sizeof *d, 0);
+	}
+	if (t.rank == 2) {
+		p->type.dims[0] = nrows;
+		p->type.dims[1] = ncols2;
+	} else {
+		p->type.dims[0] = ncols2;
+	}
+}
+
+/* Rebuilds f keeping the ops with keep[i], replacing operand v by repl[v] (when not
+ * IR_NO_VALUE) first; values are renumbered densely in op order. */
+static void
+rebuild(Func *f, const bool *keep, const ValueId *repl)
+{
+	ValueId *newid = xmalloc((f->nvals + 1) * sizeof *newid);
+	for (uint32_t v = 0; v < f->nvals; v++)
+		newid[v] = IR_NO_VALUE;
+	Op *ops = xmalloc((f->nops + 1) * sizeof *ops);
+	Value *vals = xcalloc(f->nops + 1, sizeof *vals);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < f->nops; i++) {
+		if (!keep[i])
+			continue;
+		Op op = f->ops[i];
+		vals[n] = f->vals[op.dst];
+		vals[n].uses = NULL;
+		vals[n].nuses = 0;
+		vals[n].def = n;
+		newid[op.dst] = n;
+		op.dst = n;
+		ops[n++] = op;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t a = 0; a < ops[i].nargs; a++) {
+			ValueId u = ops[i].args[a];
+			for (int hops = 0; repl && u < f->nvals && repl[u] != IR_NO_VALUE && hops < 1 << 20; hops++)
+				u = repl[u];
+			ops[i].args[a] = u < f->nvals ? newid[u] : IR_NO_VALUE;
+		}
+	for (uint32_t v = 0; v < f->nvals; v++)
+		free(f->vals[v].uses);
+	free(f->ops);
+	free(f->vals);
+	f->ops = ops;
+	f->vals = vals;
+	f->nops = f->capops = n;
+	f->nvals = f->capvals = n;
+	free(newid);
+}
+
+/* Maps the layer indices of one policy value to the new numbering. */
+static void
+map_policy_val(PolicyVal *v, const int32_t *newl, const bool *kept, int32_t nold)
+{
+	if (v->kind == PV_RANGE) {
+		int64_t lo = 0, hi = 0;
+		for (int32_t l = 0; l < nold; l++) {
+			lo += kept[l] && l < v->lo;
+			hi += kept[l] && l < v->hi;
+		}
+		v->lo = lo;
+		v->hi = hi;
+	} else if (v->kind == PV_LIST) {
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < v->nints; i++)
+			if (v->ints[i] >= 0 && v->ints[i] < nold && kept[v->ints[i]])
+				v->ints[n++] = newl[v->ints[i]];
+		v->nints = n;
+	}
+}
+
+static void
+map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
+{
+	static const char *const keys[] = { "layers", "at", "dense_layers", "cold", "protect" };
+	if (!m->policy)
+		return;
+	for (uint32_t s = 0; s < m->policy->nstmts; s++) {
+		PolicyStmt *st = &m->policy->stmts[s];
+		for (uint32_t o = 0; o < st->nopts; o++)
+			for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+				if (strcmp(st->opts[o].key, keys[k]) == 0)
+					map_policy_val(&st->opts[o].val, newl, kept, nold);
+	}
+}
+
+bool
+prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
+{
+	int32_t nold = m->nlayers;
+	/* 1. every removed layer must be a clean residual block in every function */
+	PruneGroups *gs = xcalloc(m->nfuncs + 1, sizeof *gs);
+	bool ok = true;
+	for (uint32_t fi = 0; fi < m->nfuncs && ok; fi++) {
+		prune_find_groups(m, m->funcs[fi], &gs[fi]);
+		for (int32_t l = 0; l < nold && ok; l++) {
+			bool present = false;
+			for (uint32_t i = 0; i < m->funcs[fi]->nops && !present; i++)
+				present = m->funcs[fi]->ops[i].layer == l;
+			if (!kept[l] && present && gs[fi].layer_out[l] == IR_NO_VALUE) {
+				*bad_layer = l;
+				ok = false;
+			}
+		}
+	}
+	if (!ok) {
+		for (uint32_t fi = 0; fi < m->nfuncs; fi++)
+			prune_groups_free(&gs[fi]);
+		free(gs);
+		return false;
+	}
+	int32_t *newl = xmalloc(((size_t)nold + 1) * sizeof *newl);
+	int32_t nnew = 0;
+	for (int32_t l = 0; l < nold; l++)
+		newl[l] = kept[l] ? nnew++ : -1;
+	/* 2. params and states that stay, and their new indices */
+	uint32_t npold = m->nparams;
+	int32_t *newp = xmalloc(((size_t)npold + 1) * sizeof *newp);
+	uint32_t np = 0;
+	for (uint32_t i = 0; i < m->nparams; i++) {
+		Param *p = &m->params[i];
+		bool keep = p->layer < 0 || p->layer >= nold || kept[p->layer];
+		newp[i] = keep ? (int32_t)np : -1;
+		if (keep) {
+			if (p->layer >= 0 && p->layer < nold)
+				p->layer = newl[p->layer];
+			m->params[np++] = *p;
+		} else {
+			free(p->data);
+		}
+	}
+	m->nparams = np;
+	int32_t *news = xmalloc(((size_t)m->nstates + 1) * sizeof *news);
+	uint32_t ns = 0;
+	for (uint32_t i = 0; i < m->nstates; i++) {
+		State *s = &m->states[i];
+		bool keep = s->layer < 0 || s->layer >= nold || kept[s->layer];
+		news[i] = keep ? (int32_t)ns : -1;
+		if (keep) {
+			if (s->layer >= 0 && s->layer < nold)
+				s->layer = newl[s->layer];
+			m->states[ns++] = *s;
+		}
+	}
+	m->nstates = ns;
+	/* 3. each function: forward, drop, renumber */
+	for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
+		Func *f = m->funcs[fi];
+		PruneGroups *g = &gs[fi];
+		ValueId *repl = xmalloc((f->nvals + 1) * sizeof *repl);
+		bool *keep = xmalloc(f->nops + 1);
+		for (uint32_t v = 0; v < f->nvals; v++)
+			repl[v] = IR_NO_VALUE;
+		for (int32_t l = 0; l < nold; l++)
+			if (!kept[l] && g->layer_out[l] != IR_NO_VALUE)
+				repl[g->layer_out[l]] = g->layer_in[l];
+		for (uint32_t i = 0; i < f->nops; i++) {
+			Op *o = &f->ops[i];
+			keep[i] = o->layer < 0 || o->layer >= nold || kept[o->layer];
+			if (o->code == OP_PARAM && o->ia[0] >= 0 && o->ia[0] < (int64_t)npold && newp[o->ia[0]] < 0)
+				keep[i] = false;
+			if (!keep[i])
+				continue;
+			if (o->layer >= 0 && o->layer < nold)
+				o->layer = newl[o->layer];
+			if (o->code == OP_PARAM)
+				o->ia[0] = newp[o->ia[0]];
+			if (o->code == OP_ATTENTION && o->ia[2] >= 0)
+				o->ia[2] = news[o->ia[2]];
+		}
+		rebuild(f, keep, repl);
+		free(repl);
+		free(keep);
+		prune_groups_free(g);
+	}
+	free(gs);
+	map_policy(m, newl, kept, nold);
+	m->nlayers = nnew;
+	for (uint32_t i = 0; i < m->config.n; i++)
+		if (strcmp(m->config.names[i], "layers") == 0)
+			m->config.values[i] = nnew;
+	free(newl);
+	free(newp);
+	free(news);
+	return true;
+}
+
+bool
+prune_retype(Module *m, char *err, size_t nerr)
+{
+	for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
+		Func *f = m->funcs[fi];
+		for (uint32_t i = 0; i < f->nops; i++) {
+			Op *o = &f->ops[i];
+			Type t;
+			if (o->code == OP_CONST)
+				continue;
+			if (!ir_infer_type(m, f, o, &t, err, nerr))
+				return false;
+			f->vals[o->dst].type = t;
+		}
+	}
+	return true;
+}
+
+int64_t
+prune_param_count(const Module *m)
+{
+	int64_t n = 0;
+	for (uint32_t i = 0; i < m->nparams; i++)
+		n += ir_type_numel(m->params[i].type);
+	return n;
+}
