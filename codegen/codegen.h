@@ -16,24 +16,7 @@
 #include <llvm-c/TargetMachine.h>
 
 #include "ir/ir.h"
-
-/* Status codes returned by generated functions.  ORDER: the runtime's elide_rt.h
- * status codes carry the same values (checked there by a static assertion once it
- * lands); generated code and the runtime must agree. */
-enum {
-	ELIDE_OK = 0,
-	ELIDE_E_ARG = 1,         /* null or foreign context, null pointer argument */
-	ELIDE_E_NO_WEIGHTS = 2,  /* entry called before weights were loaded */
-	ELIDE_E_TOKEN = 3,       /* token id outside the vocabulary */
-	ELIDE_E_POSITION = 4,    /* position negative or past the context */
-	ELIDE_E_LENGTH = 5,      /* sequence empty or longer than its bound */
-	ELIDE_E_ALIGN = 6,       /* weight payload not 64-byte aligned */
-	ELIDE_E_NOMEM = 7,       /* allocation failed */
-	ELIDE_E_BLOB = 8,        /* not a weight blob, or truncated */
-	ELIDE_E_MODEL = 9,       /* blob of another model */
-	ELIDE_E_CHECKSUM = 10,   /* payload does not match its checksum */
-	ELIDE_E_IO = 11,         /* file cannot be read */
-};
+#include "runtime/elide_rt.h" /* status codes, blob, pool: what generated code calls */
 
 /* ---- target.c: target machine and kernel geometry from the target's features ---- */
 
@@ -87,15 +70,6 @@ bool cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *paylo
 /* Builds the whole blob (runtime header + payload) in malloc'ed memory. */
 uint8_t *cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash,
                        size_t *size, char *err, size_t nerr);
-
-/* ---- rt_standin.c: the runtime functions generated code calls (blob check, file
- * read, thread pool), libc and pthreads only; bound by the JIT, and compiled into
- * test programs with -DCG_RT_ELIDE_NAMES until the runtime library provides them ---- */
-#define CG_RT_BLOB_HDR 64u /* bytes of the blob header; the payload follows */
-void cg_rt_blob_header_init(uint8_t *hdr, uint64_t model_hash, const uint8_t *payload, uint64_t size);
-uint64_t cg_rt_blob_checksum(const uint8_t *p, uint64_t n);
-int cg_rt_blob_check(const void *blob, uint64_t size, uint64_t model_hash, const void **payload);
-int cg_rt_blob_read_file(const char *path, void **blob, uint64_t *size);
 
 /* ---- plan.c: fusion decisions and the memory plan of one function ---- */
 
@@ -161,13 +135,14 @@ typedef struct CgResult {
 enum {
 	CG_CTX_MAGIC = 0,      /* u64 */
 	CG_CTX_WEIGHTS = 8,    /* ptr: packed payload in use (NULL: none loaded) */
-	CG_CTX_OWNED_BLOB = 16,/* ptr: blob memory to free on destroy */
+	CG_CTX_UNUSED = 16,    /* reserved */
 	CG_CTX_PFOR = 24,      /* ptr: parallel-for hook (NULL: serial) */
 	CG_CTX_POOL = 32,      /* ptr: hook's first argument */
 	CG_CTX_OWNED_POOL = 40,/* ptr: runtime pool made by set_threads, destroyed by destroy */
 	CG_CTX_OWNED_MEM = 48, /* ptr: context memory from create, freed by destroy */
 	CG_CTX_STATS = 64,     /* CG_NSTATS u64 counters */
 	CG_NSTATS = 4,         /* calls, tokens, layers run, weight loads */
+	CG_CTX_MAPPING = 96,   /* elide_mapping (24 bytes) of a blob file, unmapped by destroy */
 	CG_CTX_HDR = 128,      /* arena starts here (64-aligned) */
 };
 #define CG_CTX_MAGIC_VALUE 0x454c494445435458ull /* "ELIDECTX" */
@@ -285,9 +260,7 @@ void *cg_run_open(Module *m, char *err, size_t nerr);
 bool cg_run_call(void *run, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
                  float *out, char *err, size_t nerr);
 void cg_run_close(void *run);
-const char *cg_status_str(int status);
-void *cg_rt_pool_create(int nthreads); /* rt_standin.c */
-void cg_rt_pool_destroy(void *pool);
-void cg_rt_pool_parallel_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
+/* The runtime functions generated code calls, for binding into a JIT. */
+uint32_t cg_runtime_syms(CgJitSym *syms, uint32_t cap);
 
 #endif

@@ -99,7 +99,7 @@ ret_if(Glue *g, LLVMValueRef cond, LLVMValueRef v)
 	LLVMPositionBuilderAtEnd(g->b, no);
 }
 
-/* Status of a context pointer: ELIDE_E_ARG unless it is one of ours. */
+/* Status of a context pointer: ELIDE_ERR_ARG unless it is one of ours. */
 static LLVMValueRef
 bad_ctx(Glue *g, LLVMValueRef ctx)
 {
@@ -122,51 +122,23 @@ emit_memset(Glue *g, LLVMValueRef p, uint64_t n)
 	LLVMBuildMemSet(g->b, p, LLVMConstInt(g->i8, 0, 0), k64(g, n), 64);
 }
 
-/* Frees the blob the context owns, if any. */
+/* Releases the blob file the context maps, if any (elide_blob_unmap is safe on a
+ * zeroed mapping). */
 static void
-free_owned_blob(Glue *g, LLVMValueRef ctx)
+release_mapping(Glue *g, LLVMValueRef ctx)
 {
 	LLVMTypeRef pt[1] = { g->ptr };
-	LLVMValueRef a[1] = { ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_BLOB)) };
-	call(g, "free", g->voidt, pt, a, 1);
-	st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_OWNED_BLOB));
+	LLVMValueRef a[1] = { at(g, ctx, CG_CTX_MAPPING) };
+	call(g, "elide_blob_unmap", g->voidt, pt, a, 1);
 }
 
-/* Validates blob/size with the runtime and, on success, points the context at the
- * payload; `owned` (may be null) becomes the context's blob to free.  Returns the
- * status (and frees `owned` on failure). */
-static LLVMValueRef
-adopt_blob(Glue *g, LLVMValueRef ctx, LLVMValueRef blob, LLVMValueRef size, LLVMValueRef owned)
+/* Points the context at a validated payload and counts the load. */
+static void
+use_payload(Glue *g, LLVMValueRef ctx, LLVMValueRef payload)
 {
-	LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
-	st(g, LLVMConstNull(g->ptr), payload);
-	LLVMTypeRef pt[4] = { g->ptr, g->i64, g->i64, g->ptr };
-	LLVMValueRef a[4] = { blob, size, k64(g, g->r->model_hash), payload };
-	LLVMValueRef s = call(g, "elide_blob_check", g->i32, pt, a, 4);
-	LLVMBasicBlockRef okb = bb(g, "valid"), badb = bb(g, "invalid");
-	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, s, k32(g, ELIDE_OK), ""), okb, badb);
-	LLVMPositionBuilderAtEnd(g->b, badb);
-	LLVMTypeRef fp[1] = { g->ptr };
-	call(g, "free", g->voidt, fp, &owned, 1);
-	LLVMBuildRet(g->b, s);
-	LLVMPositionBuilderAtEnd(g->b, okb);
-	LLVMValueRef p = ld(g, g->ptr, payload);
-	/* the kernels load 64-byte aligned panels */
-	LLVMValueRef mis = LLVMBuildICmp(g->b, LLVMIntNE,
-	                                 LLVMBuildAnd(g->b, LLVMBuildPtrToInt(g->b, p, g->i64, ""), k64(g, 63), ""),
-	                                 k64(g, 0), "");
-	LLVMBasicBlockRef misb = bb(g, "misaligned"), alb = bb(g, "aligned");
-	LLVMBuildCondBr(g->b, mis, misb, alb);
-	LLVMPositionBuilderAtEnd(g->b, misb);
-	call(g, "free", g->voidt, fp, &owned, 1);
-	LLVMBuildRet(g->b, k32(g, ELIDE_E_ALIGN));
-	LLVMPositionBuilderAtEnd(g->b, alb);
-	free_owned_blob(g, ctx);
-	st(g, owned, at(g, ctx, CG_CTX_OWNED_BLOB));
-	st(g, p, at(g, ctx, CG_CTX_WEIGHTS));
+	st(g, payload, at(g, ctx, CG_CTX_WEIGHTS));
 	LLVMValueRef sp = at(g, ctx, CG_CTX_STATS + 8 * 3);
 	st(g, LLVMBuildAdd(g->b, ld(g, g->i64, sp), k64(g, 1), ""), sp);
-	return k32(g, ELIDE_OK);
 }
 
 void
@@ -194,11 +166,8 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	emit_memset(g, mem, size);
 	st(g, k64(g, CG_CTX_MAGIC_VALUE), mem);
 	if (embedded) {
-		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
-		LLVMTypeRef pt[4] = { g->ptr, g->i64, g->i64, g->ptr };
-		LLVMValueRef a[4] = { embedded, k64(g, r->blob_size), k64(g, r->model_hash), payload };
-		call(g, "elide_blob_check", g->i32, pt, a, 4);
-		st(g, ld(g, g->ptr, payload), at(g, mem, CG_CTX_WEIGHTS));
+		/* the blob was checked when it was built: its payload follows the header */
+		st(g, at(g, embedded, ELIDE_BLOB_HEADER_SIZE), at(g, mem, CG_CTX_WEIGHTS));
 	}
 	LLVMBuildRet(g->b, mem);
 
@@ -228,7 +197,7 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 		LLVMBuildBr(g->b, no);
 		LLVMPositionBuilderAtEnd(g->b, no);
 	}
-	free_owned_blob(g, ctx);
+	release_mapping(g, ctx);
 	LLVMValueRef owned = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_MEM));
 	st(g, k64(g, 0), ctx);
 	call(g, "free", g->voidt, p1, &owned, 1);
@@ -237,33 +206,50 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	/* int NAME_reset(NAME_ctx *): clears the state (KV caches) */
 	LLVMValueRef reset = begin(g, "reset", g->i32, p1, 1);
 	ctx = LLVMGetParam(reset, 0);
-	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	if (r->state_size)
 		emit_memset(g, at(g, ctx, CG_CTX_HDR + r->arena_size), r->state_size);
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 
-	/* int NAME_load_weights_mem(NAME_ctx *, const void *blob, size_t size): the blob
-	 * is used in place (the caller keeps it alive) */
+	/* int NAME_load_weights_mem(NAME_ctx *, const void *blob, size_t size): validated,
+	 * then used in place (the caller keeps it alive) */
 	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->i64 };
 	LLVMValueRef lm = begin(g, "load_weights_mem", g->i32, p3, 3);
 	ctx = LLVMGetParam(lm, 0);
-	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
-	LLVMBuildRet(g->b, adopt_blob(g, ctx, LLVMGetParam(lm, 1), LLVMGetParam(lm, 2), LLVMConstNull(g->ptr)));
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
+	{
+		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
+		LLVMTypeRef pt[5] = { g->ptr, g->i64, g->i64, g->ptr, g->ptr };
+		LLVMValueRef a[5] = { LLVMGetParam(lm, 1), LLVMGetParam(lm, 2), k64(g, r->model_hash), payload,
+			              LLVMConstNull(g->ptr) };
+		LLVMValueRef s = call(g, "elide_blob_check", g->i32, pt, a, 5);
+		ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, s, k32(g, ELIDE_OK), ""), s);
+		release_mapping(g, ctx);
+		use_payload(g, ctx, ld(g, g->ptr, payload));
+		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
+	}
 
-	/* int NAME_load_weights(NAME_ctx *, const char *path): read into owned memory */
+	/* int NAME_load_weights(NAME_ctx *, const char *path): maps the file read-only
+	 * (elide_blob_open validates it); the context unmaps it on destroy or reload */
 	LLVMTypeRef p2p[2] = { g->ptr, g->ptr };
 	LLVMValueRef lf = begin(g, "load_weights", g->i32, p2p, 2);
 	ctx = LLVMGetParam(lf, 0);
-	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
+	ret_if(g, LLVMBuildIsNull(g->b, LLVMGetParam(lf, 1), ""), k32(g, ELIDE_ERR_ARG));
 	{
-		LLVMValueRef blobp = LLVMBuildAlloca(g->b, g->ptr, "blob");
-		LLVMValueRef sizep = LLVMBuildAlloca(g->b, g->i64, "size");
-		LLVMTypeRef pt[3] = { g->ptr, g->ptr, g->ptr };
-		LLVMValueRef a[3] = { LLVMGetParam(lf, 1), blobp, sizep };
-		LLVMValueRef s = call(g, "elide_blob_read_file", g->i32, pt, a, 3);
+		LLVMTypeRef mty = LLVMArrayType(g->i64, 3); /* elide_mapping: data, size, kind */
+		LLVMValueRef map = LLVMBuildAlloca(g->b, mty, "mapping");
+		LLVMSetAlignment(map, 8);
+		LLVMBuildMemSet(g->b, map, LLVMConstInt(g->i8, 0, 0), k64(g, 24), 8);
+		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
+		LLVMTypeRef pt[5] = { g->ptr, g->i64, g->ptr, g->ptr, g->ptr };
+		LLVMValueRef a[5] = { LLVMGetParam(lf, 1), k64(g, r->model_hash), map, payload, LLVMConstNull(g->ptr) };
+		LLVMValueRef s = call(g, "elide_blob_open", g->i32, pt, a, 5);
 		ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, s, k32(g, ELIDE_OK), ""), s);
-		LLVMValueRef blob = ld(g, g->ptr, blobp);
-		LLVMBuildRet(g->b, adopt_blob(g, ctx, blob, ld(g, g->i64, sizep), blob));
+		release_mapping(g, ctx);
+		LLVMBuildMemCpy(g->b, at(g, ctx, CG_CTX_MAPPING), 8, map, 8, k64(g, 24));
+		use_payload(g, ctx, ld(g, g->ptr, payload));
+		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 	}
 
 	/* void NAME_set_parallel_for(NAME_ctx *, fn, pool) */
@@ -278,7 +264,7 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	LLVMTypeRef pti[2] = { g->ptr, g->i32 };
 	LLVMValueRef sth = begin(g, "set_threads", g->i32, pti, 2);
 	ctx = LLVMGetParam(sth, 0);
-	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_E_ARG));
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	{
 		LLVMValueRef pool = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_POOL));
 		LLVMBasicBlockRef yes = bb(g, "pool"), no = bb(g, "nopool");
@@ -294,7 +280,7 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 		ret_if(g, LLVMBuildICmp(g->b, LLVMIntSLE, nt, k32(g, 1), ""), k32(g, ELIDE_OK));
 		LLVMTypeRef ip[1] = { g->i32 };
 		LLVMValueRef np = call(g, "elide_pool_create", g->ptr, ip, &nt, 1);
-		ret_if(g, LLVMBuildIsNull(g->b, np, ""), k32(g, ELIDE_E_NOMEM));
+		ret_if(g, LLVMBuildIsNull(g->b, np, ""), k32(g, ELIDE_ERR_NOMEM));
 		st(g, np, at(g, ctx, CG_CTX_OWNED_POOL));
 		st(g, np, at(g, ctx, CG_CTX_POOL));
 		LLVMTypeRef fpt[4] = { g->ptr, g->i64, g->ptr, g->ptr };

@@ -1,6 +1,7 @@
 /* header.c - the generated C header: plain C17, every symbol prefixed with the model
  * name, an ABI hash, size and alignment macros of every region (context, arena,
- * state, weights) so a product can place them statically, status codes, the opaque
+ * state, weights) so a product can place them statically, status codes (the
+ * runtime's values and messages), the opaque
  * context and its functions, and one function per entry. */
 #include "codegen/codegen.h"
 
@@ -31,14 +32,6 @@ put(Buf *b, const char *fmt, ...)
 	va_end(ap);
 	b->n += (size_t)k;
 }
-
-static const char *const status_names[] = { "OK", "E_ARG", "E_NO_WEIGHTS", "E_TOKEN", "E_POSITION",
-	"E_LENGTH", "E_ALIGN", "E_NOMEM", "E_BLOB", "E_MODEL", "E_CHECKSUM", "E_IO" };
-static const char *const status_docs[] = { "success", "null or foreign context, null pointer argument",
-	"an entry was called before weights were loaded", "token id outside the vocabulary",
-	"position negative or past the context", "sequence empty or longer than its bound",
-	"weight payload not 64-byte aligned", "out of memory", "not a weight blob, or truncated",
-	"weight blob of another model", "weight blob checksum mismatch", "weight file cannot be read" };
 
 char *
 cg_header_text(const CgResult *r)
@@ -82,8 +75,11 @@ cg_header_text(const CgResult *r)
 		put(&b, "#define %s_%s %lld\n", up, cn, (long long)m->config.values[k]);
 	}
 	put(&b, "\n/* status codes */\n");
-	for (i = 0; i < sizeof status_names / sizeof status_names[0]; i++)
-		put(&b, "#define %s_%s %zu /* %s */\n", up, status_names[i], i, status_docs[i]);
+	for (int k = 0; k < ELIDE_STATUS_COUNT; k++) {
+		const char *nm = elide_status_name((elide_status)k);
+		put(&b, "#define %s_%s %d /* %s */\n", up, strncmp(nm, "ELIDE_", 6) == 0 ? nm + 6 : nm, k,
+		    elide_status_str((elide_status)k));
+	}
 	put(&b, "\ntypedef struct %s_ctx %s_ctx; /* opaque */\n", n, n);
 	put(&b, "typedef struct %s_stats {\n\tuint64_t calls;        /* entry calls that succeeded */\n"
 	        "\tuint64_t tokens;       /* tokens processed */\n\tuint64_t layers_run;   /* layer regions run, summed over tokens */\n"

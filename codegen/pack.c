@@ -99,25 +99,25 @@ cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload, c
 	return true;
 }
 
-/* The blob's header layout and checksum live in rt_standin.c (one definition for
- * the writer here and the checker the generated code calls). */
+/* The blob: the runtime's 64-byte header (magic, version, model hash, payload size,
+ * checksum; runtime/elide_rt.h, docs/blob.md), then the payload. */
 
 uint8_t *
 cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash, size_t *size,
               char *err, size_t nerr)
 {
-	size_t n = CG_RT_BLOB_HDR + w->size;
+	size_t n = ELIDE_BLOB_HEADER_SIZE + w->size;
 	uint8_t *b = aligned_alloc(64, (n + 63) & ~(size_t)63);
 	if (!b) {
 		snprintf(err, nerr, "out of memory for a weight blob of %zu bytes", n);
 		return NULL;
 	}
 	memset(b, 0, n);
-	if (!cg_weights_pack(w, m, nr, b + CG_RT_BLOB_HDR, err, nerr)) {
+	if (!cg_weights_pack(w, m, nr, b + ELIDE_BLOB_HEADER_SIZE, err, nerr)) {
 		free(b);
 		return NULL;
 	}
-	cg_rt_blob_header_init(b, model_hash, b + CG_RT_BLOB_HDR, w->size);
+	elide_blob_header_init(b, model_hash, b + ELIDE_BLOB_HEADER_SIZE, w->size);
 	*size = n;
 	return b;
 }

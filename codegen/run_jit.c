@@ -1,7 +1,8 @@
 /* run_jit.c - the JIT backend of `elide run`: compiles the module for the host
  * (default<O3>), links it in process through ORC (jit.c), makes a context with the
  * packed weights and calls entries by name through their NAME_ENTRY__call
- * trampolines.  ELIDE_THREADS sets the kernel threads (runtime pool). */
+ * trampolines.  ELIDE_THREADS sets the kernel threads (runtime pool).  The runtime
+ * functions the generated code calls are bound to the runtime linked into elide. */
 #include "codegen/codegen.h"
 
 #include <stdio.h>
@@ -16,16 +17,20 @@ typedef struct CgRun {
 	void (*destroy)(void *);
 } CgRun;
 
-/* The runtime functions the generated code calls, bound to this process. */
-static uint32_t
-runtime_syms(CgJitSym *s)
+uint32_t
+cg_runtime_syms(CgJitSym *s, uint32_t cap)
 {
+	const CgJitSym all[] = {
+		{ "elide_blob_check", (CgFn)elide_blob_check },
+		{ "elide_blob_open", (CgFn)elide_blob_open },
+		{ "elide_blob_unmap", (CgFn)elide_blob_unmap },
+		{ "elide_pool_create", (CgFn)elide_pool_create },
+		{ "elide_pool_destroy", (CgFn)elide_pool_destroy },
+		{ "elide_pool_parallel_for", (CgFn)elide_pool_parallel_for },
+	};
 	uint32_t n = 0;
-	s[n++] = (CgJitSym){ "elide_blob_check", (CgFn)cg_rt_blob_check };
-	s[n++] = (CgJitSym){ "elide_blob_read_file", (CgFn)cg_rt_blob_read_file };
-	s[n++] = (CgJitSym){ "elide_pool_create", (CgFn)cg_rt_pool_create };
-	s[n++] = (CgJitSym){ "elide_pool_destroy", (CgFn)cg_rt_pool_destroy };
-	s[n++] = (CgJitSym){ "elide_pool_parallel_for", (CgFn)cg_rt_pool_parallel_for };
+	for (; n < cap && n < sizeof all / sizeof all[0]; n++)
+		s[n] = all[n];
 	return n;
 }
 
@@ -44,7 +49,7 @@ cg_run_open(Module *m, char *err, size_t nerr)
 		return NULL;
 	}
 	CgJitSym syms[8];
-	uint32_t ns = runtime_syms(syms);
+	uint32_t ns = cg_runtime_syms(syms, 8);
 	if (!cg_optimize(run->r, 3, err, nerr) || !(run->j = cg_jit_new(run->r, syms, ns, err, nerr))) {
 		cg_result_free(run->r);
 		free(run);
@@ -55,7 +60,7 @@ cg_run_open(Module *m, char *err, size_t nerr)
 	int (*threads)(void *, int) = (int (*)(void *, int))cg_jit_lookup(run->j, "set_threads");
 	run->destroy = (void (*)(void *))cg_jit_lookup(run->j, "destroy");
 	run->ctx = create ? create() : NULL;
-	int st = run->ctx ? load(run->ctx, run->r->blob, run->r->blob_size) : ELIDE_E_NOMEM;
+	int st = run->ctx ? load(run->ctx, run->r->blob, run->r->blob_size) : ELIDE_ERR_NOMEM;
 	const char *env = getenv("ELIDE_THREADS");
 	if (st == ELIDE_OK && env && atoi(env) > 1)
 		st = threads(run->ctx, atoi(env));
@@ -94,7 +99,7 @@ cg_run_call(void *p, const char *entry, const int32_t *tokens, int64_t ntokens, 
 	}
 	int st = call(run->ctx, argv, out);
 	if (st != ELIDE_OK) {
-		snprintf(err, nerr, "'%s' returned status %d (%s)", entry, st, cg_status_str(st));
+		snprintf(err, nerr, "'%s' returned status %d (%s)", entry, st, elide_status_str((elide_status)st));
 		return false;
 	}
 	return true;
@@ -111,13 +116,4 @@ cg_run_close(void *p)
 	cg_jit_free(run->j);
 	cg_result_free(run->r);
 	free(run);
-}
-
-const char *
-cg_status_str(int st)
-{
-	static const char *const s[] = { "ok", "bad argument", "no weights loaded", "token out of range",
-		"position out of range", "bad sequence length", "misaligned weights", "out of memory",
-		"not a weight blob", "blob of another model", "checksum mismatch", "cannot read file" };
-	return st >= 0 && st < (int)(sizeof s / sizeof s[0]) ? s[st] : "unknown status";
 }

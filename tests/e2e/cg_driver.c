@@ -86,37 +86,38 @@ hostile(const char *weights, const char *other)
 	int32_t toks[LLAMA_CTX + 1] = { 0 };
 	llama_ctx *ctx = llama_create();
 	CHECK(ctx);
-	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_E_NO_WEIGHTS);
+	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_ERR_NO_WEIGHTS);
 	size_t n, no;
 	unsigned char *b = slurp(weights, &n), *ob = slurp(other, &no);
 	CHECK(b && ob);
-	CHECK(llama_load_weights(ctx, "/nonexistent/llama.weights") == LLAMA_E_IO);
-	CHECK(llama_load_weights_mem(ctx, b, n - 1) == LLAMA_E_BLOB);  /* truncated */
-	CHECK(llama_load_weights_mem(ctx, b, 16) == LLAMA_E_BLOB);     /* header cut */
+	CHECK(llama_load_weights(ctx, "/nonexistent/llama.weights") == LLAMA_ERR_IO);
+	CHECK(llama_load_weights_mem(ctx, b, n - 1) == LLAMA_ERR_BLOB_SIZE); /* truncated */
+	CHECK(llama_load_weights_mem(ctx, b, 16) == LLAMA_ERR_BLOB_SIZE);    /* header cut */
 	b[n / 2] ^= 0x10;
-	CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_E_CHECKSUM);  /* flipped bit */
+	CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_ERR_BLOB_CHECKSUM);  /* flipped bit */
 	b[n / 2] ^= 0x10;
 	b[1] ^= 0xff;
-	CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_E_BLOB);      /* wrong magic */
+	CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_ERR_BLOB_MAGIC); /* wrong magic */
+	CHECK(llama_load_weights_mem(ctx, b + 64, n - 64) == LLAMA_ERR_BLOB_MAGIC); /* not a blob */
 	b[1] ^= 0xff;
-	CHECK(llama_load_weights_mem(ctx, ob, no) == LLAMA_E_MODEL);   /* another model */
-	CHECK(llama_load_weights(ctx, other) == LLAMA_E_MODEL);
-	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_E_NO_WEIGHTS);
+	CHECK(llama_load_weights_mem(ctx, ob, no) == LLAMA_ERR_BLOB_MODEL);   /* another model */
+	CHECK(llama_load_weights(ctx, other) == LLAMA_ERR_BLOB_MODEL);
+	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_ERR_NO_WEIGHTS);
 	CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_OK);
-	CHECK(llama_step(ctx, LLAMA_VOCAB, 0, logits) == LLAMA_E_TOKEN);
-	CHECK(llama_step(ctx, -3, 0, logits) == LLAMA_E_TOKEN);
-	CHECK(llama_step(ctx, 1, LLAMA_CTX, logits) == LLAMA_E_POSITION);
-	CHECK(llama_step(ctx, 1, -1, logits) == LLAMA_E_POSITION);
-	CHECK(llama_step(NULL, 1, 0, logits) == LLAMA_E_ARG);
-	CHECK(llama_step(ctx, 1, 0, NULL) == LLAMA_E_ARG);
-	CHECK(llama_prefill(ctx, toks, LLAMA_CTX + 1, 0, logits) == LLAMA_E_LENGTH);
-	CHECK(llama_prefill(ctx, toks, 0, 0, logits) == LLAMA_E_LENGTH);
-	CHECK(llama_prefill(ctx, toks, 8, LLAMA_CTX - 4, logits) == LLAMA_E_POSITION);
+	CHECK(llama_step(ctx, LLAMA_VOCAB, 0, logits) == LLAMA_ERR_TOKEN);
+	CHECK(llama_step(ctx, -3, 0, logits) == LLAMA_ERR_TOKEN);
+	CHECK(llama_step(ctx, 1, LLAMA_CTX, logits) == LLAMA_ERR_POS);
+	CHECK(llama_step(ctx, 1, -1, logits) == LLAMA_ERR_POS);
+	CHECK(llama_step(NULL, 1, 0, logits) == LLAMA_ERR_ARG);
+	CHECK(llama_step(ctx, 1, 0, NULL) == LLAMA_ERR_ARG);
+	CHECK(llama_prefill(ctx, toks, LLAMA_CTX + 1, 0, logits) == LLAMA_ERR_SEQ_LEN);
+	CHECK(llama_prefill(ctx, toks, 0, 0, logits) == LLAMA_ERR_SEQ_LEN);
+	CHECK(llama_prefill(ctx, toks, 8, LLAMA_CTX - 4, logits) == LLAMA_ERR_POS);
 	toks[5] = LLAMA_VOCAB;
-	CHECK(llama_prefill(ctx, toks, 8, 0, logits) == LLAMA_E_TOKEN);
+	CHECK(llama_prefill(ctx, toks, 8, 0, logits) == LLAMA_ERR_TOKEN);
 	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_OK);
 	CHECK(llama_reset(ctx) == LLAMA_OK);
-	CHECK(llama_reset(NULL) == LLAMA_E_ARG);
+	CHECK(llama_reset(NULL) == LLAMA_ERR_ARG);
 	CHECK(llama_init(NULL, LLAMA_CTX_SIZE) == NULL);
 	static _Alignas(64) unsigned char small[128];
 	CHECK(llama_init(small, sizeof small) == NULL);

@@ -26,14 +26,9 @@ tj_new(Module *m, bool fuse)
 	cr_assert(t->r, "cg_compile failed");
 	char err[512];
 	cr_assert(cg_optimize(t->r, 3, err, sizeof err), "%s", err);
-	CgJitSym syms[] = {
-		{ "elide_blob_check", (CgFn)cg_rt_blob_check },
-		{ "elide_blob_read_file", (CgFn)cg_rt_blob_read_file },
-		{ "elide_pool_create", (CgFn)cg_rt_pool_create },
-		{ "elide_pool_destroy", (CgFn)cg_rt_pool_destroy },
-		{ "elide_pool_parallel_for", (CgFn)cg_rt_pool_parallel_for },
-	};
-	t->j = cg_jit_new(t->r, syms, sizeof syms / sizeof syms[0], err, sizeof err);
+	CgJitSym syms[8];
+	uint32_t ns = cg_runtime_syms(syms, 8);
+	t->j = cg_jit_new(t->r, syms, ns, err, sizeof err);
 	cr_assert(t->j, "%s", err);
 	void *(*create)(void) = (void *(*)(void))tj_sym(t, "create");
 	t->ctx = create();

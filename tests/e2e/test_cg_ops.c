@@ -113,8 +113,8 @@ Test(cg_ops, encoder_every_length)
 		}
 		int32_t bad[8] = { 1, 20, 3 };
 		float a[3];
-		cr_assert_eq(fwd(t->ctx, bad, 3, a), ELIDE_E_TOKEN);
-		cr_assert_eq(fwd(t->ctx, toks, 9, a), ELIDE_E_LENGTH);
+		cr_assert_eq(fwd(t->ctx, bad, 3, a), ELIDE_ERR_TOKEN);
+		cr_assert_eq(fwd(t->ctx, toks, 9, a), ELIDE_ERR_SEQ_LEN);
 		interp_free(s);
 		tj_free(t);
 		ir_free_module(m);
