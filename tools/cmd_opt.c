@@ -2,7 +2,7 @@
  * verify it, run a pipeline of passes and print the resulting IR (docs/ir.md).
  *   elide opt FILE.eir|FILE.elide [--passes=a,b,c] [--print-after=NAME[,NAME]]
  *             [--print-after-all] [--verify-each] [--time-passes] [--policy NAME]
- *             [-o OUT.eir] [--list-passes]
+ *             [-o OUT.eir] [--list-passes]          (FILE '-' reads .eir from stdin)
  * The input is verified before the first pass, except that a pipeline starting with
  * shape-infer (the pass that repairs stale shapes) is verified after it.  Dumps and
  * timings go to stderr, the final IR to stdout or -o (written to a temporary file,
@@ -20,7 +20,7 @@
 static void
 usage(FILE *out)
 {
-	fprintf(out, "USAGE: elide opt FILE.eir|FILE.elide [options]\n\n"
+	fprintf(out, "USAGE: elide opt FILE.eir|FILE.elide|- [options]\n\n"
 	             "OPTIONS:\n"
 	             "  --passes=a,b,c         run these passes in order (default: none)\n"
 	             "  --print-after=NAME     print the IR to stderr after pass NAME (comma list)\n"
@@ -151,7 +151,11 @@ opt_main(int argc, char **argv, Diag *d)
 			fprintf(stderr, "elide: error: --policy applies to .elide input; a .eir file carries its policy\n");
 			return 2;
 		}
-		SourceFile *src = diag_read_file(file);
+		SourceFile *src = diag_read_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file);
+		if (src && strcmp(file, "-") == 0) {
+			free((char *)src->path);
+			src->path = xstrdup("<stdin>");
+		}
 		if (!src) {
 			fprintf(stderr, "elide: error: cannot read '%s'\n", file);
 			return 1;
