@@ -1,8 +1,10 @@
 /* cmd_compile.c - `elide compile`: a model (and policy) plus its weights in; a native
  * object, a C header, a packed weight blob and a JSON manifest out.
- *   elide compile M.elide -w W.safetensors -o DIR [--policy P]
+ *   elide compile M.elide|M.eir -w W.safetensors -o DIR [--policy P]
  *         [--emit=obj,asm,llvm-ir,ir,header] [--embed-weights] [-O0..-O3]
  *         [--target=TRIPLE] [--cpu=NAME] [--features=+a,-b] [--no-fuse]
+ * The policy's prune statements run (prune-structured), then the default pipeline
+ * and the verifier; --emit=ir writes the IR codegen saw.
  * NAME.weights (unless --embed-weights) and NAME.json are always written.  Outputs go
  * through temporary files and renames; a failed compile leaves none of them. */
 #include <errno.h>
@@ -14,10 +16,8 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 #include "tools/driver.h"
-
-/* Provided by the textual-IR printer once it is part of the build. */
-extern char *ir_print_module_str(const Module *m) __attribute__((weak));
 
 static void
 usage(FILE *out)
@@ -77,6 +77,26 @@ parse_emit(const char *list, unsigned *emit)
 	return ok;
 }
 
+/* A model in the language (.elide, with the policy chosen) or in textual IR (.eir). */
+static Module *
+load_module(const char *path, const char *policy, Diag *d)
+{
+	size_t n = strlen(path);
+	if (n < 4 || strcmp(path + n - 4, ".eir") != 0)
+		return fe_load(path, policy, d);
+	if (policy) {
+		diag_error(d, (Loc){ .file = path }, "--policy applies to .elide models; a .eir module carries its own");
+		return NULL;
+	}
+	SourceFile *src = diag_read_file(path);
+	if (!src) {
+		diag_error(d, (Loc){ 0 }, "cannot read '%s'", path);
+		return NULL;
+	}
+	diag_add_source(d, src);
+	return ir_parse_module(src, d);
+}
+
 int
 cmd_compile(int argc, char **argv)
 {
@@ -125,15 +145,11 @@ cmd_compile(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((emit & CG_EMIT_IR) && !ir_print_module_str) {
-		fprintf(stderr, "elide: error: --emit=ir needs the textual IR printer, not part of this build\n");
-		return 2;
-	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
 
 	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
-	Module *m = fe_load(model, policy, &d);
+	Module *m = load_module(model, policy, &d);
 	if (!m)
 		return 1;
 	if (!ir_load_params(m, weights, &d)) {
@@ -141,6 +157,13 @@ cmd_compile(int argc, char **argv)
 		return 1;
 	}
 	m->weights_path = arena_strdup(&m->arena, weights);
+	/* the policy's compile-time transformations, then the clean-ups */
+	PassOptions po = { .verify_each = false };
+	if ((m->policy && !pass_run_pipeline(m, "prune-structured", &po, &d)) || !pass_run_default(m, &d)
+	    || !ir_verify(m, &d)) {
+		ir_free_module(m);
+		return 1;
+	}
 	if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
 		fprintf(stderr, "elide: error: cannot create '%s': %s\n", outdir, strerror(errno));
 		ir_free_module(m);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "frontend/frontend.h"
+#include "passes/passes.h"
 #include "tests/e2e/cg_jit_support.h"
 #include "tests/support/randmodel.h"
 
@@ -238,6 +240,66 @@ Test(cg_model, one_and_two_threads_agree)
 	cr_assert_eq(threads(t->ctx, 1), ELIDE_OK);
 	free(o1);
 	free(o2);
+	tj_free(t);
+	ir_free_module(m);
+	remove(path);
+}
+
+Test(cg_model, pruned_heterogeneous_layers)
+{
+	/* prune-structured leaves every layer with its own FFN width and KV groups: the
+	 * kernels are specialised per layer and must still match the interpreter run of
+	 * the same pruned module */
+	RmConfig c = rm_default_config();
+	c.layers = 3;
+	c.seed = 31;
+	char path[256];
+	snprintf(path, sizeof path, "/tmp/elide_cg_pruned_%d.safetensors", (int)getpid());
+	cr_assert(rm_write_model(&c, path));
+	char *src = rm_elide_source(&c, "llama");
+	const char *pol = "\npolicy p for llama {\n  prune ffn_neuron keep 0.45 score l2 layers 0..2;\n"
+	                  "  prune kv_group keep 1/2 score l2 layers 1..3;\n}\n";
+	size_t n = strlen(src) + strlen(pol) + 1;
+	char *text = xmalloc(n);
+	snprintf(text, n, "%s%s", src, pol);
+	static Diag d;
+	diag_init(&d, stderr);
+	Module *m = fe_load_text("pruned.elide", text, strlen(text), "p", &d);
+	cr_assert(m, "the pruned model does not load");
+	cr_assert(ir_load_params(m, path, &d));
+	PassOptions po = { 0 };
+	cr_assert(pass_run_pipeline(m, "prune-structured", &po, &d) && pass_run_default(m, &d) && ir_verify(m, &d));
+	/* the widths really differ between layers */
+	int32_t w1a = ir_find_param(m, "w1.0"), w1b = ir_find_param(m, "w1.1");
+	int32_t wka = ir_find_param(m, "wk.0"), wkb = ir_find_param(m, "wk.1");
+	cr_assert(w1a >= 0 && w1b >= 0 && wka >= 0 && wkb >= 0);
+	cr_assert_neq(m->params[w1a].type.dims[0], m->params[w1b].type.dims[0]);
+	cr_assert_neq(m->params[wka].type.dims[0], m->params[wkb].type.dims[0]);
+	TJit *t = tj_new(m, true);
+	StepFn step = (StepFn)tj_sym(t, "step");
+	PrefillFn prefill = (PrefillFn)tj_sym(t, "prefill");
+	InterpState *is = interp_new(m);
+	float *out = xmalloc((size_t)c.vocab * 4), *ref = xmalloc((size_t)c.vocab * 4);
+	char err[256];
+	int32_t toks[12];
+	for (int i = 0; i < 12; i++)
+		toks[i] = (int32_t)((i * 19 + 4) % c.vocab);
+	cr_assert_eq(prefill(t->ctx, toks, 12, 0, out), ELIDE_OK);
+	cr_assert(interp_run(is, "prefill", toks, 12, 0, ref, err, sizeof err), "%s", err);
+	cr_assert(tj_rel_err(out, ref, c.vocab) <= 1e-4);
+	for (int pos = 12; pos < 40; pos++) {
+		int32_t tok = (int32_t)((pos * 5) % c.vocab);
+		cr_assert_eq(step(t->ctx, tok, pos, out), ELIDE_OK);
+		cr_assert(interp_run(is, "step", &tok, 1, pos, ref, err, sizeof err), "%s", err);
+		double e = tj_rel_err(out, ref, c.vocab);
+		cr_assert(e <= 1e-4, "step at %d: relative error %g", pos, e);
+		cr_assert_eq(tj_argmax(out, c.vocab), tj_argmax(ref, c.vocab));
+	}
+	free(out);
+	free(ref);
+	free(text);
+	free(src);
+	interp_free(is);
 	tj_free(t);
 	ir_free_module(m);
 	remove(path);
