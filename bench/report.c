@@ -1,0 +1,213 @@
+/* report.c - the summary of `make bench`: reads the JSON objects the benchmark
+ * programs wrote into OUT_DIR (stream.json, blas.json, kernel-NAME.json,
+ * model-NAME.json), derives the comparisons -- generated kernels / OpenBLAS, decode
+ * weight-read rate / measured bandwidth, prefill GFLOPS / OpenBLAS SGEMM at the same
+ * shapes -- prints a table and writes everything into one results file.
+ * Usage: bench_report OUT_DIR results.json */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <time.h>
+
+#include "bench/bench.h"
+
+static cJSON *
+load(const char *dir, const char *name)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *s = malloc((size_t)n + 1);
+	size_t got = fread(s, 1, (size_t)n, f);
+	s[got] = 0;
+	fclose(f);
+	cJSON *j = cJSON_Parse(s);
+	if (!j)
+		fprintf(stderr, "bench_report: %s is not valid JSON\n", path);
+	free(s);
+	return j;
+}
+
+static double
+num(const cJSON *o, const char *a, const char *b)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+	if (b)
+		x = cJSON_GetObjectItemCaseSensitive(x, b);
+	return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+/* The shape object called name in an array of shapes (blas "shapes" or kernels). */
+static const cJSON *
+shape(const cJSON *arr, const char *name)
+{
+	const cJSON *s;
+	cJSON_ArrayForEach(s, arr)
+	{
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(s, "name");
+		if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* Seconds OpenBLAS needs for the matrix products of model m's t-token prefill at
+ * `th` threads (0 when a shape is missing). */
+static double
+blas_prefill_seconds(const cJSON *shapes, const char *m, const cJSON *model, int th)
+{
+	const cJSON *sh = cJSON_GetObjectItemCaseSensitive(model, "shape");
+	double layers = num(sh, "layers", NULL), t = num(model, "prefill_tokens", NULL);
+	/* wq wk wv wo w1 w3 w2, by the shape each has */
+	const char *as[] = { "wq", "wk", "wk", "wq", "w1", "w1", "w2" };
+	char key[64], thk[4];
+	snprintf(thk, sizeof thk, "%d", th);
+	double sec = 0;
+	for (int i = 0; i < 7; i++) {
+		snprintf(key, sizeof key, "%s.%s", m, as[i]);
+		const cJSON *s = shape(shapes, key);
+		if (!s && strcmp(as[i], "wk") == 0) { /* wk/wv have wq's shape */
+			snprintf(key, sizeof key, "%s.wq", m);
+			s = shape(shapes, key);
+		}
+		double g = num(s, "sgemm_gflops", thk);
+		if (!s || g <= 0)
+			return 0;
+		sec += layers * 2.0 * t * num(s, "n", NULL) * num(s, "k", NULL) / (g * 1e9);
+	}
+	snprintf(key, sizeof key, "%s.lm", m);
+	const cJSON *lm = shape(shapes, key);
+	double g = num(lm, "sgemv_gflops", thk);
+	if (!lm || g <= 0)
+		return 0;
+	return sec + 2.0 * num(lm, "n", NULL) * num(lm, "k", NULL) / (g * 1e9);
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted file names in dir that start with prefix. */
+static int
+list(const char *dir, const char *prefix, char **names, int max)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < max)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && strstr(e->d_name, ".json"))
+			names[n++] = strdup(e->d_name);
+	if (d)
+		closedir(d);
+	qsort(names, (size_t)n, sizeof *names, by_name);
+	return n;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: bench_report OUT_DIR results.json\n");
+		return 2;
+	}
+	const char *dir = argv[1];
+	cJSON *res = cJSON_CreateObject();
+	char when[64];
+	time_t now = time(NULL);
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	cJSON_AddStringToObject(res, "date", when);
+	cJSON *stream = load(dir, "stream.json"), *blas = load(dir, "blas.json");
+	const cJSON *bshapes = cJSON_GetObjectItemCaseSensitive(blas, "shapes");
+	double bw[3] = { 0, 0, 0 }; /* GB/s by threads */
+	if (stream) {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(stream, "threads");
+		bw[1] = num(t, "1", "gbps_median");
+		bw[2] = num(t, "2", "gbps_median");
+		cJSON_AddItemToObject(res, "bandwidth", stream);
+	}
+	if (blas)
+		cJSON_AddItemToObject(res, "openblas", blas);
+	printf("read bandwidth: %.2f GB/s (1 thread), %.2f GB/s (2 threads)\n", bw[1], bw[2]);
+
+	char *names[64];
+	int nk = list(dir, "kernel-", names, 64);
+	cJSON *kern = cJSON_AddArrayToObject(res, "kernels");
+	if (nk)
+		printf("\n%-10s %6s %6s | %-23s | %-23s\n%-10s %6s %6s | %-23s | %-23s\n", "kernel", "n", "k",
+		       "GEMV GFLOPS elide/blas", "GEMM GFLOPS elide/blas", "", "", "", "  1 thread    2 threads",
+		       "  1 thread    2 threads");
+	for (int i = 0; i < nk; i++) {
+		cJSON *k = load(dir, names[i]);
+		free(names[i]);
+		if (!k)
+			continue;
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(k, "name");
+		const cJSON *b = shape(bshapes, cJSON_IsString(nm) ? nm->valuestring : "");
+		double r[4] = { 0 };
+		for (int th = 1; th <= 2; th++) {
+			char t[4];
+			snprintf(t, sizeof t, "%d", th);
+			double bv = num(b, "sgemv_gflops", t), bm = num(b, "sgemm_gflops", t);
+			r[th - 1] = bv > 0 ? num(k, "gemv_gflops", t) / bv : 0;
+			r[th + 1] = bm > 0 ? num(k, "gemm_gflops", t) / bm : 0;
+		}
+		cJSON *o = cJSON_AddObjectToObject(k, "vs_openblas");
+		cJSON_AddNumberToObject(o, "gemv_1", r[0]);
+		cJSON_AddNumberToObject(o, "gemv_2", r[1]);
+		cJSON_AddNumberToObject(o, "gemm_1", r[2]);
+		cJSON_AddNumberToObject(o, "gemm_2", r[3]);
+		printf("%-10s %6.0f %6.0f | %5.1f %4.2fx %5.1f %4.2fx | %5.1f %4.2fx %5.1f %4.2fx\n", nm->valuestring,
+		       num(k, "n", NULL), num(k, "k", NULL), num(k, "gemv_gflops", "1"), r[0], num(k, "gemv_gflops", "2"),
+		       r[1], num(k, "gemm_gflops", "1"), r[2], num(k, "gemm_gflops", "2"), r[3]);
+		cJSON_AddItemToArray(kern, k);
+	}
+
+	int nm = list(dir, "model-", names, 64);
+	cJSON *models = cJSON_AddArrayToObject(res, "models");
+	if (nm)
+		printf("\n%-5s %3s | %9s %7s %9s | %9s %8s %9s %10s\n", "model", "thr", "decode", "GB/s", "of bw",
+		       "prefill", "GFLOPS", "blas", "of blas");
+	for (int i = 0; i < nm; i++) {
+		cJSON *m = load(dir, names[i]);
+		free(names[i]);
+		if (!m)
+			continue;
+		const char *name = cJSON_GetObjectItemCaseSensitive(m, "name")->valuestring;
+		cJSON *th = cJSON_GetObjectItemCaseSensitive(m, "threads");
+		for (int t = 1; t <= 2; t++) {
+			char key[4];
+			snprintf(key, sizeof key, "%d", t);
+			cJSON *o = cJSON_GetObjectItemCaseSensitive(th, key);
+			double gbps = num(o, "decode_gbps", NULL), frac = bw[t] > 0 ? gbps / bw[t] : 0;
+			double bsec = blas_prefill_seconds(bshapes, name, m, t);
+			double lin = num(m, "prefill_linear_flops", NULL);
+			double bgf = bsec > 0 ? lin / bsec * 1e-9 : 0, pg = num(o, "prefill_linear_gflops", NULL);
+			cJSON_AddNumberToObject(o, "decode_bandwidth_fraction", frac);
+			cJSON_AddNumberToObject(o, "openblas_prefill_linear_gflops", bgf);
+			cJSON_AddNumberToObject(o, "prefill_vs_openblas", bgf > 0 ? pg / bgf : 0);
+			printf("%-5s %3d | %5.1f t/s %7.2f %8.0f%% | %5.0f t/s %8.1f %9.1f %9.0f%%\n", name, t,
+			       num(o, "decode_tokens_per_s", NULL), gbps, 100 * frac, num(o, "prefill_tokens_per_s", NULL), pg,
+			       bgf, bgf > 0 ? 100 * pg / bgf : 0);
+		}
+		cJSON_AddItemToArray(models, m);
+	}
+	if (nm)
+		printf("(decode GB/s: weight bytes per token x tokens/s; of bw: / read bandwidth at the same threads;\n"
+		       " prefill GFLOPS: matrix-product FLOPs / time; blas: OpenBLAS time for the same products)\n");
+	char *text = cJSON_Print(res);
+	FILE *f = fopen(argv[2], "w");
+	if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {
+		perror(argv[2]);
+		return 1;
+	}
+	printf("\nwrote %s\n", argv[2]);
+	free(text);
+	cJSON_Delete(res);
+	return 0;
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# run.sh - `make bench`: the machine's read bandwidth, OpenBLAS at the model shapes,
+# elide's generated kernels at the same shapes, and the examples/llama model compiled
+# at shapes S and M with seeded random weights (decode and prefill, 1 and 2 threads).
+# Prints a table and writes bench/results.json.  Benchmarks, not tests: the figures
+# depend on the machine and its load.
+#   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
+OUT="$BUILD/bench-out"
+ELIDE="$BUILD/tools/elide"
+RTLIB="$BUILD/runtime/libelide_rt.a"
+CC="${CC:-cc}"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+
+NDECODE=200
+NPREFILL=128
+# model shapes (issue 5): NAME DIM LAYERS HEADS KV_HEADS FFN VOCAB CTX
+MODELS=("S 288 6 6 6 768 32000 256" "M 768 12 12 12 2048 32000 1024")
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then MODELS=("${MODELS[0]}"); fi
+
+# The linear shapes of a model, NAME:N:K (W[N, K]); wk/wv only when they differ from wq.
+shapes_of() {
+	local n=$1 d=$2 h=$4 kvh=$5 f=$6 v=$7
+	local kvd=$((kvh * (d / h)))
+	echo "$n.wq:$d:$d"
+	if [[ $kvd != "$d" ]]; then echo "$n.wk:$kvd:$d"; fi
+	echo "$n.w1:$f:$d $n.w2:$d:$f $n.lm:$v:$d"
+}
+SHAPES=()
+for m in "${MODELS[@]}"; do
+	# shellcheck disable=SC2086
+	SHAPES+=($(shapes_of $m))
+done
+
+echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== read bandwidth (sum of a 512 MiB float array)"
+"$BUILD/bench/bench_stream" "$OUT/stream.json" 512 1 2
+
+if [[ -x "$BUILD/bench/bench_blas" ]]; then
+	echo "== OpenBLAS (T = $NPREFILL rows for SGEMM)"
+	(unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; "$BUILD/bench/bench_blas" "$OUT/blas.json" "$NPREFILL" "${SHAPES[@]}")
+else
+	echo "== OpenBLAS: not built (libopenblas-dev missing), skipped"
+fi
+
+# The generated code calls the runtime; objects from a compiler that still carries
+# codegen's stand-in runtime ABI (status E_CHECKSUM = 10) link with that stand-in.
+link_runtime() {
+	local hdr=$1
+	if grep -q '_E_CHECKSUM 10 ' "$hdr" && [[ -f "$ROOT/codegen/rt_standin.c" ]]; then
+		echo "-DCG_RT_ELIDE_NAMES $ROOT/codegen/rt_standin.c $RTLIB"
+	else
+		echo "$RTLIB"
+	fi
+}
+
+if ! "$ELIDE" compile --help >/dev/null 2>&1; then
+	echo "== elide compile is not available yet: generated kernels and models skipped"
+else
+	echo "== elide generated kernels (one-linear model per shape; T = $NPREFILL rows for GEMM)"
+	printf '%-12s %6s %6s  %12s %12s  %12s %12s\n' "elide" n k "gemv 1t" "gemv 2t" "gemm 1t" "gemm 2t"
+	for s in "${SHAPES[@]}"; do
+		IFS=: read -r name n k <<<"$s"
+		dir="$OUT/kern-$name"
+		mkdir -p "$dir"
+		cat >"$dir/kern.elide" <<EOK
+# one linear layer W[$n, $k], for bench/kernel.c
+model kern {
+  const n = $n, k = $k, vocab = 8, ctx = $NPREFILL;
+  weights safetensors {
+    emb: f32[vocab, k] = "emb";
+    w: f32[n, k] = "w";
+  }
+  entry step(token: i32, pos: i32) -> f32[n] {
+    return linear(embed(emb, token), w);
+  }
+  entry forward(tokens: i32[<=ctx]) -> f32[<=ctx, n] {
+    return linear(embed(emb, tokens), w);
+  }
+}
+EOK
+		"$BUILD/bench/bench_mkweights" linear "$dir/kern.safetensors" "$n" "$k" 8 1
+		"$ELIDE" compile "$dir/kern.elide" -w "$dir/kern.safetensors" -o "$dir/out"
+		# shellcheck disable=SC2046
+		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/kernel.c" "$dir/out/kern.o" \
+			$(link_runtime "$dir/out/kern.h") -lpthread -lm -o "$dir/bench_kernel"
+		"$dir/bench_kernel" "$name" "$dir/out/kern.weights" "$NPREFILL" "$OUT/kernel-$name.json"
+		rm -f "$dir/kern.safetensors"
+	done
+
+	echo "== examples/llama compiled at the benchmark shapes ($NDECODE decode steps, $NPREFILL-token prefill)"
+	for m in "${MODELS[@]}"; do
+		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
+		dir="$OUT/model-$name"
+		mkdir -p "$dir"
+		# the example model, unchanged but for its sizes
+		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
+			"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
+		grep -q "const dim = $dim, layers = $layers" "$dir/llama.elide" || {
+			echo "run.sh: could not set the sizes of examples/llama/llama.elide" >&2
+			exit 1
+		}
+		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
+		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
+		rm -f "$dir/llama.safetensors"
+		# weight bytes per decoded token, as the compiler's manifest counts them (step entry)
+		bpt=$(tr -d ' \t\n' <"$dir/out/llama.json" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' |
+			grep -o '[0-9.e+]*$' || echo 0)
+		# shellcheck disable=SC2046
+		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/model.c" "$dir/out/llama.o" \
+			$(link_runtime "$dir/out/llama.h") -lpthread -lm -o "$dir/bench_model"
+		"$dir/bench_model" "$name" "$dir/out/llama.weights" "$NDECODE" "$NPREFILL" "${bpt:-0}" "$OUT/model-$name.json"
+	done
+fi
+
+echo "== summary"
+"$BUILD/bench/bench_report" "$OUT" "$ROOT/bench/results.json"
