@@ -471,6 +471,7 @@ decl_sym(Lower *L, const Ast *w, SymKind kind)
 	return s;
 }
 
+/* witem: IDENT ['[' expr ']'] ':' type '=' STRING ';' */
 static void
 decl_weight(Lower *L, const Ast *w)
 {
@@ -523,6 +524,7 @@ decl_weights(Lower *L, const Ast *list, const char *loopvar)
 
 static void decl_states(Lower *L, const Ast *list, const char *loopvar);
 
+/* sitem: IDENT ['[' expr ']'] ':' 'kvcache' '(' ctx ',' kv_heads ',' head_dim ')' ';' */
 static void
 decl_state(Lower *L, const Ast *st)
 {
@@ -595,6 +597,7 @@ decl_states(Lower *L, const Ast *list, const char *loopvar)
 	}
 }
 
+/* item: 'const' IDENT '=' expr (',' IDENT '=' expr)* ';' (one name) */
 static void
 decl_const(Lower *L, const Ast *c)
 {

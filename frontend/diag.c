@@ -108,6 +108,11 @@ diag_too_many(const Diag *d)
 	return d->nerrors >= DIAG_MAX_ERRORS;
 }
 
+/* Files read stay allocated for the life of the process (diagnostics quote them
+ * until the end); kept here so they stay reachable and leak checkers stay quiet. */
+static SourceFile **read_files;
+static size_t nread_files, capread_files;
+
 SourceFile *
 diag_read_file(const char *path)
 {
@@ -136,6 +141,16 @@ diag_read_file(const char *path)
 	s->path = strdup(path);
 	s->text = buf;
 	s->len = len;
+	if (nread_files == capread_files) {
+		size_t cap = capread_files ? 2 * capread_files : 8;
+		SourceFile **grown = realloc(read_files, cap * sizeof *grown);
+		if (grown) {
+			read_files = grown;
+			capread_files = cap;
+		}
+	}
+	if (nread_files < capread_files)
+		read_files[nread_files++] = s;
 	return s;
 }
 

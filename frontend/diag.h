@@ -42,7 +42,8 @@ void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(pri
 void diag_verror(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap);
 bool diag_too_many(const Diag *d); /* true once DIAG_MAX_ERRORS were reported */
 
-/* Reads a whole file; NULL (errno set) on failure. */
+/* Reads a whole file; NULL (errno set) on failure.  The file stays allocated for the
+ * life of the process (callers need not free it; diagnostics may quote it). */
 SourceFile *diag_read_file(const char *path);
 
 /* Internal compiler errors: bugs, never bad input. */

@@ -20,6 +20,7 @@
 
 static void lower_stmts(Lower *L, const Ast *list);
 
+/* stmt: IDENT '=' expr ';' -- binds (or rebinds) a name of the frame */
 static void
 lower_assign(Lower *L, const Ast *s)
 {
@@ -42,6 +43,8 @@ lower_assign(Lower *L, const Ast *s)
 		L->f->vals[v].name = arena_strdup(&L->m->arena, s->name);
 }
 
+/* stmt: 'for' IDENT 'in' expr '..' expr block -- unrolled; the outermost loop of an
+ * entry is a layer loop that stamps Op.layer */
 static void
 lower_for(Lower *L, const Ast *s)
 {
@@ -94,6 +97,7 @@ lower_for(Lower *L, const Ast *s)
 	L->loop_depth--;
 }
 
+/* block: '{' stmt* '}' */
 static void
 lower_stmts(Lower *L, const Ast *list)
 {
@@ -316,6 +320,7 @@ entry_kind(Lower *L, const Ast *e, const Type *ts, FuncKind *kind)
 	return true;
 }
 
+/* item: 'entry' IDENT '(' params ')' '->' type block */
 static void
 lower_entry(Lower *L, const Ast *e)
 {
@@ -533,7 +538,12 @@ fe_lower(const Ast *file, const char *policy, Diag *d)
 		}
 	}
 	if (policy && strcmp(policy, "dense") != 0 && !chosen && d->nerrors == before) {
-		diag_error(d, (Loc){ 0 }, "unknown policy '%s'", policy);
+		char names[512] = "";
+		size_t n = 0;
+		for (const Ast *it = file->kids; it && n + 80 < sizeof names; it = it->next)
+			if (it->kind == AST_POLICY)
+				n += (size_t)snprintf(names + n, sizeof names - n, ", '%.60s'", it->name);
+		diag_error(d, (Loc){ 0 }, "unknown policy '%s' (the file has 'dense'%s)", policy, names);
 	}
 	if (d->nerrors != before) {
 		ir_free_module(m);
@@ -542,10 +552,17 @@ fe_lower(const Ast *file, const char *policy, Diag *d)
 	return m;
 }
 
+/* Sources handed to a Diag must outlive it; they are kept here for the life of the
+ * process (reachable, so leak checkers stay quiet). */
+static SourceFile **kept_sources;
+static size_t nkept, capkept;
+
 Module *
 fe_load_text(const char *path, const char *text, size_t len, const char *policy, Diag *d)
 {
 	SourceFile *src = xcalloc(1, sizeof *src);
+	VEC_PUSH(kept_sources, nkept, capkept);
+	kept_sources[nkept++] = src;
 	char *copy = xmalloc(len + 1);
 	memcpy(copy, text, len);
 	copy[len] = '\0';
@@ -567,9 +584,5 @@ fe_load(const char *path, const char *policy, Diag *d)
 		diag_error(d, (Loc){ 0 }, "cannot read '%s'", path);
 		return NULL;
 	}
-	Module *m = fe_load_text(path, src->text, src->len, policy, d);
-	free((char *)src->text);
-	free((char *)src->path);
-	free(src);
-	return m;
+	return fe_load_text(path, src->text, src->len, policy, d);
 }

@@ -237,6 +237,7 @@ state_arg(Lower *L, const Ast *e)
 	return s->slots[idx];
 }
 
+/* attention(q, k, v, CACHE, pos, heads[, kv_heads]) | attention(q, k, v, heads = H[, kv_heads = K]) */
 static ValueId
 lower_attention(Lower *L, const Ast *call, const CallArgs *ca, ValueId *v)
 {
@@ -357,6 +358,7 @@ lower_op(Lower *L, const Ast *call, const OpSpec *sp)
 	return lw_emit(L, sp->code, v, (uint32_t)nval, ia, fa, call->loc);
 }
 
+/* call: IDENT '(' [arg (',' arg)*] ')' -- an op, or a fn to inline */
 static ValueId
 lower_call(Lower *L, const Ast *call)
 {
@@ -448,6 +450,7 @@ lower_name(Lower *L, const Ast *e)
 	return IR_NO_VALUE;
 }
 
+/* expr: expr ('+' | '-' | '*' | '/') expr */
 static ValueId
 lower_binary(Lower *L, const Ast *e)
 {

@@ -427,6 +427,8 @@ static const OptSpec quest_opts[] = { { "page", V_POW2, 1, NULL }, { "budget", V
 static const OptSpec topk_opts[] = { { "block", V_POW2, 1, NULL }, { "topk", V_INT, 1, NULL }, { 0 } };
 static const OptSpec coverage_opts[] = { { "gamma", V_UNIT, 0, NULL }, { "block", V_POW2, 1, NULL }, { 0 } };
 
+/* 'prune' UNIT ('keep' K | 'score' S | 'layers' a..b | 'multiple' N | 'protect' P |
+ *          'calibrate' "file" | 'tokens' N)* */
 static void
 verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 {
@@ -465,6 +467,7 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 }
 
+/* 'drop' 'layers' (a..b | a, b, ...) */
 static void
 verb_drop(Ctx *c, PolicyStmt *s, const Ast *w)
 {
@@ -491,6 +494,9 @@ verb_drop(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 }
 
+/* 'skip' ( 'schedule' linear(n_max, n_min, ctx)
+ *        | 'ffn' 'when' cos(in, out) '>' T ('warmup' N | 'cold' L, ... | 'layers' a..b)*
+ *        | 'layers' 'from' 'router' ('buckets' N | 'calibrate' "file")* ) */
 static void
 verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
 {
@@ -586,6 +592,8 @@ verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 }
 
+/* 'exit' ('at' L, ... | 'head' FN | 'measure' M | 'threshold' T | 'decay' TAU |
+ *         'patience' N | 'kv' propagate|none)* */
 static void
 verb_exit(Ctx *c, PolicyStmt *s, const Ast *w)
 {
@@ -611,6 +619,9 @@ verb_exit(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 }
 
+/* 'attend' ( 'decode' [quest(page P, budget B)] ('sinks' S | 'window' W | 'dense_layers' L, ...)*
+ *          | 'prefill' (block_topk(block B, topk K) | 'coverage' 'gamma' G ['block' B])
+ *            ('dense_layers' L, ... | 'min_tokens' N)* ) */
 static void
 verb_attend(Ctx *c, PolicyStmt *s, const Ast *w)
 {

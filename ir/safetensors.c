@@ -63,6 +63,12 @@ cmp_begin(const void *a, const void *b)
 	return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
 }
 
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(const StTensor *const *)a)->name, (*(const StTensor *const *)b)->name);
+}
+
 static bool
 parse_entry(const cJSON *e, StTensor *t, uint64_t datasize, char *err, size_t nerr)
 {
@@ -165,13 +171,6 @@ st_parse(StFile *f, char *err, size_t nerr)
 			continue;
 		if (strcmp(e->string, "__metadata__") == 0)
 			continue;
-		for (uint32_t i = 0; i < f->ntensors; i++)
-			if (strcmp(f->tensors[i].name, e->string) == 0) {
-				ok = fail(err, nerr, "tensor '%s' is declared twice", e->string);
-				break;
-			}
-		if (!ok)
-			break;
 		StTensor *t = &f->tensors[f->ntensors];
 		t->name = e->string; /* replaced by a copy below */
 		if (!parse_entry(e, t, datasize, err, nerr)) {
@@ -184,10 +183,15 @@ st_parse(StFile *f, char *err, size_t nerr)
 	cJSON_Delete(root);
 	if (!ok)
 		return false;
-	/* 5. overlap check on the ranges sorted by start; empty tensors overlap nothing */
+	/* 4b. unique names: sorted by name, duplicates are neighbours */
 	const StTensor **by = xcalloc(f->ntensors + 1, sizeof *by);
 	for (uint32_t i = 0; i < f->ntensors; i++)
 		by[i] = &f->tensors[i];
+	qsort(by, f->ntensors, sizeof *by, cmp_name);
+	for (uint32_t i = 1; i < f->ntensors && ok; i++)
+		if (strcmp(by[i - 1]->name, by[i]->name) == 0)
+			ok = fail(err, nerr, "tensor '%s' is declared twice", by[i]->name);
+	/* 5. overlap check on the ranges sorted by start; empty tensors overlap nothing */
 	qsort(by, f->ntensors, sizeof *by, cmp_begin);
 	const StTensor *prev = NULL;
 	for (uint32_t i = 0; i < f->ntensors && ok; i++) {
