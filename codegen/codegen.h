@@ -78,6 +78,7 @@ typedef struct CgFuse {       /* per op of a function */
 	int32_t unary;            /* op index of the epilogue unary op (silu, gelu, tanh, scale) or -1 */
 	int32_t binary;           /* op index of the epilogue binary op (add, sub, mul) or -1 */
 	bool bin_swap;            /* binary operand order: other OP acc instead of acc OP other */
+	bool other_row;           /* the other operand is one row [N] added to every row (bias) */
 	ValueId other;            /* operand of the epilogue binary op */
 	ValueId out;              /* value the op (with its epilogue) finally defines */
 } CgFuse;

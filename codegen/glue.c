@@ -260,7 +260,8 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	st(g, LLVMGetParam(spf, 2), at(g, ctx, CG_CTX_POOL));
 	LLVMBuildRetVoid(g->b);
 
-	/* int NAME_set_threads(NAME_ctx *, int n): n <= 1 serial; else a runtime pool */
+	/* int NAME_set_threads(NAME_ctx *, int n): 1 serial, n > 1 a runtime pool of n
+	 * threads, 0 the ELIDE_THREADS environment variable (elide_pool_create(0)) */
 	LLVMTypeRef pti[2] = { g->ptr, g->i32 };
 	LLVMValueRef sth = begin(g, "set_threads", g->i32, pti, 2);
 	ctx = LLVMGetParam(sth, 0);
@@ -277,7 +278,8 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_PFOR));
 		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_POOL));
 		LLVMValueRef nt = LLVMGetParam(sth, 1);
-		ret_if(g, LLVMBuildICmp(g->b, LLVMIntSLE, nt, k32(g, 1), ""), k32(g, ELIDE_OK));
+		ret_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, nt, k32(g, 0), ""), k32(g, ELIDE_ERR_ARG));
+		ret_if(g, LLVMBuildICmp(g->b, LLVMIntEQ, nt, k32(g, 1), ""), k32(g, ELIDE_OK));
 		LLVMTypeRef ip[1] = { g->i32 };
 		LLVMValueRef np = call(g, "elide_pool_create", g->ptr, ip, &nt, 1);
 		ret_if(g, LLVMBuildIsNull(g->b, np, ""), k32(g, ELIDE_ERR_NOMEM));

@@ -99,7 +99,7 @@ cg_header_text(const CgResult *r)
 	put(&b, "int %s_load_weights_mem(%s_ctx *ctx, const void *blob, size_t size);\n", n, n);
 	put(&b, "/* Clears the state (KV caches): a new sequence starts at position 0. */\n");
 	put(&b, "int %s_reset(%s_ctx *ctx);\n", n, n);
-	put(&b, "/* Threads for the kernels: n <= 1 runs serially, else a runtime pool of n threads. */\n");
+	put(&b, "/* Threads for the kernels: 1 serial (the default), n > 1 a runtime pool of n threads,\n * 0 as many as ELIDE_THREADS says.  Results do not depend on the count. */\n");
 	put(&b, "int %s_set_threads(%s_ctx *ctx, int n);\n", n, n);
 	put(&b, "/* Installs the caller's parallel-for (NULL: serial). */\n");
 	put(&b, "void %s_set_parallel_for(%s_ctx *ctx, %s_parallel_for_fn fn, void *pool);\n", n, n, n);

@@ -24,6 +24,7 @@ typedef struct Lin {
 	const Op *unary;          /* epilogue ops or NULL */
 	const Op *binary;
 	bool swap;
+	bool other_row;           /* the other operand is one row for all rows */
 } Lin;
 
 static LLVMValueRef
@@ -97,7 +98,8 @@ store_rows(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef *acc, int rows, LLV
 			LLVMValueRef off = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, row, cg_i64(g, L->n), ""),
 			                                LLVMBuildMul(g->b, p, cg_i64(g, L->nr), ""), "");
 			LLVMValueRef yrow = cg_gep(g, g->f32, y, off);
-			LLVMValueRef orow = L->binary ? cg_gep(g, g->f32, other, off) : NULL;
+			LLVMValueRef ooff = L->other_row ? LLVMBuildMul(g->b, p, cg_i64(g, L->nr), "") : off;
+			LLVMValueRef orow = L->binary ? cg_gep(g, g->f32, other, ooff) : NULL;
 			store_row(g, L, acc + r * L->nvec, yrow, orow, last);
 		}
 		if (passes == 2)
@@ -183,9 +185,9 @@ static LLVMValueRef
 linear_task(Cg *g, const Lin *L, bool gemv)
 {
 	char key[256];
-	snprintf(key, sizeof key, "linear.%s.%lld.%lld.u%d.%g.b%d%d", gemv ? "gemv" : "gemm", (long long)L->n,
+	snprintf(key, sizeof key, "linear.%s.%lld.%lld.u%d.%g.b%d%d%d", gemv ? "gemv" : "gemm", (long long)L->n,
 	         (long long)L->k, L->unary ? (int)L->unary->code * 4 + (int)L->unary->ia[0] : -1,
-	         L->unary ? L->unary->fa[0] : 0.0, L->binary ? (int)L->binary->code : -1, L->swap);
+	         L->unary ? L->unary->fa[0] : 0.0, L->binary ? (int)L->binary->code : -1, L->swap, L->other_row);
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
@@ -252,7 +254,7 @@ linear_computed(Cg *g, const Op *op, const CgFuse *fu)
 	if (fu->unary >= 0)
 		v = cg_unary(g, &f->ops[fu->unary], v);
 	if (fu->binary >= 0) {
-		LLVMValueRef o = cg_load(g, g->f32, cg_gep(g, g->f32, other, at), 4);
+		LLVMValueRef o = cg_load(g, g->f32, cg_gep(g, g->f32, other, fu->other_row ? ln.iv : at), 4);
 		Opcode c = f->ops[fu->binary].code;
 		v = fu->bin_swap ? cg_binary(g, c, o, v) : cg_binary(g, c, v, o);
 	}
@@ -280,6 +282,7 @@ cg_lower_linear(Cg *g, uint32_t opi)
 	L.unary = fu->unary >= 0 ? &f->ops[fu->unary] : NULL;
 	L.binary = fu->binary >= 0 ? &f->ops[fu->binary] : NULL;
 	L.swap = fu->bin_swap;
+	L.other_row = fu->other_row;
 	bool gemv = !xt.dyn0 && cg_static_rows(xt) == 1;
 	LLVMValueRef task = linear_task(g, &L, gemv);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));

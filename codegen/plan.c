@@ -2,7 +2,9 @@
  * Algorithm:
  *   1. Fusion: a linear whose only user is a unary elementwise op (silu, gelu, tanh,
  *      scale) takes it as an epilogue; then, if the result's only user is add, sub or
- *      mul with an operand defined before the linear, that op too.  Folded ops are
+ *      mul with an operand defined before the linear (of the same shape, or one row
+ *      broadcast to every row: a bias; params and arguments are always ready), that op
+ *      too.  Folded ops are
  *      marked `skip`; the linear then defines the last folded op's value.
  *   2. Liveness: a buffer is live from the op that writes it to its last use.
  *   3. Offsets: values in definition order, first fit into the gaps left by buffers
@@ -58,9 +60,13 @@ plan_fusion(const Func *f, CgPlan *p, const uint32_t *nuses, const uint32_t *use
 			    && ir_type_eq(f->vals[u->dst].type, t)) {
 				bool swap = u->args[1] == cur;
 				ValueId o = swap ? u->args[0] : u->args[1];
-				if (o != cur && ir_type_eq(f->vals[o].type, t) && f->vals[o].def < i) {
+				Type ot = f->vals[o].type;
+				bool row = ot.rank == 1 && !ot.dyn0 && ot.dims[0] == cg_cols(t) && t.rank >= 2;
+				bool ready = f->vals[o].def < i || (ir_op_flags[f->ops[f->vals[o].def].code] & OPF_LEAF);
+				if (o != cur && (ir_type_eq(ot, t) || row) && ready) {
 					p->fuse[i].binary = (int32_t)user[cur];
 					p->fuse[i].bin_swap = swap;
+					p->fuse[i].other_row = row && !ir_type_eq(ot, t);
 					p->fuse[i].other = o;
 					p->fuse[user[cur]].skip = true;
 					cur = u->dst;

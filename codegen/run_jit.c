@@ -61,9 +61,8 @@ cg_run_open(Module *m, char *err, size_t nerr)
 	run->destroy = (void (*)(void *))cg_jit_lookup(run->j, "destroy");
 	run->ctx = create ? create() : NULL;
 	int st = run->ctx ? load(run->ctx, run->r->blob, run->r->blob_size) : ELIDE_ERR_NOMEM;
-	const char *env = getenv("ELIDE_THREADS");
-	if (st == ELIDE_OK && env && atoi(env) > 1)
-		st = threads(run->ctx, atoi(env));
+	if (st == ELIDE_OK && getenv("ELIDE_THREADS"))
+		st = threads(run->ctx, 0); /* the pool reads ELIDE_THREADS */
 	if (st != ELIDE_OK) {
 		snprintf(err, nerr, "cannot set up the compiled model (status %d)", st);
 		cg_run_close(run);

@@ -118,6 +118,7 @@ hostile(const char *weights, const char *other)
 	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_OK);
 	CHECK(llama_reset(ctx) == LLAMA_OK);
 	CHECK(llama_reset(NULL) == LLAMA_ERR_ARG);
+	CHECK(llama_set_threads(ctx, -1) == LLAMA_ERR_ARG);
 	CHECK(llama_init(NULL, LLAMA_CTX_SIZE) == NULL);
 	static _Alignas(64) unsigned char small[128];
 	CHECK(llama_init(small, sizeof small) == NULL);
