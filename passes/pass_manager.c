@@ -142,7 +142,9 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 bool
 pass_run_default(Module *m, Diag *d)
 {
-	return pass_shape_infer(m, d) && pass_const_fold(m, d) && pass_cse(m, d) && pass_dce(m, d);
+	/* the policy's compile-time passes first: they change shapes and layers */
+	return pass_prune_structured(m, d) && pass_shape_infer(m, d) && pass_const_fold(m, d) && pass_cse(m, d)
+	       && pass_dce(m, d);
 }
 
 /* Follows replacements to their end (bounded: a cycle is a bug). */

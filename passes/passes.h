@@ -44,7 +44,8 @@ typedef struct PassOptions {
  * Unknown names are reported before anything runs.  Returns false after an error. */
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
-/* The default pipeline: shape inference, constant folding, CSE, DCE. */
+/* The default pipeline: the policy's structured pruning, then shape inference,
+ * constant folding, CSE, DCE. */
 bool pass_run_default(Module *m, Diag *d);
 
 /* Rebuilds f keeping the ops with keep[i] (all when keep is NULL) and replacing every

@@ -46,7 +46,7 @@ layer_states(Module *m, PruneStmt *ps, Diag *d, PruneCalib *cal)
 	prune_groups_free(&g);
 	int32_t *tok = NULL;
 	int64_t ntok = 0;
-	ok = ok && prune_need_data(m, d, ps->loc) && prune_stmt_tokens(ps, d, &tok, &ntok);
+	ok = ok && prune_stmt_tokens(ps, d, &tok, &ntok) && prune_need_data(m, d, ps->loc);
 	if (ok) {
 		char err[512];
 		ok = prune_calibrate(m, ref, tok, ntok, NULL, ops, (uint32_t)L + 1, cal, err, sizeof err);

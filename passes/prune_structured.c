@@ -189,12 +189,12 @@ pass_prune_structured(Module *m, Diag *d)
 		bool r = ps.unit == PU_LAYER ? prune_layers(m, &ps, d) : prune_width(m, &ps, d);
 		ok &= r;
 		changed |= ps.changed;
-	}
-	if (ok && changed) {
+		/* the next statement calibrates on the module this one left */
 		char err[256];
-		if (!prune_retype(m, err, sizeof err)) {
-			diag_error(d, p->loc, "internal error: pruned module does not type-check: %s", err);
+		if (r && ps.changed && !prune_retype(m, err, sizeof err)) {
+			diag_error(d, s->loc, "internal error: pruned module does not type-check: %s", err);
 			ok = false;
+			break;
 		}
 	}
 	if (ok && changed) {

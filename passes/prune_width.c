@@ -316,13 +316,14 @@ prune_width(Module *m, PruneStmt *ps, Diag *d)
 		cut |= t[k].keep < t[k].width;
 	PruneCalib cal = { 0 };
 	bool have_cal = false;
+	int32_t *tok = NULL;
+	int64_t ntok = 0;
+	if (ok && cut && ps->score == PS_ACT)
+		ok = prune_stmt_tokens(ps, d, &tok, &ntok);
 	if (ok && cut)
 		ok = prune_need_data(m, d, ps->loc);
 	if (ok && cut && ps->score == PS_ACT) {
-		int32_t *tok;
-		int64_t ntok;
-		ok = prune_stmt_tokens(ps, d, &tok, &ntok);
-		if (ok) {
+		{
 			bool *watch = xcalloc(ref->nops + 1, 1);
 			for (uint32_t k = 0; k < nt; k++) {
 				watch[t[k].ffn ? t[k].f.in_op : t[k].a.in_op] = true;
@@ -334,9 +335,9 @@ prune_width(Module *m, PruneStmt *ps, Diag *d)
 				diag_error(d, ps->score_loc, "calibration failed: %s", err);
 			have_cal = true;
 			free(watch);
-			free(tok);
 		}
 	}
+	free(tok);
 	/* step 3 */
 	for (uint32_t k = 0; k < nt && ok; k++) {
 		if (t[k].keep >= t[k].width)
