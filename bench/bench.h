@@ -161,7 +161,7 @@ static inline void
 bj_num(BenchJson *j, const char *k, double v)
 {
 	bj_key(j, k);
-	fprintf(j->f, "%.6g", v);
+	fprintf(j->f, "%.10g", v);
 }
 
 static inline void

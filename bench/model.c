@@ -5,7 +5,8 @@
  * of one NPREFILL-token prefill, medians of BENCH_RUNS runs; with the weight bytes
  * touched per decoded token (from the manifest, or computed from the shapes) it
  * reports the decode read rate in GB/s.  The machine may be shared, so each decode
- * run is paired with a read-bandwidth run just before it (same thread count) and each
+ * run is paired with the best of three read-bandwidth runs just before it (same
+ * thread count) and each
  * prefill run with OpenBLAS doing the same matrix products just after it (when built
  * with -DBENCH_OPENBLAS); the ratios are medians of the per-run ratios.
  * Usage: bench_model NAME llama.weights NDECODE NPREFILL WEIGHT_BYTES_PER_TOKEN OUT.json */
@@ -192,7 +193,12 @@ main(int argc, char **argv)
 		check(llama_reset(ctx), "reset");
 		check(llama_prefill(ctx, toks, npre, 0, logits), "prefill");
 		for (int r = 0; r < BENCH_RUNS; r++) {
-			bw[r] = bench_read_gbps(bwpool, bwa, nbw, NULL);
+			/* the best of three reads: the bandwidth the machine offers right now */
+			bw[r] = 0;
+			for (int k = 0; k < 3; k++) {
+				double g = bench_read_gbps(bwpool, bwa, nbw, NULL);
+				bw[r] = g > bw[r] ? g : bw[r];
+			}
 			check(llama_reset(ctx), "reset");
 			t0 = bench_seconds();
 			int32_t tok = toks[0];
@@ -215,6 +221,11 @@ main(int argc, char **argv)
 #endif
 		}
 		elide_pool_destroy(bwpool);
+		double dbest = 0, pbest = 0;
+		for (int r = 0; r < BENCH_RUNS; r++) {
+			dbest = dec[r] > dbest ? dec[r] : dbest;
+			pbest = pre[r] > pbest ? pre[r] : pbest;
+		}
 		double d = bench_median(dec, BENCH_RUNS), p = bench_median(pre, BENCH_RUNS);
 		double b = bench_median(bw, BENCH_RUNS), fr = bench_median(frac, BENCH_RUNS);
 		double bg = bench_median(bl, BENCH_RUNS), br = bench_median(blr, BENCH_RUNS);
@@ -224,7 +235,9 @@ main(int argc, char **argv)
 		bj_num(&j, "decode_tokens_per_s", d);
 		bj_num(&j, "decode_gbps", d * bpt * 1e-9);
 		bj_num(&j, "decode_gflops", d * ((lin - 2.0 * LLAMA_VOCAB * LLAMA_DIM) / npre + 2.0 * LLAMA_VOCAB * LLAMA_DIM) * 1e-9);
+		bj_num(&j, "decode_tokens_per_s_best", dbest);
 		bj_num(&j, "prefill_tokens_per_s", p);
+		bj_num(&j, "prefill_tokens_per_s_best", pbest);
 		bj_num(&j, "prefill_linear_gflops", p / npre * lin * 1e-9);
 		bj_num(&j, "prefill_gflops", p / npre * (lin + attn) * 1e-9);
 		bj_num(&j, "paired_read_gbps", b);

@@ -215,8 +215,8 @@ main(int argc, char **argv)
 		cJSON_AddItemToArray(models, m);
 	}
 	if (nm)
-		printf("(decode GB/s: weight bytes per token (manifest) x tokens/s; bw: read bandwidth measured just\n"
-		       " before each decode run, same threads; of bw: median of the per-run ratios.  prefill GFLOPS:\n"
+		printf("(decode GB/s: weight bytes per token (manifest) x tokens/s; bw: read bandwidth (best of 3)\n"
+		       " just before each decode run, same threads; of bw: median of the per-run ratios.  prefill GFLOPS:\n"
 		       " matrix-product FLOPs / time; blas: OpenBLAS doing the same products right after each\n"
 		       " prefill run, same threads; of blas: median of the per-run ratios)\n");
 	char *text = cJSON_Print(res);

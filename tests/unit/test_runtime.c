@@ -78,17 +78,29 @@ Test(rt_checksum, every_length_and_bit)
 
 Test(rt_checksum, speed)
 {
-	/* hundreds of MB/s at the very least, even in a sanitizer build */
-	size_t n = 64u << 20;
+	/* best of three over 32 MiB: hundreds of MB/s in an optimised build (it runs at
+	 * GB/s); only a sanity floor in unoptimised or sanitizer builds */
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__)
+	const double floor_mbs = 300;
+#else
+	const double floor_mbs = 30;
+#endif
+	size_t n = 32u << 20;
 	unsigned char *b = malloc(n);
 	memset(b, 0x5a, n);
-	uint64_t t0 = elide_now_ns();
-	volatile uint64_t h = elide_checksum(b, n);
-	double s = (double)(elide_now_ns() - t0) * 1e-9;
-	(void)h;
+	double best = 1e9;
+	for (int r = 0; r < 3; r++) {
+		uint64_t t0 = elide_now_ns();
+		volatile uint64_t h = elide_checksum(b, n);
+		(void)h;
+		double s = (double)(elide_now_ns() - t0) * 1e-9;
+		if (s < best)
+			best = s;
+	}
 	free(b);
-	cr_log_info("checksum: %.0f MB/s", (double)n / s / 1e6);
-	cr_assert_lt(s, 1.0, "64 MiB took %.3f s", s);
+	double mbs = (double)n / best / 1e6;
+	cr_log_info("checksum: %.0f MB/s", mbs);
+	cr_assert_geq(mbs, floor_mbs, "checksum at %.0f MB/s", mbs);
 }
 
 #define MODEL 0x1234abcd5678ef01ull
