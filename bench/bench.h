@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "runtime/elide_rt.h"
 
@@ -44,6 +45,18 @@ bench_reps(double once, double target)
 		return 1000000;
 	double r = target / once;
 	return r < 1 ? 1 : r > 1e7 ? 10000000 : (long)r;
+}
+
+/* After an OpenBLAS call with several threads: OpenBLAS's worker threads spin for a
+ * while (about 2^28 cycles) before they sleep, and would compete with the next
+ * measured run for the cores; wait them out. */
+static inline void
+bench_settle(int threads)
+{
+	if (threads > 1) {
+		struct timespec ts = { 0, 250 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* ---- read bandwidth: a float array summed in contiguous slices over a pool ---- */

@@ -4,7 +4,8 @@
  * at 1 and 2 threads, medians of BENCH_RUNS runs of about 50 ms.  Built with
  * -DBENCH_OPENBLAS it alternates each run with OpenBLAS doing the same product
  * (SGEMV / SGEMM, same thread count), so that both see the same machine load; the
- * ratio is the median of the per-run ratios.
+ * ratio is the median of the per-run ratios (after each OpenBLAS run with threads,
+ * a pause lets its spinning threads go to sleep before elide runs).
  * Usage: bench_kernel NAME kern.weights T OUT.json */
 #include "bench/bench.h"
 #include "kern.h"
@@ -15,6 +16,7 @@
 #define RUN_SECONDS 0.05
 
 static kern_ctx *ctx;
+static int nthreads;
 static int32_t toks[KERN_CTX];
 static float *out, *w, *x;
 
@@ -65,8 +67,11 @@ measure(int gemm, int t, int nimpl, double res[3])
 	long reps[2] = { calibrate(0, gemm, t), nimpl > 1 ? calibrate(1, gemm, t) : 0 };
 	double g[2][BENCH_RUNS], ratio[BENCH_RUNS];
 	for (int r = 0; r < BENCH_RUNS; r++) {
-		for (int i = 0; i < nimpl; i++)
+		for (int i = 0; i < nimpl; i++) {
 			g[i][r] = run(i, gemm, t, reps[i]);
+			if (i == 1)
+				bench_settle(nthreads);
+		}
 		ratio[r] = nimpl > 1 ? g[0][r] / g[1][r] : 0;
 	}
 	res[0] = bench_median(g[0], BENCH_RUNS);
@@ -108,6 +113,7 @@ main(int argc, char **argv)
 #endif
 	double gv[2][3], gm[2][3];
 	for (int th = 1; th <= 2; th++) {
+		nthreads = th;
 		if (kern_set_threads(ctx, th) != KERN_OK) {
 			fprintf(stderr, "bench_kernel: set_threads(%d) failed\n", th);
 			return 1;

@@ -185,6 +185,7 @@ main(int argc, char **argv)
 #ifdef BENCH_OPENBLAS
 		openblas_set_num_threads(th);
 		blas_prefill(&blas, npre);
+		bench_settle(th);
 #endif
 		/* warm-up: one short decode and one prefill (page faults, pool start) */
 		check(llama_reset(ctx), "reset");
@@ -192,6 +193,8 @@ main(int argc, char **argv)
 			check(llama_step(ctx, toks[i], i, logits), "step");
 		check(llama_reset(ctx), "reset");
 		check(llama_prefill(ctx, toks, npre, 0, logits), "prefill");
+		/* decode runs first: OpenBLAS's threads keep spinning for a while after a call
+		 * and would take the second core from the decode runs */
 		for (int r = 0; r < BENCH_RUNS; r++) {
 			/* the best of three reads: the bandwidth the machine offers right now */
 			bw[r] = 0;
@@ -207,17 +210,20 @@ main(int argc, char **argv)
 				tok = elide_sample_argmax(logits, LLAMA_VOCAB);
 			}
 			dec[r] = ndec / (bench_seconds() - t0);
+			frac[r] = dec[r] * bpt * 1e-9 / bw[r];
+		}
+		for (int r = 0; r < BENCH_RUNS; r++) {
 			check(llama_reset(ctx), "reset");
 			t0 = bench_seconds();
 			check(llama_prefill(ctx, toks, npre, 0, logits), "prefill");
 			double pt = bench_seconds() - t0;
 			pre[r] = npre / pt;
-			frac[r] = dec[r] * bpt * 1e-9 / bw[r];
 			bl[r] = blr[r] = 0;
 #ifdef BENCH_OPENBLAS
 			double bt = blas_prefill(&blas, npre);
 			bl[r] = lin / bt * 1e-9;
 			blr[r] = bt / pt;
+			bench_settle(th);
 #endif
 		}
 		elide_pool_destroy(bwpool);

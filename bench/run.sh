@@ -50,17 +50,6 @@ else
 	echo "== OpenBLAS: not built (libopenblas-dev missing), skipped"
 fi
 
-# The generated code calls the runtime; objects from a compiler that still carries
-# codegen's stand-in runtime ABI (status E_CHECKSUM = 10) link with that stand-in.
-link_runtime() {
-	local hdr=$1
-	if grep -q '_E_CHECKSUM 10 ' "$hdr" && [[ -f "$ROOT/codegen/rt_standin.c" ]]; then
-		echo "-DCG_RT_ELIDE_NAMES $ROOT/codegen/rt_standin.c $RTLIB"
-	else
-		echo "$RTLIB"
-	fi
-}
-
 if ! "$ELIDE" compile --help >/dev/null 2>&1; then
 	echo "== elide compile is not available yet: generated kernels and models skipped"
 else
@@ -89,9 +78,9 @@ model kern {
 EOK
 		"$BUILD/bench/bench_mkweights" linear "$dir/kern.safetensors" "$n" "$k" 8 1
 		"$ELIDE" compile "$dir/kern.elide" -w "$dir/kern.safetensors" -o "$dir/out"
-		# shellcheck disable=SC2046
+		# shellcheck disable=SC2086
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/kernel.c" "$dir/out/kern.o" \
-			$(link_runtime "$dir/out/kern.h") $BLASFLAGS -lpthread -lm -o "$dir/bench_kernel"
+			"$RTLIB" $BLASFLAGS -lpthread -lm -o "$dir/bench_kernel"
 		"$dir/bench_kernel" "$name" "$dir/out/kern.weights" "$NPREFILL" "$OUT/kernel-$name.json"
 		rm -f "$dir/kern.safetensors"
 	done
@@ -114,9 +103,9 @@ EOK
 		# weight bytes per decoded token, as the compiler's manifest counts them (step entry)
 		bpt=$(tr -d ' \t\n' <"$dir/out/llama.json" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' |
 			grep -o '[0-9.e+]*$' || echo 0)
-		# shellcheck disable=SC2046
+		# shellcheck disable=SC2086
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/model.c" "$dir/out/llama.o" \
-			$(link_runtime "$dir/out/llama.h") $BLASFLAGS -lpthread -lm -o "$dir/bench_model"
+			"$RTLIB" $BLASFLAGS -lpthread -lm -o "$dir/bench_model"
 		"$dir/bench_model" "$name" "$dir/out/llama.weights" "$NDECODE" "$NPREFILL" "${bpt:-0}" "$OUT/model-$name.json"
 	done
 fi
