@@ -34,7 +34,7 @@ lower_assign(Lower *L, const Ast *s)
 	if (!ls && ms) {
 		diag_error(L->d, s->loc, "'%s' is a %s of the model; choose another name", s->name, lw_sym_what(ms->kind));
 		diag_note(L->d, ms->loc, "'%s' is defined here", s->name);
-		return;
+		/* bind it anyway, so later uses see the value the user meant */
 	}
 	if (!ls)
 		ls = lw_push_local(L, s->name, s->loc);

@@ -151,6 +151,13 @@ static const Ast *
 read_value(Ctx *c, const OptSpec *sp, const Ast *w, PolicyVal *v)
 {
 	const char *k = sp->key;
+	if (is_word(w, '-', NULL) && is_word(w->next, 'n', NULL) && w->next->loc.col == w->loc.end_col) {
+		/* a negative number: one word from '-' and the number after it */
+		Ast *neg = ast_word(c->ar, w->loc, 'n', NULL, -w->next->num, w->next->is_int);
+		neg->loc.end_col = w->next->loc.end_col;
+		neg->next = w->next->next;
+		w = neg;
+	}
 	switch (sp->kind) {
 	case V_KEEP:
 		if (!is_word(w, 'n', NULL)) {
@@ -205,12 +212,22 @@ read_value(Ctx *c, const OptSpec *sp, const Ast *w, PolicyVal *v)
 		if (sp->kind == V_UNIT && !(w->num >= 0 && w->num <= 1)) {
 			diag_error(c->d, w->loc, "%s must be in [0, 1], saw %g", k, w->num);
 			c->ok = false;
+		} else if (sp->kind == V_NONNEG && !(w->num >= 0)) {
+			diag_error(c->d, w->loc, "%s must be at least 0, saw %g", k, w->num);
+			c->ok = false;
 		}
 		return w->next;
 	case V_WORD:
 		if (!is_word(w, 'i', NULL) || !in_words(sp->words, w->name)) {
-			char what[160];
-			snprintf(what, sizeof what, "one of %s", sp->words);
+			char what[200] = "one of ";
+			size_t n = strlen(what);
+			for (const char *p = sp->words; *p && n + 4 < sizeof what;) {
+				size_t len = strcspn(p, " ");
+				n += (size_t)snprintf(what + n, sizeof what - n, "%s'%.*s'", p == sp->words ? "" : ", ",
+				                      (int)len, p);
+				p += len;
+				p += *p == ' ';
+			}
 			expected(c, w, what, k);
 			return w ? w->next : NULL;
 		}
