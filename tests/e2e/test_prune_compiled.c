@@ -61,6 +61,8 @@ compiled_case(RmConfig c, const char *body)
 
 	Module *dense = load(src, weights, NULL), *pruned = load(src, weights, "p");
 	cr_assert_lt(prune_param_count(pruned), prune_param_count(dense), "nothing was pruned");
+	cr_assert_eq(pruned->nlayers, dense->nlayers - 1);
+	cr_assert(pruned->manifest_notes && strstr(pruned->manifest_notes, "removed 4 "), "%s", pruned->manifest_notes);
 	TJit *td = tj_new(dense, true), *tp = tj_new(pruned, true);
 	float *a = xmalloc((size_t)c.vocab * sizeof *a), *b = xmalloc((size_t)c.vocab * sizeof *b);
 	int32_t toks[NPRE];
@@ -94,7 +96,11 @@ compiled_case(RmConfig c, const char *body)
 static RmConfig
 config(int heads, int kv_heads, int layers, uint64_t seed)
 {
-	RmConfig c = rm_default_config();
+	RmConfig c = rm_default_config(); /* smaller than the default: compile time */
+	c.dim = 32;
+	c.ffn = 64;
+	c.vocab = 64;
+	c.ctx = 32;
 	c.heads = heads;
 	c.kv_heads = kv_heads;
 	c.layers = layers;
@@ -102,62 +108,38 @@ config(int heads, int kv_heads, int layers, uint64_t seed)
 	return c;
 }
 
+/* Every unit kind in one model (compiles are the slow part): layer 1 loses FFN
+ * neurons, layer 2 query heads, layer 3 a KV group, and layer 4 (all zero) goes. */
 static void
-ffn(int heads, int kv_heads, const char *score)
+all_units(int heads, int kv_heads, const char *wscore, const char *lscore)
 {
-	RmConfig c = config(heads, kv_heads, 3, 41);
-	static bool z[3 * 172];
-	memset(z, 0, sizeof z);
-	for (int j = 0; j < 44; j++) /* layer 1: 44 neurons -> 128 kept */
-		z[172 + (j * 7 + 3) % 172] = true;
-	c.zero_ffn = z;
-	char body[160];
-	snprintf(body, sizeof body, "prune ffn_neuron keep 128 score %s calibrate \"calib.txt\" tokens 48;", score);
-	compiled_case(c, body);
-}
-
-Test(prune_compiled, ffn_maw_gqa) { ffn(4, 2, "maw"); }
-Test(prune_compiled, ffn_act_mha) { ffn(4, 4, "act"); }
-
-static void
-attn(int heads, int kv_heads, const char *unit, bool by_head)
-{
-	RmConfig c = config(heads, kv_heads, 3, 43);
-	static bool zk[3 * 8], zh[3 * 8];
-	memset(zk, 0, sizeof zk);
+	RmConfig c = config(heads, kv_heads, 6, 41);
+	static bool zf[6 * 64], zh[6 * 8], zk[6 * 8], zl[6];
+	memset(zf, 0, sizeof zf);
 	memset(zh, 0, sizeof zh);
-	if (by_head) {
-		zh[heads + 1] = zh[heads + heads - 2] = true; /* one query head in each group */
-		c.zero_head = zh;
-	} else {
-		for (int g = 0; g < kv_heads; g += 2)
-			zk[kv_heads + g] = true;
-		c.zero_kv = zk;
-	}
-	int keep = by_head ? heads - 2 : kv_heads / 2;
-	char body[160];
-	snprintf(body, sizeof body, "prune %s keep %d score l2;", unit, keep);
-	compiled_case(c, body);
-}
-
-Test(prune_compiled, kv_group_gqa) { attn(4, 2, "kv_group", false); }
-Test(prune_compiled, kv_group_mha) { attn(4, 4, "kv_group", false); }
-Test(prune_compiled, head_mha) { attn(4, 4, "head", false); }
-Test(prune_compiled, head_gqa) { attn(4, 2, "head", true); }
-
-static void
-layers(int heads, int kv_heads, const char *score, int n)
-{
-	RmConfig c = config(heads, kv_heads, 5, 47);
-	static bool zl[5];
+	memset(zk, 0, sizeof zk);
 	memset(zl, 0, sizeof zl);
-	zl[1] = true;
-	zl[2] = n > 1;
+	for (int j = 0; j < 24; j++) /* layer 1: 24 neurons -> 40 kept */
+		zf[64 + (j * 7 + 3) % 64] = true;
+	if (heads == kv_heads) /* multi-head: a head is a KV group of one */
+		zk[2 * kv_heads + 1] = zk[2 * kv_heads + 3] = true;
+	else                   /* one query head in each group */
+		zh[2 * heads + 1] = zh[2 * heads + 2] = true;
+	zk[3 * kv_heads + 0] = true;
+	zl[4] = true;
+	c.zero_ffn = zf;
+	c.zero_head = zh;
+	c.zero_kv = zk;
 	c.zero_layer = zl;
-	char body[160];
-	snprintf(body, sizeof body, "prune layer keep %d score %s calibrate \"calib.txt\" tokens 64;", 5 - n, score);
+	char body[512];
+	snprintf(body, sizeof body,
+	         "prune ffn_neuron keep 40 score %s layers 1..2 calibrate \"calib.txt\" tokens 48;\n"
+	         "  prune head keep 2 score %s layers 2..3 calibrate \"calib.txt\" tokens 48;\n"
+	         "  prune kv_group keep %d score l2 layers 3..4;\n"
+	         "  prune layer keep 5 score %s calibrate \"calib.txt\" tokens 48;",
+	         wscore, wscore, kv_heads - 1, lscore);
 	compiled_case(c, body);
 }
 
-Test(prune_compiled, layer_angular_2_gqa) { layers(4, 2, "angular", 2); }
-Test(prune_compiled, layer_bi_1_mha) { layers(4, 4, "bi", 1); }
+Test(prune_compiled, all_units_gqa) { all_units(4, 2, "l2", "angular"); }
+Test(prune_compiled, all_units_mha) { all_units(4, 4, "act", "bi"); }
