@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static LLVMValueRef
@@ -209,7 +210,10 @@ lower_rope(Cg *g, const Op *op)
 }
 
 /* Attention task over (row, head): slots 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos (-1: no
- * cache, attend all T rows). */
+ * cache, attend all T rows).  Explicit vectors of vw lanes (the widest of the
+ * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
+ * registers; a score is one FMA chain over the key row and one horizontal sum; the
+ * output row accumulates p_j * V[j] in registers and is stored once. */
 static LLVMValueRef
 attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 {
@@ -222,12 +226,19 @@ attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 	CgSave save;
 	fn = cg_task_begin(g, key, &save);
 	cg_kernel_add(g, key, fn);
+	int vw = g->t->vec;
+	while (vw > 1 && hd % vw)
+		vw /= 2;
+	int nv = (int)(hd / vw);
+	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);
 	LLVMValueRef out = cg_slot_ptr(g, blk, 3), T = cg_slot_i64(g, blk, 4), pos = cg_slot_i64(g, blk, 5);
 	LLVMValueRef scores = cg_alloca(g, LLVMArrayType(g->f32, (unsigned)maxkeys), "scores");
 	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
-	LLVMValueRef dot = cg_alloca(g, g->f32, "dot");
+	LLVMValueRef *ov = xmalloc((size_t)nv * sizeof *ov);
+	for (int c = 0; c < nv; c++)
+		ov[c] = cg_alloca(g, vt, "o");
 	int64_t qd = heads * hd, kd = kvh * hd, group = heads / kvh;
 	double scale = 1.0 / sqrt((double)hd);
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
@@ -239,30 +250,52 @@ attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 	LLVMValueRef qr = cg_gep(g, g->f32, q, add64(g, mul64(g, t, qd), mul64(g, h, hd)));
 	LLVMValueRef orow = cg_gep(g, g->f32, out, add64(g, mul64(g, t, qd), mul64(g, h, hd)));
 	LLVMValueRef koff = mul64(g, kh, hd);
+	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
+	for (int c = 0; c < nv; c++)
+		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, qr, cg_i64(g, c * vw)), 4);
 	/* scores */
 	CgLoop lj = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "key");
 	LLVMValueRef kr = cg_gep(g, g->f32, K, add64(g, mul64(g, lj.iv, kd), koff));
-	cg_store(g, cg_f32c(g, 0.0), dot, 4);
-	CgLoop ld = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "d");
-	cg_store(g, xfadd(g, cg_load(g, g->f32, dot, 4), xfmul(g, ldf(g, qr, ld.iv), ldf(g, kr, ld.iv))), dot, 4);
-	cg_loop_end(g, &ld);
-	stf(g, LLVMBuildFMul(g->b, cg_load(g, g->f32, dot, 4), cg_f32c(g, scale), ""), scores, lj.iv);
+	LLVMValueRef dv = NULL;
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
+		if (!dv) {
+			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
+		} else {
+			LLVMValueRef a[3] = { qv[c], kv, dv };
+			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
+		}
+	}
+	LLVMValueRef dot = dv;
+	if (vw > 1) {
+		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
+		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
+	} else {
+		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
+	}
+	stf(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), scores, lj.iv);
 	cg_loop_end(g, &lj);
 	softmax_row(g, scores, n, acc);
-	/* weighted sum of values */
-	CgLoop lz = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "zero");
-	stf(g, cg_f32c(g, 0.0), orow, lz.iv);
-	cg_loop_end(g, &lz);
+	/* weighted sum of values, in registers */
+	for (int c = 0; c < nv; c++)
+		cg_store(g, LLVMConstNull(vt), ov[c], 64);
 	CgLoop lv = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "val");
-	LLVMValueRef p = ldf(g, scores, lv.iv);
+	LLVMValueRef p = cg_splat(g, ldf(g, scores, lv.iv), vw);
+	if (vw == 1)
+		p = LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), ldf(g, scores, lv.iv), cg_i32c(g, 0), "");
 	LLVMValueRef vr = cg_gep(g, g->f32, V, add64(g, mul64(g, lv.iv, kd), koff));
-	CgLoop ld2 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "d");
-	LLVMValueRef o = xfadd(g, ldf(g, orow, ld2.iv), xfmul(g, p, ldf(g, vr, ld2.iv)));
-	stf(g, o, orow, ld2.iv);
-	cg_loop_end(g, &ld2);
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
+			              cg_load(g, vt, ov[c], 64) };
+		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
+	}
 	cg_loop_end(g, &lv);
+	for (int c = 0; c < nv; c++)
+		cg_store(g, cg_load(g, vt, ov[c], 64), cg_gep(g, g->f32, orow, cg_i64(g, c * vw)), 4);
 	cg_loop_end(g, &l);
 	cg_task_end(g, &save);
+	free(ov);
+	free(qv);
 	return fn;
 }
 
