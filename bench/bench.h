@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "runtime/elide_rt.h"
 
@@ -43,6 +44,79 @@ bench_reps(double once, double target)
 		return 1000000;
 	double r = target / once;
 	return r < 1 ? 1 : r > 1e7 ? 10000000 : (long)r;
+}
+
+/* ---- read bandwidth: a float array summed in contiguous slices over a pool ---- */
+
+typedef float bench_v16 __attribute__((vector_size(64), aligned(64)));
+
+typedef struct BenchSum {
+	const float *a;         /* 64-byte aligned */
+	int64_t n;              /* floats */
+	int nslices;            /* one per thread */
+	double part[ELIDE_POOL_MAX_THREADS];
+} BenchSum;
+
+static void
+bench_sum_task(void *ctx, int64_t b, int64_t e)
+{
+	BenchSum *j = ctx;
+	for (int64_t s = b; s < e; s++) {
+		int64_t lo = (j->n * s / j->nslices) & ~(int64_t)63;
+		int64_t hi = s + 1 == j->nslices ? j->n : (j->n * (s + 1) / j->nslices) & ~(int64_t)63;
+		const bench_v16 *p = (const bench_v16 *)(j->a + lo);
+		int64_t nv = (hi - lo) / 16, i = 0;
+		bench_v16 s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+		for (; i + 4 <= nv; i += 4) {
+			s0 += p[i];
+			s1 += p[i + 1];
+			s2 += p[i + 2];
+			s3 += p[i + 3];
+		}
+		for (; i < nv; i++)
+			s0 += p[i];
+		bench_v16 t = s0 + s1 + s2 + s3;
+		double acc = 0;
+		for (int k = 0; k < 16; k++)
+			acc += t[k];
+		for (int64_t r = lo + nv * 16; r < hi; r++)
+			acc += j->a[r];
+		j->part[s] = acc;
+	}
+}
+
+/* A 2 MiB-aligned array of n floats on transparent huge pages where the kernel
+ * allows it (as the runtime places a weight blob it reads), written so its pages
+ * exist; NULL if no memory. */
+static inline float *
+bench_sum_array(int64_t n)
+{
+	size_t bytes = (size_t)elide_align_up((uint64_t)n * 4, (uint64_t)2 << 20);
+	float *a = aligned_alloc((size_t)2 << 20, bytes);
+#ifdef MADV_HUGEPAGE
+	if (a)
+		madvise(a, bytes, MADV_HUGEPAGE);
+#endif
+	if (a)
+		for (int64_t i = 0; i < n; i++)
+			a[i] = (float)(i & 1023) * 0.001f;
+	return a;
+}
+
+/* GB/s of one read of a[0..n) by the pool's threads; *sum receives the total. */
+static inline double
+bench_read_gbps(elide_pool *pool, const float *a, int64_t n, double *sum)
+{
+	BenchSum job = { .a = a, .n = n, .nslices = elide_pool_threads(pool) };
+	double t0 = (double)elide_now_ns();
+	elide_pool_parallel_for(pool, job.nslices, bench_sum_task, &job);
+	double t = ((double)elide_now_ns() - t0) * 1e-9;
+	if (sum) {
+		*sum = 0;
+		for (int s = 0; s < job.nslices; s++)
+			*sum += job.part[s];
+	}
+	return (double)n * 4 / t * 1e-9;
 }
 
 /* ---- JSON: objects written in order, commas handled by a depth-indexed flag ---- */

@@ -1,20 +1,37 @@
 /* kernel.c - GFLOPS of elide's generated linear kernels: built by run.sh with cc
  * against the header of a one-linear model (`kern`: y = linear(embed(emb, tok), w),
  * w[N, K]), it times kern_step (GEMV, one row) and kern_forward with T rows (GEMM),
- * at 1 and 2 threads, medians of BENCH_RUNS runs of about 50 ms.
+ * at 1 and 2 threads, medians of BENCH_RUNS runs of about 50 ms.  Built with
+ * -DBENCH_OPENBLAS it alternates each run with OpenBLAS doing the same product
+ * (SGEMV / SGEMM, same thread count), so that both see the same machine load; the
+ * ratio is the median of the per-run ratios.
  * Usage: bench_kernel NAME kern.weights T OUT.json */
 #include "bench/bench.h"
 #include "kern.h"
+#ifdef BENCH_OPENBLAS
+#include <cblas.h>
+#endif
 
 #define RUN_SECONDS 0.05
 
 static kern_ctx *ctx;
 static int32_t toks[KERN_CTX];
-static float *out;
+static float *out, *w, *x;
 
+/* impl 0: elide, 1: OpenBLAS */
 static void
-call(int gemm, int t)
+call(int impl, int gemm, int t)
 {
+#ifdef BENCH_OPENBLAS
+	if (impl) {
+		if (gemm)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, KERN_N, KERN_K, 1.0f, x, KERN_K, w,
+			            KERN_K, 0.0f, out, KERN_N);
+		else
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, KERN_N, KERN_K, 1.0f, w, KERN_K, x, 1, 0.0f, out, 1);
+		return;
+	}
+#endif
 	int s = gemm ? kern_forward(ctx, toks, t, out) : kern_step(ctx, toks[0], 0, out);
 	if (s != KERN_OK) {
 		fprintf(stderr, "bench_kernel: %s failed with status %d\n", gemm ? "forward" : "step", s);
@@ -22,22 +39,39 @@ call(int gemm, int t)
 	}
 }
 
+static long
+calibrate(int impl, int gemm, int t)
+{
+	call(impl, gemm, t);
+	double t0 = bench_seconds();
+	call(impl, gemm, t);
+	return bench_reps(bench_seconds() - t0, RUN_SECONDS);
+}
+
 static double
-measure(int gemm, int t)
+run(int impl, int gemm, int t, long reps)
 {
 	double flops = 2.0 * KERN_N * KERN_K * (gemm ? t : 1);
-	call(gemm, t);
 	double t0 = bench_seconds();
-	call(gemm, t);
-	long reps = bench_reps(bench_seconds() - t0, RUN_SECONDS);
-	double g[BENCH_RUNS];
+	for (long i = 0; i < reps; i++)
+		call(impl, gemm, t);
+	return flops * (double)reps / (bench_seconds() - t0) * 1e-9;
+}
+
+/* Medians: res[0] elide GFLOPS, res[1] OpenBLAS GFLOPS, res[2] elide / OpenBLAS. */
+static void
+measure(int gemm, int t, int nimpl, double res[3])
+{
+	long reps[2] = { calibrate(0, gemm, t), nimpl > 1 ? calibrate(1, gemm, t) : 0 };
+	double g[2][BENCH_RUNS], ratio[BENCH_RUNS];
 	for (int r = 0; r < BENCH_RUNS; r++) {
-		t0 = bench_seconds();
-		for (long i = 0; i < reps; i++)
-			call(gemm, t);
-		g[r] = flops * (double)reps / (bench_seconds() - t0) * 1e-9;
+		for (int i = 0; i < nimpl; i++)
+			g[i][r] = run(i, gemm, t, reps[i]);
+		ratio[r] = nimpl > 1 ? g[0][r] / g[1][r] : 0;
 	}
-	return bench_median(g, BENCH_RUNS);
+	res[0] = bench_median(g[0], BENCH_RUNS);
+	res[1] = nimpl > 1 ? bench_median(g[1], BENCH_RUNS) : 0;
+	res[2] = bench_median(ratio, BENCH_RUNS);
 }
 
 int
@@ -59,35 +93,54 @@ main(int argc, char **argv)
 		return 1;
 	}
 	out = aligned_alloc(64, elide_align_up((size_t)KERN_CTX * KERN_N * sizeof *out, 64));
+	w = aligned_alloc(64, elide_align_up((size_t)KERN_N * KERN_K * sizeof *w, 64));
+	x = aligned_alloc(64, elide_align_up((size_t)KERN_CTX * KERN_K * sizeof *x, 64));
 	uint64_t rng = 5;
 	for (int i = 0; i < KERN_CTX; i++)
 		toks[i] = (int32_t)(elide_rng_next(&rng) % KERN_VOCAB);
-	double gv[2], gm[2];
+	for (size_t i = 0; i < (size_t)KERN_N * KERN_K; i++)
+		w[i] = elide_rng_float(&rng) - 0.5f;
+	for (size_t i = 0; i < (size_t)KERN_CTX * KERN_K; i++)
+		x[i] = elide_rng_float(&rng) - 0.5f;
+	int nimpl = 1;
+#ifdef BENCH_OPENBLAS
+	nimpl = 2;
+#endif
+	double gv[2][3], gm[2][3];
 	for (int th = 1; th <= 2; th++) {
 		if (kern_set_threads(ctx, th) != KERN_OK) {
 			fprintf(stderr, "bench_kernel: set_threads(%d) failed\n", th);
 			return 1;
 		}
-		gv[th - 1] = measure(0, t);
-		gm[th - 1] = measure(1, t);
+#ifdef BENCH_OPENBLAS
+		openblas_set_num_threads(th);
+#endif
+		measure(0, t, nimpl, gv[th - 1]);
+		measure(1, t, nimpl, gm[th - 1]);
 	}
 	BenchJson j = bj_begin(argv[4]);
 	bj_str(&j, "name", argv[1]);
 	bj_num(&j, "n", KERN_N);
 	bj_num(&j, "k", KERN_K);
 	bj_num(&j, "t", t);
-	bj_open(&j, "gemv_gflops", '{');
-	bj_num(&j, "1", gv[0]);
-	bj_num(&j, "2", gv[1]);
-	bj_close(&j, '}');
-	bj_open(&j, "gemm_gflops", '{');
-	bj_num(&j, "1", gm[0]);
-	bj_num(&j, "2", gm[1]);
-	bj_close(&j, '}');
+	const char *keys[2][3] = { { "gemv_gflops", "paired_openblas_gemv_gflops", "paired_gemv_vs_openblas" },
+		                   { "gemm_gflops", "paired_openblas_gemm_gflops", "paired_gemm_vs_openblas" } };
+	for (int op = 0; op < 2; op++)
+		for (int f = 0; f < nimpl + (nimpl > 1); f++) {
+			bj_open(&j, keys[op][f], '{');
+			bj_num(&j, "1", op ? gm[0][f] : gv[0][f]);
+			bj_num(&j, "2", op ? gm[1][f] : gv[1][f]);
+			bj_close(&j, '}');
+		}
 	bj_end(&j);
-	printf("%-12s %6d %6d  %8.1f GF/s %8.1f GF/s  %8.1f GF/s %8.1f GF/s\n", argv[1], KERN_N, KERN_K, gv[0],
-	       gv[1], gm[0], gm[1]);
+	printf("%-10s %6d %6d  %7.1f %7.1f  %7.1f %7.1f", argv[1], KERN_N, KERN_K, gv[0][0], gv[1][0], gm[0][0],
+	       gm[1][0]);
+	if (nimpl > 1)
+		printf("   | %4.2fx %4.2fx  %4.2fx %4.2fx", gv[0][2], gv[1][2], gm[0][2], gm[1][2]);
+	printf("\n");
 	kern_destroy(ctx);
 	free(out);
+	free(w);
+	free(x);
 	return 0;
 }

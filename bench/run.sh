@@ -14,6 +14,10 @@ RTLIB="$BUILD/runtime/libelide_rt.a"
 CC="${CC:-cc}"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
+# OpenBLAS, for the drivers that pair each run of generated code with OpenBLAS
+BLASFLAGS="$(cat "$BUILD/bench/openblas.flags" 2>/dev/null || true)"
+# OpenBLAS picks its kernels itself (these variables may be set for other tools)
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
 NDECODE=200
 NPREFILL=128
@@ -41,7 +45,7 @@ echo "== read bandwidth (sum of a 512 MiB float array)"
 
 if [[ -x "$BUILD/bench/bench_blas" ]]; then
 	echo "== OpenBLAS (T = $NPREFILL rows for SGEMM)"
-	(unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; "$BUILD/bench/bench_blas" "$OUT/blas.json" "$NPREFILL" "${SHAPES[@]}")
+	"$BUILD/bench/bench_blas" "$OUT/blas.json" "$NPREFILL" "${SHAPES[@]}"
 else
 	echo "== OpenBLAS: not built (libopenblas-dev missing), skipped"
 fi
@@ -61,7 +65,8 @@ if ! "$ELIDE" compile --help >/dev/null 2>&1; then
 	echo "== elide compile is not available yet: generated kernels and models skipped"
 else
 	echo "== elide generated kernels (one-linear model per shape; T = $NPREFILL rows for GEMM)"
-	printf '%-12s %6s %6s  %12s %12s  %12s %12s\n' "elide" n k "gemv 1t" "gemv 2t" "gemm 1t" "gemm 2t"
+	printf '%-10s %6s %6s  %7s %7s  %7s %7s   | %s\n' "elide" n k "gemv 1t" "gemv 2t" "gemm 1t" "gemm 2t" \
+		"vs OpenBLAS in the same process (paired runs)"
 	for s in "${SHAPES[@]}"; do
 		IFS=: read -r name n k <<<"$s"
 		dir="$OUT/kern-$name"
@@ -86,7 +91,7 @@ EOK
 		"$ELIDE" compile "$dir/kern.elide" -w "$dir/kern.safetensors" -o "$dir/out"
 		# shellcheck disable=SC2046
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/kernel.c" "$dir/out/kern.o" \
-			$(link_runtime "$dir/out/kern.h") -lpthread -lm -o "$dir/bench_kernel"
+			$(link_runtime "$dir/out/kern.h") $BLASFLAGS -lpthread -lm -o "$dir/bench_kernel"
 		"$dir/bench_kernel" "$name" "$dir/out/kern.weights" "$NPREFILL" "$OUT/kernel-$name.json"
 		rm -f "$dir/kern.safetensors"
 	done
@@ -111,7 +116,7 @@ EOK
 			grep -o '[0-9.e+]*$' || echo 0)
 		# shellcheck disable=SC2046
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/model.c" "$dir/out/llama.o" \
-			$(link_runtime "$dir/out/llama.h") -lpthread -lm -o "$dir/bench_model"
+			$(link_runtime "$dir/out/llama.h") $BLASFLAGS -lpthread -lm -o "$dir/bench_model"
 		"$dir/bench_model" "$name" "$dir/out/llama.weights" "$NDECODE" "$NPREFILL" "${bpt:-0}" "$OUT/model-$name.json"
 	done
 fi
