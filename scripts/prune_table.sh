@@ -33,7 +33,8 @@ if [ -e "$ROOT/codegen/rt_standin.c" ]; then
 	STANDIN="$TMP/standin.o"
 fi
 
-# variant NAME "STATEMENT": compile, link, score; prints "params bpb notes"
+# variant NAME "STATEMENT": compile, link, score; prints
+# "params bpb tokens/s weight-bytes-per-token notes"
 variant() {
 	local name=$1 stmt=$2 d="$TMP/$1"
 	mkdir -p "$d/out"
@@ -46,9 +47,19 @@ variant() {
 	fi
 	$CC -O2 -I"$d/out" -I"$ROOT" -DCHARLM_DEFAULT_WEIGHTS="\"$d/out/charlm.weights\"" "$CH/main.c" \
 		$STANDIN "$d/out/charlm.o" "$BUILD/runtime/libelide_rt.a" -lm -lpthread -o "$d/charlm"
-	local ev bpb par notes
+	local ev bpb par notes tps wb
 	ev=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS")
 	bpb=$(printf '%s\n' "$ev" | sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
+	tps=$(printf '%s\n' "$ev" | sed -n 's/.*, \([0-9.]*\) tokens\/s).*/\1/p')
+	for rep in 1 2 3 4; do   # a shared machine: the best of five runs
+		local t2
+		t2=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS" |
+			sed -n 's/.*, \([0-9.]*\) tokens\/s).*/\1/p')
+		tps=$(awk -v a="$tps" -v b="$t2" 'BEGIN { print (b > a ? b : a) }')
+	done
+	wb=$(python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print([e for e in m["entries"] if e["name"] == "step"][0]["weight_bytes_per_token"])' "$d/out/charlm.json")
 	par=$(awk '/^[ \t]*param / {
 		if (match($0, /: *[a-z0-9]+\[[^]]*\]/)) {
 			s = substr($0, RSTART, RLENGTH); sub(/^[^[]*\[/, "", s); sub(/\]$/, "", s)
@@ -57,28 +68,32 @@ variant() {
 	} END { printf "%d\n", tot }' "$d"/out/*.eir)
 	notes=$(sed -n 's/^  notes = "\(.*\)";$/\1/p' "$d"/out/*.eir | sed 's/\\n/; /g' |
 		sed -n 's/.*prune layer ([a-z]*): [0-9]* -> [0-9]* layers, \(removed [0-9 ]*\).*/\1/p')
-	echo "$par $bpb $notes"
+	echo "$par $bpb $tps $wb $notes"
 }
 
 CAL="calibrate \"$CH/train_sample.txt\" tokens 256"
 rows=()
-row() { rows+=("$(printf '| %-36s | %9s | %7s | %s |' "$1" "$2" "$3" "$4")"); echo "${rows[-1]}" >&2; }
+row() {
+	rows+=("$(printf '| %-36s | %9s | %7s | %8s | %6.2f | %-14s |' "$1" "$2" "$3" "$4" "$(awk -v b="$5" 'BEGIN { print b / 1e6 }')" "$6")")
+	echo "${rows[-1]}" >&2
+}
 
-read -r p b _ < <(variant dense "")
-DENSE_P=$p
-row "dense" "$p" "$b" ""
+read -r p b t w _ < <(variant dense "")
+DENSE_P=$p DENSE_T=$t DENSE_W=$w
+row "dense" "$p" "$b" "$t" "$w" ""
 for score in l2 maw act; do
 	for keep in 1.0 0.9 0.75 0.5; do
-		read -r p b _ < <(variant "ffn_${score}_$keep" "prune ffn_neuron keep $keep score $score protect none $CAL;")
-		row "ffn_neuron $score keep $keep" "$p" "$b" ""
+		read -r p b t w _ < <(variant "ffn_${score}_$keep" "prune ffn_neuron keep $keep score $score protect none $CAL;")
+		row "ffn_neuron $score keep $keep" "$p" "$b" "$t" "$w" ""
+		if [ "$score" = l2 ] && [ "$keep" = 0.5 ]; then HALF_T=$t HALF_W=$w; fi
 	done
 done
 for score in angular bi; do
 	for n in 1 2; do
-		read -r p b note < <(variant "layer_${score}_$n" "prune layer keep $((4 - n)) score $score protect none $CAL;")
-		row "layer $score -$n (protect none)" "$p" "$b" "$note"
-		read -r p b note < <(variant "layer_${score}_${n}_p" "prune layer keep $((4 - n)) score $score $CAL;")
-		row "layer $score -$n (first, last kept)" "$p" "$b" "$note"
+		read -r p b t w note < <(variant "layer_${score}_$n" "prune layer keep $((4 - n)) score $score protect none $CAL;")
+		row "layer $score -$n (protect none)" "$p" "$b" "$t" "$w" "$note"
+		read -r p b t w note < <(variant "layer_${score}_${n}_p" "prune layer keep $((4 - n)) score $score $CAL;")
+		row "layer $score -$n (first, last kept)" "$p" "$b" "$t" "$w" "$note"
 	done
 done
 
@@ -86,7 +101,12 @@ done
 	echo "charlm held-out bits per byte (examples/charlm/heldout_4k.txt), compiled, $THREADS thread(s)"
 	echo "(dense: $DENSE_P params; keep 1.0 must equal it: prune-structured leaves the module unchanged)"
 	echo
-	echo "| variant                              |    params |     bpb | layers removed |"
-	echo "|--------------------------------------|-----------|---------|----------------|"
+	echo "| variant                              |    params |     bpb | tokens/s | MB/tok | layers removed |"
+	echo "|--------------------------------------|-----------|---------|----------|--------|----------------|"
 	for r in "${rows[@]}"; do echo "$r"; done
+	echo
+	awk -v t0="$DENSE_T" -v t1="$HALF_T" -v w0="$DENSE_W" -v w1="$HALF_W" 'BEGIN {
+		printf "ffn_neuron keep 0.5 (l2): decode speed-up %.3f, weight bytes per token ratio %.3f, speed-up / ratio %.2f\n",
+		       t1 / t0, w0 / w1, (t1 / t0) / (w0 / w1) }'
+	echo "(tokens/s: the --eval decode loop over 4 KB, $THREADS thread(s), best of 5 runs; noisy on a shared machine)"
 } | tee ${OUTMD:+"$OUTMD"}
