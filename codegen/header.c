@@ -33,6 +33,22 @@ put(Buf *b, const char *fmt, ...)
 	b->n += (size_t)k;
 }
 
+static bool
+ends_with(const char *s, const char *suf)
+{
+	size_t n = strlen(s), k = strlen(suf);
+	return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+/* Model constants become NAME_<CONST> macros unless that would redefine a
+ * generated one. */
+static bool
+reserved_name(const char *s)
+{
+	return ends_with(s, "_SIZE") || ends_with(s, "_ALIGN") || ends_with(s, "_OUT") || ends_with(s, "_HASH")
+	    || strncmp(s, "ERR_", 4) == 0 || strcmp(s, "OK") == 0 || strcmp(s, "GENERATED_H") == 0;
+}
+
 char *
 cg_header_text(const CgResult *r)
 {
@@ -72,6 +88,11 @@ cg_header_text(const CgResult *r)
 		for (i = 0; m->config.names[k][i] && i + 1 < sizeof cn; i++)
 			cn[i] = (char)toupper((unsigned char)m->config.names[k][i]);
 		cn[i] = 0;
+		if (reserved_name(cn)) {
+			put(&b, "/* model constant '%s' = %lld clashes with a generated name */\n", m->config.names[k],
+			    (long long)m->config.values[k]);
+			continue;
+		}
 		put(&b, "#define %s_%s %lld\n", up, cn, (long long)m->config.values[k]);
 	}
 	put(&b, "\n/* status codes */\n");

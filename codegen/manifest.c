@@ -41,6 +41,13 @@ cg_manifest_text(const CgResult *r)
 	for (uint32_t i = 0; i < m->nparams; i++)
 		wh = ir_hash_bytes(&m->params[i].hash, sizeof m->params[i].hash, wh);
 	hex(root, "weights_hash", wh);
+	/* exact element count of the params (after pruning), and what the passes noted */
+	int64_t nparams = 0;
+	for (uint32_t i = 0; i < m->nparams; i++)
+		nparams += ir_type_numel(m->params[i].type);
+	cJSON_AddNumberToObject(root, "parameters", (double)nparams);
+	if (m->manifest_notes)
+		cJSON_AddStringToObject(root, "notes", m->manifest_notes);
 	cJSON *reg = cJSON_AddObjectToObject(root, "regions");
 	cJSON_AddNumberToObject(reg, "context", (double)r->ctx_size);
 	cJSON_AddNumberToObject(reg, "arena", (double)r->arena_size);

@@ -110,7 +110,8 @@ diag_too_many(const Diag *d)
 
 /* Files read stay allocated for the life of the process (diagnostics quote them
  * until the end); kept here so they stay reachable and leak checkers stay quiet. */
-static SourceFile **read_files;
+static const void **read_files; /* each file's struct and its path: some callers free
+                                  * the struct and text but not the path */
 static size_t nread_files, capread_files;
 
 SourceFile *
@@ -141,16 +142,18 @@ diag_read_file(const char *path)
 	s->path = strdup(path);
 	s->text = buf;
 	s->len = len;
-	if (nread_files == capread_files) {
-		size_t cap = capread_files ? 2 * capread_files : 8;
-		SourceFile **grown = realloc(read_files, cap * sizeof *grown);
+	if (nread_files + 2 > capread_files) {
+		size_t cap = capread_files ? 2 * capread_files : 16;
+		const void **grown = realloc(read_files, cap * sizeof *grown);
 		if (grown) {
 			read_files = grown;
 			capread_files = cap;
 		}
 	}
-	if (nread_files < capread_files)
+	if (nread_files + 2 <= capread_files) {
 		read_files[nread_files++] = s;
+		read_files[nread_files++] = s->path;
+	}
 	return s;
 }
 

@@ -90,6 +90,7 @@ typedef struct AstParser {
 	Ast *root;               /* AST_FILE, set when parsing ends (even after errors) */
 	int line, col;           /* lexer position: next character */
 	const char *last_text;   /* text of the last token (for "saw ..." messages) */
+	const SourceFile *src;   /* the text being parsed */
 } AstParser;
 
 /* Parses a whole file.  Always returns an AST_FILE (possibly partial); check

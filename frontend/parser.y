@@ -244,6 +244,26 @@ pword
 
 %%
 
+/* The last non-blank character before loc on its line (NUL if none): what the
+ * parser just read when bison lists no expected tokens. */
+static char
+prev_char(const AstParser *p, Loc loc)
+{
+	if (!p->src || loc.line <= 0)
+		return '\0';
+	const char *t = p->src->text, *end = t + p->src->len;
+	for (int l = 1; l < loc.line && t < end; l++) {
+		const char *nl = memchr(t, '\n', (size_t)(end - t));
+		if (!nl)
+			return '\0';
+		t = nl + 1;
+	}
+	for (int c = loc.col - 2; c >= 0; c--)
+		if (t + c < end && t[c] != ' ' && t[c] != '\t')
+			return t[c];
+	return '\0';
+}
+
 /* Rewrites bison's "syntax error, unexpected X, expecting Y or Z" as
  * "expected Y or Z, saw X" (with the identifier's or number's text). */
 static void
@@ -269,6 +289,10 @@ feyerror(Loc *loc, void *scanner, AstParser *p, const char *msg)
 		snprintf(saw, sizeof saw, "%.*s", nun, un);
 	if (ex)
 		diag_error(p->diag, *loc, "expected %s, saw %s", ex + strlen(", expecting "), saw);
+	else if (nun == 11 && strncmp(un, "end of file", 11) == 0)
+		diag_error(p->diag, *loc, "expected '}', saw end of file");
+	else if (prev_char(p, *loc) && strchr("=(,[+-*/", prev_char(p, *loc)))
+		diag_error(p->diag, *loc, "expected an expression, saw %s", saw);
 	else
 		diag_error(p->diag, *loc, "unexpected %s", saw);
 }

@@ -477,6 +477,10 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 			diag_error(c->d, score->loc, "score '%s' ranks layers; it does not apply to '%s'", sc, s->subject);
 			c->ok = false;
 		}
+		if (strcmp(sc, "act") == 0 && layer) {
+			diag_error(c->d, score->loc, "score 'act' ranks units inside a layer; it does not apply to 'layer'");
+			c->ok = false;
+		}
 		if (strcmp(sc, "maw") == 0 && strcmp(s->subject, "ffn_neuron") != 0) {
 			diag_error(c->d, score->loc, "score 'maw' applies to 'ffn_neuron' only");
 			c->ok = false;

@@ -19,34 +19,40 @@
 bool
 prune_read_tokens(const char *path, int64_t max, int32_t **out, int64_t *n, char *err, size_t nerr)
 {
-	SourceFile *src = diag_read_file(path);
-	if (!src) {
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
 		snprintf(err, nerr, "cannot read calibration file '%s': %s", path, strerror(errno));
 		return false;
 	}
-	const unsigned char *t = (const unsigned char *)src->text;
-	bool ids = src->len > 0;
-	for (size_t i = 0; i < src->len && ids; i++)
+	size_t len = 0, cap = 1 << 12;
+	unsigned char *t = xmalloc(cap);
+	for (size_t got; (got = fread(t + len, 1, cap - len, fp)) > 0;) {
+		len += got;
+		if (len == cap)
+			t = xrealloc(t, cap *= 2);
+	}
+	fclose(fp);
+	bool ids = len > 0;
+	for (size_t i = 0; i < len && ids; i++)
 		ids = isdigit(t[i]) || isspace(t[i]) || t[i] == ',';
-	int32_t *tok = xmalloc((src->len + 1) * sizeof *tok);
+	int32_t *tok = xmalloc((len + 1) * sizeof *tok);
 	int64_t k = 0;
 	if (ids) {
-		for (size_t i = 0; i < src->len && k < max;) {
+		for (size_t i = 0; i < len && k < max;) {
 			if (!isdigit(t[i])) {
 				i++;
 				continue;
 			}
 			int64_t v = 0;
-			while (i < src->len && isdigit(t[i]) && v < INT32_MAX)
-				v = v * 10 + (t[i++] - '0');
+			for (; i < len && isdigit(t[i]); i++)
+				v = v < INT32_MAX ? v * 10 + (t[i] - '0') : v;
 			tok[k++] = (int32_t)(v > INT32_MAX ? INT32_MAX : v);
 		}
 	} else {
-		for (size_t i = 0; i < src->len && k < max; i++)
+		for (size_t i = 0; i < len && k < max; i++)
 			tok[k++] = t[i];
 	}
-	free((char *)src->text);
-	free(src);
+	free(t);
 	if (k == 0) {
 		free(tok);
 		snprintf(err, nerr, "calibration file '%s' holds no tokens", path);

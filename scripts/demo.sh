@@ -17,7 +17,14 @@ THREADS=${ELIDE_THREADS:-1}
 targets=""
 for p in $POLICIES; do targets="$targets charlm_$p"; done
 echo "== elide compile examples/charlm/charlm.elide --policy {${POLICIES// /,}}"
-cmake --build "$BUILD" --target $targets -j 2 >/dev/null
+blog=$(mktemp)
+if ! cmake --build "$BUILD" --target $targets -j 2 >"$blog" 2>&1; then
+	cat "$blog"
+	rm -f "$blog"
+	echo "demo: building the charlm variants failed" >&2
+	exit 1
+fi
+rm -f "$blog"
 
 # parameters: the element count of the params in the IR the compiler emits after the
 # policy's passes (--emit=ir); without the IR printer, the manifest's weight bytes / 4

@@ -78,7 +78,12 @@ run_eval(charlm_ctx *c, const char *path)
 	}
 	static unsigned char buf[1 << 20];
 	size_t n = fread(buf, 1, sizeof buf, f);
+	int more = fgetc(f) != EOF;
 	fclose(f);
+	if (more) {
+		fprintf(stderr, "charlm: error: '%s' is larger than %zu bytes\n", path, sizeof buf);
+		return 1;
+	}
 	float lo[CHARLM_VOCAB];
 	double bits = 0;
 	size_t scored = 0;

@@ -142,9 +142,9 @@ static void
 compile_and_link(const char *tag, const char *extra)
 {
 	sh("%s compile %s/%s.elide -w %s/%s.safetensors -o %s/%s.out %s", ELIDE_BIN, dir, tag, dir, tag, dir, tag, extra);
-	sh("cc -std=c17 -O1 -I%s/%s.out %s/tests/e2e/cg_driver.c %s/%s.out/llama.o %s/runtime/libelide_rt.a "
+	sh("cc -std=c17 -O1 %s -I%s/%s.out %s/tests/e2e/cg_driver.c %s/%s.out/llama.o %s/runtime/libelide_rt.a "
 	   "-lpthread -lm -o %s/%s.out/driver",
-	   dir, tag, ELIDE_SOURCE_DIR, dir, tag, ELIDE_BINARY_DIR, dir, tag);
+	   ELIDE_DRIVER_CFLAGS, dir, tag, ELIDE_SOURCE_DIR, dir, tag, ELIDE_BINARY_DIR, dir, tag);
 }
 
 static void

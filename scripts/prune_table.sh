@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# prune_table.sh - held-out bits per byte of the trained example model
+# (examples/charlm) under structured pruning: FFN neurons kept at 1.0, 0.9, 0.75 and
+# 0.5 with the l2, maw and act scores, and 1 or 2 whole layers removed by the angular
+# and bi scores.  Each variant is compiled by `elide compile` (the policy's
+# prune-structured pass, then codegen), linked with examples/charlm/main.c and scored
+# with `--eval examples/charlm/heldout_4k.txt` (chunks of ctx bytes from an empty
+# context, as train.py scores).  Calibration (act, angular, bi): the first 256 bytes
+# of examples/charlm/train_sample.txt (training text, never the held-out text).
+# Every layer may be pruned (`protect none`); FFN widths round to a multiple of 8.
+#   bash scripts/prune_table.sh [BUILD_DIR] [OUT.md]      (after `make build`)
+set -euo pipefail
+
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+OUTMD=${2:-}
+CH="$ROOT/examples/charlm"
+ELIDE="$BUILD/tools/elide"
+CC=${CC:-cc}
+THREADS=${ELIDE_THREADS:-2}
+for f in "$ELIDE" "$CH/charlm.elide" "$CH/charlm.safetensors" "$CH/main.c" "$CH/heldout_4k.txt" \
+	"$BUILD/runtime/libelide_rt.a"; do
+	[ -e "$f" ] || { echo "prune_table: missing $f (build first: make build)" >&2; exit 1; }
+done
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# the runtime stand-in of codegen (blob check, pool) goes first, as examples/ links it
+STANDIN=""
+if [ -e "$ROOT/codegen/rt_standin.c" ]; then
+	$CC -O2 -c -DCG_RT_ELIDE_NAMES -I"$ROOT" "$ROOT/codegen/rt_standin.c" -o "$TMP/standin.o"
+	STANDIN="$TMP/standin.o"
+fi
+
+# variant NAME "STATEMENT": compile, link, score; prints
+# "params bpb tokens/s weight-bytes-per-token notes"
+variant() {
+	local name=$1 stmt=$2 d="$TMP/$1"
+	mkdir -p "$d/out"
+	{ cat "$CH/charlm.elide"; printf '\npolicy t for charlm {\n  %s\n}\n' "$stmt"; } >"$d/m.elide"
+	if ! "$ELIDE" compile "$d/m.elide" -w "$CH/charlm.safetensors" --policy t --emit=obj,header,ir \
+		-o "$d/out" >"$d/log" 2>&1; then
+		cat "$d/log" >&2
+		echo "prune_table: compiling '$name' failed" >&2
+		return 1
+	fi
+	$CC -O2 -I"$d/out" -I"$ROOT" -DCHARLM_DEFAULT_WEIGHTS="\"$d/out/charlm.weights\"" "$CH/main.c" \
+		$STANDIN "$d/out/charlm.o" "$BUILD/runtime/libelide_rt.a" -lm -lpthread -o "$d/charlm"
+	local ev bpb par notes tps wb
+	ev=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS")
+	bpb=$(printf '%s\n' "$ev" | sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
+	tps=$(printf '%s\n' "$ev" | sed -n 's/.*, \([0-9.]*\) tokens\/s).*/\1/p')
+	for rep in 1 2 3 4; do   # a shared machine: the best of five runs
+		local t2
+		t2=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS" |
+			sed -n 's/.*, \([0-9.]*\) tokens\/s).*/\1/p')
+		tps=$(awk -v a="$tps" -v b="$t2" 'BEGIN { print (b > a ? b : a) }')
+	done
+	wb=$(python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print([e for e in m["entries"] if e["name"] == "step"][0]["weight_bytes_per_token"])' "$d/out/charlm.json")
+	par=$(awk '/^[ \t]*param / {
+		if (match($0, /: *[a-z0-9]+\[[^]]*\]/)) {
+			s = substr($0, RSTART, RLENGTH); sub(/^[^[]*\[/, "", s); sub(/\]$/, "", s)
+			n = split(s, q, /, */); k = 1; for (i = 1; i <= n; i++) k *= q[i]; tot += k
+		}
+	} END { printf "%d\n", tot }' "$d"/out/*.eir)
+	notes=$(sed -n 's/^  notes = "\(.*\)";$/\1/p' "$d"/out/*.eir | sed 's/\\n/; /g' |
+		sed -n 's/.*prune layer ([a-z]*): [0-9]* -> [0-9]* layers, \(removed [0-9 ]*\).*/\1/p')
+	echo "$par $bpb $tps $wb $notes"
+}
+
+CAL="calibrate \"$CH/train_sample.txt\" tokens 256"
+rows=()
+row() {
+	rows+=("$(printf '| %-36s | %9s | %7s | %8s | %6.2f | %-14s |' "$1" "$2" "$3" "$4" "$(awk -v b="$5" 'BEGIN { print b / 1e6 }')" "$6")")
+	echo "${rows[-1]}" >&2
+}
+
+read -r p b t w _ < <(variant dense "")
+DENSE_P=$p DENSE_T=$t DENSE_W=$w
+row "dense" "$p" "$b" "$t" "$w" ""
+for score in l2 maw act; do
+	for keep in 1.0 0.9 0.75 0.5; do
+		read -r p b t w _ < <(variant "ffn_${score}_$keep" "prune ffn_neuron keep $keep score $score protect none $CAL;")
+		row "ffn_neuron $score keep $keep" "$p" "$b" "$t" "$w" ""
+		if [ "$score" = l2 ] && [ "$keep" = 0.5 ]; then HALF_T=$t HALF_W=$w; fi
+	done
+done
+for score in angular bi; do
+	for n in 1 2; do
+		read -r p b t w note < <(variant "layer_${score}_$n" "prune layer keep $((4 - n)) score $score protect none $CAL;")
+		row "layer $score -$n (protect none)" "$p" "$b" "$t" "$w" "$note"
+		read -r p b t w note < <(variant "layer_${score}_${n}_p" "prune layer keep $((4 - n)) score $score $CAL;")
+		row "layer $score -$n (first, last kept)" "$p" "$b" "$t" "$w" "$note"
+	done
+done
+
+{
+	echo "charlm held-out bits per byte (examples/charlm/heldout_4k.txt), compiled, $THREADS thread(s)"
+	echo "(dense: $DENSE_P params; keep 1.0 must equal it: prune-structured leaves the module unchanged)"
+	echo
+	echo "| variant                              |    params |     bpb | tokens/s | MB/tok | layers removed |"
+	echo "|--------------------------------------|-----------|---------|----------|--------|----------------|"
+	for r in "${rows[@]}"; do echo "$r"; done
+	echo
+	awk -v t0="$DENSE_T" -v t1="$HALF_T" -v w0="$DENSE_W" -v w1="$HALF_W" 'BEGIN {
+		printf "ffn_neuron keep 0.5 (l2): decode speed-up %.3f, weight bytes per token ratio %.3f, speed-up / ratio %.2f\n",
+		       t1 / t0, w0 / w1, (t1 / t0) / (w0 / w1) }'
+	echo "(tokens/s: the --eval decode loop over 4 KB, $THREADS thread(s), best of 5 runs; noisy on a shared machine)"
+} | tee ${OUTMD:+"$OUTMD"}
