@@ -34,6 +34,10 @@ shapes_of() {
 	echo "$n.w1:$f:$d $n.w2:$d:$f $n.lm:$v:$d"
 }
 SHAPES=()
+# weight bytes per decoded token of the step entry, as a compiler manifest counts them
+bpt_of() {
+	tr -d ' \t\n' <"$1" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' | grep -o '[0-9.e+]*$'
+}
 for m in "${MODELS[@]}"; do
 	# shellcheck disable=SC2086
 	SHAPES+=($(shapes_of $m))
@@ -100,14 +104,28 @@ EOK
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
 		rm -f "$dir/llama.safetensors"
-		# weight bytes per decoded token, as the compiler's manifest counts them (step entry)
-		bpt=$(tr -d ' \t\n' <"$dir/out/llama.json" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' |
-			grep -o '[0-9.e+]*$' || echo 0)
+		bpt=$(bpt_of "$dir/out/llama.json" || echo 0)
 		# shellcheck disable=SC2086
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/model.c" "$dir/out/llama.o" \
 			"$RTLIB" $BLASFLAGS -lpthread -lm -o "$dir/bench_model"
 		"$dir/bench_model" "$name" "$dir/out/llama.weights" "$NDECODE" "$NPREFILL" "${bpt:-0}" "$OUT/model-$name.json"
 	done
+
+	# structured pruning (issue 6): the largest shape again, as model `llamahalf` with the
+	# policy below, decoded in the same process as the dense model, in alternation
+	read -r name dim layers heads kvh ffn vocab ctx <<<"${MODELS[-1]}"
+	dir="$OUT/model-$name"
+	prune="prune ffn_neuron keep 0.5 score l2;"
+	echo "== $name with '$prune' against dense ($NDECODE decode steps, paired runs)"
+	sed -E 's/^model llama /model llamahalf /; s/ for llama / for llamahalf /' "$dir/llama.elide" >"$dir/llamahalf.elide"
+	printf '\npolicy half for llamahalf {\n  %s\n}\n' "$prune" >>"$dir/llamahalf.elide"
+	"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
+	"$ELIDE" compile "$dir/llamahalf.elide" --policy half -w "$dir/llama.safetensors" -o "$dir/out"
+	rm -f "$dir/llama.safetensors"
+	"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/prune.c" "$dir/out/llama.o" \
+		"$dir/out/llamahalf.o" "$RTLIB" -lpthread -lm -o "$dir/bench_prune"
+	"$dir/bench_prune" "$name" "$prune" "$dir/out/llama.weights" "$dir/out/llamahalf.weights" "$NDECODE" \
+		"$(bpt_of "$dir/out/llama.json")" "$(bpt_of "$dir/out/llamahalf.json")" "$OUT/prune-$name.json"
 fi
 
 echo "== summary"
