@@ -139,12 +139,28 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 	return ok;
 }
 
+/* Warns about each policy statement that no pass of the pipeline applied (passes
+ * remove the statements they execute): the code is built without it. */
+static void
+warn_unapplied(const Module *m, Diag *d)
+{
+	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++) {
+		const PolicyStmt *s = &m->policy->stmts[i];
+		diag_warning(d, s->loc, "'%s%s%s' statements are not implemented by this version of elide: ignored, the "
+		             "model is compiled without it",
+		             s->verb, s->subject ? " " : "", s->subject ? s->subject : "");
+	}
+}
+
 bool
 pass_run_default(Module *m, Diag *d)
 {
 	/* the policy's compile-time passes first: they change shapes and layers */
-	return pass_prune_structured(m, d) && pass_shape_infer(m, d) && pass_const_fold(m, d) && pass_cse(m, d)
-	       && pass_dce(m, d);
+	bool ok = pass_prune_structured(m, d) && pass_shape_infer(m, d) && pass_const_fold(m, d) && pass_cse(m, d)
+	          && pass_dce(m, d);
+	if (ok)
+		warn_unapplied(m, d);
+	return ok;
 }
 
 /* Follows replacements to their end (bounded: a cycle is a bug). */

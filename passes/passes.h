@@ -45,7 +45,8 @@ typedef struct PassOptions {
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
 /* The default pipeline: the policy's structured pruning, then shape inference,
- * constant folding, CSE, DCE. */
+ * constant folding, CSE, DCE; then a warning at each policy statement that no pass
+ * applied (statements of kinds no pass implements yet). */
 bool pass_run_default(Module *m, Diag *d);
 
 /* Rebuilds f keeping the ops with keep[i] (all when keep is NULL) and replacing every

@@ -1,10 +1,11 @@
 /* cmd_run.c - `elide run`: load a model and its weights, feed a token sequence, print
  * the argmax of the logits at every position (and optionally dump the raw logits).
- *   elide run --interp MODEL.elide -w W.safetensors --tokens 1,17,42
- *             [--policy P] [--prefill] [--dump-logits FILE]
+ *   elide run [--interp] MODEL.elide -w W.safetensors --tokens 1,17,42
+ *             [--policy P] [--prefill] [-n N] [--dump-logits FILE]
  * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
  * 2, ...; --prefill runs `prefill` once over the whole sequence and prints the last
- * position.  The backend that executes the entries is a RunBackend: the reference
+ * position.  -n N then generates N tokens greedily: each step feeds the argmax of the
+ * previous logits at the next position.  The backend that executes the entries is a RunBackend: the reference
  * interpreter (--interp) or the JIT.  Both run the module after ir_verify, the
  * weights and the default pass pipeline (which applies the policy's passes). */
 #include <errno.h>
@@ -66,6 +67,8 @@ typedef struct RunOpts {
 	const char *dump;
 	int32_t *tokens;
 	int64_t ntokens;
+	int64_t ngen;  /* -n: tokens to generate after the prompt */
+	int64_t vocab; /* logits per row, from the entry's result */
 	bool interp;
 	bool prefill;
 } RunOpts;
@@ -80,6 +83,7 @@ usage(FILE *out)
 	             "  --tokens LIST        comma-separated token ids\n"
 	             "  --policy NAME        the policy to apply (default: dense)\n"
 	             "  --prefill            run the prefill entry once over all tokens\n"
+	             "  -n N                 then generate N tokens greedily with the step entry\n"
 	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n");
 }
 
@@ -128,6 +132,14 @@ parse_args(int argc, char **argv, RunOpts *o)
 			o->weights = val;
 		} else if (TAKES("--policy")) {
 			o->policy = val;
+		} else if (TAKES("-n")) {
+			char *end;
+			errno = 0;
+			o->ngen = strtoll(val, &end, 10);
+			if (end == val || *end || errno || o->ngen < 0 || o->ngen > INT32_MAX) {
+				fprintf(stderr, "elide: error: invalid count '%s' for -n (expected 0 or more)\n", val);
+				return 2;
+			}
 		} else if (TAKES("--dump-logits")) {
 			o->dump = val;
 		} else if (TAKES("--tokens")) {
@@ -193,22 +205,58 @@ dump_logits(const char *path, const float *rows, size_t n)
 	return ok;
 }
 
-static int
-execute(const RunOpts *o, const RunBackend *be, Module *m)
+/* The entry that returns f32 logits, or NULL after an error. */
+static Func *
+logits_entry(const RunOpts *o, Module *m, const char *entry)
 {
-	const char *entry = o->prefill ? "prefill" : "step";
 	Func *f = ir_find_func(m, entry);
 	if (!f) {
 		fprintf(stderr, "%s: error: model '%s' has no entry '%s'\n", o->model, m->name, entry);
-		return 1;
+		return NULL;
 	}
 	if (f->nrets < 1 || f->rets[0].dtype != DT_F32) {
 		fprintf(stderr, "%s: error: entry '%s' does not return f32 logits\n", o->model, entry);
-		return 1;
+		return NULL;
 	}
-	int64_t vocab = ir_type_numel(f->rets[0]);
-	int64_t nrows = o->prefill ? 1 : o->ntokens;
-	float *logits = xcalloc((size_t)(nrows * vocab), sizeof *logits);
+	return f;
+}
+
+/* Row r of the run: the prompt (one row for --prefill, one per token otherwise), then
+ * the generated tokens, each fed at the next position.  Returns false after an error;
+ * *next is the argmax, the token that the next generated row feeds. */
+static bool
+run_row(const RunOpts *o, const RunBackend *be, void *ctx, int64_t r, float *row, int32_t *next, char *err,
+        size_t nerr)
+{
+	int64_t nprompt = o->prefill ? 1 : o->ntokens;
+	bool ok;
+	int64_t p;
+	int32_t tok;
+	if (r < nprompt && o->prefill) {
+		p = o->ntokens - 1;
+		tok = o->tokens[p];
+		ok = be->run(ctx, "prefill", o->tokens, o->ntokens, 0, row, err, nerr);
+	} else {
+		p = r < nprompt ? r : o->ntokens + (r - nprompt);
+		tok = r < nprompt ? o->tokens[r] : *next;
+		ok = p <= INT32_MAX && be->run(ctx, "step", &tok, 1, (int32_t)p, row, err, nerr);
+	}
+	if (!ok)
+		return false;
+	*next = (int32_t)argmax(row, o->vocab);
+	printf("pos %lld token %d argmax %d logit %.6g\n", (long long)p, tok, *next, row[*next]);
+	return true;
+}
+
+static int
+execute(RunOpts *o, const RunBackend *be, Module *m)
+{
+	Func *f = logits_entry(o, m, o->prefill ? "prefill" : "step");
+	if (!f || (o->ngen && o->prefill && !logits_entry(o, m, "step")))
+		return 1;
+	o->vocab = ir_type_numel(f->rets[0]);
+	int64_t nrows = (o->prefill ? 1 : o->ntokens) + o->ngen;
+	float *logits = xcalloc((size_t)(nrows * o->vocab), sizeof *logits);
 	char err[512] = "";
 	void *ctx = be->open(m, err, sizeof err);
 	if (!ctx) {
@@ -217,22 +265,15 @@ execute(const RunOpts *o, const RunBackend *be, Module *m)
 		return 1;
 	}
 	int rc = 0;
-	for (int64_t r = 0; r < nrows; r++) {
-		bool ok = o->prefill ? be->run(ctx, entry, o->tokens, o->ntokens, 0, logits, err, sizeof err)
-		                     : be->run(ctx, entry, &o->tokens[r], 1, (int32_t)r, logits + r * vocab, err,
-		                               sizeof err);
-		if (!ok) {
+	int32_t next = 0;
+	for (int64_t r = 0; r < nrows && rc == 0; r++) {
+		if (!run_row(o, be, ctx, r, logits + r * o->vocab, &next, err, sizeof err)) {
 			fprintf(stderr, "elide: error: %s\n", err);
 			rc = 1;
-			break;
 		}
-		int64_t p = o->prefill ? o->ntokens - 1 : r;
-		const float *row = logits + r * vocab;
-		int best = argmax(row, vocab);
-		printf("pos %lld token %d argmax %d logit %.6g\n", (long long)p, o->tokens[p], best, row[best]);
 	}
 	be->close(ctx);
-	if (rc == 0 && o->dump && !dump_logits(o->dump, logits, (size_t)(nrows * vocab)))
+	if (rc == 0 && o->dump && !dump_logits(o->dump, logits, (size_t)(nrows * o->vocab)))
 		rc = 1;
 	free(logits);
 	return rc;
