@@ -55,8 +55,7 @@ interp_close(void *ctx)
 static const RunBackend interp_backend = { "interp", interp_open, interp_call, interp_close };
 
 /* The JIT backend: codegen/run_jit.c (ORC LLJIT of the compiled module). */
-static const RunBackend jit_backend_impl = { "jit", cg_run_open, cg_run_call, cg_run_close };
-static const RunBackend *const jit_backend = &jit_backend_impl;
+static const RunBackend jit_backend = { "jit", cg_run_open, cg_run_call, cg_run_close };
 
 /* ---- options ---- */
 
@@ -288,12 +287,7 @@ cmd_run(int argc, char **argv)
 		free(o.tokens);
 		return rc < 0 ? 0 : rc;
 	}
-	const RunBackend *be = o.interp ? &interp_backend : jit_backend;
-	if (!be) {
-		fprintf(stderr, "elide: error: the JIT is not available in this build yet; use --interp\n");
-		free(o.tokens);
-		return 2;
-	}
+	const RunBackend *be = o.interp ? &interp_backend : &jit_backend;
 	/* static: fe_load keeps the sources it registers with d for the life of the
 	 * process, so they stay reachable from here until exit */
 	static Diag d;
