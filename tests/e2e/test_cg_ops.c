@@ -14,32 +14,6 @@
 #include "tests/e2e/cg_jit_support.h"
 #include "tests/support/randmodel.h"
 
-static const char *const encoder_src =
-	"model enc {\n"
-	"  const dim = 16, layers = 2, heads = 2, ffn = 32, vocab = 20, ctx = 8, classes = 3;\n"
-	"  weights safetensors {\n"
-	"    emb: f32[vocab, dim] = \"emb\";\n"
-	"    for l in 0..layers {\n"
-	"      wq[l]: f32[dim, dim] = \"wq.{l}\"; bq[l]: f32[dim] = \"bq.{l}\";\n"
-	"      wk[l]: f32[dim, dim] = \"wk.{l}\"; wv[l]: f32[dim, dim] = \"wv.{l}\";\n"
-	"      wo[l]: f32[dim, dim] = \"wo.{l}\";\n"
-	"      ln_w[l]: f32[dim] = \"ln_w.{l}\"; ln_b[l]: f32[dim] = \"ln_b.{l}\";\n"
-	"      wi[l]: f32[ffn, dim] = \"wi.{l}\"; wf[l]: f32[dim, ffn] = \"wf.{l}\";\n"
-	"    }\n"
-	"    cls: f32[classes, dim] = \"cls\";\n"
-	"  }\n"
-	"  entry forward(tokens: i32[<=ctx]) -> f32[classes] {\n"
-	"    x = embed(emb, tokens);\n"
-	"    for l in 0..layers {\n"
-	"      q = linear(x, wq[l]) + bq[l];\n"
-	"      a = linear(attention(q, linear(x, wk[l]), linear(x, wv[l]), heads = heads), wo[l]);\n"
-	"      x = layernorm(x + a, ln_w[l], ln_b[l], eps = 1e-12);\n"
-	"      x = x + linear(gelu(linear(x, wi[l])), wf[l]);\n"
-	"    }\n"
-	"    return linear(row(x, 0), cls);\n"
-	"  }\n"
-	"}\n";
-
 static const char *const mix_src =
 	"model mix {\n"
 	"  const dim = 24, vocab = 30, ctx = 16, heads = 3, layers = 1;\n"
@@ -64,31 +38,18 @@ static const char *const mix_src =
 
 static Diag diag; /* the front end keeps its sources registered here */
 
+/* The model of the source text src (or, when src is NULL, of the file `name`) with
+ * seeded random weights. */
 static Module *
 load(const char *name, const char *src, uint64_t seed)
 {
 	if (!diag.out)
 		diag_init(&diag, stderr);
-	Module *m = fe_load_text(name, src, strlen(src), NULL, &diag);
+	Module *m = src ? fe_load_text(name, src, strlen(src), NULL, &diag) : fe_load(name, NULL, &diag);
 	cr_assert(m, "%s does not load", name);
-	RmTensor *t = calloc(m->nparams, sizeof *t);
-	RmRng rng = { seed };
-	for (uint32_t i = 0; i < m->nparams; i++) {
-		const Param *p = &m->params[i];
-		int64_t n = ir_type_numel(p->type);
-		float *data = malloc((size_t)n * sizeof *data);
-		for (int64_t k = 0; k < n; k++)
-			data[k] = rm_rng_uniform(&rng, -0.5f, 0.5f);
-		t[i] = (RmTensor){ .name = p->source, .dtype = RM_F32, .rank = p->type.rank, .data = data };
-		for (int k = 0; k < p->type.rank; k++)
-			t[i].shape[k] = p->type.dims[k];
-	}
 	char path[256];
-	snprintf(path, sizeof path, "%s/cg_ops_%d_%s.safetensors", ELIDE_BINARY_DIR, (int)getpid(), name);
-	cr_assert(rm_st_write(t, (int)m->nparams, path));
-	for (uint32_t i = 0; i < m->nparams; i++)
-		free((void *)t[i].data);
-	free(t);
+	snprintf(path, sizeof path, "%s/cg_ops_%d_%s.safetensors", ELIDE_BINARY_DIR, (int)getpid(), m->name);
+	cr_assert(rm_write_params(m, seed, path));
 	cr_assert(ir_load_params(m, path, &diag));
 	remove(path);
 	return m;
@@ -97,7 +58,7 @@ load(const char *name, const char *src, uint64_t seed)
 Test(cg_ops, encoder_every_length)
 {
 	for (int fuse = 0; fuse < 2; fuse++) {
-		Module *m = load("enc.elide", encoder_src, 5);
+		Module *m = load(ELIDE_SOURCE_DIR "/tests/fixtures/tiny_encoder.elide", NULL, 5);
 		TJit *t = tj_new(m, fuse);
 		int (*fwd)(void *, const int32_t *, int32_t, float *) =
 			(int (*)(void *, const int32_t *, int32_t, float *))tj_sym(t, "forward");

@@ -46,6 +46,11 @@ char *rm_elide_source(const RmConfig *c, const char *name);
  * kv.L; entries step and prefill as in rm_elide_source().  Params are not loaded. */
 struct Module *rm_build_module(const RmConfig *c, const char *name);
 
+/* Writes a safetensors file with a tensor for every param of m, named by the param's
+ * source and of its shape, uniform in [-0.5, 0.5) from seed (f32).  False when the
+ * file cannot be written. */
+bool rm_write_params(const struct Module *m, uint64_t seed, const char *path);
+
 /* Deterministic random numbers (splitmix64) for tests. */
 typedef struct RmRng {
 	uint64_t s;

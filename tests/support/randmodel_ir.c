@@ -1,11 +1,13 @@
 /* randmodel_ir.c - the IR of the random Llama of randmodel.c, built directly with
  * ir_emit (no front end): the same params (HF names), state and entries `step` and
  * `prefill` that rm_elide_source() describes, so tests of the interpreter, the passes
- * and codegen can run before or without the DSL. */
+ * and codegen can run before or without the DSL; and rm_write_params, random weights
+ * for the params of any module. */
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef struct Ctx {
 	Module *m;
@@ -165,4 +167,26 @@ rm_build_module(const RmConfig *rc, const char *name)
 	build_entry(m, rc, false);
 	build_entry(m, rc, true);
 	return m;
+}
+
+bool
+rm_write_params(const Module *m, uint64_t seed, const char *path)
+{
+	RmTensor *t = calloc(m->nparams + 1, sizeof *t);
+	RmRng rng = { seed };
+	for (uint32_t i = 0; i < m->nparams; i++) {
+		const Param *p = &m->params[i];
+		int64_t n = ir_type_numel(p->type);
+		float *data = malloc((size_t)n * sizeof *data);
+		for (int64_t k = 0; data && k < n; k++)
+			data[k] = rm_rng_uniform(&rng, -0.5f, 0.5f);
+		t[i] = (RmTensor){ .name = p->source, .dtype = RM_F32, .rank = p->type.rank, .data = data };
+		for (int k = 0; k < p->type.rank; k++)
+			t[i].shape[k] = p->type.dims[k];
+	}
+	bool ok = rm_st_write(t, (int)m->nparams, path);
+	for (uint32_t i = 0; i < m->nparams; i++)
+		free((void *)t[i].data);
+	free(t);
+	return ok;
 }

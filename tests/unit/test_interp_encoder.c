@@ -12,56 +12,14 @@
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
 
-static const char *const encoder_src =
-	"model enc {\n"
-	"  const dim = 16, layers = 2, heads = 2, ffn = 32, vocab = 20, ctx = 8, classes = 3;\n"
-	"  weights safetensors {\n"
-	"    emb: f32[vocab, dim] = \"emb\";\n"
-	"    for l in 0..layers {\n"
-	"      wq[l]: f32[dim, dim] = \"wq.{l}\"; bq[l]: f32[dim] = \"bq.{l}\";\n"
-	"      wk[l]: f32[dim, dim] = \"wk.{l}\"; wv[l]: f32[dim, dim] = \"wv.{l}\";\n"
-	"      wo[l]: f32[dim, dim] = \"wo.{l}\";\n"
-	"      ln_w[l]: f32[dim] = \"ln_w.{l}\"; ln_b[l]: f32[dim] = \"ln_b.{l}\";\n"
-	"      wi[l]: f32[ffn, dim] = \"wi.{l}\"; wf[l]: f32[dim, ffn] = \"wf.{l}\";\n"
-	"    }\n"
-	"    cls: f32[classes, dim] = \"cls\";\n"
-	"  }\n"
-	"  entry forward(tokens: i32[<=ctx]) -> f32[classes] {\n"
-	"    x = embed(emb, tokens);\n"
-	"    for l in 0..layers {\n"
-	"      q = linear(x, wq[l]) + bq[l];\n"
-	"      a = linear(attention(q, linear(x, wk[l]), linear(x, wv[l]), heads = heads), wo[l]);\n"
-	"      x = layernorm(x + a, ln_w[l], ln_b[l], eps = 1e-12);\n"
-	"      x = x + linear(gelu(linear(x, wi[l])), wf[l]);\n"
-	"    }\n"
-	"    return linear(row(x, 0), cls);\n"
-	"  }\n"
-	"}\n";
-
 Test(interp_encoder, bidirectional_forward)
 {
 	static Diag d; /* the front end keeps its sources registered here */
 	diag_init(&d, stderr);
-	Module *m = fe_load_text("enc.elide", encoder_src, strlen(encoder_src), NULL, &d);
+	Module *m = fe_load(ELIDE_SOURCE_DIR "/tests/fixtures/tiny_encoder.elide", NULL, &d);
 	cr_assert(m, "the encoder does not load");
-	/* random weights for every param, by its source name and shape */
-	RmTensor *t = calloc(m->nparams, sizeof *t);
-	RmRng rng = { 5 };
-	for (uint32_t i = 0; i < m->nparams; i++) {
-		const Param *p = &m->params[i];
-		int64_t n = ir_type_numel(p->type);
-		float *data = malloc((size_t)n * sizeof *data);
-		for (int64_t k = 0; k < n; k++)
-			data[k] = rm_rng_uniform(&rng, -0.5f, 0.5f);
-		t[i] = (RmTensor){ .name = p->source, .dtype = RM_F32, .rank = p->type.rank, .data = data };
-		for (int k = 0; k < p->type.rank; k++)
-			t[i].shape[k] = p->type.dims[k];
-	}
 	const char *path = ELIDE_BINARY_DIR "/interp_encoder.safetensors";
-	cr_assert(rm_st_write(t, (int)m->nparams, path));
-	for (uint32_t i = 0; i < m->nparams; i++)
-		free((void *)t[i].data);
-	free(t);
+	cr_assert(rm_write_params(m, 5, path));
 	cr_assert(ir_load_params(m, path, &d));
 	remove(path);
 
