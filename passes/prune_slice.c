@@ -9,6 +9,7 @@
  * Invariant kept: the module verifies after each of these when it did before and
  * the caller changed attributes consistently (heads, kv_heads, states). */
 #include "passes/prune.h"
+#include "passes/passes.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,47 +46,6 @@ prune_slice_param(Module *m, int32_t pi, bool cols, const bool *kept, int64_t nu
 	} else {
 		p->type.dims[0] = ncols2;
 	}
-}
-
-/* Rebuilds f keeping the ops with keep[i], replacing operand v by repl[v] (when not
- * IR_NO_VALUE) first; values are renumbered densely in op order. */
-static void
-rebuild(Func *f, const bool *keep, const ValueId *repl)
-{
-	ValueId *newid = xmalloc((f->nvals + 1) * sizeof *newid);
-	for (uint32_t v = 0; v < f->nvals; v++)
-		newid[v] = IR_NO_VALUE;
-	Op *ops = xmalloc((f->nops + 1) * sizeof *ops);
-	Value *vals = xcalloc(f->nops + 1, sizeof *vals);
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < f->nops; i++) {
-		if (!keep[i])
-			continue;
-		Op op = f->ops[i];
-		vals[n] = f->vals[op.dst];
-		vals[n].uses = NULL;
-		vals[n].nuses = 0;
-		vals[n].def = n;
-		newid[op.dst] = n;
-		op.dst = n;
-		ops[n++] = op;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		for (uint32_t a = 0; a < ops[i].nargs; a++) {
-			ValueId u = ops[i].args[a];
-			for (int hops = 0; repl && u < f->nvals && repl[u] != IR_NO_VALUE && hops < 1 << 20; hops++)
-				u = repl[u];
-			ops[i].args[a] = u < f->nvals ? newid[u] : IR_NO_VALUE;
-		}
-	for (uint32_t v = 0; v < f->nvals; v++)
-		free(f->vals[v].uses);
-	free(f->ops);
-	free(f->vals);
-	f->ops = ops;
-	f->vals = vals;
-	f->nops = f->capops = n;
-	f->nvals = f->capvals = n;
-	free(newid);
 }
 
 /* Maps the layer indices of one policy value to the new numbering. */
@@ -208,7 +168,7 @@ prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
 			if (o->code == OP_ATTENTION && o->ia[2] >= 0)
 				o->ia[2] = news[o->ia[2]];
 		}
-		rebuild(f, keep, repl);
+		pass_rebuild_func(m, f, keep, repl);
 		free(repl);
 		free(keep);
 		prune_groups_free(g);
