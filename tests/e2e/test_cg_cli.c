@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tests/support/randmodel.h"
+#include "tests/support/slurp.h"
 
 #define NTOK 64
 
@@ -58,27 +59,12 @@ shrc(const char *fmt, ...)
 	return rc;
 }
 
-static float *
-read_floats(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	float *x = malloc((size_t)len + 4);
-	cr_assert(fread(x, 1, (size_t)len, f) == (size_t)len);
-	fclose(f);
-	*n = (size_t)len / sizeof(float);
-	return x;
-}
-
 /* rows of vocab floats: max relative error per row and identical argmax */
 static void
 compare_rows(const char *got_path, const char *ref_path, int vocab, int rows)
 {
 	size_t n, nr;
-	float *got = read_floats(got_path, &n), *ref = read_floats(ref_path, &nr);
+	float *got = ts_slurp_floats(got_path, &n), *ref = ts_slurp_floats(ref_path, &nr);
 	cr_assert_eq(n, (size_t)(vocab * rows), "%s: %zu floats", got_path, n);
 	cr_assert_eq(nr, n);
 	for (int t = 0; t < rows; t++) {
@@ -102,7 +88,7 @@ static bool
 same_bytes(const char *a, const char *b)
 {
 	size_t na, nb;
-	float *x = read_floats(a, &na), *y = read_floats(b, &nb);
+	float *x = ts_slurp_floats(a, &na), *y = ts_slurp_floats(b, &nb);
 	bool same = na == nb && memcmp(x, y, na * sizeof *x) == 0;
 	free(x);
 	free(y);

@@ -14,24 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WEIGHTS ELIDE_BINARY_DIR "/examples/charlm/dense/charlm.weights"
+#include "tests/support/slurp.h"
 
-static unsigned char *
-slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	unsigned char *p = malloc((size_t)len + 1);
-	cr_assert_not_null(p);
-	cr_assert_eq(fread(p, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	p[len] = 0;
-	*n = (size_t)len;
-	return p;
-}
+#define WEIGHTS ELIDE_BINARY_DIR "/examples/charlm/dense/charlm.weights"
 
 static charlm_ctx *
 open_model(void)
@@ -57,8 +42,8 @@ norm_err(const float *a, const float *b, int n)
 Test(charlm, logits_match_training_script)
 {
 	size_t np, nl;
-	unsigned char *prompt = slurp(ELIDE_SOURCE_DIR "/tests/fixtures/charlm_prompt.txt", &np);
-	float *ref = (float *)slurp(ELIDE_SOURCE_DIR "/tests/fixtures/charlm_logits.f32", &nl);
+	unsigned char *prompt = ts_slurp(ELIDE_SOURCE_DIR "/tests/fixtures/charlm_prompt.txt", &np);
+	float *ref = (float *)ts_slurp(ELIDE_SOURCE_DIR "/tests/fixtures/charlm_logits.f32", &nl);
 	cr_assert_eq(nl, np * CHARLM_VOCAB * sizeof(float), "fixture of %zu bytes for a %zu-byte prompt", nl, np);
 	cr_assert(np > 1 && np <= CHARLM_CTX);
 	charlm_ctx *c = open_model();
@@ -86,8 +71,8 @@ Test(charlm, logits_match_training_script)
 Test(charlm, heldout_bits_per_byte)
 {
 	size_t n, nm;
-	unsigned char *text = slurp(ELIDE_SOURCE_DIR "/examples/charlm/heldout_4k.txt", &n);
-	char *metrics = (char *)slurp(ELIDE_SOURCE_DIR "/examples/charlm/metrics.json", &nm);
+	unsigned char *text = ts_slurp(ELIDE_SOURCE_DIR "/examples/charlm/heldout_4k.txt", &n);
+	char *metrics = (char *)ts_slurp(ELIDE_SOURCE_DIR "/examples/charlm/metrics.json", &nm);
 	const char *key = strstr(metrics, "\"heldout_4k_bpb\":");
 	cr_assert_not_null(key, "metrics.json has no heldout_4k_bpb");
 	double reported = strtod(key + strlen("\"heldout_4k_bpb\":"), NULL);

@@ -5,36 +5,22 @@
  * pins the model file (GQA head mapping, RoPE style, norms) to the training code
  * independently of code generation. */
 #include <criterion/criterion.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/slurp.h"
+
 #define SRC ELIDE_SOURCE_DIR
 #define CHARLM_VOCAB 256
-
-static unsigned char *
-slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	unsigned char *p = malloc((size_t)len + 1);
-	cr_assert_not_null(p);
-	cr_assert_eq(fread(p, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	p[len] = 0;
-	*n = (size_t)len;
-	return p;
-}
 
 Test(charlm_interp, logits_match_training_script)
 {
 	size_t np, nl, nd;
-	unsigned char *prompt = slurp(SRC "/tests/fixtures/charlm_prompt.txt", &np);
-	float *ref = (float *)slurp(SRC "/tests/fixtures/charlm_logits.f32", &nl);
+	unsigned char *prompt = ts_slurp(SRC "/tests/fixtures/charlm_prompt.txt", &np);
+	float *ref = (float *)ts_slurp(SRC "/tests/fixtures/charlm_logits.f32", &nl);
 	cr_assert_eq(nl, np * CHARLM_VOCAB * sizeof(float));
 	char toks[4096] = { 0 };
 	size_t k = 0;
@@ -49,7 +35,7 @@ Test(charlm_interp, logits_match_training_script)
 	         " --tokens %s --dump-logits '%s' > /dev/null",
 	         ELIDE_BIN, SRC, SRC, toks, out);
 	cr_assert_eq(system(cmd), 0, "failed: %s", cmd);
-	float *got = (float *)slurp(out, &nd);
+	float *got = (float *)ts_slurp(out, &nd);
 	cr_assert_eq(nd, nl, "interpreter wrote %zu bytes of logits, the fixture has %zu", nd, nl);
 	for (size_t t = 0; t < np; t++) {
 		const float *a = got + t * CHARLM_VOCAB, *b = ref + t * CHARLM_VOCAB;

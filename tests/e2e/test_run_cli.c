@@ -10,21 +10,7 @@
 
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
-
-static float *
-read_floats(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	float *x = malloc((size_t)len + 4);
-	cr_assert(fread(x, 1, (size_t)len, f) == (size_t)len);
-	fclose(f);
-	*n = (size_t)len / sizeof(float);
-	return x;
-}
+#include "tests/support/slurp.h"
 
 static int
 run(const char *args)
@@ -43,8 +29,8 @@ Test(run_cli, fixture_logits_match_the_reference)
 	                 " --dump-logits " ELIDE_BINARY_DIR "/run_cli_fixture.logits"),
 	             0);
 	size_t n, nref;
-	float *got = read_floats(dump, &n);
-	float *ref = read_floats(ELIDE_SOURCE_DIR "/tests/fixtures/llama_tiny.logits", &nref);
+	float *got = ts_slurp_floats(dump, &n);
+	float *ref = ts_slurp_floats(ELIDE_SOURCE_DIR "/tests/fixtures/llama_tiny.logits", &nref);
 	cr_assert_eq(n, nref);
 	cr_assert_eq(n, 16 * 256);
 	for (int t = 0; t < 16; t++) {
@@ -83,7 +69,7 @@ Test(run_cli, random_model_from_disk_equals_in_memory)
 	                 "/run_cli_rand.logits"),
 	             0);
 	size_t n;
-	float *got = read_floats(dump, &n);
+	float *got = ts_slurp_floats(dump, &n);
 	cr_assert_eq(n, (size_t)5 * c.vocab);
 	Module *m = rm_build_module(&c, "rand");
 	Diag d;
@@ -103,7 +89,7 @@ Test(run_cli, random_model_from_disk_equals_in_memory)
 	                 "/run_cli_rand.logits"),
 	             0);
 	free(got);
-	got = read_floats(dump, &n);
+	got = ts_slurp_floats(dump, &n);
 	cr_assert_eq(n, (size_t)c.vocab);
 	double maxd = 0, maxb = 0;
 	for (int i = 0; i < c.vocab; i++) {

@@ -14,6 +14,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
+#include "tests/support/slurp.h"
 
 /* A Diag writing into memory. */
 typedef struct Cap {
@@ -96,28 +97,13 @@ collect(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return 0;
 }
 
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *s = malloc((size_t)n + 1);
-	cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-	s[n] = '\0';
-	fclose(f);
-	return s;
-}
-
 Test(eir, every_test_file_roundtrips)
 {
 	nftw(ELIDE_SOURCE_DIR "/tests", collect, 16, FTW_PHYS);
 	cr_assert_geq(nfiles, 30, "found only %d .eir files under tests/", nfiles);
 	int parsed = 0;
 	for (int i = 0; i < nfiles; i++) {
-		char *text = slurp(files[i]);
+		char *text = ts_slurp(files[i], NULL);
 		Cap c;
 		cap_init(&c);
 		Module *m = parse_text(files[i], text, &c);

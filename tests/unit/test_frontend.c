@@ -12,25 +12,9 @@
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "tests/support/slurp.h"
 
 #define SRC ELIDE_SOURCE_DIR "/"
-
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *s = malloc((size_t)n + 1);
-	cr_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
-	s[n] = '\0';
-	fclose(f);
-	if (len)
-		*len = (size_t)n;
-	return s;
-}
 
 /* Lowers text; diagnostics go to a buffer returned in *msgs (malloc'ed). */
 static Module *
@@ -66,7 +50,7 @@ lower_text(const char *text, const char *policy, char **msgs, int *nerrors)
 static Module *
 load_example(const char *policy)
 {
-	char *text = slurp(SRC "examples/llama/llama.elide", NULL);
+	char *text = ts_slurp(SRC "examples/llama/llama.elide", NULL);
 	char *msgs;
 	Module *m = lower_text(text, policy, &msgs, NULL);
 	cr_assert(m, "llama.elide: %s", msgs);
@@ -295,7 +279,7 @@ Test(frontend, llama_example_matches_hugging_face)
 	int n = read_tokens(tok, 128);
 	cr_assert_gt(n, 1);
 	size_t len;
-	float *ref = (float *)slurp(FIX "llama_tiny.logits", &len);
+	float *ref = (float *)ts_slurp(FIX "llama_tiny.logits", &len);
 	int vocab = (int)(len / 4 / (size_t)n);
 	cr_assert_eq(vocab, 256);
 	Module *m = example_with_fixture();
@@ -326,7 +310,7 @@ static void
 truncations(const char *path)
 {
 	size_t len;
-	char *text = slurp(path, &len);
+	char *text = ts_slurp(path, &len);
 	if (len > 65536)
 		len = 65536;
 	nfiles++;

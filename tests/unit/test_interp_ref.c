@@ -12,6 +12,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
+#include "tests/support/slurp.h"
 
 #define FIX ELIDE_SOURCE_DIR "/tests/fixtures/"
 #define MAXT 64
@@ -35,16 +36,10 @@ load_fixture(void)
 	}
 	fclose(f);
 	cr_assert(ntok > 1);
-	f = fopen(FIX "llama_tiny.logits", "rb");
-	cr_assert(f);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	cr_assert(n % (4 * ntok) == 0);
-	vocab = (int)(n / 4 / ntok);
-	ref = malloc((size_t)n);
-	cr_assert(fread(ref, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
+	size_t n;
+	ref = ts_slurp_floats(FIX "llama_tiny.logits", &n);
+	cr_assert(n % (size_t)ntok == 0);
+	vocab = (int)(n / (size_t)ntok);
 }
 
 /* The fixture's sizes (tests/fixtures/make_llama_fixture.py), which are those of

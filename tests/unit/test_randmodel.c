@@ -6,20 +6,7 @@
 #include <string.h>
 
 #include "tests/support/randmodel.h"
-
-static uint8_t *
-read_all(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	*n = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	uint8_t *b = malloc(*n);
-	cr_assert(fread(b, 1, *n, f) == *n);
-	fclose(f);
-	return b;
-}
+#include "tests/support/slurp.h"
 
 Test(randmodel, half_conversions)
 {
@@ -45,7 +32,7 @@ Test(randmodel, deterministic_and_sized)
 	cr_assert(rm_write_model(&c, a));
 	cr_assert(rm_write_model(&c, b));
 	size_t na, nb;
-	uint8_t *ba = read_all(a, &na), *bb = read_all(b, &nb);
+	uint8_t *ba = ts_slurp(a, &na), *bb = ts_slurp(b, &nb);
 	cr_assert_eq(na, nb);
 	cr_assert(memcmp(ba, bb, na) == 0, "same seed must give the same file");
 	uint64_t hl = 0;
@@ -61,7 +48,7 @@ Test(randmodel, deterministic_and_sized)
 	c.seed = 2;
 	cr_assert(rm_write_model(&c, b));
 	free(bb);
-	bb = read_all(b, &nb);
+	bb = ts_slurp(b, &nb);
 	cr_assert(memcmp(ba, bb, na) != 0, "another seed must give other weights");
 	free(ba);
 	free(bb);
