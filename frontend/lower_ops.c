@@ -16,9 +16,9 @@ last(Type t)
 	return t.rank ? t.dims[t.rank - 1] : 1;
 }
 
-/* Builds an op through the IR builder, whose ir_infer_type is the one authority on
- * types.  On a type error the message names every operand's type, so both shapes
- * of a mismatch are shown. */
+/* Builds an op through the IR builder (ir_b_op): ir_infer_type is the one authority
+ * on types, and its errors name every operand's type, so both shapes of a mismatch
+ * are shown.  Stops after 2^20 ops (unrolled loops and inlined calls). */
 ValueId
 lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_t *ia, const float *fa,
         Loc loc)
@@ -31,27 +31,6 @@ lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_
 	if (--L->nops_left < 0) {
 		diag_error(L->d, loc, "entry too large: more than %d ops after unrolling and inlining", 1 << 20);
 		L->stop = true;
-		return IR_NO_VALUE;
-	}
-	Op tmp = { .code = code, .dst = IR_NO_VALUE, .nargs = (uint8_t)nargs, .layer = L->layer, .loc = loc };
-	if (nargs)
-		memcpy(tmp.args, args, nargs * sizeof *args);
-	if (ia)
-		memcpy(tmp.ia, ia, sizeof tmp.ia);
-	if (fa)
-		memcpy(tmp.fa, fa, sizeof tmp.fa);
-	Type t;
-	char err[512];
-	if (code != OP_CONST && !ir_infer_type(L->m, L->f, &tmp, &t, err, sizeof err)) {
-		size_t n = strlen(err);
-		bool all = true;
-		char ts[IR_MAX_OPERANDS][96];
-		for (uint32_t i = 0; i < nargs; i++)
-			all &= strstr(err, ir_type_str(ir_vtype(L->f, args[i]), ts[i], sizeof ts[i])) != NULL;
-		for (uint32_t i = 0; !all && i < nargs && n + 8 < sizeof err; i++)
-			n += (size_t)snprintf(err + n, sizeof err - n, "%s%.90s%s", i ? ", " : " (operands: ", ts[i],
-			                      i + 1 == nargs ? ")" : "");
-		diag_error(L->d, loc, "%s", err);
 		return IR_NO_VALUE;
 	}
 	Builder b = { .m = L->m, .f = L->f, .layer = L->layer, .diag = L->d };

@@ -48,19 +48,6 @@ same_rows(Type a, Type b)
 	return true;
 }
 
-/* Whether t is a well-formed type: known dtype, rank in range, positive extents,
- * dyn0 only with rank >= 1. */
-static bool
-type_ok(Type t)
-{
-	if ((unsigned)t.dtype >= DT_COUNT || t.rank > IR_MAX_RANK || (t.dyn0 && t.rank == 0))
-		return false;
-	for (int i = 0; i < t.rank; i++)
-		if (t.dims[i] <= 0)
-			return false;
-	return true;
-}
-
 #define TS(t, buf) ir_type_str((t), (buf), sizeof(buf))
 
 /* ---- per-op rules ---- */
@@ -213,7 +200,7 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 	for (uint32_t i = 0; i < op->nargs; i++) {
 		if (op->args[i] >= f->nvals)
 			return fail(err, nerr, "%s: operand %u is not a value of '%s'", nm, i, f->name);
-		if (!type_ok(f->vals[op->args[i]].type))
+		if (!ir_type_valid(f->vals[op->args[i]].type))
 			return fail(err, nerr, "%s: operand %u has a malformed type %s", nm, i,
 			            TS(f->vals[op->args[i]].type, s));
 	}
@@ -237,7 +224,7 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		/* A constant keeps the type it was given (a splat of its value); only the
 		 * dtype decides which attribute slot holds the value. */
 		Type t = op->dst < f->nvals ? f->vals[op->dst].type : ir_type_scalar(DT_F32);
-		if (!type_ok(t) || (t.dtype != DT_F32 && t.dtype != DT_I32) || t.dyn0)
+		if (!ir_type_valid(t) || (t.dtype != DT_F32 && t.dtype != DT_I32) || t.dyn0)
 			return fail(err, nerr, "%s: expected an f32 or i32 type of static shape, saw %s", nm, TS(t, s));
 		*out = t;
 		return true;
@@ -369,6 +356,21 @@ ir_b_const_i32(Builder *b, int32_t v, Loc loc)
 	return build(b, OP_CONST, ir_type_scalar(DT_I32), NULL, 0, ia, NULL, loc);
 }
 
+/* Appends " (operands: T1, T2)" to a type error unless it already names every
+ * operand's type, so that both shapes of a mismatch are always shown. */
+static void
+name_operand_types(const Func *f, const ValueId *args, uint32_t nargs, char *err, size_t nerr)
+{
+	size_t n = strlen(err);
+	bool all = true;
+	char ts[IR_MAX_OPERANDS][96];
+	for (uint32_t i = 0; i < nargs; i++)
+		all &= strstr(err, ir_type_str(ir_vtype(f, args[i]), ts[i], sizeof ts[i])) != NULL;
+	for (uint32_t i = 0; !all && i < nargs && n + 8 < nerr; i++)
+		n += (size_t)snprintf(err + n, nerr - n, "%s%.90s%s", i ? ", " : " (operands: ", ts[i],
+		                      i + 1 == nargs ? ")" : "");
+}
+
 ValueId
 ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs, const int64_t *ia, const float *fa, Loc loc)
 {
@@ -398,7 +400,9 @@ ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs, const int6
 	if (fa)
 		memcpy(tmp.fa, fa, sizeof tmp.fa);
 	Type t;
-	if (!ir_infer_type(b->m, b->f, &tmp, &t, err, sizeof err))
+	if (!ir_infer_type(b->m, b->f, &tmp, &t, err, sizeof err)) {
+		name_operand_types(b->f, args, nargs, err, sizeof err);
 		return report(b, loc, err);
+	}
 	return build(b, code, t, args, nargs, tmp.ia, tmp.fa, loc);
 }

@@ -64,6 +64,8 @@ Type ir_type_vec(DType t, int64_t n);
 Type ir_type_mat(DType t, int64_t rows, int64_t cols);
 int64_t ir_type_numel(Type t); /* upper bound when dyn0 */
 bool ir_type_eq(Type a, Type b);
+/* Well-formed: known dtype, rank in range, positive extents, dyn0 only with rank >= 1. */
+bool ir_type_valid(Type t);
 /* Writes e.g. "f32[<=256, 288]" into buf (always NUL-terminated). */
 char *ir_type_str(Type t, char *buf, size_t n);
 

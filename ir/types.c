@@ -60,6 +60,17 @@ ir_type_numel(Type t)
 }
 
 bool
+ir_type_valid(Type t)
+{
+	if ((unsigned)t.dtype >= DT_COUNT || t.rank > IR_MAX_RANK || (t.dyn0 && t.rank == 0))
+		return false;
+	for (int i = 0; i < t.rank; i++)
+		if (t.dims[i] <= 0)
+			return false;
+	return true;
+}
+
+bool
 ir_type_eq(Type a, Type b)
 {
 	if (a.dtype != b.dtype || a.rank != b.rank || a.dyn0 != b.dyn0)

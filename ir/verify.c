@@ -37,17 +37,6 @@ err(Ver *v, Loc loc, const char *fmt, ...)
 	v->ok = false;
 }
 
-static bool
-type_ok(Type t)
-{
-	if ((unsigned)t.dtype >= DT_COUNT || t.rank > IR_MAX_RANK || (t.dyn0 && t.rank == 0))
-		return false;
-	for (int i = 0; i < t.rank; i++)
-		if (t.dims[i] <= 0)
-			return false;
-	return true;
-}
-
 /* The number of layers policies and regions are checked against (0: unknown). */
 static int64_t
 model_layers(const Module *m)
@@ -65,7 +54,7 @@ verify_module(Ver *v)
 	char buf[96];
 	for (uint32_t i = 0; i < m->nparams; i++) {
 		const Param *p = &m->params[i];
-		if (!type_ok(p->type) || p->type.dyn0)
+		if (!ir_type_valid(p->type) || p->type.dyn0)
 			err(v, p->loc, "param '%s': expected a static tensor type, saw %s", p->name,
 			    ir_type_str(p->type, buf, sizeof buf));
 		if (p->layer < -1 || (nl > 0 && p->layer >= nl))
@@ -129,7 +118,7 @@ verify_func(Ver *v, const Func *f)
 	char buf[96], buf2[96], msg[512];
 	uint32_t nerr_before = (uint32_t)v->d->nerrors;
 	for (uint32_t i = 0; i < f->nargs; i++)
-		if (!type_ok(f->args[i].type))
+		if (!ir_type_valid(f->args[i].type))
 			err(v, f->loc, "entry '%s': argument '%s' has a malformed type", f->name, f->args[i].name);
 	int32_t prev = -1, maxl = -1;
 	int32_t top = 0;
