@@ -122,6 +122,20 @@ emit_memset(Glue *g, LLVMValueRef p, uint64_t n)
 	LLVMBuildMemSet(g->b, p, LLVMConstInt(g->i8, 0, 0), k64(g, n), 64);
 }
 
+/* Destroys the thread pool the context created, if any. */
+static void
+destroy_owned_pool(Glue *g, LLVMValueRef ctx)
+{
+	LLVMTypeRef pt[1] = { g->ptr };
+	LLVMValueRef pool = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_POOL));
+	LLVMBasicBlockRef yes = bb(g, "pool"), no = bb(g, "nopool");
+	LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, pool, ""), no, yes);
+	LLVMPositionBuilderAtEnd(g->b, yes);
+	call(g, "elide_pool_destroy", g->voidt, pt, &pool, 1);
+	LLVMBuildBr(g->b, no);
+	LLVMPositionBuilderAtEnd(g->b, no);
+}
+
 /* Releases the blob file the context maps, if any (elide_blob_unmap is safe on a
  * zeroed mapping). */
 static void
@@ -188,15 +202,7 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	LLVMValueRef destroy = begin(g, "destroy", g->voidt, p1, 1);
 	ctx = LLVMGetParam(destroy, 0);
 	ret_if(g, bad_ctx(g, ctx), NULL);
-	{
-		LLVMValueRef pool = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_POOL));
-		LLVMBasicBlockRef yes = bb(g, "pool"), no = bb(g, "nopool");
-		LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, pool, ""), no, yes);
-		LLVMPositionBuilderAtEnd(g->b, yes);
-		call(g, "elide_pool_destroy", g->voidt, p1, &pool, 1);
-		LLVMBuildBr(g->b, no);
-		LLVMPositionBuilderAtEnd(g->b, no);
-	}
+	destroy_owned_pool(g, ctx);
 	release_mapping(g, ctx);
 	LLVMValueRef owned = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_MEM));
 	st(g, k64(g, 0), ctx);
@@ -266,31 +272,23 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	LLVMValueRef sth = begin(g, "set_threads", g->i32, pti, 2);
 	ctx = LLVMGetParam(sth, 0);
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
-	{
-		LLVMValueRef pool = ld(g, g->ptr, at(g, ctx, CG_CTX_OWNED_POOL));
-		LLVMBasicBlockRef yes = bb(g, "pool"), no = bb(g, "nopool");
-		LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, pool, ""), no, yes);
-		LLVMPositionBuilderAtEnd(g->b, yes);
-		call(g, "elide_pool_destroy", g->voidt, p1, &pool, 1);
-		LLVMBuildBr(g->b, no);
-		LLVMPositionBuilderAtEnd(g->b, no);
-		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_OWNED_POOL));
-		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_PFOR));
-		st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_POOL));
-		LLVMValueRef nt = LLVMGetParam(sth, 1);
-		ret_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, nt, k32(g, 0), ""), k32(g, ELIDE_ERR_ARG));
-		ret_if(g, LLVMBuildICmp(g->b, LLVMIntEQ, nt, k32(g, 1), ""), k32(g, ELIDE_OK));
-		LLVMTypeRef ip[1] = { g->i32 };
-		LLVMValueRef np = call(g, "elide_pool_create", g->ptr, ip, &nt, 1);
-		ret_if(g, LLVMBuildIsNull(g->b, np, ""), k32(g, ELIDE_ERR_NOMEM));
-		st(g, np, at(g, ctx, CG_CTX_OWNED_POOL));
-		st(g, np, at(g, ctx, CG_CTX_POOL));
-		LLVMTypeRef fpt[4] = { g->ptr, g->i64, g->ptr, g->ptr };
-		LLVMTypeRef fty;
-		LLVMValueRef pf = ext(g, "elide_pool_parallel_for", g->voidt, fpt, 4, &fty);
-		st(g, pf, at(g, ctx, CG_CTX_PFOR));
-		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
-	}
+	destroy_owned_pool(g, ctx);
+	st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_OWNED_POOL));
+	st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_PFOR));
+	st(g, LLVMConstNull(g->ptr), at(g, ctx, CG_CTX_POOL));
+	LLVMValueRef nt = LLVMGetParam(sth, 1);
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, nt, k32(g, 0), ""), k32(g, ELIDE_ERR_ARG));
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntEQ, nt, k32(g, 1), ""), k32(g, ELIDE_OK));
+	LLVMTypeRef ip[1] = { g->i32 };
+	LLVMValueRef np = call(g, "elide_pool_create", g->ptr, ip, &nt, 1);
+	ret_if(g, LLVMBuildIsNull(g->b, np, ""), k32(g, ELIDE_ERR_NOMEM));
+	st(g, np, at(g, ctx, CG_CTX_OWNED_POOL));
+	st(g, np, at(g, ctx, CG_CTX_POOL));
+	LLVMTypeRef fpt[4] = { g->ptr, g->i64, g->ptr, g->ptr };
+	LLVMTypeRef fty;
+	LLVMValueRef pf = ext(g, "elide_pool_parallel_for", g->voidt, fpt, 4, &fty);
+	st(g, pf, at(g, ctx, CG_CTX_PFOR));
+	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 
 	/* void NAME_get_stats(const NAME_ctx *, NAME_stats *out) */
 	LLVMValueRef gs = begin(g, "get_stats", g->voidt, p2p, 2);
