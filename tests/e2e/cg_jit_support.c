@@ -56,26 +56,3 @@ tj_free(TJit *t)
 	free(t);
 }
 
-double
-tj_rel_err(const float *a, const float *b, int64_t n)
-{
-	double mx = 1e-30, d = 0;
-	for (int64_t i = 0; i < n; i++) {
-		if (fabs(b[i]) > mx)
-			mx = fabs(b[i]);
-		double e = fabs((double)a[i] - b[i]);
-		if (e > d || isnan(e))
-			d = isnan(e) ? INFINITY : e;
-	}
-	return d / mx;
-}
-
-int64_t
-tj_argmax(const float *x, int64_t n)
-{
-	int64_t b = 0;
-	for (int64_t i = 1; i < n; i++)
-		if (x[i] > x[b])
-			b = i;
-	return b;
-}

@@ -18,8 +18,5 @@ void tj_free(TJit *t);
 CgFn tj_sym(TJit *t, const char *name);
 /* The parallel-for the tests install: chunks of the range, last chunk first. */
 void tj_reverse_pfor(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
-/* max |a-b| / max(max |b|, 1e-30) */
-double tj_rel_err(const float *a, const float *b, int64_t n);
-int64_t tj_argmax(const float *x, int64_t n);
 
 #endif

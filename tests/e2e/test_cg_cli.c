@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 #include "tests/support/slurp.h"
 
@@ -68,17 +69,11 @@ compare_rows(const char *got_path, const char *ref_path, int vocab, int rows)
 	cr_assert_eq(n, (size_t)(vocab * rows), "%s: %zu floats", got_path, n);
 	cr_assert_eq(nr, n);
 	for (int t = 0; t < rows; t++) {
-		double d = 0, mx = 1e-30;
-		int ag = 0, ar = 0;
-		for (int i = 0; i < vocab; i++) {
-			float a = got[t * vocab + i], b = ref[t * vocab + i];
-			d = fmax(d, isnan(a) ? INFINITY : fabs((double)a - b));
-			mx = fmax(mx, fabs((double)b));
-			ag = a > got[t * vocab + ag] ? i : ag;
-			ar = b > ref[t * vocab + ar] ? i : ar;
-		}
-		cr_assert(d / mx <= 1e-4, "%s row %d: relative error %.3g", got_path, t, d / mx);
-		cr_assert_eq(ag, ar, "%s row %d: argmax %d, interpreter %d", got_path, t, ag, ar);
+		const float *g = got + t * vocab, *r = ref + t * vocab;
+		double e = ts_rel_err(g, r, vocab);
+		int64_t ag = ts_argmax(g, vocab), ar = ts_argmax(r, vocab);
+		cr_assert(e <= 1e-4, "%s row %d: relative error %.3g", got_path, t, e);
+		cr_assert_eq(ag, ar, "%s row %d: argmax %lld, interpreter %lld", got_path, t, (long long)ag, (long long)ar);
 	}
 	free(got);
 	free(ref);

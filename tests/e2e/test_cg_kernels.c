@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tests/e2e/cg_jit_support.h"
+#include "tests/support/compare.h"
 
 static float
 frand(uint64_t *s)
@@ -112,7 +113,7 @@ check_linear(int64_t n, int64_t k, int64_t ctx, int epi, bool seq, bool hook)
 			st = fn(t->ctx, toks[0], out);
 		}
 		cr_assert_eq(st, ELIDE_OK);
-		double e = tj_rel_err(out, ref, T * n);
+		double e = ts_rel_err(out, ref, T * n);
 		cr_assert(e <= 1e-5, "n=%lld k=%lld T=%lld epi=%d: relative error %g", (long long)n, (long long)k,
 		          (long long)T, epi, e);
 	}

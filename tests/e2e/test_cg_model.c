@@ -12,6 +12,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tests/e2e/cg_jit_support.h"
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 
 typedef int (*StepFn)(void *, int32_t, int32_t, float *);
@@ -57,21 +58,21 @@ run_compare(RmConfig c, int np, int nsteps, bool hook)
 	if (np > 0) {
 		cr_assert_eq(prefill(t->ctx, toks, np, 0, out), ELIDE_OK);
 		cr_assert(interp_run(is, "prefill", toks, np, 0, ref, err, sizeof err), "%s", err);
-		double e = tj_rel_err(out, ref, c.vocab);
+		double e = ts_rel_err(out, ref, c.vocab);
 		cr_assert(e <= 1e-4, "prefill of %d: relative error %g", np, e);
-		cr_assert_eq(tj_argmax(out, c.vocab), tj_argmax(ref, c.vocab));
+		cr_assert_eq(ts_argmax(out, c.vocab), ts_argmax(ref, c.vocab));
 		pos = np;
 	}
-	int32_t tok = (int32_t)tj_argmax(ref, c.vocab);
+	int32_t tok = (int32_t)ts_argmax(ref, c.vocab);
 	if (np == 0)
 		tok = toks[0];
 	for (; pos < nsteps; pos++) {
 		cr_assert_eq(step(t->ctx, tok, pos, out), ELIDE_OK);
 		cr_assert(interp_run(is, "step", &tok, 1, pos, ref, err, sizeof err), "%s", err);
-		double e = tj_rel_err(out, ref, c.vocab);
+		double e = ts_rel_err(out, ref, c.vocab);
 		cr_assert(e <= 1e-4, "step at %d: relative error %g", pos, e);
-		cr_assert_eq(tj_argmax(out, c.vocab), tj_argmax(ref, c.vocab), "argmax at %d", pos);
-		tok = (int32_t)((tj_argmax(ref, c.vocab) + pos) % c.vocab);
+		cr_assert_eq(ts_argmax(out, c.vocab), ts_argmax(ref, c.vocab), "argmax at %d", pos);
+		tok = (int32_t)((ts_argmax(ref, c.vocab) + pos) % c.vocab);
 	}
 	free(out);
 	free(ref);
@@ -286,14 +287,14 @@ Test(cg_model, pruned_heterogeneous_layers)
 		toks[i] = (int32_t)((i * 19 + 4) % c.vocab);
 	cr_assert_eq(prefill(t->ctx, toks, 12, 0, out), ELIDE_OK);
 	cr_assert(interp_run(is, "prefill", toks, 12, 0, ref, err, sizeof err), "%s", err);
-	cr_assert(tj_rel_err(out, ref, c.vocab) <= 1e-4);
+	cr_assert(ts_rel_err(out, ref, c.vocab) <= 1e-4);
 	for (int pos = 12; pos < 40; pos++) {
 		int32_t tok = (int32_t)((pos * 5) % c.vocab);
 		cr_assert_eq(step(t->ctx, tok, pos, out), ELIDE_OK);
 		cr_assert(interp_run(is, "step", &tok, 1, pos, ref, err, sizeof err), "%s", err);
-		double e = tj_rel_err(out, ref, c.vocab);
+		double e = ts_rel_err(out, ref, c.vocab);
 		cr_assert(e <= 1e-4, "step at %d: relative error %g", pos, e);
-		cr_assert_eq(tj_argmax(out, c.vocab), tj_argmax(ref, c.vocab));
+		cr_assert_eq(ts_argmax(out, c.vocab), ts_argmax(ref, c.vocab));
 	}
 	free(out);
 	free(ref);

@@ -12,6 +12,7 @@
 
 #include "frontend/frontend.h"
 #include "tests/e2e/cg_jit_support.h"
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 
 static const char *const mix_src =
@@ -69,7 +70,7 @@ Test(cg_ops, encoder_every_length)
 			float a[3], r[3];
 			cr_assert_eq(fwd(t->ctx, toks, n, a), ELIDE_OK);
 			cr_assert(interp_run(s, "forward", toks, n, 0, r, err, sizeof err), "%s", err);
-			double e = tj_rel_err(a, r, 3);
+			double e = ts_rel_err(a, r, 3);
 			cr_assert(e <= 1e-4, "fuse %d, %d tokens: relative error %g", fuse, n, e);
 		}
 		int32_t bad[8] = { 1, 20, 3 };
@@ -95,7 +96,7 @@ Test(cg_ops, mixed_ops_and_argmax)
 		float a[30], r[30];
 		cr_assert_eq(step(t->ctx, tok, pos, a), ELIDE_OK);
 		cr_assert(interp_run(s, "step", &tok, 1, pos, r, err, sizeof err), "%s", err);
-		double e = tj_rel_err(a, r, 30);
+		double e = ts_rel_err(a, r, 30);
 		cr_assert(e <= 1e-4, "step at %d: relative error %g", pos, e);
 		int32_t pa = -1, pr = -2;
 		cr_assert_eq(pick(t->ctx, tok, pos, &pa), ELIDE_OK);

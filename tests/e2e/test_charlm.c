@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/compare.h"
 #include "tests/support/slurp.h"
 
 #define WEIGHTS ELIDE_BINARY_DIR "/examples/charlm/dense/charlm.weights"
@@ -27,18 +28,6 @@ open_model(void)
 	return c;
 }
 
-static double
-norm_err(const float *a, const float *b, int n)
-{
-	double num = 0, den = 0;
-	for (int i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		num = d > num ? d : num;
-		den = fabs((double)b[i]) > den ? fabs((double)b[i]) : den;
-	}
-	return num / den;
-}
-
 Test(charlm, logits_match_training_script)
 {
 	size_t np, nl;
@@ -50,7 +39,7 @@ Test(charlm, logits_match_training_script)
 	float lo[CHARLM_VOCAB];
 	for (size_t t = 0; t < np; t++) {
 		cr_assert_eq(charlm_step(c, prompt[t], (int32_t)t, lo), CHARLM_OK);
-		double e = norm_err(lo, ref + t * CHARLM_VOCAB, CHARLM_VOCAB);
+		double e = ts_rel_err(lo, ref + t * CHARLM_VOCAB, CHARLM_VOCAB);
 		cr_expect_leq(e, 1e-4, "step: position %zu: normalised error %g", t, e);
 	}
 	/* prefill of every prefix gives the logits of its last byte */
@@ -60,7 +49,7 @@ Test(charlm, logits_match_training_script)
 	for (size_t len = 1; len <= np; len += 5) {
 		cr_assert_eq(charlm_reset(c), CHARLM_OK);
 		cr_assert_eq(charlm_prefill(c, toks, (int32_t)len, 0, lo), CHARLM_OK);
-		double e = norm_err(lo, ref + (len - 1) * CHARLM_VOCAB, CHARLM_VOCAB);
+		double e = ts_rel_err(lo, ref + (len - 1) * CHARLM_VOCAB, CHARLM_VOCAB);
 		cr_expect_leq(e, 1e-4, "prefill of %zu bytes: normalised error %g", len, e);
 	}
 	charlm_destroy(c);

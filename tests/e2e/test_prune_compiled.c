@@ -15,6 +15,7 @@
 #include "passes/passes.h"
 #include "passes/prune.h"
 #include "tests/e2e/cg_jit_support.h"
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 
 typedef int (*StepFn)(void *, int32_t, int32_t, float *);
@@ -70,17 +71,17 @@ compiled_case(RmConfig c, const char *body)
 		toks[i] = (int32_t)((i * 37 + 11) % c.vocab);
 	cr_assert_eq(((PrefillFn)tj_sym(td, "prefill"))(td->ctx, toks, NPRE, 0, a), ELIDE_OK);
 	cr_assert_eq(((PrefillFn)tj_sym(tp, "prefill"))(tp->ctx, toks, NPRE, 0, b), ELIDE_OK);
-	double e = tj_rel_err(b, a, c.vocab);
+	double e = ts_rel_err(b, a, c.vocab);
 	cr_assert(e <= 1e-5, "prefill: relative error %g", e);
-	cr_assert_eq(tj_argmax(b, c.vocab), tj_argmax(a, c.vocab));
-	int32_t tok = (int32_t)tj_argmax(a, c.vocab);
+	cr_assert_eq(ts_argmax(b, c.vocab), ts_argmax(a, c.vocab));
+	int32_t tok = (int32_t)ts_argmax(a, c.vocab);
 	for (int pos = NPRE; pos < NPRE + NSTEP; pos++) {
 		cr_assert_eq(((StepFn)tj_sym(td, "step"))(td->ctx, tok, pos, a), ELIDE_OK);
 		cr_assert_eq(((StepFn)tj_sym(tp, "step"))(tp->ctx, tok, pos, b), ELIDE_OK);
-		e = tj_rel_err(b, a, c.vocab);
+		e = ts_rel_err(b, a, c.vocab);
 		cr_assert(e <= 1e-5, "step at %d: relative error %g", pos, e);
-		cr_assert_eq(tj_argmax(b, c.vocab), tj_argmax(a, c.vocab), "argmax at %d", pos);
-		tok = (int32_t)((tj_argmax(a, c.vocab) + pos) % c.vocab);
+		cr_assert_eq(ts_argmax(b, c.vocab), ts_argmax(a, c.vocab), "argmax at %d", pos);
+		tok = (int32_t)((ts_argmax(a, c.vocab) + pos) % c.vocab);
 	}
 	free(a);
 	free(b);

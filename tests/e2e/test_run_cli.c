@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 #include "tests/support/slurp.h"
 
@@ -34,16 +35,11 @@ Test(run_cli, fixture_logits_match_the_reference)
 	cr_assert_eq(n, nref);
 	cr_assert_eq(n, 16 * 256);
 	for (int t = 0; t < 16; t++) {
-		double maxd = 0, maxb = 0;
-		int ag = 0, ar = 0;
-		for (int i = 0; i < 256; i++) {
-			maxd = fmax(maxd, fabs((double)got[t * 256 + i] - ref[t * 256 + i]));
-			maxb = fmax(maxb, fabs((double)ref[t * 256 + i]));
-			ag = got[t * 256 + i] > got[t * 256 + ag] ? i : ag;
-			ar = ref[t * 256 + i] > ref[t * 256 + ar] ? i : ar;
-		}
-		cr_expect(maxd / maxb <= 1e-4, "position %d: relative error %.3g", t, maxd / maxb);
-		cr_expect_eq(ag, ar, "position %d: argmax %d, reference %d", t, ag, ar);
+		const float *g = got + t * 256, *r = ref + t * 256;
+		double e = ts_rel_err(g, r, 256);
+		int64_t ag = ts_argmax(g, 256), ar = ts_argmax(r, 256);
+		cr_expect(e <= 1e-4, "position %d: relative error %.3g", t, e);
+		cr_expect_eq(ag, ar, "position %d: argmax %lld, reference %lld", t, (long long)ag, (long long)ar);
 	}
 	free(got);
 	free(ref);
@@ -91,12 +87,8 @@ Test(run_cli, random_model_from_disk_equals_in_memory)
 	free(got);
 	got = ts_slurp_floats(dump, &n);
 	cr_assert_eq(n, (size_t)c.vocab);
-	double maxd = 0, maxb = 0;
-	for (int i = 0; i < c.vocab; i++) {
-		maxd = fmax(maxd, fabs((double)got[i] - want[i]));
-		maxb = fmax(maxb, fabs((double)want[i]));
-	}
-	cr_expect(maxd / maxb <= 1e-5, "prefill vs decode: relative error %.3g", maxd / maxb);
+	double e = ts_rel_err(got, want, c.vocab);
+	cr_expect(e <= 1e-5, "prefill vs decode: relative error %.3g", e);
 	free(want);
 	free(got);
 	interp_free(s);

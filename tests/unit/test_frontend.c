@@ -12,6 +12,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "tests/support/compare.h"
 #include "tests/support/slurp.h"
 
 #define SRC ELIDE_SOURCE_DIR "/"
@@ -262,17 +263,6 @@ read_tokens(int32_t *tok, int max)
 	return n;
 }
 
-static double
-rel_err(const float *got, const float *want, int n)
-{
-	double maxd = 0, maxb = 0;
-	for (int i = 0; i < n; i++) {
-		maxd = fmax(maxd, fabs((double)got[i] - want[i]));
-		maxb = fmax(maxb, fabs((double)want[i]));
-	}
-	return maxd / maxb;
-}
-
 Test(frontend, llama_example_matches_hugging_face)
 {
 	int32_t tok[128];
@@ -288,12 +278,12 @@ Test(frontend, llama_example_matches_hugging_face)
 	char err[256];
 	for (int t = 0; t < n; t++) {
 		cr_assert(interp_run(s, "step", &tok[t], 1, t, out, err, sizeof err), "%s", err);
-		double e = rel_err(out, ref + (size_t)t * vocab, vocab);
+		double e = ts_rel_err(out, ref + (size_t)t * vocab, vocab);
 		cr_expect(e <= 1e-4, "step, position %d: relative error %.3g", t, e);
 	}
 	interp_reset(s);
 	cr_assert(interp_run(s, "prefill", tok, n, 0, out, err, sizeof err), "%s", err);
-	double e = rel_err(out, ref + (size_t)(n - 1) * vocab, vocab);
+	double e = ts_rel_err(out, ref + (size_t)(n - 1) * vocab, vocab);
 	cr_expect(e <= 1e-4, "prefill: relative error %.3g", e);
 	interp_free(s);
 	ir_free_module(m);

@@ -11,6 +11,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 #include "tests/support/slurp.h"
 
@@ -80,31 +81,16 @@ load_model(int src)
 	return m;
 }
 
-static int
-argmax(const float *x, int n)
-{
-	int b = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[b])
-			b = i;
-	return b;
-}
-
 /* Compares one row of logits with the reference row t. */
 static void
 check_row(const float *got, int t, const char *what, int src)
 {
 	const float *want = ref + (size_t)t * vocab;
-	double maxd = 0, maxb = 0;
-	for (int i = 0; i < vocab; i++) {
-		maxd = fmax(maxd, fabs((double)got[i] - want[i]));
-		maxb = fmax(maxb, fabs((double)want[i]));
-	}
-	worst = fmax(worst, maxd / maxb);
-	cr_expect(maxd / maxb <= TOL, "%s, %s, position %d: max relative error %.3g > %g", src_names[src], what, t,
-	          maxd / maxb, TOL);
-	cr_expect_eq(argmax(got, vocab), argmax(want, vocab), "%s, %s, position %d: argmax differs", src_names[src],
-	             what, t);
+	double e = ts_rel_err(got, want, vocab);
+	worst = fmax(worst, e);
+	cr_expect(e <= TOL, "%s, %s, position %d: max relative error %.3g > %g", src_names[src], what, t, e, TOL);
+	cr_expect_eq(ts_argmax(got, vocab), ts_argmax(want, vocab), "%s, %s, position %d: argmax differs",
+	             src_names[src], what, t);
 }
 
 /* The three ways of feeding the sequence. */

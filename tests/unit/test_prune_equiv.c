@@ -18,6 +18,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "passes/prune.h"
+#include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
 
 #define NSTEP 12
@@ -92,17 +93,6 @@ teardown(Case *k)
 	cr_assert_eq(system(cmd), 0);
 }
 
-static double
-rel_err(const float *a, const float *b, int64_t n)
-{
-	double num = 0, den = 0;
-	for (int64_t i = 0; i < n; i++) {
-		num = fmax(num, fabs((double)a[i] - b[i]));
-		den = fmax(den, fabs((double)b[i]));
-	}
-	return den > 0 ? num / den : num;
-}
-
 static void
 run(Module *m, int vocab, float *step_out, float *pre_out)
 {
@@ -122,7 +112,7 @@ check_equal(Case *k, int vocab)
 	float *a = malloc(sizeof(float) * vocab * (NSTEP + 1)), *b = malloc(sizeof(float) * vocab * (NSTEP + 1));
 	run(k->dense, vocab, a, a + NSTEP * vocab);
 	run(k->pruned, vocab, b, b + NSTEP * vocab);
-	double e1 = rel_err(b, a, (int64_t)NSTEP * vocab), e2 = rel_err(b + NSTEP * vocab, a + NSTEP * vocab, vocab);
+	double e1 = ts_rel_err(b, a, (int64_t)NSTEP * vocab), e2 = ts_rel_err(b + NSTEP * vocab, a + NSTEP * vocab, vocab);
 	cr_assert(e1 <= 1e-5, "decode: max relative error %g", e1);
 	cr_assert(e2 <= 1e-5, "prefill: max relative error %g", e2);
 	/* the pruning did something: the parameter count went down */

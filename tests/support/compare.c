@@ -1,0 +1,26 @@
+/* compare.c - see compare.h. */
+#include "tests/support/compare.h"
+
+#include <math.h>
+
+double
+ts_rel_err(const float *a, const float *b, int64_t n)
+{
+	double den = 0, num = 0;
+	for (int64_t i = 0; i < n; i++) {
+		den = fmax(den, fabs((double)b[i]));
+		double e = fabs((double)a[i] - b[i]);
+		num = isnan(e) ? INFINITY : fmax(num, e);
+	}
+	return den > 0 ? num / den : num;
+}
+
+int64_t
+ts_argmax(const float *x, int64_t n)
+{
+	int64_t b = 0;
+	for (int64_t i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return b;
+}
