@@ -26,13 +26,6 @@ done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# the runtime stand-in of codegen (blob check, pool) goes first, as examples/ links it
-STANDIN=""
-if [ -e "$ROOT/codegen/rt_standin.c" ]; then
-	$CC -O2 -c -DCG_RT_ELIDE_NAMES -I"$ROOT" "$ROOT/codegen/rt_standin.c" -o "$TMP/standin.o"
-	STANDIN="$TMP/standin.o"
-fi
-
 # variant NAME "STATEMENT": compile, link, score; prints
 # "params bpb tokens/s weight-bytes-per-token notes"
 variant() {
@@ -46,7 +39,7 @@ variant() {
 		return 1
 	fi
 	$CC -O2 -I"$d/out" -I"$ROOT" -DCHARLM_DEFAULT_WEIGHTS="\"$d/out/charlm.weights\"" "$CH/main.c" \
-		$STANDIN "$d/out/charlm.o" "$BUILD/runtime/libelide_rt.a" -lm -lpthread -o "$d/charlm"
+		"$d/out/charlm.o" "$BUILD/runtime/libelide_rt.a" -lm -lpthread -o "$d/charlm"
 	local ev bpb par notes tps wb
 	ev=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS")
 	bpb=$(printf '%s\n' "$ev" | sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
@@ -60,12 +53,7 @@ variant() {
 	wb=$(python3 -c 'import json, sys
 m = json.load(open(sys.argv[1]))
 print([e for e in m["entries"] if e["name"] == "step"][0]["weight_bytes_per_token"])' "$d/out/charlm.json")
-	par=$(awk '/^[ \t]*param / {
-		if (match($0, /: *[a-z0-9]+\[[^]]*\]/)) {
-			s = substr($0, RSTART, RLENGTH); sub(/^[^[]*\[/, "", s); sub(/\]$/, "", s)
-			n = split(s, q, /, */); k = 1; for (i = 1; i <= n; i++) k *= q[i]; tot += k
-		}
-	} END { printf "%d\n", tot }' "$d"/out/*.eir)
+	par=$(tr -d ' \t\n' <"$d/out/charlm.json" | grep -o '"parameters":[0-9]*' | cut -d: -f2)
 	notes=$(sed -n 's/^  notes = "\(.*\)";$/\1/p' "$d"/out/*.eir | sed 's/\\n/; /g' |
 		sed -n 's/.*prune layer ([a-z]*): [0-9]* -> [0-9]* layers, \(removed [0-9 ]*\).*/\1/p')
 	echo "$par $bpb $tps $wb $notes"
