@@ -32,6 +32,13 @@ char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf,
 void arena_free(Arena *a);
 uint64_t ir_hash_bytes(const void *p, size_t n, uint64_t seed); /* FNV-1a 64 */
 
+/* A growable NUL-terminated string ({0} is empty; s is malloc'ed, the caller frees). */
+typedef struct StrBuf {
+	char *s;
+	size_t n, cap;
+} StrBuf;
+void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Growable array helper: grows *pp (count n, capacity *cap) to hold n+1 elements. */
 #define VEC_PUSH(pp, n, cap) \
 	((n) >= (cap) ? ((cap) = (cap) ? 2 * (cap) : 8, (pp) = xrealloc((pp), (cap) * sizeof *(pp))) : (pp))

@@ -2,6 +2,7 @@
  * Hugging Face names, the matching .elide source text, and a generic safetensors
  * writer.  Weights are uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)) so activations
  * stay of order one through the layers; norm weights are 1 +- 0.1. */
+#include "ir/ir.h"
 #include "tests/support/randmodel.h"
 
 #include <math.h>
@@ -76,30 +77,6 @@ rm_f32_to_f16(float f)
 
 /* ---- generic writer ---- */
 
-typedef struct Buf {
-	char *p;
-	size_t n, cap;
-} Buf;
-
-static void
-buf_printf(Buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int k = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (b->n + (size_t)k + 1 > b->cap) {
-		b->cap = (b->n + (size_t)k + 1) * 2;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			abort();
-	}
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
-	va_end(ap);
-	b->n += (size_t)k;
-}
-
 static size_t
 dtype_bytes(RmDType d)
 {
@@ -129,20 +106,20 @@ numel(const RmTensor *t)
 uint8_t *
 rm_st_build(const RmTensor *t, int n, size_t *size)
 {
-	Buf h = { 0 };
+	StrBuf h = { 0 };
 	size_t off = 0;
-	buf_printf(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+	sb_printf(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
 	for (int i = 0; i < n; i++) {
 		size_t bytes = (size_t)numel(&t[i]) * dtype_bytes(t[i].dtype);
-		buf_printf(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t[i].name, dtype_str(t[i].dtype));
+		sb_printf(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t[i].name, dtype_str(t[i].dtype));
 		for (int d = 0; d < t[i].rank; d++)
-			buf_printf(&h, "%s%lld", d ? "," : "", (long long)t[i].shape[d]);
-		buf_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes);
+			sb_printf(&h, "%s%lld", d ? "," : "", (long long)t[i].shape[d]);
+		sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes);
 		off += bytes;
 	}
-	buf_printf(&h, "}");
+	sb_printf(&h, "}");
 	while (h.n % 8)
-		buf_printf(&h, " ");
+		sb_printf(&h, " ");
 	*size = 8 + h.n + off;
 	uint8_t *out = calloc(1, *size ? *size : 1);
 	if (!out)
@@ -150,7 +127,7 @@ rm_st_build(const RmTensor *t, int n, size_t *size)
 	uint64_t hl = h.n;
 	for (int i = 0; i < 8; i++)
 		out[i] = (uint8_t)(hl >> (8 * i));
-	memcpy(out + 8, h.p, h.n);
+	memcpy(out + 8, h.s, h.n);
 	uint8_t *p = out + 8 + h.n;
 	for (int i = 0; i < n; i++) {
 		int64_t k = numel(&t[i]);
@@ -177,7 +154,7 @@ rm_st_build(const RmTensor *t, int n, size_t *size)
 				*p++ = (uint8_t)(u >> (8 * b));
 		}
 	}
-	free(h.p);
+	free(h.s);
 	return out;
 }
 
@@ -301,9 +278,9 @@ rm_write_model(const RmConfig *c, const char *path)
 /* The layer body shared by both entries; `x` holds the residual stream, `P` the
  * position argument. */
 static void
-layer_body(Buf *b)
+layer_body(StrBuf *b)
 {
-	buf_printf(b,
+	sb_printf(b,
 	           "    for l in 0..layers {\n"
 	           "      h = rmsnorm(x, attn_norm[l], eps = 1e-5);\n"
 	           "      q = rope(linear(h, wq[l]), pos, heads, theta = 10000.0, style = half);\n"
@@ -318,8 +295,8 @@ layer_body(Buf *b)
 char *
 rm_elide_source(const RmConfig *c, const char *name)
 {
-	Buf b = { 0 };
-	buf_printf(&b,
+	StrBuf b = { 0 };
+	sb_printf(&b,
 	           "# %s: random Llama test model (tests/support/randmodel.c, seed %llu)\n"
 	           "model %s {\n"
 	           "  const dim = %d, layers = %d, heads = %d, kv_heads = %d, ffn = %d, vocab = %d, ctx = %d;\n"
@@ -353,16 +330,16 @@ rm_elide_source(const RmConfig *c, const char *name)
 	           name, (unsigned long long)c->seed, name, c->dim, c->layers, c->heads, c->kv_heads,
 	           c->ffn, c->vocab, c->ctx, c->dim / c->heads, c->kv_heads * (c->dim / c->heads));
 	layer_body(&b);
-	buf_printf(&b,
+	sb_printf(&b,
 	           "    return head(x);\n"
 	           "  }\n"
 	           "\n"
 	           "  entry prefill(tokens: i32[<=ctx], pos: i32) -> f32[vocab] {\n"
 	           "    x = embed(emb, tokens);\n");
 	layer_body(&b);
-	buf_printf(&b,
+	sb_printf(&b,
 	           "    return head(row(x, -1));\n"
 	           "  }\n"
 	           "}\n");
-	return b.p;
+	return b.s;
 }
