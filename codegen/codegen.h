@@ -223,6 +223,15 @@ void cg_lower_op(Cg *g, uint32_t opi);
 LLVMValueRef cg_val_ptr(Cg *g, ValueId v);    /* buffer, argument array or weights */
 LLVMValueRef cg_val_scalar(Cg *g, ValueId v); /* scalar argument, constant or loaded */
 LLVMValueRef cg_rows(Cg *g, Type t);          /* i64 rows (T when dyn0) */
+LLVMValueRef cg_len(Cg *g, Type t);           /* i64 elements of an index vector: 1, T or dims[0] */
+/* Whether scalar v is known before any op runs (an argument or a constant), so the
+ * entry's up-front checks can test it. */
+bool cg_known_early(const Func *f, ValueId v);
+/* Branches to the entry's failure exit with `status` when cond (i1) holds. */
+void cg_fail_if(Cg *g, LLVMValueRef cond, int status);
+/* Whether the entry's up-front checks cover the indices of embed op (token
+ * arguments, positions from an early start); else the embed checks each index. */
+bool cg_embed_checked_early(const Func *f, const Op *op);
 LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
 LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, double theta);
 

@@ -370,6 +370,21 @@ cg_rows(Cg *g, Type t)
 }
 
 LLVMValueRef
+cg_len(Cg *g, Type t)
+{
+	if (t.rank == 0)
+		return cg_i64(g, 1);
+	return t.dyn0 ? g->nrows : cg_i64(g, t.dims[0]);
+}
+
+bool
+cg_known_early(const Func *f, ValueId v)
+{
+	Opcode c = f->ops[f->vals[v].def].code;
+	return f->vals[v].type.rank == 0 && (c == OP_ARG || c == OP_CONST);
+}
+
+LLVMValueRef
 cg_param_ptr(Cg *g, uint32_t param, CgLayout layout)
 {
 	uint32_t r = cg_weights_region(&g->r->weights, layout, (int32_t)param, 0, 0, 0.0, g->m,
@@ -412,8 +427,8 @@ cg_val_scalar(Cg *g, ValueId v)
 
 /* ---- entries ---- */
 
-static void
-fail_if(Cg *g, LLVMValueRef cond, int status)
+void
+cg_fail_if(Cg *g, LLVMValueRef cond, int status)
 {
 	LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(g->c, g->fn, "bad");
 	LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(g->c, g->fn, "ok");
@@ -422,6 +437,22 @@ fail_if(Cg *g, LLVMValueRef cond, int status)
 	cg_store(g, cg_i32c(g, status), g->failst, 4);
 	LLVMBuildBr(g->b, g->fail);
 	LLVMPositionBuilderAtEnd(g->b, ok);
+}
+
+/* Whether embed op's indices are positions(tokens, start) with a start the up-front
+ * checks can see; other computed indices are checked where the embed runs. */
+bool
+cg_embed_checked_early(const Func *f, const Op *op)
+{
+	const Op *d = ir_def((Func *)f, op->args[1]);
+	return d->code == OP_ARG || (d->code == OP_POSITIONS && cg_known_early(f, d->args[1]));
+}
+
+static bool
+embeds_positions(const Func *f, const Op *op)
+{
+	const Op *d = ir_def((Func *)f, op->args[1]);
+	return d->code == OP_POSITIONS && cg_known_early(f, d->args[1]);
 }
 
 /* Positions and token ids are checked before anything is written. */
@@ -440,31 +471,47 @@ emit_checks(Cg *g)
 			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
 			                               LLVMBuildICmp(g->b, LLVMIntSGT, LLVMBuildAdd(g->b, p64, rows, ""),
 			                                             cg_i64(g, s->ctx), ""), "");
-			fail_if(g, bad, ELIDE_ERR_POS);
+			cg_fail_if(g, bad, ELIDE_ERR_POS);
 		} else if (op->code == OP_ROPE) {
 			LLVMValueRef p64 = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
 			LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
 			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
 			                               LLVMBuildICmp(g->b, LLVMIntSGT, LLVMBuildAdd(g->b, p64, rows, ""),
 			                                             cg_i64(g, g->rope_len), ""), "");
-			fail_if(g, bad, ELIDE_ERR_POS);
+			cg_fail_if(g, bad, ELIDE_ERR_POS);
 		} else if (op->code == OP_ROW && f->vals[op->args[0]].type.dyn0) {
 			/* row i of a sequence needs i < T (or -i <= T from the end) */
 			LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
 			int64_t need = op->ia[0] >= 0 ? op->ia[0] + 1 : -op->ia[0];
-			fail_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, rows, cg_i64(g, need), ""), ELIDE_ERR_SEQ_LEN);
+			cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, rows, cg_i64(g, need), ""), ELIDE_ERR_SEQ_LEN);
+		} else if (op->code == OP_POSITIONS && cg_known_early(f, op->args[1])) {
+			/* start + t must stay a valid i32 position */
+			LLVMValueRef p64 = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
+			LLVMValueRef end = LLVMBuildAdd(g->b, p64, cg_len(g, f->vals[op->args[0]].type), "");
+			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
+			                               LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, (int64_t)INT32_MAX + 1), ""), "");
+			cg_fail_if(g, bad, ELIDE_ERR_POS);
+		} else if (op->code == OP_EMBED && embeds_positions(f, op)) {
+			/* a position table [P, D]: positions start.. start+T-1 must be below P */
+			const Op *po = ir_def((Func *)f, op->args[1]);
+			int64_t npos = cg_static_rows(f->vals[op->args[0]].type);
+			LLVMValueRef p64 = LLVMBuildSExt(g->b, cg_val_scalar(g, po->args[1]), g->i64, "");
+			LLVMValueRef end = LLVMBuildAdd(g->b, p64, cg_len(g, f->vals[po->args[0]].type), "");
+			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
+			                               LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, npos), ""), "");
+			cg_fail_if(g, bad, ELIDE_ERR_POS);
 		} else if (op->code == OP_EMBED && ir_def((Func *)f, op->args[1])->code == OP_ARG) {
 			int64_t vocab = cg_static_rows(f->vals[op->args[0]].type);
 			Type tt = f->vals[op->args[1]].type;
 			if (tt.rank == 0) {
 				LLVMValueRef tok = cg_val_scalar(g, op->args[1]);
-				fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""),
+				cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""),
 				        ELIDE_ERR_TOKEN);
 			} else {
 				LLVMValueRef toks = cg_val_ptr(g, op->args[1]);
-				CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, tt), NULL, "tokcheck");
+				CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_len(g, tt), NULL, "tokcheck");
 				LLVMValueRef tok = cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4);
-				fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""),
+				cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""),
 				        ELIDE_ERR_TOKEN);
 				cg_loop_end(g, &l);
 			}
@@ -510,13 +557,13 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 	g->argv = arena_alloc(&g->m->arena, (f->nargs + 1) * sizeof *g->argv);
 	g->nrows = cg_i64(g, 1);
 
-	fail_if(g, LLVMBuildIsNull(g->b, g->ctx, ""), ELIDE_ERR_ARG);
+	cg_fail_if(g, LLVMBuildIsNull(g->b, g->ctx, ""), ELIDE_ERR_ARG);
 	LLVMValueRef magic = cg_load(g, g->i64, g->ctx, 8);
-	fail_if(g, LLVMBuildICmp(g->b, LLVMIntNE, magic, LLVMConstInt(g->i64, CG_CTX_MAGIC_VALUE, 0), ""),
+	cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntNE, magic, LLVMConstInt(g->i64, CG_CTX_MAGIC_VALUE, 0), ""),
 	        ELIDE_ERR_ARG);
-	fail_if(g, LLVMBuildIsNull(g->b, g->out, ""), ELIDE_ERR_ARG);
+	cg_fail_if(g, LLVMBuildIsNull(g->b, g->out, ""), ELIDE_ERR_ARG);
 	g->wts = cg_load(g, g->ptr, cg_gepb(g, g->ctx, CG_CTX_WEIGHTS), 8);
-	fail_if(g, LLVMBuildIsNull(g->b, g->wts, ""), ELIDE_ERR_NO_WEIGHTS);
+	cg_fail_if(g, LLVMBuildIsNull(g->b, g->wts, ""), ELIDE_ERR_NO_WEIGHTS);
 	g->arena = cg_gepb(g, g->ctx, CG_CTX_HDR);
 	g->state = cg_gepb(g, g->ctx, CG_CTX_HDR + (int64_t)g->r->arena_size);
 	unsigned pi = 1;
@@ -528,15 +575,15 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 		}
 		g->argv[i] = LLVMGetParam(g->fn, pi++);
 		LLVMValueRef len = LLVMGetParam(g->fn, pi++);
-		fail_if(g, LLVMBuildIsNull(g->b, g->argv[i], ""), ELIDE_ERR_ARG);
+		cg_fail_if(g, LLVMBuildIsNull(g->b, g->argv[i], ""), ELIDE_ERR_ARG);
 		int64_t bound = t.dims[0];
 		if (t.dyn0) {
-			fail_if(g, LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, len, cg_i32c(g, 1), ""),
+			cg_fail_if(g, LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, len, cg_i32c(g, 1), ""),
 			                       LLVMBuildICmp(g->b, LLVMIntSGT, len, cg_i32c(g, (int32_t)bound), ""), ""),
 			        ELIDE_ERR_SEQ_LEN);
 			g->nrows = LLVMBuildSExt(g->b, len, g->i64, "T");
 		} else {
-			fail_if(g, LLVMBuildICmp(g->b, LLVMIntNE, len, cg_i32c(g, (int32_t)bound), ""), ELIDE_ERR_SEQ_LEN);
+			cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntNE, len, cg_i32c(g, (int32_t)bound), ""), ELIDE_ERR_SEQ_LEN);
 		}
 	}
 	emit_checks(g);

@@ -358,6 +358,47 @@ lower_argmax(Cg *g, const Op *op)
 	cg_loop_end(g, &lr);
 }
 
+/* Rows of the table for each index; an index the entry's up-front checks did not
+ * cover (one computed by the graph) is checked here, before the table is read. */
+static void
+lower_embed(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	Type tab_t = f->vals[op->args[0]].type, tt = f->vals[op->args[1]].type;
+	int64_t d = cg_cols(tab_t), nrow = cg_static_rows(tab_t);
+	bool checked = cg_embed_checked_early(f, op);
+	LLVMValueRef tab = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
+	LLVMValueRef toks = tt.rank ? cg_val_ptr(g, op->args[1]) : NULL;
+	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_len(g, tt), NULL, "tok");
+	LLVMValueRef tok = toks ? cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4) : cg_val_scalar(g, op->args[1]);
+	if (!checked)
+		cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)nrow), ""), ELIDE_ERR_TOKEN);
+	LLVMValueRef t64 = LLVMBuildZExt(g->b, tok, g->i64, "");
+	copy_bytes(g, cg_gep(g, g->f32, y, mul64(g, l.iv, d)), cg_gep(g, g->f32, tab, mul64(g, t64, d)),
+	           cg_i64(g, d * 4));
+	cg_loop_end(g, &l);
+}
+
+/* positions: start + t for token t, over the tokens' length at run time.  A start
+ * the up-front checks could not see is checked here (negative, or past i32). */
+static void
+lower_positions(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	LLVMValueRef start = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
+	LLVMValueRef n = cg_len(g, f->vals[op->args[0]].type);
+	if (!cg_known_early(f, op->args[1])) {
+		LLVMValueRef end = add64(g, start, n);
+		cg_fail_if(g, LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, start, cg_i64(g, 0), ""),
+		                          LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, (int64_t)INT32_MAX + 1), ""), ""),
+		           ELIDE_ERR_POS);
+	}
+	LLVMValueRef y = cg_val_ptr(g, op->dst);
+	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "pos");
+	cg_store(g, LLVMBuildTrunc(g->b, add64(g, start, l.iv), g->i32, ""), cg_gep(g, g->i32, y, l.iv), 4);
+	cg_loop_end(g, &l);
+}
+
 /* Copies `len` columns from column `start` of every row of src into dst at column
  * `at` (dst rows have `dcols` columns). */
 static void
@@ -402,23 +443,12 @@ cg_lower_op(Cg *g, uint32_t opi)
 	case OP_ARGMAX:
 		lower_argmax(g, op);
 		return;
-	case OP_EMBED: {
-		int64_t d = cg_cols(t);
-		LLVMValueRef tab = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
-		Type tt = f->vals[op->args[1]].type;
-		if (tt.rank == 0) {
-			LLVMValueRef tok = LLVMBuildZExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
-			copy_bytes(g, y, cg_gep(g, g->f32, tab, mul64(g, tok, d)), cg_i64(g, d * 4));
-			return;
-		}
-		LLVMValueRef toks = cg_val_ptr(g, op->args[1]);
-		CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, tt), NULL, "tok");
-		LLVMValueRef tok = LLVMBuildZExt(g->b, cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4), g->i64, "");
-		copy_bytes(g, cg_gep(g, g->f32, y, mul64(g, l.iv, d)), cg_gep(g, g->f32, tab, mul64(g, tok, d)),
-		           cg_i64(g, d * 4));
-		cg_loop_end(g, &l);
+	case OP_EMBED:
+		lower_embed(g, op);
 		return;
-	}
+	case OP_POSITIONS:
+		lower_positions(g, op);
+		return;
 	case OP_ROW: {
 		Type xt = f->vals[op->args[0]].type;
 		int64_t d = cg_cols(xt);

@@ -149,6 +149,20 @@ infer_attention(const Func *f, const Op *op, const char *nm, Type *out, char *er
 	return true;
 }
 
+/* positions: one position per token, so the result keeps the tokens' shape, bound
+ * included (prefill and forward see the same dynamic length as the embedding). */
+static bool
+infer_positions(const char *nm, Type a, Type b, Type *out, char *err, size_t n)
+{
+	char s[96];
+	if (a.dtype != DT_I32 || a.rank > 1)
+		return fail(err, n, "%s: expected token ids i32 or i32[T], saw %s", nm, TS(a, s));
+	if (b.dtype != DT_I32 || b.rank != 0)
+		return fail(err, n, "%s: expected start position i32, saw %s", nm, TS(b, s));
+	*out = a;
+	return true;
+}
+
 static bool
 infer_row(const char *nm, const Op *op, Type a, Type *out, char *err, size_t n)
 {
@@ -269,6 +283,8 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		if (out->rank == 0)
 			out->dyn0 = false;
 		return true;
+	case OP_POSITIONS:
+		return infer_positions(nm, a, b, out, err, nerr);
 	case OP_ROW:
 		return infer_row(nm, op, a, out, err, nerr);
 	case OP_SLICE:

@@ -182,6 +182,8 @@ op_embed(Run *r, Tensor *o)
 		return rerr(r, "result shape does not fit %lld tokens of width %lld", (long long)T, (long long)D);
 	for (int64_t t = 0; t < T; t++) {
 		int32_t id = tok->i[t];
+		if ((id < 0 || id >= V) && r->f->ops[r->f->vals[r->op->args[1]].def].code == OP_POSITIONS)
+			return rerr(r, "position %d past the table of %lld positions", id, (long long)V);
 		if (id < 0 || id >= V)
 			return rerr(r, "token %d out of range of the vocabulary (%lld)", id, (long long)V);
 		memcpy(o->f + t * D, tab->f + (int64_t)id * D, (size_t)D * sizeof(float));
@@ -433,6 +435,26 @@ op_argmax(Run *r, Tensor *o)
 	return true;
 }
 
+/* Position start + t of token t; the same overflow and sign limits as the entry's
+ * position argument, so an index it yields is a valid i32. */
+static bool
+op_positions(Run *r, Tensor *o)
+{
+	const Tensor *tok = arg(r, 0);
+	int32_t start = 0;
+	if (tok->dt != DT_I32 || !tok->i || o->dt != DT_I32 || numel(o) != numel(tok))
+		return rerr(r, "token ids must be i32 of the result's shape");
+	if (!get_scalar_i32(r, arg(r, 1), "the start position", &start))
+		return false;
+	if (start < 0)
+		return rerr(r, "negative position %d", start);
+	if ((int64_t)start + numel(o) - 1 > INT32_MAX)
+		return rerr(r, "position %lld does not fit i32", (long long)start + numel(o) - 1);
+	for (int64_t t = 0; t < numel(o); t++)
+		o->i[t] = (int32_t)(start + t);
+	return true;
+}
+
 static bool
 op_row(Run *r, Tensor *o)
 {
@@ -564,6 +586,7 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 	case OP_ROPE: return op_rope(r, o);
 	case OP_ATTENTION: return op_attention(r, o);
 	case OP_ARGMAX: return op_argmax(r, o);
+	case OP_POSITIONS: return op_positions(r, o);
 	case OP_ROW: return op_row(r, o);
 	case OP_SLICE: return op_slice(r, o);
 	case OP_CONCAT: return op_concat(r, o);
