@@ -65,6 +65,7 @@ static const OpSpec specs[] = {
 	{ "tanh", OP_TANH, 1, 1, { 0 } },
 	{ "softmax", OP_SOFTMAX, 1, 1, { 0 } },
 	{ "argmax", OP_ARGMAX, 1, 1, { 0 } },
+	{ "positions", OP_POSITIONS, 2, 2, { 0 } },
 	{ "row", OP_ROW, 2, 2, { 0 } },
 	{ "slice", OP_SLICE, 3, 3, { 0 } },
 	{ "concat", OP_CONCAT, 2, IR_MAX_OPERANDS, { 0 } },
