@@ -481,3 +481,64 @@ Test(interp_ops, op_hook_sees_every_f32_result)
 	interp_free(s);
 	done(&t);
 }
+
+/* positions(tokens, start): start for one token, start + t for row t of a sequence
+ * (the run's length, not the bound); embedding them past the table is an error. */
+Test(interp_ops, positions_scalar_and_sequence)
+{
+	char err[256];
+	T t = mk(0);
+	ret(&t, E2(&t, OP_POSITIONS, ir_type_scalar(DT_I32), tok(&t), pos(&t)));
+	for (int32_t p = 0; p < 12; p += 5) {
+		int32_t out = -1;
+		cr_assert(run(&t, (int32_t[]){ 9 }, 1, p, (float *)&out, err), "%s", err);
+		cr_expect_eq(out, p, "one token at %d: got %d", p, out);
+	}
+	done(&t);
+
+	Type seq = ir_type_vec(DT_I32, 4);
+	seq.dyn0 = true;
+	for (int32_t p = 0; p < 12; p += 7) {
+		for (int n = 1; n <= 4; n++) {
+			t = mk(4);
+			ret(&t, E2(&t, OP_POSITIONS, seq, tok(&t), pos(&t)));
+			int32_t out[4] = { -1, -1, -1, -1 };
+			cr_assert(run(&t, (int32_t[]){ 3, 1, 4, 1 }, n, p, (float *)out, err), "%s", err);
+			for (int i = 0; i < 4; i++)
+				cr_expect_eq(out[i], i < n ? p + i : -1, "%d tokens at %d, row %d: got %d", n, p, i, out[i]);
+			done(&t);
+		}
+	}
+	/* a constant start: the op does not depend on the entry's position */
+	t = mk(4);
+	ret(&t, E2(&t, OP_POSITIONS, seq, tok(&t), E(&t, OP_CONST, ir_type_scalar(DT_I32), N, N, N, N, 2, 0, 0, 0)));
+	int32_t out[4];
+	cr_assert(run(&t, (int32_t[]){ 0, 0, 0 }, 3, 9, (float *)out, err), "%s", err);
+	cr_expect(out[0] == 2 && out[1] == 3 && out[2] == 4, "got %d %d %d", out[0], out[1], out[2]);
+	done(&t);
+}
+
+Test(interp_ops, positions_embedded_and_bounds)
+{
+	char err[256];
+	T t = mk(4);
+	Type seq = ir_type_vec(DT_I32, 4);
+	seq.dyn0 = true;
+	ValueId ps = E2(&t, OP_POSITIONS, seq, tok(&t), pos(&t));
+	ret(&t, E2(&t, OP_EMBED, dynmat(4, 2), P(&t, mat(3, 2), (float[]){ 1, 2, 3, 4, 5, 6 }), ps));
+	float out[8];
+	cr_assert(run(&t, (int32_t[]){ 7, 7 }, 2, 1, out, err), "%s", err);
+	expect_vals(out, (float[]){ 3, 4, 5, 6 }, 4, 0);
+	cr_expect_not(run(&t, (int32_t[]){ 7, 7 }, 2, 2, out, err));
+	cr_expect(strstr(err, "position 3 past the table of 3 positions"), "%s", err);
+	cr_expect_not(run(&t, (int32_t[]){ 7 }, 1, 3, out, err));
+	cr_expect(strstr(err, "position 3 past the table of 3 positions"), "%s", err);
+	done(&t);
+	/* a negative start is an error of positions itself */
+	t = mk(4);
+	ret(&t, E2(&t, OP_POSITIONS, seq, tok(&t), E(&t, OP_CONST, ir_type_scalar(DT_I32), N, N, N, N, -1, 0, 0, 0)));
+	int32_t o[4];
+	cr_expect_not(run(&t, (int32_t[]){ 0 }, 1, 0, (float *)o, err));
+	cr_expect(strstr(err, "op 'positions': negative position -1"), "%s", err);
+	done(&t);
+}
