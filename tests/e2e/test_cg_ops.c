@@ -65,18 +65,18 @@ Test(cg_ops, encoder_every_length)
 			(int (*)(void *, const int32_t *, int32_t, float *))tj_sym(t, "forward");
 		InterpState *s = interp_new(m);
 		char err[256];
-		int32_t toks[8] = { 1, 7, 3, 19, 5, 0, 11, 2 };
-		for (int n = 1; n <= 8; n++) {
+		int32_t toks[17] = { 1, 7, 3, 19, 5, 0, 11, 2, 49, 23, 8, 8, 30, 4, 41, 16, 6 };
+		for (int n = 1; n <= 16; n++) {
 			float a[3], r[3];
 			cr_assert_eq(fwd(t->ctx, toks, n, a), ELIDE_OK);
 			cr_assert(interp_run(s, "forward", toks, n, 0, r, err, sizeof err), "%s", err);
 			double e = ts_rel_err(a, r, 3);
 			cr_assert(e <= 1e-4, "fuse %d, %d tokens: relative error %g", fuse, n, e);
 		}
-		int32_t bad[8] = { 1, 20, 3 };
+		int32_t bad[8] = { 1, 50, 3 };
 		float a[3];
 		cr_assert_eq(fwd(t->ctx, bad, 3, a), ELIDE_ERR_TOKEN);
-		cr_assert_eq(fwd(t->ctx, toks, 9, a), ELIDE_ERR_SEQ_LEN);
+		cr_assert_eq(fwd(t->ctx, toks, 17, a), ELIDE_ERR_SEQ_LEN);
 		interp_free(s);
 		tj_free(t);
 		ir_free_module(m);
