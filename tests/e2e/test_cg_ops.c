@@ -2,7 +2,9 @@
  * the interpreter: an encoder (forward entry, attention without a cache, row biases,
  * layernorm, erf GELU, a [CLS] classifier) for every sequence length, and a mixed
  * model (interleaved rope with another theta, tanh, tanh-GELU, sub, scale, slice,
- * concat, softmax, a linear whose weight is computed, and an entry returning argmax). */
+ * concat, softmax, a linear whose weight is computed, and an entry returning argmax),
+ * and learned absolute positions: the BERT encoder's and a GPT-2-style decoder's
+ * (decode and prefill of every length), and a position past the table as an error. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -103,6 +105,113 @@ Test(cg_ops, mixed_ops_and_argmax)
 		cr_assert(interp_run(s, "pick", &tok, 1, pos, (float *)&pr, err, sizeof err), "%s", err);
 		cr_assert_eq(pa, pr, "argmax at %d", pos);
 	}
+	interp_free(s);
+	tj_free(t);
+	ir_free_module(m);
+}
+
+/* A GPT-2-style decoder: token plus learned position embeddings (a table of npos
+ * rows), pre-LN blocks with a cache of 16 positions, a tied head. */
+static char *
+gpt_src(int npos)
+{
+	static char buf[2048];
+	snprintf(buf, sizeof buf,
+		"model gpt {\n"
+		"  const dim = 16, vocab = 20, ctx = 16, npos = %d, heads = 2, layers = 2;\n"
+		"  weights safetensors {\n"
+		"    wte: f32[vocab, dim] = \"wte\"; wpe: f32[npos, dim] = \"wpe\";\n"
+		"    for l in 0..layers { g[l]: f32[dim] = \"g.{l}\"; b[l]: f32[dim] = \"b.{l}\";\n"
+		"      wq[l]: f32[dim, dim] = \"wq.{l}\"; wk[l]: f32[dim, dim] = \"wk.{l}\";\n"
+		"      wv[l]: f32[dim, dim] = \"wv.{l}\"; wo[l]: f32[dim, dim] = \"wo.{l}\"; }\n"
+		"  }\n"
+		"  state kv[l in 0..layers]: kvcache(ctx, heads, dim / heads);\n"
+		"  entry step(token: i32, pos: i32) -> f32[vocab] {\n"
+		"    x = embed(wte, token) + embed(wpe, positions(token, pos));\n"
+		"    for l in 0..layers {\n"
+		"      h = layernorm(x, g[l], b[l]);\n"
+		"      x = x + linear(attention(linear(h, wq[l]), linear(h, wk[l]), linear(h, wv[l]), kv[l], pos, heads,"
+		" heads), wo[l]);\n"
+		"    }\n"
+		"    return linear(x, wte);\n"
+		"  }\n"
+		"  entry prefill(tokens: i32[<=ctx], pos: i32) -> f32[vocab] {\n"
+		"    x = embed(wte, tokens) + embed(wpe, positions(tokens, pos));\n"
+		"    for l in 0..layers {\n"
+		"      h = layernorm(x, g[l], b[l]);\n"
+		"      x = x + linear(attention(linear(h, wq[l]), linear(h, wk[l]), linear(h, wv[l]), kv[l], pos, heads,"
+		" heads), wo[l]);\n"
+		"    }\n"
+		"    return linear(row(x, -1), wte);\n"
+		"  }\n"
+		"}\n",
+		npos);
+	return buf;
+}
+
+typedef int (*StepFn)(void *, int32_t, int32_t, float *);
+typedef int (*PrefillFn)(void *, const int32_t *, int32_t, int32_t, float *);
+
+/* Prefill of every length 1..16 at position 0 and at 16 - n, then decode of all 16
+ * positions, compiled (fused and unfused) against the interpreter. */
+Test(cg_ops, learned_positions_decode_and_prefill)
+{
+	static const int32_t toks[16] = { 3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 19 };
+	char err[256];
+	for (int fuse = 0; fuse < 2; fuse++) {
+		Module *m = load("gpt.elide", gpt_src(16), 13);
+		TJit *t = tj_new(m, fuse);
+		StepFn step = (StepFn)tj_sym(t, "step");
+		PrefillFn prefill = (PrefillFn)tj_sym(t, "prefill");
+		InterpState *s = interp_new(m);
+		for (int n = 1; n <= 16; n++) {
+			for (int at = 0; at <= 16 - n; at += 16 - n > 0 ? 16 - n : 1) {
+				float a[20], r[20];
+				cr_assert_eq(prefill(t->ctx, toks, n, at, a), ELIDE_OK, "fuse %d, %d tokens at %d", fuse, n, at);
+				cr_assert(interp_run(s, "prefill", toks, n, at, r, err, sizeof err), "%s", err);
+				double e = ts_rel_err(a, r, 20);
+				cr_assert(e <= 1e-4, "fuse %d, prefill of %d at %d: relative error %g", fuse, n, at, e);
+			}
+		}
+		for (int p = 0; p < 16; p++) {
+			float a[20], r[20];
+			cr_assert_eq(step(t->ctx, toks[p], p, a), ELIDE_OK);
+			cr_assert(interp_run(s, "step", &toks[p], 1, p, r, err, sizeof err), "%s", err);
+			double e = ts_rel_err(a, r, 20);
+			cr_assert(e <= 1e-4, "fuse %d, step at %d: relative error %g", fuse, p, e);
+		}
+		interp_free(s);
+		tj_free(t);
+		ir_free_module(m);
+	}
+}
+
+/* A position table of 12 rows under a cache of 16: positions 12.. pass the cache's
+ * check but not the table's, so the compiled entries return ELIDE_ERR_POS (never
+ * read past the table) and the interpreter reports the position. */
+Test(cg_ops, position_past_the_table)
+{
+	static const int32_t toks[16] = { 0 };
+	char err[256];
+	Module *m = load("gpt.elide", gpt_src(12), 13);
+	TJit *t = tj_new(m, true);
+	StepFn step = (StepFn)tj_sym(t, "step");
+	PrefillFn prefill = (PrefillFn)tj_sym(t, "prefill");
+	InterpState *s = interp_new(m);
+	float a[20];
+	cr_expect_eq(step(t->ctx, 1, 11, a), ELIDE_OK);
+	cr_expect_eq(prefill(t->ctx, toks, 12, 0, a), ELIDE_OK);
+	cr_expect_eq(prefill(t->ctx, toks, 4, 8, a), ELIDE_OK);
+	for (int p = 12; p < 16; p++) {
+		cr_expect_eq(step(t->ctx, 1, p, a), ELIDE_ERR_POS, "step at %d", p);
+		cr_expect_not(interp_run(s, "step", toks, 1, p, a, err, sizeof err), "interpreter, step at %d", p);
+		cr_expect(strstr(err, "past the table of 12 positions"), "%s", err);
+	}
+	cr_expect_eq(prefill(t->ctx, toks, 13, 0, a), ELIDE_ERR_POS);
+	cr_expect_eq(prefill(t->ctx, toks, 3, 10, a), ELIDE_ERR_POS);
+	cr_expect_eq(prefill(t->ctx, toks, 1, -1, a), ELIDE_ERR_POS);
+	cr_expect_not(interp_run(s, "prefill", toks, 3, 10, a, err, sizeof err));
+	cr_expect(strstr(err, "position 12 past the table of 12 positions"), "%s", err);
 	interp_free(s);
 	tj_free(t);
 	ir_free_module(m);
