@@ -1,10 +1,11 @@
 /* cmd_run.c - `elide run`: load a model and its weights, feed a token sequence, print
  * the argmax of the logits at every position (and optionally dump the raw logits).
  *   elide run [--interp] MODEL.elide -w W.safetensors --tokens 1,17,42
- *             [--policy P] [--prefill] [-n N] [--dump-logits FILE]
+ *             [--policy P] [--entry NAME | --prefill] [-n N] [--dump-logits FILE]
  * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
- * 2, ...; --prefill runs `prefill` once over the whole sequence and prints the last
- * position.  -n N then generates N tokens greedily: each step feeds the argmax of the
+ * 2, ...; an entry over a token sequence (--prefill, or an encoder's `forward`, the
+ * default when there is no `step`) runs once over the whole sequence and prints the
+ * last position.  -n N then generates N tokens greedily: each step feeds the argmax of the
  * previous logits at the next position.  The backend that executes the entries is a RunBackend: the reference
  * interpreter (--interp) or the JIT.  Both run the module after ir_verify, the
  * weights and the default pass pipeline (which applies the policy's passes). */
@@ -68,8 +69,9 @@ typedef struct RunOpts {
 	int64_t ntokens;
 	int64_t ngen;  /* -n: tokens to generate after the prompt */
 	int64_t vocab; /* logits per row, from the entry's result */
+	const char *entry; /* --entry, --prefill, or chosen by choose_entry */
+	bool sequence;     /* the entry takes the whole token sequence at once */
 	bool interp;
-	bool prefill;
 } RunOpts;
 
 static void
@@ -81,7 +83,9 @@ usage(FILE *out)
 	             "  -w, --weights FILE   safetensors file with the model's weights\n"
 	             "  --tokens LIST        comma-separated token ids\n"
 	             "  --policy NAME        the policy to apply (default: dense)\n"
-	             "  --prefill            run the prefill entry once over all tokens\n"
+	             "  --entry NAME         the entry to run (default: step, else forward); an entry\n"
+	             "                       over a token sequence runs once over all tokens\n"
+	             "  --prefill            the same as --entry prefill\n"
 	             "  -n N                 then generate N tokens greedily with the step entry\n"
 	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n");
 }
@@ -126,7 +130,9 @@ parse_args(int argc, char **argv, RunOpts *o)
 		} else if (strcmp(a, "--interp") == 0) {
 			o->interp = true;
 		} else if (strcmp(a, "--prefill") == 0) {
-			o->prefill = true;
+			o->entry = "prefill";
+		} else if (TAKES("--entry")) {
+			o->entry = val;
 		} else if (TAKES("-w") || TAKES("--weights")) {
 			o->weights = val;
 		} else if (TAKES("--policy")) {
@@ -220,25 +226,50 @@ logits_entry(const RunOpts *o, Module *m, const char *entry)
 	return f;
 }
 
-/* Row r of the run: the prompt (one row for --prefill, one per token otherwise), then
- * the generated tokens, each fed at the next position.  Returns false after an error;
- * *next is the argmax, the token that the next generated row feeds. */
+/* The entry to run: the one asked for, else `step` (decoders), else `forward`
+ * (encoders); whether it takes the token sequence at once (its first argument is a
+ * sequence) or one token at a time. */
+static Func *
+choose_entry(RunOpts *o, Module *m)
+{
+	if (!o->entry)
+		o->entry = ir_find_func(m, "step") || !ir_find_func(m, "forward") ? "step" : "forward";
+	Func *f = logits_entry(o, m, o->entry);
+	if (!f)
+		return NULL;
+	o->sequence = f->nargs > 0 && f->args[0].type.rank > 0;
+	if (!o->ngen)
+		return f;
+	if (!logits_entry(o, m, "step")) /* -n generates with step */
+		return NULL;
+	if (strcmp(o->entry, "step") != 0 && !o->sequence) {
+		fprintf(stderr, "%s: error: -n continues a prompt run by 'step' or by an entry over the whole sequence, "
+		                "not by '%s'\n", o->model, o->entry);
+		return NULL;
+	}
+	return f;
+}
+
+/* Row r of the run: the prompt (one row for a sequence entry, one per token
+ * otherwise), then the generated tokens, each fed to `step` at the next position.
+ * Returns false after an error; *next is the argmax, the token that the next
+ * generated row feeds. */
 static bool
 run_row(const RunOpts *o, const RunBackend *be, void *ctx, int64_t r, float *row, int32_t *next, char *err,
         size_t nerr)
 {
-	int64_t nprompt = o->prefill ? 1 : o->ntokens;
+	int64_t nprompt = o->sequence ? 1 : o->ntokens;
 	bool ok;
 	int64_t p;
 	int32_t tok;
-	if (r < nprompt && o->prefill) {
+	if (r < nprompt && o->sequence) {
 		p = o->ntokens - 1;
 		tok = o->tokens[p];
-		ok = be->run(ctx, "prefill", o->tokens, o->ntokens, 0, row, err, nerr);
+		ok = be->run(ctx, o->entry, o->tokens, o->ntokens, 0, row, err, nerr);
 	} else {
 		p = r < nprompt ? r : o->ntokens + (r - nprompt);
 		tok = r < nprompt ? o->tokens[r] : *next;
-		ok = p <= INT32_MAX && be->run(ctx, "step", &tok, 1, (int32_t)p, row, err, nerr);
+		ok = p <= INT32_MAX && be->run(ctx, r < nprompt ? o->entry : "step", &tok, 1, (int32_t)p, row, err, nerr);
 	}
 	if (!ok)
 		return false;
@@ -250,11 +281,11 @@ run_row(const RunOpts *o, const RunBackend *be, void *ctx, int64_t r, float *row
 static int
 execute(RunOpts *o, const RunBackend *be, Module *m)
 {
-	Func *f = logits_entry(o, m, o->prefill ? "prefill" : "step");
-	if (!f || (o->ngen && o->prefill && !logits_entry(o, m, "step")))
+	Func *f = choose_entry(o, m);
+	if (!f)
 		return 1;
 	o->vocab = ir_type_numel(f->rets[0]);
-	int64_t nrows = (o->prefill ? 1 : o->ntokens) + o->ngen;
+	int64_t nrows = (o->sequence ? 1 : o->ntokens) + o->ngen;
 	float *logits = xcalloc((size_t)(nrows * o->vocab), sizeof *logits);
 	char err[512] = "";
 	void *ctx = be->open(m, err, sizeof err);
