@@ -229,6 +229,8 @@ LLVMValueRef cg_len(Cg *g, Type t);           /* i64 elements of an index vector
 bool cg_known_early(const Func *f, ValueId v);
 /* Branches to the entry's failure exit with `status` when cond (i1) holds. */
 void cg_fail_if(Cg *g, LLVMValueRef cond, int status);
+/* Fails with `status` unless 0 <= start (i32) and start + n (i64) <= bound. */
+void cg_fail_outside(Cg *g, LLVMValueRef start, LLVMValueRef n, int64_t bound, int status);
 /* Whether the entry's up-front checks cover the indices of embed op (token
  * arguments, positions from an early start); else the embed checks each index. */
 bool cg_embed_checked_early(const Func *f, const Op *op);

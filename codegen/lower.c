@@ -440,14 +440,7 @@ cg_fail_if(Cg *g, LLVMValueRef cond, int status)
 }
 
 /* Whether embed op's indices are positions(tokens, start) with a start the up-front
- * checks can see; other computed indices are checked where the embed runs. */
-bool
-cg_embed_checked_early(const Func *f, const Op *op)
-{
-	const Op *d = ir_def((Func *)f, op->args[1]);
-	return d->code == OP_ARG || (d->code == OP_POSITIONS && cg_known_early(f, d->args[1]));
-}
-
+ * checks can see. */
 static bool
 embeds_positions(const Func *f, const Op *op)
 {
@@ -455,66 +448,74 @@ embeds_positions(const Func *f, const Op *op)
 	return d->code == OP_POSITIONS && cg_known_early(f, d->args[1]);
 }
 
+/* Token arguments and early positions are checked up front; other computed indices
+ * are checked where the embed runs. */
+bool
+cg_embed_checked_early(const Func *f, const Op *op)
+{
+	return ir_def((Func *)f, op->args[1])->code == OP_ARG || embeds_positions(f, op);
+}
+
+/* Fails the entry with `status` unless the i32 scalar start (sign-extended) and the
+ * i64 count n satisfy 0 <= start and start + n <= bound. */
+void
+cg_fail_outside(Cg *g, LLVMValueRef start, LLVMValueRef n, int64_t bound, int status)
+{
+	LLVMValueRef s64 = LLVMBuildSExt(g->b, start, g->i64, "");
+	LLVMValueRef end = LLVMBuildAdd(g->b, s64, n, "");
+	cg_fail_if(g, LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, s64, cg_i64(g, 0), ""),
+	                          LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, bound), ""), ""),
+	           status);
+}
+
+/* Token ids of an argument below the table's rows. */
+static void
+check_token_arg(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	int64_t vocab = cg_static_rows(f->vals[op->args[0]].type);
+	Type tt = f->vals[op->args[1]].type;
+	if (tt.rank == 0) {
+		LLVMValueRef tok = cg_val_scalar(g, op->args[1]);
+		cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""), ELIDE_ERR_TOKEN);
+		return;
+	}
+	LLVMValueRef toks = cg_val_ptr(g, op->args[1]);
+	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_len(g, tt), NULL, "tokcheck");
+	LLVMValueRef tok = cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4);
+	cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""), ELIDE_ERR_TOKEN);
+	cg_loop_end(g, &l);
+}
+
 /* Positions and token ids are checked before anything is written. */
 static void
 emit_checks(Cg *g)
 {
 	const Func *f = g->f;
-	LLVMValueRef pos = NULL;
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
+		Type t0 = op->nargs ? f->vals[op->args[0]].type : (Type){ 0 };
 		if (op->code == OP_ATTENTION && op->ia[2] >= 0) {
 			const State *s = &g->m->states[op->ia[2]];
-			pos = cg_val_scalar(g, op->args[3]);
-			LLVMValueRef p64 = LLVMBuildSExt(g->b, pos, g->i64, "");
-			LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
-			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
-			                               LLVMBuildICmp(g->b, LLVMIntSGT, LLVMBuildAdd(g->b, p64, rows, ""),
-			                                             cg_i64(g, s->ctx), ""), "");
-			cg_fail_if(g, bad, ELIDE_ERR_POS);
+			cg_fail_outside(g, cg_val_scalar(g, op->args[3]), cg_rows(g, t0), s->ctx, ELIDE_ERR_POS);
 		} else if (op->code == OP_ROPE) {
-			LLVMValueRef p64 = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
-			LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
-			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
-			                               LLVMBuildICmp(g->b, LLVMIntSGT, LLVMBuildAdd(g->b, p64, rows, ""),
-			                                             cg_i64(g, g->rope_len), ""), "");
-			cg_fail_if(g, bad, ELIDE_ERR_POS);
-		} else if (op->code == OP_ROW && f->vals[op->args[0]].type.dyn0) {
+			cg_fail_outside(g, cg_val_scalar(g, op->args[1]), cg_rows(g, t0), g->rope_len, ELIDE_ERR_POS);
+		} else if (op->code == OP_ROW && t0.dyn0) {
 			/* row i of a sequence needs i < T (or -i <= T from the end) */
-			LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
 			int64_t need = op->ia[0] >= 0 ? op->ia[0] + 1 : -op->ia[0];
-			cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, rows, cg_i64(g, need), ""), ELIDE_ERR_SEQ_LEN);
+			cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, cg_rows(g, t0), cg_i64(g, need), ""),
+			           ELIDE_ERR_SEQ_LEN);
 		} else if (op->code == OP_POSITIONS && cg_known_early(f, op->args[1])) {
 			/* start + t must stay a valid i32 position */
-			LLVMValueRef p64 = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
-			LLVMValueRef end = LLVMBuildAdd(g->b, p64, cg_len(g, f->vals[op->args[0]].type), "");
-			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
-			                               LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, (int64_t)INT32_MAX + 1), ""), "");
-			cg_fail_if(g, bad, ELIDE_ERR_POS);
+			cg_fail_outside(g, cg_val_scalar(g, op->args[1]), cg_len(g, t0), (int64_t)INT32_MAX + 1,
+			                ELIDE_ERR_POS);
 		} else if (op->code == OP_EMBED && embeds_positions(f, op)) {
 			/* a position table [P, D]: positions start.. start+T-1 must be below P */
 			const Op *po = ir_def((Func *)f, op->args[1]);
-			int64_t npos = cg_static_rows(f->vals[op->args[0]].type);
-			LLVMValueRef p64 = LLVMBuildSExt(g->b, cg_val_scalar(g, po->args[1]), g->i64, "");
-			LLVMValueRef end = LLVMBuildAdd(g->b, p64, cg_len(g, f->vals[po->args[0]].type), "");
-			LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p64, cg_i64(g, 0), ""),
-			                               LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, npos), ""), "");
-			cg_fail_if(g, bad, ELIDE_ERR_POS);
+			cg_fail_outside(g, cg_val_scalar(g, po->args[1]), cg_len(g, f->vals[po->args[0]].type),
+			                cg_static_rows(t0), ELIDE_ERR_POS);
 		} else if (op->code == OP_EMBED && ir_def((Func *)f, op->args[1])->code == OP_ARG) {
-			int64_t vocab = cg_static_rows(f->vals[op->args[0]].type);
-			Type tt = f->vals[op->args[1]].type;
-			if (tt.rank == 0) {
-				LLVMValueRef tok = cg_val_scalar(g, op->args[1]);
-				cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""),
-				        ELIDE_ERR_TOKEN);
-			} else {
-				LLVMValueRef toks = cg_val_ptr(g, op->args[1]);
-				CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_len(g, tt), NULL, "tokcheck");
-				LLVMValueRef tok = cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4);
-				cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)vocab), ""),
-				        ELIDE_ERR_TOKEN);
-				cg_loop_end(g, &l);
-			}
+			check_token_arg(g, op);
 		}
 	}
 }

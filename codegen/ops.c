@@ -387,12 +387,8 @@ lower_positions(Cg *g, const Op *op)
 	const Func *f = g->f;
 	LLVMValueRef start = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
 	LLVMValueRef n = cg_len(g, f->vals[op->args[0]].type);
-	if (!cg_known_early(f, op->args[1])) {
-		LLVMValueRef end = add64(g, start, n);
-		cg_fail_if(g, LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, start, cg_i64(g, 0), ""),
-		                          LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, (int64_t)INT32_MAX + 1), ""), ""),
-		           ELIDE_ERR_POS);
-	}
+	if (!cg_known_early(f, op->args[1]))
+		cg_fail_outside(g, cg_val_scalar(g, op->args[1]), n, (int64_t)INT32_MAX + 1, ELIDE_ERR_POS);
 	LLVMValueRef y = cg_val_ptr(g, op->dst);
 	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "pos");
 	cg_store(g, LLVMBuildTrunc(g->b, add64(g, start, l.iv), g->i32, ""), cg_gep(g, g->i32, y, l.iv), 4);
