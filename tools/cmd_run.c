@@ -1,13 +1,15 @@
 /* cmd_run.c - `elide run`: load a model and its weights, feed a token sequence, print
  * the argmax of the logits at every position (and optionally dump the raw logits).
  *   elide run [--interp] MODEL.elide -w W.safetensors --tokens 1,17,42
- *             [--policy P] [--entry NAME | --prefill] [-n N] [--dump-logits FILE]
+ *             [--policy P] [--entry NAME | --prefill] [-n N [--temperature T]
+ *             [--top-p P] [--seed S]] [--dump-logits FILE]
  * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
  * 2, ...; an entry over a token sequence (--prefill, or an encoder's `forward`, the
  * default when there is no `step`) runs once over the whole sequence and prints the
- * last position.  -n N then generates N tokens greedily: each step feeds the argmax of the
- * previous logits at the next position.  The backend that executes the entries is a RunBackend: the reference
- * interpreter (--interp) or the JIT.  Both run the module after ir_verify, the
+ * last position.  -n N then generates N tokens: each step feeds, at the next
+ * position, the token chosen from the previous logits (the argmax, or a draw of the
+ * runtime's temperature / top-p sampler).  The backend that executes the entries is
+ * a RunBackend: the reference interpreter (--interp) or the JIT.  Both run the module after ir_verify, the
  * weights and the default pass pipeline (which applies the policy's passes). */
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +21,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "runtime/elide_rt.h"
 #include "tools/driver.h"
 
 /* How entries are executed: open on a loaded module, run an entry, close. */
@@ -67,7 +70,10 @@ typedef struct RunOpts {
 	const char *dump;
 	int32_t *tokens;
 	int64_t ntokens;
-	int64_t ngen;  /* -n: tokens to generate after the prompt */
+	int64_t ngen;      /* -n: tokens to generate after the prompt */
+	float temperature; /* of the generated tokens; 0: greedy */
+	float top_p;       /* nucleus of the sampler; 1: all tokens */
+	uint64_t seed;     /* of the sampler's RNG */
 	int64_t vocab; /* logits per row, from the entry's result */
 	const char *entry; /* --entry, --prefill, or chosen by choose_entry */
 	bool sequence;     /* the entry takes the whole token sequence at once */
@@ -86,7 +92,10 @@ usage(FILE *out)
 	             "  --entry NAME         the entry to run (default: step, else forward); an entry\n"
 	             "                       over a token sequence runs once over all tokens\n"
 	             "  --prefill            the same as --entry prefill\n"
-	             "  -n N                 then generate N tokens greedily with the step entry\n"
+	             "  -n N                 then generate N tokens with the step entry\n"
+	             "  --temperature T      sample the generated tokens at temperature T (default 0: greedy)\n"
+	             "  --top-p P            sample from the smallest set of tokens of mass P (default 1)\n"
+	             "  --seed S             seed of the sampler (default 0)\n"
 	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n");
 }
 
@@ -113,6 +122,19 @@ parse_tokens(const char *s, RunOpts *o)
 			return false;
 		p = end + 1;
 	}
+}
+
+/* Parses a number in [lo, hi]; false on anything else. */
+static bool
+parse_float(const char *s, double lo, double hi, float *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || errno || !(v >= lo && v <= hi))
+		return false;
+	*out = (float)v;
+	return true;
 }
 
 /* Returns 0 on success, else the exit code. */
@@ -143,6 +165,24 @@ parse_args(int argc, char **argv, RunOpts *o)
 			o->ngen = strtoll(val, &end, 10);
 			if (end == val || *end || errno || o->ngen < 0 || o->ngen > INT32_MAX) {
 				fprintf(stderr, "elide: error: invalid count '%s' for -n (expected 0 or more)\n", val);
+				return 2;
+			}
+		} else if (TAKES("--temperature")) {
+			if (!parse_float(val, 0, 1e6, &o->temperature)) {
+				fprintf(stderr, "elide: error: invalid temperature '%s' (expected a number >= 0)\n", val);
+				return 2;
+			}
+		} else if (TAKES("--top-p")) {
+			if (!parse_float(val, 1e-9, 1, &o->top_p)) {
+				fprintf(stderr, "elide: error: invalid top-p '%s' (expected a number in (0, 1])\n", val);
+				return 2;
+			}
+		} else if (TAKES("--seed")) {
+			char *end;
+			errno = 0;
+			o->seed = strtoull(val, &end, 10);
+			if (end == val || *end || errno || val[0] == '-') {
+				fprintf(stderr, "elide: error: invalid seed '%s' (expected a non-negative integer)\n", val);
 				return 2;
 			}
 		} else if (TAKES("--dump-logits")) {
@@ -252,8 +292,8 @@ choose_entry(RunOpts *o, Module *m)
 
 /* Row r of the run: the prompt (one row for a sequence entry, one per token
  * otherwise), then the generated tokens, each fed to `step` at the next position.
- * Returns false after an error; *next is the argmax, the token that the next
- * generated row feeds. */
+ * Returns false after an error; *next is the argmax (the token the next generated
+ * row feeds, unless the caller samples another). */
 static bool
 run_row(const RunOpts *o, const RunBackend *be, void *ctx, int64_t r, float *row, int32_t *next, char *err,
         size_t nerr)
@@ -296,12 +336,19 @@ execute(RunOpts *o, const RunBackend *be, Module *m)
 	}
 	int rc = 0;
 	int32_t next = 0;
+	uint64_t rng = o->seed;
+	void *scratch = xmalloc(ELIDE_TOP_P_SCRATCH(o->vocab));
 	for (int64_t r = 0; r < nrows && rc == 0; r++) {
-		if (!run_row(o, be, ctx, r, logits + r * o->vocab, &next, err, sizeof err)) {
+		float *row = logits + r * o->vocab;
+		if (!run_row(o, be, ctx, r, row, &next, err, sizeof err)) {
 			fprintf(stderr, "elide: error: %s\n", err);
 			rc = 1;
+		} else if (o->temperature > 0 && r + 1 >= nrows - o->ngen) { /* the next row is generated */
+			next = elide_sample_top_p(row, (int32_t)o->vocab, o->temperature, o->top_p, &rng, scratch,
+			                          ELIDE_TOP_P_SCRATCH(o->vocab));
 		}
 	}
+	free(scratch);
 	be->close(ctx);
 	if (rc == 0 && o->dump && !dump_logits(o->dump, logits, (size_t)(nrows * o->vocab)))
 		rc = 1;
@@ -312,7 +359,7 @@ execute(RunOpts *o, const RunBackend *be, Module *m)
 int
 cmd_run(int argc, char **argv)
 {
-	RunOpts o = { 0 };
+	RunOpts o = { .top_p = 1 };
 	int rc = parse_args(argc, argv, &o);
 	if (rc) {
 		free(o.tokens);
