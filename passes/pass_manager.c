@@ -139,6 +139,29 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 	return ok;
 }
 
+void
+pass_drop_stmts(Module *m, const char *verb)
+{
+	Policy *p = m->policy;
+	uint32_t n = 0;
+	for (uint32_t i = 0; p && i < p->nstmts; i++)
+		if (!p->stmts[i].verb || strcmp(p->stmts[i].verb, verb) != 0)
+			p->stmts[n++] = p->stmts[i];
+	if (p)
+		p->nstmts = n;
+}
+
+void
+pass_add_notes(Module *m, const char *text)
+{
+	if (!text || !*text)
+		return;
+	const char *old = m->manifest_notes;
+	m->manifest_notes = old && *old ? arena_printf(&m->arena, "%s%s%s", old, old[strlen(old) - 1] == '\n' ? "" : "\n",
+	                                               text)
+	                                : arena_strdup(&m->arena, text);
+}
+
 /* Warns about each policy statement that no pass of the pipeline applied (passes
  * remove the statements they execute): the code is built without it. */
 static void
@@ -156,8 +179,8 @@ bool
 pass_run_default(Module *m, Diag *d)
 {
 	/* the policy's compile-time passes first: they change shapes and layers */
-	bool ok = pass_prune_structured(m, d) && pass_shape_infer(m, d) && pass_const_fold(m, d) && pass_cse(m, d)
-	          && pass_dce(m, d);
+	bool ok = pass_prune_structured(m, d) && pass_drop_layers(m, d) && pass_shape_infer(m, d)
+	          && pass_const_fold(m, d) && pass_cse(m, d) && pass_dce(m, d);
 	if (ok)
 		warn_unapplied(m, d);
 	return ok;

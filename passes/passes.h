@@ -44,10 +44,15 @@ typedef struct PassOptions {
  * Unknown names are reported before anything runs.  Returns false after an error. */
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
-/* The default pipeline: the policy's structured pruning, then shape inference,
- * constant folding, CSE, DCE; then a warning at each policy statement that no pass
- * applied (statements of kinds no pass implements yet). */
+/* The default pipeline: the policy's structured pruning and layer drops, then shape
+ * inference, constant folding, CSE, DCE; then a warning at each policy statement
+ * that no pass applied (statements of kinds no pass implements yet). */
 bool pass_run_default(Module *m, Diag *d);
+
+/* Removes the policy statements of `verb` (the ones a pass has realised). */
+void pass_drop_stmts(Module *m, const char *verb);
+/* Appends text (lines) to the module's manifest notes. */
+void pass_add_notes(Module *m, const char *text);
 
 /* Rebuilds f keeping the ops with keep[i] (all when keep is NULL) and replacing every
  * operand v by repl[v] first (when repl is non-NULL and repl[v] != IR_NO_VALUE).

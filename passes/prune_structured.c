@@ -205,17 +205,9 @@ pass_prune_structured(Module *m, Diag *d)
 	fclose(nf);
 	if (ok) {
 		/* the statements are realised: drop them from the policy */
-		uint32_t n = 0;
-		for (uint32_t i = 0; i < p->nstmts; i++)
-			if (!p->stmts[i].verb || strcmp(p->stmts[i].verb, "prune") != 0)
-				p->stmts[n++] = p->stmts[i];
-		p->nstmts = n;
-		if (changed) {
-			const char *old = m->manifest_notes;
-			m->manifest_notes = old && *old ? arena_printf(&m->arena, "%s%s%s", old,
-			                                               old[strlen(old) - 1] == '\n' ? "" : "\n", notes)
-			                                : arena_strdup(&m->arena, notes);
-		}
+		pass_drop_stmts(m, "prune");
+		if (changed)
+			pass_add_notes(m, notes);
 	}
 	free(notes);
 	return ok;

@@ -6,7 +6,8 @@
  * module must verify, have the expected shapes, and give the dense model's logits
  * (max |a - b| / max |b| <= 1e-5) for 12 decode steps and a 10-token prefill, with
  * multi-head (kv_heads = heads) and grouped-query attention.  keep 1.0 leaves the
- * module byte-identical to the dense one apart from the policy. */
+ * module byte-identical to the dense one apart from the policy.  The same holds for
+ * `drop layers` of zeroed layers (the drop-layers pass). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -73,7 +74,7 @@ setup(Case *k, const RmConfig *c, const char *body)
 	FILE *mem = open_memstream(&k->diag, &k->ndiag);
 	diag_init(&d, mem);
 	k->pruned = load(k, "p", &d);
-	bool ok = pass_prune_structured(k->pruned, &d);
+	bool ok = pass_prune_structured(k->pruned, &d) && pass_drop_layers(k->pruned, &d);
 	if (ok) {
 		ok = ir_verify(k->pruned, &d);
 		cr_assert(ok, "pruned module does not verify");
@@ -261,6 +262,58 @@ Test(prune_equiv, layer_angular_1_gqa) { layer_case(4, 2, "angular", 1); }
 Test(prune_equiv, layer_angular_2_mha) { layer_case(4, 4, "angular", 2); }
 Test(prune_equiv, layer_bi_1_mha) { layer_case(4, 4, "bi", 1); }
 Test(prune_equiv, layer_bi_2_gqa) { layer_case(4, 2, "bi", 2); }
+
+/* ---- static layer drop (the drop-layers pass) ---- */
+
+/* `drop layers` of layers whose o_proj and down_proj are zero (identity blocks):
+ * the model that is left gives the dense logits. */
+static void
+drop_case(int heads, int kv_heads, const bool *zl, const char *body, int nlayers, const char *gone,
+          const char *left)
+{
+	RmConfig c = config(heads, kv_heads, 5);
+	c.zero_layer = zl;
+	Case k;
+	cr_assert(setup(&k, &c, body), "%s", k.diag);
+	cr_assert_eq(k.pruned->nlayers, nlayers);
+	cr_assert_eq((int)k.pruned->nstates, nlayers);
+	cr_assert_eq(ir_find_param(k.pruned, gone), -1, "%s is still there", gone);
+	cr_assert_geq(ir_find_param(k.pruned, left), 0, "%s went", left);
+	cr_assert(k.pruned->manifest_notes && strstr(k.pruned->manifest_notes, "drop layers: "), "notes: %s",
+	          k.pruned->manifest_notes ? k.pruned->manifest_notes : "none");
+	cr_assert_eq(k.pruned->policy->nstmts, 0, "the realised statements stay in the policy");
+	check_equal(&k, c.vocab);
+	teardown(&k);
+}
+
+Test(prune_equiv, drop_range_mha)
+{
+	static const bool zl[5] = { false, false, true, true, false };
+	drop_case(4, 4, zl, "drop layers 2..4;", 3, "wq.3", "wq.4");
+}
+
+Test(prune_equiv, drop_list_gqa)
+{
+	static const bool zl[5] = { false, true, false, true, false };
+	drop_case(4, 2, zl, "drop layers 1, 3;", 3, "wq.1", "wq.2");
+}
+
+/* Indices are those of the model as written: after `prune layer` removed layer 1,
+ * `drop layers 3` still means the original layer 3. */
+Test(prune_equiv, drop_after_prune_layer)
+{
+	static const bool zl[5] = { false, true, false, true, false };
+	drop_case(4, 2, zl, "prune layer keep 4 score l2 layers 1..2; drop layers 3;", 3, "wq.3", "wq.2");
+}
+
+Test(prune_equiv, drop_every_remaining_layer)
+{
+	RmConfig c = config(4, 4, 3);
+	Case k;
+	cr_assert_not(setup(&k, &c, "prune layer keep 2 score l2 layers 1..2; drop layers 0, 2;"));
+	cr_expect(strstr(k.diag, "drop removes every remaining layer of the model (2)"), "%s", k.diag);
+	teardown(&k);
+}
 
 /* ---- neutral settings ---- */
 

@@ -1,0 +1,106 @@
+/* drop_layers.c - the `drop-layers` pass: static layer removal named by the policy
+ * (`drop layers a..b` or `drop layers a, b, ...`; DESIGN.md section 4, papers.md
+ * section B): the listed layers leave every entry at compile time, their output
+ * replaced by their input (a layer is one residual block), with their params and KV
+ * caches; the remaining layers are renumbered.
+ *   1. for each `drop` statement, in order: the layers it names (indices of the model
+ *      as written: removals by earlier statements, `prune layer` included, have
+ *      already mapped them to the current numbering and dropped those gone);
+ *   2. refuse to drop every remaining layer; remove them (prune_remove_layers) and
+ *      retype the module;
+ *   3. drop the realised statements from the policy and record in the manifest notes
+ *      which layers went and the exact parameter count before and after.
+ * Runs after prune-structured in the default pipeline.  A statement whose layers are
+ * all gone already removes nothing. */
+#include "passes/passes.h"
+#include "passes/prune.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The layers statement s names, as kept[l] = false; returns how many. */
+static int32_t
+named_layers(const PolicyStmt *s, int32_t nlayers, bool *kept)
+{
+	for (int32_t l = 0; l < nlayers; l++)
+		kept[l] = true;
+	const PolicyVal *v = NULL;
+	for (uint32_t i = 0; i < s->nopts; i++)
+		if (strcmp(s->opts[i].key, "layers") == 0)
+			v = &s->opts[i].val;
+	int32_t n = 0;
+	for (int32_t l = 0; v && l < nlayers; l++) {
+		bool in = v->kind == PV_RANGE && l >= v->lo && l < v->hi;
+		for (uint32_t k = 0; v->kind == PV_LIST && k < v->nints; k++)
+			in |= v->ints[k] == l;
+		if (in && kept[l]) {
+			kept[l] = false;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Steps 1 and 2 for one statement; notes get "drop layers: L -> L' layers, removed ...". */
+static bool
+drop_stmt(Module *m, const PolicyStmt *s, Diag *d, FILE *notes)
+{
+	int32_t L = m->nlayers;
+	bool *kept = xmalloc((size_t)L + 1);
+	int32_t n = named_layers(s, L, kept);
+	bool ok = true;
+	int32_t bad = -1;
+	char err[256];
+	if (n > 0 && n == L) {
+		diag_error(d, s->loc, "drop removes every remaining layer of the model (%d)", L);
+		ok = false;
+	} else if (n > 0 && !prune_remove_layers(m, kept, &bad)) {
+		diag_error(d, s->loc, "cannot drop layer %d: it is not one residual block in every entry", bad);
+		ok = false;
+	} else if (n > 0 && !prune_retype(m, err, sizeof err)) {
+		diag_error(d, s->loc, "internal error: the module does not type-check after drop: %s", err);
+		ok = false;
+	} else if (n > 0) {
+		fprintf(notes, "drop layers: %d -> %d layers, removed", L, m->nlayers);
+		for (int32_t l = 0; l < L; l++)
+			if (!kept[l])
+				fprintf(notes, " %d", l);
+		fputc('\n', notes);
+	}
+	free(kept);
+	return ok;
+}
+
+bool
+pass_drop_layers(Module *m, Diag *d)
+{
+	Policy *p = m->policy;
+	bool any = false;
+	for (uint32_t i = 0; p && i < p->nstmts; i++)
+		any |= p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0;
+	if (!any)
+		return true;
+	int64_t before = prune_param_count(m);
+	int32_t layers_before = m->nlayers;
+	char *notes = NULL;
+	size_t nnotes = 0;
+	FILE *nf = open_memstream(&notes, &nnotes);
+	if (!nf)
+		ELIDE_ICE("open_memstream failed");
+	bool ok = true;
+	for (uint32_t i = 0; i < p->nstmts && ok; i++)
+		if (p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0)
+			ok = drop_stmt(m, &p->stmts[i], d, nf);
+	if (ok && m->nlayers != layers_before) {
+		int64_t after = prune_param_count(m);
+		fprintf(nf, "drop-layers: params %lld -> %lld (removed %lld), layers %d -> %d\n", (long long)before,
+		        (long long)after, (long long)(before - after), layers_before, m->nlayers);
+	}
+	fclose(nf);
+	if (ok) {
+		pass_drop_stmts(m, "drop");
+		pass_add_notes(m, notes);
+	}
+	free(notes);
+	return ok;
+}
