@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR SECONDS - runs every fuzz_* target of BUILD_DIR/tools/fuzz for
 # SECONDS each, seeded with the examples and tests (copied into a fresh corpus
-# directory, so the tree stays clean).  Fails on the first crash, leak or hang;
+# directory, so the tree stays clean; files under 256 KB; the blob fuzzer gets the
+# blob of a small test model, compiled by the fuzz build's elide).  Fails on the first crash, leak or hang;
 # the reproducer is left in BUILD_DIR/fuzz-out/.
 set -euo pipefail
 build=$(cd "${1:?usage: run.sh BUILD_DIR SECONDS}" && pwd)
@@ -23,9 +24,16 @@ for f in "${fuzzers[@]}"; do
   mkdir -p "$corpus"
   case "$name" in
     fuzz_eir*) pattern='*.eir' ;;
+    fuzz_safetensors*) pattern='*.safetensors' ;;
+    fuzz_blob*) pattern='*.weights' ;;
     *) pattern='*.elide' ;;
   esac
-  find "$root/examples" "$root/tests" -name "$pattern" -exec cp -t "$corpus" {} + 2>/dev/null || true
+  find "$root/examples" "$root/tests" -name "$pattern" -size -256k -exec cp -t "$corpus" {} + 2>/dev/null || true
+  if [ "$name" = fuzz_blob ]; then   # seeds: blobs of the small test models, compiled here
+    "$build/tools/elide" compile "$root/tests/passes/prune-structured/Inputs/tiny.elide" \
+      -w "$root/tests/passes/prune-structured/Inputs/tiny.safetensors" -o "$out/blob-seed" >/dev/null
+    cp "$out/blob-seed/tiny.weights" "$corpus/"
+  fi
   echo "== $name: $(ls "$corpus" | wc -l) seeds, ${secs}s"
   (cd "$out" && "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
      -print_final_stats=1 "$corpus")
