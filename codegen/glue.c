@@ -155,19 +155,11 @@ use_payload(Glue *g, LLVMValueRef ctx, LLVMValueRef payload)
 	st(g, LLVMBuildAdd(g->b, ld(g, g->i64, sp), k64(g, 1), ""), sp);
 }
 
-void
-cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
+/* NAME_init (caller memory) and NAME_create (malloc'ed). */
+static void
+emit_init_create(Glue *g, LLVMValueRef embedded)
 {
-	Glue G = { .r = r, .c = r->llctx, .mod = r->mod, .b = b };
-	Glue *g = &G;
-	g->i8 = LLVMInt8TypeInContext(g->c);
-	g->i32 = LLVMInt32TypeInContext(g->c);
-	g->i64 = LLVMInt64TypeInContext(g->c);
-	g->ptr = LLVMPointerTypeInContext(g->c, 0);
-	g->voidt = LLVMVoidTypeInContext(g->c);
-	uint64_t size = r->ctx_size;
-	char name[256];
-
+	uint64_t size = g->r->ctx_size;
 	/* NAME_ctx *NAME_init(void *mem, size_t size) */
 	LLVMTypeRef p2[2] = { g->ptr, g->i64 };
 	LLVMValueRef init = begin(g, "init", g->ptr, p2, 2);
@@ -196,7 +188,14 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	LLVMValueRef ctx = LLVMBuildCall2(g->b, LLVMGlobalGetValueType(init), init, ia, 2, "");
 	st(g, m, at(g, ctx, CG_CTX_OWNED_MEM));
 	LLVMBuildRet(g->b, ctx);
+}
 
+/* NAME_destroy and NAME_reset. */
+static void
+emit_destroy_reset(Glue *g)
+{
+	const CgResult *r = g->r;
+	LLVMValueRef ctx;
 	/* void NAME_destroy(NAME_ctx *) */
 	LLVMTypeRef p1[1] = { g->ptr };
 	LLVMValueRef destroy = begin(g, "destroy", g->voidt, p1, 1);
@@ -216,7 +215,14 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	if (r->state_size)
 		emit_memset(g, at(g, ctx, CG_CTX_HDR + r->arena_size), r->state_size);
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
+}
 
+/* NAME_load_weights_mem and NAME_load_weights. */
+static void
+emit_loaders(Glue *g)
+{
+	const CgResult *r = g->r;
+	LLVMValueRef ctx;
 	/* int NAME_load_weights_mem(NAME_ctx *, const void *blob, size_t size): validated,
 	 * then used in place (the caller keeps it alive) */
 	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->i64 };
@@ -257,7 +263,14 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 		use_payload(g, ctx, ld(g, g->ptr, payload));
 		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 	}
+}
 
+/* NAME_set_parallel_for and NAME_set_threads. */
+static void
+emit_threads(Glue *g)
+{
+	LLVMValueRef ctx;
+	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->i64 };
 	/* void NAME_set_parallel_for(NAME_ctx *, fn, pool) */
 	LLVMValueRef spf = begin(g, "set_parallel_for", g->voidt, p3, 3);
 	ctx = LLVMGetParam(spf, 0);
@@ -289,7 +302,14 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	LLVMValueRef pf = ext(g, "elide_pool_parallel_for", g->voidt, fpt, 4, &fty);
 	st(g, pf, at(g, ctx, CG_CTX_PFOR));
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
+}
 
+/* NAME_get_stats and NAME_abi_hash. */
+static void
+emit_info(Glue *g)
+{
+	LLVMValueRef ctx;
+	LLVMTypeRef p2p[2] = { g->ptr, g->ptr };
 	/* void NAME_get_stats(const NAME_ctx *, NAME_stats *out) */
 	LLVMValueRef gs = begin(g, "get_stats", g->voidt, p2p, 2);
 	ctx = LLVMGetParam(gs, 0);
@@ -300,6 +320,22 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 
 	/* uint64_t NAME_abi_hash(void) */
 	begin(g, "abi_hash", g->i64, NULL, 0);
-	LLVMBuildRet(g->b, k64(g, r->abi_hash));
-	(void)name;
+	LLVMBuildRet(g->b, k64(g, g->r->abi_hash));
+}
+
+void
+cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
+{
+	Glue G = { .r = r, .c = r->llctx, .mod = r->mod, .b = b };
+	Glue *g = &G;
+	g->i8 = LLVMInt8TypeInContext(g->c);
+	g->i32 = LLVMInt32TypeInContext(g->c);
+	g->i64 = LLVMInt64TypeInContext(g->c);
+	g->ptr = LLVMPointerTypeInContext(g->c, 0);
+	g->voidt = LLVMVoidTypeInContext(g->c);
+	emit_init_create(g, embedded);
+	emit_destroy_reset(g);
+	emit_loaders(g);
+	emit_threads(g);
+	emit_info(g);
 }
