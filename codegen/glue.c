@@ -270,8 +270,8 @@ static void
 emit_threads(Glue *g)
 {
 	LLVMValueRef ctx;
-	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->i64 };
-	/* void NAME_set_parallel_for(NAME_ctx *, fn, pool) */
+	/* void NAME_set_parallel_for(NAME_ctx *, fn, void *pool) */
+	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->ptr };
 	LLVMValueRef spf = begin(g, "set_parallel_for", g->voidt, p3, 3);
 	ctx = LLVMGetParam(spf, 0);
 	ret_if(g, bad_ctx(g, ctx), NULL);
