@@ -4,14 +4,17 @@
  * replaced by their input (a layer is one residual block), with their params and KV
  * caches; the remaining layers are renumbered.
  *   1. for each `drop` statement, in order: the layers it names (indices of the model
- *      as written: removals by earlier statements, `prune layer` included, have
- *      already mapped them to the current numbering and dropped those gone);
+ *      as written: a drop before it has already mapped them to the current
+ *      numbering and dropped those gone);
  *   2. refuse to drop every remaining layer; remove them (prune_remove_layers) and
  *      retype the module;
  *   3. drop the realised statements from the policy and record in the manifest notes
  *      which layers went and the exact parameter count before and after.
- * Runs after prune-structured in the default pipeline.  A statement whose layers are
- * all gone already removes nothing. */
+ * Runs before prune-structured in the default pipeline: drops are the user's fixed
+ * choice, and pruning then scores (and `keep` counts) the layers that are left; the
+ * layer indices of the prune statements are mapped to the new numbering, so they
+ * still name layers of the model as written.  A statement whose layers are all gone
+ * already removes nothing. */
 #include "passes/passes.h"
 #include "passes/prune.h"
 

@@ -44,8 +44,8 @@ typedef struct PassOptions {
  * Unknown names are reported before anything runs.  Returns false after an error. */
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
-/* The default pipeline: the policy's structured pruning and layer drops, then shape
- * inference, constant folding, CSE, DCE; then a warning at each policy statement
+/* The default pipeline: the policy's layer drops, then its structured pruning (which
+ * scores the layers left), then shape inference, constant folding, CSE, DCE; then a warning at each policy statement
  * that no pass applied (statements of kinds no pass implements yet). */
 bool pass_run_default(Module *m, Diag *d);
 

@@ -74,7 +74,7 @@ setup(Case *k, const RmConfig *c, const char *body)
 	FILE *mem = open_memstream(&k->diag, &k->ndiag);
 	diag_init(&d, mem);
 	k->pruned = load(k, "p", &d);
-	bool ok = pass_prune_structured(k->pruned, &d) && pass_drop_layers(k->pruned, &d);
+	bool ok = pass_drop_layers(k->pruned, &d) && pass_prune_structured(k->pruned, &d);
 	if (ok) {
 		ok = ir_verify(k->pruned, &d);
 		cr_assert(ok, "pruned module does not verify");
@@ -298,19 +298,20 @@ Test(prune_equiv, drop_list_gqa)
 	drop_case(4, 2, zl, "drop layers 1, 3;", 3, "wq.1", "wq.2");
 }
 
-/* Indices are those of the model as written: after `prune layer` removed layer 1,
- * `drop layers 3` still means the original layer 3. */
-Test(prune_equiv, drop_after_prune_layer)
+/* Drops come first and indices are those of the model as written: after `drop layers
+ * 1`, `layers 3..4` of the prune statement still names the original layer 3, and
+ * `keep 3` counts the layers left. */
+Test(prune_equiv, drop_then_prune_layer)
 {
 	static const bool zl[5] = { false, true, false, true, false };
-	drop_case(4, 2, zl, "prune layer keep 4 score l2 layers 1..2; drop layers 3;", 3, "wq.3", "wq.2");
+	drop_case(4, 2, zl, "prune layer keep 3 score l2 layers 3..4; drop layers 1;", 3, "wq.3", "wq.2");
 }
 
 Test(prune_equiv, drop_every_remaining_layer)
 {
 	RmConfig c = config(4, 4, 3);
 	Case k;
-	cr_assert_not(setup(&k, &c, "prune layer keep 2 score l2 layers 1..2; drop layers 0, 2;"));
+	cr_assert_not(setup(&k, &c, "drop layers 0; drop layers 1, 2;"));
 	cr_expect(strstr(k.diag, "drop removes every remaining layer of the model (2)"), "%s", k.diag);
 	teardown(&k);
 }
