@@ -401,6 +401,7 @@ require_sub(Ctx *c, const Ast *w, const PolicyVal *v, const char *key)
 static const OptSpec prune_opts[] = {
 	{ "keep", V_KEEP, 0, NULL },
 	{ "score", V_WORD, 0, "l1 l2 maw angular bi act" },
+	{ "block", V_WORD, 0, "attention ffn" },
 	{ "layers", V_RANGE, 0, NULL },
 	{ "multiple", V_INT, 1, NULL },
 	{ "protect", V_PROTECT, 0, NULL },
@@ -444,14 +445,16 @@ static const OptSpec quest_opts[] = { { "page", V_POW2, 1, NULL }, { "budget", V
 static const OptSpec topk_opts[] = { { "block", V_POW2, 1, NULL }, { "topk", V_INT, 1, NULL }, { 0 } };
 static const OptSpec coverage_opts[] = { { "gamma", V_UNIT, 0, NULL }, { "block", V_POW2, 1, NULL }, { 0 } };
 
-/* 'prune' UNIT ('keep' K | 'score' S | 'layers' a..b | 'multiple' N | 'protect' P |
- *          'calibrate' "file" | 'tokens' N)* */
+/* 'prune' UNIT ('keep' K | 'score' S | 'block' B | 'layers' a..b | 'multiple' N | 'protect' P |
+ *          'calibrate' "file" | 'tokens' N)*
+ * UNIT: 'ffn_neuron' | 'head' | 'kv_group' | 'layer' | 'sublayer'; B ('attention' | 'ffn')
+ * for 'sublayer' only */
 static void
 verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 {
-	static const char units[] = "ffn_neuron head kv_group layer";
+	static const char units[] = "ffn_neuron head kv_group layer sublayer";
 	if (!is_word(w, 'i', NULL) || !in_words(units, w->name)) {
-		expected(c, w, "a unit (ffn_neuron, head, kv_group or layer)", "prune");
+		expected(c, w, "a unit (ffn_neuron, head, kv_group, layer or sublayer)", "prune");
 		return;
 	}
 	s->subject = arena_strdup(c->ar, w->name);
@@ -465,7 +468,18 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 		c->ok = false;
 		return;
 	}
-	bool layer = strcmp(s->subject, "layer") == 0;
+	bool layer = strcmp(s->subject, "layer") == 0, sub = strcmp(s->subject, "sublayer") == 0;
+	const PolicyOpt *block = fe_policy_opt(s, "block");
+	if (block && !sub) {
+		diag_error(c->d, block->loc, "option 'block' applies to 'sublayer' only");
+		c->ok = false;
+	}
+	/* a layer holds two blocks: at most 2 * layers, or layers of one kind */
+	int64_t nblocks = c->mi->nlayers * (sub && !block ? 2 : 1);
+	if (sub && keep->val.kind == PV_NUM && keep->val.is_int && c->mi->nlayers > 0 && keep->val.num > nblocks) {
+		diag_error(c->d, keep->loc, "keep %g blocks, but the model has %lld", keep->val.num, (long long)nblocks);
+		c->ok = false;
+	}
 	if (layer && keep->val.kind == PV_NUM && keep->val.is_int && c->mi->nlayers > 0 && keep->val.num > c->mi->nlayers) {
 		diag_error(c->d, keep->loc, "keep %g layers, but the model has %lld", keep->val.num, (long long)c->mi->nlayers);
 		c->ok = false;
@@ -473,12 +487,13 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 	if (score) {
 		const char *sc = score->val.str;
 		bool layer_score = strcmp(sc, "angular") == 0 || strcmp(sc, "bi") == 0;
-		if (layer_score && !layer) {
+		if (layer_score && !layer && !sub) {
 			diag_error(c->d, score->loc, "score '%s' ranks layers; it does not apply to '%s'", sc, s->subject);
 			c->ok = false;
 		}
-		if (strcmp(sc, "act") == 0 && layer) {
-			diag_error(c->d, score->loc, "score 'act' ranks units inside a layer; it does not apply to 'layer'");
+		if (strcmp(sc, "act") == 0 && (layer || sub)) {
+			diag_error(c->d, score->loc, "score 'act' ranks units inside a layer; it does not apply to '%s'",
+			           s->subject);
 			c->ok = false;
 		}
 		if (strcmp(sc, "maw") == 0 && strcmp(s->subject, "ffn_neuron") != 0) {

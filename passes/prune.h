@@ -1,7 +1,7 @@
 /* prune.h - internals of the structured-pruning pass (passes/prune_*.c), shared by
  * its files and their tests: the score functions over float matrices
  * (prune_scores.c), the search for prunable groups in a module (prune_groups.c),
- * slicing of params and removal of layers (prune_slice.c), calibration through the
+ * slicing of params and removal of layers and residual blocks (prune_slice.c), calibration through the
  * interpreter (prune_calib.c).  The pass itself is pass_prune_structured
  * (prune_structured.c, registered in passes.def as `prune-structured`). */
 #ifndef ELIDE_PRUNE_H
@@ -108,9 +108,32 @@ typedef struct PruneAttn {
 	int64_t heads, kv_heads, head_dim;
 } PruneAttn;
 
+/* The two residual blocks of a decoder layer: x = x + attn(norm(x)) and
+ * x = x + ffn(norm(x)).  A block is the add onto the residual stream and every op
+ * of the layer its other operand is computed from (back to the stream value `in`),
+ * none of whose values is used outside the block. */
+typedef enum PruneBlockKind {
+	PB_ATTN, /* holds one attention op (and its KV cache) */
+	PB_FFN,  /* no attention: an MLP ending in a linear */
+	PB_COUNT
+} PruneBlockKind;
+
+/* ORDER: PruneBlockKind */
+extern const char *const prune_block_names[PB_COUNT];
+
+typedef struct PruneBlock {
+	int32_t layer;
+	PruneBlockKind kind;
+	ValueId in, out;           /* the stream before the block, and the add after it */
+	uint32_t *ops; uint32_t nops; /* op indices of the block, the add included */
+	uint32_t wout_op;          /* the linear whose output the add takes (o_proj, down_proj) */
+	int32_t state;             /* KV cache of the attention op, -1 if none */
+} PruneBlock;
+
 typedef struct PruneGroups {
 	PruneFfn *ffn; uint32_t nffn;
 	PruneAttn *attn; uint32_t nattn;
+	PruneBlock *blocks; uint32_t nblocks; /* residual blocks of the clean layers, in order */
 	int32_t nlayers;
 	ValueId *layer_in;         /* [nlayers] residual value entering the region (IR_NO_VALUE if unclear) */
 	ValueId *layer_out;        /* [nlayers] the one value leaving the region (IR_NO_VALUE if unclear) */
@@ -120,6 +143,8 @@ typedef struct PruneGroups {
  * escape the block are not listed: slicing them would change other ops. */
 void prune_find_groups(Module *m, Func *f, PruneGroups *g);
 void prune_groups_free(PruneGroups *g);
+/* The block of kind k in layer l, or NULL. */
+const PruneBlock *prune_find_block(const PruneGroups *g, int32_t l, PruneBlockKind k);
 /* Param index of a linear op's weight operand, or -1 when it is not a param. */
 int32_t prune_linear_param(const Func *f, const Op *op);
 
@@ -136,6 +161,14 @@ void prune_slice_param(Module *m, int32_t p, bool cols, const bool *kept, int64_
  * of the remaining policy statements.  False (nothing changed) when a removed
  * layer's boundary is not one residual value in some function; *bad_layer says which. */
 bool prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer);
+
+/* Removes the residual blocks gone[l * PB_COUNT + k] from every function (uses of
+ * the block's add are forwarded to the block's input), with the params and states
+ * no op left refers to; renumbers params (param ops) and states (attention ops).
+ * Layers stay, so policy indices stay valid.  False (nothing changed) when some
+ * function holds ops of such a layer but not that block; *bad_layer and *bad_kind
+ * say which. */
+bool prune_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PruneBlockKind *bad_kind);
 
 /* Recomputes every value's type from params, attributes and ir_infer_type; false
  * with a message in err when an op no longer type-checks (a bug of the pass). */
@@ -175,7 +208,7 @@ Func *prune_calib_entry(const Module *m);
 
 /* ---- prune_structured.c: one prune statement, read and checked ---- */
 
-typedef enum PruneUnit { PU_FFN, PU_HEAD, PU_KV_GROUP, PU_LAYER } PruneUnit;
+typedef enum PruneUnit { PU_FFN, PU_HEAD, PU_KV_GROUP, PU_LAYER, PU_SUBLAYER } PruneUnit;
 
 typedef struct PruneStmt {
 	const PolicyStmt *s;
@@ -186,6 +219,7 @@ typedef struct PruneStmt {
 	bool keep_count;          /* keep is a count of units (per layer) or of layers */
 	Loc keep_loc;
 	const char *keep_text;    /* as written, for messages */
+	int block;                /* sublayer: PB_ATTN or PB_FFN from `block`, -1 for both */
 	bool *cand;               /* [nlayers] layers the statement may cut (range minus protected) */
 	int64_t multiple;         /* rounding of kept widths */
 	const char *calib;        /* calibration file resolved against the policy's file, or NULL */
@@ -204,5 +238,6 @@ bool prune_stmt_tokens(const PruneStmt *ps, Diag *d, int32_t **tok, int64_t *n);
 /* ---- prune_width.c / prune_layers.c: the statement kinds ---- */
 bool prune_width(Module *m, PruneStmt *ps, Diag *d);  /* ffn_neuron, head, kv_group */
 bool prune_layers(Module *m, PruneStmt *ps, Diag *d); /* layer */
+bool prune_sublayers(Module *m, PruneStmt *ps, Diag *d); /* sublayer (prune_sublayer.c) */
 
 #endif

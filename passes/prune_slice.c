@@ -5,7 +5,10 @@
  *      layers (ops, params, states, m->nlayers, the 'layers' constant), params
  *      (param ops) and states (attention ops), and map the layer indices of the
  *      policy statements still to come;
- *   3. retyping every value after the shapes changed (ir_infer_type in op order).
+ *   3. retyping every value after the shapes changed (ir_infer_type in op order);
+ *   4. removing residual blocks (attention or FFN) of layers that stay: the same
+ *      forwarding and renumbering, with the params and states that only the
+ *      removed ops referred to.
  * Invariant kept: the module verifies after each of these when it did before and
  * the caller changed attributes consistently (heads, kv_heads, states). */
 #include "passes/prune.h"
@@ -84,6 +87,57 @@ map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
 	}
 }
 
+/* Drops the params with !pkeep[i] (their data freed) and the states with
+ * !skeep[i]; newp and news receive the new index of each, -1 for the gone. */
+static void
+compact(Module *m, const bool *pkeep, const bool *skeep, int32_t *newp, int32_t *news)
+{
+	uint32_t np = 0, ns = 0;
+	for (uint32_t i = 0; i < m->nparams; i++) {
+		newp[i] = pkeep[i] ? (int32_t)np : -1;
+		if (pkeep[i])
+			m->params[np++] = m->params[i];
+		else
+			free(m->params[i].data);
+	}
+	m->nparams = np;
+	for (uint32_t i = 0; i < m->nstates; i++) {
+		news[i] = skeep[i] ? (int32_t)ns : -1;
+		if (skeep[i])
+			m->states[ns++] = m->states[i];
+	}
+	m->nstates = ns;
+}
+
+/* Rebuilds f without the ops of !keep[i] and the param ops of gone params,
+ * forwarding per repl, with the param and state indices of the rest renumbered
+ * (newp over the npold params before compact). */
+static void
+rebuild(Module *m, Func *f, bool *keep, const ValueId *repl, const int32_t *newp, uint32_t npold,
+        const int32_t *news)
+{
+	for (uint32_t i = 0; i < f->nops; i++) {
+		Op *o = &f->ops[i];
+		if (o->code == OP_PARAM && o->ia[0] >= 0 && o->ia[0] < (int64_t)npold && newp[o->ia[0]] < 0)
+			keep[i] = false;
+		if (!keep[i])
+			continue;
+		if (o->code == OP_PARAM)
+			o->ia[0] = newp[o->ia[0]];
+		if (o->code == OP_ATTENTION && o->ia[2] >= 0)
+			o->ia[2] = news[o->ia[2]];
+	}
+	pass_rebuild_func(m, f, keep, repl);
+}
+
+static void
+free_groups(Module *m, PruneGroups *gs)
+{
+	for (uint32_t fi = 0; fi < m->nfuncs; fi++)
+		prune_groups_free(&gs[fi]);
+	free(gs);
+}
+
 bool
 prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
 {
@@ -104,45 +158,31 @@ prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
 		}
 	}
 	if (!ok) {
-		for (uint32_t fi = 0; fi < m->nfuncs; fi++)
-			prune_groups_free(&gs[fi]);
-		free(gs);
+		free_groups(m, gs);
 		return false;
 	}
 	int32_t *newl = xmalloc(((size_t)nold + 1) * sizeof *newl);
 	int32_t nnew = 0;
 	for (int32_t l = 0; l < nold; l++)
 		newl[l] = kept[l] ? nnew++ : -1;
-	/* 2. params and states that stay, and their new indices */
+	/* 2. params and states of the removed layers go; the others are renumbered */
 	uint32_t npold = m->nparams;
 	int32_t *newp = xmalloc(((size_t)npold + 1) * sizeof *newp);
-	uint32_t np = 0;
-	for (uint32_t i = 0; i < m->nparams; i++) {
-		Param *p = &m->params[i];
-		bool keep = p->layer < 0 || p->layer >= nold || kept[p->layer];
-		newp[i] = keep ? (int32_t)np : -1;
-		if (keep) {
-			if (p->layer >= 0 && p->layer < nold)
-				p->layer = newl[p->layer];
-			m->params[np++] = *p;
-		} else {
-			free(p->data);
-		}
-	}
-	m->nparams = np;
 	int32_t *news = xmalloc(((size_t)m->nstates + 1) * sizeof *news);
-	uint32_t ns = 0;
+	bool *pkeep = xmalloc((size_t)npold + 1), *skeep = xmalloc((size_t)m->nstates + 1);
+	for (uint32_t i = 0; i < npold; i++) {
+		Param *p = &m->params[i];
+		pkeep[i] = p->layer < 0 || p->layer >= nold || kept[p->layer];
+		if (pkeep[i] && p->layer >= 0 && p->layer < nold)
+			p->layer = newl[p->layer];
+	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		State *s = &m->states[i];
-		bool keep = s->layer < 0 || s->layer >= nold || kept[s->layer];
-		news[i] = keep ? (int32_t)ns : -1;
-		if (keep) {
-			if (s->layer >= 0 && s->layer < nold)
-				s->layer = newl[s->layer];
-			m->states[ns++] = *s;
-		}
+		skeep[i] = s->layer < 0 || s->layer >= nold || kept[s->layer];
+		if (skeep[i] && s->layer >= 0 && s->layer < nold)
+			s->layer = newl[s->layer];
 	}
-	m->nstates = ns;
+	compact(m, pkeep, skeep, newp, news);
 	/* 3. each function: forward, drop, renumber */
 	for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
 		Func *f = m->funcs[fi];
@@ -157,23 +197,14 @@ prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
 		for (uint32_t i = 0; i < f->nops; i++) {
 			Op *o = &f->ops[i];
 			keep[i] = o->layer < 0 || o->layer >= nold || kept[o->layer];
-			if (o->code == OP_PARAM && o->ia[0] >= 0 && o->ia[0] < (int64_t)npold && newp[o->ia[0]] < 0)
-				keep[i] = false;
-			if (!keep[i])
-				continue;
-			if (o->layer >= 0 && o->layer < nold)
+			if (keep[i] && o->layer >= 0 && o->layer < nold)
 				o->layer = newl[o->layer];
-			if (o->code == OP_PARAM)
-				o->ia[0] = newp[o->ia[0]];
-			if (o->code == OP_ATTENTION && o->ia[2] >= 0)
-				o->ia[2] = news[o->ia[2]];
 		}
-		pass_rebuild_func(m, f, keep, repl);
+		rebuild(m, f, keep, repl, newp, npold, news);
 		free(repl);
 		free(keep);
-		prune_groups_free(g);
 	}
-	free(gs);
+	free_groups(m, gs);
 	map_policy(m, newl, kept, nold);
 	m->nlayers = nnew;
 	for (uint32_t i = 0; i < m->config.n; i++)
@@ -182,7 +213,101 @@ prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
 	free(newl);
 	free(newp);
 	free(news);
+	free(pkeep);
+	free(skeep);
 	return true;
+}
+
+/* Step 4, check: every function holding ops of a layer that loses a block has that
+ * block; marks the block's ops in drop[fi][i]. */
+static bool
+mark_blocks(Module *m, const bool *gone, PruneGroups *gs, bool **drop, int32_t *bad_layer, PruneBlockKind *bad_kind)
+{
+	for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
+		Func *f = m->funcs[fi];
+		prune_find_groups(m, f, &gs[fi]);
+		drop[fi] = xcalloc(f->nops + 1, 1);
+		for (int32_t l = 0; l < m->nlayers; l++) {
+			bool present = false;
+			for (uint32_t i = 0; i < f->nops && !present; i++)
+				present = f->ops[i].layer == l;
+			for (int k = 0; k < PB_COUNT && present; k++) {
+				if (!gone[l * PB_COUNT + k])
+					continue;
+				const PruneBlock *b = prune_find_block(&gs[fi], l, (PruneBlockKind)k);
+				if (!b) {
+					*bad_layer = l;
+					*bad_kind = (PruneBlockKind)k;
+					return false;
+				}
+				for (uint32_t j = 0; j < b->nops; j++)
+					drop[fi][b->ops[j]] = true;
+			}
+		}
+	}
+	return true;
+}
+
+bool
+prune_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PruneBlockKind *bad_kind)
+{
+	PruneGroups *gs = xcalloc(m->nfuncs + 1, sizeof *gs);
+	bool **drop = xcalloc(m->nfuncs + 1, sizeof *drop);
+	bool ok = mark_blocks(m, gone, gs, drop, bad_layer, bad_kind);
+	uint32_t npold = m->nparams;
+	int32_t *newp = xmalloc(((size_t)npold + 1) * sizeof *newp);
+	int32_t *news = xmalloc(((size_t)m->nstates + 1) * sizeof *news);
+	bool *pkeep = xcalloc((size_t)npold + 1, 1), *skeep = xcalloc((size_t)m->nstates + 1, 1);
+	/* a param or state stays when an op left refers to it, or none ever did */
+	bool *pref = xcalloc((size_t)npold + 1, 1), *sref = xcalloc((size_t)m->nstates + 1, 1);
+	for (uint32_t fi = 0; fi < m->nfuncs && ok; fi++) {
+		const Func *f = m->funcs[fi];
+		for (uint32_t i = 0; i < f->nops; i++) {
+			const Op *o = &f->ops[i];
+			bool *ref = o->code == OP_PARAM ? pref : o->code == OP_ATTENTION ? sref : NULL;
+			bool *keep = o->code == OP_PARAM ? pkeep : skeep;
+			int64_t k = o->code == OP_PARAM ? o->ia[0] : o->ia[2];
+			int64_t n = o->code == OP_PARAM ? npold : m->nstates;
+			if (!ref || k < 0 || k >= n)
+				continue;
+			ref[k] = true;
+			keep[k] |= !drop[fi][i];
+		}
+	}
+	for (uint32_t i = 0; i < npold; i++)
+		pkeep[i] |= !pref[i];
+	for (uint32_t i = 0; i < m->nstates; i++)
+		skeep[i] |= !sref[i];
+	if (ok)
+		compact(m, pkeep, skeep, newp, news);
+	for (uint32_t fi = 0; fi < m->nfuncs && ok; fi++) {
+		Func *f = m->funcs[fi];
+		ValueId *repl = xmalloc((f->nvals + 1) * sizeof *repl);
+		bool *keep = xmalloc(f->nops + 1);
+		for (uint32_t v = 0; v < f->nvals; v++)
+			repl[v] = IR_NO_VALUE;
+		for (uint32_t i = 0; i < gs[fi].nblocks; i++) {
+			const PruneBlock *b = &gs[fi].blocks[i];
+			if (drop[fi][b->ops[b->nops - 1]])
+				repl[b->out] = b->in;
+		}
+		for (uint32_t i = 0; i < f->nops; i++)
+			keep[i] = !drop[fi][i];
+		rebuild(m, f, keep, repl, newp, npold, news);
+		free(repl);
+		free(keep);
+	}
+	for (uint32_t fi = 0; fi < m->nfuncs; fi++)
+		free(drop[fi]);
+	free(drop);
+	free_groups(m, gs);
+	free(newp);
+	free(news);
+	free(pkeep);
+	free(skeep);
+	free(pref);
+	free(sref);
+	return ok;
 }
 
 bool

@@ -3,13 +3,13 @@
  *   1. read each `prune UNIT keep K score S layers a..b multiple N protect ...
  *      calibrate "FILE" tokens T` statement and check what needs the model
  *      (layer range inside the model; the width checks are in prune_width.c);
- *   2. cut: FFN neurons, attention heads or KV groups (prune_width.c), or whole
- *      layers (prune_layers.c), in statement order, each on the module left by the
+ *   2. cut: FFN neurons, attention heads or KV groups (prune_width.c), whole
+ *      layers (prune_layers.c) or residual blocks (prune_sublayer.c), in statement order, each on the module left by the
  *      statements before it;
  *   3. retype every value, drop the statements realised from the policy (so a second
  *      run does not cut again), and append to Module.manifest_notes what went and the
  *      exact parameter count before and after.
- * Defaults: score l2 for widths, bi for layers; the first and last layers are
+ * Defaults: score l2 for widths, bi for layers and sublayers; the first and last layers are
  * protected unless `protect` says otherwise; kept FFN widths round to
  * PRUNE_DEFAULT_MULTIPLE; heads and groups to 1.  A statement that removes nothing
  * (keep 1.0) leaves the module byte-identical apart from the consumed statement.
@@ -81,34 +81,48 @@ prune_stmt_tokens(const PruneStmt *ps, Diag *d, int32_t **tok, int64_t *n)
 static bool
 read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)
 {
-	static const char *const units[] = { "ffn_neuron", "head", "kv_group", "layer" }; /* ORDER: PruneUnit */
+	/* ORDER: PruneUnit */
+	static const char *const units[] = { "ffn_neuron", "head", "kv_group", "layer", "sublayer" };
 	memset(ps, 0, sizeof *ps);
 	ps->s = s;
 	ps->loc = s->loc;
 	int u = -1;
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < 5; k++)
 		if (s->subject && strcmp(s->subject, units[k]) == 0)
 			u = k;
 	if (u < 0) {
-		diag_error(d, s->loc, "prune: expected a unit (ffn_neuron, head, kv_group or layer), saw '%s'",
+		diag_error(d, s->loc, "prune: expected a unit (ffn_neuron, head, kv_group, layer or sublayer), saw '%s'",
 		           s->subject ? s->subject : "nothing");
 		return false;
 	}
 	ps->unit = (PruneUnit)u;
 	int64_t nl = m->nlayers;
 	const PolicyOpt *o;
-	ps->score = ps->unit == PU_LAYER ? PS_BI : PS_L2;
+	bool whole = ps->unit == PU_LAYER || ps->unit == PU_SUBLAYER; /* scored by hidden states */
+	ps->score = whole ? PS_BI : PS_L2;
 	ps->score_loc = s->loc;
 	if ((o = opt(s, "score"))) {
 		int sc = prune_score_from_name(o->val.str);
 		ps->score_loc = o->loc;
 		bool layer_score = sc == PS_ANGULAR || sc == PS_BI;
-		if (sc < 0 || (layer_score && ps->unit != PU_LAYER) || (sc == PS_MAW && ps->unit != PU_FFN)
-		    || (sc == PS_ACT && ps->unit == PU_LAYER)) {
+		if (sc < 0 || (layer_score && !whole) || (sc == PS_MAW && ps->unit != PU_FFN) || (sc == PS_ACT && whole)) {
 			diag_error(d, o->loc, "score '%s' does not apply to '%s'", o->val.str ? o->val.str : "?", units[u]);
 			return false;
 		}
 		ps->score = (PruneScore)sc;
+	}
+	ps->block = -1;
+	if ((o = opt(s, "block"))) {
+		const char *b = o->val.str ? o->val.str : "?";
+		ps->block = strcmp(b, "attention") == 0 ? PB_ATTN : strcmp(b, "ffn") == 0 ? PB_FFN : -2;
+		if (ps->unit != PU_SUBLAYER) {
+			diag_error(d, o->loc, "option 'block' applies to 'sublayer' only");
+			return false;
+		}
+		if (ps->block == -2) {
+			diag_error(d, o->loc, "expected 'attention' or 'ffn' after 'block', saw '%s'", b);
+			return false;
+		}
 	}
 	if (!(o = opt(s, "keep"))) {
 		diag_error(d, s->loc, "'prune %s' needs 'keep'", units[u]);
@@ -186,7 +200,9 @@ pass_prune_structured(Module *m, Diag *d)
 			continue;
 		}
 		ps.notes = nf;
-		bool r = ps.unit == PU_LAYER ? prune_layers(m, &ps, d) : prune_width(m, &ps, d);
+		bool r = ps.unit == PU_LAYER      ? prune_layers(m, &ps, d)
+		         : ps.unit == PU_SUBLAYER ? prune_sublayers(m, &ps, d)
+		                                  : prune_width(m, &ps, d);
 		ok &= r;
 		changed |= ps.changed;
 		/* the next statement calibrates on the module this one left */

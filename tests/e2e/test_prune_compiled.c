@@ -4,7 +4,10 @@
  * policy that prunes exactly the zeroed units (prune-structured, then the default
  * pipeline, as `elide compile` runs them).  A 10-token prefill and 14 decode steps
  * of both must agree: max |a - b| / max |b| <= 1e-5, same argmax, for every unit
- * kind with multi-head and grouped-query attention. */
+ * kind with multi-head and grouped-query attention.  `prune sublayer` leaves layers
+ * with one block: the compiled model (a layer without attention, so without a KV
+ * cache, beside layers with one) must match the interpreter run of the same pruned
+ * module (<= 1e-4, same argmax) for prefill and decode. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,3 +147,90 @@ all_units(int heads, int kv_heads, const char *wscore, const char *lscore)
 
 Test(prune_compiled, all_units_gqa) { all_units(4, 2, "l2", "angular"); }
 Test(prune_compiled, all_units_mha) { all_units(4, 4, "act", "bi"); }
+
+/* ---- sublayers: compiled against the interpreter of the same module ---- */
+
+/* Writes model, policy and calibration tokens into dir; returns the pruned module. */
+static Module *
+sublayer_module(RmConfig c, const char *body, char *dir)
+{
+	char weights[300], src[300], calib[300];
+	snprintf(dir, 256, "/tmp/elide_prune_sub_XXXXXX");
+	cr_assert(mkdtemp(dir));
+	snprintf(weights, sizeof weights, "%s/w.safetensors", dir);
+	snprintf(src, sizeof src, "%s/m.elide", dir);
+	snprintf(calib, sizeof calib, "%s/calib.txt", dir);
+	cr_assert(rm_write_model(&c, weights));
+	char *model = rm_elide_source(&c, "llama");
+	FILE *f = fopen(src, "w");
+	fprintf(f, "%s\npolicy p for llama {\n  %s\n}\n", model, body);
+	fclose(f);
+	free(model);
+	f = fopen(calib, "w");
+	for (int i = 0; i < 80; i++)
+		fprintf(f, "%d\n", (i * 29 + 3) % c.vocab);
+	fclose(f);
+	return load(src, weights, "p");
+}
+
+static void
+agree(const float *got, const float *want, int vocab, const char *what, int pos)
+{
+	double e = ts_rel_err(got, want, vocab);
+	cr_assert(e <= 1e-4, "%s at %d: relative error %g", what, pos, e);
+	cr_assert_eq(ts_argmax(got, vocab), ts_argmax(want, vocab), "%s argmax at %d", what, pos);
+}
+
+/* Layer 1 loses its attention and layer 2 its FFN (their output projections are
+ * zero, so every score ranks them lowest); the compiled code, with a layer that has
+ * no KV cache between layers that have one, must follow the interpreter. */
+static void
+sublayer_compiled(int heads, int kv_heads, const char *score)
+{
+	RmConfig c = config(heads, kv_heads, 4, 43);
+	static bool za[4], zm[4];
+	memset(za, 0, sizeof za);
+	memset(zm, 0, sizeof zm);
+	za[1] = zm[2] = true;
+	c.zero_attn = za;
+	c.zero_mlp = zm;
+	char body[256], dir[256];
+	snprintf(body, sizeof body, "prune sublayer keep 2 score %s calibrate \"calib.txt\" tokens 48;", score);
+	Module *m = sublayer_module(c, body, dir);
+	cr_assert_eq(m->nlayers, 4);
+	cr_assert_eq((int)m->nstates, 3, "the KV cache of layer 1 is still there");
+	cr_assert_eq(ir_find_param(m, "wq.1"), -1);
+	cr_assert_eq(ir_find_param(m, "w2.2"), -1);
+	bool attn1 = false;
+	for (uint32_t i = 0; i < m->funcs[0]->nops; i++)
+		attn1 |= m->funcs[0]->ops[i].code == OP_ATTENTION && m->funcs[0]->ops[i].layer == 1;
+	cr_assert_not(attn1, "layer 1 still has an attention op");
+	TJit *t = tj_new(m, true);
+	InterpState *st = interp_new(m);
+	float *a = xmalloc((size_t)c.vocab * sizeof *a), *b = xmalloc((size_t)c.vocab * sizeof *b);
+	char err[256];
+	int32_t toks[NPRE];
+	for (int i = 0; i < NPRE; i++)
+		toks[i] = (int32_t)((i * 37 + 11) % c.vocab);
+	cr_assert_eq(((PrefillFn)tj_sym(t, "prefill"))(t->ctx, toks, NPRE, 0, b), ELIDE_OK);
+	cr_assert(interp_run(st, "prefill", toks, NPRE, 0, a, err, sizeof err), "%s", err);
+	agree(b, a, c.vocab, "prefill", 0);
+	int32_t tok = (int32_t)ts_argmax(a, c.vocab);
+	for (int pos = NPRE; pos < NPRE + NSTEP; pos++) {
+		cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, tok, pos, b), ELIDE_OK);
+		cr_assert(interp_run(st, "step", &tok, 1, pos, a, err, sizeof err), "%s", err);
+		agree(b, a, c.vocab, "step", pos);
+		tok = (int32_t)((ts_argmax(a, c.vocab) + pos) % c.vocab);
+	}
+	free(a);
+	free(b);
+	interp_free(st);
+	tj_free(t);
+	ir_free_module(m);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+Test(prune_compiled, sublayer_gqa_bi) { sublayer_compiled(4, 2, "bi"); }
+Test(prune_compiled, sublayer_mha_l2) { sublayer_compiled(4, 4, "l2"); }

@@ -259,6 +259,10 @@ rm_write_model(const RmConfig *c, const char *path)
 				zero_rows(wq, c->dim, g * group * hd, group * hd);
 				zero_cols(wo, c->dim, c->dim, g * group * hd, group * hd);
 			}
+		if (c->zero_attn && c->zero_attn[l])
+			memset(wo, 0, (size_t)c->dim * c->dim * sizeof *wo);
+		if (c->zero_mlp && c->zero_mlp[l])
+			memset(w2, 0, (size_t)c->dim * c->ffn * sizeof *w2);
 		if (c->zero_layer && c->zero_layer[l]) {
 			memset(wo, 0, (size_t)c->dim * c->dim * sizeof *wo);
 			memset(w2, 0, (size_t)c->dim * c->ffn * sizeof *w2);

@@ -28,6 +28,8 @@ typedef struct RmConfig {
 	const bool *zero_kv;    /* [layers * kv_heads]: rows of k/v_proj and every q head of
 	                           the group (q rows, o columns) */
 	const bool *zero_layer; /* [layers]: o_proj and down_proj entirely */
+	const bool *zero_attn;  /* [layers]: o_proj entirely (the attention block adds nothing) */
+	const bool *zero_mlp;   /* [layers]: down_proj entirely (the FFN block adds nothing) */
 } RmConfig;
 
 /* A small default: dim 64, 2 layers, 4 heads, 2 kv heads, ffn 172, vocab 256,

@@ -7,7 +7,8 @@
  * (max |a - b| / max |b| <= 1e-5) for 12 decode steps and a 10-token prefill, with
  * multi-head (kv_heads = heads) and grouped-query attention.  keep 1.0 leaves the
  * module byte-identical to the dense one apart from the policy.  The same holds for
- * `drop layers` of zeroed layers (the drop-layers pass). */
+ * `prune sublayer` of attention or FFN blocks whose output projection is zero (every
+ * score), and for `drop layers` of zeroed layers (the drop-layers pass). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -263,6 +264,66 @@ Test(prune_equiv, layer_angular_2_mha) { layer_case(4, 4, "angular", 2); }
 Test(prune_equiv, layer_bi_1_mha) { layer_case(4, 4, "bi", 1); }
 Test(prune_equiv, layer_bi_2_gqa) { layer_case(4, 2, "bi", 2); }
 
+/* ---- sublayers (residual blocks) ---- */
+
+/* Five layers; the attention of layers za and the FFN of layers zm add nothing
+ * (o_proj, down_proj zero).  The policy keeps all candidate blocks but those, so
+ * every score must pick exactly the neutral ones: bi and angular see in == out,
+ * l1 and l2 a zero output projection.  Attention that goes takes its KV cache. */
+static void
+sublayer_case(int heads, int kv_heads, const char *score, const char *block, const bool *za, const bool *zm)
+{
+	RmConfig c = config(heads, kv_heads, 5);
+	c.zero_attn = za;
+	c.zero_mlp = zm;
+	int ncand = 0, ngone = 0, nattn = 0;
+	for (int l = 1; l < 4; l++) { /* first and last protected */
+		ncand += (strcmp(block, "") == 0 ? 2 : 1);
+		ngone += (za[l] && strcmp(block, "ffn") != 0) + (zm[l] && strcmp(block, "attention") != 0);
+		nattn += za[l] && strcmp(block, "ffn") != 0;
+	}
+	char body[200];
+	snprintf(body, sizeof body, "prune sublayer keep %d %s%s score %s calibrate \"calib.txt\" tokens 80;",
+	         ncand - ngone, block[0] ? "block " : "", block, score);
+	Case k;
+	cr_assert(setup(&k, &c, body), "%s", k.diag);
+	cr_assert_eq(k.pruned->nlayers, 5);
+	cr_assert_eq((int)k.pruned->nstates, 5 - nattn);
+	for (int l = 0; l < 5; l++) {
+		char wq[16], w2[16], an[32], fn[32];
+		snprintf(wq, sizeof wq, "wq.%d", l);
+		snprintf(an, sizeof an, "attn_norm.%d", l);
+		snprintf(w2, sizeof w2, "w2.%d", l);
+		snprintf(fn, sizeof fn, "ffn_norm.%d", l);
+		bool ga = za[l] && l > 0 && l < 4 && strcmp(block, "ffn") != 0;
+		bool gm = zm[l] && l > 0 && l < 4 && strcmp(block, "attention") != 0;
+		cr_assert_eq(ir_find_param(k.pruned, wq) < 0, ga, "%s", wq);
+		cr_assert_eq(ir_find_param(k.pruned, an) < 0, ga, "%s", an);
+		cr_assert_eq(ir_find_param(k.pruned, w2) < 0, gm, "%s", w2);
+		cr_assert_eq(ir_find_param(k.pruned, fn) < 0, gm, "%s", fn);
+	}
+	cr_assert(k.pruned->manifest_notes && strstr(k.pruned->manifest_notes, "prune sublayer ("), "notes: %s",
+	          k.pruned->manifest_notes ? k.pruned->manifest_notes : "none");
+	check_equal(&k, c.vocab);
+	teardown(&k);
+}
+
+static const bool za13[5] = { false, true, false, true, false }, zm2[5] = { false, false, true, false, false };
+static const bool za2[5] = { false, false, true, false, false }, zm13[5] = { false, true, false, true, false };
+static const bool none5[5] = { false };
+
+Test(prune_equiv, sublayer_bi_mha) { sublayer_case(4, 4, "bi", "", za13, zm2); }
+Test(prune_equiv, sublayer_bi_gqa) { sublayer_case(4, 2, "bi", "", za2, zm13); }
+Test(prune_equiv, sublayer_angular_mha) { sublayer_case(4, 4, "angular", "", za2, zm13); }
+Test(prune_equiv, sublayer_angular_gqa) { sublayer_case(4, 2, "angular", "", za13, zm2); }
+Test(prune_equiv, sublayer_l1_mha) { sublayer_case(4, 4, "l1", "", za13, zm2); }
+Test(prune_equiv, sublayer_l1_gqa) { sublayer_case(4, 2, "l1", "", za2, zm13); }
+Test(prune_equiv, sublayer_l2_mha) { sublayer_case(4, 4, "l2", "", za2, zm13); }
+Test(prune_equiv, sublayer_l2_gqa) { sublayer_case(4, 2, "l2", "", za13, zm2); }
+/* `block` limits the candidates to one kind: the other kind's neutral blocks stay */
+Test(prune_equiv, sublayer_attention_only_gqa) { sublayer_case(4, 2, "bi", "attention", za13, zm2); }
+Test(prune_equiv, sublayer_ffn_only_mha) { sublayer_case(4, 4, "l2", "ffn", none5, zm13); }
+
 /* ---- static layer drop (the drop-layers pass) ---- */
 
 /* `drop layers` of layers whose o_proj and down_proj are zero (identity blocks):
@@ -371,4 +432,20 @@ Test(prune_equiv, errors)
 	error_case(&c, "prune layer keep 0.1 score l2;", "keep 0.1 of 3 layers prunes every layer");
 	error_case(&c, "prune layer keep 1 score l2;", "but only 1 may be removed");
 	error_case(&c, "prune layer keep 2 score angular;", "score 'angular' needs calibration tokens");
+	error_case(&c, "prune sublayer keep 3 score l2;", "keep 3 is larger than the 2 candidate blocks");
+	error_case(&c, "prune sublayer keep 1 block ffn score l2 layers 0..1;",
+	           "keep 1 is larger than the 0 candidate ffn blocks");
+	error_case(&c, "prune sublayer keep 0.05 score l2 protect none;", "keep 0.05 leaves none of the 6 candidate blocks");
+	error_case(&c, "prune sublayer keep 4 score bi protect none;", "score 'bi' needs calibration tokens");
+}
+
+/* Both blocks of a zeroed layer rank lowest: an error that names the layer and the
+ * units that remove whole layers. */
+Test(prune_equiv, sublayer_both_blocks_is_an_error)
+{
+	RmConfig c = config(4, 2, 3);
+	static const bool zl[3] = { false, true, false };
+	c.zero_layer = zl;
+	error_case(&c, "prune sublayer keep 4 score l1 protect none;",
+	           "keep 4 removes both blocks of layer 1; remove the whole layer with 'prune layer' or 'drop layers'");
 }
