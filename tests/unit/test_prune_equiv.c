@@ -397,7 +397,7 @@ Test(prune_equiv, keep_one_is_identity)
 	Case k;
 	cr_assert(setup(&k, &c,
 	                "prune ffn_neuron keep 1.0 score maw protect none; prune kv_group keep 1.0; "
-	                "prune head keep 4 score l1; prune layer keep 3 score l2;"),
+	                "prune head keep 4 score l1; prune layer keep 3 score l2; prune sublayer keep 1.0 score l2;"),
 	          "%s", k.diag);
 	Diag d;
 	diag_init(&d, stderr);
