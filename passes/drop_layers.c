@@ -77,33 +77,17 @@ drop_stmt(Module *m, const PolicyStmt *s, Diag *d, FILE *notes)
 bool
 pass_drop_layers(Module *m, Diag *d)
 {
-	Policy *p = m->policy;
-	bool any = false;
-	for (uint32_t i = 0; p && i < p->nstmts; i++)
-		any |= p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0;
-	if (!any)
+	if (!pass_has_stmts(m, "drop"))
 		return true;
-	int64_t before = prune_param_count(m);
-	int32_t layers_before = m->nlayers;
-	char *notes = NULL;
-	size_t nnotes = 0;
-	FILE *nf = open_memstream(&notes, &nnotes);
-	if (!nf)
-		ELIDE_ICE("open_memstream failed");
+	Policy *p = m->policy;
+	PruneNotes pn;
+	prune_notes_begin(&pn, m);
 	bool ok = true;
 	for (uint32_t i = 0; i < p->nstmts && ok; i++)
 		if (p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0)
-			ok = drop_stmt(m, &p->stmts[i], d, nf);
-	if (ok && m->nlayers != layers_before) {
-		int64_t after = prune_param_count(m);
-		fprintf(nf, "drop-layers: params %lld -> %lld (removed %lld), layers %d -> %d\n", (long long)before,
-		        (long long)after, (long long)(before - after), layers_before, m->nlayers);
-	}
-	fclose(nf);
-	if (ok) {
+			ok = drop_stmt(m, &p->stmts[i], d, pn.f);
+	prune_notes_end(&pn, m, "drop-layers", m->nlayers != pn.layers, ok);
+	if (ok)
 		pass_drop_stmts(m, "drop");
-		pass_add_notes(m, notes);
-	}
-	free(notes);
 	return ok;
 }

@@ -139,6 +139,15 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 	return ok;
 }
 
+bool
+pass_has_stmts(const Module *m, const char *verb)
+{
+	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++)
+		if (m->policy->stmts[i].verb && strcmp(m->policy->stmts[i].verb, verb) == 0)
+			return true;
+	return false;
+}
+
 void
 pass_drop_stmts(Module *m, const char *verb)
 {

@@ -49,6 +49,8 @@ bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Di
  * that no pass applied (statements of kinds no pass implements yet). */
 bool pass_run_default(Module *m, Diag *d);
 
+/* Whether the policy has statements of `verb`. */
+bool pass_has_stmts(const Module *m, const char *verb);
 /* Removes the policy statements of `verb` (the ones a pass has realised). */
 void pass_drop_stmts(Module *m, const char *verb);
 /* Appends text (lines) to the module's manifest notes. */

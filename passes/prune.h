@@ -177,6 +177,19 @@ bool prune_retype(Module *m, char *err, size_t nerr);
 /* Number of elements of all params. */
 int64_t prune_param_count(const Module *m);
 
+/* The manifest notes of a pass that removes parameters: begin records the counts,
+ * the pass writes its lines to f, end (when ok) appends them to the module's notes
+ * after a line "PASS: params a -> b (removed c), layers x -> y" if anything changed. */
+typedef struct PruneNotes {
+	FILE *f;
+	char *text;
+	size_t len;
+	int64_t params;
+	int32_t layers;
+} PruneNotes;
+void prune_notes_begin(PruneNotes *pn, const Module *m);
+void prune_notes_end(PruneNotes *pn, Module *m, const char *pass, bool changed, bool ok);
+
 /* ---- prune_calib.c: calibration through the interpreter ---- */
 
 /* Reads calibration tokens: a file of decimal token ids (separated by whitespace or

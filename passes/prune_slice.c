@@ -328,6 +328,31 @@ prune_retype(Module *m, char *err, size_t nerr)
 	return true;
 }
 
+void
+prune_notes_begin(PruneNotes *pn, const Module *m)
+{
+	memset(pn, 0, sizeof *pn);
+	pn->f = open_memstream(&pn->text, &pn->len);
+	if (!pn->f)
+		ELIDE_ICE("open_memstream failed");
+	pn->params = prune_param_count(m);
+	pn->layers = m->nlayers;
+}
+
+void
+prune_notes_end(PruneNotes *pn, Module *m, const char *pass, bool changed, bool ok)
+{
+	if (ok && changed) {
+		int64_t after = prune_param_count(m);
+		fprintf(pn->f, "%s: params %lld -> %lld (removed %lld), layers %d -> %d\n", pass, (long long)pn->params,
+		        (long long)after, (long long)(pn->params - after), pn->layers, m->nlayers);
+	}
+	fclose(pn->f);
+	if (ok && changed)
+		pass_add_notes(m, pn->text);
+	free(pn->text);
+}
+
 int64_t
 prune_param_count(const Module *m)
 {

@@ -178,17 +178,11 @@ read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)
 bool
 pass_prune_structured(Module *m, Diag *d)
 {
-	Policy *p = m->policy;
-	uint32_t nprune = 0;
-	for (uint32_t i = 0; p && i < p->nstmts; i++)
-		nprune += p->stmts[i].verb && strcmp(p->stmts[i].verb, "prune") == 0;
-	if (!nprune)
+	if (!pass_has_stmts(m, "prune"))
 		return true;
-	int64_t before = prune_param_count(m);
-	int32_t layers_before = m->nlayers;
-	char *notes = NULL;
-	size_t nnotes = 0;
-	FILE *nf = open_memstream(&notes, &nnotes);
+	Policy *p = m->policy;
+	PruneNotes pn;
+	prune_notes_begin(&pn, m);
 	bool ok = true, changed = false;
 	for (uint32_t i = 0; i < p->nstmts && !diag_too_many(d); i++) {
 		const PolicyStmt *s = &p->stmts[i];
@@ -199,7 +193,7 @@ pass_prune_structured(Module *m, Diag *d)
 			ok = false;
 			continue;
 		}
-		ps.notes = nf;
+		ps.notes = pn.f;
 		bool r = ps.unit == PU_LAYER      ? prune_layers(m, &ps, d)
 		         : ps.unit == PU_SUBLAYER ? prune_sublayers(m, &ps, d)
 		                                  : prune_width(m, &ps, d);
@@ -213,18 +207,8 @@ pass_prune_structured(Module *m, Diag *d)
 			break;
 		}
 	}
-	if (ok && changed) {
-		int64_t after = prune_param_count(m);
-		fprintf(nf, "prune-structured: params %lld -> %lld (removed %lld), layers %d -> %d\n", (long long)before,
-		        (long long)after, (long long)(before - after), layers_before, m->nlayers);
-	}
-	fclose(nf);
-	if (ok) {
-		/* the statements are realised: drop them from the policy */
+	prune_notes_end(&pn, m, "prune-structured", changed, ok);
+	if (ok) /* the statements are realised: a second run cuts nothing */
 		pass_drop_stmts(m, "prune");
-		if (changed)
-			pass_add_notes(m, notes);
-	}
-	free(notes);
 	return ok;
 }
