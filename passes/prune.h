@@ -247,6 +247,10 @@ typedef struct PruneStmt {
 bool prune_need_data(Module *m, Diag *d, Loc loc);
 /* Calibration tokens of the statement; false after reporting. */
 bool prune_stmt_tokens(const PruneStmt *ps, Diag *d, int32_t **tok, int64_t *n);
+/* The statement's tokens, the params' data, then prune_calibrate of entry ref into
+ * cal; false after reporting (cal then holds nothing to free). */
+bool prune_stmt_calibrate(Module *m, const PruneStmt *ps, Diag *d, const Func *ref, const bool *watch,
+                          const uint32_t *state_op, uint32_t nstates, PruneCalib *cal);
 
 /* ---- prune_width.c / prune_layers.c: the statement kinds ---- */
 bool prune_width(Module *m, PruneStmt *ps, Diag *d);  /* ffn_neuron, head, kv_group */

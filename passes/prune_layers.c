@@ -44,18 +44,7 @@ layer_states(Module *m, PruneStmt *ps, Diag *d, PruneCalib *cal)
 		ops[l + 1] = ref->vals[g.layer_out[l]].def;
 	}
 	prune_groups_free(&g);
-	int32_t *tok = NULL;
-	int64_t ntok = 0;
-	ok = ok && prune_stmt_tokens(ps, d, &tok, &ntok) && prune_need_data(m, d, ps->loc);
-	if (ok) {
-		char err[512];
-		ok = prune_calibrate(m, ref, tok, ntok, NULL, ops, (uint32_t)L + 1, cal, err, sizeof err);
-		if (!ok) {
-			diag_error(d, ps->score_loc, "calibration failed: %s", err);
-			prune_calib_free(cal);
-		}
-	}
-	free(tok);
+	ok = ok && prune_stmt_calibrate(m, ps, d, ref, NULL, ops, (uint32_t)L + 1, cal);
 	free(ops);
 	return ok;
 }

@@ -77,6 +77,25 @@ prune_stmt_tokens(const PruneStmt *ps, Diag *d, int32_t **tok, int64_t *n)
 	return true;
 }
 
+bool
+prune_stmt_calibrate(Module *m, const PruneStmt *ps, Diag *d, const Func *ref, const bool *watch,
+                     const uint32_t *state_op, uint32_t nstates, PruneCalib *cal)
+{
+	int32_t *tok = NULL;
+	int64_t ntok = 0;
+	bool ok = prune_stmt_tokens(ps, d, &tok, &ntok) && prune_need_data(m, d, ps->loc);
+	if (ok) {
+		char err[512];
+		ok = prune_calibrate(m, ref, tok, ntok, watch, state_op, nstates, cal, err, sizeof err);
+		if (!ok) {
+			diag_error(d, ps->score_loc, "calibration failed: %s", err);
+			prune_calib_free(cal);
+		}
+	}
+	free(tok);
+	return ok;
+}
+
 /* Step 1: the statement's options. */
 static bool
 read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)

@@ -32,18 +32,7 @@ block_states(Module *m, PruneStmt *ps, Diag *d, const Func *ref, const PruneGrou
 		ops[2 * i] = ref->vals[g->blocks[i].in].def;
 		ops[2 * i + 1] = ref->vals[g->blocks[i].out].def;
 	}
-	int32_t *tok = NULL;
-	int64_t ntok = 0;
-	bool ok = prune_stmt_tokens(ps, d, &tok, &ntok) && prune_need_data(m, d, ps->loc);
-	if (ok) {
-		char err[512];
-		ok = prune_calibrate(m, ref, tok, ntok, NULL, ops, 2 * g->nblocks, cal, err, sizeof err);
-		if (!ok) {
-			diag_error(d, ps->score_loc, "calibration failed: %s", err);
-			prune_calib_free(cal);
-		}
-	}
-	free(tok);
+	bool ok = prune_stmt_calibrate(m, ps, d, ref, NULL, ops, 2 * g->nblocks, cal);
 	free(ops);
 	return ok;
 }

@@ -316,28 +316,17 @@ prune_width(Module *m, PruneStmt *ps, Diag *d)
 		cut |= t[k].keep < t[k].width;
 	PruneCalib cal = { 0 };
 	bool have_cal = false;
-	int32_t *tok = NULL;
-	int64_t ntok = 0;
-	if (ok && cut && ps->score == PS_ACT)
-		ok = prune_stmt_tokens(ps, d, &tok, &ntok);
-	if (ok && cut)
-		ok = prune_need_data(m, d, ps->loc);
 	if (ok && cut && ps->score == PS_ACT) {
-		{
-			bool *watch = xcalloc(ref->nops + 1, 1);
-			for (uint32_t k = 0; k < nt; k++) {
-				watch[t[k].ffn ? t[k].f.in_op : t[k].a.in_op] = true;
-				watch[t[k].ffn ? t[k].f.mid_op : t[k].a.attn_op] = true;
-			}
-			char err[512];
-			ok = prune_calibrate(m, ref, tok, ntok, watch, NULL, 0, &cal, err, sizeof err);
-			if (!ok)
-				diag_error(d, ps->score_loc, "calibration failed: %s", err);
-			have_cal = true;
-			free(watch);
+		bool *watch = xcalloc(ref->nops + 1, 1);
+		for (uint32_t k = 0; k < nt; k++) {
+			watch[t[k].ffn ? t[k].f.in_op : t[k].a.in_op] = true;
+			watch[t[k].ffn ? t[k].f.mid_op : t[k].a.attn_op] = true;
 		}
+		ok = have_cal = prune_stmt_calibrate(m, ps, d, ref, watch, NULL, 0, &cal);
+		free(watch);
+	} else if (ok && cut) {
+		ok = prune_need_data(m, d, ps->loc);
 	}
-	free(tok);
 	/* step 3 */
 	for (uint32_t k = 0; k < nt && ok; k++) {
 		if (t[k].keep >= t[k].width)
