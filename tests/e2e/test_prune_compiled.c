@@ -43,27 +43,48 @@ load(const char *src, const char *weights, const char *policy)
 	return m;
 }
 
+/* A case on disk: a fresh directory holding the random model's weights, its source
+ * with `policy p { body }`, and 80 calibration tokens (calib.txt). */
+typedef struct CaseFiles {
+	char dir[256], weights[300], src[300];
+} CaseFiles;
+
 static void
-compiled_case(RmConfig c, const char *body)
+write_case(const RmConfig *c, const char *body, CaseFiles *cf)
 {
-	char dir[256], weights[300], src[300], calib[300];
-	snprintf(dir, sizeof dir, "/tmp/elide_prune_cc_XXXXXX");
-	cr_assert(mkdtemp(dir));
-	snprintf(weights, sizeof weights, "%s/w.safetensors", dir);
-	snprintf(src, sizeof src, "%s/m.elide", dir);
-	snprintf(calib, sizeof calib, "%s/calib.txt", dir);
-	cr_assert(rm_write_model(&c, weights));
-	char *model = rm_elide_source(&c, "llama");
-	FILE *f = fopen(src, "w");
+	char calib[300];
+	snprintf(cf->dir, sizeof cf->dir, "/tmp/elide_prune_cc_XXXXXX");
+	cr_assert(mkdtemp(cf->dir));
+	snprintf(cf->weights, sizeof cf->weights, "%s/w.safetensors", cf->dir);
+	snprintf(cf->src, sizeof cf->src, "%s/m.elide", cf->dir);
+	snprintf(calib, sizeof calib, "%s/calib.txt", cf->dir);
+	cr_assert(rm_write_model(c, cf->weights));
+	char *model = rm_elide_source(c, "llama");
+	FILE *f = fopen(cf->src, "w");
 	fprintf(f, "%s\npolicy p for llama {\n  %s\n}\n", model, body);
 	fclose(f);
 	free(model);
 	f = fopen(calib, "w");
 	for (int i = 0; i < 80; i++)
-		fprintf(f, "%d\n", (i * 29 + 3) % c.vocab);
+		fprintf(f, "%d\n", (i * 29 + 3) % c->vocab);
 	fclose(f);
+}
 
-	Module *dense = load(src, weights, NULL), *pruned = load(src, weights, "p");
+static void
+remove_case(const CaseFiles *cf)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", cf->dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void
+compiled_case(RmConfig c, const char *body)
+{
+	CaseFiles cf;
+	write_case(&c, body, &cf);
+
+	Module *dense = load(cf.src, cf.weights, NULL), *pruned = load(cf.src, cf.weights, "p");
 	cr_assert_lt(prune_param_count(pruned), prune_param_count(dense), "nothing was pruned");
 	cr_assert_eq(pruned->nlayers, dense->nlayers - 1);
 	cr_assert(pruned->manifest_notes && strstr(pruned->manifest_notes, "removed 4 "), "%s", pruned->manifest_notes);
@@ -92,9 +113,7 @@ compiled_case(RmConfig c, const char *body)
 	tj_free(tp);
 	ir_free_module(dense);
 	ir_free_module(pruned);
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	remove_case(&cf);
 }
 
 static RmConfig
@@ -150,29 +169,6 @@ Test(prune_compiled, all_units_mha) { all_units(4, 4, "act", "bi"); }
 
 /* ---- sublayers: compiled against the interpreter of the same module ---- */
 
-/* Writes model, policy and calibration tokens into dir; returns the pruned module. */
-static Module *
-sublayer_module(RmConfig c, const char *body, char *dir)
-{
-	char weights[300], src[300], calib[300];
-	snprintf(dir, 256, "/tmp/elide_prune_sub_XXXXXX");
-	cr_assert(mkdtemp(dir));
-	snprintf(weights, sizeof weights, "%s/w.safetensors", dir);
-	snprintf(src, sizeof src, "%s/m.elide", dir);
-	snprintf(calib, sizeof calib, "%s/calib.txt", dir);
-	cr_assert(rm_write_model(&c, weights));
-	char *model = rm_elide_source(&c, "llama");
-	FILE *f = fopen(src, "w");
-	fprintf(f, "%s\npolicy p for llama {\n  %s\n}\n", model, body);
-	fclose(f);
-	free(model);
-	f = fopen(calib, "w");
-	for (int i = 0; i < 80; i++)
-		fprintf(f, "%d\n", (i * 29 + 3) % c.vocab);
-	fclose(f);
-	return load(src, weights, "p");
-}
-
 static void
 agree(const float *got, const float *want, int vocab, const char *what, int pos)
 {
@@ -194,9 +190,11 @@ sublayer_compiled(int heads, int kv_heads, const char *score)
 	za[1] = zm[2] = true;
 	c.zero_attn = za;
 	c.zero_mlp = zm;
-	char body[256], dir[256];
+	char body[256];
 	snprintf(body, sizeof body, "prune sublayer keep 2 score %s calibrate \"calib.txt\" tokens 48;", score);
-	Module *m = sublayer_module(c, body, dir);
+	CaseFiles cf;
+	write_case(&c, body, &cf);
+	Module *m = load(cf.src, cf.weights, "p");
 	cr_assert_eq(m->nlayers, 4);
 	cr_assert_eq((int)m->nstates, 3, "the KV cache of layer 1 is still there");
 	cr_assert_eq(ir_find_param(m, "wq.1"), -1);
@@ -227,9 +225,7 @@ sublayer_compiled(int heads, int kv_heads, const char *score)
 	interp_free(st);
 	tj_free(t);
 	ir_free_module(m);
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	remove_case(&cf);
 }
 
 Test(prune_compiled, sublayer_gqa_bi) { sublayer_compiled(4, 2, "bi"); }
