@@ -126,7 +126,7 @@ Test(eir, every_test_file_roundtrips)
 
 Test(eir, llama_example_under_every_policy)
 {
-	static const char *const policies[] = { NULL,       "slim",  "calibrated", "shallow", "shortgpt",
+	static const char *const policies[] = { NULL,       "slim",  "calibrated", "shallow", "shortgpt", "blocks",
 		                                "skipdecode", "ffnskip", "routed",  "calm",     "patient",
 		                                "entropy",    "saturate", "quest",   "topk",     "flex",
 		                                "fast" };
