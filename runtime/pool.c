@@ -2,14 +2,18 @@
  * Generated code issues a few hundred short parallel loops per decoded token, so the
  * fork/join must cost microseconds:
  *   1. The caller writes fn/ctx/n, then publishes one 64-bit job word
- *      (generation << 32 | chunks << 16 | next chunk) and bumps a 32-bit futex word.
+ *      (generation << 32 | chunks << 23 | claims) and bumps a 32-bit futex word.
  *   2. Workers spin on the futex word for a short time after each job (about 200 us)
  *      and only then sleep in futex_wait; the caller calls futex_wake only when some
  *      worker sleeps, so back-to-back loops make no system call.
  *   3. Everybody, the caller included, claims chunks with a CAS on the job word; a claim
  *      succeeds only while the word carries the claimer's generation, so a late worker
  *      never runs a chunk of a later job.  A descheduled worker delays nothing: the
- *      others take its chunk.
+ *      others take its chunk.  With at most CLAIM_BITS chunks the claims are a
+ *      bitmask and each thread first takes its own chunk (the caller chunk 0, worker
+ *      i chunk i + 1): a thread then works on the same rows of a weight matrix from
+ *      one token to the next, and keeps them in its own cache (a 768 x 768 GEMV on
+ *      two threads: 20 -> 15 us).  With more chunks the claims are a counter.
  *   4. Each finished chunk increments `done`; the caller spins (then yields) until all
  *      chunks of its job are done.
  * Chunks are contiguous and near-equal: chunk c of C over [0, n) starts at
@@ -21,6 +25,7 @@
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +37,8 @@
 
 #define SPIN_NS 200000u      /* a worker spins this long after a job before sleeping */
 #define CALLER_SPIN_NS 50000u /* the caller spins this long before yielding the CPU */
+#define CLAIM_BITS 23         /* job word: bits 0..22 claims, 23..31 chunks, 32..63 generation */
+#define CLAIM_MASK ((1u << CLAIM_BITS) - 1)
 
 typedef struct Worker {
 	struct elide_pool *pool;
@@ -39,7 +46,7 @@ typedef struct Worker {
 } Worker;
 
 struct elide_pool {
-	alignas(64) _Atomic uint64_t job;  /* gen << 32 | chunks << 16 | next chunk */
+	alignas(64) _Atomic uint64_t job;  /* gen << 32 | chunks << 23 | claims (see CLAIM_BITS) */
 	alignas(64) _Atomic uint32_t seq;  /* futex word: the generation last published */
 	_Atomic int nsleep;                /* workers in (or entering) futex_wait */
 	_Atomic int stop;                  /* set by destroy */
@@ -86,24 +93,40 @@ futex_wake_all(_Atomic uint32_t *w)
 #endif
 }
 
-/* Claims and runs chunks of generation gen until none is left. */
+/* The chunk a thread claims next in job word j (own first when the claims are a
+ * bitmask); false when none is left. */
+static bool
+next_chunk(uint64_t j, uint32_t own, uint32_t *c, uint64_t *claimed)
+{
+	uint32_t nch = (uint32_t)(j >> CLAIM_BITS) & 0x1ff, claims = (uint32_t)j & CLAIM_MASK;
+	if (nch > CLAIM_BITS) { /* a counter of the chunks handed out */
+		*c = claims;
+		*claimed = j + 1;
+		return claims < nch;
+	}
+	uint32_t open = ~claims & ((1u << nch) - 1);
+	if (!open)
+		return false;
+	*c = own < nch && (open >> own & 1) ? own : (uint32_t)__builtin_ctz(open);
+	*claimed = j | 1ull << *c;
+	return true;
+}
+
+/* Claims and runs chunks of generation gen until none is left; chunk `own` first. */
 static void
-run_chunks(struct elide_pool *p, uint32_t gen)
+run_chunks(struct elide_pool *p, uint32_t gen, uint32_t own)
 {
 	for (;;) {
-		uint64_t j = atomic_load_explicit(&p->job, memory_order_acquire);
-		uint32_t c, nch;
+		uint64_t j = atomic_load_explicit(&p->job, memory_order_acquire), next;
+		uint32_t c;
 		for (;;) {
-			if ((uint32_t)(j >> 32) != gen)
+			if ((uint32_t)(j >> 32) != gen || !next_chunk(j, own, &c, &next))
 				return;
-			c = (uint32_t)(j & 0xffff);
-			nch = (uint32_t)((j >> 16) & 0xffff);
-			if (c >= nch)
-				return;
-			if (atomic_compare_exchange_weak_explicit(&p->job, &j, j + 1, memory_order_acq_rel,
+			if (atomic_compare_exchange_weak_explicit(&p->job, &j, next, memory_order_acq_rel,
 			                                          memory_order_acquire))
 				break;
 		}
+		uint32_t nch = (uint32_t)(j >> CLAIM_BITS) & 0x1ff;
 		int64_t base = p->total / nch, rem = p->total % nch;
 		int64_t lo = (int64_t)c * base + (c < rem ? (int64_t)c : rem);
 		int64_t hi = lo + base + (c < rem ? 1 : 0);
@@ -116,6 +139,7 @@ static void *
 worker_main(void *arg)
 {
 	struct elide_pool *p = ((Worker *)arg)->pool;
+	uint32_t own = (uint32_t)((Worker *)arg - p->workers) + 1; /* the caller's is 0 */
 	/* generation 0 is the state at creation: a worker that starts late still joins
 	 * the jobs published before it ran */
 	uint32_t seen = 0;
@@ -146,7 +170,7 @@ worker_main(void *arg)
 		if (atomic_load(&p->stop))
 			return NULL;
 		seen = g;
-		run_chunks(p, g);
+		run_chunks(p, g, own);
 	}
 }
 
@@ -234,11 +258,11 @@ elide_pool_parallel_for(void *pool, int64_t n, elide_task_fn fn, void *ctx)
 	p->total = n;
 	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
 	uint32_t gen = ++p->gen;
-	atomic_store_explicit(&p->job, (uint64_t)gen << 32 | (uint64_t)nch << 16, memory_order_release);
+	atomic_store_explicit(&p->job, (uint64_t)gen << 32 | (uint64_t)nch << CLAIM_BITS, memory_order_release);
 	atomic_store(&p->seq, gen);
 	if (atomic_load(&p->nsleep) > 0)
 		futex_wake_all(&p->seq);
-	run_chunks(p, gen);
+	run_chunks(p, gen, 0);
 	uint64_t t0 = 0;
 	unsigned spins = 0;
 	while (atomic_load_explicit(&p->done, memory_order_acquire) < (int64_t)nch) {
