@@ -661,10 +661,10 @@ model_hash(const CgResult *r)
 {
 	const Module *m = r->m;
 	char buf[512];
-	uint64_t h = ir_hash_bytes(m->name, strlen(m->name), 0);
+	uint64_t h = hash_bytes(m->name, strlen(m->name), 0);
 	int n = snprintf(buf, sizeof buf, "%s|%d|%d|%d", r->target->triple, r->target->vec,
 	                 r->target->nvec, m->nlayers);
-	h = ir_hash_bytes(buf, (size_t)n, h);
+	h = hash_bytes(buf, (size_t)n, h);
 	for (uint32_t i = 0; i < r->weights.nregions; i++) {
 		const CgRegion *g = &r->weights.regions[i];
 		char ty[128] = "";
@@ -673,12 +673,12 @@ model_hash(const CgResult *r)
 		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu", (int)g->layout,
 		             g->param >= 0 ? m->params[g->param].name : "", ty, (long long)g->a,
 		             (long long)g->b, g->theta, (unsigned long long)g->offset);
-		h = ir_hash_bytes(buf, (size_t)n, h);
+		h = hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		n = snprintf(buf, sizeof buf, "st|%lld|%lld|%lld", (long long)m->states[i].ctx,
 		             (long long)m->states[i].kv_heads, (long long)m->states[i].head_dim);
-		h = ir_hash_bytes(buf, (size_t)n, h);
+		h = hash_bytes(buf, (size_t)n, h);
 	}
 	return h;
 }
@@ -794,12 +794,12 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	int n = snprintf(buf, sizeof buf, "%llx|%llu|%llu|%llu", (unsigned long long)r->model_hash,
 	                 (unsigned long long)r->ctx_size, (unsigned long long)r->arena_size,
 	                 (unsigned long long)r->state_size);
-	r->abi_hash = ir_hash_bytes(buf, (size_t)n, 0);
+	r->abi_hash = hash_bytes(buf, (size_t)n, 0);
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		const Func *f = m->funcs[i];
-		r->abi_hash = ir_hash_bytes(f->name, strlen(f->name), r->abi_hash);
+		r->abi_hash = hash_bytes(f->name, strlen(f->name), r->abi_hash);
 		for (uint32_t a = 0; a < f->nargs; a++)
-			r->abi_hash = ir_hash_bytes(&f->args[a].type, sizeof f->args[a].type, r->abi_hash);
+			r->abi_hash = hash_bytes(&f->args[a].type, sizeof f->args[a].type, r->abi_hash);
 	}
 
 	LLVMBuilderRef b = LLVMCreateBuilderInContext(g.c);

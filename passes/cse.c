@@ -76,7 +76,7 @@ pass_cse(Module *m, Diag *d)
 			if ((unsigned)op->code >= OP_COUNT || !(ir_op_flags[op->code] & OPF_PURE) || op->dst >= f->nvals)
 				continue;
 			key_of(f, op, &keys[i]);
-			uint64_t h = ir_hash_bytes(&keys[i], sizeof keys[i], 0);
+			uint64_t h = hash_bytes(&keys[i], sizeof keys[i], 0);
 			uint32_t s = (uint32_t)h & (cap - 1);
 			while (table[s] && memcmp(&keys[table[s] - 1], &keys[i], sizeof keys[i]) != 0)
 				s = (s + 1) & (cap - 1);
