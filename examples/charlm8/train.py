@@ -87,10 +87,10 @@ def main():
 	ap.add_argument("--short_ctx", type=int, default=256, help="sequence length of the first phase")
 	ap.add_argument("--short_batch", type=int, default=4)
 	ap.add_argument("--long_batch", type=int, default=2)
-	ap.add_argument("--short_steps", type=int, default=480)
-	ap.add_argument("--long_steps", type=int, default=120)
+	ap.add_argument("--short_steps", type=int, default=260)
+	ap.add_argument("--long_steps", type=int, default=60)
 	ap.add_argument("--lr", type=float, default=2e-3)
-	ap.add_argument("--warmup", type=int, default=30)
+	ap.add_argument("--warmup", type=int, default=20)
 	ap.add_argument("--drop_max", type=float, default=0.2, help="layer dropout of the last layer")
 	ap.add_argument("--seed", type=int, default=1234)
 	ap.add_argument("--threads", type=int, default=2)
@@ -187,12 +187,22 @@ def main():
 	nb = len(sample) - (4096 if not a.bench else 1024)
 	metrics = {"parameters": nparam, "steps": steps, "wall_s": round(wall, 1),
 	           "layer_dropout": [round(p, 4) for p in pdrop], "exit_loss_weights": [round(w, 4) for w in wts]}
-	for name, text in (("heldout", sample), ("bible", sample[:nb]), ("fortunes", sample[nb:])):
-		for c in (128, 512, 1024):
+	for c in (128, 512, 1024):
+		# the bible part is a multiple of every chunk size: the chunks of the whole
+		# sample are those of its two parts, so the whole is their weighted mean
+		parts = []
+		for name, text in (("bible", sample[:nb]), ("fortunes", sample[nb:])):
 			bpb = charlm.chunk_eval(model, text, c)
 			metrics["%s_ctx%d_bpb_per_exit" % (name, c)] = [round(v, 4) for v in bpb]
+			scored = sum(len(text[s:s + c]) - 1 for s in range(0, len(text), c) if len(text[s:s + c]) >= 2)
+			parts.append((bpb, scored))
 			print("%-8s ctx %4d: bits/byte per exit (%d bytes): %s  (%.0fs)" % (
 				name, c, len(text), " ".join("%.4f" % v for v in bpb), time.time() - te), flush=True)
+		n = sum(k for _, k in parts)
+		bpb = [sum(b[i] * k for b, k in parts) / n for i in range(L)]
+		metrics["heldout_ctx%d_bpb_per_exit" % c] = [round(v, 4) for v in bpb]
+		print("%-8s ctx %4d: bits/byte per exit (%d bytes): %s" % (
+			"heldout", c, len(sample), " ".join("%.4f" % v for v in bpb)), flush=True)
 	if a.bench:
 		return
 
