@@ -22,7 +22,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import time
 
 # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are
