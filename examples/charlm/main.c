@@ -1,13 +1,22 @@
-/* main.c - the charlm driver: links the object and header that `elide compile`
- * generates from charlm.elide (any policy) and generates bytes, or measures
- * bits per byte on a text file.
- *   charlm [-w charlm.weights] [--prompt TEXT] [-n N] [--temperature T] [--seed S]
- *          [--threads N] [--eval FILE]
+/* main.c - the driver of the byte-level example models (charlm, charlm8): links the
+ * object and header that `elide compile` generates from the model's .elide file (any
+ * policy) and generates bytes, or measures bits per byte on a text file.
+ *   charlm [-w WEIGHTS] [--prompt TEXT] [-n N] [--temperature T] [--seed S]
+ *          [--threads N] [--eval FILE [--ctx N]]
  * Generation prints the text as it is produced, then the speed.  --eval scores a
- * file the way train.py does: consecutive chunks of CHARLM_CTX bytes, each from an
- * empty context, byte i+1 of a chunk predicted from bytes 0..i. */
+ * file the way train.py does: consecutive chunks of N bytes (--ctx, default the
+ * model's context), each from an empty context, byte i+1 of a chunk predicted from
+ * bytes 0..i.
+ * The model is charlm unless MODEL (its name, lower case), MODEL_UPPER (upper case)
+ * and MODEL_HEADER (its header, a string) are defined, as examples/CMakeLists.txt
+ * does for charlm8; CHARLM_DEFAULT_WEIGHTS names the default weight blob. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include "charlm.h"
+#ifndef MODEL
+#define MODEL charlm
+#define MODEL_UPPER CHARLM
+#define MODEL_HEADER "charlm.h"
+#endif
+#include MODEL_HEADER
 #include "runtime/elide_rt.h" /* samplers */
 
 #include <math.h>
@@ -16,8 +25,26 @@
 #include <string.h>
 #include <time.h>
 
+#define M_CAT_(a, b) a##b
+#define M_CAT(a, b) M_CAT_(a, b)
+#define M_STR_(a) #a
+#define M_STR(a) M_STR_(a)
+#define MODEL_NAME M_STR(MODEL)
+/* the generated API under neutral names: charlm_step -> model_step, ... */
+#define model_ctx M_CAT(MODEL, _ctx)
+#define model_create M_CAT(MODEL, _create)
+#define model_destroy M_CAT(MODEL, _destroy)
+#define model_load_weights M_CAT(MODEL, _load_weights)
+#define model_set_threads M_CAT(MODEL, _set_threads)
+#define model_reset M_CAT(MODEL, _reset)
+#define model_step M_CAT(MODEL, _step)
+#define model_prefill M_CAT(MODEL, _prefill)
+#define MODEL_OK M_CAT(MODEL_UPPER, _OK)
+#define MODEL_VOCAB M_CAT(MODEL_UPPER, _VOCAB)
+#define MODEL_CTX M_CAT(MODEL_UPPER, _CTX)
+
 #ifndef CHARLM_DEFAULT_WEIGHTS
-#define CHARLM_DEFAULT_WEIGHTS "charlm.weights"
+#define CHARLM_DEFAULT_WEIGHTS MODEL_NAME ".weights"
 #endif
 
 typedef struct Opts {
@@ -28,6 +55,7 @@ typedef struct Opts {
 	float temperature;        /* 0: greedy */
 	uint64_t seed;            /* sampler seed */
 	int threads;              /* kernel threads */
+	int ctx;                  /* --eval: bytes per chunk, 2..MODEL_CTX */
 } Opts;
 
 static double
@@ -41,15 +69,15 @@ now_s(void)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: charlm [-w WEIGHTS] [--prompt TEXT] [-n N] [--temperature T] [--seed S]\n"
-	           "              [--threads N] [--eval FILE]\n");
+	fprintf(f, "usage: %s [-w WEIGHTS] [--prompt TEXT] [-n N] [--temperature T] [--seed S]\n"
+	           "       [--threads N] [--eval FILE [--ctx N]]\n", MODEL_NAME);
 }
 
 static int
 check(int st, const char *what)
 {
-	if (st != CHARLM_OK) {
-		fprintf(stderr, "charlm: error: %s failed with status %d\n", what, st);
+	if (st != MODEL_OK) {
+		fprintf(stderr, MODEL_NAME ": error: %s failed with status %d\n", what, st);
 		exit(1);
 	}
 	return st;
@@ -60,20 +88,20 @@ static double
 nll_bits(const float *lo, int next)
 {
 	float mx = lo[0];
-	for (int i = 1; i < CHARLM_VOCAB; i++)
+	for (int i = 1; i < MODEL_VOCAB; i++)
 		mx = lo[i] > mx ? lo[i] : mx;
 	double s = 0;
-	for (int i = 0; i < CHARLM_VOCAB; i++)
+	for (int i = 0; i < MODEL_VOCAB; i++)
 		s += exp((double)lo[i] - mx);
 	return (log(s) - ((double)lo[next] - mx)) / log(2.0);
 }
 
 static int
-run_eval(charlm_ctx *c, const char *path)
+run_eval(model_ctx *c, const char *path, size_t ctx)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
-		fprintf(stderr, "charlm: error: cannot open '%s'\n", path);
+		fprintf(stderr, MODEL_NAME ": error: cannot open '%s'\n", path);
 		return 1;
 	}
 	static unsigned char buf[1 << 20];
@@ -81,53 +109,53 @@ run_eval(charlm_ctx *c, const char *path)
 	int more = fgetc(f) != EOF;
 	fclose(f);
 	if (more) {
-		fprintf(stderr, "charlm: error: '%s' is larger than %zu bytes\n", path, sizeof buf);
+		fprintf(stderr, MODEL_NAME ": error: '%s' is larger than %zu bytes\n", path, sizeof buf);
 		return 1;
 	}
-	float lo[CHARLM_VOCAB];
+	float lo[MODEL_VOCAB];
 	double bits = 0;
 	size_t scored = 0;
 	double t0 = now_s();
-	for (size_t s = 0; s < n; s += CHARLM_CTX) {
-		size_t len = n - s < CHARLM_CTX ? n - s : CHARLM_CTX;
+	for (size_t s = 0; s < n; s += ctx) {
+		size_t len = n - s < ctx ? n - s : ctx;
 		if (len < 2)
 			continue;
-		check(charlm_reset(c), "reset");
+		check(model_reset(c), "reset");
 		for (size_t i = 0; i + 1 < len; i++) {
-			check(charlm_step(c, buf[s + i], (int32_t)i, lo), "step");
+			check(model_step(c, buf[s + i], (int32_t)i, lo), "step");
 			bits += nll_bits(lo, buf[s + i + 1]);
 			scored++;
 		}
 	}
 	double dt = now_s() - t0;
 	if (!scored) {
-		fprintf(stderr, "charlm: error: '%s' is too short to score\n", path);
+		fprintf(stderr, MODEL_NAME ": error: '%s' is too short to score\n", path);
 		return 1;
 	}
-	printf("bits-per-byte %.4f (%zu bytes scored, %.1f tokens/s)\n", bits / (double)scored, scored,
-	       (double)scored / dt);
+	printf("bits-per-byte %.4f (%zu bytes scored in chunks of %zu, %.1f tokens/s)\n",
+	       bits / (double)scored, scored, ctx, (double)scored / dt);
 	return 0;
 }
 
 /* Feeds the last `keep` bytes of text[0..len) from position 0; returns the logits
  * of the last one in lo. */
 static void
-refill(charlm_ctx *c, const unsigned char *text, size_t len, size_t keep, float *lo)
+refill(model_ctx *c, const unsigned char *text, size_t len, size_t keep, float *lo)
 {
-	int32_t toks[CHARLM_CTX];
+	int32_t toks[MODEL_CTX];
 	size_t from = len - keep;
 	for (size_t i = 0; i < keep; i++)
 		toks[i] = text[from + i];
-	check(charlm_reset(c), "reset");
-	check(charlm_prefill(c, toks, (int32_t)keep, 0, lo), "prefill");
+	check(model_reset(c), "reset");
+	check(model_prefill(c, toks, (int32_t)keep, 0, lo), "prefill");
 }
 
 static int
-run_generate(charlm_ctx *c, const Opts *o)
+run_generate(model_ctx *c, const Opts *o)
 {
 	size_t plen = strlen(o->prompt);
 	if (plen == 0) {
-		fprintf(stderr, "charlm: error: the prompt is empty\n");
+		fprintf(stderr, MODEL_NAME ": error: the prompt is empty\n");
 		return 1;
 	}
 	size_t cap = plen + (size_t)o->n + 1;
@@ -136,28 +164,28 @@ run_generate(charlm_ctx *c, const Opts *o)
 		return 1;
 	memcpy(text, o->prompt, plen);
 	size_t len = plen;
-	float lo[CHARLM_VOCAB];
+	float lo[MODEL_VOCAB];
 	uint64_t rng = o->seed;
 	fwrite(text, 1, len, stdout);
 	fflush(stdout);
 	double t0 = now_s();
-	size_t keep = len < CHARLM_CTX ? len : CHARLM_CTX / 2;
+	size_t keep = len < MODEL_CTX ? len : MODEL_CTX / 2;
 	refill(c, text, len, keep, lo);
 	size_t pos = keep;
 	double tp = now_s() - t0;
 	for (int k = 0; k < o->n; k++) {
-		int next = o->temperature > 0 ? elide_sample_temperature(lo, CHARLM_VOCAB, o->temperature, &rng)
-		                              : elide_sample_argmax(lo, CHARLM_VOCAB);
+		int next = o->temperature > 0 ? elide_sample_temperature(lo, MODEL_VOCAB, o->temperature, &rng)
+		                              : elide_sample_argmax(lo, MODEL_VOCAB);
 		text[len++] = (unsigned char)next;
 		fputc(next, stdout);
 		fflush(stdout);
 		if (k + 1 == o->n)
 			break;
-		if (pos == CHARLM_CTX) {   /* context full: keep the latest half */
-			refill(c, text, len, CHARLM_CTX / 2, lo);
-			pos = CHARLM_CTX / 2;
+		if (pos == MODEL_CTX) {   /* context full: keep the latest half */
+			refill(c, text, len, MODEL_CTX / 2, lo);
+			pos = MODEL_CTX / 2;
 		} else {
-			check(charlm_step(c, next, (int32_t)pos, lo), "step");
+			check(model_step(c, next, (int32_t)pos, lo), "step");
 			pos++;
 		}
 	}
@@ -171,7 +199,7 @@ run_generate(charlm_ctx *c, const Opts *o)
 int
 main(int argc, char **argv)
 {
-	Opts o = { CHARLM_DEFAULT_WEIGHTS, "The meaning of life is", NULL, 200, 0.8f, 42, 1 };
+	Opts o = { CHARLM_DEFAULT_WEIGHTS, "The meaning of life is", NULL, 200, 0.8f, 42, 1, MODEL_CTX };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -180,7 +208,7 @@ main(int argc, char **argv)
 			return 0;
 		}
 		if (!v) {
-			fprintf(stderr, "charlm: error: '%s' needs a value (or is unknown)\n", a);
+			fprintf(stderr, MODEL_NAME ": error: '%s' needs a value (or is unknown)\n", a);
 			usage(stderr);
 			return 2;
 		}
@@ -198,30 +226,36 @@ main(int argc, char **argv)
 			o.threads = atoi(v);
 		else if (!strcmp(a, "--eval"))
 			o.eval = v;
+		else if (!strcmp(a, "--ctx"))
+			o.ctx = atoi(v);
 		else {
-			fprintf(stderr, "charlm: error: unknown option '%s'\n", a);
+			fprintf(stderr, MODEL_NAME ": error: unknown option '%s'\n", a);
 			usage(stderr);
 			return 2;
 		}
 		i++;
 	}
-	if (o.n < 0 || o.temperature < 0) {
-		fprintf(stderr, "charlm: error: -n and --temperature must not be negative\n");
+	if (o.ctx < 2 || o.ctx > MODEL_CTX) {
+		fprintf(stderr, MODEL_NAME ": error: --ctx must be in [2, %d]\n", MODEL_CTX);
 		return 2;
 	}
-	charlm_ctx *c = charlm_create();
+	if (o.n < 0 || o.temperature < 0) {
+		fprintf(stderr, MODEL_NAME ": error: -n and --temperature must not be negative\n");
+		return 2;
+	}
+	model_ctx *c = model_create();
 	if (!c) {
-		fprintf(stderr, "charlm: error: out of memory\n");
+		fprintf(stderr, MODEL_NAME ": error: out of memory\n");
 		return 1;
 	}
-	int st = charlm_load_weights(c, o.weights);
-	if (st != CHARLM_OK) {
-		fprintf(stderr, "charlm: error: cannot load '%s' (status %d)\n", o.weights, st);
-		charlm_destroy(c);
+	int st = model_load_weights(c, o.weights);
+	if (st != MODEL_OK) {
+		fprintf(stderr, MODEL_NAME ": error: cannot load '%s' (status %d)\n", o.weights, st);
+		model_destroy(c);
 		return 1;
 	}
-	check(charlm_set_threads(c, o.threads), "set_threads");
-	int rc = o.eval ? run_eval(c, o.eval) : run_generate(c, &o);
-	charlm_destroy(c);
+	check(model_set_threads(c, o.threads), "set_threads");
+	int rc = o.eval ? run_eval(c, o.eval, (size_t)o.ctx) : run_generate(c, &o);
+	model_destroy(c);
 	return rc;
 }
