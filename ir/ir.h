@@ -382,6 +382,65 @@ bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size
  * problems through d at each param's location. */
 bool ir_load_params(Module *m, const char *path, Diag *d);
 
+/* ---- gguf.c: the GGUF reader (llama.cpp's format, versions 2 and 3) ---- */
+
+typedef enum GgufValueType {
+	GGUF_V_U8, GGUF_V_I8, GGUF_V_U16, GGUF_V_I16, GGUF_V_U32, GGUF_V_I32, GGUF_V_F32,
+	GGUF_V_BOOL, GGUF_V_STRING, GGUF_V_ARRAY, GGUF_V_U64, GGUF_V_I64, GGUF_V_F64,
+	GGUF_V_COUNT
+} GgufValueType;
+
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30 }; /* ggml type numbers */
+
+typedef struct GgufKV {
+	const char *key;
+	uint32_t type;                /* GgufValueType */
+	uint64_t u;                   /* scalar bits (little-endian value, zero-extended) */
+	char *str;                    /* GGUF_V_STRING: the value, NUL-terminated */
+	uint32_t arr_type;            /* GGUF_V_ARRAY: element type, count, payload offset */
+	uint64_t arr_n, arr_off;
+} GgufKV;
+
+typedef struct GgufTensor {
+	const char *name;
+	int rank;
+	int64_t shape[IR_MAX_RANK];   /* row-major, outermost first (GGUF's order reversed) */
+	uint32_t type;                /* ggml type number */
+	uint64_t offset, nbytes;      /* into the data section */
+	uint64_t numel;
+} GgufTensor;
+
+typedef struct GgufFile {
+	const char *path;
+	uint8_t *bytes;  size_t size;  /* the whole file */
+	uint32_t version;
+	GgufKV *kv; uint32_t nkv;      /* sorted by key */
+	GgufTensor *tensors; uint32_t ntensors;
+	uint64_t alignment;
+	size_t data_off;               /* start of the data section */
+} GgufFile;
+
+/* Opens and validates; NULL with a message in err on any problem. */
+GgufFile *gguf_open(const char *path, char *err, size_t nerr);
+GgufFile *gguf_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr); /* copies */
+void gguf_close(GgufFile *f);
+const GgufKV *gguf_find_kv(const GgufFile *f, const char *key);
+const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name);
+bool gguf_kv_int(const GgufFile *f, const char *key, int64_t *out);   /* any integer type */
+bool gguf_kv_float(const GgufFile *f, const char *key, double *out);  /* float or integer */
+const char *gguf_kv_str(const GgufFile *f, const char *key);          /* NULL unless a string */
+const char *gguf_type_name(uint32_t type);                            /* NULL if unknown */
+/* Converts F32, F16, BF16, Q8_0 and Q4_0 tensors to f32 into dst (numel floats). */
+bool gguf_read_f32(const GgufFile *f, const GgufTensor *t, float *dst, char *err, size_t nerr);
+
+/* ---- weights.c: weights from several files ---- */
+
+/* Loads every param of m from the union of the tensors of `paths`: safetensors or
+ * GGUF files, Hugging Face shard indexes (model.safetensors.index.json) or model
+ * directories (their index, else model.safetensors).  A tensor defined by two files
+ * is an error naming it and both files. */
+bool ir_load_weights(Module *m, const char *const *paths, uint32_t npaths, Diag *d);
+
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;
 InterpState *interp_new(const Module *m);          /* allocates KV caches, zeroed */
