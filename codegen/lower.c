@@ -387,15 +387,15 @@ cg_known_early(const Func *f, ValueId v)
 LLVMValueRef
 cg_param_ptr(Cg *g, uint32_t param, CgLayout layout)
 {
-	uint32_t r = cg_weights_region(&g->r->weights, layout, (int32_t)param, 0, 0, 0.0, g->m,
+	uint32_t r = cg_weights_region(&g->r->weights, layout, (int32_t)param, 0, 0, NULL, g->m,
 	                               cg_target_nr(g->t));
 	return cg_gepb(g, g->wts, (int64_t)g->r->weights.regions[r].offset);
 }
 
 LLVMValueRef
-cg_rope_ptr(Cg *g, int64_t hd, double theta)
+cg_rope_ptr(Cg *g, int64_t hd, const Op *rope)
 {
-	uint32_t r = cg_weights_region(&g->r->weights, CG_ROPE, -1, g->rope_len, hd, theta, g->m,
+	uint32_t r = cg_weights_region(&g->r->weights, CG_ROPE, -1, g->rope_len, hd, rope, g->m,
 	                               cg_target_nr(g->t));
 	return cg_gepb(g, g->wts, (int64_t)g->r->weights.regions[r].offset);
 }
@@ -670,9 +670,10 @@ model_hash(const CgResult *r)
 		char ty[128] = "";
 		if (g->param >= 0)
 			ir_type_str(m->params[g->param].type, ty, sizeof ty);
-		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu", (int)g->layout,
+		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu|%g|%g|%g|%lld", (int)g->layout,
 		             g->param >= 0 ? m->params[g->param].name : "", ty, (long long)g->a,
-		             (long long)g->b, g->theta, (unsigned long long)g->offset);
+		             (long long)g->b, g->theta, (unsigned long long)g->offset, (double)g->scale[0],
+		             (double)g->scale[1], (double)g->scale[2], (long long)g->orig);
 		h = ir_hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {

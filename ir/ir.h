@@ -98,13 +98,15 @@ typedef uint32_t ValueId;
 #define IR_NO_VALUE UINT32_MAX
 #define IR_MAX_OPERANDS 8
 
+#define IR_NFA 4 /* float attribute slots of an op */
+
 typedef struct Op {
 	Opcode code;
 	ValueId dst;                 /* the value this op defines */
 	uint8_t nargs;               /* operands used (<= IR_MAX_OPERANDS) */
 	ValueId args[IR_MAX_OPERANDS];
 	int64_t ia[4];               /* integer attributes, meaning per op (ops.def) */
-	float fa[2];                 /* float attributes, meaning per op (ops.def) */
+	float fa[IR_NFA];            /* float attributes, meaning per op (ops.def) */
 	int32_t layer;               /* layer region index, -1 outside any layer */
 	Loc loc;                     /* source location (DSL or .eir) */
 } Op;
@@ -261,6 +263,8 @@ ValueId ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs,
  * err (if non-NULL) when operands do not fit.  Shared by builder, verifier and
  * shape inference so that all three agree. */
 bool ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err, size_t nerr);
+/* Frequency of rotation pair j of a rope op with head size hd (its theta and scaling). */
+double ir_rope_freq(const Op *op, int64_t j, int64_t hd);
 
 /* ---- print.c / parse (eir_lexer.l, eir_parser.y): the textual IR (docs/ir.md) ---- */
 #include <stdio.h>
@@ -268,10 +272,12 @@ void ir_print_module(FILE *out, const Module *m);
 char *ir_print_module_str(const Module *m); /* malloc'ed */
 Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting errors */
 /* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
- * faK when non-zero).  ORDER: ops.def. */
+ * faK when non-zero); named slots in `optional` (bit k: ia[k], bit 4 + k: fa[k])
+ * are left out of the text when zero.  ORDER: ops.def. */
 typedef struct IrAttrSpec {
 	const char *ia[4];
-	const char *fa[2];
+	const char *fa[IR_NFA];
+	unsigned optional;
 } IrAttrSpec;
 extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 const char *ir_func_kind_name(FuncKind k);  /* "step", "prefill", "forward" */
