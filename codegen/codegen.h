@@ -52,6 +52,8 @@ typedef struct CgRegion {     /* one tensor of the packed weight blob */
 	int32_t param;            /* param index (-1 for a rope table) */
 	int64_t a, b;             /* rope: positions and head_dim; unused otherwise */
 	double theta;             /* rope base */
+	float scale[3];           /* rope scaling: factor, low and high frequency factors (ops.def) */
+	int64_t orig;             /* rope scaling: original context (0: linear or none) */
 	uint64_t offset;          /* byte offset from the start of the payload (64-aligned) */
 	uint64_t size;            /* bytes */
 } CgRegion;
@@ -63,7 +65,7 @@ typedef struct CgWeights {
 
 /* Finds or adds a region; returns its index. */
 uint32_t cg_weights_region(CgWeights *w, CgLayout layout, int32_t param, int64_t a, int64_t b,
-                           double theta, const Module *m, int nr);
+                           const Op *rope, const Module *m, int nr);
 /* Fills the payload (size bytes, zeroed by the caller) from the params' data. */
 bool cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload,
                      char *err, size_t nerr);
@@ -239,7 +241,7 @@ bool cg_embeds_positions(const Func *f, const Op *op);
  * arguments, positions from an early start); else the embed checks each index. */
 bool cg_embed_checked_early(const Func *f, const Op *op);
 LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
-LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, double theta);
+LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, const Op *rope);
 
 /* ---- glue.c: context API functions (create, init, load, reset, threads, stats) ---- */
 void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);

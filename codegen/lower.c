@@ -224,9 +224,10 @@ model_hash(const CgResult *r)
 		char ty[128] = "";
 		if (g->param >= 0)
 			ir_type_str(m->params[g->param].type, ty, sizeof ty);
-		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu", (int)g->layout,
+		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu|%g|%g|%g|%lld", (int)g->layout,
 		             g->param >= 0 ? m->params[g->param].name : "", ty, (long long)g->a,
-		             (long long)g->b, g->theta, (unsigned long long)g->offset);
+		             (long long)g->b, g->theta, (unsigned long long)g->offset, (double)g->scale[0],
+		             (double)g->scale[1], (double)g->scale[2], (long long)g->orig);
 		h = hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {

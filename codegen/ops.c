@@ -187,7 +187,7 @@ lower_rope(Cg *g, const Op *op)
 	int64_t half = hd / 2;
 	bool inter = op->ia[2] == 1;
 	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
-	LLVMValueRef tab = cg_rope_ptr(g, hd, op->fa[0] > 0 ? op->fa[0] : 10000.0);
+	LLVMValueRef tab = cg_rope_ptr(g, hd, op);
 	LLVMValueRef pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
 	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, d));

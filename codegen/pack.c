@@ -31,18 +31,26 @@ region_size(CgLayout layout, const Module *m, int32_t param, int64_t a, int64_t 
 	ELIDE_UNREACHABLE();
 }
 
+/* A rope table is keyed by positions, head size, theta and scaling (rope: its op). */
 uint32_t
 cg_weights_region(CgWeights *w, CgLayout layout, int32_t param, int64_t a, int64_t b,
-                  double theta, const Module *m, int nr)
+                  const Op *rope, const Module *m, int nr)
 {
+	CgRegion k = { .layout = layout, .param = param, .a = a, .b = b };
+	if (rope) {
+		k.theta = rope->fa[0] > 0 ? rope->fa[0] : 10000.0;
+		memcpy(k.scale, rope->fa + 1, sizeof k.scale);
+		k.orig = rope->ia[3];
+	}
 	for (uint32_t i = 0; i < w->nregions; i++) {
 		const CgRegion *r = &w->regions[i];
-		if (r->layout == layout && r->param == param && r->a == a && r->b == b && r->theta == theta)
+		if (r->layout == layout && r->param == param && r->a == a && r->b == b && r->theta == k.theta
+		    && memcmp(r->scale, k.scale, sizeof k.scale) == 0 && r->orig == k.orig)
 			return i;
 	}
 	VEC_PUSH(w->regions, w->nregions, w->capregions);
 	CgRegion *r = &w->regions[w->nregions];
-	*r = (CgRegion){ .layout = layout, .param = param, .a = a, .b = b, .theta = theta };
+	*r = k;
 	r->offset = w->size;
 	r->size = region_size(layout, m, param, a, b, nr);
 	w->size += (r->size + 63) & ~(uint64_t)63;
@@ -63,13 +71,15 @@ pack_panels(const float *src, int64_t n, int64_t k, int nr, float *dst)
 		}
 }
 
+/* The frequencies are the interpreter's (ir_rope_freq), scaling included. */
 static void
-pack_rope(int64_t npos, int64_t hd, double theta, float *dst)
+pack_rope(const CgRegion *r, float *dst)
 {
-	int64_t half = hd / 2;
+	int64_t npos = r->a, hd = r->b, half = hd / 2;
+	Op op = { .code = OP_ROPE, .ia = { [3] = r->orig }, .fa = { (float)r->theta, r->scale[0], r->scale[1], r->scale[2] } };
 	for (int64_t p = 0; p < npos; p++)
 		for (int64_t i = 0; i < half; i++) {
-			double freq = pow(theta, -2.0 * (double)i / (double)hd);
+			double freq = ir_rope_freq(&op, i, hd);
 			double ang = (double)p * freq;
 			dst[(p * half + i) * 2] = (float)cos(ang);
 			dst[(p * half + i) * 2 + 1] = (float)sin(ang);
@@ -83,7 +93,7 @@ cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload, c
 		const CgRegion *r = &w->regions[i];
 		float *dst = (float *)(payload + r->offset);
 		if (r->layout == CG_ROPE) {
-			pack_rope(r->a, r->b, r->theta, dst);
+			pack_rope(r, dst);
 			continue;
 		}
 		const Param *p = &m->params[r->param];

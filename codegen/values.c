@@ -36,15 +36,15 @@ cg_known_early(const Func *f, ValueId v)
 LLVMValueRef
 cg_param_ptr(Cg *g, uint32_t param, CgLayout layout)
 {
-	uint32_t r = cg_weights_region(&g->r->weights, layout, (int32_t)param, 0, 0, 0.0, g->m,
+	uint32_t r = cg_weights_region(&g->r->weights, layout, (int32_t)param, 0, 0, NULL, g->m,
 	                               cg_target_nr(g->t));
 	return cg_gepb(g, g->wts, (int64_t)g->r->weights.regions[r].offset);
 }
 
 LLVMValueRef
-cg_rope_ptr(Cg *g, int64_t hd, double theta)
+cg_rope_ptr(Cg *g, int64_t hd, const Op *rope)
 {
-	uint32_t r = cg_weights_region(&g->r->weights, CG_ROPE, -1, g->rope_len, hd, theta, g->m,
+	uint32_t r = cg_weights_region(&g->r->weights, CG_ROPE, -1, g->rope_len, hd, rope, g->m,
 	                               cg_target_nr(g->t));
 	return cg_gepb(g, g->wts, (int64_t)g->r->weights.regions[r].offset);
 }

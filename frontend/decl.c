@@ -635,8 +635,8 @@ lw_declare(Lower *L, const Ast *model)
 	for (const Ast *it = model->kids; it && !diag_too_many(L->d); it = it->next) {
 		switch (it->kind) {
 		case AST_WEIGHTS:
-			if (strcmp(it->name, "safetensors") != 0)
-				diag_error(L->d, it->loc, "unknown weights format '%s', expected 'safetensors'", it->name);
+			if (strcmp(it->name, "safetensors") != 0 && strcmp(it->name, "gguf") != 0)
+				diag_error(L->d, it->loc, "unknown weights format '%s', expected 'safetensors' or 'gguf'", it->name);
 			decl_weights(L, it, NULL);
 			break;
 		case AST_STATES:

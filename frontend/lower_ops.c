@@ -50,7 +50,7 @@ typedef struct OpSpec {
 	const char *name;
 	Opcode code;
 	int nmin, nmax;           /* positional arguments */
-	const char *named[3];     /* accepted named arguments */
+	const char *named[8];     /* accepted named arguments */
 } OpSpec;
 
 static const OpSpec specs[] = {
@@ -58,7 +58,7 @@ static const OpSpec specs[] = {
 	{ "linear", OP_LINEAR, 2, 2, { 0 } },
 	{ "rmsnorm", OP_RMSNORM, 2, 2, { "eps" } },
 	{ "layernorm", OP_LAYERNORM, 3, 3, { "eps" } },
-	{ "rope", OP_ROPE, 2, 3, { "heads", "theta", "style" } },
+	{ "rope", OP_ROPE, 2, 3, { "heads", "theta", "style", "factor", "low_freq_factor", "high_freq_factor", "original_ctx" } },
 	{ "attention", OP_ATTENTION, 3, 7, { "heads", "kv_heads" } },
 	{ "silu", OP_SILU, 1, 1, { 0 } },
 	{ "gelu", OP_GELU, 1, 1, { "approx" } },
@@ -74,7 +74,7 @@ static const OpSpec specs[] = {
 typedef struct CallArgs {
 	const Ast *pos[IR_MAX_OPERANDS];
 	int npos;
-	const Ast *named[3];      /* by index in OpSpec.named; NULL if absent */
+	const Ast *named[8];      /* by index in OpSpec.named; NULL if absent */
 } CallArgs;
 
 /* Sorts a call's arguments into positional and named ones, checking arity. */
@@ -97,7 +97,7 @@ call_args(Lower *L, const Ast *call, const OpSpec *sp, CallArgs *ca)
 		}
 		seen_named = true;
 		int k = -1;
-		for (int i = 0; i < 3 && sp->named[i]; i++)
+		for (int i = 0; i < 8 && sp->named[i]; i++)
 			if (strcmp(sp->named[i], a->name) == 0)
 				k = i;
 		if (k < 0) {
@@ -138,6 +138,39 @@ opt_pos_float(Lower *L, const Ast *named, double dflt, float *out)
 		return false;
 	}
 	*out = (float)v.v;
+	return true;
+}
+
+/* RoPE scaling (named arguments 3..6 of rope): `factor` alone is linear scaling;
+ * with `low_freq_factor`, `high_freq_factor` and `original_ctx` (all three) it is
+ * Llama 3's.  Fills fa[1..3] and ia[3] (ops.def). */
+static bool
+rope_scaling(Lower *L, const Ast *call, const CallArgs *ca, int64_t *ia, float *fa)
+{
+	const Ast *factor = ca->named[3], *low = ca->named[4], *high = ca->named[5], *orig = ca->named[6];
+	if (!factor && !low && !high && !orig)
+		return true;
+	if (!factor || !low != !high || !low != !orig) {
+		diag_error(L->d, call->loc, "rope scaling takes 'factor' alone (linear) or with 'low_freq_factor', "
+		           "'high_freq_factor' and 'original_ctx' (llama3)");
+		return false;
+	}
+	if (!opt_pos_float(L, factor, 1.0, &fa[1]))
+		return false;
+	if (!low)
+		return true;
+	if (!opt_pos_float(L, low, 1.0, &fa[2]) || !opt_pos_float(L, high, 1.0, &fa[3]) ||
+	    !lw_eval_int(L, orig->a, "'original_ctx'", &ia[3]))
+		return false;
+	if (ia[3] <= 0) {
+		diag_error(L->d, orig->a->loc, "'original_ctx' must be positive, saw %lld", (long long)ia[3]);
+		return false;
+	}
+	if (!(fa[3] > fa[2])) {
+		diag_error(L->d, high->a->loc, "'high_freq_factor' must be larger than 'low_freq_factor', saw %g and %g",
+		           (double)fa[3], (double)fa[2]);
+		return false;
+	}
 	return true;
 }
 
@@ -274,7 +307,7 @@ lower_op(Lower *L, const Ast *call, const OpSpec *sp)
 		return IR_NO_VALUE;
 	ValueId v[IR_MAX_OPERANDS];
 	int64_t ia[4] = { 0 };
-	float fa[2] = { 0 };
+	float fa[IR_NFA] = { 0 };
 	int nval = ca.npos; /* positional arguments that are tensors */
 	switch (sp->code) {
 	case OP_ROPE:
@@ -312,6 +345,8 @@ lower_op(Lower *L, const Ast *call, const OpSpec *sp)
 			return IR_NO_VALUE;
 		ia[1] = last(ir_vtype(L->f, v[0])) / ia[0];
 		ia[2] = style;
+		if (!rope_scaling(L, call, &ca, ia, fa))
+			return IR_NO_VALUE;
 		break;
 	}
 	case OP_GELU: {
@@ -446,7 +481,7 @@ lower_binary(Lower *L, const Ast *e)
 			diag_error(L->d, num->loc, "division by zero");
 			return IR_NO_VALUE;
 		}
-		float fa[2] = { (float)(op == '/' ? 1.0 / c.v : c.v) };
+		float fa[IR_NFA] = { (float)(op == '/' ? 1.0 / c.v : c.v) };
 		return lw_emit(L, OP_SCALE, &x, 1, NULL, fa, e->loc);
 	}
 	if (ca || cb) {
@@ -479,7 +514,7 @@ lw_expr(Lower *L, const Ast *e)
 		if (e->is_int) {
 			v = const_i32(L, (int64_t)e->num, e->loc);
 		} else {
-			float fa[2] = { (float)e->num };
+			float fa[IR_NFA] = { (float)e->num };
 			v = lw_emit(L, OP_CONST, NULL, 0, NULL, fa, e->loc);
 		}
 		break;
@@ -495,7 +530,7 @@ lw_expr(Lower *L, const Ast *e)
 		break;
 	case AST_NEG: {
 		ValueId x = lw_expr(L, e->a);
-		float fa[2] = { -1.0f };
+		float fa[IR_NFA] = { -1.0f };
 		v = lw_emit(L, OP_SCALE, &x, 1, NULL, fa, e->loc);
 		break;
 	}

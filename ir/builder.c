@@ -8,6 +8,7 @@
  * ops that combine two row-shaped operands need the same rows, bound included. */
 #include "ir/ir.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -116,8 +117,39 @@ infer_rope(const char *nm, const Op *op, Type a, Type b, Type *out, char *err, s
 		return fail(err, n, "%s: expected style 0 (half) or 1 (interleaved), saw %lld", nm, (long long)op->ia[2]);
 	if (!(op->fa[0] > 0.0f))
 		return fail(err, n, "%s: expected theta > 0, saw %g", nm, (double)op->fa[0]);
+	if (!(op->fa[1] >= 0.0f) || !isfinite(op->fa[1]) || (op->ia[3] != 0 && !(op->fa[1] > 0.0f)))
+		return fail(err, n, "%s: expected a scaling factor >= 0 (> 0 with original_ctx), saw %g", nm, (double)op->fa[1]);
+	if (op->ia[3] < 0 || (op->ia[3] > 0 && !(op->fa[2] > 0.0f && op->fa[3] > op->fa[2] && isfinite(op->fa[3]))))
+		return fail(err, n, "%s: llama3 scaling expects original_ctx > 0 and 0 < low_freq_factor < high_freq_factor,"
+		            " saw %lld, %g, %g", nm, (long long)op->ia[3], (double)op->fa[2], (double)op->fa[3]);
+	if (op->ia[3] == 0 && (op->fa[2] != 0.0f || op->fa[3] != 0.0f))
+		return fail(err, n, "%s: low_freq_factor and high_freq_factor need original_ctx", nm);
 	*out = a;
 	return true;
+}
+
+/* The rotation frequency of pair j of a head of size hd: theta^(-2j/hd), then
+ * scaled.  Linear scaling (factor > 0, original_ctx 0) divides every frequency by
+ * the factor; Llama 3 scaling (original_ctx > 0) divides the low frequencies (wave
+ * length above original_ctx / low_freq_factor) by the factor, keeps the high ones
+ * (wave length below original_ctx / high_freq_factor) and blends in between with
+ * s = (original_ctx / wave length - low) / (high - low): (1 - s) f / factor + s f. */
+double
+ir_rope_freq(const Op *op, int64_t j, int64_t hd)
+{
+	double f = pow((double)op->fa[0], -2.0 * (double)j / (double)hd);
+	double factor = op->fa[1], low = op->fa[2], high = op->fa[3], orig = (double)op->ia[3];
+	if (!(factor > 0.0))
+		return f;
+	if (op->ia[3] <= 0)
+		return f / factor;
+	double wavelen = 2.0 * M_PI / f;
+	if (wavelen < orig / high)
+		return f;
+	if (wavelen > orig / low)
+		return f / factor;
+	double s = (orig / wavelen - low) / (high - low);
+	return (1.0 - s) * f / factor + s * f;
 }
 
 static bool
@@ -361,7 +393,7 @@ ir_b_param(Builder *b, uint32_t param, Loc loc)
 ValueId
 ir_b_const_f32(Builder *b, float v, Loc loc)
 {
-	float fa[2] = { v };
+	float fa[IR_NFA] = { v };
 	return build(b, OP_CONST, ir_type_scalar(DT_F32), NULL, 0, NULL, fa, loc);
 }
 

@@ -372,7 +372,7 @@ eir_layer(EirParser *p, const char *n, Loc loc)
 	p->layer = (int32_t)int_in(p, n, loc, 0, 1 << 20, "a layer index");
 }
 
-/* Which attribute slot `key` names for op code c: 0..3 ia, 4..5 fa, -1 none. */
+/* Which attribute slot `key` names for op code c: 0..3 ia, 4..4+IR_NFA fa, -1 none. */
 static int
 attr_slot(Opcode c, const char *key)
 {
@@ -380,14 +380,14 @@ attr_slot(Opcode c, const char *key)
 	for (int k = 0; k < 4; k++)
 		if (sp->ia[k] && strcmp(sp->ia[k], key) == 0)
 			return k;
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < IR_NFA; k++)
 		if (sp->fa[k] && strcmp(sp->fa[k], key) == 0)
 			return 4 + k;
 	if ((key[0] == 'i' || key[0] == 'f') && key[1] == 'a' && key[2] >= '0' && key[3] == '\0') {
 		int k = key[2] - '0';
 		if (key[0] == 'i' && k < 4 && !sp->ia[k])
 			return k;
-		if (key[0] == 'f' && k < 2 && !sp->fa[k])
+		if (key[0] == 'f' && k < IR_NFA && !sp->fa[k])
 			return 4 + k;
 	}
 	return -1;

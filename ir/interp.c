@@ -312,7 +312,7 @@ op_softmax(Run *r, Tensor *o)
 }
 
 /* Rotary embedding of row t at position pos + t, per head of head_dim hd, with
- * frequencies theta^(-2j/hd), j < hd/2.  Style 0 (Hugging Face rotate_half) pairs
+ * frequencies theta^(-2j/hd), j < hd/2, scaled (ir_rope_freq).  Style 0 (Hugging Face rotate_half) pairs
  * element j with j + hd/2; style 1 (llama2.c) pairs 2j with 2j + 1. */
 static bool
 op_rope(Run *r, Tensor *o)
@@ -323,7 +323,6 @@ op_rope(Run *r, Tensor *o)
 		return false;
 	int64_t H = r->op->ia[0], W = lastdim(x), hd = r->op->ia[1] > 0 ? r->op->ia[1] : (H > 0 ? W / H : 0);
 	int64_t style = r->op->ia[2];
-	double theta = r->op->fa[0];
 	if (H <= 0 || hd <= 0 || H > W || hd > W || hd % 2 || H * hd != W || numel(o) != numel(x))
 		return rerr(r, "%lld heads of size %lld do not fit rows of %lld", (long long)H, (long long)hd, (long long)W);
 	if (style != 0 && style != 1)
@@ -336,7 +335,7 @@ op_rope(Run *r, Tensor *o)
 			const float *xi = x->f + t * W + h * hd;
 			float *yo = o->f + t * W + h * hd;
 			for (int64_t j = 0; j < hd / 2; j++) {
-				double freq = pow(theta, -2.0 * (double)j / (double)hd);
+				double freq = ir_rope_freq(r->op, j, hd);
 				double c = cos(p * freq), s = sin(p * freq);
 				int64_t a = style == 0 ? j : 2 * j, b = style == 0 ? j + hd / 2 : 2 * j + 1;
 				double x0 = xi[a], x1 = xi[b];

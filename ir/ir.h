@@ -73,13 +73,15 @@ typedef uint32_t ValueId;
 #define IR_NO_VALUE UINT32_MAX
 #define IR_MAX_OPERANDS 8
 
+#define IR_NFA 4 /* float attribute slots of an op */
+
 typedef struct Op {
 	Opcode code;
 	ValueId dst;                 /* the value this op defines */
 	uint8_t nargs;               /* operands used (<= IR_MAX_OPERANDS) */
 	ValueId args[IR_MAX_OPERANDS];
 	int64_t ia[4];               /* integer attributes, meaning per op (ops.def) */
-	float fa[2];                 /* float attributes, meaning per op (ops.def) */
+	float fa[IR_NFA];            /* float attributes, meaning per op (ops.def) */
 	int32_t layer;               /* layer region index, -1 outside any layer */
 	Loc loc;                     /* source location (DSL or .eir) */
 } Op;
@@ -236,6 +238,8 @@ ValueId ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs,
  * err (if non-NULL) when operands do not fit.  Shared by builder, verifier and
  * shape inference so that all three agree. */
 bool ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err, size_t nerr);
+/* Frequency of rotation pair j of a rope op with head size hd (its theta and scaling). */
+double ir_rope_freq(const Op *op, int64_t j, int64_t hd);
 
 /* ---- print.c / parse (eir_lexer.l, eir_parser.y): the textual IR (docs/ir.md) ---- */
 #include <stdio.h>
@@ -243,10 +247,12 @@ void ir_print_module(FILE *out, const Module *m);
 char *ir_print_module_str(const Module *m); /* malloc'ed */
 Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting errors */
 /* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
- * faK when non-zero).  ORDER: ops.def. */
+ * faK when non-zero); named slots in `optional` (bit k: ia[k], bit 4 + k: fa[k])
+ * are left out of the text when zero.  ORDER: ops.def. */
 typedef struct IrAttrSpec {
 	const char *ia[4];
-	const char *fa[2];
+	const char *fa[IR_NFA];
+	unsigned optional;
 } IrAttrSpec;
 extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 const char *ir_func_kind_name(FuncKind k);  /* "step", "prefill", "forward" */
@@ -356,6 +362,65 @@ bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size
 /* Loads every param of m from the file, checking names, shapes and dtypes; reports
  * problems through d at each param's location. */
 bool ir_load_params(Module *m, const char *path, Diag *d);
+
+/* ---- gguf.c: the GGUF reader (llama.cpp's format, versions 2 and 3) ---- */
+
+typedef enum GgufValueType {
+	GGUF_V_U8, GGUF_V_I8, GGUF_V_U16, GGUF_V_I16, GGUF_V_U32, GGUF_V_I32, GGUF_V_F32,
+	GGUF_V_BOOL, GGUF_V_STRING, GGUF_V_ARRAY, GGUF_V_U64, GGUF_V_I64, GGUF_V_F64,
+	GGUF_V_COUNT
+} GgufValueType;
+
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30 }; /* ggml type numbers */
+
+typedef struct GgufKV {
+	const char *key;
+	uint32_t type;                /* GgufValueType */
+	uint64_t u;                   /* scalar bits (little-endian value, zero-extended) */
+	char *str;                    /* GGUF_V_STRING: the value, NUL-terminated */
+	uint32_t arr_type;            /* GGUF_V_ARRAY: element type, count, payload offset */
+	uint64_t arr_n, arr_off;
+} GgufKV;
+
+typedef struct GgufTensor {
+	const char *name;
+	int rank;
+	int64_t shape[IR_MAX_RANK];   /* row-major, outermost first (GGUF's order reversed) */
+	uint32_t type;                /* ggml type number */
+	uint64_t offset, nbytes;      /* into the data section */
+	uint64_t numel;
+} GgufTensor;
+
+typedef struct GgufFile {
+	const char *path;
+	uint8_t *bytes;  size_t size;  /* the whole file */
+	uint32_t version;
+	GgufKV *kv; uint32_t nkv;      /* sorted by key */
+	GgufTensor *tensors; uint32_t ntensors;
+	uint64_t alignment;
+	size_t data_off;               /* start of the data section */
+} GgufFile;
+
+/* Opens and validates; NULL with a message in err on any problem. */
+GgufFile *gguf_open(const char *path, char *err, size_t nerr);
+GgufFile *gguf_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr); /* copies */
+void gguf_close(GgufFile *f);
+const GgufKV *gguf_find_kv(const GgufFile *f, const char *key);
+const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name);
+bool gguf_kv_int(const GgufFile *f, const char *key, int64_t *out);   /* any integer type */
+bool gguf_kv_float(const GgufFile *f, const char *key, double *out);  /* float or integer */
+const char *gguf_kv_str(const GgufFile *f, const char *key);          /* NULL unless a string */
+const char *gguf_type_name(uint32_t type);                            /* NULL if unknown */
+/* Converts F32, F16, BF16, Q8_0 and Q4_0 tensors to f32 into dst (numel floats). */
+bool gguf_read_f32(const GgufFile *f, const GgufTensor *t, float *dst, char *err, size_t nerr);
+
+/* ---- weights.c: weights from several files ---- */
+
+/* Loads every param of m from the union of the tensors of `paths`: safetensors or
+ * GGUF files, Hugging Face shard indexes (model.safetensors.index.json) or model
+ * directories (their index, else model.safetensors).  A tensor defined by two files
+ * is an error naming it and both files. */
+bool ir_load_weights(Module *m, const char *const *paths, uint32_t npaths, Diag *d);
 
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;

@@ -19,7 +19,9 @@ const IrAttrSpec ir_op_attrs[OP_COUNT] = {
 	[OP_GELU] = { .ia = { "approx" } },
 	[OP_RMSNORM] = { .fa = { "eps" } },
 	[OP_LAYERNORM] = { .fa = { "eps" } },
-	[OP_ROPE] = { .ia = { "heads", "head_dim", "style" }, .fa = { "theta" } },
+	[OP_ROPE] = { .ia = { "heads", "head_dim", "style", "original_ctx" },
+	              .fa = { "theta", "factor", "low_freq_factor", "high_freq_factor" },
+	              .optional = 1u << 3 | 1u << 5 | 1u << 6 | 1u << 7 },
 	[OP_ATTENTION] = { .ia = { "heads", "kv_heads", "state" } },
 	[OP_ROW] = { .ia = { "index" } },
 	[OP_SLICE] = { .ia = { "start", "len" } },
@@ -269,7 +271,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 	bool any = false;
 	char buf[64];
 	for (int k = 0; k < 4; k++) {
-		if (!sp->ia[k] && op->ia[k] == 0)
+		if ((!sp->ia[k] || (sp->optional >> k & 1)) && op->ia[k] == 0)
 			continue;
 		fputs(any ? ", " : " {", out);
 		any = true;
@@ -282,8 +284,8 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 		else
 			fprintf(out, "%lld", (long long)op->ia[k]);
 	}
-	for (int k = 0; k < 2; k++) {
-		if (!sp->fa[k] && op->fa[k] == 0 && !signbit(op->fa[k]))
+	for (int k = 0; k < IR_NFA; k++) {
+		if ((!sp->fa[k] || (sp->optional >> (4 + k) & 1)) && op->fa[k] == 0 && !signbit(op->fa[k]))
 			continue;
 		fputs(any ? ", " : " {", out);
 		any = true;

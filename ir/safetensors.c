@@ -324,81 +324,11 @@ st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t ne
 	return true;
 }
 
-static char *
-shape_str(const StTensor *t, char *buf, size_t n)
-{
-	size_t k = (size_t)snprintf(buf, n, "[");
-	for (int i = 0; i < t->rank && k < n; i++)
-		k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-	if (k < n)
-		snprintf(buf + k, n - k, "]");
-	return buf;
-}
-
+/* One file (or index, or directory): ir_load_weights (weights.c) does the work. */
 bool
 ir_load_params(Module *m, const char *path, Diag *d)
 {
 	if (!path)
 		path = m->weights_path;
-	if (!path) {
-		diag_error(d, (Loc){ 0 }, "no weights file given for model '%s' (use -w FILE.safetensors)", m->name);
-		return false;
-	}
-	char err[512];
-	StFile *f = st_open(path, err, sizeof err);
-	if (!f) {
-		diag_error(d, (Loc){ .file = path }, "%s", err);
-		return false;
-	}
-	bool ok = true;
-	for (uint32_t i = 0; i < m->nparams; i++) {
-		Param *p = &m->params[i];
-		char want[96], have[96];
-		if (!p->source) {
-			diag_error(d, p->loc, "param '%s' has no tensor name to load from", p->name);
-			ok = false;
-			continue;
-		}
-		const StTensor *t = st_find(f, p->source);
-		if (!t) {
-			diag_error(d, p->loc, "tensor '%s' not found in '%s'", p->source, path);
-			ok = false;
-			continue;
-		}
-		if (p->type.dtype != DT_F32 && p->type.dtype != DT_F16 && p->type.dtype != DT_BF16) {
-			diag_error(d, p->loc, "param '%s' is declared %s; only floating-point params can be loaded",
-			           p->name, ir_dtype_name(p->type.dtype));
-			ok = false;
-			continue;
-		}
-		if (t->dtype != DT_F32 && t->dtype != DT_F16 && t->dtype != DT_BF16) {
-			diag_error(d, p->loc, "tensor '%s' in '%s' has dtype %s, expected F32, F16 or BF16",
-			           p->source, path, ir_dtype_name(t->dtype));
-			ok = false;
-			continue;
-		}
-		bool same = t->rank == p->type.rank && !p->type.dyn0;
-		for (int k = 0; same && k < t->rank; k++)
-			same = t->shape[k] == p->type.dims[k];
-		if (!same) {
-			diag_error(d, p->loc, "tensor '%s' in '%s' has shape %s, but '%s' is declared %s", p->source,
-			           path, shape_str(t, have, sizeof have), p->name,
-			           ir_type_str(p->type, want, sizeof want));
-			ok = false;
-			continue;
-		}
-		size_t n = (size_t)ir_type_numel(p->type);
-		float *data = xmalloc((n ? n : 1) * sizeof *data);
-		if (!st_read_f32(f, t, data, err, sizeof err)) {
-			diag_error(d, p->loc, "%s", err);
-			free(data);
-			ok = false;
-			continue;
-		}
-		free(p->data);
-		p->data = data;
-		p->hash = hash_bytes(data, n * sizeof *data, 0);
-	}
-	st_close(f);
-	return ok;
+	return ir_load_weights(m, &path, path ? 1 : 0, d);
 }

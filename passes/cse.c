@@ -23,7 +23,7 @@ typedef struct Key {
 	uint8_t nargs;
 	ValueId args[IR_MAX_OPERANDS];
 	int64_t ia[4];
-	float fa[2];
+	float fa[IR_NFA];
 	Type type;
 } Key;
 

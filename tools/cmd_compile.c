@@ -25,7 +25,8 @@ usage(FILE *out)
 	fprintf(out,
 	        "USAGE: elide compile MODEL.elide -w WEIGHTS.safetensors -o DIR [options]\n\n"
 	        "OPTIONS:\n"
-	        "  -w, --weights FILE   safetensors file with the model's weights\n"
+	        "  -w, --weights FILE   the model's weights: safetensors, GGUF, a shard index or a\n"
+	        "                       model directory; repeat -w for several files\n"
 	        "  -o DIR               output directory (created if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
@@ -100,7 +101,8 @@ load_module(const char *path, const char *policy, Diag *d)
 int
 cmd_compile(int argc, char **argv)
 {
-	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
+	const char *model = NULL, *weights[64], *outdir = NULL, *policy = NULL;
+	uint32_t nweights = 0; /* -w, repeatable */
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
 	for (int i = 1; i < argc; i++) {
@@ -109,7 +111,11 @@ cmd_compile(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if ((v = opt_value(a, "--weights", &i, argc, argv)) || (v = opt_value(a, "-w", &i, argc, argv))) {
-			weights = v;
+			if (nweights == sizeof weights / sizeof weights[0]) {
+				fprintf(stderr, "elide: error: more than %zu weight files\n", sizeof weights / sizeof weights[0]);
+				return 2;
+			}
+			weights[nweights++] = v;
 		} else if ((v = opt_value(a, "-o", &i, argc, argv))) {
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
@@ -139,8 +145,8 @@ cmd_compile(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!model || !weights || !outdir) {
-		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !weights ? "no weights given (-w FILE)"
+	if (!model || !nweights || !outdir) {
+		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !nweights ? "no weights given (-w FILE)"
 		                                                                          : "no output directory given (-o DIR)");
 		usage(stderr);
 		return 2;
@@ -152,11 +158,12 @@ cmd_compile(int argc, char **argv)
 	Module *m = load_module(model, policy, &d);
 	if (!m)
 		return 1;
-	if (!ir_load_params(m, weights, &d)) {
+	if (!ir_load_weights(m, weights, nweights, &d)) {
 		ir_free_module(m);
 		return 1;
 	}
-	m->weights_path = arena_strdup(&m->arena, weights);
+	if (nweights == 1) /* several files have no one path to record */
+		m->weights_path = arena_strdup(&m->arena, weights[0]);
 	/* the policy's compile-time transformations, then the clean-ups */
 	PassOptions po = { .verify_each = false };
 	if ((m->policy && !pass_run_pipeline(m, "prune-structured", &po, &d)) || !pass_run_default(m, &d)

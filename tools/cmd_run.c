@@ -65,7 +65,8 @@ static const RunBackend jit_backend = { "jit", cg_run_open, cg_run_call, cg_run_
 
 typedef struct RunOpts {
 	const char *model;
-	const char *weights;
+	const char *weights[64]; /* -w, repeatable: files whose tensors together form the weights */
+	uint32_t nweights;
 	const char *policy;
 	const char *dump;
 	int32_t *tokens;
@@ -86,7 +87,8 @@ usage(FILE *out)
 	fprintf(out, "USAGE: elide run [--interp] MODEL.elide -w WEIGHTS.safetensors --tokens 1,17,42 [options]\n\n"
 	             "OPTIONS:\n"
 	             "  --interp             run with the reference interpreter\n"
-	             "  -w, --weights FILE   safetensors file with the model's weights\n"
+	             "  -w, --weights FILE   the model's weights: safetensors, GGUF, a shard index or a\n"
+	             "                       model directory; repeat -w for several files\n"
 	             "  --tokens LIST        comma-separated token ids\n"
 	             "  --policy NAME        the policy to apply (default: dense)\n"
 	             "  --entry NAME         the entry to run (default: step, else forward); an entry\n"
@@ -156,7 +158,11 @@ parse_args(int argc, char **argv, RunOpts *o)
 		} else if (TAKES("--entry")) {
 			o->entry = val;
 		} else if (TAKES("-w") || TAKES("--weights")) {
-			o->weights = val;
+			if (o->nweights == sizeof o->weights / sizeof o->weights[0]) {
+				fprintf(stderr, "elide: error: more than %zu weight files\n", sizeof o->weights / sizeof o->weights[0]);
+				return 2;
+			}
+			o->weights[o->nweights++] = val;
 		} else if (TAKES("--policy")) {
 			o->policy = val;
 		} else if (TAKES("-n")) {
@@ -208,7 +214,7 @@ parse_args(int argc, char **argv, RunOpts *o)
 		usage(stderr);
 		return 2;
 	}
-	if (!o->weights) {
+	if (!o->nweights) {
 		fprintf(stderr, "elide: error: no weights given (use -w FILE.safetensors)\n");
 		return 2;
 	}
@@ -373,7 +379,7 @@ cmd_run(int argc, char **argv)
 	Module *m = fe_load(o.model, o.policy, &d);
 	/* the graph that runs is the one `elide compile` would build: verified, weights
 	 * loaded (policy passes score and slice them), then the default pipeline */
-	if (!m || !ir_verify(m, &d) || !ir_load_params(m, o.weights, &d) || !pass_run_default(m, &d)) {
+	if (!m || !ir_verify(m, &d) || !ir_load_weights(m, o.weights, o.nweights, &d) || !pass_run_default(m, &d)) {
 		ir_free_module(m);
 		free(o.tokens);
 		return 1;

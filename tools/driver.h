@@ -8,5 +8,6 @@ int cmd_check(int argc, char **argv);   /* parse, check, verify a model */
 int cmd_opt(int argc, char **argv);     /* run passes over .eir or .elide, print IR */
 int cmd_run(int argc, char **argv);     /* run an entry: JIT or --interp */
 int cmd_compile(int argc, char **argv); /* emit object, header, blob, manifest */
+int cmd_import(int argc, char **argv);  /* checkpoint (HF directory, GGUF) to .elide */
 
 #endif

@@ -20,6 +20,7 @@ static const Subcommand subcommands[] = {
 	{ "check", cmd_check, "parse, check and verify a model: elide check FILE.elide [--policy NAME] [--dump-ast]" },
 	{ "opt", cmd_opt, "run passes and print the IR: elide opt FILE.eir|FILE.elide --passes=a,b [--print-after=NAME]" },
 	{ "run", cmd_run, "run a model: elide run M.elide -w W.safetensors --tokens 1,2,3 [--interp] [--policy NAME]" },
+	{ "import", cmd_import, "write a model for a checkpoint: elide import DIR|FILE.gguf -o M.elide [--ctx N]" },
 	{ "compile", cmd_compile, "compile a model: elide compile M.elide -w W.safetensors -o DIR [--policy NAME] [--emit=...]" },
 };
 

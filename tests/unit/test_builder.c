@@ -73,7 +73,7 @@ static ValueId
 op1(Fx *x, Opcode c, ValueId a, int64_t i0, int64_t i1, float f0)
 {
 	int64_t ia[4] = { i0, i1 };
-	float fa[2] = { f0 };
+	float fa[IR_NFA] = { f0 };
 	return ir_b_op(&x->b, c, &a, 1, ia, fa, L0);
 }
 
@@ -98,7 +98,7 @@ Test(builder, llama_step_block_types)
 	ValueId q = op2(&x, OP_LINEAR, h, wq), k = op2(&x, OP_LINEAR, h, wk);
 	expect_type(&x, k, "f32[8]");
 	int64_t ria[4] = { 4, 0, 0 };
-	float rfa[2] = { 10000.0f };
+	float rfa[IR_NFA] = { 10000.0f };
 	ValueId qa[2] = { q, pos }, ka[2] = { k, pos };
 	ValueId qr = ir_b_op(&x.b, OP_ROPE, qa, 2, ria, rfa, L0);
 	ria[0] = 2;

@@ -25,6 +25,7 @@ for f in "${fuzzers[@]}"; do
   case "$name" in
     fuzz_eir*) pattern='*.eir' ;;
     fuzz_safetensors*) pattern='*.safetensors' ;;
+    fuzz_gguf*) pattern='*.gguf' ;;
     fuzz_blob*) pattern='*.weights' ;;
     *) pattern='*.elide' ;;
   esac
