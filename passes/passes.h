@@ -40,14 +40,22 @@ typedef struct PassOptions {
 	FILE *dump;              /* where dumps and timings go (stderr when NULL) */
 } PassOptions;
 
-/* Runs the passes named in `pipeline` (comma-separated; NULL or "" runs none).
- * Unknown names are reported before anything runs.  Returns false after an error. */
+/* Runs the passes named in `pipeline` (comma-separated; NULL or "" runs none;
+ * `default` stands for pass_default_pipeline(m)).  Unknown names are reported
+ * before anything runs.  Returns false after an error. */
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
-/* The default pipeline: the policy's layer drops, then its structured pruning (which
- * scores the layers left), then shape inference, constant folding, CSE, DCE; then a warning at each policy statement
- * that no pass applied (statements of kinds no pass implements yet). */
-bool pass_run_default(Module *m, Diag *d);
+/* ---- pipeline.c: the default pipeline (the only one `elide compile`, `elide run`
+ * and `elide opt --passes=default` use) ---- */
+
+/* The default pipeline for m and its policy, as pass names for pass_run_pipeline:
+ * drop-layers (if the policy drops), prune-structured (if it prunes), shape-infer,
+ * const-fold, cse, dce.  A static string. */
+const char *pass_default_pipeline(const Module *m);
+/* Runs the default pipeline with options o (NULL: none), then warns at each policy
+ * statement that no pass applied (kinds no pass implements yet). */
+bool pass_run_default_opts(Module *m, const PassOptions *o, Diag *d);
+bool pass_run_default(Module *m, Diag *d); /* pass_run_default_opts(m, NULL, d) */
 
 /* Whether the policy has statements of `verb`. */
 bool pass_has_stmts(const Module *m, const char *verb);

@@ -3,8 +3,8 @@
  *   elide compile M.elide|M.eir -w W.safetensors -o DIR [--policy P]
  *         [--emit=obj,asm,llvm-ir,ir,header] [--embed-weights] [-O0..-O3]
  *         [--target=TRIPLE] [--cpu=NAME] [--features=+a,-b] [--no-fuse]
- * The policy's prune statements run (prune-structured), then the default pipeline
- * and the verifier; --emit=ir writes the IR codegen saw.
+ * The default pipeline runs (passes/pipeline.c: the policy's passes, then the
+ * clean-ups, as in `elide run`), then the verifier; --emit=ir writes the IR codegen saw.
  * NAME.weights (unless --embed-weights) and NAME.json are always written.  Outputs go
  * through temporary files and renames; a failed compile leaves none of them. */
 #include <errno.h>
@@ -157,10 +157,8 @@ cmd_compile(int argc, char **argv)
 		return 1;
 	}
 	m->weights_path = arena_strdup(&m->arena, weights);
-	/* the policy's compile-time transformations, then the clean-ups */
-	PassOptions po = { .verify_each = false };
-	if ((m->policy && !pass_run_pipeline(m, "prune-structured", &po, &d)) || !pass_run_default(m, &d)
-	    || !ir_verify(m, &d)) {
+	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
+	if (!pass_run_default(m, &d) || !ir_verify(m, &d)) {
 		ir_free_module(m);
 		return 1;
 	}
