@@ -181,8 +181,6 @@ print_header(FILE *out, const Module *m)
 
 /* ---- policy ---- */
 
-static void print_opts(FILE *out, const PolicyOpt *o, uint32_t n);
-
 static void
 print_pval(FILE *out, const PolicyVal *v)
 {
@@ -212,24 +210,10 @@ print_pval(FILE *out, const PolicyVal *v)
 	case PV_IDENT:
 		fputs(v->str ? v->str : "_", out);
 		break;
-	case PV_CALL:
-		fputs(v->str ? v->str : "_", out);
-		print_opts(out, v->sub, v->nsub);
-		break;
 	}
 }
 
-static void
-print_opts(FILE *out, const PolicyOpt *o, uint32_t n)
-{
-	fputc('(', out);
-	for (uint32_t i = 0; i < n; i++) {
-		fprintf(out, "%s%s = ", i ? ", " : "", o[i].key ? o[i].key : "_");
-		print_pval(out, &o[i].val);
-	}
-	fputc(')', out);
-}
-
+/* `verb [subject](key = value, ...)`: the options given, in policy.def's order. */
 static void
 print_policy(FILE *out, const Policy *p)
 {
@@ -241,11 +225,17 @@ print_policy(FILE *out, const Policy *p)
 	fputs(" {\n", out);
 	for (uint32_t i = 0; i < p->nstmts; i++) {
 		const PolicyStmt *s = &p->stmts[i];
-		fprintf(out, "  %s", s->verb ? s->verb : "_");
-		if (s->subject)
-			fprintf(out, " %s", s->subject);
-		print_opts(out, s->opts, s->nopts);
-		fputs(";\n", out);
+		const char *subj = ir_policy_subject_name(s);
+		fprintf(out, "  %s%s%s(", ir_vocab_name(&ir_verb_vocab, s->verb), subj ? " " : "", subj ? subj : "");
+		int n = 0;
+		for (int k = 0; k < PK_COUNT; k++) {
+			if (!ir_policy_given(s, (PolicyKey)k))
+				continue;
+			PolicyVal v = ir_policy_get(s, (PolicyKey)k);
+			fprintf(out, "%s%s = ", n++ ? ", " : "", ir_policy_keys[k].word);
+			print_pval(out, &v);
+		}
+		fputs(");\n", out);
 	}
 	fputs("}\n", out);
 }

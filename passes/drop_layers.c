@@ -1,6 +1,5 @@
 /* drop_layers.c - the `drop-layers` pass: static layer removal named by the policy
- * (`drop layers a..b` or `drop layers a, b, ...`; DESIGN.md section 4, papers.md
- * section B): the listed layers leave every entry at compile time, their output
+ * (`drop layers a..b` or `drop layers a, b, ...`): the listed layers leave every entry at compile time, their output
  * replaced by their input (a layer is one residual block), with their params and KV
  * caches; the remaining layers are renumbered.
  *   1. for each `drop` statement, in order: the layers it names (indices of the model
@@ -27,16 +26,9 @@ named_layers(const PolicyStmt *s, int32_t nlayers, bool *kept)
 {
 	for (int32_t l = 0; l < nlayers; l++)
 		kept[l] = true;
-	const PolicyVal *v = NULL;
-	for (uint32_t i = 0; i < s->nopts; i++)
-		if (strcmp(s->opts[i].key, "layers") == 0)
-			v = &s->opts[i].val;
 	int32_t n = 0;
-	for (int32_t l = 0; v && l < nlayers; l++) {
-		bool in = v->kind == PV_RANGE && l >= v->lo && l < v->hi;
-		for (uint32_t k = 0; v->kind == PV_LIST && k < v->nints; k++)
-			in |= v->ints[k] == l;
-		if (in && kept[l]) {
+	for (int32_t l = 0; l < nlayers; l++) {
+		if (ir_policy_layers_has(&s->drop.layers, l) && kept[l]) {
 			kept[l] = false;
 			n++;
 		}
@@ -77,17 +69,17 @@ drop_stmt(Module *m, const PolicyStmt *s, Diag *d, FILE *notes)
 bool
 pass_drop_layers(Module *m, Diag *d)
 {
-	if (!pass_has_stmts(m, "drop"))
+	if (!pass_has_stmts(m, POL_DROP))
 		return true;
 	Policy *p = m->policy;
 	PruneNotes pn;
 	prune_notes_begin(&pn, m);
 	bool ok = true;
 	for (uint32_t i = 0; i < p->nstmts && ok; i++)
-		if (p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0)
+		if (p->stmts[i].verb == POL_DROP)
 			ok = drop_stmt(m, &p->stmts[i], d, pn.f);
 	prune_notes_end(&pn, m, "drop-layers", m->nlayers != pn.layers, ok);
 	if (ok)
-		pass_drop_stmts(m, "drop");
+		pass_drop_stmts(m, POL_DROP);
 	return ok;
 }

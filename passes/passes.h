@@ -58,9 +58,9 @@ bool pass_run_default_opts(Module *m, const PassOptions *o, Diag *d);
 bool pass_run_default(Module *m, Diag *d); /* pass_run_default_opts(m, NULL, d) */
 
 /* Whether the policy has statements of `verb`. */
-bool pass_has_stmts(const Module *m, const char *verb);
+bool pass_has_stmts(const Module *m, PolicyVerb verb);
 /* Removes the policy statements of `verb` (the ones a pass has realised). */
-void pass_drop_stmts(Module *m, const char *verb);
+void pass_drop_stmts(Module *m, PolicyVerb verb);
 /* Appends text (lines) to the module's manifest notes. */
 void pass_add_notes(Module *m, const char *text);
 

@@ -16,7 +16,7 @@
 const char *
 pass_default_pipeline(const Module *m)
 {
-	bool drop = pass_has_stmts(m, "drop"), prune = pass_has_stmts(m, "prune");
+	bool drop = pass_has_stmts(m, POL_DROP), prune = pass_has_stmts(m, POL_PRUNE);
 	if (drop && prune)
 		return "drop-layers,prune-structured,shape-infer,const-fold,cse,dce";
 	if (drop)
@@ -33,9 +33,10 @@ warn_unapplied(const Module *m, Diag *d)
 {
 	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++) {
 		const PolicyStmt *s = &m->policy->stmts[i];
+		const char *subj = s->verb == POL_SKIP && s->skip.kind == SK_ROUTER ? "layers" : ir_policy_subject_name(s);
 		diag_warning(d, s->loc, "'%s%s%s' statements are not implemented by this version of elide: ignored, the "
 		             "model is compiled without it",
-		             s->verb, s->subject ? " " : "", s->subject ? s->subject : "");
+		             ir_vocab_name(&ir_verb_vocab, s->verb), subj ? " " : "", subj ? subj : "");
 	}
 }
 

@@ -20,19 +20,7 @@
 
 /* ---- prune_scores.c: unit scores over float matrices ---- */
 
-typedef enum PruneScore {
-	PS_L1,      /* sum |w| over the unit's weights */
-	PS_L2,      /* sqrt(sum w^2) over the unit's weights */
-	PS_MAW,     /* max |W_up[k,:]| + max |W_gate[k,:]| (Width Pruning Dichotomy) */
-	PS_ACT,     /* sum |w_ij| * ||X_j|| (Wanda): weights times input-feature norms */
-	PS_ANGULAR, /* layers: arccos(cos(x_l, x_{l+n})) / pi, mean over tokens */
-	PS_BI,      /* layers: block influence 1 - E[cos(x_l, x_{l+1})] */
-	PS_COUNT
-} PruneScore;
-
-/* ORDER: PruneScore */
-extern const char *const prune_score_names[PS_COUNT];
-int prune_score_from_name(const char *s); /* -1 if unknown */
+/* PruneScore (ir/ir.h, with the policy's vocabularies: ir_score_vocab names them). */
 
 /* The weights of one unit inside one matrix W[rows, cols] (row-major): the rows
  * [start, start+len) (rows_axis) or the columns [start, start+len).  xnorm, when
@@ -112,14 +100,7 @@ typedef struct PruneAttn {
  * x = x + ffn(norm(x)).  A block is the add onto the residual stream and every op
  * of the layer its other operand is computed from (back to the stream value `in`),
  * none of whose values is used outside the block. */
-typedef enum PruneBlockKind {
-	PB_ATTN, /* holds one attention op (and its KV cache) */
-	PB_FFN,  /* no attention: an MLP ending in a linear */
-	PB_COUNT
-} PruneBlockKind;
-
-/* ORDER: PruneBlockKind */
-extern const char *const prune_block_names[PB_COUNT];
+/* PruneBlockKind (ir/ir.h: PB_ATTN, PB_FFN; ir_block_vocab names them). */
 
 typedef struct PruneBlock {
 	int32_t layer;
@@ -221,8 +202,7 @@ Func *prune_calib_entry(const Module *m);
 
 /* ---- prune_structured.c: one prune statement, read and checked ---- */
 
-typedef enum PruneUnit { PU_FFN, PU_HEAD, PU_KV_GROUP, PU_LAYER, PU_SUBLAYER } PruneUnit;
-
+/* A `prune` statement (PolicyPrune, ir/ir.h) with its defaults applied. */
 typedef struct PruneStmt {
 	const PolicyStmt *s;
 	PruneUnit unit;

@@ -256,9 +256,6 @@ find_boundaries(const Func *f, PruneGroups *g)
 	}
 }
 
-/* ORDER: PruneBlockKind */
-const char *const prune_block_names[PB_COUNT] = { "attention", "ffn" };
-
 /* Step 4 for the add op ai of layer l taking the stream value v: the block that
  * computes its other operand, or false. */
 static bool

@@ -51,39 +51,38 @@ prune_slice_param(Module *m, int32_t pi, bool cols, const bool *kept, int64_t nu
 	}
 }
 
-/* Maps the layer indices of one policy value to the new numbering. */
+/* Maps one set of layer indices of a policy statement to the new numbering. */
 static void
-map_policy_val(PolicyVal *v, const int32_t *newl, const bool *kept, int32_t nold)
+map_policy_layers(PolicyLayers *v, const int32_t *newl, const bool *kept, int32_t nold)
 {
-	if (v->kind == PV_RANGE) {
-		int64_t lo = 0, hi = 0;
+	if (v->range) {
+		int32_t lo = 0, hi = 0;
 		for (int32_t l = 0; l < nold; l++) {
 			lo += kept[l] && l < v->lo;
 			hi += kept[l] && l < v->hi;
 		}
 		v->lo = lo;
 		v->hi = hi;
-	} else if (v->kind == PV_LIST) {
+	} else {
 		uint32_t n = 0;
-		for (uint32_t i = 0; i < v->nints; i++)
-			if (v->ints[i] >= 0 && v->ints[i] < nold && kept[v->ints[i]])
-				v->ints[n++] = newl[v->ints[i]];
-		v->nints = n;
+		for (uint32_t i = 0; i < v->n; i++)
+			if (v->list[i] >= 0 && v->list[i] < nold && kept[v->list[i]])
+				v->list[n++] = newl[v->list[i]];
+		v->n = n;
 	}
 }
 
+/* Every option of every statement that names layers (the layer kinds of policy.def). */
 static void
 map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
 {
-	static const char *const keys[] = { "layers", "at", "dense_layers", "cold", "protect" };
-	if (!m->policy)
-		return;
-	for (uint32_t s = 0; s < m->policy->nstmts; s++) {
+	for (uint32_t s = 0; m->policy && s < m->policy->nstmts; s++) {
 		PolicyStmt *st = &m->policy->stmts[s];
-		for (uint32_t o = 0; o < st->nopts; o++)
-			for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-				if (strcmp(st->opts[o].key, keys[k]) == 0)
-					map_policy_val(&st->opts[o].val, newl, kept, nold);
+		for (int k = 0; k < PK_COUNT; k++) {
+			PolicyKeyKind kind = ir_policy_keys[k].kind;
+			if (ir_policy_given(st, (PolicyKey)k) && (kind == PKK_RANGE || kind == PKK_LIST || kind == PKK_LAYERS))
+				map_policy_layers((PolicyLayers *)((char *)st + ir_policy_keys[k].offset), newl, kept, nold);
+		}
 	}
 }
 
