@@ -757,8 +757,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *s = &m->states[i];
 		r->state_off[i] = r->state_size;
-		uint64_t one = (uint64_t)(s->ctx * s->kv_heads * s->head_dim) * sizeof(float);
-		r->state_size += 2 * ((one + 63) & ~(uint64_t)63);
+		r->state_size += elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim).bytes;
 	}
 	/* arena size first: entries address the state after the arena */
 	for (uint32_t i = 0; i < m->nfuncs; i++) {

@@ -305,18 +305,18 @@ lower_attention(Cg *g, const Op *op)
 	const Func *f = g->f;
 	Type qt = f->vals[op->args[0]].type;
 	int64_t heads = op->ia[0], kvh = op->ia[1] ? op->ia[1] : heads;
-	int64_t hd = cg_cols(qt) / heads, kd = kvh * hd;
+	int64_t hd = cg_cols(qt) / heads;
 	LLVMValueRef rows = cg_rows(g, qt);
 	LLVMValueRef K, V, pos;
 	int64_t maxkeys;
 	if (op->ia[2] >= 0) {
 		const State *s = &g->m->states[op->ia[2]];
-		uint64_t one = ((uint64_t)(s->ctx * s->kv_heads * s->head_dim) * 4 + 63) & ~(uint64_t)63;
+		elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim);
 		K = cg_gepb(g, g->state, (int64_t)g->r->state_off[op->ia[2]]);
-		V = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + one));
+		V = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + kl.v_offset));
 		pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
-		LLVMValueRef at = mul64(g, pos, kd * 4);
-		LLVMValueRef nb = mul64(g, rows, kd * 4);
+		LLVMValueRef at = mul64(g, pos, (int64_t)kl.row_bytes);
+		LLVMValueRef nb = mul64(g, rows, (int64_t)kl.row_bytes);
 		copy_bytes(g, cg_gep(g, g->i8, K, at), cg_val_ptr(g, op->args[1]), nb);
 		copy_bytes(g, cg_gep(g, g->i8, V, at), cg_val_ptr(g, op->args[2]), nb);
 		maxkeys = s->ctx;
