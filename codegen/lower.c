@@ -592,10 +592,7 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 		const Op *op = &f->ops[i];
 		if (g->plan.fuse[i].skip || (ir_op_flags[op->code] & OPF_LEAF))
 			continue;
-		if (op->code == OP_LINEAR)
-			cg_lower_linear(g, i);
-		else
-			cg_lower_op(g, i);
+		cg_lower_op(g, i);
 	}
 	bump_stat(g, 0, cg_i64(g, 1));
 	bump_stat(g, 1, g->nrows);

@@ -81,16 +81,28 @@ char *ir_type_str(Type t, char *buf, size_t n);
 enum { OPF_PURE = 1, OPF_ELEMWISE = 2, OPF_LEAF = 4 };
 
 typedef enum Opcode {
-#define OP(e, name, arity, flags) OP_##e,
+#define OP(e, name, arity, flags, ia, fa) OP_##e,
 #include "ir/ops.def"
 #undef OP
 	OP_COUNT
 } Opcode;
 
+/* Attribute names of each op's ia[]/fa[] slots in the textual IR (NULL: printed as
+ * iaK / faK when non-zero), from ops.def. */
+typedef struct IrAttrSpec {
+	const char *ia[4];
+	const char *fa[2];
+} IrAttrSpec;
+#define IR_ATTRS(...) { __VA_ARGS__ }
+#define IR_NO_ATTRS { NULL }
+
 extern const char *const ir_op_names[OP_COUNT];
+extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 extern const int ir_op_arity[OP_COUNT]; /* -1 = variadic */
 extern const unsigned ir_op_flags[OP_COUNT];
 int ir_op_from_name(const char *s); /* -1 if unknown */
+/* An elementwise op of one operand (OPF_ELEMWISE, arity 1): silu, tanh, scale, ... */
+static inline bool ir_op_is_unary_elemwise(int c) { return c >= 0 && c < OP_COUNT && (ir_op_flags[c] & OPF_ELEMWISE) && ir_op_arity[c] == 1; }
 
 /* ---- policy.c, policy.def: typed policy statements ----
  * A policy is a list of statements, each a verb with its options as typed fields
@@ -350,6 +362,11 @@ typedef struct Op {
 	Loc loc;                     /* source location (DSL or .eir) */
 } Op;
 
+/* scalar.c: the scalar semantics of the elementwise ops, in double (the caller rounds
+ * once to f32), shared by the interpreter and constant folding.  NAN for any other op. */
+double ir_scalar_unary(const Op *op, double x);            /* arity 1: scale, silu, gelu, tanh */
+double ir_scalar_binary(Opcode code, double x, double y); /* arity 2: add, sub, mul */
+
 typedef struct Value {
 	Type type;
 	uint32_t def;                /* index of the defining op in Func.ops */
@@ -465,13 +482,6 @@ bool ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char
 void ir_print_module(FILE *out, const Module *m);
 char *ir_print_module_str(const Module *m); /* malloc'ed */
 Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting errors */
-/* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
- * faK when non-zero).  ORDER: ops.def. */
-typedef struct IrAttrSpec {
-	const char *ia[4];
-	const char *fa[2];
-} IrAttrSpec;
-extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 const char *ir_func_kind_name(FuncKind k);  /* "step", "prefill", "forward" */
 int ir_func_kind_from_name(const char *s);  /* -1 if unknown */
 /* Shortest decimal text that reads back to the same value; ".0" added to integers. */

@@ -12,18 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Attribute names per op, ORDER: ops.def.  NULL slots are printed generically as
- * iaK / faK when non-zero.  ARG, PARAM and CONST print their ia[0]/fa[0] inline. */
-const IrAttrSpec ir_op_attrs[OP_COUNT] = {
-	[OP_SCALE] = { .fa = { "factor" } },
-	[OP_GELU] = { .ia = { "approx" } },
-	[OP_RMSNORM] = { .fa = { "eps" } },
-	[OP_LAYERNORM] = { .fa = { "eps" } },
-	[OP_ROPE] = { .ia = { "heads", "head_dim", "style" }, .fa = { "theta" } },
-	[OP_ATTENTION] = { .ia = { "heads", "kv_heads", "state" } },
-	[OP_ROW] = { .ia = { "index" } },
-	[OP_SLICE] = { .ia = { "start", "len" } },
-};
+/* Attribute names per op come from ops.def (ir_op_attrs); NULL slots are printed
+ * generically as iaK / faK when non-zero.  ARG, PARAM and CONST print their
+ * ia[0]/fa[0] inline. */
 
 static const char *const kind_names[] = { "step", "prefill", "forward" }; /* ORDER: FuncKind */
 
