@@ -146,10 +146,7 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 		const Op *op = &f->ops[i];
 		if (g->plan.fuse[i].skip || (ir_op_flags[op->code] & OPF_LEAF))
 			continue;
-		if (op->code == OP_LINEAR)
-			cg_lower_linear(g, i);
-		else
-			cg_lower_op(g, i);
+		cg_lower_op(g, i);
 	}
 	bump_stat(g, 0, cg_i64(g, 1));
 	bump_stat(g, 1, g->nrows);
@@ -312,8 +309,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *s = &m->states[i];
 		r->state_off[i] = r->state_size;
-		uint64_t one = (uint64_t)(s->ctx * s->kv_heads * s->head_dim) * sizeof(float);
-		r->state_size += 2 * ((one + 63) & ~(uint64_t)63);
+		r->state_size += elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim).bytes;
 	}
 	/* arena size first: entries address the state after the arena */
 	for (uint32_t i = 0; i < m->nfuncs; i++) {

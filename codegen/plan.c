@@ -31,10 +31,11 @@ cg_cols(Type t)
 	return t.rank ? t.dims[t.rank - 1] : 1;
 }
 
+/* Any elementwise op of one operand (cg_unary lowers each). */
 static bool
 is_unary_epilogue(Opcode c)
 {
-	return c == OP_SILU || c == OP_GELU || c == OP_TANH || c == OP_SCALE;
+	return ir_op_is_unary_elemwise(c);
 }
 
 static void

@@ -188,7 +188,7 @@ ValueId lw_expr(Lower *L, const Ast *e);  /* a tensor expression */
 ValueId lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_t *ia,
                 const float *fa, Loc loc);
 
-/* ---- policy.c: policy statements -> ir Policy, with range checks ---- */
+/* ---- policy.c: policy statements -> typed ir Policy, with range checks ---- */
 
 /* What policy checks need to know about the model. */
 typedef struct FeModelInfo {
@@ -200,8 +200,5 @@ typedef struct FeModelInfo {
 /* Builds the ir Policy of `pol` in arena ar, reporting every problem.  Returns NULL
  * after errors. */
 Policy *fe_policy_build(Arena *ar, const Ast *pol, const FeModelInfo *mi, Diag *d);
-
-/* Finds an option of a statement by key (NULL if absent): helper for passes too. */
-const PolicyOpt *fe_policy_opt(const PolicyStmt *s, const char *key);
 
 #endif

@@ -53,6 +53,8 @@ typedef struct OpSpec {
 	const char *named[8];     /* accepted named arguments */
 } OpSpec;
 
+/* The ops with more than one operand or with attributes; an elementwise op of one
+ * operand without attributes (silu, tanh, ...) is called by its ops.def name. */
 static const OpSpec specs[] = {
 	{ "embed", OP_EMBED, 2, 2, { 0 } },
 	{ "linear", OP_LINEAR, 2, 2, { 0 } },
@@ -60,9 +62,7 @@ static const OpSpec specs[] = {
 	{ "layernorm", OP_LAYERNORM, 3, 3, { "eps" } },
 	{ "rope", OP_ROPE, 2, 3, { "heads", "theta", "style", "factor", "low_freq_factor", "high_freq_factor", "original_ctx" } },
 	{ "attention", OP_ATTENTION, 3, 7, { "heads", "kv_heads" } },
-	{ "silu", OP_SILU, 1, 1, { 0 } },
 	{ "gelu", OP_GELU, 1, 1, { "approx" } },
-	{ "tanh", OP_TANH, 1, 1, { 0 } },
 	{ "softmax", OP_SOFTMAX, 1, 1, { 0 } },
 	{ "argmax", OP_ARGMAX, 1, 1, { 0 } },
 	{ "positions", OP_POSITIONS, 2, 2, { 0 } },
@@ -380,6 +380,11 @@ lower_call(Lower *L, const Ast *call)
 	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
 		if (strcmp(specs[i].name, call->name) == 0)
 			return lower_op(L, call, &specs[i]);
+	int c = ir_op_from_name(call->name);
+	if (ir_op_is_unary_elemwise(c) && !ir_op_attrs[c].ia[0] && !ir_op_attrs[c].fa[0]) {
+		OpSpec sp = { call->name, (Opcode)c, 1, 1, { 0 } };
+		return lower_op(L, call, &sp);
+	}
 	MSym *s = lw_find(L, call->name);
 	if (s && s->kind == SYM_FN)
 		return lw_inline(L, call, s);

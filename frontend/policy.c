@@ -1,15 +1,36 @@
-/* policy.c - policy statements: word lists from the parser -> ir Policy, checked.
- * Each verb has a schema: the subjects it accepts and, per subject, the options
- * (key, value kind, range).  A statement is read left to right: verb, subject (and
- * the subject's clause, e.g. `when cos(in, out) > T`), then `key value` options in
- * any order.  Every value is range-checked against the model (layer indices,
- * heads) and reported at the value's location.  Calls such as quest(page 16,
- * budget 64) become an option keyed by the call's name holding sub-options.
+/* policy.c - policy statements: word lists from the parser -> typed ir Policy, checked
+ * once, here.
+ *   1. each verb has a schema: the subjects it accepts and, per subject, the options
+ *      (key, value kind, range, vocabulary from ir/policy.c); a statement is read
+ *      left to right: verb, subject (and the subject's clause, e.g. `when cos(in,
+ *      out) > T`), then `key value` options in any order, into an FeStmt;
+ *   2. every value is range-checked against the model (layer indices, heads, fns)
+ *      and reported at the value's location; calls such as quest(page 16, budget 64)
+ *      are read as an option holding sub-options;
+ *   3. a statement without errors becomes a typed PolicyStmt (to_typed: every option
+ *      and call argument through ir_policy_set).
  * docs/language.md lists every statement and option. */
 #include "frontend/frontend.h"
 
 #include <math.h>
 #include <string.h>
+
+/* A statement as read, before it is typed: options keyed by their word; a call
+ * (quest(...), block_topk(...), coverage ..., linear(...)) is an option keyed by its
+ * name whose sub-options hold its arguments. */
+typedef struct FeOpt FeOpt;
+struct FeOpt {
+	const char *key;
+	PolicyVal val;
+	Loc loc;
+	bool call;                /* key is a call's name, its arguments in sub */
+	FeOpt *sub; uint32_t nsub;
+};
+typedef struct FeStmt {
+	const char *subject;
+	FeOpt *opts; uint32_t nopts;
+	Loc loc;
+} FeStmt;
 
 typedef enum VKind {
 	V_KEEP,    /* fraction in (0,1], count >= 1, or a/b */
@@ -29,7 +50,7 @@ typedef struct OptSpec {
 	const char *key;
 	VKind kind;
 	int64_t min;               /* V_INT */
-	const char *words;         /* V_WORD: space-separated choices */
+	const IrVocab *words;      /* V_WORD: the choices */
 } OptSpec;
 
 typedef struct Ctx {
@@ -82,16 +103,6 @@ static bool
 is_word(const Ast *w, int op, const char *name)
 {
 	return w && w->op == op && (!name || (w->name && strcmp(w->name, name) == 0));
-}
-
-static bool
-in_words(const char *words, const char *s)
-{
-	size_t n = strlen(s);
-	for (const char *p = words; (p = strstr(p, s)); p += n)
-		if ((p == words || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-			return true;
-	return false;
 }
 
 /* Checks a layer index against the model. */
@@ -218,16 +229,9 @@ read_value(Ctx *c, const OptSpec *sp, const Ast *w, PolicyVal *v)
 		}
 		return w->next;
 	case V_WORD:
-		if (!is_word(w, 'i', NULL) || !in_words(sp->words, w->name)) {
-			char what[200] = "one of ";
-			size_t n = strlen(what);
-			for (const char *p = sp->words; *p && n + 4 < sizeof what;) {
-				size_t len = strcspn(p, " ");
-				n += (size_t)snprintf(what + n, sizeof what - n, "%s'%.*s'", p == sp->words ? "" : ", ",
-				                      (int)len, p);
-				p += len;
-				p += *p == ' ';
-			}
+		if (!is_word(w, 'i', NULL) || ir_vocab_find(sp->words, w->name) < 0) {
+			char list[160], what[200];
+			snprintf(what, sizeof what, "one of %s", ir_vocab_list(sp->words, ", ", list, sizeof list));
 			expected(c, w, what, k);
 			return w ? w->next : NULL;
 		}
@@ -304,8 +308,8 @@ read_value(Ctx *c, const OptSpec *sp, const Ast *w, PolicyVal *v)
 	return w;
 }
 
-static const PolicyOpt *
-find_opt(const PolicyOpt *opts, uint32_t n, const char *key)
+static const FeOpt *
+find_opt(const FeOpt *opts, uint32_t n, const char *key)
 {
 	for (uint32_t i = 0; i < n; i++)
 		if (strcmp(opts[i].key, key) == 0)
@@ -313,10 +317,16 @@ find_opt(const PolicyOpt *opts, uint32_t n, const char *key)
 	return NULL;
 }
 
+static const FeOpt *
+fe_policy_opt(const FeStmt *s, const char *key)
+{
+	return find_opt(s->opts, s->nopts, key);
+}
+
 /* Reads `key value` options from w to the end (or to a ')' for call bodies, where
  * commas may separate options) against `specs`.  Appends to *opts. */
 static void
-read_opts(Ctx *c, const Ast *w, const OptSpec *specs, const char *owner, bool commas, PolicyOpt **opts,
+read_opts(Ctx *c, const Ast *w, const OptSpec *specs, const char *owner, bool commas, FeOpt **opts,
           uint32_t *nopts)
 {
 	while (w) {
@@ -341,16 +351,16 @@ read_opts(Ctx *c, const Ast *w, const OptSpec *specs, const char *owner, bool co
 			c->ok = false;
 			return;
 		}
-		const PolicyOpt *dup = find_opt(*opts, *nopts, sp->key);
+		const FeOpt *dup = find_opt(*opts, *nopts, sp->key);
 		if (dup) {
 			diag_error(c->d, w->loc, "option '%s' given twice", sp->key);
 			diag_note(c->d, dup->loc, "first given here");
 			c->ok = false;
 		}
-		PolicyOpt o = { .key = arena_strdup(c->ar, sp->key), .loc = w->loc };
+		FeOpt o = { .key = arena_strdup(c->ar, sp->key), .loc = w->loc };
 		int before = c->d->nerrors;
 		w = read_value(c, sp, w->next, &o.val);
-		PolicyOpt *grown = arena_alloc(c->ar, (*nopts + 1) * sizeof *grown);
+		FeOpt *grown = arena_alloc(c->ar, (*nopts + 1) * sizeof *grown);
 		if (*nopts)
 			memcpy(grown, *opts, *nopts * sizeof *grown);
 		grown[(*nopts)++] = o;
@@ -360,37 +370,38 @@ read_opts(Ctx *c, const Ast *w, const OptSpec *specs, const char *owner, bool co
 	}
 }
 
-static PolicyOpt *
-add_opt(Ctx *c, PolicyStmt *s, const char *key, PolicyVal v, Loc loc)
+static FeOpt *
+add_opt(Ctx *c, FeStmt *s, const char *key, PolicyVal v, Loc loc)
 {
-	PolicyOpt *grown = arena_alloc(c->ar, (s->nopts + 1) * sizeof *grown);
+	FeOpt *grown = arena_alloc(c->ar, (s->nopts + 1) * sizeof *grown);
 	if (s->nopts)
 		memcpy(grown, s->opts, s->nopts * sizeof *grown);
-	grown[s->nopts] = (PolicyOpt){ .key = arena_strdup(c->ar, key), .val = v, .loc = loc };
+	grown[s->nopts] = (FeOpt){ .key = arena_strdup(c->ar, key), .val = v, .loc = loc };
 	s->opts = grown;
 	return &grown[s->nopts++];
 }
 
-/* A call word name(key value, ...) -> option `name` of kind PV_CALL. */
-static PolicyOpt *
-read_call(Ctx *c, PolicyStmt *s, const Ast *w, const OptSpec *specs)
+/* A call word name(key value, ...) -> option `name`, a call with sub-options. */
+static FeOpt *
+read_call(Ctx *c, FeStmt *s, const Ast *w, const OptSpec *specs)
 {
-	PolicyVal v = { .kind = PV_CALL, .str = arena_strdup(c->ar, w->name) };
-	read_opts(c, w->kids, specs, w->name, true, &v.sub, &v.nsub);
-	return add_opt(c, s, w->name, v, w->loc);
+	FeOpt *o = add_opt(c, s, w->name, (PolicyVal){ .kind = PV_IDENT, .str = arena_strdup(c->ar, w->name) }, w->loc);
+	o->call = true;
+	read_opts(c, w->kids, specs, w->name, true, &o->sub, &o->nsub);
+	return o;
 }
 
 static double
-sub_num(const PolicyVal *v, const char *key, double dflt)
+sub_num(const FeOpt *o, const char *key, double dflt)
 {
-	const PolicyOpt *o = find_opt(v->sub, v->nsub, key);
-	return o ? o->val.num : dflt;
+	const FeOpt *x = find_opt(o->sub, o->nsub, key);
+	return x ? x->val.num : dflt;
 }
 
 static void
-require_sub(Ctx *c, const Ast *w, const PolicyVal *v, const char *key)
+require_sub(Ctx *c, const Ast *w, const FeOpt *o, const char *key)
 {
-	if (!find_opt(v->sub, v->nsub, key)) {
+	if (!find_opt(o->sub, o->nsub, key)) {
 		diag_error(c->d, w->loc, "'%s' needs '%s'", w->name, key);
 		c->ok = false;
 	}
@@ -400,8 +411,8 @@ require_sub(Ctx *c, const Ast *w, const PolicyVal *v, const char *key)
 
 static const OptSpec prune_opts[] = {
 	{ "keep", V_KEEP, 0, NULL },
-	{ "score", V_WORD, 0, "l1 l2 maw angular bi act" },
-	{ "block", V_WORD, 0, "attention ffn" },
+	{ "score", V_WORD, 0, &ir_score_vocab },
+	{ "block", V_WORD, 0, &ir_block_vocab },
 	{ "layers", V_RANGE, 0, NULL },
 	{ "multiple", V_INT, 1, NULL },
 	{ "protect", V_PROTECT, 0, NULL },
@@ -423,11 +434,11 @@ static const OptSpec router_opts[] = {
 static const OptSpec exit_opts[] = {
 	{ "at", V_LAYERS, 0, NULL },
 	{ "head", V_FN, 0, NULL },
-	{ "measure", V_WORD, 0, "margin maxprob entropy state_cos" },
+	{ "measure", V_WORD, 0, &ir_measure_vocab },
 	{ "threshold", V_NONNEG, 0, NULL },
 	{ "decay", V_NONNEG, 0, NULL },
 	{ "patience", V_INT, 1, NULL },
-	{ "kv", V_WORD, 0, "propagate none" },
+	{ "kv", V_WORD, 0, &ir_kv_vocab },
 	{ 0 },
 };
 static const OptSpec decode_opts[] = {
@@ -450,10 +461,9 @@ static const OptSpec coverage_opts[] = { { "gamma", V_UNIT, 0, NULL }, { "block"
  * UNIT: 'ffn_neuron' | 'head' | 'kv_group' | 'layer' | 'sublayer'; B ('attention' | 'ffn')
  * for 'sublayer' only */
 static void
-verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
+verb_prune(Ctx *c, FeStmt *s, const Ast *w)
 {
-	static const char units[] = "ffn_neuron head kv_group layer sublayer";
-	if (!is_word(w, 'i', NULL) || !in_words(units, w->name)) {
+	if (!is_word(w, 'i', NULL) || ir_vocab_find(&ir_unit_vocab, w->name) < 0) {
 		expected(c, w, "a unit (ffn_neuron, head, kv_group, layer or sublayer)", "prune");
 		return;
 	}
@@ -462,14 +472,14 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 	read_opts(c, w->next, prune_opts, "prune", false, &s->opts, &s->nopts);
 	if (c->d->nerrors != before)
 		return;
-	const PolicyOpt *keep = fe_policy_opt(s, "keep"), *score = fe_policy_opt(s, "score");
+	const FeOpt *keep = fe_policy_opt(s, "keep"), *score = fe_policy_opt(s, "score");
 	if (!keep) {
 		diag_error(c->d, s->loc, "'prune %s' needs 'keep'", s->subject);
 		c->ok = false;
 		return;
 	}
 	bool layer = strcmp(s->subject, "layer") == 0, sub = strcmp(s->subject, "sublayer") == 0;
-	const PolicyOpt *block = fe_policy_opt(s, "block");
+	const FeOpt *block = fe_policy_opt(s, "block");
 	if (block && !sub) {
 		diag_error(c->d, block->loc, "option 'block' applies to 'sublayer' only");
 		c->ok = false;
@@ -486,17 +496,18 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 	if (score) {
 		const char *sc = score->val.str;
-		bool layer_score = strcmp(sc, "angular") == 0 || strcmp(sc, "bi") == 0;
+		int e = ir_vocab_find(&ir_score_vocab, sc);
+		bool layer_score = e == PS_ANGULAR || e == PS_BI;
 		if (layer_score && !layer && !sub) {
 			diag_error(c->d, score->loc, "score '%s' ranks layers; it does not apply to '%s'", sc, s->subject);
 			c->ok = false;
 		}
-		if (strcmp(sc, "act") == 0 && (layer || sub)) {
+		if (e == PS_ACT && (layer || sub)) {
 			diag_error(c->d, score->loc, "score 'act' ranks units inside a layer; it does not apply to '%s'",
 			           s->subject);
 			c->ok = false;
 		}
-		if (strcmp(sc, "maw") == 0 && strcmp(s->subject, "ffn_neuron") != 0) {
+		if (e == PS_MAW && strcmp(s->subject, "ffn_neuron") != 0) {
 			diag_error(c->d, score->loc, "score 'maw' applies to 'ffn_neuron' only");
 			c->ok = false;
 		}
@@ -505,7 +516,7 @@ verb_prune(Ctx *c, PolicyStmt *s, const Ast *w)
 
 /* 'drop' 'layers' (a..b | a, b, ...) */
 static void
-verb_drop(Ctx *c, PolicyStmt *s, const Ast *w)
+verb_drop(Ctx *c, FeStmt *s, const Ast *w)
 {
 	if (!is_word(w, 'i', "layers")) {
 		expected(c, w, "'layers'", "drop");
@@ -534,7 +545,7 @@ verb_drop(Ctx *c, PolicyStmt *s, const Ast *w)
  *        | 'ffn' 'when' cos(in, out) '>' T ('warmup' N | 'cold' L, ... | 'layers' a..b)*
  *        | 'layers' 'from' 'router' ('buckets' N | 'calibrate' "file")* ) */
 static void
-verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
+verb_skip(Ctx *c, FeStmt *s, const Ast *w)
 {
 	if (is_word(w, 'i', "schedule")) {
 		s->subject = "schedule";
@@ -543,18 +554,15 @@ verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
 			expected(c, call, "'linear(n_max, n_min, ctx)'", "schedule");
 			return;
 		}
-		/* positional: n_max, n_min, ctx */
+		/* positional: n_max, n_min, ctx, each an option of the statement */
 		static const char *const keys[3] = { "n_max", "n_min", "ctx" };
-		PolicyVal v = { .kind = PV_CALL, .str = "linear" };
-		v.sub = arena_alloc(c->ar, 3 * sizeof *v.sub);
+		int64_t arg[3];
+		Loc at[3];
 		const Ast *a = call->kids;
 		for (int i = 0; i < 3; i++) {
-			int64_t x;
-			if (!int_word(c, a, i ? "," : "linear(", &x))
+			if (!int_word(c, a, i ? "," : "linear(", &arg[i]))
 				return;
-			v.sub[i] = (PolicyOpt){ .key = keys[i], .val = { .kind = PV_NUM, .num = (double)x, .is_int = true },
-			                        .loc = a->loc };
-			v.ints[i] = x;
+			at[i] = a->loc;
 			a = a->next;
 			if (i < 2) {
 				if (!is_word(a, ',', NULL)) {
@@ -568,22 +576,22 @@ verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
 			expected(c, a, "')' after 3 arguments", NULL);
 			return;
 		}
-		v.nsub = v.nints = 3;
-		int64_t nmax = v.ints[0], nmin = v.ints[1], ctx = v.ints[2];
+		int64_t nmax = arg[0], nmin = arg[1], ctx = arg[2];
 		if (nmin < 1 || nmin > nmax) {
-			diag_error(c->d, v.sub[1].loc, "n_min must be in 1..n_max (%lld), saw %lld", (long long)nmax, (long long)nmin);
+			diag_error(c->d, at[1], "n_min must be in 1..n_max (%lld), saw %lld", (long long)nmax, (long long)nmin);
 			c->ok = false;
 		}
 		if (c->mi->nlayers > 0 && nmax > c->mi->nlayers) {
-			diag_error(c->d, v.sub[0].loc, "n_max %lld is more than the model's %lld layers", (long long)nmax,
+			diag_error(c->d, at[0], "n_max %lld is more than the model's %lld layers", (long long)nmax,
 			           (long long)c->mi->nlayers);
 			c->ok = false;
 		}
 		if (ctx < 1) {
-			diag_error(c->d, v.sub[2].loc, "ctx must be at least 1, saw %lld", (long long)ctx);
+			diag_error(c->d, at[2], "ctx must be at least 1, saw %lld", (long long)ctx);
 			c->ok = false;
 		}
-		add_opt(c, s, "linear", v, call->loc);
+		for (int i = 0; i < 3; i++)
+			add_opt(c, s, keys[i], (PolicyVal){ .kind = PV_NUM, .num = (double)arg[i], .is_int = true }, at[i]);
 		if (call->next)
 			expected(c, call->next, "';'", NULL);
 	} else if (is_word(w, 'i', "ffn")) {
@@ -631,14 +639,14 @@ verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
 /* 'exit' ('at' L, ... | 'head' FN | 'measure' M | 'threshold' T | 'decay' TAU |
  *         'patience' N | 'kv' propagate|none)* */
 static void
-verb_exit(Ctx *c, PolicyStmt *s, const Ast *w)
+verb_exit(Ctx *c, FeStmt *s, const Ast *w)
 {
 	int before = c->d->nerrors;
 	read_opts(c, w, exit_opts, "exit", false, &s->opts, &s->nopts);
 	if (c->d->nerrors != before)
 		return;
-	const PolicyOpt *at = fe_policy_opt(s, "at"), *th = fe_policy_opt(s, "threshold");
-	const PolicyOpt *m = fe_policy_opt(s, "measure");
+	const FeOpt *at = fe_policy_opt(s, "at"), *th = fe_policy_opt(s, "threshold");
+	const FeOpt *m = fe_policy_opt(s, "measure");
 	if (!at) {
 		diag_error(c->d, s->loc, "'exit' needs its sites: 'at L1, L2, ...'");
 		c->ok = false;
@@ -659,20 +667,20 @@ verb_exit(Ctx *c, PolicyStmt *s, const Ast *w)
  *          | 'prefill' (block_topk(block B, topk K) | 'coverage' 'gamma' G ['block' B])
  *            ('dense_layers' L, ... | 'min_tokens' N)* ) */
 static void
-verb_attend(Ctx *c, PolicyStmt *s, const Ast *w)
+verb_attend(Ctx *c, FeStmt *s, const Ast *w)
 {
 	if (is_word(w, 'i', "decode")) {
 		s->subject = "decode";
 		const Ast *x = w->next;
 		if (is_word(x, 'c', "quest")) {
 			int before = c->d->nerrors;
-			PolicyOpt *q = read_call(c, s, x, quest_opts);
+			FeOpt *q = read_call(c, s, x, quest_opts);
 			if (c->d->nerrors == before) {
-				require_sub(c, x, &q->val, "page");
-				require_sub(c, x, &q->val, "budget");
-				double page = sub_num(&q->val, "page", 1), budget = sub_num(&q->val, "budget", 1e18);
+				require_sub(c, x, q, "page");
+				require_sub(c, x, q, "budget");
+				double page = sub_num(q, "page", 1), budget = sub_num(q, "budget", 1e18);
 				if (c->ok && budget < page) {
-					diag_error(c->d, find_opt(q->val.sub, q->val.nsub, "budget")->loc,
+					diag_error(c->d, find_opt(q->sub, q->nsub, "budget")->loc,
 					           "budget %g is smaller than one page of %g", budget, page);
 					c->ok = false;
 				}
@@ -689,25 +697,25 @@ verb_attend(Ctx *c, PolicyStmt *s, const Ast *w)
 		s->subject = "prefill";
 		const Ast *x = w->next;
 		if (is_word(x, 'c', "block_topk")) {
-			PolicyOpt *o = read_call(c, s, x, topk_opts);
+			FeOpt *o = read_call(c, s, x, topk_opts);
 			if (c->ok) {
-				require_sub(c, x, &o->val, "block");
-				require_sub(c, x, &o->val, "topk");
+				require_sub(c, x, o, "block");
+				require_sub(c, x, o, "topk");
 			}
 			x = x->next;
 		} else if (is_word(x, 'i', "coverage")) {
 			/* coverage gamma G [block B] -> call-like option "coverage" */
-			PolicyVal v = { .kind = PV_CALL, .str = "coverage" };
+			FeOpt v = { .call = true };
 			const Ast *y = x->next;
 			while (c->ok && (is_word(y, 'i', "gamma") || is_word(y, 'i', "block"))) {
 				const OptSpec *sp = is_word(y, 'i', "gamma") ? &coverage_opts[0] : &coverage_opts[1];
-				PolicyOpt o = { .key = sp->key, .loc = y->loc };
+				FeOpt o = { .key = sp->key, .loc = y->loc };
 				if (find_opt(v.sub, v.nsub, sp->key)) {
 					diag_error(c->d, y->loc, "option '%s' given twice", sp->key);
 					c->ok = false;
 				}
 				y = read_value(c, sp, y->next, &o.val);
-				PolicyOpt *g = arena_alloc(c->ar, (v.nsub + 1) * sizeof *g);
+				FeOpt *g = arena_alloc(c->ar, (v.nsub + 1) * sizeof *g);
 				if (v.nsub)
 					memcpy(g, v.sub, v.nsub * sizeof *g);
 				g[v.nsub++] = o;
@@ -717,12 +725,15 @@ verb_attend(Ctx *c, PolicyStmt *s, const Ast *w)
 				expected(c, x->next, "'gamma G'", "coverage");
 				return;
 			}
-			const PolicyOpt *g = find_opt(v.sub, v.nsub, "gamma");
+			const FeOpt *g = find_opt(v.sub, v.nsub, "gamma");
 			if (c->ok && g->val.num <= 0) {
 				diag_error(c->d, g->loc, "gamma must be in (0, 1], saw %g", g->val.num);
 				c->ok = false;
 			}
-			add_opt(c, s, "coverage", v, x->loc);
+			FeOpt *cov = add_opt(c, s, "coverage", (PolicyVal){ .kind = PV_IDENT, .str = "coverage" }, x->loc);
+			cov->call = true;
+			cov->sub = v.sub;
+			cov->nsub = v.nsub;
 			x = y;
 		} else {
 			expected(c, x, "'block_topk(...)' or 'coverage gamma G'", "prefill");
@@ -735,10 +746,47 @@ verb_attend(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 }
 
-const PolicyOpt *
-fe_policy_opt(const PolicyStmt *s, const char *key)
+/* Sets one checked option of the typed statement (a failure is a bug here: every
+ * value was checked against the same vocabularies when it was read). */
+static void
+set_typed(Ctx *c, PolicyStmt *t, const char *key, const PolicyVal *v, Loc loc)
 {
-	return find_opt(s->opts, s->nopts, key);
+	char err[256];
+	int k = ir_policy_key(t, key);
+	if (k < 0 || !ir_policy_set(t, (PolicyKey)k, v, loc, err, sizeof err)) {
+		diag_error(c->d, loc, "internal error: policy option '%s': %s", key, k < 0 ? "no such option" : err);
+		c->ok = false;
+	}
+}
+
+/* The statement as read -> the typed statement (ir/ir.h): subject from its
+ * vocabulary (`skip layers from router` is the subject router), every option by its
+ * word, a call's arguments as options of their own (a prefill call also sets the
+ * method). */
+static void
+to_typed(Ctx *c, PolicyVerb verb, const FeStmt *fs, PolicyStmt *t)
+{
+	const char *subject = fs->subject;
+	if (verb == POL_SKIP && subject && strcmp(subject, "layers") == 0)
+		subject = "router";
+	if (!ir_policy_init(t, verb, subject, fs->loc)) {
+		diag_error(c->d, fs->loc, "internal error: policy subject '%s'", subject ? subject : "");
+		c->ok = false;
+		return;
+	}
+	for (uint32_t i = 0; i < fs->nopts; i++) {
+		const FeOpt *o = &fs->opts[i];
+		if (verb == POL_SKIP && strcmp(o->key, "from") == 0)
+			continue;
+		if (!o->call) {
+			set_typed(c, t, o->key, &o->val, o->loc);
+			continue;
+		}
+		if (verb == POL_ATTEND && t->attend.kind == AK_PREFILL)
+			set_typed(c, t, "method", &o->val, o->loc);
+		for (uint32_t j = 0; j < o->nsub; j++)
+			set_typed(c, t, o->sub[j].key, &o->sub[j].val, o->sub[j].loc);
+	}
 }
 
 Policy *
@@ -751,27 +799,22 @@ fe_policy_build(Arena *ar, const Ast *pol, const FeModelInfo *mi, Diag *d)
 	bool ok = true;
 	for (const Ast *st = pol->kids; st && !diag_too_many(d); st = st->next) {
 		Ctx c = { .ar = ar, .d = d, .mi = mi, .stmt = st, .ok = true };
-		PolicyStmt *s = &p->stmts[p->nstmts];
-		*s = (PolicyStmt){ .verb = arena_strdup(ar, st->name), .loc = st->loc };
+		FeStmt s = { .loc = st->loc };
 		const Ast *w = st->kids;
-		if (strcmp(st->name, "prune") == 0)
-			verb_prune(&c, s, w);
-		else if (strcmp(st->name, "drop") == 0)
-			verb_drop(&c, s, w);
-		else if (strcmp(st->name, "skip") == 0)
-			verb_skip(&c, s, w);
-		else if (strcmp(st->name, "exit") == 0)
-			verb_exit(&c, s, w);
-		else if (strcmp(st->name, "attend") == 0)
-			verb_attend(&c, s, w);
-		else {
+		int verb = ir_vocab_find(&ir_verb_vocab, st->name);
+		switch (verb) {
+		case POL_PRUNE: verb_prune(&c, &s, w); break;
+		case POL_DROP: verb_drop(&c, &s, w); break;
+		case POL_SKIP: verb_skip(&c, &s, w); break;
+		case POL_EXIT: verb_exit(&c, &s, w); break;
+		case POL_ATTEND: verb_attend(&c, &s, w); break;
+		default:
 			diag_error(d, st->loc, "unknown policy statement '%s' (expected prune, drop, skip, exit or attend)",
 			           st->name);
 			c.ok = false;
 		}
-		if (s->subject)
-			s->subject = arena_strdup(ar, s->subject);
-		p->nstmts++;
+		if (c.ok)
+			to_typed(&c, (PolicyVerb)verb, &s, &p->stmts[p->nstmts++]);
 		ok &= c.ok;
 	}
 	return ok ? p : NULL;

@@ -253,6 +253,11 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 	Type a = op->nargs > 0 ? f->vals[op->args[0]].type : (Type){ 0 };
 	Type b = op->nargs > 1 ? f->vals[op->args[1]].type : (Type){ 0 };
 	*out = a;
+	if (ir_op_is_unary_elemwise(op->code)) { /* scale, silu, gelu, tanh, ...: f32 of the operand's shape */
+		if (a.dtype != DT_F32)
+			return fail(err, nerr, "%s: expected an f32 operand, saw %s", nm, TS(a, s));
+		return true;
+	}
 	switch (op->code) {
 	case OP_ARG:
 		if (op->ia[0] < 0 || op->ia[0] >= f->nargs)
@@ -287,13 +292,6 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		/* same shapes, or a row b[N] repeated over every row of a[.., N] (a bias) */
 		if (!ir_type_eq(a, b) && !(b.dtype == DT_F32 && b.rank == 1 && a.rank > 1 && b.dims[0] == last(a)))
 			return fail(err, nerr, "%s: expected second operand %s, saw %s", nm, TS(a, s2), TS(b, s));
-		return true;
-	case OP_SCALE:
-	case OP_SILU:
-	case OP_GELU:
-	case OP_TANH:
-		if (a.dtype != DT_F32)
-			return fail(err, nerr, "%s: expected an f32 operand, saw %s", nm, TS(a, s));
 		return true;
 	case OP_SOFTMAX:
 		if (a.dtype != DT_F32 || a.rank < 1)
@@ -333,7 +331,7 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		if (op->nargs == 0)
 			*out = ir_type_scalar(DT_F32);
 		return true;
-	case OP_COUNT:
+	default: /* OP_COUNT; the elementwise ops of one operand are handled above */
 		break;
 	}
 	return fail(err, nerr, "unknown opcode %d", (int)op->code);

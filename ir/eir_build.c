@@ -223,12 +223,49 @@ eir_policy(EirParser *p, const char *name, Loc loc)
 	p->m->policy = pol;
 }
 
+/* A statement: the verb and subject from their vocabularies, then every option
+ * typed by ir_policy_set (policy.c), then the options the statement cannot lack.
+ * Layer indices are the verifier's (they depend on the module). */
 void
 eir_policy_stmt(EirParser *p, const char *verb, const char *subject, EirOpts *opts, Loc loc)
 {
+	int v = ir_vocab_find(&ir_verb_vocab, verb);
+	if (v < 0) {
+		diag_error(p->diag, loc, "policy: expected a verb (prune, skip, exit, attend, drop), saw '%s'", verb);
+		return;
+	}
+	PolicyStmt s;
+	if (!ir_policy_init(&s, (PolicyVerb)v, subject, loc)) {
+		if (subject)
+			diag_error(p->diag, loc, "policy: '%s' has no subject '%s'", verb, subject);
+		else
+			diag_error(p->diag, loc, "policy: '%s' needs a subject", verb);
+		return;
+	}
+	bool ok = true;
+	for (uint32_t i = 0; i < opts->n; i++) {
+		const EirOpt *o = &opts->o[i];
+		int k = ir_policy_key(&s, o->key);
+		char err[256];
+		if (k < 0) {
+			diag_error(p->diag, o->loc, "policy: unknown option '%s' for '%s%s%s'", o->key, verb, subject ? " " : "",
+			           subject ? subject : "");
+			ok = false;
+		} else if (!ir_policy_set(&s, (PolicyKey)k, &o->val, o->loc, err, sizeof err)) {
+			diag_error(p->diag, o->loc, "policy: %s", err);
+			ok = false;
+		}
+	}
+	const char *missing = ok ? ir_policy_missing(&s) : NULL;
+	if (missing) {
+		diag_error(p->diag, loc, "policy: '%s%s%s' needs '%s'", verb, subject ? " " : "", subject ? subject : "",
+		           missing);
+		ok = false;
+	}
+	if (!ok)
+		return;
 	GROW(p, p->stmts, p->nstmts, p->capstmts);
-	p->stmts[p->nstmts++] = (PolicyStmt){ .verb = verb, .subject = subject, .opts = opts->o, .nopts = opts->n,
-	                                      .loc = loc };
+	p->stmts[p->nstmts++] = s;
 }
 
 EirOpts *
@@ -244,7 +281,7 @@ eir_opts_add(EirParser *p, EirOpts *o, const char *key, PolicyVal v, Loc loc)
 		if (strcmp(o->o[i].key, key) == 0)
 			diag_error(p->diag, loc, "option '%s' is given twice", key);
 	GROW(p, o->o, o->n, o->cap);
-	o->o[o->n++] = (PolicyOpt){ .key = key, .val = v, .loc = loc };
+	o->o[o->n++] = (EirOpt){ .key = key, .val = v, .loc = loc };
 	return o;
 }
 
@@ -282,15 +319,10 @@ eir_pv_list(EirParser *p, PolicyVal l, const char *n, Loc loc)
 }
 
 PolicyVal
-eir_pv_word(EirParser *p, PolicyValKind k, const char *s, EirOpts *sub)
+eir_pv_word(EirParser *p, PolicyValKind k, const char *s)
 {
 	(void)p;
-	PolicyVal v = { .kind = k, .str = s };
-	if (sub) {
-		v.sub = sub->o;
-		v.nsub = sub->n;
-	}
-	return v;
+	return (PolicyVal){ .kind = k, .str = s };
 }
 
 /* ---- functions ---- */

@@ -149,20 +149,19 @@ poptlist
 	: word '=' pval                 { $$ = eir_opts_add(p, eir_opts(p), $1, $3, @1); }
 	| poptlist ',' word '=' pval    { $$ = eir_opts_add(p, $1, $3, $5, @3); }
 	;
-/* pval: number | INT/INT | INT..INT | '[' ints ']' | STRING | word | word '(' popts ')' */
+/* pval: number | INT/INT | INT..INT | '[' ints ']' | STRING | word */
 pval
 	: INT                      { $$ = eir_pv_num(p, $1, @1); }
 	| FLOAT                    { $$ = eir_pv_num(p, $1, @1); }
 	| INT '/' INT              { $$ = eir_pv_frac(p, $1, $3, @1); }
 	| INT DOTDOT INT           { $$ = eir_pv_range(p, $1, $3, @1); }
-	| '[' ']'                  { $$ = eir_pv_word(p, PV_LIST, NULL, NULL); }
+	| '[' ']'                  { $$ = eir_pv_word(p, PV_LIST, NULL); }
 	| intlist ']'              { $$ = $1; }
-	| STRING                   { $$ = eir_pv_word(p, PV_STRING, $1, NULL); }
-	| word                     { $$ = eir_pv_word(p, PV_IDENT, $1, NULL); }
-	| word '(' popts ')'       { $$ = eir_pv_word(p, PV_CALL, $1, $3); }
+	| STRING                   { $$ = eir_pv_word(p, PV_STRING, $1); }
+	| word                     { $$ = eir_pv_word(p, PV_IDENT, $1); }
 	;
 intlist
-	: '[' INT                  { $$ = eir_pv_list(p, eir_pv_word(p, PV_LIST, NULL, NULL), $2, @2); }
+	: '[' INT                  { $$ = eir_pv_list(p, eir_pv_word(p, PV_LIST, NULL), $2, @2); }
 	| intlist ',' INT          { $$ = eir_pv_list(p, $1, $3, @3); }
 	;
 

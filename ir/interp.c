@@ -228,7 +228,7 @@ op_binary(Run *r, Tensor *o)
 		            (long long)nb, (long long)n);
 	for (int64_t i = 0; i < n; i++) {
 		float x = a->f[arow ? i % w : i], y = b->f[brow ? i % w : i];
-		o->f[i] = r->op->code == OP_ADD ? x + y : r->op->code == OP_SUB ? x - y : x * y;
+		o->f[i] = (float)ir_scalar_binary(r->op->code, x, y);
 	}
 	return true;
 }
@@ -239,22 +239,10 @@ op_unary(Run *r, Tensor *o)
 	const Tensor *x = arg(r, 0);
 	if (!need_f32(r, x, "the input") || numel(x) != numel(o))
 		return rerr(r, "operand does not fit the result");
-	for (int64_t i = 0; i < numel(o); i++) {
-		double v = x->f[i], y;
-		switch (r->op->code) {
-		case OP_SCALE: y = v * r->op->fa[0]; break;
-		case OP_SILU: y = v / (1.0 + exp(-v)); break;
-		case OP_TANH: y = tanh(v); break;
-		case OP_GELU:
-			if (r->op->ia[0] == 1)
-				y = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
-			else
-				y = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
-			break;
-		default: return rerr(r, "not a unary op");
-		}
-		o->f[i] = (float)y;
-	}
+	if (!ir_op_is_unary_elemwise(r->op->code))
+		return rerr(r, "not a unary op");
+	for (int64_t i = 0; i < numel(o); i++)
+		o->f[i] = (float)ir_scalar_unary(r->op, x->f[i]);
 	return true;
 }
 
@@ -507,20 +495,26 @@ op_concat(Run *r, Tensor *o)
 
 /* ---- the run loop ---- */
 
-/* Ops whose result is always f32. */
+/* Ops whose result is always f32: every elementwise op, and these. */
 static bool
 makes_f32(Opcode c)
 {
+	if (ir_op_flags[c] & OPF_ELEMWISE)
+		return true;
 	switch (c) {
-	case OP_EMBED: case OP_LINEAR: case OP_SCALE: case OP_SILU: case OP_GELU: case OP_TANH:
-	case OP_RMSNORM: case OP_LAYERNORM: case OP_SOFTMAX: case OP_ROPE: case OP_ATTENTION:
-	case OP_SLICE: case OP_CONCAT: case OP_PARAM: case OP_ADD: case OP_SUB: case OP_MUL:
+	case OP_EMBED: case OP_LINEAR: case OP_RMSNORM: case OP_LAYERNORM: case OP_SOFTMAX: case OP_ROPE:
+	case OP_ATTENTION: case OP_SLICE: case OP_CONCAT: case OP_PARAM:
 		return true;
 	default:
 		return false;
 	}
 }
 
+/* One op.  The switch names every opcode and has no default: a new op of ops.def
+ * does not build until it is handled here (-Wswitch-enum is an error). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic error "-Wswitch"
+#pragma GCC diagnostic error "-Wswitch-enum"
 static bool
 eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, int32_t pos)
 {
@@ -594,6 +588,7 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 	}
 	return rerr(r, "unknown opcode %d", (int)op->code);
 }
+#pragma GCC diagnostic pop
 
 /* Sets o's actual shape from the value's type; a dynamic first dim takes the actual
  * length of the first operand with one (or the token count for arguments). */

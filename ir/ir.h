@@ -56,24 +56,283 @@ char *ir_type_str(Type t, char *buf, size_t n);
 enum { OPF_PURE = 1, OPF_ELEMWISE = 2, OPF_LEAF = 4 };
 
 typedef enum Opcode {
-#define OP(e, name, arity, flags) OP_##e,
+#define OP(e, name, arity, flags, ia, fa, opt) OP_##e,
 #include "ir/ops.def"
 #undef OP
 	OP_COUNT
 } Opcode;
 
+#define IR_NFA 4 /* float attribute slots of an op */
+
+/* Attribute names of each op's ia[]/fa[] slots in the textual IR (NULL: printed as
+ * iaK / faK when non-zero), from ops.def. */
+/* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
+ * faK when non-zero); named slots in `optional` are left out of the text when zero. */
+typedef struct IrAttrSpec {
+	const char *ia[4];
+	const char *fa[IR_NFA];
+	unsigned optional;   /* bit k: ia[k], bit 4 + k: fa[k] (IR_OPT_IA, IR_OPT_FA) */
+} IrAttrSpec;
+#define IR_ATTRS(...) { __VA_ARGS__ }
+#define IR_NO_ATTRS { NULL }
+#define IR_OPT_IA(k) (1u << (k))
+#define IR_OPT_FA(k) (1u << (4 + (k)))
+
 extern const char *const ir_op_names[OP_COUNT];
+extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 extern const int ir_op_arity[OP_COUNT]; /* -1 = variadic */
 extern const unsigned ir_op_flags[OP_COUNT];
 int ir_op_from_name(const char *s); /* -1 if unknown */
+/* An elementwise op of one operand (OPF_ELEMWISE, arity 1): silu, tanh, scale, ... */
+static inline bool ir_op_is_unary_elemwise(int c) { return c >= 0 && c < OP_COUNT && (ir_op_flags[c] & OPF_ELEMWISE) && ir_op_arity[c] == 1; }
 
-/* ---- module.c: values, ops, functions, params, state, policy ---- */
+/* ---- policy.c, policy.def: typed policy statements ----
+ * A policy is a list of statements, each a verb with its options as typed fields
+ * (one struct per verb).  The front end (frontend/policy.c) checks the language
+ * once and fills them; the .eir parser fills them from `key = value` text; the
+ * printer writes them back (an exact round trip); passes read the fields.  Every
+ * option has a row in policy.def (its word, verb, subject, value kind and field):
+ * an option that was written has its bit in PolicyStmt.given and its location in
+ * key_loc; a field whose bit is clear holds 0 and the pass's default applies. */
+
+typedef enum PolicyVerb {
+	POL_PRUNE,  /* structured pruning at compile time (prune-structured) */
+	POL_DROP,   /* static layer removal (drop-layers) */
+	POL_SKIP,   /* layer / FFN skipping at run time (no pass yet) */
+	POL_EXIT,   /* early exit (no pass yet) */
+	POL_ATTEND, /* sparse attention (no pass yet) */
+	POL_VERB_COUNT
+} PolicyVerb;
+
+typedef enum PruneUnit {
+	PU_FFN,      /* ffn_neuron: hidden units of an MLP */
+	PU_HEAD,     /* head: query heads (with their o_proj columns) */
+	PU_KV_GROUP, /* kv_group: a KV head and the query heads sharing it */
+	PU_LAYER,    /* layer: whole decoder layers */
+	PU_SUBLAYER, /* sublayer: residual blocks (attention or FFN) */
+	PU_COUNT
+} PruneUnit;
+
+typedef enum PruneScore {
+	PS_L1,      /* sum |w| over the unit's weights */
+	PS_L2,      /* sqrt(sum w^2) over the unit's weights */
+	PS_MAW,     /* max |W_up[k,:]| + max |W_gate[k,:]| (ffn_neuron only) */
+	PS_ANGULAR, /* layers, blocks: mean arccos(cos(x_in, x_out)) / pi */
+	PS_BI,      /* layers, blocks: block influence 1 - E[cos(x_in, x_out)] */
+	PS_ACT,     /* sum |w_ij| * ||X_j|| (Wanda): weights times input-feature norms */
+	PS_COUNT
+} PruneScore;
+
+typedef enum PruneBlockKind {
+	PB_ATTN, /* attention: holds one attention op (and its KV cache) */
+	PB_FFN,  /* ffn: no attention, an MLP ending in a linear */
+	PB_COUNT
+} PruneBlockKind;
+
+typedef enum ExitMeasure {
+	EM_MARGIN,    /* top-1 minus top-2 probability */
+	EM_MAXPROB,   /* top-1 probability */
+	EM_ENTROPY,   /* entropy of the distribution (exit below the threshold) */
+	EM_STATE_COS, /* cosine of the hidden states of consecutive sites */
+	EM_COUNT
+} ExitMeasure;
+
+typedef enum ExitKv {
+	EKV_PROPAGATE, /* the skipped layers' KV entries are filled from the exit state */
+	EKV_NONE,      /* the skipped layers' KV entries stay empty */
+	EKV_COUNT
+} ExitKv;
+
+typedef enum SkipKind {
+	SK_SCHEDULE, /* `skip schedule linear(n_max, n_min, ctx)` (SkipDecode) */
+	SK_FFN,      /* `skip ffn when cos(in, out) > T` (FFN-SkipLLM) */
+	SK_ROUTER,   /* `skip layers from router` (FiRST) */
+	SK_COUNT
+} SkipKind;
+
+typedef enum AttendKind {
+	AK_DECODE,  /* `attend decode`: Quest pages, sinks, window */
+	AK_PREFILL, /* `attend prefill`: block top-k or coverage */
+	AK_COUNT
+} AttendKind;
+
+typedef enum PrefillMethod {
+	PM_BLOCK_TOPK, /* block_topk(block B, topk K) */
+	PM_COVERAGE,   /* coverage gamma G [block B] (FlexPrefill) */
+	PM_COUNT
+} PrefillMethod;
+
+/* A vocabulary: the words of an enum, names[e] for value e (ORDER: the enum). */
+typedef struct IrVocab {
+	const char *const *names;
+	int n;
+} IrVocab;
+extern const IrVocab ir_verb_vocab, ir_unit_vocab, ir_score_vocab, ir_block_vocab, ir_measure_vocab, ir_kv_vocab,
+	ir_skip_vocab, ir_attend_vocab, ir_method_vocab;
+const char *ir_vocab_name(const IrVocab *v, int e); /* "?" when out of range */
+int ir_vocab_find(const IrVocab *v, const char *s); /* -1 if unknown (or s NULL) */
+/* "'a', 'b' or 'c'" (sep ", ", last " or ") into buf, for messages. */
+char *ir_vocab_list(const IrVocab *v, const char *last, char *buf, size_t n);
+
+#define IR_POLICY_MAX_LIST 64
+
+typedef struct PolicyKeep {
+	double value;     /* the fraction kept, in (0, 1], or the count kept (count) */
+	bool count;       /* value counts units (per layer), layers or blocks */
+	int64_t num, den; /* written as the fraction num/den (value = num/den), else 0 */
+} PolicyKeep;
+
+typedef struct PolicyLayers { /* layer indices of the model as written */
+	bool range;               /* the half-open range lo..hi (else the list) */
+	int32_t lo, hi;
+	uint32_t n;               /* list[0..n) */
+	int32_t list[IR_POLICY_MAX_LIST];
+} PolicyLayers;
+
+typedef struct PolicyPrune {
+	PruneUnit unit;           /* the subject */
+	PolicyKeep keep;          /* required */
+	PruneScore score;         /* default: bi for layer and sublayer, l2 otherwise */
+	PruneBlockKind block;     /* sublayer: the only kind of block cut (both when not given) */
+	PolicyLayers layers;      /* range of candidate layers (all when not given) */
+	int64_t multiple;         /* rounding of kept widths (default per unit) */
+	PolicyLayers protect;     /* list of layers never cut (first and last when not given) */
+	const char *calibrate;    /* calibration tokens file, as written */
+	int64_t tokens;           /* calibration tokens used (default 512) */
+} PolicyPrune;
+
+typedef struct PolicyDrop {
+	PolicyLayers layers;      /* range or list; required */
+} PolicyDrop;
+
+typedef struct PolicySkip {
+	SkipKind kind;            /* the subject */
+	int64_t n_max, n_min, ctx;/* schedule: the layer budget decays from n_max to n_min over ctx positions */
+	double threshold;         /* ffn: skip the block when cos(in, out) > threshold */
+	int64_t warmup;           /* ffn: first positions always run every block */
+	PolicyLayers cold;        /* ffn: list of layers never skipped */
+	PolicyLayers layers;      /* ffn: range of layers that may skip */
+	int64_t buckets;          /* router: number of routing buckets */
+	const char *calibrate;    /* router: calibration tokens file */
+} PolicySkip;
+
+typedef struct PolicyExit {
+	PolicyLayers at;          /* list of exit sites (after these layers); required */
+	const char *head;         /* the fn of the model computing an exit's logits; required */
+	ExitMeasure measure;      /* confidence measure */
+	double threshold;         /* exit when the measure passes it */
+	double decay;             /* tau of the threshold's decay with the position */
+	int64_t patience;         /* consecutive confident sites needed */
+	ExitKv kv;                /* what the skipped layers' KV caches get */
+} PolicyExit;
+
+typedef struct PolicyAttend {
+	AttendKind kind;          /* the subject */
+	int64_t page, budget;     /* decode: quest(page P, budget B), tokens per page and attended */
+	int64_t sinks, window;    /* decode: first positions and recent positions always attended */
+	PrefillMethod method;     /* prefill: required */
+	int64_t block, topk;      /* prefill: block size (both methods), blocks kept (block_topk) */
+	double gamma;             /* prefill coverage: attention mass covered */
+	int64_t min_tokens;       /* prefill: shorter prompts stay dense */
+	PolicyLayers dense_layers;/* list of layers that stay dense */
+} PolicyAttend;
+
+typedef enum PolicyKeyKind {
+	PKK_KEEP,   /* PolicyKeep: a fraction, a count or num/den */
+	PKK_INT,    /* int64_t */
+	PKK_NUM,    /* double */
+	PKK_RANGE,  /* PolicyLayers, a range */
+	PKK_LIST,   /* PolicyLayers, a list */
+	PKK_LAYERS, /* PolicyLayers, a range or a list */
+	PKK_STRING, /* const char *, a quoted string */
+	PKK_NAME,   /* const char *, an identifier (a fn name) */
+	PKK_WORD,   /* an enum, one word of the row's vocabulary */
+} PolicyKeyKind;
+
+typedef enum PolicyKey {
+#define POLICY_KEY(id, word, verb, subject, kind, field, vocab) PK_##id,
+#include "ir/policy.def"
+#undef POLICY_KEY
+	PK_COUNT
+} PolicyKey;
+
+typedef struct PolicyKeyInfo {
+	const char *word;
+	PolicyVerb verb;
+	int subject;              /* -1: any */
+	PolicyKeyKind kind;
+	size_t offset;            /* of the field in PolicyStmt */
+	const IrVocab *vocab;     /* PKK_WORD */
+} PolicyKeyInfo;
+extern const PolicyKeyInfo ir_policy_keys[PK_COUNT];
+
+typedef struct PolicyStmt {
+	PolicyVerb verb;
+	union {                   /* by verb */
+		PolicyPrune prune;
+		PolicyDrop drop;
+		PolicySkip skip;
+		PolicyExit exit;
+		PolicyAttend attend;
+	};
+	uint64_t given;           /* bit k: option k (PolicyKey) was written */
+	Loc loc;                  /* the statement's verb */
+	Loc key_loc[PK_COUNT];    /* where option k was written */
+} PolicyStmt;
+
+typedef struct Policy {
+	const char *name;         /* NULL or "dense" means no policy */
+	PolicyStmt *stmts; uint32_t nstmts;
+	Loc loc;
+} Policy;
+
+static inline bool ir_policy_given(const PolicyStmt *s, PolicyKey k) { return (s->given >> k) & 1; }
+/* The subject of s: its PruneUnit, SkipKind or AttendKind; -1 for drop and exit. */
+int ir_policy_subject(const PolicyStmt *s);
+/* The subject's word ("ffn_neuron", "router", "decode", "layers" for drop), NULL for exit. */
+const char *ir_policy_subject_name(const PolicyStmt *s);
+/* Starts statement s of verb v with the subject named `subject` (the vocabulary of
+ * the verb's subjects; "layers" for drop, NULL for exit).  False if it names none. */
+bool ir_policy_init(PolicyStmt *s, PolicyVerb v, const char *subject, Loc loc);
+/* The option of s's verb and subject called `word`; -1 if none. */
+int ir_policy_key(const PolicyStmt *s, const char *word);
+
+/* An option value as written (language or .eir text), before it is typed. */
+typedef enum PolicyValKind {
+	PV_NUM,    /* num (is_int when written without '.') */
+	PV_FRAC,   /* lo/hi written as a fraction (num holds the quotient) */
+	PV_RANGE,  /* lo..hi, half open */
+	PV_LIST,   /* ints[0..nints) */
+	PV_STRING, /* str */
+	PV_IDENT,  /* str: a bare word such as "maw", "propagate" */
+} PolicyValKind;
+
+typedef struct PolicyVal {
+	PolicyValKind kind;
+	double num;
+	int64_t lo, hi;           /* PV_RANGE, PV_FRAC */
+	int64_t ints[IR_POLICY_MAX_LIST]; uint32_t nints; /* PV_LIST */
+	const char *str;          /* PV_STRING, PV_IDENT */
+	bool is_int;              /* PV_NUM written without '.' */
+} PolicyVal;
+
+/* Sets option k of s from v (strings are kept as pointers: they must outlive s),
+ * marks it given at loc.  False with a message in err (the field unchanged) when k
+ * does not belong to s's verb and subject or v does not fit the option's kind. */
+bool ir_policy_set(PolicyStmt *s, PolicyKey k, const PolicyVal *v, Loc loc, char *err, size_t nerr);
+/* The value of option k of s as ir_policy_set takes it (the inverse: set(get) is the identity). */
+PolicyVal ir_policy_get(const PolicyStmt *s, PolicyKey k);
+/* The word of the first required option s lacks ("keep", "at", ...), NULL if none. */
+const char *ir_policy_missing(const PolicyStmt *s);
+/* Whether layer l is in the set. */
+bool ir_policy_layers_has(const PolicyLayers *ls, int32_t l);
+
+/* ---- module.c: values, ops, functions, params, state ---- */
 
 typedef uint32_t ValueId;
 #define IR_NO_VALUE UINT32_MAX
 #define IR_MAX_OPERANDS 8
 
-#define IR_NFA 4 /* float attribute slots of an op */
 
 typedef struct Op {
 	Opcode code;
@@ -85,6 +344,11 @@ typedef struct Op {
 	int32_t layer;               /* layer region index, -1 outside any layer */
 	Loc loc;                     /* source location (DSL or .eir) */
 } Op;
+
+/* scalar.c: the scalar semantics of the elementwise ops, in double (the caller rounds
+ * once to f32), shared by the interpreter and constant folding.  NAN for any other op. */
+double ir_scalar_unary(const Op *op, double x);            /* arity 1: scale, silu, gelu, tanh */
+double ir_scalar_binary(Opcode code, double x, double y); /* arity 2: add, sub, mul */
 
 typedef struct Value {
 	Type type;
@@ -138,49 +402,6 @@ typedef struct State {
 	int64_t head_dim;
 	Loc loc;
 } State;
-
-/* Policies are kept generic: a statement has a verb ("prune", "skip", "exit",
- * "attend", "drop"), a subject ("ffn_neuron", "kv_group", "decode", ...) and options.
- * Passes read the options they understand by key; the front end checks ranges. */
-typedef enum PolicyValKind {
-	PV_NUM,    /* num */
-	PV_FRAC,   /* num/den written as a fraction, e.g. 5/6 (num holds the quotient) */
-	PV_RANGE,  /* lo..hi, half open */
-	PV_LIST,   /* ints[0..nints) */
-	PV_STRING, /* str */
-	PV_IDENT,  /* str: a bare word such as "maw", "propagate" */
-	PV_CALL,   /* str(ints...) / str(nums...) e.g. quest(page 16, budget 64) kept as sub-options */
-} PolicyValKind;
-
-typedef struct PolicyOpt PolicyOpt;
-typedef struct PolicyVal {
-	PolicyValKind kind;
-	double num;
-	int64_t lo, hi;           /* PV_RANGE */
-	int64_t ints[64]; uint32_t nints; /* PV_LIST */
-	const char *str;          /* PV_STRING, PV_IDENT, PV_CALL name */
-	PolicyOpt *sub; uint32_t nsub; /* PV_CALL options */
-	bool is_int;              /* PV_NUM written without '.' */
-} PolicyVal;
-
-struct PolicyOpt {
-	const char *key;          /* "keep", "score", "layers", "threshold", ... */
-	PolicyVal val;
-	Loc loc;
-};
-
-typedef struct PolicyStmt {
-	const char *verb;         /* "prune", "skip", "exit", "attend", "drop" */
-	const char *subject;      /* "ffn_neuron", "head", "kv_group", "layer", "ffn", ... (may be NULL) */
-	PolicyOpt *opts; uint32_t nopts;
-	Loc loc;
-} PolicyStmt;
-
-typedef struct Policy {
-	const char *name;         /* NULL or "dense" means no policy */
-	PolicyStmt *stmts; uint32_t nstmts;
-	Loc loc;
-} Policy;
 
 typedef struct ModelConfig {   /* constants of the model, as declared */
 	const char *names[64];
@@ -246,15 +467,6 @@ double ir_rope_freq(const Op *op, int64_t j, int64_t hd);
 void ir_print_module(FILE *out, const Module *m);
 char *ir_print_module_str(const Module *m); /* malloc'ed */
 Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting errors */
-/* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
- * faK when non-zero); named slots in `optional` (bit k: ia[k], bit 4 + k: fa[k])
- * are left out of the text when zero.  ORDER: ops.def. */
-typedef struct IrAttrSpec {
-	const char *ia[4];
-	const char *fa[IR_NFA];
-	unsigned optional;
-} IrAttrSpec;
-extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 const char *ir_func_kind_name(FuncKind k);  /* "step", "prefill", "forward" */
 int ir_func_kind_from_name(const char *s);  /* -1 if unknown */
 /* Shortest decimal text that reads back to the same value; ".0" added to integers. */
@@ -285,8 +497,13 @@ typedef struct EirDef {      /* a value name defined in the current function */
 	ValueId v;
 	Loc loc;
 } EirDef;
+typedef struct EirOpt {      /* a policy option as written: key = value */
+	const char *key;
+	PolicyVal val;
+	Loc loc;                 /* of the key */
+} EirOpt;
 typedef struct EirOpts {     /* policy options being read */
-	PolicyOpt *o;
+	EirOpt *o;
 	uint32_t n, cap;
 } EirOpts;
 typedef struct EirParser {
@@ -321,7 +538,7 @@ PolicyVal eir_pv_num(EirParser *p, const char *text, Loc loc);
 PolicyVal eir_pv_frac(EirParser *p, const char *num, const char *den, Loc loc);
 PolicyVal eir_pv_range(EirParser *p, const char *lo, const char *hi, Loc loc);
 PolicyVal eir_pv_list(EirParser *p, PolicyVal l, const char *n, Loc loc); /* appends to a PV_LIST */
-PolicyVal eir_pv_word(EirParser *p, PolicyValKind k, const char *s, EirOpts *sub);
+PolicyVal eir_pv_word(EirParser *p, PolicyValKind k, const char *s);
 void eir_func(EirParser *p, const char *kind, const char *name, Loc loc);
 void eir_func_arg(EirParser *p, const char *name, Type t, Loc loc);
 void eir_func_ret(EirParser *p, Type t);

@@ -6,17 +6,22 @@
 #include <string.h>
 
 const char *const ir_op_names[OP_COUNT] = {
-#define OP(e, name, arity, flags) name,
+#define OP(e, name, arity, flags, ia, fa, opt) name,
 #include "ir/ops.def"
 #undef OP
 };
 const int ir_op_arity[OP_COUNT] = {
-#define OP(e, name, arity, flags) arity,
+#define OP(e, name, arity, flags, ia, fa, opt) arity,
 #include "ir/ops.def"
 #undef OP
 };
 const unsigned ir_op_flags[OP_COUNT] = {
-#define OP(e, name, arity, flags) flags,
+#define OP(e, name, arity, flags, ia, fa, opt) flags,
+#include "ir/ops.def"
+#undef OP
+};
+const IrAttrSpec ir_op_attrs[OP_COUNT] = {
+#define OP(e, name, arity, flags, ia_, fa_, opt_) { .ia = ia_, .fa = fa_, .optional = opt_ },
 #include "ir/ops.def"
 #undef OP
 };

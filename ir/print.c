@@ -12,20 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Attribute names per op, ORDER: ops.def.  NULL slots are printed generically as
- * iaK / faK when non-zero.  ARG, PARAM and CONST print their ia[0]/fa[0] inline. */
-const IrAttrSpec ir_op_attrs[OP_COUNT] = {
-	[OP_SCALE] = { .fa = { "factor" } },
-	[OP_GELU] = { .ia = { "approx" } },
-	[OP_RMSNORM] = { .fa = { "eps" } },
-	[OP_LAYERNORM] = { .fa = { "eps" } },
-	[OP_ROPE] = { .ia = { "heads", "head_dim", "style", "original_ctx" },
-	              .fa = { "theta", "factor", "low_freq_factor", "high_freq_factor" },
-	              .optional = 1u << 3 | 1u << 5 | 1u << 6 | 1u << 7 },
-	[OP_ATTENTION] = { .ia = { "heads", "kv_heads", "state" } },
-	[OP_ROW] = { .ia = { "index" } },
-	[OP_SLICE] = { .ia = { "start", "len" } },
-};
+/* Attribute names per op come from ops.def (ir_op_attrs); NULL slots are printed
+ * generically as iaK / faK when non-zero.  ARG, PARAM and CONST print their
+ * ia[0]/fa[0] inline. */
 
 static const char *const kind_names[] = { "step", "prefill", "forward" }; /* ORDER: FuncKind */
 
@@ -183,8 +172,6 @@ print_header(FILE *out, const Module *m)
 
 /* ---- policy ---- */
 
-static void print_opts(FILE *out, const PolicyOpt *o, uint32_t n);
-
 static void
 print_pval(FILE *out, const PolicyVal *v)
 {
@@ -214,24 +201,10 @@ print_pval(FILE *out, const PolicyVal *v)
 	case PV_IDENT:
 		fputs(v->str ? v->str : "_", out);
 		break;
-	case PV_CALL:
-		fputs(v->str ? v->str : "_", out);
-		print_opts(out, v->sub, v->nsub);
-		break;
 	}
 }
 
-static void
-print_opts(FILE *out, const PolicyOpt *o, uint32_t n)
-{
-	fputc('(', out);
-	for (uint32_t i = 0; i < n; i++) {
-		fprintf(out, "%s%s = ", i ? ", " : "", o[i].key ? o[i].key : "_");
-		print_pval(out, &o[i].val);
-	}
-	fputc(')', out);
-}
-
+/* `verb [subject](key = value, ...)`: the options given, in policy.def's order. */
 static void
 print_policy(FILE *out, const Policy *p)
 {
@@ -243,11 +216,17 @@ print_policy(FILE *out, const Policy *p)
 	fputs(" {\n", out);
 	for (uint32_t i = 0; i < p->nstmts; i++) {
 		const PolicyStmt *s = &p->stmts[i];
-		fprintf(out, "  %s", s->verb ? s->verb : "_");
-		if (s->subject)
-			fprintf(out, " %s", s->subject);
-		print_opts(out, s->opts, s->nopts);
-		fputs(";\n", out);
+		const char *subj = ir_policy_subject_name(s);
+		fprintf(out, "  %s%s%s(", ir_vocab_name(&ir_verb_vocab, s->verb), subj ? " " : "", subj ? subj : "");
+		int n = 0;
+		for (int k = 0; k < PK_COUNT; k++) {
+			if (!ir_policy_given(s, (PolicyKey)k))
+				continue;
+			PolicyVal v = ir_policy_get(s, (PolicyKey)k);
+			fprintf(out, "%s%s = ", n++ ? ", " : "", ir_policy_keys[k].word);
+			print_pval(out, &v);
+		}
+		fputs(");\n", out);
 	}
 	fputs("}\n", out);
 }

@@ -11,7 +11,8 @@
  *   4. state use: attention's state index names a kv cache whose heads and head size
  *      match q, k and v, of the op's own layer, and never from a 'forward' entry;
  *   5. returns: one 'ret', last, matching the entry's declared result types;
- *   6. policy: known verbs, and layer ranges and lists inside the model. */
+ *   6. policy (typed when it was read): layer ranges and lists inside the model, a
+ *      kept fraction in (0, 1]. */
 #include "ir/ir.h"
 
 #include <stdarg.h>
@@ -212,56 +213,48 @@ verify_func(Ver *v, const Func *f)
 
 /* ---- 6. policy ---- */
 
+/* A layer option of a statement names layers of the model. */
 static void
-verify_layers_opt(Ver *v, const PolicyOpt *o, int64_t nl)
+verify_layers_opt(Ver *v, const PolicyStmt *s, PolicyKey k, int64_t nl)
 {
-	const PolicyVal *pv = &o->val;
-	if (pv->kind == PV_RANGE) {
-		if (pv->lo < 0 || pv->lo >= pv->hi || pv->hi > nl)
-			err(v, o->loc, "policy: expected '%s' inside the model's layers 0..%lld, saw %lld..%lld", o->key,
-			    (long long)nl, (long long)pv->lo, (long long)pv->hi);
-	} else if (pv->kind == PV_LIST) {
-		for (uint32_t i = 0; i < pv->nints; i++)
-			if (pv->ints[i] < 0 || pv->ints[i] >= nl) {
-				err(v, o->loc, "policy: expected '%s' inside the model's layers 0..%lld, saw layer %lld", o->key,
-				    (long long)nl, (long long)pv->ints[i]);
-				break;
-			}
-	} else if (pv->kind == PV_NUM && pv->is_int && strcmp(o->key, "at") == 0) {
-		if (pv->num < 0 || pv->num >= (double)nl)
-			err(v, o->loc, "policy: expected '%s' inside the model's layers 0..%lld, saw layer %lld", o->key,
-			    (long long)nl, (long long)pv->num);
+	const PolicyLayers *ls = (const PolicyLayers *)((const char *)s + ir_policy_keys[k].offset);
+	const char *key = ir_policy_keys[k].word;
+	Loc loc = s->key_loc[k];
+	if (ls->range) {
+		if (ls->lo < 0 || ls->lo >= ls->hi || ls->hi > nl)
+			err(v, loc, "policy: expected '%s' inside the model's layers 0..%lld, saw %d..%d", key, (long long)nl,
+			    ls->lo, ls->hi);
+		return;
 	}
+	for (uint32_t i = 0; i < ls->n; i++)
+		if (ls->list[i] < 0 || ls->list[i] >= nl) {
+			err(v, loc, "policy: expected '%s' inside the model's layers 0..%lld, saw layer %d", key, (long long)nl,
+			    ls->list[i]);
+			break;
+		}
 }
 
+/* The statements are typed (their words were checked when they were read); what
+ * depends on the module is checked here: layer indices inside the model, and a
+ * kept fraction in (0, 1]. */
 static void
 verify_policy(Ver *v)
 {
 	const Policy *p = v->m->policy;
 	if (!p)
 		return;
-	static const char *const verbs[] = { "prune", "skip", "exit", "attend", "drop" };
-	static const char *const layer_keys[] = { "layers", "at", "dense_layers", "cold" };
 	int64_t nl = model_layers(v->m);
 	for (uint32_t i = 0; i < p->nstmts; i++) {
 		const PolicyStmt *s = &p->stmts[i];
-		bool known = false;
-		for (size_t k = 0; k < sizeof verbs / sizeof verbs[0]; k++)
-			known = known || (s->verb && strcmp(s->verb, verbs[k]) == 0);
-		if (!known)
-			err(v, s->loc, "policy: expected a verb (prune, skip, exit, attend, drop), saw '%s'",
-			    s->verb ? s->verb : "");
-		for (uint32_t k = 0; k < s->nopts; k++) {
-			const PolicyOpt *o = &s->opts[k];
-			if (!o->key)
-				continue;
-			if (strcmp(o->key, "keep") == 0 &&
-			    ((o->val.kind == PV_NUM && !o->val.is_int && !(o->val.num > 0 && o->val.num <= 1)) ||
-			     (o->val.kind == PV_FRAC && !(o->val.lo > 0 && o->val.lo <= o->val.hi))))
-				err(v, o->loc, "policy: expected 'keep' in (0, 1], saw %g", o->val.num);
-			for (size_t j = 0; nl > 0 && j < sizeof layer_keys / sizeof layer_keys[0]; j++)
-				if (strcmp(o->key, layer_keys[j]) == 0)
-					verify_layers_opt(v, o, nl);
+		if (s->verb == POL_PRUNE && ir_policy_given(s, PK_PRUNE_KEEP)) {
+			const PolicyKeep *k = &s->prune.keep;
+			if (!(k->value > 0) || (!k->count && k->value > 1))
+				err(v, s->key_loc[PK_PRUNE_KEEP], "policy: expected 'keep' in (0, 1], saw %g", k->value);
+		}
+		for (int k = 0; nl > 0 && k < PK_COUNT; k++) {
+			PolicyKeyKind kind = ir_policy_keys[k].kind;
+			if ((kind == PKK_RANGE || kind == PKK_LIST || kind == PKK_LAYERS) && ir_policy_given(s, (PolicyKey)k))
+				verify_layers_opt(v, s, (PolicyKey)k, nl);
 		}
 	}
 }

@@ -8,8 +8,10 @@
  * Algorithm, per entry:
  *   1. walk the ops in order, renaming operands through the identities found so far;
  *   2. record every splat constant (value and dtype);
- *   3. an op of splat operands among add, sub, mul, scale, silu, gelu, tanh, softmax,
- *      row, slice, concat (equal splats), argmax becomes a 'const' of its own type;
+ *   3. an op of splat operands that is elementwise (add, sub, mul, scale, silu, gelu,
+ *      tanh, ...: ir_scalar_unary / ir_scalar_binary, the interpreter's functions) or
+ *      softmax, row, slice, concat (equal splats), argmax becomes a 'const' of its own
+ *      type;
  *   4. an identity records replacement[dst] = x and drops the op;
  *   5. rebuild the op array with the replacements (constants left unused are for
  *      'dce').
@@ -41,19 +43,12 @@ fold(const Func *f, const Op *op, const Splat *s, double *out)
 			return false;
 	double x = op->nargs ? s[op->args[0]].v : 0, y = op->nargs > 1 ? s[op->args[1]].v : 0;
 	Type t = f->vals[op->dst].type;
-	switch (op->code) {
-	case OP_ADD: *out = (float)(x + y); return true;
-	case OP_SUB: *out = (float)(x - y); return true;
-	case OP_MUL: *out = (float)(x * y); return true;
-	case OP_SCALE: *out = (float)(x * op->fa[0]); return true;
-	case OP_SILU: *out = (float)(x / (1.0 + exp(-x))); return true;
-	case OP_TANH: *out = (float)tanh(x); return true;
-	case OP_GELU:
-		if (op->ia[0] == 1)
-			*out = (float)(0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))));
-		else
-			*out = (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0))));
+	/* elementwise ops: the interpreter's own scalar functions (ir/scalar.c) */
+	if ((ir_op_flags[op->code] & OPF_ELEMWISE) && op->nargs == (uint32_t)ir_op_arity[op->code]) {
+		*out = (float)(op->nargs == 1 ? ir_scalar_unary(op, x) : ir_scalar_binary(op->code, x, y));
 		return true;
+	}
+	switch (op->code) {
 	case OP_SOFTMAX: /* every element equal: exp(0) / N */
 		*out = (float)(1.0 / (double)(t.rank ? t.dims[t.rank - 1] : 1));
 		return true;

@@ -26,16 +26,9 @@ named_layers(const PolicyStmt *s, int32_t nlayers, bool *kept)
 {
 	for (int32_t l = 0; l < nlayers; l++)
 		kept[l] = true;
-	const PolicyVal *v = NULL;
-	for (uint32_t i = 0; i < s->nopts; i++)
-		if (strcmp(s->opts[i].key, "layers") == 0)
-			v = &s->opts[i].val;
 	int32_t n = 0;
-	for (int32_t l = 0; v && l < nlayers; l++) {
-		bool in = v->kind == PV_RANGE && l >= v->lo && l < v->hi;
-		for (uint32_t k = 0; v->kind == PV_LIST && k < v->nints; k++)
-			in |= v->ints[k] == l;
-		if (in && kept[l]) {
+	for (int32_t l = 0; l < nlayers; l++) {
+		if (ir_policy_layers_has(&s->drop.layers, l) && kept[l]) {
 			kept[l] = false;
 			n++;
 		}
@@ -76,17 +69,17 @@ drop_stmt(Module *m, const PolicyStmt *s, Diag *d, FILE *notes)
 bool
 pass_drop_layers(Module *m, Diag *d)
 {
-	if (!pass_has_stmts(m, "drop"))
+	if (!pass_has_stmts(m, POL_DROP))
 		return true;
 	Policy *p = m->policy;
 	PassNotes pn;
 	pass_notes_begin(&pn, m);
 	bool ok = true;
 	for (uint32_t i = 0; i < p->nstmts && ok; i++)
-		if (p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0)
+		if (p->stmts[i].verb == POL_DROP)
 			ok = drop_stmt(m, &p->stmts[i], d, pn.f);
 	pass_notes_end(&pn, m, "drop-layers", m->nlayers != pn.layers, ok);
 	if (ok)
-		pass_drop_stmts(m, "drop");
+		pass_drop_stmts(m, POL_DROP);
 	return ok;
 }

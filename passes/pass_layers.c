@@ -63,8 +63,6 @@ find_boundaries(const Func *f, PassLayers *g)
 	}
 }
 
-/* ORDER: PassBlockKind */
-const char *const pass_block_names[PB_COUNT] = { "attention", "ffn" };
 
 /* Step 2 for the add op ai of layer l taking the stream value v: the block that
  * computes its other operand, or false. */
@@ -140,7 +138,7 @@ find_layer_blocks(const Func *f, int32_t l, ValueId v, ValueId end, PassLayers *
 }
 
 const PassBlock *
-pass_find_block(const PassLayers *g, int32_t l, PassBlockKind k)
+pass_find_block(const PassLayers *g, int32_t l, PruneBlockKind k)
 {
 	for (uint32_t i = 0; i < g->nblocks; i++)
 		if (g->blocks[i].layer == l && g->blocks[i].kind == k)
@@ -174,39 +172,38 @@ pass_layers_free(PassLayers *g)
 	memset(g, 0, sizeof *g);
 }
 
-/* Maps the layer indices of one policy value to the new numbering. */
+/* Maps one set of layer indices of a policy statement to the new numbering. */
 static void
-map_policy_val(PolicyVal *v, const int32_t *newl, const bool *kept, int32_t nold)
+map_policy_layers(PolicyLayers *v, const int32_t *newl, const bool *kept, int32_t nold)
 {
-	if (v->kind == PV_RANGE) {
-		int64_t lo = 0, hi = 0;
+	if (v->range) {
+		int32_t lo = 0, hi = 0;
 		for (int32_t l = 0; l < nold; l++) {
 			lo += kept[l] && l < v->lo;
 			hi += kept[l] && l < v->hi;
 		}
 		v->lo = lo;
 		v->hi = hi;
-	} else if (v->kind == PV_LIST) {
+	} else {
 		uint32_t n = 0;
-		for (uint32_t i = 0; i < v->nints; i++)
-			if (v->ints[i] >= 0 && v->ints[i] < nold && kept[v->ints[i]])
-				v->ints[n++] = newl[v->ints[i]];
-		v->nints = n;
+		for (uint32_t i = 0; i < v->n; i++)
+			if (v->list[i] >= 0 && v->list[i] < nold && kept[v->list[i]])
+				v->list[n++] = newl[v->list[i]];
+		v->n = n;
 	}
 }
 
+/* Every option of every statement that names layers (the layer kinds of policy.def). */
 static void
 map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
 {
-	static const char *const keys[] = { "layers", "at", "dense_layers", "cold", "protect" };
-	if (!m->policy)
-		return;
-	for (uint32_t s = 0; s < m->policy->nstmts; s++) {
+	for (uint32_t s = 0; m->policy && s < m->policy->nstmts; s++) {
 		PolicyStmt *st = &m->policy->stmts[s];
-		for (uint32_t o = 0; o < st->nopts; o++)
-			for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-				if (strcmp(st->opts[o].key, keys[k]) == 0)
-					map_policy_val(&st->opts[o].val, newl, kept, nold);
+		for (int k = 0; k < PK_COUNT; k++) {
+			PolicyKeyKind kind = ir_policy_keys[k].kind;
+			if (ir_policy_given(st, (PolicyKey)k) && (kind == PKK_RANGE || kind == PKK_LIST || kind == PKK_LAYERS))
+				map_policy_layers((PolicyLayers *)((char *)st + ir_policy_keys[k].offset), newl, kept, nold);
+		}
 	}
 }
 
@@ -344,7 +341,7 @@ pass_remove_layers(Module *m, const bool *kept, int32_t *bad_layer)
 /* Step 4, check: every function holding ops of a layer that loses a block has that
  * block; marks the block's ops in drop[fi][i]. */
 static bool
-mark_blocks(Module *m, const bool *gone, PassLayers *gs, bool **drop, int32_t *bad_layer, PassBlockKind *bad_kind)
+mark_blocks(Module *m, const bool *gone, PassLayers *gs, bool **drop, int32_t *bad_layer, PruneBlockKind *bad_kind)
 {
 	for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
 		Func *f = m->funcs[fi];
@@ -357,10 +354,10 @@ mark_blocks(Module *m, const bool *gone, PassLayers *gs, bool **drop, int32_t *b
 			for (int k = 0; k < PB_COUNT && present; k++) {
 				if (!gone[l * PB_COUNT + k])
 					continue;
-				const PassBlock *b = pass_find_block(&gs[fi], l, (PassBlockKind)k);
+				const PassBlock *b = pass_find_block(&gs[fi], l, (PruneBlockKind)k);
 				if (!b) {
 					*bad_layer = l;
-					*bad_kind = (PassBlockKind)k;
+					*bad_kind = (PruneBlockKind)k;
 					return false;
 				}
 				for (uint32_t j = 0; j < b->nops; j++)
@@ -372,7 +369,7 @@ mark_blocks(Module *m, const bool *gone, PassLayers *gs, bool **drop, int32_t *b
 }
 
 bool
-pass_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PassBlockKind *bad_kind)
+pass_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PruneBlockKind *bad_kind)
 {
 	PassLayers *gs = xcalloc(m->nfuncs + 1, sizeof *gs);
 	bool **drop = xcalloc(m->nfuncs + 1, sizeof *drop);

@@ -1,7 +1,8 @@
 /* pass_manager.c - runs pipelines of passes by name, with the options of `elide opt`.
  * Algorithm:
  *   1. split the pipeline at commas and look every name up in pass_table (from
- *      passes.def), reporting all unknown names before running anything;
+ *      passes.def), reporting all unknown names before running anything; the name
+ *      `default` stands for the default pipeline of the module (pipeline.c);
  *   2. run the passes in order; after each, if asked, verify the module (stop at the
  *      first invalid IR, naming the pass), print it (--print-after, -all) and record
  *      its wall time;
@@ -85,7 +86,16 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 		const char *e = strchr(s, ',');
 		size_t len = e ? (size_t)(e - s) : strlen(s);
 		const PassInfo *p = len ? find_n(s, len) : NULL;
-		if (!p) {
+		if (len == 7 && strncmp(s, "default", 7) == 0) {
+			/* the default pipeline for this module (pipeline.c), in place */
+			for (const char *t = pass_default_pipeline(m); *t;) {
+				const char *te = strchr(t, ',');
+				size_t tl = te ? (size_t)(te - t) : strlen(t);
+				VEC_PUSH(run, n, cap);
+				run[n++] = find_n(t, tl);
+				t = te ? te + 1 : t + tl;
+			}
+		} else if (!p) {
 			diag_error(d, (Loc){ 0 }, "unknown pass '%.*s' (passes: see 'elide opt --help')", (int)len, s);
 			ok = false;
 		} else {
@@ -136,29 +146,5 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 	}
 	free(ms);
 	free(run);
-	return ok;
-}
-
-/* Warns about each policy statement that no pass of the pipeline applied (passes
- * remove the statements they execute): the code is built without it. */
-static void
-warn_unapplied(const Module *m, Diag *d)
-{
-	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++) {
-		const PolicyStmt *s = &m->policy->stmts[i];
-		diag_warning(d, s->loc, "'%s%s%s' statements are not implemented by this version of elide: ignored, the "
-		             "model is compiled without it",
-		             s->verb, s->subject ? " " : "", s->subject ? s->subject : "");
-	}
-}
-
-bool
-pass_run_default(Module *m, Diag *d)
-{
-	/* the policy's compile-time passes first: they change shapes and layers */
-	bool ok = pass_drop_layers(m, d) && pass_prune_structured(m, d) && pass_shape_infer(m, d)
-	          && pass_const_fold(m, d) && pass_cse(m, d) && pass_dce(m, d);
-	if (ok)
-		warn_unapplied(m, d);
 	return ok;
 }

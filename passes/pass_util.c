@@ -8,21 +8,21 @@
 #include <string.h>
 
 bool
-pass_has_stmts(const Module *m, const char *verb)
+pass_has_stmts(const Module *m, PolicyVerb verb)
 {
 	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++)
-		if (m->policy->stmts[i].verb && strcmp(m->policy->stmts[i].verb, verb) == 0)
+		if (m->policy->stmts[i].verb == verb)
 			return true;
 	return false;
 }
 
 void
-pass_drop_stmts(Module *m, const char *verb)
+pass_drop_stmts(Module *m, PolicyVerb verb)
 {
 	Policy *p = m->policy;
 	uint32_t n = 0;
 	for (uint32_t i = 0; p && i < p->nstmts; i++)
-		if (!p->stmts[i].verb || strcmp(p->stmts[i].verb, verb) != 0)
+		if (p->stmts[i].verb != verb)
 			p->stmts[n++] = p->stmts[i];
 	if (p)
 		p->nstmts = n;

@@ -42,21 +42,29 @@ typedef struct PassOptions {
 	FILE *dump;              /* where dumps and timings go (stderr when NULL) */
 } PassOptions;
 
-/* Runs the passes named in `pipeline` (comma-separated; NULL or "" runs none).
- * Unknown names are reported before anything runs.  Returns false after an error. */
+/* Runs the passes named in `pipeline` (comma-separated; NULL or "" runs none;
+ * `default` stands for pass_default_pipeline(m)).  Unknown names are reported
+ * before anything runs.  Returns false after an error. */
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
-/* The default pipeline: the policy's layer drops, then its structured pruning (which
- * scores the layers left), then shape inference, constant folding, CSE, DCE; then a warning at each policy statement
- * that no pass applied (statements of kinds no pass implements yet). */
-bool pass_run_default(Module *m, Diag *d);
+/* ---- pipeline.c: the default pipeline (the only one `elide compile`, `elide run`
+ * and `elide opt --passes=default` use) ---- */
+
+/* The default pipeline for m and its policy, as pass names for pass_run_pipeline:
+ * drop-layers (if the policy drops), prune-structured (if it prunes), shape-infer,
+ * const-fold, cse, dce.  A static string. */
+const char *pass_default_pipeline(const Module *m);
+/* Runs the default pipeline with options o (NULL: none), then warns at each policy
+ * statement that no pass applied (kinds no pass implements yet). */
+bool pass_run_default_opts(Module *m, const PassOptions *o, Diag *d);
+bool pass_run_default(Module *m, Diag *d); /* pass_run_default_opts(m, NULL, d) */
 
 /* ---- pass_util.c: what passes share ---- */
 
 /* Whether the policy has statements of `verb`. */
-bool pass_has_stmts(const Module *m, const char *verb);
+bool pass_has_stmts(const Module *m, PolicyVerb verb);
 /* Removes the policy statements of `verb` (the ones a pass has realised). */
-void pass_drop_stmts(Module *m, const char *verb);
+void pass_drop_stmts(Module *m, PolicyVerb verb);
 /* Appends text (lines) to the module's manifest notes. */
 void pass_add_notes(Module *m, const char *text);
 
@@ -91,18 +99,11 @@ void pass_notes_end(PassNotes *pn, Module *m, const char *pass, bool changed, bo
  * x = x + ffn(norm(x)).  A block is the add onto the residual stream and every op
  * of the layer its other operand is computed from (back to the stream value `in`),
  * none of whose values is used outside the block. */
-typedef enum PassBlockKind {
-	PB_ATTN, /* holds one attention op (and its KV cache) */
-	PB_FFN,  /* no attention: an MLP ending in a linear */
-	PB_COUNT
-} PassBlockKind;
-
-/* ORDER: PassBlockKind */
-extern const char *const pass_block_names[PB_COUNT];
+/* The kinds of block are PruneBlockKind (ir/ir.h: PB_ATTN, PB_FFN; ir_block_vocab names them). */
 
 typedef struct PassBlock {
 	int32_t layer;
-	PassBlockKind kind;
+	PruneBlockKind kind;
 	ValueId in, out;           /* the stream before the block, and the add after it */
 	uint32_t *ops; uint32_t nops; /* op indices of the block, the add included */
 	uint32_t wout_op;          /* the linear whose output the add takes (o_proj, down_proj) */
@@ -120,7 +121,7 @@ typedef struct PassLayers {
 void pass_find_layers(Module *m, Func *f, PassLayers *ly);
 void pass_layers_free(PassLayers *ly);
 /* The block of kind k in layer l, or NULL. */
-const PassBlock *pass_find_block(const PassLayers *ly, int32_t l, PassBlockKind k);
+const PassBlock *pass_find_block(const PassLayers *ly, int32_t l, PruneBlockKind k);
 
 /* Removes the layers l with !kept[l] from every function (uses of the layer's
  * output are forwarded to its input), with their params and states, then renumbers
@@ -135,6 +136,6 @@ bool pass_remove_layers(Module *m, const bool *kept, int32_t *bad_layer);
  * Layers stay, so policy indices stay valid.  False (nothing changed) when some
  * function holds ops of such a layer but not that block; *bad_layer and *bad_kind
  * say which. */
-bool pass_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PassBlockKind *bad_kind);
+bool pass_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PruneBlockKind *bad_kind);
 
 #endif

@@ -23,19 +23,7 @@
 
 /* ---- prune_scores.c: unit scores over float matrices ---- */
 
-typedef enum PruneScore {
-	PS_L1,      /* sum |w| over the unit's weights */
-	PS_L2,      /* sqrt(sum w^2) over the unit's weights */
-	PS_MAW,     /* max |W_up[k,:]| + max |W_gate[k,:]| (Width Pruning Dichotomy) */
-	PS_ACT,     /* sum |w_ij| * ||X_j|| (Wanda): weights times input-feature norms */
-	PS_ANGULAR, /* layers: arccos(cos(x_l, x_{l+n})) / pi, mean over tokens */
-	PS_BI,      /* layers: block influence 1 - E[cos(x_l, x_{l+1})] */
-	PS_COUNT
-} PruneScore;
-
-/* ORDER: PruneScore */
-extern const char *const prune_score_names[PS_COUNT];
-int prune_score_from_name(const char *s); /* -1 if unknown */
+/* PruneScore (ir/ir.h, with the policy's vocabularies: ir_score_vocab names them). */
 
 /* The weights of one unit inside one matrix W[rows, cols] (row-major): the rows
  * [start, start+len) (rows_axis) or the columns [start, start+len).  xnorm, when
@@ -162,8 +150,7 @@ Func *prune_calib_entry(const Module *m);
 
 /* ---- prune_structured.c: one prune statement, read and checked ---- */
 
-typedef enum PruneUnit { PU_FFN, PU_HEAD, PU_KV_GROUP, PU_LAYER, PU_SUBLAYER } PruneUnit;
-
+/* A `prune` statement (PolicyPrune, ir/ir.h) with its defaults applied. */
 typedef struct PruneStmt {
 	const PolicyStmt *s;
 	PruneUnit unit;

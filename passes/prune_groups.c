@@ -36,10 +36,11 @@ def_of(const Func *f, ValueId v)
 	return f->vals[v].def;
 }
 
+/* An activation: an elementwise op of one operand other than a scaling. */
 static bool
 is_activation(Opcode c)
 {
-	return c == OP_SILU || c == OP_GELU || c == OP_TANH;
+	return ir_op_is_unary_elemwise(c) && c != OP_SCALE;
 }
 
 /* Step 1 for consumer op index di.  Returns false when the block does not fit. */

@@ -126,7 +126,7 @@ prune_layers(Module *m, PruneStmt *ps, Diag *d)
 		}
 	}
 	if (ok) {
-		fprintf(ps->notes, "prune layer (%s): %d -> %d layers, removed", prune_score_names[ps->score], L, m->nlayers);
+		fprintf(ps->notes, "prune layer (%s): %d -> %d layers, removed", ir_vocab_name(&ir_score_vocab, ps->score), L, m->nlayers);
 		for (int32_t l = 0; l < L; l++)
 			if (!kept[l])
 				fprintf(ps->notes, " %d", l);

@@ -13,18 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ORDER: PruneScore */
-const char *const prune_score_names[PS_COUNT] = { "l1", "l2", "maw", "act", "angular", "bi" };
-
-int
-prune_score_from_name(const char *s)
-{
-	for (int i = 0; i < PS_COUNT; i++)
-		if (s && strcmp(s, prune_score_names[i]) == 0)
-			return i;
-	return -1;
-}
-
 /* Calls fn(w_ij, j) for every weight of the span. */
 #define SPAN_FOR(s, W, J, BODY)                                                        \
 	do {                                                                               \

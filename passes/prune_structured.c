@@ -23,15 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const PolicyOpt *
-opt(const PolicyStmt *s, const char *key)
-{
-	for (uint32_t i = 0; i < s->nopts; i++)
-		if (strcmp(s->opts[i].key, key) == 0)
-			return &s->opts[i];
-	return NULL;
-}
-
 /* `rel` against the directory of `base` (a source file) when relative. */
 static char *
 resolve(Arena *a, const char *base, const char *rel)
@@ -65,13 +56,13 @@ prune_stmt_tokens(const PruneStmt *ps, Diag *d, int32_t **tok, int64_t *n)
 {
 	if (!ps->calib) {
 		diag_error(d, ps->score_loc, "score '%s' needs calibration tokens (add 'calibrate \"FILE\"')",
-		           prune_score_names[ps->score]);
+		           ir_vocab_name(&ir_score_vocab, ps->score));
 		return false;
 	}
 	char err[512];
 	if (!prune_read_tokens(ps->calib, ps->ntokens, tok, n, err, sizeof err)) {
-		const PolicyOpt *o = opt(ps->s, "calibrate");
-		diag_error(d, o ? o->loc : ps->loc, "%s", err);
+		diag_error(d, ir_policy_given(ps->s, PK_PRUNE_CALIBRATE) ? ps->s->key_loc[PK_PRUNE_CALIBRATE] : ps->loc, "%s",
+		           err);
 		return false;
 	}
 	return true;
@@ -96,108 +87,88 @@ prune_stmt_calibrate(Module *m, const PruneStmt *ps, Diag *d, const Func *ref, c
 	return ok;
 }
 
-/* Step 1: the statement's options. */
+/* Step 1: the statement's fields (typed and checked when the policy was read) with
+ * the defaults; what depends on the module as it is now is checked here. */
 static bool
 read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)
 {
-	/* ORDER: PruneUnit */
-	static const char *const units[] = { "ffn_neuron", "head", "kv_group", "layer", "sublayer" };
+	const PolicyPrune *pr = &s->prune;
 	memset(ps, 0, sizeof *ps);
 	ps->s = s;
 	ps->loc = s->loc;
-	int u = -1;
-	for (int k = 0; k < 5; k++)
-		if (s->subject && strcmp(s->subject, units[k]) == 0)
-			u = k;
-	if (u < 0) {
-		diag_error(d, s->loc, "prune: expected a unit (ffn_neuron, head, kv_group, layer or sublayer), saw '%s'",
-		           s->subject ? s->subject : "nothing");
-		return false;
-	}
-	ps->unit = (PruneUnit)u;
+	ps->unit = pr->unit;
+	const char *unit = ir_vocab_name(&ir_unit_vocab, pr->unit);
 	int64_t nl = m->nlayers;
-	const PolicyOpt *o;
 	bool whole = ps->unit == PU_LAYER || ps->unit == PU_SUBLAYER; /* scored by hidden states */
 	ps->score = whole ? PS_BI : PS_L2;
 	ps->score_loc = s->loc;
-	if ((o = opt(s, "score"))) {
-		int sc = prune_score_from_name(o->val.str);
-		ps->score_loc = o->loc;
+	if (ir_policy_given(s, PK_PRUNE_SCORE)) {
+		PruneScore sc = pr->score;
+		ps->score_loc = s->key_loc[PK_PRUNE_SCORE];
 		bool layer_score = sc == PS_ANGULAR || sc == PS_BI;
-		if (sc < 0 || (layer_score && !whole) || (sc == PS_MAW && ps->unit != PU_FFN) || (sc == PS_ACT && whole)) {
-			diag_error(d, o->loc, "score '%s' does not apply to '%s'", o->val.str ? o->val.str : "?", units[u]);
+		if ((layer_score && !whole) || (sc == PS_MAW && ps->unit != PU_FFN) || (sc == PS_ACT && whole)) {
+			diag_error(d, ps->score_loc, "score '%s' does not apply to '%s'", ir_vocab_name(&ir_score_vocab, sc), unit);
 			return false;
 		}
-		ps->score = (PruneScore)sc;
+		ps->score = sc;
 	}
-	ps->block = -1;
-	if ((o = opt(s, "block"))) {
-		const char *b = o->val.str ? o->val.str : "?";
-		ps->block = strcmp(b, "attention") == 0 ? PB_ATTN : strcmp(b, "ffn") == 0 ? PB_FFN : -2;
-		if (ps->unit != PU_SUBLAYER) {
-			diag_error(d, o->loc, "option 'block' applies to 'sublayer' only");
-			return false;
-		}
-		if (ps->block == -2) {
-			diag_error(d, o->loc, "expected 'attention' or 'ffn' after 'block', saw '%s'", b);
-			return false;
-		}
-	}
-	if (!(o = opt(s, "keep"))) {
-		diag_error(d, s->loc, "'prune %s' needs 'keep'", units[u]);
+	ps->block = ir_policy_given(s, PK_PRUNE_BLOCK) ? (int)pr->block : -1;
+	if (!ir_policy_given(s, PK_PRUNE_KEEP)) {
+		diag_error(d, s->loc, "'prune %s' needs 'keep'", unit);
 		return false;
 	}
-	ps->keep_loc = o->loc;
-	ps->keep = o->val.num;
-	ps->keep_count = o->val.kind == PV_NUM && o->val.is_int;
-	if (o->val.kind == PV_FRAC)
-		ps->keep_text = arena_printf(&m->arena, "%lld/%lld", (long long)o->val.lo, (long long)o->val.hi);
+	ps->keep_loc = s->key_loc[PK_PRUNE_KEEP];
+	ps->keep = pr->keep.value;
+	ps->keep_count = pr->keep.count;
+	if (pr->keep.den > 0)
+		ps->keep_text = arena_printf(&m->arena, "%lld/%lld", (long long)pr->keep.num, (long long)pr->keep.den);
 	else
-		ps->keep_text = arena_printf(&m->arena, ps->keep_count ? "%.0f" : "%g", o->val.num);
+		ps->keep_text = arena_printf(&m->arena, ps->keep_count ? "%.0f" : "%g", ps->keep);
 	if (!(ps->keep > 0) || (!ps->keep_count && ps->keep > 1)) {
-		diag_error(d, o->loc, "keep %s is outside (0, 1]", ps->keep_text);
+		diag_error(d, ps->keep_loc, "keep %s is outside (0, 1]", ps->keep_text);
 		return false;
 	}
 	ps->cand = arena_alloc(&m->arena, (size_t)(nl + 1));
 	int64_t lo = 0, hi = nl;
-	if ((o = opt(s, "layers"))) {
-		lo = o->val.kind == PV_RANGE ? o->val.lo : 0;
-		hi = o->val.kind == PV_RANGE ? o->val.hi : 0;
+	if (ir_policy_given(s, PK_PRUNE_LAYERS)) {
+		lo = pr->layers.lo;
+		hi = pr->layers.hi;
 		if (lo < 0 || hi > nl || lo >= hi) {
-			diag_error(d, o->loc, "layer range %lld..%lld is outside the model's %lld layers", (long long)lo,
-			           (long long)hi, (long long)nl);
+			diag_error(d, s->key_loc[PK_PRUNE_LAYERS], "layer range %lld..%lld is outside the model's %lld layers",
+			           (long long)lo, (long long)hi, (long long)nl);
 			return false;
 		}
 	}
 	for (int64_t l = lo; l < hi; l++)
 		ps->cand[l] = true;
-	if ((o = opt(s, "protect"))) {
-		for (uint32_t i = 0; i < o->val.nints; i++)
-			if (o->val.ints[i] >= 0 && o->val.ints[i] < nl)
-				ps->cand[o->val.ints[i]] = false;
+	if (ir_policy_given(s, PK_PRUNE_PROTECT)) {
+		for (uint32_t i = 0; i < pr->protect.n; i++)
+			if (pr->protect.list[i] >= 0 && pr->protect.list[i] < nl)
+				ps->cand[pr->protect.list[i]] = false;
 	} else if (nl > 0) {
 		ps->cand[0] = ps->cand[nl - 1] = false;
 	}
 	ps->multiple = ps->unit == PU_FFN ? PRUNE_DEFAULT_MULTIPLE : 1;
-	if ((o = opt(s, "multiple"))) {
-		if (o->val.num < 1) {
-			diag_error(d, o->loc, "multiple must be at least 1, saw %g", o->val.num);
+	if (ir_policy_given(s, PK_PRUNE_MULTIPLE)) {
+		if (pr->multiple < 1) {
+			diag_error(d, s->key_loc[PK_PRUNE_MULTIPLE], "multiple must be at least 1, saw %lld",
+			           (long long)pr->multiple);
 			return false;
 		}
-		ps->multiple = (int64_t)o->val.num;
+		ps->multiple = pr->multiple;
 	}
-	ps->ntokens = 512;
-	if ((o = opt(s, "tokens")))
-		ps->ntokens = (int64_t)o->val.num;
-	if ((o = opt(s, "calibrate")))
-		ps->calib = resolve(&m->arena, o->loc.file ? o->loc.file : s->loc.file, o->val.str);
+	ps->ntokens = ir_policy_given(s, PK_PRUNE_TOKENS) ? pr->tokens : 512;
+	if (ir_policy_given(s, PK_PRUNE_CALIBRATE)) {
+		Loc cl = s->key_loc[PK_PRUNE_CALIBRATE];
+		ps->calib = resolve(&m->arena, cl.file ? cl.file : s->loc.file, pr->calibrate);
+	}
 	return true;
 }
 
 bool
 pass_prune_structured(Module *m, Diag *d)
 {
-	if (!pass_has_stmts(m, "prune"))
+	if (!pass_has_stmts(m, POL_PRUNE))
 		return true;
 	Policy *p = m->policy;
 	PassNotes pn;
@@ -205,7 +176,7 @@ pass_prune_structured(Module *m, Diag *d)
 	bool ok = true, changed = false;
 	for (uint32_t i = 0; i < p->nstmts && !diag_too_many(d); i++) {
 		const PolicyStmt *s = &p->stmts[i];
-		if (!s->verb || strcmp(s->verb, "prune") != 0)
+		if (s->verb != POL_PRUNE)
 			continue;
 		PruneStmt ps;
 		if (!read_stmt(m, s, d, &ps)) {
@@ -228,6 +199,6 @@ pass_prune_structured(Module *m, Diag *d)
 	}
 	pass_notes_end(&pn, m, "prune-structured", changed, ok);
 	if (ok) /* the statements are realised: a second run cuts nothing */
-		pass_drop_stmts(m, "prune");
+		pass_drop_stmts(m, POL_PRUNE);
 	return ok;
 }

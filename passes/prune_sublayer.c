@@ -56,21 +56,21 @@ static void
 note(PruneStmt *ps, int32_t L, int64_t nblocks, int64_t ngone, const bool *gone, const double *sc,
      const bool *have)
 {
-	fprintf(ps->notes, "prune sublayer (%s): %lld -> %lld blocks, removed", prune_score_names[ps->score],
+	fprintf(ps->notes, "prune sublayer (%s): %lld -> %lld blocks, removed", ir_vocab_name(&ir_score_vocab, ps->score),
 	        (long long)nblocks, (long long)(nblocks - ngone));
 	for (int k = 0; k < PB_COUNT; k++) {
 		bool any = false;
 		for (int32_t l = 0; l < L; l++)
 			if (gone[l * PB_COUNT + k]) {
 				if (!any)
-					fprintf(ps->notes, " %s", pass_block_names[k]);
+					fprintf(ps->notes, " %s", ir_vocab_name(&ir_block_vocab, k));
 				fprintf(ps->notes, " %d", l);
 				any = true;
 			}
 	}
 	fputs(" (scores", ps->notes);
 	for (int k = 0; k < PB_COUNT; k++) {
-		fprintf(ps->notes, "%s %s", k ? "," : "", pass_block_names[k]);
+		fprintf(ps->notes, "%s %s", k ? "," : "", ir_vocab_name(&ir_block_vocab, k));
 		for (int32_t l = 0; l < L; l++)
 			if (have[l * PB_COUNT + k])
 				fprintf(ps->notes, " %.4f", sc[l * PB_COUNT + k]);
@@ -167,10 +167,10 @@ prune_sublayers(Module *m, PruneStmt *ps, Diag *d)
 	for (size_t i = 0; i < n; i++)
 		ngone += gone[i];
 	int32_t bad = -1;
-	PassBlockKind badk = PB_ATTN;
+	PruneBlockKind badk = PB_ATTN;
 	if (ok && ngone > 0 && !pass_remove_blocks(m, gone, &bad, &badk)) {
 		diag_error(d, ps->loc, "cannot remove the %s block of layer %d: it is not one residual block in every entry",
-		           pass_block_names[badk], bad);
+		           ir_vocab_name(&ir_block_vocab, badk), bad);
 		ok = false;
 	}
 	if (ok && ngone > 0) {

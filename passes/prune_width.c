@@ -188,7 +188,7 @@ apply_target(Module *m, PruneStmt *ps, const Target *t, const bool *kept, PruneG
 					ct->dims[ct->rank - 1] = t->keep;
 				}
 			}
-		fprintf(ps->notes, "prune ffn_neuron (%s): layer %d: %lld -> %lld, removed", prune_score_names[ps->score],
+		fprintf(ps->notes, "prune ffn_neuron (%s): layer %d: %lld -> %lld, removed", ir_vocab_name(&ir_score_vocab, ps->score),
 		        t->layer, (long long)t->width, (long long)t->keep);
 		note_removed(ps->notes, kept, t->width);
 		fputc('\n', ps->notes);
@@ -236,7 +236,7 @@ apply_target(Module *m, PruneStmt *ps, const Target *t, const bool *kept, PruneG
 				m->states[at->ia[2]].kv_heads = nkv;
 		}
 	fprintf(ps->notes, "prune %s (%s): layer %d: heads %lld -> %lld, kv_heads %lld -> %lld, removed heads",
-	        unit_name(ps->unit), prune_score_names[ps->score], t->layer, (long long)H, (long long)nq, (long long)KH,
+	        unit_name(ps->unit), ir_vocab_name(&ir_score_vocab, ps->score), t->layer, (long long)H, (long long)nq, (long long)KH,
 	        (long long)nkv);
 	note_removed(ps->notes, kq, H);
 	fputc('\n', ps->notes);

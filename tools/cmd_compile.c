@@ -3,8 +3,8 @@
  *   elide compile M.elide|M.eir -w W.safetensors -o DIR [--policy P]
  *         [--emit=obj,asm,llvm-ir,ir,header] [--embed-weights] [-O0..-O3]
  *         [--target=TRIPLE] [--cpu=NAME] [--features=+a,-b] [--no-fuse]
- * The policy's prune statements run (prune-structured), then the default pipeline
- * and the verifier; --emit=ir writes the IR codegen saw.
+ * The default pipeline runs (passes/pipeline.c: the policy's passes, then the
+ * clean-ups, as in `elide run`), then the verifier; --emit=ir writes the IR codegen saw.
  * NAME.weights (unless --embed-weights) and NAME.json are always written.  Outputs go
  * through temporary files and renames; a failed compile leaves none of them. */
 #include <errno.h>
@@ -164,10 +164,8 @@ cmd_compile(int argc, char **argv)
 	}
 	if (nweights == 1) /* several files have no one path to record */
 		m->weights_path = arena_strdup(&m->arena, weights[0]);
-	/* the policy's compile-time transformations, then the clean-ups */
-	PassOptions po = { .verify_each = false };
-	if ((m->policy && !pass_run_pipeline(m, "prune-structured", &po, &d)) || !pass_run_default(m, &d)
-	    || !ir_verify(m, &d)) {
+	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
+	if (!pass_run_default(m, &d) || !ir_verify(m, &d)) {
 		ir_free_module(m);
 		return 1;
 	}

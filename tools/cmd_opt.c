@@ -22,7 +22,8 @@ usage(FILE *out)
 {
 	fprintf(out, "USAGE: elide opt FILE.eir|FILE.elide|- [options]\n\n"
 	             "OPTIONS:\n"
-	             "  --passes=a,b,c         run these passes in order (default: none)\n"
+	             "  --passes=a,b,c         run these passes in order (default: none); the name\n"
+	             "                         'default' is the pipeline of 'elide compile' and 'elide run'\n"
 	             "  --print-after=NAME     print the IR to stderr after pass NAME (comma list)\n"
 	             "  --print-after-all      print the IR to stderr after every pass\n"
 	             "  --verify-each          verify the IR after every pass (default in debug builds)\n"
@@ -177,7 +178,9 @@ opt_main(int argc, char **argv, Diag *d)
 		ir_free_module(m);
 		return 1;
 	}
-	bool ok = pass_run_pipeline(m, passes, &o, d);
+	/* `default` alone is what `elide compile` runs, warnings for unapplied statements included */
+	bool ok = passes && strcmp(passes, "default") == 0 ? pass_run_default_opts(m, &o, d)
+	                                                  : pass_run_pipeline(m, passes, &o, d);
 	if (ok && repairs && !o.verify_each && !ir_verify(m, d))
 		ok = false;
 	ok = ok && write_out(m, out);

@@ -1,8 +1,8 @@
 /* test_prune_compiled.c - structured pruning of zero units, compiled: a seeded random
  * Llama with chosen FFN neurons, heads, KV groups or layers zeroed (on the side that
  * makes their contribution zero) is compiled twice through the JIT, dense and with a
- * policy that prunes exactly the zeroed units (prune-structured, then the default
- * pipeline, as `elide compile` runs them).  A 10-token prefill and 14 decode steps
+ * policy that prunes exactly the zeroed units (the default pipeline, as `elide
+ * compile` runs it).  A 10-token prefill and 14 decode steps
  * of both must agree: max |a - b| / max |b| <= 1e-5, same argmax, for every unit
  * kind with multi-head and grouped-query attention.  `prune sublayer` leaves layers
  * with one block: the compiled model (a layer without attention, so without a KV
@@ -30,7 +30,7 @@ typedef int (*PrefillFn)(void *, const int32_t *, int32_t, int32_t, float *);
 static Diag diag; /* modules keep pointers to the sources registered here */
 
 /* Loads the model of source `src` (written to dir) with policy (NULL: dense), loads
- * the weights and runs the passes `elide compile` runs. */
+ * the weights and runs the default pipeline, as `elide compile` does. */
 static Module *
 load(const char *src, const char *weights, const char *policy)
 {

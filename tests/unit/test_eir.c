@@ -227,13 +227,26 @@ Test(eir, exact_numbers_names_strings)
 	ir_free_module(m);
 }
 
+/* Every verb and subject, every kind of option value: typed when read, printed in
+ * policy.def's order, and the text is a fixed point. */
 Test(eir, policy_values_and_empty_ret)
 {
 	const char *text = "module @t {\n  layers = 4;\n}\n\npolicy @p {\n"
-	                   "  prune ffn_neuron(keep = 0.1, score = maw, layers = 1..4, n = 3, neg = -2, big = 1e+300);\n"
-	                   "  prune kv_group(keep = 5/6, list = [0, 3], empty = [], s = \"q\\\"uote\");\n"
-	                   "  attend decode(quest = quest(page = 16, budget = 64), sinks = 4);\n"
-	                   "  drop();\n}\n\n"
+	                   "  prune ffn_neuron(keep = 0.1, score = maw, layers = 1..4, multiple = 3, protect = [], "
+	                   "calibrate = \"q\\\"uote\", tokens = 64);\n"
+	                   "  prune kv_group(keep = 5/6, protect = [0, 3]);\n"
+	                   "  prune sublayer(keep = 2, score = bi, block = ffn);\n"
+	                   "  drop layers(layers = [1, 2]);\n"
+	                   "  drop layers(layers = 2..4);\n"
+	                   "  skip schedule(n_max = 4, n_min = 2, ctx = 128);\n"
+	                   "  skip ffn(threshold = 0.95, warmup = 4, cold = [0, 3], layers = 1..3);\n"
+	                   "  skip router(buckets = 4, calibrate = \"c.txt\");\n"
+	                   "  exit(at = [1, 2], head = h, measure = entropy, threshold = 1.5, decay = 1e+300, "
+	                   "patience = 2, kv = none);\n"
+	                   "  attend decode(page = 16, budget = 64, sinks = 4, window = 32, dense_layers = [0]);\n"
+	                   "  attend prefill(method = coverage, block = 16, gamma = -2.5, min_tokens = 64, "
+	                   "dense_layers = []);\n"
+	                   "}\n\n"
 	                   "entry forward @f(@tokens: i32[<=8]) -> () {\n  %0 = arg 0 : i32[<=8]\n  ret ()\n}\n";
 	Cap c;
 	cap_init(&c);
@@ -242,21 +255,79 @@ Test(eir, policy_values_and_empty_ret)
 	char *a = expect_roundtrip(m, "policy");
 	cr_expect_str_eq(a, text);
 	const Policy *p = m->policy;
-	cr_assert_eq(p->nstmts, 4);
-	cr_expect_eq(p->stmts[0].opts[0].val.kind, PV_NUM);
-	cr_expect(!p->stmts[0].opts[0].val.is_int);
-	cr_expect(p->stmts[0].opts[3].val.is_int);
-	cr_expect_eq(p->stmts[0].opts[4].val.num, -2);
-	cr_expect_eq(p->stmts[1].opts[0].val.kind, PV_FRAC);
-	cr_expect_float_eq(p->stmts[1].opts[0].val.num, 5.0 / 6.0, 1e-12);
-	cr_expect_eq(p->stmts[1].opts[1].val.nints, 2);
-	cr_expect_eq(p->stmts[2].opts[0].val.kind, PV_CALL);
-	cr_expect_eq(p->stmts[2].opts[0].val.nsub, 2);
-	cr_expect_null(p->stmts[3].subject);
+	cr_assert_eq(p->nstmts, 11);
+	const PolicyStmt *s = &p->stmts[0];
+	cr_expect_eq(s->verb, POL_PRUNE);
+	cr_expect_eq(s->prune.unit, PU_FFN);
+	cr_expect(!s->prune.keep.count);
+	cr_expect_float_eq(s->prune.keep.value, 0.1, 1e-12);
+	cr_expect_eq(s->prune.score, PS_MAW);
+	cr_expect(s->prune.layers.range && s->prune.layers.lo == 1 && s->prune.layers.hi == 4);
+	cr_expect_eq(s->prune.multiple, 3);
+	cr_expect(ir_policy_given(s, PK_PRUNE_PROTECT) && s->prune.protect.n == 0);
+	cr_expect_str_eq(s->prune.calibrate, "q\"uote");
+	cr_expect_eq(s->key_loc[PK_PRUNE_SCORE].line, 6);
+	cr_expect_eq(s->key_loc[PK_PRUNE_SCORE].col, 32);
+	s = &p->stmts[1];
+	cr_expect_eq(s->prune.keep.num, 5);
+	cr_expect_eq(s->prune.keep.den, 6);
+	cr_expect_float_eq(s->prune.keep.value, 5.0 / 6.0, 1e-12);
+	cr_expect(!ir_policy_given(s, PK_PRUNE_SCORE));
+	cr_expect(p->stmts[2].prune.keep.count && p->stmts[2].prune.block == PB_FFN);
+	cr_expect(!p->stmts[3].drop.layers.range && p->stmts[3].drop.layers.n == 2);
+	cr_expect(p->stmts[4].drop.layers.range && p->stmts[4].drop.layers.hi == 4);
+	s = &p->stmts[5];
+	cr_expect(s->skip.kind == SK_SCHEDULE && s->skip.n_max == 4 && s->skip.n_min == 2 && s->skip.ctx == 128);
+	s = &p->stmts[6];
+	cr_expect(s->skip.kind == SK_FFN && s->skip.warmup == 4 && s->skip.cold.list[1] == 3 && s->skip.layers.lo == 1);
+	cr_expect_float_eq(s->skip.threshold, 0.95, 1e-12);
+	cr_expect(p->stmts[7].skip.kind == SK_ROUTER && p->stmts[7].skip.buckets == 4);
+	s = &p->stmts[8];
+	cr_expect(s->verb == POL_EXIT && s->exit.at.n == 2 && s->exit.measure == EM_ENTROPY && s->exit.kv == EKV_NONE);
+	cr_expect_str_eq(s->exit.head, "h");
+	cr_expect_eq(s->exit.decay, 1e300);
+	s = &p->stmts[9];
+	cr_expect(s->attend.kind == AK_DECODE && s->attend.page == 16 && s->attend.budget == 64 && s->attend.window == 32);
+	s = &p->stmts[10];
+	cr_expect(s->attend.kind == AK_PREFILL && s->attend.method == PM_COVERAGE && s->attend.block == 16);
+	cr_expect_eq(s->attend.gamma, -2.5);
 	cr_expect(ir_verify(m, &c.d), "%s", cap_text(&c));
 	free(a);
 	ir_free_module(m);
 	cap_fini(&c);
+}
+
+/* Policy statements are typed as they are read: what does not fit is a parse error
+ * at the option. */
+Test(eir, policy_errors)
+{
+	const char *head = "module @t {\n  layers = 4;\n}\n\npolicy @p {\n";
+	const char *cases[][2] = {
+		{ "  prune ffn_neuron(keep = 0.5, nope = 3);\n", "p.eir:6:32: error: policy: unknown option 'nope' for 'prune ffn_neuron'" },
+		{ "  prune ffn_neuron(keep = 0.5, score = fast);\n", "p.eir:6:32: error: policy: expected one of 'l1', 'l2', 'maw', 'angular', 'bi' or 'act' for 'score'" },
+		{ "  prune ffn_neuron(keep = 0.5, layers = [1]);\n", "p.eir:6:32: error: policy: expected a layer range a..b for 'layers'" },
+		{ "  prune ffn_neuron(keep = 0.5, multiple = 2.5);\n", "p.eir:6:32: error: policy: expected an integer for 'multiple'" },
+		{ "  prune ffn_neuron(score = l1);\n", "p.eir:6:3: error: policy: 'prune ffn_neuron' needs 'keep'" },
+		{ "  prune head(keep = 0.5, block = ffn);\n", "p.eir:6:26: error: policy: unknown option 'block' for 'prune head'" },
+		{ "  prune neuron(keep = 0.5);\n", "p.eir:6:3: error: policy: 'prune' has no subject 'neuron'" },
+		{ "  exit(at = [1], head = h, kv = maybe);\n", "p.eir:6:28: error: policy: expected one of 'propagate' or 'none' for 'kv'" },
+		{ "  exit(at = [1]);\n", "p.eir:6:3: error: policy: 'exit' needs 'head'" },
+		{ "  skip ffn(n_max = 3, threshold = 0.5);\n", "p.eir:6:12: error: policy: unknown option 'n_max' for 'skip ffn'" },
+		{ "  attend decode(page = 16);\n", "p.eir:6:3: error: policy: 'attend decode' needs 'budget'" },
+		{ "  attend prefill(method = block_topk, block = 16);\n", "p.eir:6:3: error: policy: 'attend prefill' needs 'topk'" },
+		{ "  shrink ffn_neuron(keep = 0.75);\n", "p.eir:6:3: error: policy: expected a verb (prune, skip, exit, attend, drop), saw 'shrink'" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char text[512];
+		snprintf(text, sizeof text, "%s%s}\n", head, cases[i][0]);
+		Cap c;
+		cap_init(&c);
+		Module *m = parse_text("p.eir", text, &c);
+		cr_expect_null(m, "parsed: %s", cases[i][0]);
+		cr_expect(strstr(cap_text(&c), cases[i][1]), "wanted '%s' in:\n%s", cases[i][1], cap_text(&c));
+		ir_free_module(m);
+		cap_fini(&c);
+	}
 }
 
 /* ---- errors ---- */

@@ -158,14 +158,6 @@ Test(frontend, constants_and_substitution)
 	ir_free_module(m);
 }
 
-static const PolicyOpt *
-opt(const PolicyStmt *s, const char *key)
-{
-	const PolicyOpt *o = fe_policy_opt(s, key);
-	cr_assert(o, "%s %s: no option '%s'", s->verb, s->subject ? s->subject : "", key);
-	return o;
-}
-
 Test(frontend, policy_values)
 {
 	Module *m = load_example("fast");
@@ -174,62 +166,107 @@ Test(frontend, policy_values)
 	cr_assert_str_eq(p->name, "fast");
 	cr_assert_eq(p->nstmts, 5);
 	PolicyStmt *s = &p->stmts[0];
-	cr_assert_str_eq(s->verb, "prune");
-	cr_assert_str_eq(s->subject, "ffn_neuron");
-	cr_assert_float_eq(opt(s, "keep")->val.num, 0.75, 1e-12);
-	cr_assert_str_eq(opt(s, "score")->val.str, "maw");
-	cr_assert_eq(opt(s, "layers")->val.kind, PV_RANGE);
-	cr_assert_eq(opt(s, "layers")->val.lo, 1);
-	cr_assert_eq(opt(s, "layers")->val.hi, 4);
+	cr_assert_eq(s->verb, POL_PRUNE);
+	cr_assert_eq(s->prune.unit, PU_FFN);
+	cr_assert(!s->prune.keep.count && s->prune.keep.den == 0);
+	cr_assert_float_eq(s->prune.keep.value, 0.75, 1e-12);
+	cr_assert_eq(s->prune.score, PS_MAW);
+	cr_assert(s->prune.layers.range);
+	cr_assert_eq(s->prune.layers.lo, 1);
+	cr_assert_eq(s->prune.layers.hi, 4);
+	cr_assert(!ir_policy_given(s, PK_PRUNE_PROTECT) && !ir_policy_given(s, PK_PRUNE_MULTIPLE));
+	cr_assert_gt(s->key_loc[PK_PRUNE_SCORE].line, 0);
 	s = &p->stmts[1];
-	cr_assert_eq(opt(s, "keep")->val.kind, PV_FRAC);
-	cr_assert_eq(opt(s, "keep")->val.lo, 1);
-	cr_assert_eq(opt(s, "keep")->val.hi, 2);
-	cr_assert_float_eq(opt(s, "keep")->val.num, 0.5, 1e-12);
+	cr_assert_eq(s->prune.unit, PU_KV_GROUP);
+	cr_assert_eq(s->prune.keep.num, 1);
+	cr_assert_eq(s->prune.keep.den, 2);
+	cr_assert_float_eq(s->prune.keep.value, 0.5, 1e-12);
 	s = &p->stmts[2];
-	cr_assert_str_eq(s->verb, "exit");
-	const PolicyOpt *at = opt(s, "at");
-	cr_assert_eq(at->val.kind, PV_LIST);
-	cr_assert_eq(at->val.nints, 2);
-	cr_assert_eq(at->val.ints[0], 2);
-	cr_assert_eq(at->val.ints[1], 4);
-	cr_assert_str_eq(opt(s, "head")->val.str, "head");
-	cr_assert_str_eq(opt(s, "measure")->val.str, "margin");
-	cr_assert_float_eq(opt(s, "threshold")->val.num, 0.4, 1e-12);
-	cr_assert_float_eq(opt(s, "decay")->val.num, 4, 1e-12);
-	cr_assert_str_eq(opt(s, "kv")->val.str, "propagate");
+	cr_assert_eq(s->verb, POL_EXIT);
+	cr_assert_eq(s->exit.at.n, 2);
+	cr_assert_eq(s->exit.at.list[0], 2);
+	cr_assert_eq(s->exit.at.list[1], 4);
+	cr_assert_str_eq(s->exit.head, "head");
+	cr_assert_eq(s->exit.measure, EM_MARGIN);
+	cr_assert_float_eq(s->exit.threshold, 0.4, 1e-12);
+	cr_assert_float_eq(s->exit.decay, 4, 1e-12);
+	cr_assert_eq(s->exit.kv, EKV_PROPAGATE);
+	cr_assert(!ir_policy_given(s, PK_EXIT_PATIENCE));
 	s = &p->stmts[3];
-	cr_assert_str_eq(s->subject, "ffn");
-	cr_assert_float_eq(opt(s, "threshold")->val.num, 0.95, 1e-12);
-	cr_assert_eq(opt(s, "warmup")->val.num, 4);
-	cr_assert_eq(opt(s, "cold")->val.nints, 2);
-	cr_assert_eq(opt(s, "cold")->val.ints[1], 5);
+	cr_assert_eq(s->verb, POL_SKIP);
+	cr_assert_eq(s->skip.kind, SK_FFN);
+	cr_assert_float_eq(s->skip.threshold, 0.95, 1e-12);
+	cr_assert_eq(s->skip.warmup, 4);
+	cr_assert_eq(s->skip.cold.n, 2);
+	cr_assert_eq(s->skip.cold.list[1], 5);
 	s = &p->stmts[4];
-	cr_assert_str_eq(s->subject, "decode");
-	const PolicyOpt *q = opt(s, "quest");
-	cr_assert_eq(q->val.kind, PV_CALL);
-	cr_assert_eq(q->val.nsub, 2);
-	cr_assert_str_eq(q->val.sub[0].key, "page");
-	cr_assert_eq(q->val.sub[0].val.num, 16);
-	cr_assert_str_eq(q->val.sub[1].key, "budget");
-	cr_assert_eq(q->val.sub[1].val.num, 64);
-	cr_assert_eq(opt(s, "sinks")->val.num, 4);
-	cr_assert_eq(opt(s, "window")->val.num, 32);
-	cr_assert_eq(opt(s, "dense_layers")->val.nints, 2);
+	cr_assert_eq(s->verb, POL_ATTEND);
+	cr_assert_eq(s->attend.kind, AK_DECODE);
+	cr_assert_eq(s->attend.page, 16);
+	cr_assert_eq(s->attend.budget, 64);
+	cr_assert_eq(s->attend.sinks, 4);
+	cr_assert_eq(s->attend.window, 32);
+	cr_assert_eq(s->attend.dense_layers.n, 2);
 	ir_free_module(m);
 
 	m = load_example("slim");
-	cr_assert_eq(opt(&m->policy->stmts[0], "protect")->val.nints, 2);
-	cr_assert_eq(opt(&m->policy->stmts[0], "protect")->val.ints[1], 5); /* last layer */
-	cr_assert_eq(opt(&m->policy->stmts[1], "protect")->val.nints, 0);   /* none */
+	cr_assert_eq(m->policy->stmts[0].prune.protect.n, 2);
+	cr_assert_eq(m->policy->stmts[0].prune.protect.list[1], 5); /* last layer */
+	cr_assert(ir_policy_given(&m->policy->stmts[1], PK_PRUNE_PROTECT));
+	cr_assert_eq(m->policy->stmts[1].prune.protect.n, 0); /* none */
+	cr_assert_eq(m->policy->stmts[0].prune.multiple, 4);
 	ir_free_module(m);
 	m = load_example("skipdecode");
-	const PolicyOpt *lin = opt(&m->policy->stmts[0], "linear");
-	cr_assert_eq(lin->val.nints, 3);
-	cr_assert_eq(lin->val.ints[0], 6);
-	cr_assert_eq(lin->val.ints[1], 2);
-	cr_assert_eq(lin->val.ints[2], 128);
+	s = &m->policy->stmts[0];
+	cr_assert_eq(s->skip.kind, SK_SCHEDULE);
+	cr_assert_eq(s->skip.n_max, 6);
+	cr_assert_eq(s->skip.n_min, 2);
+	cr_assert_eq(s->skip.ctx, 128);
 	ir_free_module(m);
+	m = load_example("routed");
+	cr_assert_eq(m->policy->stmts[0].skip.kind, SK_ROUTER);
+	cr_assert_eq(m->policy->stmts[0].skip.buckets, 4);
+	ir_free_module(m);
+	m = load_example("topk");
+	s = &m->policy->stmts[0];
+	cr_assert(s->attend.kind == AK_PREFILL && s->attend.method == PM_BLOCK_TOPK);
+	cr_assert(s->attend.block == 16 && s->attend.topk == 4 && s->attend.dense_layers.n == 1);
+	ir_free_module(m);
+	m = load_example("flex");
+	s = &m->policy->stmts[0];
+	cr_assert(s->attend.method == PM_COVERAGE && s->attend.block == 16 && s->attend.min_tokens == 64);
+	cr_assert_float_eq(s->attend.gamma, 0.9, 1e-12);
+	ir_free_module(m);
+	m = load_example("shallow");
+	s = &m->policy->stmts[0];
+	cr_assert(s->verb == POL_DROP && s->drop.layers.range && s->drop.layers.lo == 3 && s->drop.layers.hi == 5);
+	ir_free_module(m);
+}
+
+/* Every policy of the example prints as .eir text that reads back to the same text. */
+Test(frontend, every_example_policy_round_trips)
+{
+	static const char *const names[] = { "slim", "calibrated", "shallow", "shortgpt", "blocks", "skipdecode",
+		                             "ffnskip", "routed", "calm", "patient", "entropy", "saturate",
+		                             "quest", "topk", "flex", "fast" };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		Module *m = load_example(names[i]);
+		char *a = ir_print_module_str(m);
+		static Diag d;
+		diag_init(&d, stderr);
+		SourceFile src = { .path = "rt.eir", .text = a, .len = strlen(a) };
+		Module *m2 = ir_parse_module(&src, &d);
+		cr_assert(m2, "%s does not read back", names[i]);
+		char *b = ir_print_module_str(m2);
+		cr_assert_str_eq(a, b, "%s", names[i]);
+		cr_assert_eq(m2->policy->nstmts, m->policy->nstmts);
+		for (uint32_t k = 0; k < m->policy->nstmts; k++)
+			cr_assert_eq(m2->policy->stmts[k].given, m->policy->stmts[k].given, "%s statement %u", names[i], k);
+		free(a);
+		free(b);
+		ir_free_module(m);
+		ir_free_module(m2);
+	}
 }
 
 /* ---- the example against Hugging Face's numbers ---- */

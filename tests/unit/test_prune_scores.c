@@ -142,8 +142,8 @@ Test(prune_scores, keep_count)
 
 Test(prune_scores, names)
 {
-	cr_assert_eq(prune_score_from_name("maw"), PS_MAW);
-	cr_assert_eq(prune_score_from_name("bi"), PS_BI);
-	cr_assert_eq(prune_score_from_name("nope"), -1);
-	cr_assert_str_eq(prune_score_names[PS_ANGULAR], "angular");
+	cr_assert_eq(ir_vocab_find(&ir_score_vocab, "maw"), PS_MAW);
+	cr_assert_eq(ir_vocab_find(&ir_score_vocab, "bi"), PS_BI);
+	cr_assert_eq(ir_vocab_find(&ir_score_vocab, "nope"), -1);
+	cr_assert_str_eq(ir_vocab_name(&ir_score_vocab, PS_ANGULAR), "angular");
 }

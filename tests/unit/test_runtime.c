@@ -316,6 +316,15 @@ Test(rt_blob, map_and_open)
 Test(rt_util, sizes)
 {
 	cr_assert_eq(elide_kv_bytes(256, 6, 48), 2u * 256 * 6 * 48 * 4);
+	/* K and V are each padded to 64 bytes, as the compiler lays them out: 3 x 5
+	 * floats = 60 bytes -> 64 */
+	cr_assert_eq(elide_kv_bytes(3, 1, 5), 128u);
+	elide_kv_layout l = elide_kv_layout_of(7, 2, 3);
+	cr_assert_eq(l.row_bytes, 24u);
+	cr_assert_eq(l.v_offset, 192u); /* 168 -> 192 */
+	cr_assert_eq(l.bytes, 384u);
+	cr_assert_eq(elide_kv_layout_of(7, 0, 3).bytes, 0u);
+	cr_assert_eq(elide_kv_layout_of(INT64_MAX, 1 << 19, 1 << 19).bytes, 0u);
 	cr_assert_eq(elide_kv_bytes(0, 6, 48), 0u);
 	cr_assert_eq(elide_kv_bytes(-1, 6, 48), 0u);
 	cr_assert_eq(elide_align_up(0, 64), 0u);
