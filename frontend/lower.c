@@ -466,7 +466,9 @@ lower_model(const Ast *model, Diag *d)
 	lw_declare(&L, model);
 	/* 2. entries */
 	int nentries = 0;
-	for (const Ast *it = model->kids; it && !diag_too_many(d); it = it->next)
+	/* an entry that stopped at a limit (L.stop) ends lowering: the next entry would
+	 * be lowered against a half-built state */
+	for (const Ast *it = model->kids; it && !diag_too_many(d) && !L.stop; it = it->next)
 		if (it->kind == AST_ENTRY) {
 			MSym *s = lw_find(&L, it->name);
 			if (s && s->decl == it) {
