@@ -136,7 +136,7 @@ typedef struct CgResult {
 enum {
 	CG_CTX_MAGIC = 0,      /* u64 */
 	CG_CTX_WEIGHTS = 8,    /* ptr: packed payload in use (NULL: none loaded) */
-	CG_CTX_UNUSED = 16,    /* reserved */
+	CG_CTX_BUSY = 16,      /* u64: 1 while a call runs (a second thread's call gets ELIDE_ERR_BUSY) */
 	CG_CTX_PFOR = 24,      /* ptr: parallel-for hook (NULL: serial) */
 	CG_CTX_POOL = 32,      /* ptr: hook's first argument */
 	CG_CTX_OWNED_POOL = 40,/* ptr: runtime pool made by set_threads, destroyed by destroy */
