@@ -4,7 +4,8 @@
  *             [--print-after-all] [--verify-each] [--time-passes] [--policy NAME]
  *             [-o OUT.eir] [--list-passes]          (FILE '-' reads .eir from stdin)
  * The input is verified before the first pass, except that a pipeline starting with
- * shape-infer (the pass that repairs stale shapes) is verified after it.  Dumps and
+ * shape-infer (the pass that repairs stale shapes) is verified after it; then the IR
+ * is verified after every pass, in every build type (--no-verify-each: at the end).  Dumps and
  * timings go to stderr, the final IR to stdout or -o (written to a temporary file,
  * then renamed, so a failed run never leaves half a file).  Exit codes: 0, 1 errors
  * in the input or a pass, 2 usage. */
@@ -25,8 +26,8 @@ usage(FILE *out)
 	             "  --passes=a,b,c         run these passes in order (default: none)\n"
 	             "  --print-after=NAME     print the IR to stderr after pass NAME (comma list)\n"
 	             "  --print-after-all      print the IR to stderr after every pass\n"
-	             "  --verify-each          verify the IR after every pass (default in debug builds)\n"
-	             "  --no-verify-each       do not\n"
+	             "  --verify-each          verify the IR after every pass (the default)\n"
+	             "  --no-verify-each       verify the input and the final IR only\n"
 	             "  --time-passes          print the wall time of every pass to stderr\n"
 	             "  --policy NAME          the policy of a .elide input to attach\n"
 	             "  -o FILE                write the IR to FILE instead of stdout\n"
@@ -100,10 +101,7 @@ static int
 opt_main(int argc, char **argv, Diag *d)
 {
 	const char *file = NULL, *passes = NULL, *policy = NULL, *out = NULL;
-	PassOptions o = { 0 };
-#ifndef NDEBUG
-	o.verify_each = true;
-#endif
+	PassOptions o = { .verify_each = true };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -177,8 +175,16 @@ opt_main(int argc, char **argv, Diag *d)
 		ir_free_module(m);
 		return 1;
 	}
-	bool ok = pass_run_pipeline(m, passes, &o, d);
-	if (ok && repairs && !o.verify_each && !ir_verify(m, d))
+	bool ok;
+	if (repairs && !o.verify_each) {
+		/* the repair is verified before the next pass sees the module */
+		const char *rest = strchr(passes, ',');
+		ok = pass_run_pipeline(m, "shape-infer", &o, d) && ir_verify(m, d) &&
+		     (!rest || pass_run_pipeline(m, rest + 1, &o, d));
+	} else {
+		ok = pass_run_pipeline(m, passes, &o, d);
+	}
+	if (ok && !o.verify_each && !ir_verify(m, d))
 		ok = false;
 	ok = ok && write_out(m, out);
 	ir_free_module(m);
