@@ -485,7 +485,8 @@ decl_weight(Lower *L, const Ast *w)
 		diag_error(L->d, w->b->loc, "a weight cannot have a bounded dimension");
 		ok = false;
 	}
-	t.dtype = DT_F32; /* the loader converts bf16 and f16 to f32 */
+	DType file_dtype = t.dtype; /* the file's tensor must have it (bf16, f16) */
+	t.dtype = DT_F32;           /* the loader converts bf16 and f16 to f32 */
 	int64_t idx = -1;
 	if (w->a && !decl_index(L, w->a, &idx))
 		return;
@@ -499,6 +500,7 @@ decl_weight(Lower *L, const Ast *w)
 	}
 	if (!w->a) {
 		s->param = (int32_t)ir_add_param(L->m, w->name, src, t, -1, w->loc);
+		L->m->params[s->param].file_dtype = file_dtype;
 		return;
 	}
 	char pname[160];
@@ -508,7 +510,9 @@ decl_weight(Lower *L, const Ast *w)
 		diag_note(L->d, L->m->params[s->slots[idx]].loc, "previous definition is here");
 		return;
 	}
-	set_slot(s, idx, (int32_t)ir_add_param(L->m, pname, src, t, (int32_t)idx, w->loc));
+	int32_t pi = (int32_t)ir_add_param(L->m, pname, src, t, (int32_t)idx, w->loc);
+	L->m->params[pi].file_dtype = file_dtype;
+	set_slot(s, idx, pi);
 }
 
 static void

@@ -11,6 +11,7 @@
  * its body, so regions are contiguous and checked to be increasing. */
 #include "frontend/frontend.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -583,7 +584,8 @@ fe_load(const char *path, const char *policy, Diag *d)
 {
 	SourceFile *src = diag_read_file(path);
 	if (!src) {
-		diag_error(d, (Loc){ 0 }, "cannot read '%s'", path);
+		diag_error(d, (Loc){ 0 }, "cannot read '%s': %s", path,
+		           errno == EFBIG ? "larger than the 64 MiB limit of a source file" : strerror(errno));
 		return NULL;
 	}
 	return fe_load_text(path, src->text, src->len, policy, d);

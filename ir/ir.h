@@ -145,6 +145,8 @@ typedef struct Param {
 	int32_t layer;       /* layer the param belongs to, -1 if global */
 	float *data;         /* f32 contents once loaded (NULL before); owned by the module */
 	uint64_t hash;       /* content hash of data (0 when not loaded) */
+	DType file_dtype;    /* dtype the declaration gives the file's tensor: DT_F32 takes F32, F16
+	                      * or BF16 (widened exactly), DT_BF16 / DT_F16 only that dtype */
 	Loc loc;
 } Param;
 

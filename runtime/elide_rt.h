@@ -147,8 +147,9 @@ uint64_t elide_rng_next(uint64_t *state);
 /* Uniform float in [0, 1) with 24 random bits. */
 float elide_rng_float(uint64_t *state);
 
-/* Index of the largest logit (the first on ties; NaNs ignored; 0 if all are NaN
- * or n <= 0). */
+/* Index of the largest logit (the first on ties; NaNs ignored).  -1 when there is
+ * no token to choose: every logit NaN, n <= 0 or logits NULL (the samplers below
+ * too); fed back to an entry, -1 is rejected with ELIDE_ERR_TOKEN. */
 int32_t elide_sample_argmax(const float *logits, int32_t n);
 /* Draws from softmax(logits / temperature); temperature <= 0 means argmax. */
 int32_t elide_sample_temperature(const float *logits, int32_t n, float temperature,

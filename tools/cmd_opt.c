@@ -9,6 +9,7 @@
  * timings go to stderr, the final IR to stdout or -o (written to a temporary file,
  * then renamed, so a failed run never leaves half a file).  Exit codes: 0, 1 errors
  * in the input or a pass, 2 usage. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +156,8 @@ opt_main(int argc, char **argv, Diag *d)
 			src->path = xstrdup("<stdin>");
 		}
 		if (!src) {
-			fprintf(stderr, "elide: error: cannot read '%s'\n", file);
+			fprintf(stderr, "elide: error: cannot read '%s': %s\n", file,
+			        errno == EFBIG ? "larger than the 64 MiB limit of a source file" : strerror(errno));
 			return 1;
 		}
 		diag_add_source(d, src);
