@@ -18,10 +18,8 @@
 MSym *
 lw_find(Lower *L, const char *name)
 {
-	for (uint32_t i = 0; i < L->nsyms; i++)
-		if (strcmp(L->syms[i].name, name) == 0)
-			return &L->syms[i];
-	return NULL;
+	int64_t i = strmap_get(&L->symidx, name);
+	return i < 0 ? NULL : &L->syms[i];
 }
 
 const char *
@@ -48,6 +46,7 @@ declare(Lower *L, const char *name, SymKind kind, Loc loc, const Ast *decl)
 		return NULL;
 	}
 	VEC_PUSH(L->syms, L->nsyms, L->capsyms);
+	strmap_add(&L->symidx, name, L->nsyms);
 	MSym *s = &L->syms[L->nsyms++];
 	*s = (MSym){ .name = name, .kind = kind, .loc = loc, .decl = decl, .param = -1 };
 	return s;

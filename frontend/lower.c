@@ -486,6 +486,7 @@ lower_model(const Ast *model, Diag *d)
 	for (uint32_t i = 0; i < L.nsyms; i++)
 		free(L.syms[i].slots);
 	free(L.syms);
+	strmap_free(&L.symidx);
 	free(L.locals);
 	arena_free(&L.scratch);
 	return L.m;
