@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tools/driver.h"
@@ -44,7 +45,8 @@ ends_with(const char *s, const char *suffix)
 	return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* Writes the module to path through a temporary file renamed into place. */
+/* Writes the module to path through a temporary file (created exclusively) renamed
+ * into place. */
 static bool
 write_out(const Module *m, const char *path)
 {
@@ -52,22 +54,11 @@ write_out(const Module *m, const char *path)
 		ir_print_module(stdout, m);
 		return fflush(stdout) == 0;
 	}
-	size_t n = strlen(path) + 32;
-	char *tmp = xmalloc(n);
-	snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		fprintf(stderr, "elide: error: cannot write '%s'\n", tmp);
-		free(tmp);
-		return false;
-	}
-	ir_print_module(f, m);
-	bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
-	if (!ok) {
-		fprintf(stderr, "elide: error: cannot write '%s'\n", path);
-		remove(tmp);
-	}
-	free(tmp);
+	char *text = ir_print_module_str(m), err[512];
+	bool ok = cg_write_file(path, text, strlen(text), err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "elide: error: %s\n", err);
+	free(text);
 	return ok;
 }
 

@@ -236,24 +236,14 @@ argmax(const float *x, int64_t n, int64_t *nnan)
 	return (int)b;
 }
 
-/* Writes rows to path through a temporary file, renamed when complete. */
+/* Writes rows to path (an exclusive temporary renamed into place: cg_write_file). */
 static bool
 dump_logits(const char *path, const float *rows, size_t n)
 {
-	size_t len = strlen(path) + 16;
-	char *tmp = xmalloc(len);
-	snprintf(tmp, len, "%s.tmp", path);
-	FILE *f = fopen(tmp, "wb");
-	bool ok = f && fwrite(rows, sizeof *rows, n, f) == n;
-	if (f && fclose(f) != 0)
-		ok = false;
-	if (ok && rename(tmp, path) != 0)
-		ok = false;
-	if (!ok) {
-		fprintf(stderr, "elide: error: cannot write '%s': %s\n", path, strerror(errno));
-		remove(tmp);
-	}
-	free(tmp);
+	char err[512];
+	bool ok = cg_write_file(path, rows, n * sizeof *rows, err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "elide: error: %s\n", err);
 	return ok;
 }
 

@@ -25,3 +25,7 @@ write("nan.safetensors", hdr, struct.pack("<16f", *nan))
 inf = list(vals)
 inf[9] = float("-inf")
 write("inf.safetensors", hdr, struct.pack("<16f", *inf))
+# the same model name with dim 8 (another model hash), for output-set.test
+write("one8.safetensors",
+      json.dumps({"emb": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}}),
+      struct.pack("<32f", *[0.25 * i - 4.0 for i in range(32)]))
