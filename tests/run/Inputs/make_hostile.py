@@ -29,6 +29,6 @@ write("inf.safetensors", hdr, struct.pack("<16f", *inf))
 write("one8.safetensors",
       json.dumps({"emb": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}}),
       struct.pack("<32f", *[0.25 * i - 4.0 for i in range(32)]))
-# a NUL byte inside a string of the textual IR
-with open(os.path.join(here, "nul.eir"), "wb") as f:
+# a NUL byte inside a string of the textual IR (.in: not a valid .eir for test_eir)
+with open(os.path.join(here, "nul.eir.in"), "wb") as f:
     f.write(b'module @t {\n  layers = 0;\n  param @emb : f32[16, 8] = "emb\0junk";\n}\n')
