@@ -138,7 +138,7 @@ typedef struct CgResult {
 enum {
 	CG_CTX_MAGIC = 0,      /* u64 */
 	CG_CTX_WEIGHTS = 8,    /* ptr: packed payload in use (NULL: none loaded) */
-	                       /* bytes 16..23: not used */
+	CG_CTX_BUSY = 16,      /* u64: 1 while a call runs (a second thread's call gets ELIDE_ERR_BUSY) */
 	CG_CTX_PFOR = 24,      /* ptr: parallel-for hook (NULL: serial) */
 	CG_CTX_POOL = 32,      /* ptr: hook's first argument */
 	CG_CTX_OWNED_POOL = 40,/* ptr: runtime pool made by set_threads, destroyed by destroy */
@@ -255,6 +255,16 @@ bool cg_optimize(CgResult *r, int opt_level, char *err, size_t nerr);
 bool cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_text, Diag *d);
 /* Atomic file write: temp file in the same directory, then rename. */
 bool cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr);
+/* One output file of a set: its name inside the directory and its bytes. */
+typedef struct CgOutFile {
+	const char *name;         /* "NAME.o" */
+	const void *data;
+	size_t size;
+} CgOutFile;
+/* outset.c: writes files into dir as one set replacing the old one (see outset.c:
+ * the old set or the new one survives any interruption; temporaries are created
+ * exclusively in dir and never left behind). */
+bool cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfiles, char *err, size_t nerr);
 
 /* ---- header.c / manifest.c ---- */
 char *cg_header_text(const CgResult *r);   /* malloc'ed */

@@ -1,7 +1,6 @@
 /* emit.c - optimisation (`default<O3>` through LLVMRunPasses) and the output files.
- * Every file goes to a temporary name in the output directory and is renamed once
- * complete; if any output fails, the ones already renamed are removed again, so a
- * failed compile leaves nothing behind. */
+ * The files are made in memory, then written as one set (outset.c): the output
+ * directory holds the complete old set or the complete new one, never a mix. */
 #include "codegen/codegen.h"
 
 #include <errno.h>
@@ -31,30 +30,6 @@ cg_optimize(CgResult *r, int opt_level, char *err, size_t nerr)
 	return true;
 }
 
-bool
-cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr)
-{
-	size_t len = strlen(path);
-	char *tmp = xmalloc(len + 32);
-	snprintf(tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "wb");
-	if (!f) {
-		snprintf(err, nerr, "cannot write '%s': %s", path, strerror(errno));
-		free(tmp);
-		return false;
-	}
-	bool ok = fwrite(data, 1, n, f) == n;
-	ok = (fclose(f) == 0) && ok;
-	if (!ok || rename(tmp, path) != 0) {
-		snprintf(err, nerr, "cannot write '%s': %s", path, strerror(errno));
-		remove(tmp);
-		free(tmp);
-		return false;
-	}
-	free(tmp);
-	return true;
-}
-
 static bool
 emit_machine(CgResult *r, LLVMCodeGenFileType kind, LLVMMemoryBufferRef *out, char *err, size_t nerr)
 {
@@ -71,8 +46,10 @@ bool
 cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_text, Diag *d)
 {
 	char err[1024];
-	char *done[8];
-	int ndone = 0;
+	CgOutFile files[8];
+	LLVMMemoryBufferRef mbs[8] = { 0 };
+	char *texts[8] = { 0 }, *lltext = NULL;
+	int nf = 0;
 	bool ok = true;
 	const char *name = r->m->name;
 	for (int k = 0; k < 7 && ok; k++) {
@@ -82,57 +59,41 @@ cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_tex
 		const char *ext = bit == CG_EMIT_OBJ ? "o" : bit == CG_EMIT_ASM ? "s" : bit == CG_EMIT_LL ? "ll"
 		                : bit == CG_EMIT_IR ? "eir" : bit == CG_EMIT_HEADER ? "h"
 		                : bit == CG_EMIT_WEIGHTS ? "weights" : "json";
-		size_t plen = strlen(dir) + strlen(name) + strlen(ext) + 4;
-		char *path = xmalloc(plen);
-		snprintf(path, plen, "%s/%s.%s", dir, name, ext);
-		LLVMMemoryBufferRef mb = NULL;
-		char *text = NULL;
-		const void *data = NULL;
-		size_t n = 0;
+		CgOutFile *f = &files[nf];
+		f->name = arena_printf(&r->m->arena, "%s.%s", name, ext);
 		if (bit == CG_EMIT_OBJ || bit == CG_EMIT_ASM) {
-			ok = emit_machine(r, bit == CG_EMIT_OBJ ? LLVMObjectFile : LLVMAssemblyFile, &mb, err, sizeof err);
+			ok = emit_machine(r, bit == CG_EMIT_OBJ ? LLVMObjectFile : LLVMAssemblyFile, &mbs[nf], err, sizeof err);
 			if (ok) {
-				data = LLVMGetBufferStart(mb);
-				n = LLVMGetBufferSize(mb);
+				f->data = LLVMGetBufferStart(mbs[nf]);
+				f->size = LLVMGetBufferSize(mbs[nf]);
 			}
 		} else if (bit == CG_EMIT_LL) {
-			text = LLVMPrintModuleToString(r->mod);
-			data = text;
-			n = strlen(text);
+			lltext = LLVMPrintModuleToString(r->mod);
+			f->data = lltext;
+			f->size = strlen(lltext);
 		} else if (bit == CG_EMIT_IR) {
-			data = ir_text ? ir_text : "";
-			n = strlen(data);
-		} else if (bit == CG_EMIT_HEADER) {
-			text = cg_header_text(r);
-			data = text;
-			n = strlen(text);
-		} else if (bit == CG_EMIT_WEIGHTS) {
-			data = r->blob;
-			n = r->blob_size;
+			f->data = ir_text ? ir_text : "";
+			f->size = strlen(f->data);
+		} else if (bit == CG_EMIT_HEADER || bit == CG_EMIT_MANIFEST) {
+			texts[nf] = bit == CG_EMIT_HEADER ? cg_header_text(r) : cg_manifest_text(r);
+			f->data = texts[nf];
+			f->size = strlen(texts[nf]);
 		} else {
-			text = cg_manifest_text(r);
-			data = text;
-			n = strlen(text);
+			f->data = r->blob;
+			f->size = r->blob_size;
 		}
-		if (ok)
-			ok = cg_write_file(path, data, n, err, sizeof err);
-		if (mb)
-			LLVMDisposeMemoryBuffer(mb);
-		if (bit == CG_EMIT_LL)
-			LLVMDisposeMessage(text);
-		else if (bit == CG_EMIT_HEADER || bit == CG_EMIT_MANIFEST)
-			free(text);
-		if (ok)
-			done[ndone++] = path;
-		else
-			free(path);
+		nf++;
 	}
-	if (!ok) {
+	if (ok)
+		ok = cg_write_set(dir, name, files, nf, err, sizeof err);
+	if (!ok)
 		diag_error(d, (Loc){ 0 }, "%s", err);
-		for (int i = 0; i < ndone; i++)
-			remove(done[i]);
+	for (int i = 0; i < nf; i++) {
+		if (mbs[i])
+			LLVMDisposeMemoryBuffer(mbs[i]);
+		free(texts[i]);
 	}
-	for (int i = 0; i < ndone; i++)
-		free(done[i]);
+	if (lltext)
+		LLVMDisposeMessage(lltext);
 	return ok;
 }

@@ -116,6 +116,24 @@ bad_ctx(Glue *g, LLVMValueRef ctx)
 	return phi;
 }
 
+/* Takes the context's busy flag (atomic exchange); true when another call holds it. */
+static LLVMValueRef
+take_busy(Glue *g, LLVMValueRef ctx)
+{
+	LLVMValueRef was = LLVMBuildAtomicRMW(g->b, LLVMAtomicRMWBinOpXchg, at(g, ctx, CG_CTX_BUSY), k64(g, 1),
+	                                      LLVMAtomicOrderingAcquire, 0);
+	return LLVMBuildICmp(g->b, LLVMIntNE, was, k64(g, 0), "");
+}
+
+/* Gives the busy flag back (release store). */
+static void
+give_busy(Glue *g, LLVMValueRef ctx)
+{
+	LLVMValueRef s = LLVMBuildStore(g->b, k64(g, 0), at(g, ctx, CG_CTX_BUSY));
+	LLVMSetOrdering(s, LLVMAtomicOrderingRelease);
+	LLVMSetAlignment(s, 8);
+}
+
 static void
 emit_memset(Glue *g, LLVMValueRef p, uint64_t n)
 {
@@ -212,8 +230,10 @@ emit_destroy_reset(Glue *g)
 	LLVMValueRef reset = begin(g, "reset", g->i32, p1, 1);
 	ctx = LLVMGetParam(reset, 0);
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
+	ret_if(g, take_busy(g, ctx), k32(g, ELIDE_ERR_BUSY));
 	if (r->state_size)
 		emit_memset(g, at(g, ctx, CG_CTX_HDR + r->arena_size), r->state_size);
+	give_busy(g, ctx);
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 }
 
@@ -231,18 +251,21 @@ emit_loaders(Glue *g)
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	{
 		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
-		LLVMTypeRef pt[5] = { g->ptr, g->i64, g->i64, g->ptr, g->ptr };
-		LLVMValueRef a[5] = { LLVMGetParam(lm, 1), LLVMGetParam(lm, 2), k64(g, r->model_hash), payload,
-			              LLVMConstNull(g->ptr) };
-		LLVMValueRef s = call(g, "elide_blob_check", g->i32, pt, a, 5);
+		LLVMTypeRef pt[6] = { g->ptr, g->i64, g->i64, g->i64, g->ptr, g->ptr };
+		LLVMValueRef a[6] = { LLVMGetParam(lm, 1), LLVMGetParam(lm, 2), k64(g, r->model_hash),
+			              k64(g, r->blob_size - ELIDE_BLOB_HEADER_SIZE), payload, LLVMConstNull(g->ptr) };
+		LLVMValueRef s = call(g, "elide_blob_check", g->i32, pt, a, 6);
 		ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, s, k32(g, ELIDE_OK), ""), s);
+		ret_if(g, take_busy(g, ctx), k32(g, ELIDE_ERR_BUSY));
 		release_mapping(g, ctx);
 		use_payload(g, ctx, ld(g, g->ptr, payload));
+		give_busy(g, ctx);
 		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 	}
 
-	/* int NAME_load_weights(NAME_ctx *, const char *path): maps the file read-only
-	 * (elide_blob_open validates it); the context unmaps it on destroy or reload */
+	/* int NAME_load_weights(NAME_ctx *, const char *path): reads the file into private
+	 * memory (elide_blob_open validates it; a copy, so the file may change afterwards);
+	 * the context releases it on destroy or reload */
 	LLVMTypeRef p2p[2] = { g->ptr, g->ptr };
 	LLVMValueRef lf = begin(g, "load_weights", g->i32, p2p, 2);
 	ctx = LLVMGetParam(lf, 0);
@@ -254,13 +277,22 @@ emit_loaders(Glue *g)
 		LLVMSetAlignment(map, 8);
 		LLVMBuildMemSet(g->b, map, LLVMConstInt(g->i8, 0, 0), k64(g, 24), 8);
 		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
-		LLVMTypeRef pt[5] = { g->ptr, g->i64, g->ptr, g->ptr, g->ptr };
-		LLVMValueRef a[5] = { LLVMGetParam(lf, 1), k64(g, r->model_hash), map, payload, LLVMConstNull(g->ptr) };
-		LLVMValueRef s = call(g, "elide_blob_open", g->i32, pt, a, 5);
+		LLVMTypeRef pt[6] = { g->ptr, g->i64, g->i64, g->ptr, g->ptr, g->ptr };
+		LLVMValueRef a[6] = { LLVMGetParam(lf, 1), k64(g, r->model_hash),
+			              k64(g, r->blob_size - ELIDE_BLOB_HEADER_SIZE), map, payload, LLVMConstNull(g->ptr) };
+		LLVMValueRef s = call(g, "elide_blob_open", g->i32, pt, a, 6);
 		ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, s, k32(g, ELIDE_OK), ""), s);
+		LLVMBasicBlockRef busy = bb(g, "busy"), free_ = bb(g, "free");
+		LLVMBuildCondBr(g->b, take_busy(g, ctx), busy, free_);
+		LLVMPositionBuilderAtEnd(g->b, busy); /* another call runs: drop the new copy */
+		LLVMTypeRef upt[1] = { g->ptr };
+		call(g, "elide_blob_unmap", g->voidt, upt, &map, 1);
+		LLVMBuildRet(g->b, k32(g, ELIDE_ERR_BUSY));
+		LLVMPositionBuilderAtEnd(g->b, free_);
 		release_mapping(g, ctx);
 		LLVMBuildMemCpy(g->b, at(g, ctx, CG_CTX_MAPPING), 8, map, 8, k64(g, 24));
 		use_payload(g, ctx, ld(g, g->ptr, payload));
+		give_busy(g, ctx);
 		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 	}
 }

@@ -81,6 +81,15 @@ bump_stat(Cg *g, int idx, LLVMValueRef by)
 	cg_store(g, LLVMBuildAdd(g->b, cg_load(g, g->i64, p, 8), by, ""), p, 8);
 }
 
+/* Gives back the context's busy flag (a release store of 0). */
+static void
+release_busy(Cg *g, LLVMValueRef busy)
+{
+	LLVMValueRef st = LLVMBuildStore(g->b, cg_i64(g, 0), busy);
+	LLVMSetOrdering(st, LLVMAtomicOrderingRelease);
+	LLVMSetAlignment(st, 8);
+}
+
 static void
 lower_entry(Cg *g, const Func *f, uint32_t index)
 {
@@ -116,6 +125,16 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 	LLVMValueRef magic = cg_load(g, g->i64, g->ctx, 8);
 	cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntNE, magic, LLVMConstInt(g->i64, CG_CTX_MAGIC_VALUE, 0), ""),
 	        ELIDE_ERR_ARG);
+	/* one call at a time per context: the flag is taken with an atomic exchange and
+	 * given back on every return; a call that finds it taken fails with
+	 * ELIDE_ERR_BUSY and leaves it alone */
+	LLVMValueRef held = cg_alloca(g, g->i8, "held");
+	cg_store(g, LLVMConstInt(g->i8, 0, 0), held, 1);
+	LLVMValueRef busy = cg_gepb(g, g->ctx, CG_CTX_BUSY);
+	LLVMValueRef was = LLVMBuildAtomicRMW(g->b, LLVMAtomicRMWBinOpXchg, busy, cg_i64(g, 1),
+	                                      LLVMAtomicOrderingAcquire, 0);
+	cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntNE, was, cg_i64(g, 0), ""), ELIDE_ERR_BUSY);
+	cg_store(g, LLVMConstInt(g->i8, 1, 0), held, 1);
 	cg_fail_if(g, LLVMBuildIsNull(g->b, g->out, ""), ELIDE_ERR_ARG);
 	g->wts = cg_load(g, g->ptr, cg_gepb(g, g->ctx, CG_CTX_WEIGHTS), 8);
 	cg_fail_if(g, LLVMBuildIsNull(g->b, g->wts, ""), ELIDE_ERR_NO_WEIGHTS);
@@ -151,8 +170,17 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 	bump_stat(g, 0, cg_i64(g, 1));
 	bump_stat(g, 1, g->nrows);
 	bump_stat(g, 2, LLVMBuildMul(g->b, g->nrows, cg_i64(g, g->m->nlayers), ""));
+	release_busy(g, busy);
 	LLVMBuildRet(g->b, cg_i32c(g, ELIDE_OK));
 	LLVMPositionBuilderAtEnd(g->b, g->fail);
+	LLVMBasicBlockRef rel = LLVMAppendBasicBlockInContext(g->c, g->fn, "release");
+	LLVMBasicBlockRef out = LLVMAppendBasicBlockInContext(g->c, g->fn, "out");
+	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntNE, cg_load(g, g->i8, held, 1), LLVMConstInt(g->i8, 0, 0), ""),
+	                rel, out);
+	LLVMPositionBuilderAtEnd(g->b, rel);
+	release_busy(g, cg_gepb(g, g->ctx, CG_CTX_BUSY)); /* `busy` need not dominate this block */
+	LLVMBuildBr(g->b, out);
+	LLVMPositionBuilderAtEnd(g->b, out);
 	LLVMBuildRet(g->b, cg_load(g, g->i32, g->failst, 4));
 	LLVMDisposeBuilder(g->b);
 	g->b = NULL;

@@ -18,10 +18,8 @@
 MSym *
 lw_find(Lower *L, const char *name)
 {
-	for (uint32_t i = 0; i < L->nsyms; i++)
-		if (strcmp(L->syms[i].name, name) == 0)
-			return &L->syms[i];
-	return NULL;
+	int64_t i = strmap_get(&L->symidx, name);
+	return i < 0 ? NULL : &L->syms[i];
 }
 
 const char *
@@ -48,6 +46,7 @@ declare(Lower *L, const char *name, SymKind kind, Loc loc, const Ast *decl)
 		return NULL;
 	}
 	VEC_PUSH(L->syms, L->nsyms, L->capsyms);
+	strmap_add(&L->symidx, name, L->nsyms);
 	MSym *s = &L->syms[L->nsyms++];
 	*s = (MSym){ .name = name, .kind = kind, .loc = loc, .decl = decl, .param = -1 };
 	return s;
@@ -485,7 +484,8 @@ decl_weight(Lower *L, const Ast *w)
 		diag_error(L->d, w->b->loc, "a weight cannot have a bounded dimension");
 		ok = false;
 	}
-	t.dtype = DT_F32; /* the loader converts bf16 and f16 to f32 */
+	DType file_dtype = t.dtype; /* the file's tensor must have it (bf16, f16) */
+	t.dtype = DT_F32;           /* the loader converts bf16 and f16 to f32 */
 	int64_t idx = -1;
 	if (w->a && !decl_index(L, w->a, &idx))
 		return;
@@ -499,6 +499,7 @@ decl_weight(Lower *L, const Ast *w)
 	}
 	if (!w->a) {
 		s->param = (int32_t)ir_add_param(L->m, w->name, src, t, -1, w->loc);
+		L->m->params[s->param].file_dtype = file_dtype;
 		return;
 	}
 	char pname[160];
@@ -508,7 +509,9 @@ decl_weight(Lower *L, const Ast *w)
 		diag_note(L->d, L->m->params[s->slots[idx]].loc, "previous definition is here");
 		return;
 	}
-	set_slot(s, idx, (int32_t)ir_add_param(L->m, pname, src, t, (int32_t)idx, w->loc));
+	int32_t pi = (int32_t)ir_add_param(L->m, pname, src, t, (int32_t)idx, w->loc);
+	L->m->params[pi].file_dtype = file_dtype;
+	set_slot(s, idx, pi);
 }
 
 static void

@@ -150,6 +150,7 @@ typedef struct Lower {
 	const Ast *model;
 	Arena scratch;                  /* messages and temporaries */
 	MSym *syms; uint32_t nsyms, capsyms;
+	StrMap symidx;                  /* name -> index into syms */
 	int64_t nlayers_decl;           /* the 'layers' constant, -1 if none */
 	bool in_loop;                   /* declaring inside a 'for' loop */
 	Func *f;                        /* entry being lowered */

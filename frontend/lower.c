@@ -11,6 +11,7 @@
  * its body, so regions are contiguous and checked to be increasing. */
 #include "frontend/frontend.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -466,7 +467,9 @@ lower_model(const Ast *model, Diag *d)
 	lw_declare(&L, model);
 	/* 2. entries */
 	int nentries = 0;
-	for (const Ast *it = model->kids; it && !diag_too_many(d); it = it->next)
+	/* an entry that stopped at a limit (L.stop) ends lowering: the next entry would
+	 * be lowered against a half-built state */
+	for (const Ast *it = model->kids; it && !diag_too_many(d) && !L.stop; it = it->next)
 		if (it->kind == AST_ENTRY) {
 			MSym *s = lw_find(&L, it->name);
 			if (s && s->decl == it) {
@@ -483,6 +486,7 @@ lower_model(const Ast *model, Diag *d)
 	for (uint32_t i = 0; i < L.nsyms; i++)
 		free(L.syms[i].slots);
 	free(L.syms);
+	strmap_free(&L.symidx);
 	free(L.locals);
 	arena_free(&L.scratch);
 	return L.m;
@@ -581,7 +585,8 @@ fe_load(const char *path, const char *policy, Diag *d)
 {
 	SourceFile *src = diag_read_file(path);
 	if (!src) {
-		diag_error(d, (Loc){ 0 }, "cannot read '%s'", path);
+		diag_error(d, (Loc){ 0 }, "cannot read '%s': %s", path,
+		           errno == EFBIG ? "larger than the 64 MiB limit of a source file" : strerror(errno));
 		return NULL;
 	}
 	return fe_load_text(path, src->text, src->len, policy, d);

@@ -98,12 +98,13 @@ eir_module_string(EirParser *p, const char *key, const char *s, Loc loc)
 void
 eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source, const char *hash, Loc loc)
 {
-	if (ir_find_param(p->m, name) >= 0) {
+	if (strmap_get(&p->paramidx, name) >= 0) {
 		diag_error(p->diag, loc, "param '%s' is defined twice", name);
 		return;
 	}
 	int32_t l = layer ? (int32_t)int_in(p, layer, loc, 0, 1 << 20, "a layer index") : -1;
 	uint32_t k = ir_add_param(p->m, name, source, t, l, loc);
+	strmap_add(&p->paramidx, p->m->params[k].name, k);
 	if (hash) {
 		errno = 0;
 		char *end;
@@ -339,6 +340,7 @@ eir_func(EirParser *p, const char *kind, const char *name, Loc loc)
 		diag_error(p->diag, loc, "entry '%s' is defined twice", name);
 	p->f = ir_new_func(p->m, name, (FuncKind)k, loc);
 	p->nrefs = p->ndefs = 0;
+	strmap_clear(&p->defidx);
 	p->layer = -1;
 }
 
@@ -365,10 +367,7 @@ eir_func_ret(EirParser *p, Type t)
 static int
 find_def(const EirParser *p, const char *name)
 {
-	for (uint32_t i = 0; i < p->ndefs; i++)
-		if (strcmp(p->defs[i].name, name) == 0)
-			return (int)i;
-	return -1;
+	return (int)strmap_get(&p->defidx, name);
 }
 
 void
@@ -446,7 +445,7 @@ leaf_operand(EirParser *p, Op *op, const EirList *args, Type t, Loc loc)
 		return false;
 	}
 	if (op->code == OP_PARAM && a->kind == EO_SYM) {
-		int32_t k = ir_find_param(p->m, a->text);
+		int32_t k = (int32_t)strmap_get(&p->paramidx, a->text);
 		if (k < 0) {
 			diag_error(p->diag, a->loc, "param: expected a declared param, saw '@%s'", a->text);
 			return false;
@@ -505,6 +504,7 @@ poison(EirParser *p, const char *name, Loc loc)
 	if (!name || find_def(p, name) >= 0)
 		return;
 	GROW(p, p->defs, p->ndefs, p->capdefs);
+	strmap_add(&p->defidx, name, p->ndefs);
 	p->defs[p->ndefs++] = (EirDef){ .name = name, .v = IR_NO_VALUE, .loc = loc };
 }
 
@@ -572,6 +572,7 @@ build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, Eir
 		p->f->vals[v].name = p->f->args[tmp.ia[0]].name;
 	if (dst) {
 		GROW(p, p->defs, p->ndefs, p->capdefs);
+		strmap_add(&p->defidx, dst, p->ndefs);
 		p->defs[p->ndefs++] = (EirDef){ .name = dst, .v = v, .loc = dloc };
 	}
 }

@@ -386,6 +386,8 @@ typedef struct Param {
 	int32_t layer;       /* layer the param belongs to, -1 if global */
 	float *data;         /* f32 contents once loaded (NULL before); owned by the module */
 	uint64_t hash;       /* content hash of data (0 when not loaded) */
+	DType file_dtype;    /* dtype the declaration gives the file's tensor: DT_F32 takes F32, F16
+	                      * or BF16 (widened exactly), DT_BF16 / DT_F16 only that dtype */
 	Loc loc;
 } Param;
 
@@ -426,6 +428,18 @@ Module *ir_new_module(const char *name);
 void ir_free_module(Module *m);
 uint32_t ir_add_param(Module *m, const char *name, const char *source, Type t, int32_t layer, Loc loc);
 int32_t ir_find_param(const Module *m, const char *name); /* -1 if absent */
+
+/* ---- strmap.c: string-keyed index (constant-time name lookup) ---- */
+
+typedef struct StrMap {
+	const char **keys;   /* [cap] borrowed keys, NULL = empty slot */
+	uint32_t *vals;      /* [cap] */
+	uint32_t cap, n;     /* cap a power of two (0 before the first add), n keys */
+} StrMap;                    /* zero-initialised = empty */
+int64_t strmap_get(const StrMap *m, const char *key);           /* -1 if absent */
+bool strmap_add(StrMap *m, const char *key, uint32_t val);      /* false (unchanged) if present */
+void strmap_clear(StrMap *m);
+void strmap_free(StrMap *m);
 uint32_t ir_add_state(Module *m, State s);
 Func *ir_new_func(Module *m, const char *name, FuncKind kind, Loc loc);
 Func *ir_find_func(const Module *m, const char *name);
@@ -516,6 +530,8 @@ typedef struct EirParser {
 	int32_t layer;           /* layer block being read, -1 outside */
 	EirRef *refs; uint32_t nrefs, caprefs;
 	EirDef *defs; uint32_t ndefs, capdefs;
+	StrMap defidx;           /* value name -> index into defs (this function) */
+	StrMap paramidx;         /* param name -> index into m->params */
 	PolicyStmt *stmts; uint32_t nstmts, capstmts;
 } EirParser;
 

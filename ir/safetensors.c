@@ -3,7 +3,9 @@
  * {dtype, shape, data_offsets}, plus an optional "__metadata__" object, ignored), then
  * the data section.  Everything is validated before any tensor is used:
  *   1. the header length fits the file and a sane bound (ST_MAX_HEADER);
- *   2. the header is one JSON object followed only by whitespace;
+ *   2. the header is one JSON object followed only by whitespace, with no byte-order
+ *      mark, no raw control byte (cJSON would skip a NUL as whitespace) and no
+ *      \u0000 escape (it would cut a name short: "a.weight\u0000x" is not "a.weight");
  *   3. every entry has a known dtype, a shape of at most IR_MAX_RANK non-negative
  *      integers and two integer data_offsets with begin <= end <= data size;
  *   4. end - begin == numel * dtype size (no overflow), names are unique;
@@ -18,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define ST_MAX_HEADER (100u << 20) /* same bound as the reference implementation */
+#define ST_MAX_FILE ((uint64_t)256 << 30) /* 256 GiB: more than any machine here loads */
 
 static bool
 fail(char *err, size_t nerr, const char *fmt, ...)
@@ -53,6 +57,29 @@ get_uint(const cJSON *j, uint64_t *out)
 	if (!(v >= 0 && v <= 9007199254740992.0) || v != floor(v))
 		return false;
 	*out = (uint64_t)v;
+	return true;
+}
+
+/* Step 2's byte checks on the raw header text (n bytes): no BOM, no control byte
+ * other than tab, newline and carriage return, no \u0000 escape in a string. */
+static bool
+check_header_bytes(const char *h, size_t n, char *err, size_t nerr)
+{
+	if (n >= 3 && memcmp(h, "\xef\xbb\xbf", 3) == 0)
+		return fail(err, nerr, "header starts with a byte-order mark; the format allows none");
+	bool in_str = false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)h[i];
+		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+			return fail(err, nerr, "header holds the control byte 0x%02x at byte %zu", c, i);
+		if (c == '"') {
+			in_str = !in_str;
+		} else if (in_str && c == '\\' && i + 1 < n) {
+			if (h[i + 1] == 'u' && i + 5 < n && memcmp(h + i + 2, "0000", 4) == 0)
+				return fail(err, nerr, "header holds a \\u0000 (NUL) in a string at byte %zu", i);
+			i++; /* the escaped character */
+		}
+	}
 	return true;
 }
 
@@ -145,6 +172,8 @@ st_parse(StFile *f, char *err, size_t nerr)
 	if (hl < 2)
 		return fail(err, nerr, "header of %llu bytes cannot hold a JSON object", (unsigned long long)hl);
 	const char *h = (const char *)f->bytes + 8, *end = NULL;
+	if (!check_header_bytes(h, (size_t)hl, err, nerr))
+		return false;
 	cJSON *root = cJSON_ParseWithLengthOpts(h, (size_t)hl, &end, false);
 	if (!root) {
 		const char *at = cJSON_GetErrorPtr();
@@ -231,23 +260,28 @@ st_open(const char *path, char *err, size_t nerr)
 		fail(err, nerr, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;
 	}
-	uint8_t *buf = NULL;
-	size_t n = 0, cap = 0;
-	for (;;) {
-		if (n == cap) {
-			cap = cap ? 2 * cap : 1 << 16;
-			buf = xrealloc(buf, cap);
-		}
-		size_t k = fread(buf + n, 1, cap - n, fp);
-		n += k;
-		if (k == 0)
-			break;
+	/* a regular file of bounded size, read to its size at open: a device
+	 * (/dev/zero), a FIFO or a file that grows is never read forever */
+	struct stat st;
+	if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+		fclose(fp);
+		fail(err, nerr, "cannot read '%s': not a regular file", path);
+		return NULL;
 	}
-	bool rerr = ferror(fp);
+	if ((uint64_t)st.st_size > ST_MAX_FILE || (uint64_t)st.st_size > SIZE_MAX) {
+		fclose(fp);
+		fail(err, nerr, "cannot read '%s': %llu bytes, more than the limit of %llu", path,
+		     (unsigned long long)st.st_size, (unsigned long long)ST_MAX_FILE);
+		return NULL;
+	}
+	size_t size = (size_t)st.st_size;
+	uint8_t *buf = xmalloc(size ? size : 1);
+	size_t n = size ? fread(buf, 1, size, fp) : 0;
+	bool rerr = ferror(fp) || n != size;
 	fclose(fp);
 	if (rerr) {
 		free(buf);
-		fail(err, nerr, "cannot read '%s'", path);
+		fail(err, nerr, "cannot read '%s'%s", path, n != size ? " (it shrank while being read)" : "");
 		return NULL;
 	}
 	StFile *f = xcalloc(1, sizeof *f);

@@ -53,6 +53,7 @@ verify_module(Ver *v)
 	const Module *m = v->m;
 	int64_t nl = model_layers(m);
 	char buf[96];
+	StrMap names = { 0 };
 	for (uint32_t i = 0; i < m->nparams; i++) {
 		const Param *p = &m->params[i];
 		if (!ir_type_valid(p->type) || p->type.dyn0)
@@ -61,9 +62,8 @@ verify_module(Ver *v)
 		if (p->layer < -1 || (nl > 0 && p->layer >= nl))
 			err(v, p->loc, "param '%s': layer %d is outside the model's %lld layers", p->name, p->layer,
 			    (long long)nl);
-		for (uint32_t k = 0; k < i; k++)
-			if (strcmp(m->params[k].name, p->name) == 0)
-				err(v, p->loc, "param '%s' is defined twice", p->name);
+		if (p->name && !strmap_add(&names, p->name, i))
+			err(v, p->loc, "param '%s' is defined twice", p->name);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *s = &m->states[i];
@@ -73,10 +73,11 @@ verify_module(Ver *v)
 			err(v, s->loc, "state '%s': layer %d is outside the model's %lld layers", s->name, s->layer,
 			    (long long)nl);
 	}
+	strmap_clear(&names);
 	for (uint32_t i = 0; i < m->nfuncs; i++)
-		for (uint32_t k = 0; k < i; k++)
-			if (strcmp(m->funcs[k]->name, m->funcs[i]->name) == 0)
-				err(v, m->funcs[i]->loc, "entry '%s' is defined twice", m->funcs[i]->name);
+		if (!strmap_add(&names, m->funcs[i]->name, i))
+			err(v, m->funcs[i]->loc, "entry '%s' is defined twice", m->funcs[i]->name);
+	strmap_free(&names);
 }
 
 /* ---- 4. state use ---- */

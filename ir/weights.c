@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,16 @@ load_one(WSet *w, Param *p, const WTensor *t, Diag *d)
 		           ir_dtype_name(t->st->dtype));
 		return false;
 	}
+	DType file_dt = t->st ? t->st->dtype : DT_F32;
+	DType want_dt = p->type.dtype != DT_F32 ? p->type.dtype : p->file_dtype;
+	if (t->st && want_dt != DT_F32 && file_dt != want_dt) {
+		/* f16 and bf16 widen exactly to f32; anything else would be rounded (or,
+		 * loaded at full precision, differ from what the declaration says) */
+		diag_error(d, p->loc, "tensor '%s' in '%s' has dtype %s, but '%s' is declared %s; convert the "
+		           "file or declare the weight f32", p->source, path, file_dt == DT_F32 ? "F32" :
+		           file_dt == DT_F16 ? "F16" : "BF16", p->name, ir_dtype_name(want_dt));
+		return false;
+	}
 	bool same = rank == p->type.rank && !p->type.dyn0;
 	for (int k = 0; same && k < rank; k++)
 		same = shape[k] == p->type.dims[k];
@@ -330,6 +341,13 @@ load_one(WSet *w, Param *p, const WTensor *t, Diag *d)
 		free(data);
 		return false;
 	}
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(data[i])) {
+			diag_error(d, p->loc, "tensor '%s' in '%s' holds %s at element %zu; weights must be finite", p->source,
+			           path, isnan(data[i]) ? "NaN" : "an infinity", i);
+			free(data);
+			return false;
+		}
 	free(p->data);
 	p->data = data;
 	p->hash = hash_bytes(data, n * sizeof *data, 0);

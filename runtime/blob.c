@@ -112,6 +112,17 @@ elide_checksum(const void *data, size_t n)
 	return h;
 }
 
+/* The checksum field of a blob: XXH64 of the 64 header bytes with the checksum field
+ * holding XXH64 of the payload, so that it covers the header and the payload.  (The
+ * reserved bytes and any header padding must be zero, so they are covered too.) */
+static uint64_t
+blob_sum(const elide_blob_header *h, const void *payload, uint64_t payload_size)
+{
+	elide_blob_header c = *h;
+	c.checksum = elide_checksum(payload, (size_t)payload_size);
+	return elide_checksum(&c, sizeof c);
+}
+
 void
 elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload, uint64_t payload_size)
 {
@@ -122,13 +133,45 @@ elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload, ui
 	h.header_size = ELIDE_BLOB_HEADER_SIZE;
 	h.model_hash = model_hash;
 	h.payload_size = payload_size;
-	h.checksum = elide_checksum(payload, (size_t)payload_size);
+	h.checksum = blob_sum(&h, payload, payload_size);
 	memcpy(hdr64, &h, sizeof h);
 }
 
+/* True when the n bytes at p are all zero. */
+static int
+all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* The checks of docs/blob.md that need only the 64 header bytes, for a blob of size
+ * bytes (steps 3-8 there, less the header padding; the caller does the rest). */
+static elide_status
+check_header(const elide_blob_header *h, size_t size, uint64_t model_hash, uint64_t want_payload)
+{
+	if (memcmp(h->magic, ELIDE_BLOB_MAGIC, sizeof h->magic) != 0)
+		return ELIDE_ERR_BLOB_MAGIC;
+	if (h->version != ELIDE_BLOB_VERSION)
+		return ELIDE_ERR_BLOB_VERSION;
+	if (h->header_size < ELIDE_BLOB_HEADER_SIZE || h->header_size % ELIDE_BLOB_ALIGN != 0 ||
+	    h->header_size > size || h->payload_size != (uint64_t)(size - h->header_size))
+		return ELIDE_ERR_BLOB_SIZE;
+	if (!all_zero(h->reserved, sizeof h->reserved))
+		return ELIDE_ERR_BLOB_VERSION; /* a later format */
+	if (h->model_hash != model_hash)
+		return ELIDE_ERR_BLOB_MODEL;
+	/* the size the caller's code reads (a blob with another model's hash copied in) */
+	if (want_payload != ELIDE_BLOB_ANY_SIZE && h->payload_size != want_payload)
+		return ELIDE_ERR_BLOB_SIZE;
+	return ELIDE_OK;
+}
+
 elide_status
-elide_blob_check(const void *blob, size_t size, uint64_t model_hash, const void **payload,
-                 size_t *payload_size)
+elide_blob_check(const void *blob, size_t size, uint64_t model_hash, uint64_t want_payload,
+                 const void **payload, size_t *payload_size)
 {
 	elide_blob_header h;
 	if (!blob)
@@ -137,19 +180,16 @@ elide_blob_check(const void *blob, size_t size, uint64_t model_hash, const void 
 		return size >= 8 && memcmp(blob, ELIDE_BLOB_MAGIC, 8) != 0 ? ELIDE_ERR_BLOB_MAGIC
 		                                                        : ELIDE_ERR_BLOB_SIZE;
 	memcpy(&h, blob, sizeof h);
-	if (memcmp(h.magic, ELIDE_BLOB_MAGIC, sizeof h.magic) != 0)
-		return ELIDE_ERR_BLOB_MAGIC;
-	if (h.version != ELIDE_BLOB_VERSION)
+	elide_status s = check_header(&h, size, model_hash, want_payload);
+	if (s != ELIDE_OK)
+		return s;
+	/* header padding (header_size > 64): zero in this version */
+	if (!all_zero((const unsigned char *)blob + sizeof h, h.header_size - sizeof h))
 		return ELIDE_ERR_BLOB_VERSION;
-	if (h.header_size < ELIDE_BLOB_HEADER_SIZE || h.header_size % ELIDE_BLOB_ALIGN != 0 ||
-	    h.header_size > size || h.payload_size != (uint64_t)(size - h.header_size))
-		return ELIDE_ERR_BLOB_SIZE;
-	if (h.model_hash != model_hash)
-		return ELIDE_ERR_BLOB_MODEL;
 	const unsigned char *pl = (const unsigned char *)blob + h.header_size;
 	if ((uintptr_t)pl % ELIDE_BLOB_ALIGN != 0)
 		return ELIDE_ERR_ALIGN;
-	if (elide_checksum(pl, (size_t)h.payload_size) != h.checksum)
+	if (blob_sum(&h, pl, h.payload_size) != h.checksum)
 		return ELIDE_ERR_BLOB_CHECKSUM;
 	if (payload)
 		*payload = pl;
@@ -267,13 +307,42 @@ elide_blob_unmap(elide_mapping *m)
 }
 
 elide_status
-elide_blob_open(const char *path, uint64_t model_hash, elide_mapping *out, const void **payload,
-                size_t *payload_size)
+elide_blob_open(const char *path, uint64_t model_hash, uint64_t want_payload, elide_mapping *out,
+                const void **payload, size_t *payload_size)
 {
-	elide_status s = elide_blob_map(path, out);
+	size_t size;
+	if (!out)
+		return ELIDE_ERR_ARG;
+	memset(out, 0, sizeof *out);
+	if (!path)
+		return ELIDE_ERR_ARG;
+	/* a private copy, not a mapping: a file truncated or rewritten after loading
+	 * must not fault (SIGBUS) or change the weights under a running model */
+	int fd = open_regular(path, &size);
+	if (fd < 0)
+		return ELIDE_ERR_IO;
+	if (size < ELIDE_BLOB_HEADER_SIZE) {
+		close(fd);
+		return ELIDE_ERR_BLOB_SIZE;
+	}
+	/* the header first: a file of the wrong model or size is not read in full */
+	elide_blob_header h;
+	elide_status s = read_all(fd, (unsigned char *)&h, sizeof h) == 0
+	                         ? check_header(&h, size, model_hash, want_payload)
+	                         : ELIDE_ERR_IO;
+	if (s != ELIDE_OK) {
+		close(fd);
+		return s;
+	}
+	void *b = NULL;
+	s = read_heap(fd, size, &b);
+	close(fd);
 	if (s != ELIDE_OK)
 		return s;
-	s = elide_blob_check(out->data, out->size, model_hash, payload, payload_size);
+	out->data = b;
+	out->size = size;
+	out->kind = MAP_HEAP;
+	s = elide_blob_check(out->data, out->size, model_hash, want_payload, payload, payload_size);
 	if (s != ELIDE_OK)
 		elide_blob_unmap(out);
 	return s;

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define ELIDE_RT_ABI_VERSION 1u /* bumped when a declaration here changes meaning */
+#define ELIDE_RT_ABI_VERSION 2u /* bumped when a declaration here changes meaning */
 
 /* ---- status.c: status codes ---- */
 
@@ -37,6 +37,7 @@ typedef enum elide_status {
 	ELIDE_ERR_SEQ_LEN,        /* sequence empty or longer than its bound */
 	ELIDE_ERR_ABI,            /* object and header (or runtime) ABI versions differ */
 	ELIDE_ERR_ALIGN,          /* memory not aligned as required (64 bytes) */
+	ELIDE_ERR_BUSY,           /* the context is in use by another call (another thread) */
 	ELIDE_STATUS_COUNT        /* number of codes, not a code */
 } elide_status;
 
@@ -51,7 +52,7 @@ uint32_t elide_rt_abi_version(void);
 /* ---- blob.c: the weight blob (docs/blob.md) ---- */
 
 #define ELIDE_BLOB_MAGIC "ELIDEWB"   /* 8 bytes with the terminating NUL */
-#define ELIDE_BLOB_VERSION 1u
+#define ELIDE_BLOB_VERSION 2u
 #define ELIDE_BLOB_HEADER_SIZE 64u   /* bytes; the payload follows at this offset */
 #define ELIDE_BLOB_ALIGN 64u         /* alignment of the payload in memory */
 
@@ -62,8 +63,8 @@ typedef struct elide_blob_header {
 	uint32_t header_size;     /* ELIDE_BLOB_HEADER_SIZE (a multiple of 64, >= 64) */
 	uint64_t model_hash;      /* the compiled model's hash (NAME_MODEL_HASH) */
 	uint64_t payload_size;    /* bytes after the header */
-	uint64_t checksum;        /* elide_checksum(payload, payload_size) */
-	uint8_t reserved[24];     /* zero */
+	uint64_t checksum;        /* of the header and the payload (docs/blob.md) */
+	uint8_t reserved[24];     /* zero (checked) */
 } elide_blob_header;
 
 /* The 64-bit checksum of n bytes (XXH64 with seed 0: four lanes, several GB/s).
@@ -71,16 +72,21 @@ typedef struct elide_blob_header {
 uint64_t elide_checksum(const void *p, size_t n);
 
 /* Fills the 64-byte header at hdr64 for `payload` (payload_size bytes), computing the
- * checksum; used by the compiler's weight packer. */
+ * checksum over the header and the payload; used by the compiler's weight packer. */
 void elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload,
                             uint64_t payload_size);
 
+/* want_payload of the checks below when any payload size is acceptable. */
+#define ELIDE_BLOB_ANY_SIZE UINT64_MAX
+
 /* Validates a whole blob in memory (size bytes from blob): size, magic, version,
- * header size, payload size == size - header size, model hash, payload alignment
- * (ELIDE_ERR_ALIGN unless 64-byte aligned), then the checksum.  On success sets
- * *payload and *payload_size (either may be NULL).  Never reads outside [blob, blob+size). */
+ * header size, payload size == size - header size and == want_payload (the model's
+ * NAME_WEIGHTS_SIZE - 64; ELIDE_BLOB_ANY_SIZE: not checked), reserved bytes zero,
+ * model hash, payload alignment (ELIDE_ERR_ALIGN unless 64-byte aligned), then the
+ * checksum of header and payload.  On success sets *payload and *payload_size (either
+ * may be NULL).  Never reads outside [blob, blob+size). */
 elide_status elide_blob_check(const void *blob, size_t size, uint64_t model_hash,
-                              const void **payload, size_t *payload_size);
+                              uint64_t want_payload, const void **payload, size_t *payload_size);
 
 /* A read-only file image: mmap'ed when possible, else read into 64-aligned memory. */
 typedef struct elide_mapping {
@@ -91,13 +97,18 @@ typedef struct elide_mapping {
 
 /* Maps `path` read-only (whole file; ELIDE_ERR_IO if it cannot be opened, is not a
  * regular file or is empty, ELIDE_ERR_BLOB_SIZE if too short for a header).  It does
- * not validate the content: call elide_blob_check on out->data, out->size. */
+ * not validate the content: call elide_blob_check on out->data, out->size.  A mapped
+ * file must not be truncated or rewritten while the mapping is used: a read past its
+ * new end faults with SIGBUS (elide_blob_open and NAME_load_weights copy instead). */
 elide_status elide_blob_map(const char *path, elide_mapping *out);
 /* Releases a mapping (safe on a zeroed or already released one). */
 void elide_blob_unmap(elide_mapping *m);
-/* elide_blob_map + elide_blob_check; on error nothing stays mapped. */
-elide_status elide_blob_open(const char *path, uint64_t model_hash, elide_mapping *out,
-                             const void **payload, size_t *payload_size);
+/* Reads a blob file into private 64-aligned memory (a copy, not a mapping: the file
+ * may be truncated or replaced afterwards without harm) and validates it as
+ * elide_blob_check does; the header is checked before the rest is read.  Release
+ * with elide_blob_unmap; on error nothing stays allocated. */
+elide_status elide_blob_open(const char *path, uint64_t model_hash, uint64_t want_payload,
+                             elide_mapping *out, const void **payload, size_t *payload_size);
 /* Reads the whole file into malloc'ed, 64-byte aligned memory (free() it); for
  * products that want a private copy.  No validation. */
 elide_status elide_blob_read_file(const char *path, void **blob, size_t *size);
@@ -136,8 +147,9 @@ uint64_t elide_rng_next(uint64_t *state);
 /* Uniform float in [0, 1) with 24 random bits. */
 float elide_rng_float(uint64_t *state);
 
-/* Index of the largest logit (the first on ties; NaNs ignored; 0 if all are NaN
- * or n <= 0). */
+/* Index of the largest logit (the first on ties; NaNs ignored).  -1 when there is
+ * no token to choose: every logit NaN, n <= 0 or logits NULL (the samplers below
+ * too); fed back to an entry, -1 is rejected with ELIDE_ERR_TOKEN. */
 int32_t elide_sample_argmax(const float *logits, int32_t n);
 /* Draws from softmax(logits / temperature); temperature <= 0 means argmax. */
 int32_t elide_sample_temperature(const float *logits, int32_t n, float temperature,

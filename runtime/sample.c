@@ -31,11 +31,11 @@ elide_rng_float(uint64_t *state)
 int32_t
 elide_sample_argmax(const float *logits, int32_t n)
 {
-	int32_t best = 0;
+	int32_t best = -1; /* no token: all NaN, or none */
 	float bv = -INFINITY;
 	bool found = false;
 	if (!logits)
-		return 0;
+		return -1;
 	for (int32_t i = 0; i < n; i++) {
 		float v = logits[i];
 		if (isnan(v))
@@ -98,7 +98,7 @@ int32_t
 elide_sample_temperature(const float *logits, int32_t n, float temperature, uint64_t *rng)
 {
 	if (!logits || n <= 0)
-		return 0;
+		return -1;
 	if (!(temperature > 0) || !rng)
 		return elide_sample_argmax(logits, n);
 	float max = max_logit(logits, n);
@@ -197,7 +197,7 @@ elide_sample_top_p(const float *logits, int32_t n, float temperature, float top_
                    void *scratch, size_t scratch_size)
 {
 	if (!logits || n <= 0)
-		return 0;
+		return -1;
 	if (!(temperature > 0) || !(top_p > 0) || !rng)
 		return elide_sample_argmax(logits, n);
 	if (top_p >= 1)

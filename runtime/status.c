@@ -19,6 +19,7 @@ static const char *const status_strs[] = {
 	"sequence empty or longer than its bound",
 	"ABI version mismatch",
 	"memory not 64-byte aligned",
+	"context in use by another call",
 };
 
 /* ORDER: enum elide_status in elide_rt.h */
@@ -38,6 +39,7 @@ static const char *const status_names[] = {
 	"ELIDE_ERR_SEQ_LEN",
 	"ELIDE_ERR_ABI",
 	"ELIDE_ERR_ALIGN",
+	"ELIDE_ERR_BUSY",
 };
 
 _Static_assert(sizeof status_strs / sizeof status_strs[0] == ELIDE_STATUS_COUNT,
@@ -45,7 +47,7 @@ _Static_assert(sizeof status_strs / sizeof status_strs[0] == ELIDE_STATUS_COUNT,
 _Static_assert(sizeof status_names / sizeof status_names[0] == ELIDE_STATUS_COUNT,
                "status_names out of step with elide_status");
 /* The values are ABI: pin a few so a reordering cannot go unnoticed. */
-_Static_assert(ELIDE_ERR_BLOB_CHECKSUM == 8 && ELIDE_ERR_ABI == 13 && ELIDE_ERR_ALIGN == 14,
+_Static_assert(ELIDE_ERR_BLOB_CHECKSUM == 8 && ELIDE_ERR_ABI == 13 && ELIDE_ERR_ALIGN == 14 && ELIDE_ERR_BUSY == 15,
                "elide_status values changed");
 
 const char *

@@ -5,6 +5,7 @@
 #include "support/support.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,16 +124,21 @@ diag_read_file(const char *path)
 	size_t cap = 1 << 16, len = 0;
 	char *buf = malloc(cap);
 	size_t n;
+	bool big = false;
 	while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
 		len += n;
+		if (len > DIAG_MAX_SOURCE) { /* a device such as /dev/zero never ends */
+			big = true;
+			break;
+		}
 		if (cap - len - 1 == 0)
 			buf = realloc(buf, cap *= 2);
 	}
 	int err = ferror(f);
 	fclose(f);
-	if (!buf || err) {
+	if (!buf || err || big) {
 		free(buf);
-		errno = err ? EIO : ENOMEM;
+		errno = big ? EFBIG : err ? EIO : ENOMEM;
 		return NULL;
 	}
 	buf[len] = '\0';

@@ -77,6 +77,8 @@ bool diag_too_many(const Diag *d); /* true once DIAG_MAX_ERRORS were reported */
 
 /* Reads a whole file; NULL (errno set) on failure.  The file stays allocated for the
  * life of the process (callers need not free it; diagnostics may quote it). */
+/* Largest source file read (models and textual IR): 64 MiB. */
+#define DIAG_MAX_SOURCE ((size_t)64 << 20)
 SourceFile *diag_read_file(const char *path);
 
 /* Internal compiler errors: bugs, never bad input. */

@@ -2,6 +2,7 @@
  * lowers a model (and verifies the IR), reporting every error at once.  With
  * --dump-ast it prints the syntax tree with locations to stdout first.
  * Exit codes: 0 no errors, 1 errors in the input, 2 bad usage. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,7 +50,8 @@ cmd_check(int argc, char **argv)
 	diag_init(&d, stderr);
 	SourceFile *src = diag_read_file(path);
 	if (!src) {
-		fprintf(stderr, "elide: error: cannot read '%s'\n", path);
+		fprintf(stderr, "elide: error: cannot read '%s': %s\n", path,
+		        errno == EFBIG ? "larger than the 64 MiB limit of a source file" : strerror(errno));
 		return 1;
 	}
 	diag_add_source(&d, src);

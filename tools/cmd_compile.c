@@ -91,7 +91,8 @@ load_module(const char *path, const char *policy, Diag *d)
 	}
 	SourceFile *src = diag_read_file(path);
 	if (!src) {
-		diag_error(d, (Loc){ 0 }, "cannot read '%s'", path);
+		diag_error(d, (Loc){ 0 }, "cannot read '%s': %s", path,
+		           errno == EFBIG ? "larger than the 64 MiB limit of a source file" : strerror(errno));
 		return NULL;
 	}
 	diag_add_source(d, src);

@@ -4,15 +4,18 @@
  *             [--print-after-all] [--verify-each] [--time-passes] [--policy NAME]
  *             [-o OUT.eir] [--list-passes]          (FILE '-' reads .eir from stdin)
  * The input is verified before the first pass, except that a pipeline starting with
- * shape-infer (the pass that repairs stale shapes) is verified after it.  Dumps and
+ * shape-infer (the pass that repairs stale shapes) is verified after it; then the IR
+ * is verified after every pass, in every build type (--no-verify-each: at the end).  Dumps and
  * timings go to stderr, the final IR to stdout or -o (written to a temporary file,
  * then renamed, so a failed run never leaves half a file).  Exit codes: 0, 1 errors
  * in the input or a pass, 2 usage. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tools/driver.h"
@@ -26,8 +29,8 @@ usage(FILE *out)
 	             "                         'default' is the pipeline of 'elide compile' and 'elide run'\n"
 	             "  --print-after=NAME     print the IR to stderr after pass NAME (comma list)\n"
 	             "  --print-after-all      print the IR to stderr after every pass\n"
-	             "  --verify-each          verify the IR after every pass (default in debug builds)\n"
-	             "  --no-verify-each       do not\n"
+	             "  --verify-each          verify the IR after every pass (the default)\n"
+	             "  --no-verify-each       verify the input and the final IR only\n"
 	             "  --time-passes          print the wall time of every pass to stderr\n"
 	             "  --policy NAME          the policy of a .elide input to attach\n"
 	             "  -o FILE                write the IR to FILE instead of stdout\n"
@@ -43,7 +46,8 @@ ends_with(const char *s, const char *suffix)
 	return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* Writes the module to path through a temporary file renamed into place. */
+/* Writes the module to path through a temporary file (created exclusively) renamed
+ * into place. */
 static bool
 write_out(const Module *m, const char *path)
 {
@@ -51,22 +55,11 @@ write_out(const Module *m, const char *path)
 		ir_print_module(stdout, m);
 		return fflush(stdout) == 0;
 	}
-	size_t n = strlen(path) + 32;
-	char *tmp = xmalloc(n);
-	snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		fprintf(stderr, "elide: error: cannot write '%s'\n", tmp);
-		free(tmp);
-		return false;
-	}
-	ir_print_module(f, m);
-	bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
-	if (!ok) {
-		fprintf(stderr, "elide: error: cannot write '%s'\n", path);
-		remove(tmp);
-	}
-	free(tmp);
+	char *text = ir_print_module_str(m), err[512];
+	bool ok = cg_write_file(path, text, strlen(text), err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "elide: error: %s\n", err);
+	free(text);
 	return ok;
 }
 
@@ -101,10 +94,7 @@ static int
 opt_main(int argc, char **argv, Diag *d)
 {
 	const char *file = NULL, *passes = NULL, *policy = NULL, *out = NULL;
-	PassOptions o = { 0 };
-#ifndef NDEBUG
-	o.verify_each = true;
-#endif
+	PassOptions o = { .verify_each = true };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -158,7 +148,8 @@ opt_main(int argc, char **argv, Diag *d)
 			src->path = xstrdup("<stdin>");
 		}
 		if (!src) {
-			fprintf(stderr, "elide: error: cannot read '%s'\n", file);
+			fprintf(stderr, "elide: error: cannot read '%s': %s\n", file,
+			        errno == EFBIG ? "larger than the 64 MiB limit of a source file" : strerror(errno));
 			return 1;
 		}
 		diag_add_source(d, src);
@@ -178,10 +169,19 @@ opt_main(int argc, char **argv, Diag *d)
 		ir_free_module(m);
 		return 1;
 	}
-	/* `default` alone is what `elide compile` runs, warnings for unapplied statements included */
-	bool ok = passes && strcmp(passes, "default") == 0 ? pass_run_default_opts(m, &o, d)
-	                                                  : pass_run_pipeline(m, passes, &o, d);
-	if (ok && repairs && !o.verify_each && !ir_verify(m, d))
+	bool ok;
+	if (passes && strcmp(passes, "default") == 0) {
+		/* `default` alone is what `elide compile` runs, warnings for unapplied statements included */
+		ok = pass_run_default_opts(m, &o, d);
+	} else if (repairs && !o.verify_each) {
+		/* the repair is verified before the next pass sees the module */
+		const char *rest = strchr(passes, ',');
+		ok = pass_run_pipeline(m, "shape-infer", &o, d) && ir_verify(m, d) &&
+		     (!rest || pass_run_pipeline(m, rest + 1, &o, d));
+	} else {
+		ok = pass_run_pipeline(m, passes, &o, d);
+	}
+	if (ok && !o.verify_each && !ir_verify(m, d))
 		ok = false;
 	ok = ok && write_out(m, out);
 	ir_free_module(m);

@@ -13,6 +13,7 @@
  * weights and the default pass pipeline (which applies the policy's passes). */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,34 +226,30 @@ parse_args(int argc, char **argv, RunOpts *o)
 	return 0;
 }
 
+/* The argmax of x[0..n) ignoring NaNs (the first on ties); -1 when all are NaN.
+ * *nnan receives the number of NaNs. */
 static int
-argmax(const float *x, int64_t n)
+argmax(const float *x, int64_t n, int64_t *nnan)
 {
-	int64_t b = 0;
-	for (int64_t i = 1; i < n; i++)
-		if (x[i] > x[b])
+	int64_t b = -1;
+	*nnan = 0;
+	for (int64_t i = 0; i < n; i++) {
+		if (isnan(x[i]))
+			++*nnan;
+		else if (b < 0 || x[i] > x[b])
 			b = i;
+	}
 	return (int)b;
 }
 
-/* Writes rows to path through a temporary file, renamed when complete. */
+/* Writes rows to path (an exclusive temporary renamed into place: cg_write_file). */
 static bool
 dump_logits(const char *path, const float *rows, size_t n)
 {
-	size_t len = strlen(path) + 16;
-	char *tmp = xmalloc(len);
-	snprintf(tmp, len, "%s.tmp", path);
-	FILE *f = fopen(tmp, "wb");
-	bool ok = f && fwrite(rows, sizeof *rows, n, f) == n;
-	if (f && fclose(f) != 0)
-		ok = false;
-	if (ok && rename(tmp, path) != 0)
-		ok = false;
-	if (!ok) {
-		fprintf(stderr, "elide: error: cannot write '%s': %s\n", path, strerror(errno));
-		remove(tmp);
-	}
-	free(tmp);
+	char err[512];
+	bool ok = cg_write_file(path, rows, n * sizeof *rows, err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "elide: error: %s\n", err);
 	return ok;
 }
 
@@ -319,7 +316,16 @@ run_row(const RunOpts *o, const RunBackend *be, void *ctx, int64_t r, float *row
 	}
 	if (!ok)
 		return false;
-	*next = (int32_t)argmax(row, o->vocab);
+	int64_t nnan;
+	*next = (int32_t)argmax(row, o->vocab, &nnan);
+	if (*next < 0) {
+		snprintf(err, nerr, "all %lld logits at position %lld are NaN; there is no token to report",
+		         (long long)o->vocab, (long long)p);
+		return false;
+	}
+	if (nnan)
+		fprintf(stderr, "elide: warning: %lld of %lld logits at position %lld are NaN; the argmax ignores them\n",
+		        (long long)nnan, (long long)o->vocab, (long long)p);
 	printf("pos %lld token %d argmax %d logit %.6g\n", (long long)p, tok, *next, row[*next]);
 	return true;
 }

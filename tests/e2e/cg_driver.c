@@ -8,12 +8,21 @@
  *   cg_driver hostile WEIGHTS OTHER_MODEL.weights
  *     checks every rejected input gets its status code; exit 0 when all did.
  *   cg_driver twoctx WEIGHTS
- *     two contexts (one malloc'ed, one in caller memory) agree over 32 steps. */
+ *     two contexts (one malloc'ed, one in caller memory) agree over 32 steps.
+ *   cg_driver truncate WEIGHTS
+ *     loads a copy of WEIGHTS, truncates the copy on disk, and steps again: same logits.
+ *   cg_driver threads WEIGHTS
+ *     two threads call into one context at once: every call that succeeds has the
+ *     single-threaded logits, the others get LLAMA_ERR_BUSY. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "llama.h"
+#include "runtime/elide_rt.h"
 
 #define CHECK(cond)                                                                     \
 	do {                                                                            \
@@ -102,6 +111,27 @@ hostile(const char *weights, const char *other)
 	b[1] ^= 0xff;
 	CHECK(llama_load_weights_mem(ctx, ob, no) == LLAMA_ERR_BLOB_MODEL);   /* another model */
 	CHECK(llama_load_weights(ctx, other) == LLAMA_ERR_BLOB_MODEL);
+	/* another model's blob with this model's hash copied in: the checksum covers the
+	 * header; with the checksum rewritten too, its size is not LLAMA_WEIGHTS_SIZE */
+	uint64_t hash = LLAMA_MODEL_HASH;
+	memcpy(ob + 16, &hash, 8);
+	CHECK(llama_load_weights_mem(ctx, ob, no) != LLAMA_OK);
+	elide_blob_header_init(ob, hash, ob + 64, no - 64);
+	CHECK(llama_load_weights_mem(ctx, ob, no) == LLAMA_ERR_BLOB_SIZE);
+	/* half the payload with its size and checksum rewritten */
+	unsigned char *half = aligned_alloc(64, n);
+	memcpy(half, b, n);
+	size_t hn = 64 + ((n - 64) / 2 & ~(size_t)63);
+	elide_blob_header_init(half, hash, half + 64, hn - 64);
+	CHECK(llama_load_weights_mem(ctx, half, hn) == LLAMA_ERR_BLOB_SIZE);
+	free(half);
+	/* any reserved header byte set */
+	for (int i = 40; i < 64; i++) {
+		b[i] ^= 0x80;
+		CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_ERR_BLOB_VERSION);
+		b[i] ^= 0x80;
+	}
+	CHECK(n == LLAMA_WEIGHTS_SIZE);
 	CHECK(llama_step(ctx, 1, 0, logits) == LLAMA_ERR_NO_WEIGHTS);
 	CHECK(llama_load_weights_mem(ctx, b, n) == LLAMA_OK);
 	CHECK(llama_step(ctx, LLAMA_VOCAB, 0, logits) == LLAMA_ERR_TOKEN);
@@ -151,9 +181,92 @@ twoctx(const char *weights)
 	return 0;
 }
 
+/* Copies the file src to dst; 0 on success. */
+static int
+copy_file(const char *src, const char *dst)
+{
+	size_t n;
+	unsigned char *b = slurp(src, &n);
+	FILE *f = b ? fopen(dst, "wb") : NULL;
+	int ok = f && fwrite(b, 1, n, f) == n;
+	if (f)
+		ok &= fclose(f) == 0;
+	free(b);
+	return ok ? 0 : -1;
+}
+
+static int
+truncated(const char *weights)
+{
+	char path[4096];
+	float a[LLAMA_VOCAB], b[LLAMA_VOCAB];
+	snprintf(path, sizeof path, "%s.copy", weights);
+	CHECK(copy_file(weights, path) == 0);
+	llama_ctx *ctx = llama_create();
+	CHECK(ctx && llama_load_weights(ctx, path) == LLAMA_OK);
+	CHECK(llama_step(ctx, 5, 0, a) == LLAMA_OK);
+	FILE *f = fopen(path, "r+b");
+	CHECK(f && ftruncate(fileno(f), 64) == 0 && fclose(f) == 0);
+	CHECK(llama_reset(ctx) == LLAMA_OK);
+	CHECK(llama_step(ctx, 5, 0, b) == LLAMA_OK); /* a mapping would fault here (SIGBUS) */
+	CHECK(memcmp(a, b, sizeof a) == 0);
+	CHECK(remove(path) == 0);
+	llama_destroy(ctx);
+	return 0;
+}
+
+typedef struct Shared {
+	llama_ctx *ctx;
+	const float *want;
+	int calls, busy, wrong, other;
+} Shared;
+
+static void *
+hammer(void *arg)
+{
+	Shared *sh = arg;
+	float out[LLAMA_VOCAB];
+	for (int i = 0; i < sh->calls; i++) {
+		int s = llama_step(sh->ctx, 7, 0, out);
+		if (s == LLAMA_ERR_BUSY)
+			__atomic_fetch_add(&sh->busy, 1, __ATOMIC_RELAXED);
+		else if (s != LLAMA_OK)
+			__atomic_fetch_add(&sh->other, 1, __ATOMIC_RELAXED);
+		else if (memcmp(out, sh->want, sizeof out) != 0)
+			__atomic_fetch_add(&sh->wrong, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static int
+threads(const char *weights)
+{
+	float want[LLAMA_VOCAB];
+	llama_ctx *ctx = llama_create();
+	CHECK(ctx && llama_load_weights(ctx, weights) == LLAMA_OK);
+	CHECK(llama_step(ctx, 7, 0, want) == LLAMA_OK);
+	Shared sh = { .ctx = ctx, .want = want, .calls = 3000 };
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_create(&t[i], NULL, hammer, &sh) == 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	fprintf(stderr, "threads: %d calls, %d busy, %d wrong, %d other\n", 2 * sh.calls, sh.busy, sh.wrong, sh.other);
+	CHECK(sh.wrong == 0 && sh.other == 0);
+	float again[LLAMA_VOCAB];
+	CHECK(llama_step(ctx, 7, 0, again) == LLAMA_OK); /* the flag was given back */
+	CHECK(memcmp(again, want, sizeof want) == 0);
+	llama_destroy(ctx);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc >= 3 && strcmp(argv[1], "truncate") == 0)
+		return truncated(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "threads") == 0)
+		return threads(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "hostile") == 0)
 		return hostile(argv[2], argv[3]);
 	if (argc >= 3 && strcmp(argv[1], "twoctx") == 0)

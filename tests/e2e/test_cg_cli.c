@@ -123,9 +123,9 @@ static void
 compile_and_link(const char *tag, const char *extra)
 {
 	sh("%s compile %s/%s.elide -w %s/%s.safetensors -o %s/%s.out %s", ELIDE_BIN, dir, tag, dir, tag, dir, tag, extra);
-	sh("cc -std=c17 -O1 %s -I%s/%s.out %s/tests/e2e/cg_driver.c %s/%s.out/llama.o %s/runtime/libelide_rt.a "
+	sh("cc -std=c17 -O1 %s -I%s/%s.out -I%s %s/tests/e2e/cg_driver.c %s/%s.out/llama.o %s/runtime/libelide_rt.a "
 	   "-lpthread -lm -o %s/%s.out/driver",
-	   ELIDE_DRIVER_CFLAGS, dir, tag, ELIDE_SOURCE_DIR, dir, tag, ELIDE_BINARY_DIR, dir, tag);
+	   ELIDE_DRIVER_CFLAGS, dir, tag, ELIDE_SOURCE_DIR, ELIDE_SOURCE_DIR, dir, tag, ELIDE_BINARY_DIR, dir, tag);
 }
 
 static void
@@ -194,6 +194,8 @@ Test(cg_cli, hostile_inputs_and_embedded_weights, .init = setup, .fini = teardow
 	write_model("other", o);
 	sh("%s compile %s/other.elide -w %s/other.safetensors -o %s/other.out", ELIDE_BIN, dir, dir, dir);
 	sh("%s/m.out/driver hostile %s/m.out/llama.weights %s/other.out/llama.weights", dir, dir, dir);
+	sh("%s/m.out/driver truncate %s/m.out/llama.weights", dir, dir);
+	sh("%s/m.out/driver threads %s/m.out/llama.weights", dir, dir);
 	/* the same model with its blob in the object: identical logits */
 	sh("%s/m.out/driver decode %s/m.out/llama.weights 1 %s/m.file 3 9 27", dir, dir, dir);
 	compile_and_link("m", "--embed-weights --emit=obj,header");

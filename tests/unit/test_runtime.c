@@ -125,15 +125,18 @@ Test(rt_blob, header_layout)
 	elide_blob_header h;
 	memcpy(&h, b, 64);
 	cr_assert_eq(memcmp(b, "ELIDEWB\0", 8), 0);
-	cr_assert_eq(h.version, 1u);
+	cr_assert_eq(h.version, 2u);
 	cr_assert_eq(h.header_size, 64u);
 	cr_assert_eq(h.model_hash, MODEL);
 	cr_assert_eq(h.payload_size, 1000u);
-	cr_assert_eq(h.checksum, elide_checksum(b + 64, 1000));
+	/* the checksum covers the header: XXH64 of the header holding XXH64(payload) */
+	uint64_t want = h.checksum;
+	h.checksum = elide_checksum(b + 64, 1000);
+	cr_assert_eq(want, elide_checksum(&h, 64));
 	uint32_t v;
 	uint64_t w;
 	memcpy(&v, b + 8, 4);
-	cr_assert_eq(v, 1u);
+	cr_assert_eq(v, 2u);
 	memcpy(&w, b + 24, 8);
 	cr_assert_eq(w, 1000u);
 	for (int i = 40; i < 64; i++)
@@ -146,14 +149,14 @@ Test(rt_blob, good)
 	size_t size, psize = 0;
 	unsigned char *b = make_blob(4096, &size);
 	const void *pl = NULL;
-	cr_assert_eq(elide_blob_check(b, size, MODEL, &pl, &psize), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_OK);
 	cr_assert_eq(pl, b + 64);
 	cr_assert_eq(psize, 4096u);
-	cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_OK);
 	free(b);
 	/* an empty payload is a valid blob */
 	b = make_blob(0, &size);
-	cr_assert_eq(elide_blob_check(b, size, MODEL, &pl, &psize), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_OK);
 	cr_assert_eq(psize, 0u);
 	free(b);
 }
@@ -166,41 +169,41 @@ Test(rt_blob, hostile)
 	size_t psize = 77;
 	/* truncated anywhere, including inside the header */
 	for (size_t n = 0; n < size; n += (n < 80 ? 1 : 509))
-		cr_assert_eq(elide_blob_check(b, n, MODEL, &pl, &psize), ELIDE_ERR_BLOB_SIZE, "n=%zu", n);
+		cr_assert_eq(elide_blob_check(b, n, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_ERR_BLOB_SIZE, "n=%zu", n);
 	/* trailing bytes */
-	cr_assert_eq(elide_blob_check(b, size + 1, MODEL, &pl, &psize), ELIDE_ERR_BLOB_SIZE);
+	cr_assert_eq(elide_blob_check(b, size + 1, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_ERR_BLOB_SIZE);
 	/* another model */
-	cr_assert_eq(elide_blob_check(b, size, MODEL ^ 1, &pl, &psize), ELIDE_ERR_BLOB_MODEL);
+	cr_assert_eq(elide_blob_check(b, size, MODEL ^ 1, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_ERR_BLOB_MODEL);
 	/* outputs untouched on failure */
 	cr_assert_eq(pl, (const void *)1);
 	cr_assert_eq(psize, 77u);
 	/* every flipped payload byte */
 	for (size_t i = 64; i < size; i += 61) {
 		b[i] ^= 0x10;
-		cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_CHECKSUM, "i=%zu", i);
+		cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_CHECKSUM, "i=%zu", i);
 		b[i] ^= 0x10;
 	}
 	/* flipped stored checksum */
 	b[32] ^= 1;
-	cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_CHECKSUM);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_CHECKSUM);
 	b[32] ^= 1;
 	/* bad magic, even with a short buffer */
 	b[0] = 'X';
-	cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_MAGIC);
-	cr_assert_eq(elide_blob_check(b, 10, MODEL, NULL, NULL), ELIDE_ERR_BLOB_MAGIC);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_MAGIC);
+	cr_assert_eq(elide_blob_check(b, 10, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_MAGIC);
 	b[0] = 'E';
 	b[7] = 'x'; /* the NUL is part of the magic */
-	cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_MAGIC);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_MAGIC);
 	b[7] = 0;
 	/* version */
-	b[8] = 2;
-	cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_VERSION);
 	b[8] = 1;
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_VERSION);
+	b[8] = 2;
 	/* header size: not a multiple of 64, past the end, below 64 */
 	uint32_t hs[] = { 65, 0, 32, 0x7fffffc0u };
 	for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
 		memcpy(b + 12, &hs[i], 4);
-		cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_SIZE, "hs %u", hs[i]);
+		cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_SIZE, "hs %u", hs[i]);
 	}
 	uint32_t h64 = 64;
 	memcpy(b + 12, &h64, 4);
@@ -208,23 +211,77 @@ Test(rt_blob, hostile)
 	uint64_t ps[] = { 4095, 4097, UINT64_MAX, UINT64_MAX - 63 };
 	for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
 		memcpy(b + 24, &ps[i], 8);
-		cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
+		cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
 	}
 	uint64_t p4096 = 4096;
 	memcpy(b + 24, &p4096, 8);
-	cr_assert_eq(elide_blob_check(b, size, MODEL, NULL, NULL), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_OK);
+	/* the caller's payload size (NAME_WEIGHTS_SIZE - 64) */
+	cr_assert_eq(elide_blob_check(b, size, MODEL, 4096, NULL, NULL), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, 4095, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, 8192, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
 	/* misaligned payload */
 	unsigned char *m = aligned_alloc(64, size + 64);
 	memcpy(m + 8, b, size);
-	cr_assert_eq(elide_blob_check(m + 8, size, MODEL, NULL, NULL), ELIDE_ERR_ALIGN);
+	cr_assert_eq(elide_blob_check(m + 8, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_ALIGN);
 	free(m);
-	cr_assert_eq(elide_blob_check(NULL, size, MODEL, NULL, NULL), ELIDE_ERR_ARG);
+	cr_assert_eq(elide_blob_check(NULL, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_ARG);
+	free(b);
+}
+
+/* Rewrites the checksum of the blob b (header at b, payload after hsize bytes) as
+ * docs/blob.md defines it, as a tamperer would. */
+static void
+reseal(unsigned char *b, size_t hsize, uint64_t payload)
+{
+	elide_blob_header h;
+	memcpy(&h, b, 64);
+	h.checksum = elide_checksum(b + hsize, payload);
+	h.checksum = elide_checksum(&h, 64);
+	memcpy(b, &h, 64);
+}
+
+Test(rt_blob, header_covered_and_reserved_zero)
+{
+	size_t size;
+	unsigned char *b = make_blob(4096, &size);
+	/* the checksum covers every header byte: another model's hash copied in, or any
+	 * flipped byte of the header, fails */
+	for (int i = 8; i < 64; i++) {
+		if (i >= 32 && i < 40)
+			continue; /* the checksum itself */
+		b[i] ^= 0x01;
+		elide_status s = elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL);
+		cr_assert_neq(s, ELIDE_OK, "flip at %d accepted", i);
+		b[i] ^= 0x01;
+	}
+	uint64_t other = MODEL ^ 0xff00;
+	memcpy(b + 16, &other, 8);
+	cr_assert_eq(elide_blob_check(b, size, other, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_ERR_BLOB_CHECKSUM);
+	memcpy(b + 16, &(uint64_t){ MODEL }, 8);
+	/* reserved bytes 40..63: zero, even with the checksum rewritten to match */
+	for (int i = 40; i < 64; i++)
+		for (int bit = 0; bit < 8; bit++) {
+			b[i] ^= (unsigned char)(1 << bit);
+			reseal(b, 64, 4096);
+			cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL),
+			             ELIDE_ERR_BLOB_VERSION, "byte %d bit %d", i, bit);
+			b[i] ^= (unsigned char)(1 << bit);
+		}
+	reseal(b, 64, 4096);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, 4096, NULL, NULL), ELIDE_OK);
+	/* half a payload with its size and checksum rewritten: the caller's size rejects it */
+	uint64_t half = 2048;
+	memcpy(b + 24, &half, 8);
+	reseal(b, 64, half);
+	cr_assert_eq(elide_blob_check(b, 64 + half, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, 64 + half, MODEL, 4096, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
 	free(b);
 }
 
 Test(rt_blob, larger_header_accepted)
 {
-	/* a version-1 blob whose header was padded to 128 bytes is still valid */
+	/* a blob whose header was padded to 128 bytes (zeros) is still valid */
 	size_t payload = 256, size = 128 + payload;
 	unsigned char *b = aligned_alloc(64, size);
 	memset(b, 0, size);
@@ -233,11 +290,15 @@ Test(rt_blob, larger_header_accepted)
 	elide_blob_header_init(b, MODEL, b + 128, payload);
 	uint32_t hs = 128;
 	memcpy(b + 12, &hs, 4);
+	reseal(b, 128, payload);
 	const void *pl;
 	size_t psize;
-	cr_assert_eq(elide_blob_check(b, size, MODEL, &pl, &psize), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_OK);
 	cr_assert_eq(pl, b + 128);
 	cr_assert_eq(psize, payload);
+	/* the padding must be zero */
+	b[100] = 1;
+	cr_assert_eq(elide_blob_check(b, size, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_ERR_BLOB_VERSION);
 	free(b);
 }
 
@@ -274,16 +335,16 @@ Test(rt_blob, map_and_open)
 	cr_assert_eq(memcmp(m.data, b, size), 0);
 	const void *pl;
 	size_t psize;
-	cr_assert_eq(elide_blob_check(m.data, m.size, MODEL, &pl, &psize), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(m.data, m.size, MODEL, ELIDE_BLOB_ANY_SIZE, &pl, &psize), ELIDE_OK);
 	cr_assert_eq(psize, 100000u);
 	elide_blob_unmap(&m);
 	cr_assert_null(m.data);
 	elide_blob_unmap(&m); /* twice is harmless */
 
-	cr_assert_eq(elide_blob_open(path, MODEL, &m, &pl, &psize), ELIDE_OK);
+	cr_assert_eq(elide_blob_open(path, MODEL, ELIDE_BLOB_ANY_SIZE, &m, &pl, &psize), ELIDE_OK);
 	cr_assert_eq((const unsigned char *)pl, (const unsigned char *)m.data + 64);
 	elide_blob_unmap(&m);
-	cr_assert_eq(elide_blob_open(path, MODEL + 1, &m, &pl, &psize), ELIDE_ERR_BLOB_MODEL);
+	cr_assert_eq(elide_blob_open(path, MODEL + 1, ELIDE_BLOB_ANY_SIZE, &m, &pl, &psize), ELIDE_ERR_BLOB_MODEL);
 	cr_assert_null(m.data);
 
 	void *copy = NULL;
@@ -291,13 +352,13 @@ Test(rt_blob, map_and_open)
 	cr_assert_eq(elide_blob_read_file(path, &copy, &csize), ELIDE_OK);
 	cr_assert_eq(csize, size);
 	cr_assert_eq((uintptr_t)copy % 64, 0);
-	cr_assert_eq(elide_blob_check(copy, csize, MODEL, NULL, NULL), ELIDE_OK);
+	cr_assert_eq(elide_blob_check(copy, csize, MODEL, ELIDE_BLOB_ANY_SIZE, NULL, NULL), ELIDE_OK);
 	free(copy);
 
 	/* truncated file */
 	char *tpath = tmp_path("trunc.weights");
 	write_file(tpath, b, size - 1000);
-	cr_assert_eq(elide_blob_open(tpath, MODEL, &m, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
+	cr_assert_eq(elide_blob_open(tpath, MODEL, ELIDE_BLOB_ANY_SIZE, &m, NULL, NULL), ELIDE_ERR_BLOB_SIZE);
 	write_file(tpath, b, 40);
 	cr_assert_eq(elide_blob_map(tpath, &m), ELIDE_ERR_BLOB_SIZE);
 	/* empty file, missing file, directory */
@@ -309,6 +370,31 @@ Test(rt_blob, map_and_open)
 	cr_assert_eq(elide_blob_read_file(tpath, &copy, &csize), ELIDE_ERR_IO);
 	cr_assert_eq(elide_blob_map(NULL, &m), ELIDE_ERR_ARG);
 	cr_assert_eq(elide_blob_map(path, NULL), ELIDE_ERR_ARG);
+	unlink(path);
+	free(b);
+}
+
+Test(rt_blob, open_is_a_private_copy)
+{
+	/* a file truncated or rewritten after elide_blob_open: the blob stays readable and
+	 * unchanged (a mapping would fault with SIGBUS past the new end) */
+	size_t size;
+	unsigned char *b = make_blob(3 * 4096 + 100, &size);
+	char *path = tmp_path("copy.weights");
+	write_file(path, b, size);
+	elide_mapping m;
+	const void *pl;
+	size_t psize;
+	cr_assert_eq(elide_blob_open(path, MODEL, size - 64, &m, &pl, &psize), ELIDE_OK);
+	cr_assert_eq(truncate(path, 0), 0);
+	cr_assert_eq(memcmp(pl, b + 64, psize), 0);
+	write_file(path, "garbage", 7);
+	cr_assert_eq(memcmp(m.data, b, size), 0);
+	elide_blob_unmap(&m);
+	/* the caller's size is checked before the payload is read */
+	write_file(path, b, size);
+	cr_assert_eq(elide_blob_open(path, MODEL, size - 63, &m, &pl, &psize), ELIDE_ERR_BLOB_SIZE);
+	cr_assert_null(m.data);
 	unlink(path);
 	free(b);
 }

@@ -36,11 +36,14 @@ Test(rt_sample, argmax)
 	float m[] = { NAN, -1, NAN, 2, NAN };
 	cr_assert_eq(elide_sample_argmax(m, 5), 3);
 	float all_nan[] = { NAN, NAN };
-	cr_assert_eq(elide_sample_argmax(all_nan, 2), 0);
+	cr_assert_eq(elide_sample_argmax(all_nan, 2), -1); /* no token, not token 0 */
+	uint64_t r0 = 1;
+	cr_assert_eq(elide_sample_temperature(all_nan, 2, 0.8f, &r0), -1);
+	cr_assert_eq(elide_sample_top_p(all_nan, 2, 0.8f, 0.5f, &r0, NULL, 0), -1);
 	float neg[] = { -INFINITY, -5, -INFINITY };
 	cr_assert_eq(elide_sample_argmax(neg, 3), 1);
-	cr_assert_eq(elide_sample_argmax(l, 0), 0);
-	cr_assert_eq(elide_sample_argmax(NULL, 3), 0);
+	cr_assert_eq(elide_sample_argmax(l, 0), -1);
+	cr_assert_eq(elide_sample_argmax(NULL, 3), -1);
 	/* temperature 0 and top_p 0 mean greedy, and do not touch the rng */
 	uint64_t rng = 5;
 	cr_assert_eq(elide_sample_temperature(l, 5, 0.0f, &rng), 1);

@@ -19,7 +19,7 @@ check(const uint8_t *blob, size_t size, uint64_t hash)
 {
 	const void *payload = NULL;
 	size_t psize = 0;
-	if (elide_blob_check(blob, size, hash, &payload, &psize) != ELIDE_OK)
+	if (elide_blob_check(blob, size, hash, ELIDE_BLOB_ANY_SIZE, &payload, &psize) != ELIDE_OK)
 		return;
 	const uint8_t *p = payload;
 	if (p < blob || p + psize > blob + size || ((uintptr_t)p & 63) != 0)

@@ -4,7 +4,10 @@
  *   1. a module comes back exactly when no error was reported;
  *   2. print(parse(print(m))) == print(m);
  *   3. a module that verifies still verifies after shape-infer, const-fold, cse and
- *      dce, and its text still round-trips. */
+ *      dce, and its text still round-trips;
+ *   4. a module that does not verify goes through shape-infer (the pass that repairs
+ *      stale types, run before verification as `elide opt --passes=shape-infer,...`
+ *      does) without a crash, and then through the other passes when it verifies. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +68,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!pass_run_pipeline(m, "shape-infer,const-fold,cse,dce", &o, &d))
 				__builtin_trap();
 			roundtrip(m, &d);
+		} else {
+			PassOptions o = { .verify_each = true, .dump = devnull };
+			if (pass_run_pipeline(m, "shape-infer", &o, &d) &&
+			    !pass_run_pipeline(m, "const-fold,cse,dce", &o, &d))
+				__builtin_trap(); /* shape-infer's output verified: the rest must keep it so */
 		}
 		ir_free_module(m);
 	}
