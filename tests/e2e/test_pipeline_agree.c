@@ -103,9 +103,9 @@ three_ways(const char *src, const char *w, const char *policy, int vocab)
 	}
 	const char *q = "2>/dev/null >/dev/null";
 	shrc("%s compile %s -w %s -o %s/%s.out %s 2>/dev/null", ELIDE_BIN, src, w, dir, tag, pol);
-	shrc("cc -std=c17 -O1 %s -I%s/%s.out %s/tests/e2e/cg_driver.c %s/%s.out/llama.o %s/runtime/libelide_rt.a "
+	shrc("cc -std=c17 -O1 %s -I%s/%s.out -I%s %s/tests/e2e/cg_driver.c %s/%s.out/llama.o %s/runtime/libelide_rt.a "
 	     "-lpthread -lm -o %s/%s.out/driver",
-	     ELIDE_DRIVER_CFLAGS, dir, tag, ELIDE_SOURCE_DIR, dir, tag, ELIDE_BINARY_DIR, dir, tag);
+	     ELIDE_DRIVER_CFLAGS, dir, tag, ELIDE_SOURCE_DIR, ELIDE_SOURCE_DIR, dir, tag, ELIDE_BINARY_DIR, dir, tag);
 	shrc("%s/%s.out/driver decode %s/%s.out/llama.weights 1 %s/%s.obj %s", dir, tag, dir, tag, dir, tag, targs);
 	shrc("%s/%s.out/driver prefill %s/%s.out/llama.weights 1 %s/%s.pobj %s", dir, tag, dir, tag, dir, tag, pargs);
 	shrc("%s run %s -w %s %s --tokens %s --dump-logits %s/%s.jit %s", ELIDE_BIN, src, w, pol, toks, dir, tag, q);
