@@ -628,6 +628,17 @@ verb_skip(Ctx *c, PolicyStmt *s, const Ast *w)
 	}
 }
 
+bool
+fe_policy_names_head(const Policy *p, const char *fn)
+{
+	for (uint32_t i = 0; p && i < p->nstmts; i++) {
+		const PolicyOpt *h = strcmp(p->stmts[i].verb, "exit") == 0 ? fe_policy_opt(&p->stmts[i], "head") : NULL;
+		if (h && h->val.str && strcmp(h->val.str, fn) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* 'exit' ('at' L, ... | 'head' FN | 'measure' M | 'threshold' T | 'decay' TAU |
  *         'patience' N | 'kv' propagate|none)* */
 static void

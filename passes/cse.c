@@ -3,7 +3,9 @@
  * and result type compute the same value; the later one is replaced by the earlier.
  * 'add' and 'mul' are commutative: their operands are compared in sorted order.
  * Ops of different layer regions are never merged, so each layer keeps its own ops
- * (layer-level passes can still drop or specialise a layer on its own).
+ * (layer-level passes can still drop or specialise a layer on its own); nor are ops
+ * of different branches of control flow (the key holds the op opening the innermost
+ * branch, so a value is only reused where it is defined on every path), nor phis.
  * Algorithm, per entry:
  *   1. walk the ops in order, first renaming operands through the replacements made
  *      so far (earlier ops are final when a later op is looked at);
@@ -20,6 +22,7 @@
 typedef struct Key {
 	Opcode code;
 	int32_t layer;
+	uint32_t scope;      /* the 'if' or 'else' opening the op's innermost branch, or UINT32_MAX */
 	uint8_t nargs;
 	ValueId args[IR_MAX_OPERANDS];
 	int64_t ia[4];
@@ -29,11 +32,12 @@ typedef struct Key {
 
 /* Writes op's key into *k, padding zeroed: keys are hashed and compared as bytes. */
 static void
-key_of(const Func *f, const Op *op, Key *k)
+key_of(const Func *f, const Op *op, uint32_t scope, Key *k)
 {
 	memset(k, 0, sizeof *k);
 	k->code = op->code;
 	k->layer = op->layer;
+	k->scope = scope;
 	k->nargs = op->nargs;
 	memcpy(k->args, op->args, op->nargs * sizeof *op->args);
 	if ((op->code == OP_ADD || op->code == OP_MUL) && k->args[0] > k->args[1]) {
@@ -64,6 +68,7 @@ pass_cse(Module *m, Diag *d)
 		Key *keys = xmalloc((f->nops + 1) * sizeof *keys);
 		ValueId *repl = xmalloc((f->nvals + 1) * sizeof *repl);
 		bool *keep = xmalloc((f->nops + 1) * sizeof *keep);
+		uint32_t *open = xmalloc((f->nops + 1) * sizeof *open), depth = 0; /* open branches */
 		for (uint32_t v = 0; v < f->nvals; v++)
 			repl[v] = IR_NO_VALUE;
 		bool changed = false;
@@ -73,9 +78,14 @@ pass_cse(Module *m, Diag *d)
 			for (uint32_t a = 0; a < op->nargs; a++)
 				if (op->args[a] < f->nvals && repl[op->args[a]] != IR_NO_VALUE)
 					op->args[a] = repl[op->args[a]];
-			if ((unsigned)op->code >= OP_COUNT || !(ir_op_flags[op->code] & OPF_PURE) || op->dst >= f->nvals)
+			if ((op->code == OP_ELSE || op->code == OP_END) && depth)
+				depth--;
+			if (op->code == OP_IF || op->code == OP_ELSE)
+				open[depth++] = i;
+			if ((unsigned)op->code >= OP_COUNT || !(ir_op_flags[op->code] & OPF_PURE) || op->dst >= f->nvals ||
+			    op->code == OP_PHI)
 				continue;
-			key_of(f, op, &keys[i]);
+			key_of(f, op, depth ? open[depth - 1] : UINT32_MAX, &keys[i]);
 			uint64_t h = ir_hash_bytes(&keys[i], sizeof keys[i], 0);
 			uint32_t s = (uint32_t)h & (cap - 1);
 			while (table[s] && memcmp(&keys[table[s] - 1], &keys[i], sizeof keys[i]) != 0)
@@ -90,6 +100,7 @@ pass_cse(Module *m, Diag *d)
 		}
 		if (changed)
 			pass_rebuild_func(m, f, keep, repl);
+		free(open);
 		free(table);
 		free(keys);
 		free(repl);
