@@ -179,6 +179,16 @@ interp_stats(const InterpState *s)
 	return &s->stats;
 }
 
+bool
+interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v)
+{
+	if (state >= s->m->nstates)
+		return false;
+	*k = s->kcache[state];
+	*v = s->vcache[state];
+	return true;
+}
+
 void
 interp_set_op_hook(InterpState *s, InterpOpHook hook, void *user)
 {

@@ -449,5 +449,8 @@ typedef struct InterpStats {
 	int64_t *slots;          /* [Module.nstats] */
 } InterpStats;
 const InterpStats *interp_stats(const InterpState *s);
+/* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each); false when out
+ * of range. */
+bool interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v);
 
 #endif
