@@ -136,7 +136,7 @@ typedef struct CgResult {
 enum {
 	CG_CTX_MAGIC = 0,      /* u64 */
 	CG_CTX_WEIGHTS = 8,    /* ptr: packed payload in use (NULL: none loaded) */
-	CG_CTX_UNUSED = 16,    /* reserved */
+	                       /* bytes 16..23: not used */
 	CG_CTX_PFOR = 24,      /* ptr: parallel-for hook (NULL: serial) */
 	CG_CTX_POOL = 32,      /* ptr: hook's first argument */
 	CG_CTX_OWNED_POOL = 40,/* ptr: runtime pool made by set_threads, destroyed by destroy */
@@ -152,7 +152,8 @@ CgResult *cg_compile(Module *m, const CgOptions *o, Diag *d);
 void cg_result_free(CgResult *r);
 
 /* ---- internal to codegen/: the lowering state shared by lower.c, kernels.c,
- * ops.c and glue.c ---- */
+ * ops.c, glue.c and their helpers (llvm_util.c, values.c).  Calls go one way:
+ * lower.c -> kernels.c, ops.c -> values.c -> llvm_util.c ---- */
 typedef struct CgLoop {
 	LLVMBasicBlockRef pre, head, body, exit;
 	LLVMValueRef iv, step;
@@ -182,7 +183,7 @@ typedef struct Cg {
 	Diag *d;                     /* where unsupported ops are reported */
 } Cg;
 
-/* llvm helpers (lower.c) */
+/* llvm_util.c: LLVM helpers */
 LLVMValueRef cg_i64(Cg *g, int64_t v);
 LLVMValueRef cg_i32c(Cg *g, int32_t v);
 LLVMValueRef cg_f32c(Cg *g, double v);
@@ -220,6 +221,7 @@ void cg_pfor(Cg *g, LLVMValueRef task, LLVMValueRef n);
 void cg_lower_linear(Cg *g, uint32_t opi);
 /* ops.c: every other op */
 void cg_lower_op(Cg *g, uint32_t opi);
+/* values.c: values, weight regions and failure checks of the entry being lowered */
 LLVMValueRef cg_val_ptr(Cg *g, ValueId v);    /* buffer, argument array or weights */
 LLVMValueRef cg_val_scalar(Cg *g, ValueId v); /* scalar argument, constant or loaded */
 LLVMValueRef cg_rows(Cg *g, Type t);          /* i64 rows (T when dyn0) */
@@ -231,6 +233,8 @@ bool cg_known_early(const Func *f, ValueId v);
 void cg_fail_if(Cg *g, LLVMValueRef cond, int status);
 /* Fails with `status` unless 0 <= start (i32) and start + n (i64) <= bound. */
 void cg_fail_outside(Cg *g, LLVMValueRef start, LLVMValueRef n, int64_t bound, int status);
+/* Whether embed op's indices are positions(tokens, start) with a start known early. */
+bool cg_embeds_positions(const Func *f, const Op *op);
 /* Whether the entry's up-front checks cover the indices of embed op (token
  * arguments, positions from an early start); else the embed checks each index. */
 bool cg_embed_checked_early(const Func *f, const Op *op);

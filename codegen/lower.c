@@ -1,4 +1,5 @@
-/* lower.c - one LLVM module per elide module: LLVM helpers, entry functions, cg_compile.
+/* lower.c - one LLVM module per elide module: entry functions, cg_compile.
+ * (LLVM helpers: llvm_util.c; values and failure checks of an entry: values.c.)
  * Algorithm of cg_compile:
  *   1. Make the target machine; choose vector width, panel width and micro-kernel rows.
  *   2. Lay out the state region (K and V of every cache, 64-byte aligned).
@@ -19,454 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
-/* ---- LLVM helpers ---- */
-
-LLVMValueRef
-cg_i64(Cg *g, int64_t v)
-{
-	return LLVMConstInt(g->i64, (unsigned long long)v, 1);
-}
-
-LLVMValueRef
-cg_i32c(Cg *g, int32_t v)
-{
-	return LLVMConstInt(g->i32, (unsigned long long)(int64_t)v, 1);
-}
-
-LLVMValueRef
-cg_f32c(Cg *g, double v)
-{
-	return LLVMConstReal(g->f32, v);
-}
-
-LLVMValueRef
-cg_splat(Cg *g, LLVMValueRef s, int n)
-{
-	LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)n);
-	LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), s, cg_i32c(g, 0), "");
-	LLVMValueRef mask = LLVMConstNull(LLVMVectorType(g->i32, (unsigned)n));
-	return LLVMBuildShuffleVector(g->b, v, LLVMGetPoison(vt), mask, "splat");
-}
-
-LLVMValueRef
-cg_alloca(Cg *g, LLVMTypeRef ty, const char *name)
-{
-	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(g->fn);
-	LLVMBuilderRef tmp = LLVMCreateBuilderInContext(g->c);
-	LLVMValueRef first = LLVMGetFirstInstruction(entry);
-	if (first)
-		LLVMPositionBuilderBefore(tmp, first);
-	else
-		LLVMPositionBuilderAtEnd(tmp, entry);
-	LLVMValueRef a = LLVMBuildAlloca(tmp, ty, name);
-	LLVMSetAlignment(a, 64);
-	LLVMDisposeBuilder(tmp);
-	return a;
-}
-
-LLVMValueRef
-cg_gep(Cg *g, LLVMTypeRef elt, LLVMValueRef base, LLVMValueRef idx)
-{
-	return LLVMBuildInBoundsGEP2(g->b, elt, base, &idx, 1, "");
-}
-
-LLVMValueRef
-cg_gepb(Cg *g, LLVMValueRef base, int64_t bytes)
-{
-	if (!bytes)
-		return base;
-	return cg_gep(g, g->i8, base, cg_i64(g, bytes));
-}
-
-LLVMValueRef
-cg_load(Cg *g, LLVMTypeRef ty, LLVMValueRef p, unsigned align)
-{
-	LLVMValueRef v = LLVMBuildLoad2(g->b, ty, p, "");
-	LLVMSetAlignment(v, align);
-	return v;
-}
-
-void
-cg_store(Cg *g, LLVMValueRef v, LLVMValueRef p, unsigned align)
-{
-	LLVMValueRef s = LLVMBuildStore(g->b, v, p);
-	LLVMSetAlignment(s, align);
-}
-
-LLVMValueRef
-cg_fast(LLVMValueRef v)
-{
-	if (LLVMCanValueUseFastMathFlags(v))
-		LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract
-		                            | LLVMFastMathNoSignedZeros);
-	return v;
-}
-
-LLVMValueRef
-cg_call_intr(Cg *g, const char *name, LLVMTypeRef ovl, LLVMValueRef *args, unsigned n)
-{
-	unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-	if (!id)
-		ELIDE_ICE("unknown intrinsic");
-	LLVMTypeRef tys[1] = { ovl };
-	LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, tys, ovl ? 1 : 0);
-	LLVMTypeRef fty = LLVMIntrinsicGetType(g->c, id, tys, ovl ? 1 : 0);
-	return LLVMBuildCall2(g->b, fty, fn, args, n, "");
-}
-
-CgLoop
-cg_loop_begin(Cg *g, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef step, const char *name)
-{
-	CgLoop l;
-	l.pre = LLVMGetInsertBlock(g->b);
-	l.head = LLVMAppendBasicBlockInContext(g->c, g->fn, name);
-	l.body = LLVMAppendBasicBlockInContext(g->c, g->fn, "body");
-	l.exit = LLVMAppendBasicBlockInContext(g->c, g->fn, "exit");
-	l.step = step ? step : LLVMConstInt(LLVMTypeOf(lo), 1, 0);
-	LLVMBuildBr(g->b, l.head);
-	LLVMPositionBuilderAtEnd(g->b, l.head);
-	l.iv = LLVMBuildPhi(g->b, LLVMTypeOf(lo), "i");
-	LLVMAddIncoming(l.iv, &lo, &l.pre, 1);
-	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l.iv, hi, ""), l.body, l.exit);
-	LLVMPositionBuilderAtEnd(g->b, l.body);
-	return l;
-}
-
-void
-cg_loop_end(Cg *g, CgLoop *l)
-{
-	LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, l->step, "");
-	LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b);
-	LLVMBuildBr(g->b, l->head);
-	LLVMAddIncoming(l->iv, &next, &from, 1);
-	LLVMPositionBuilderAtEnd(g->b, l->exit);
-}
-
-static LLVMValueRef
-splat_like(Cg *g, LLVMValueRef like, double c)
-{
-	LLVMTypeRef ty = LLVMTypeOf(like);
-	if (LLVMGetTypeKind(ty) == LLVMVectorTypeKind)
-		return cg_splat(g, cg_f32c(g, c), (int)LLVMGetVectorSize(ty));
-	return cg_f32c(g, c);
-}
-
-static LLVMValueRef
-xfmul(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return cg_fast(LLVMBuildFMul(g->b, a, b, ""));
-}
-
-static LLVMValueRef
-xfadd(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return cg_fast(LLVMBuildFAdd(g->b, a, b, ""));
-}
-
-/* exp(x): Cephes expf, range reduction by ln 2 in two parts, degree-6 polynomial,
- * then 2^n through the exponent bits.  Relative error about 2e-7 on [-87, 88]. */
-LLVMValueRef
-cg_exp(Cg *g, LLVMValueRef x)
-{
-	LLVMTypeRef ty = LLVMTypeOf(x);
-	bool vec = LLVMGetTypeKind(ty) == LLVMVectorTypeKind;
-	LLVMTypeRef ity = vec ? LLVMVectorType(g->i32, LLVMGetVectorSize(ty)) : g->i32;
-	LLVMValueRef a[2];
-	a[0] = x;
-	a[1] = splat_like(g, x, 88.3);
-	x = cg_call_intr(g, "llvm.minnum", ty, a, 2);
-	a[0] = x;
-	a[1] = splat_like(g, x, -87.3);
-	x = cg_call_intr(g, "llvm.maxnum", ty, a, 2);
-	LLVMValueRef fx = xfadd(g, xfmul(g, x, splat_like(g, x, 1.44269504088896341)), splat_like(g, x, 0.5));
-	fx = cg_call_intr(g, "llvm.floor", ty, &fx, 1);
-	LLVMValueRef r = LLVMBuildFSub(g->b, x, LLVMBuildFMul(g->b, fx, splat_like(g, x, 0.693359375), ""), "");
-	r = LLVMBuildFSub(g->b, r, LLVMBuildFMul(g->b, fx, splat_like(g, x, -2.12194440e-4), ""), "");
-	static const double c[] = { 1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
-		                    4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1 };
-	LLVMValueRef p = splat_like(g, x, c[0]);
-	for (int i = 1; i < 6; i++)
-		p = xfadd(g, xfmul(g, p, r), splat_like(g, x, c[i]));
-	LLVMValueRef z = xfmul(g, r, r);
-	p = xfadd(g, xfadd(g, xfmul(g, p, z), r), splat_like(g, x, 1.0));
-	LLVMValueRef n = LLVMBuildFPToSI(g->b, fx, ity, "");
-	LLVMValueRef k127 = vec ? cg_splat(g, cg_i32c(g, 127), (int)LLVMGetVectorSize(ty)) : cg_i32c(g, 127);
-	LLVMValueRef k23 = vec ? cg_splat(g, cg_i32c(g, 23), (int)LLVMGetVectorSize(ty)) : cg_i32c(g, 23);
-	LLVMValueRef bits = LLVMBuildShl(g->b, LLVMBuildAdd(g->b, n, k127, ""), k23, "");
-	return xfmul(g, p, LLVMBuildBitCast(g->b, bits, ty, ""));
-}
-
-/* erf(x): Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7). */
-LLVMValueRef
-cg_erf(Cg *g, LLVMValueRef x)
-{
-	LLVMTypeRef ty = LLVMTypeOf(x);
-	LLVMValueRef ax = cg_call_intr(g, "llvm.fabs", ty, &x, 1);
-	LLVMValueRef t = LLVMBuildFDiv(g->b, splat_like(g, x, 1.0),
-	                               xfadd(g, splat_like(g, x, 1.0), xfmul(g, ax, splat_like(g, x, 0.3275911))), "");
-	static const double a[] = { 1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592 };
-	LLVMValueRef p = splat_like(g, x, a[0]);
-	for (int i = 1; i < 5; i++)
-		p = xfadd(g, xfmul(g, p, t), splat_like(g, x, a[i]));
-	p = xfmul(g, p, t);
-	LLVMValueRef e = cg_exp(g, LLVMBuildFNeg(g->b, xfmul(g, ax, ax), ""));
-	LLVMValueRef y = LLVMBuildFSub(g->b, splat_like(g, x, 1.0), xfmul(g, p, e), "");
-	LLVMValueRef args[2] = { y, x };
-	return cg_call_intr(g, "llvm.copysign", ty, args, 2);
-}
-
-/* tanh(x) = sign(x) * (1 - 2 / (exp(2|x|) + 1)); exp is clamped, so large |x| gives 1. */
-LLVMValueRef
-cg_tanh(Cg *g, LLVMValueRef x)
-{
-	LLVMTypeRef ty = LLVMTypeOf(x);
-	LLVMValueRef ax = cg_call_intr(g, "llvm.fabs", ty, &x, 1);
-	LLVMValueRef e = cg_exp(g, xfmul(g, ax, splat_like(g, x, 2.0)));
-	LLVMValueRef y = LLVMBuildFSub(g->b, splat_like(g, x, 1.0),
-	                               LLVMBuildFDiv(g->b, splat_like(g, x, 2.0), xfadd(g, e, splat_like(g, x, 1.0)), ""), "");
-	LLVMValueRef args[2] = { y, x };
-	return cg_call_intr(g, "llvm.copysign", ty, args, 2);
-}
-
-LLVMValueRef
-cg_unary(Cg *g, const Op *op, LLVMValueRef x)
-{
-	switch (op->code) {
-	case OP_SCALE:
-		return xfmul(g, x, splat_like(g, x, op->fa[0]));
-	case OP_SILU: {
-		LLVMValueRef e = cg_exp(g, LLVMBuildFNeg(g->b, x, ""));
-		return LLVMBuildFDiv(g->b, x, xfadd(g, e, splat_like(g, x, 1.0)), "");
-	}
-	case OP_TANH:
-		return cg_tanh(g, x);
-	case OP_GELU:
-		if (op->ia[0] == 1) {
-			/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-			LLVMValueRef x3 = xfmul(g, xfmul(g, x, x), x);
-			LLVMValueRef in = xfmul(g, xfadd(g, x, xfmul(g, x3, splat_like(g, x, 0.044715))),
-			                       splat_like(g, x, 0.7978845608028654));
-			return xfmul(g, xfmul(g, x, splat_like(g, x, 0.5)), xfadd(g, cg_tanh(g, in), splat_like(g, x, 1.0)));
-		}
-		/* 0.5 x (1 + erf(x / sqrt 2)) */
-		return xfmul(g, xfmul(g, x, splat_like(g, x, 0.5)),
-		            xfadd(g, cg_erf(g, xfmul(g, x, splat_like(g, x, 0.7071067811865476))), splat_like(g, x, 1.0)));
-	default:
-		ELIDE_UNREACHABLE();
-	}
-}
-
-LLVMValueRef
-cg_binary(Cg *g, Opcode code, LLVMValueRef a, LLVMValueRef b)
-{
-	switch (code) {
-	case OP_ADD:
-		return LLVMBuildFAdd(g->b, a, b, "");
-	case OP_SUB:
-		return LLVMBuildFSub(g->b, a, b, "");
-	case OP_MUL:
-		return LLVMBuildFMul(g->b, a, b, "");
-	default:
-		ELIDE_UNREACHABLE();
-	}
-}
-
-LLVMValueRef
-cg_kernel_find(Cg *g, const char *key)
-{
-	for (uint32_t i = 0; i < g->nk; i++)
-		if (strcmp(g->knames[i], key) == 0)
-			return g->kfns[i];
-	return NULL;
-}
-
-void
-cg_kernel_add(Cg *g, const char *key, LLVMValueRef fn)
-{
-	uint32_t cap = g->capk;
-	VEC_PUSH(g->knames, g->nk, cap);
-	VEC_PUSH(g->kfns, g->nk, g->capk);
-	g->knames[g->nk] = xstrdup(key);
-	g->kfns[g->nk++] = fn;
-}
-
-LLVMValueRef
-cg_task_begin(Cg *g, const char *name, CgSave *save)
-{
-	save->b = g->b;
-	save->fn = g->fn;
-	char *full = arena_printf(&g->m->arena, "%s.%s", g->m->name, name);
-	LLVMValueRef fn = LLVMAddFunction(g->mod, full, g->task_ty);
-	LLVMSetLinkage(fn, LLVMInternalLinkage);
-	unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-	LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, nounwind, 0));
-	g->fn = fn;
-	g->b = LLVMCreateBuilderInContext(g->c);
-	LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, fn, "entry"));
-	return fn;
-}
-
-void
-cg_task_end(Cg *g, CgSave *save)
-{
-	LLVMBuildRetVoid(g->b);
-	LLVMDisposeBuilder(g->b);
-	g->b = save->b;
-	g->fn = save->fn;
-}
-
-LLVMValueRef
-cg_slot_ptr(Cg *g, LLVMValueRef blk, int slot)
-{
-	return cg_load(g, g->ptr, cg_gepb(g, blk, 8 * slot), 8);
-}
-
-LLVMValueRef
-cg_slot_i64(Cg *g, LLVMValueRef blk, int slot)
-{
-	return cg_load(g, g->i64, cg_gepb(g, blk, 8 * slot), 8);
-}
-
-void
-cg_slot_set(Cg *g, int slot, LLVMValueRef v)
-{
-	cg_store(g, v, cg_gepb(g, g->argblk, 8 * slot), 8);
-}
-
-void
-cg_pfor(Cg *g, LLVMValueRef task, LLVMValueRef n)
-{
-	LLVMValueRef pf = cg_load(g, g->ptr, cg_gepb(g, g->ctx, CG_CTX_PFOR), 8);
-	LLVMBasicBlockRef serial = LLVMAppendBasicBlockInContext(g->c, g->fn, "serial");
-	LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(g->c, g->fn, "parallel");
-	LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->c, g->fn, "done");
-	LLVMBuildCondBr(g->b, LLVMBuildIsNull(g->b, pf, ""), serial, par);
-	LLVMPositionBuilderAtEnd(g->b, serial);
-	LLVMValueRef a1[3] = { g->argblk, cg_i64(g, 0), n };
-	LLVMBuildCall2(g->b, g->task_ty, task, a1, 3, "");
-	LLVMBuildBr(g->b, done);
-	LLVMPositionBuilderAtEnd(g->b, par);
-	LLVMValueRef pool = cg_load(g, g->ptr, cg_gepb(g, g->ctx, CG_CTX_POOL), 8);
-	LLVMValueRef a2[4] = { pool, n, task, g->argblk };
-	LLVMBuildCall2(g->b, g->pfor_ty, pf, a2, 4, "");
-	LLVMBuildBr(g->b, done);
-	LLVMPositionBuilderAtEnd(g->b, done);
-}
-
-/* ---- values ---- */
-
-LLVMValueRef
-cg_rows(Cg *g, Type t)
-{
-	if (t.dyn0) {
-		int64_t inner = 1;
-		for (int i = 1; i + 1 < t.rank; i++)
-			inner *= t.dims[i];
-		return inner == 1 ? g->nrows : LLVMBuildMul(g->b, g->nrows, cg_i64(g, inner), "");
-	}
-	return cg_i64(g, cg_static_rows(t));
-}
-
-LLVMValueRef
-cg_len(Cg *g, Type t)
-{
-	if (t.rank == 0)
-		return cg_i64(g, 1);
-	return t.dyn0 ? g->nrows : cg_i64(g, t.dims[0]);
-}
-
-bool
-cg_known_early(const Func *f, ValueId v)
-{
-	Opcode c = f->ops[f->vals[v].def].code;
-	return f->vals[v].type.rank == 0 && (c == OP_ARG || c == OP_CONST);
-}
-
-LLVMValueRef
-cg_param_ptr(Cg *g, uint32_t param, CgLayout layout)
-{
-	uint32_t r = cg_weights_region(&g->r->weights, layout, (int32_t)param, 0, 0, 0.0, g->m,
-	                               cg_target_nr(g->t));
-	return cg_gepb(g, g->wts, (int64_t)g->r->weights.regions[r].offset);
-}
-
-LLVMValueRef
-cg_rope_ptr(Cg *g, int64_t hd, double theta)
-{
-	uint32_t r = cg_weights_region(&g->r->weights, CG_ROPE, -1, g->rope_len, hd, theta, g->m,
-	                               cg_target_nr(g->t));
-	return cg_gepb(g, g->wts, (int64_t)g->r->weights.regions[r].offset);
-}
-
-LLVMValueRef
-cg_val_ptr(Cg *g, ValueId v)
-{
-	const Op *d = ir_def((Func *)g->f, v);
-	if (d->code == OP_ARG)
-		return g->argv[d->ia[0]];
-	if (d->code == OP_PARAM)
-		return cg_param_ptr(g, (uint32_t)d->ia[0], CG_ROWMAJOR);
-	if (g->plan.offset[v] < 0)
-		ELIDE_ICE("value without a buffer");
-	return cg_gepb(g, g->arena, g->plan.offset[v]);
-}
-
-LLVMValueRef
-cg_val_scalar(Cg *g, ValueId v)
-{
-	const Op *d = ir_def((Func *)g->f, v);
-	Type t = g->f->vals[v].type;
-	if (d->code == OP_ARG)
-		return g->argv[d->ia[0]];
-	if (d->code == OP_CONST)
-		return t.dtype == DT_F32 ? cg_f32c(g, d->fa[0]) : cg_i32c(g, (int32_t)d->ia[0]);
-	return cg_load(g, t.dtype == DT_F32 ? g->f32 : g->i32, cg_val_ptr(g, v), 4);
-}
-
 /* ---- entries ---- */
-
-void
-cg_fail_if(Cg *g, LLVMValueRef cond, int status)
-{
-	LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(g->c, g->fn, "bad");
-	LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(g->c, g->fn, "ok");
-	LLVMBuildCondBr(g->b, cond, bad, ok);
-	LLVMPositionBuilderAtEnd(g->b, bad);
-	cg_store(g, cg_i32c(g, status), g->failst, 4);
-	LLVMBuildBr(g->b, g->fail);
-	LLVMPositionBuilderAtEnd(g->b, ok);
-}
-
-/* Whether embed op's indices are positions(tokens, start) with a start the up-front
- * checks can see. */
-static bool
-embeds_positions(const Func *f, const Op *op)
-{
-	const Op *d = ir_def((Func *)f, op->args[1]);
-	return d->code == OP_POSITIONS && cg_known_early(f, d->args[1]);
-}
-
-/* Token arguments and early positions are checked up front; other computed indices
- * are checked where the embed runs. */
-bool
-cg_embed_checked_early(const Func *f, const Op *op)
-{
-	return ir_def((Func *)f, op->args[1])->code == OP_ARG || embeds_positions(f, op);
-}
-
-/* Fails the entry with `status` unless the i32 scalar start (sign-extended) and the
- * i64 count n satisfy 0 <= start and start + n <= bound. */
-void
-cg_fail_outside(Cg *g, LLVMValueRef start, LLVMValueRef n, int64_t bound, int status)
-{
-	LLVMValueRef s64 = LLVMBuildSExt(g->b, start, g->i64, "");
-	LLVMValueRef end = LLVMBuildAdd(g->b, s64, n, "");
-	cg_fail_if(g, LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, s64, cg_i64(g, 0), ""),
-	                          LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, bound), ""), ""),
-	           status);
-}
 
 /* Token ids of an argument below the table's rows. */
 static void
@@ -509,7 +63,7 @@ emit_checks(Cg *g)
 			/* start + t must stay a valid i32 position */
 			cg_fail_outside(g, cg_val_scalar(g, op->args[1]), cg_len(g, t0), (int64_t)INT32_MAX + 1,
 			                ELIDE_ERR_POS);
-		} else if (op->code == OP_EMBED && embeds_positions(f, op)) {
+		} else if (op->code == OP_EMBED && cg_embeds_positions(f, op)) {
 			/* a position table [P, D]: positions start.. start+T-1 must be below P */
 			const Op *po = ir_def((Func *)f, op->args[1]);
 			cg_fail_outside(g, cg_val_scalar(g, po->args[1]), cg_len(g, f->vals[po->args[0]].type),
@@ -661,10 +215,10 @@ model_hash(const CgResult *r)
 {
 	const Module *m = r->m;
 	char buf[512];
-	uint64_t h = ir_hash_bytes(m->name, strlen(m->name), 0);
+	uint64_t h = hash_bytes(m->name, strlen(m->name), 0);
 	int n = snprintf(buf, sizeof buf, "%s|%d|%d|%d", r->target->triple, r->target->vec,
 	                 r->target->nvec, m->nlayers);
-	h = ir_hash_bytes(buf, (size_t)n, h);
+	h = hash_bytes(buf, (size_t)n, h);
 	for (uint32_t i = 0; i < r->weights.nregions; i++) {
 		const CgRegion *g = &r->weights.regions[i];
 		char ty[128] = "";
@@ -673,12 +227,12 @@ model_hash(const CgResult *r)
 		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu", (int)g->layout,
 		             g->param >= 0 ? m->params[g->param].name : "", ty, (long long)g->a,
 		             (long long)g->b, g->theta, (unsigned long long)g->offset);
-		h = ir_hash_bytes(buf, (size_t)n, h);
+		h = hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		n = snprintf(buf, sizeof buf, "st|%lld|%lld|%lld", (long long)m->states[i].ctx,
 		             (long long)m->states[i].kv_heads, (long long)m->states[i].head_dim);
-		h = ir_hash_bytes(buf, (size_t)n, h);
+		h = hash_bytes(buf, (size_t)n, h);
 	}
 	return h;
 }
@@ -794,12 +348,12 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	int n = snprintf(buf, sizeof buf, "%llx|%llu|%llu|%llu", (unsigned long long)r->model_hash,
 	                 (unsigned long long)r->ctx_size, (unsigned long long)r->arena_size,
 	                 (unsigned long long)r->state_size);
-	r->abi_hash = ir_hash_bytes(buf, (size_t)n, 0);
+	r->abi_hash = hash_bytes(buf, (size_t)n, 0);
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		const Func *f = m->funcs[i];
-		r->abi_hash = ir_hash_bytes(f->name, strlen(f->name), r->abi_hash);
+		r->abi_hash = hash_bytes(f->name, strlen(f->name), r->abi_hash);
 		for (uint32_t a = 0; a < f->nargs; a++)
-			r->abi_hash = ir_hash_bytes(&f->args[a].type, sizeof f->args[a].type, r->abi_hash);
+			r->abi_hash = hash_bytes(&f->args[a].type, sizeof f->args[a].type, r->abi_hash);
 	}
 
 	LLVMBuilderRef b = LLVMCreateBuilderInContext(g.c);

@@ -39,7 +39,7 @@ cg_manifest_text(const CgResult *r)
 	hex(root, "model_hash", r->model_hash);
 	uint64_t wh = 0;
 	for (uint32_t i = 0; i < m->nparams; i++)
-		wh = ir_hash_bytes(&m->params[i].hash, sizeof m->params[i].hash, wh);
+		wh = hash_bytes(&m->params[i].hash, sizeof m->params[i].hash, wh);
 	hex(root, "weights_hash", wh);
 	/* exact element count of the params (after pruning), and what the passes noted */
 	int64_t nparams = 0;

@@ -1,5 +1,5 @@
 /* frontend.h - the elide language: AST, parser, checks, lowering to the IR.
- * One header for the frontend/ folder (diag.h aside), divided into per-file sections.
+ * One header for the frontend/ folder, divided into per-file sections.
  * The flow is fe_load (or ast_parse + fe_lower): text -> tokens (lexer.l) -> AST
  * (parser.y, nodes in an arena, every node with a Loc) -> checked and lowered IR
  * (lower.c for the model, policy.c for policy statements).  Errors go through a Diag;
@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "frontend/diag.h"
 #include "ir/ir.h"
+#include "support/support.h"
 
 /* ---- ast.c: syntax tree nodes ---- */
 

@@ -5,7 +5,10 @@
  * identified by a 32-bit id into Func.vals.  A function's ops are one array in
  * program order; layer regions are the maximal runs of ops carrying the same
  * Op.layer (>= 0), and they appear in increasing layer order.  Passes rebuild the
- * op array rather than splicing.  All memory comes from the module's arena. */
+ * op array rather than splicing.  Memory: names, strings, functions, their
+ * arguments and return types, and policies live in the module's arena; the growable
+ * arrays (Module.params, .states, .funcs, Func.ops, .vals), use lists and param data
+ * are malloc'ed; ir_free_module frees both. */
 #ifndef ELIDE_IR_H
 #define ELIDE_IR_H
 
@@ -13,35 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "frontend/diag.h"
-
-/* ---- support.c: arena, xmalloc, hashing ---- */
-
-typedef struct ArenaBlock ArenaBlock;
-typedef struct Arena {
-	ArenaBlock *head; /* newest block first */
-} Arena;
-
-void *xmalloc(size_t n);            /* dies on out-of-memory */
-void *xcalloc(size_t n, size_t sz); /* idem, zeroed */
-void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);
-void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
-char *arena_strdup(Arena *a, const char *s);
-char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void arena_free(Arena *a);
-uint64_t ir_hash_bytes(const void *p, size_t n, uint64_t seed); /* FNV-1a 64 */
-
-/* A growable NUL-terminated string ({0} is empty; s is malloc'ed, the caller frees). */
-typedef struct StrBuf {
-	char *s;
-	size_t n, cap;
-} StrBuf;
-void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Growable array helper: grows *pp (count n, capacity *cap) to hold n+1 elements. */
-#define VEC_PUSH(pp, n, cap) \
-	((n) >= (cap) ? ((cap) = (cap) ? 2 * (cap) : 8, (pp) = xrealloc((pp), (cap) * sizeof *(pp))) : (pp))
+#include "support/support.h"
 
 /* ---- types.c: dtypes and tensor types ---- */
 

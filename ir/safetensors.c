@@ -397,7 +397,7 @@ ir_load_params(Module *m, const char *path, Diag *d)
 		}
 		free(p->data);
 		p->data = data;
-		p->hash = ir_hash_bytes(data, n * sizeof *data, 0);
+		p->hash = hash_bytes(data, n * sizeof *data, 0);
 	}
 	st_close(f);
 	return ok;

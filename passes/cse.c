@@ -86,7 +86,7 @@ pass_cse(Module *m, Diag *d)
 			    op->code == OP_PHI)
 				continue;
 			key_of(f, op, depth ? open[depth - 1] : UINT32_MAX, &keys[i]);
-			uint64_t h = ir_hash_bytes(&keys[i], sizeof keys[i], 0);
+			uint64_t h = hash_bytes(&keys[i], sizeof keys[i], 0);
 			uint32_t s = (uint32_t)h & (cap - 1);
 			while (table[s] && memcmp(&keys[table[s] - 1], &keys[i], sizeof keys[i]) != 0)
 				s = (s + 1) & (cap - 1);

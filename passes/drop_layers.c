@@ -1,12 +1,12 @@
 /* drop_layers.c - the `drop-layers` pass: static layer removal named by the policy
- * (`drop layers a..b` or `drop layers a, b, ...`; DESIGN.md section 4, papers.md
- * section B): the listed layers leave every entry at compile time, their output
+ * (`drop layers a..b` or `drop layers a, b, ...`; docs/techniques.md, "Static layer
+ * drop"): the listed layers leave every entry at compile time, their output
  * replaced by their input (a layer is one residual block), with their params and KV
  * caches; the remaining layers are renumbered.
  *   1. for each `drop` statement, in order: the layers it names (indices of the model
  *      as written: a drop before it has already mapped them to the current
  *      numbering and dropped those gone);
- *   2. refuse to drop every remaining layer; remove them (prune_remove_layers) and
+ *   2. refuse to drop every remaining layer; remove them (pass_remove_layers) and
  *      retype the module;
  *   3. drop the realised statements from the policy and record in the manifest notes
  *      which layers went and the exact parameter count before and after.
@@ -16,7 +16,6 @@
  * still name layers of the model as written.  A statement whose layers are all gone
  * already removes nothing. */
 #include "passes/passes.h"
-#include "passes/prune.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +56,10 @@ drop_stmt(Module *m, const PolicyStmt *s, Diag *d, FILE *notes)
 	if (n > 0 && n == L) {
 		diag_error(d, s->loc, "drop removes every remaining layer of the model (%d)", L);
 		ok = false;
-	} else if (n > 0 && !prune_remove_layers(m, kept, &bad)) {
+	} else if (n > 0 && !pass_remove_layers(m, kept, &bad)) {
 		diag_error(d, s->loc, "cannot drop layer %d: it is not one residual block in every entry", bad);
 		ok = false;
-	} else if (n > 0 && !prune_retype(m, err, sizeof err)) {
+	} else if (n > 0 && !pass_retype(m, err, sizeof err)) {
 		diag_error(d, s->loc, "internal error: the module does not type-check after drop: %s", err);
 		ok = false;
 	} else if (n > 0) {
@@ -80,13 +79,13 @@ pass_drop_layers(Module *m, Diag *d)
 	if (!pass_has_stmts(m, "drop"))
 		return true;
 	Policy *p = m->policy;
-	PruneNotes pn;
-	prune_notes_begin(&pn, m);
+	PassNotes pn;
+	pass_notes_begin(&pn, m);
 	bool ok = true;
 	for (uint32_t i = 0; i < p->nstmts && ok; i++)
 		if (p->stmts[i].verb && strcmp(p->stmts[i].verb, "drop") == 0)
 			ok = drop_stmt(m, &p->stmts[i], d, pn.f);
-	prune_notes_end(&pn, m, "drop-layers", m->nlayers != pn.layers, ok);
+	pass_notes_end(&pn, m, "drop-layers", m->nlayers != pn.layers, ok);
 	if (ok)
 		pass_drop_stmts(m, "drop");
 	return ok;

@@ -6,7 +6,7 @@
  *      first invalid IR, naming the pass), print it (--print-after, -all) and record
  *      its wall time;
  *   3. print the timing table (--time-passes).
- * Also pass_rebuild_func, the one way passes remove ops and redirect uses. */
+ * The utilities passes share are in pass_util.c and pass_layers.c. */
 #include "passes/passes.h"
 
 #include <stdlib.h>
@@ -139,38 +139,6 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 	return ok;
 }
 
-bool
-pass_has_stmts(const Module *m, const char *verb)
-{
-	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++)
-		if (m->policy->stmts[i].verb && strcmp(m->policy->stmts[i].verb, verb) == 0)
-			return true;
-	return false;
-}
-
-void
-pass_drop_stmts(Module *m, const char *verb)
-{
-	Policy *p = m->policy;
-	uint32_t n = 0;
-	for (uint32_t i = 0; p && i < p->nstmts; i++)
-		if (!p->stmts[i].verb || strcmp(p->stmts[i].verb, verb) != 0)
-			p->stmts[n++] = p->stmts[i];
-	if (p)
-		p->nstmts = n;
-}
-
-void
-pass_add_notes(Module *m, const char *text)
-{
-	if (!text || !*text)
-		return;
-	const char *old = m->manifest_notes;
-	m->manifest_notes = old && *old ? arena_printf(&m->arena, "%s%s%s", old, old[strlen(old) - 1] == '\n' ? "" : "\n",
-	                                               text)
-	                                : arena_strdup(&m->arena, text);
-}
-
 /* Warns about each policy statement that no pass of the pipeline applied (passes
  * remove the statements they execute): the code is built without it. */
 static void
@@ -193,56 +161,4 @@ pass_run_default(Module *m, Diag *d)
 	if (ok)
 		warn_unapplied(m, d);
 	return ok;
-}
-
-/* Follows replacements to their end (bounded: a cycle is a bug). */
-static ValueId
-resolve(const ValueId *repl, uint32_t nvals, ValueId v)
-{
-	for (uint32_t k = 0; repl && v < nvals && repl[v] != IR_NO_VALUE && repl[v] != v; k++) {
-		if (k > nvals)
-			ELIDE_ICE("cycle in value replacements");
-		v = repl[v];
-	}
-	return v;
-}
-
-void
-pass_rebuild_func(Module *m, Func *f, const bool *keep, const ValueId *repl)
-{
-	(void)m;
-	ValueId *newid = xmalloc((f->nvals + 1) * sizeof *newid);
-	for (uint32_t v = 0; v < f->nvals; v++)
-		newid[v] = IR_NO_VALUE;
-	Op *ops = xmalloc((f->nops + 1) * sizeof *ops);
-	Value *vals = xcalloc(f->nops + 1, sizeof *vals);
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < f->nops; i++) {
-		if (keep && !keep[i])
-			continue;
-		Op op = f->ops[i];
-		if (op.dst < f->nvals) {
-			vals[n] = f->vals[op.dst];
-			vals[n].uses = NULL;
-			vals[n].nuses = 0;
-			newid[op.dst] = n;
-		}
-		vals[n].def = n;
-		op.dst = n;
-		ops[n++] = op;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		for (uint32_t a = 0; a < ops[i].nargs; a++) {
-			ValueId u = resolve(repl, f->nvals, ops[i].args[a]);
-			ops[i].args[a] = u < f->nvals ? newid[u] : IR_NO_VALUE;
-		}
-	for (uint32_t v = 0; v < f->nvals; v++)
-		free(f->vals[v].uses);
-	free(f->ops);
-	free(f->vals);
-	f->ops = ops;
-	f->vals = vals;
-	f->nops = f->capops = n;
-	f->nvals = f->capvals = n;
-	free(newid);
 }

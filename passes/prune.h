@@ -1,9 +1,11 @@
 /* prune.h - internals of the structured-pruning pass (passes/prune_*.c), shared by
  * its files and their tests: the score functions over float matrices
  * (prune_scores.c), the search for prunable groups in a module (prune_groups.c),
- * slicing of params and removal of layers and residual blocks (prune_slice.c), calibration through the
- * interpreter (prune_calib.c).  The pass itself is pass_prune_structured
- * (prune_structured.c, registered in passes.def as `prune-structured`). */
+ * slicing of params (prune_slice.c), calibration through the interpreter
+ * (prune_calib.c).  Layer boundaries, residual blocks and their removal are pass
+ * utilities (passes.h, pass_layers.c), shared with drop-layers.  The pass itself
+ * is pass_prune_structured (prune_structured.c, registered in passes.def as
+ * `prune-structured`). */
 #ifndef ELIDE_PRUNE_H
 #define ELIDE_PRUNE_H
 
@@ -12,6 +14,7 @@
 #include <stdio.h>
 
 #include "ir/ir.h"
+#include "passes/passes.h"
 
 /* Default rounding of kept FFN widths: floats per AVX2 vector register.  codegen
  * chooses 8 (AVX2) or 16 (AVX-512) per target, but the pass runs before a target is
@@ -108,87 +111,25 @@ typedef struct PruneAttn {
 	int64_t heads, kv_heads, head_dim;
 } PruneAttn;
 
-/* The two residual blocks of a decoder layer: x = x + attn(norm(x)) and
- * x = x + ffn(norm(x)).  A block is the add onto the residual stream and every op
- * of the layer its other operand is computed from (back to the stream value `in`),
- * none of whose values is used outside the block. */
-typedef enum PruneBlockKind {
-	PB_ATTN, /* holds one attention op (and its KV cache) */
-	PB_FFN,  /* no attention: an MLP ending in a linear */
-	PB_COUNT
-} PruneBlockKind;
-
-/* ORDER: PruneBlockKind */
-extern const char *const prune_block_names[PB_COUNT];
-
-typedef struct PruneBlock {
-	int32_t layer;
-	PruneBlockKind kind;
-	ValueId in, out;           /* the stream before the block, and the add after it */
-	uint32_t *ops; uint32_t nops; /* op indices of the block, the add included */
-	uint32_t wout_op;          /* the linear whose output the add takes (o_proj, down_proj) */
-	int32_t state;             /* KV cache of the attention op, -1 if none */
-} PruneBlock;
-
 typedef struct PruneGroups {
 	PruneFfn *ffn; uint32_t nffn;
 	PruneAttn *attn; uint32_t nattn;
-	PruneBlock *blocks; uint32_t nblocks; /* residual blocks of the clean layers, in order */
-	int32_t nlayers;
-	ValueId *layer_in;         /* [nlayers] residual value entering the region (IR_NO_VALUE if unclear) */
-	ValueId *layer_out;        /* [nlayers] the one value leaving the region (IR_NO_VALUE if unclear) */
+	PassLayers ly;             /* layer boundaries and residual blocks (pass_layers.c) */
 } PruneGroups;
 
 /* Finds the groups of f (computes f's use lists).  Groups whose intermediate values
  * escape the block are not listed: slicing them would change other ops. */
 void prune_find_groups(Module *m, Func *f, PruneGroups *g);
 void prune_groups_free(PruneGroups *g);
-/* The block of kind k in layer l, or NULL. */
-const PruneBlock *prune_find_block(const PruneGroups *g, int32_t l, PruneBlockKind k);
 /* Param index of a linear op's weight operand, or -1 when it is not a param. */
 int32_t prune_linear_param(const Func *f, const Op *op);
 
-/* ---- prune_slice.c: cutting params and layers ---- */
+/* ---- prune_slice.c: cutting params ---- */
 
 /* Keeps the units of param p with kept[u] (u < nunits), a unit being `block`
  * consecutive rows (cols false) or columns (cols true); a rank-1 param is cut along
  * its only axis.  Rewrites the data (when loaded), the type and the hash. */
 void prune_slice_param(Module *m, int32_t p, bool cols, const bool *kept, int64_t nunits, int64_t block);
-
-/* Removes the layers l with !kept[l] from every function (uses of the layer's
- * output are forwarded to its input), with their params and states, then renumbers
- * layers, params (param ops) and states (attention ops) and maps the layer indices
- * of the remaining policy statements.  False (nothing changed) when a removed
- * layer's boundary is not one residual value in some function; *bad_layer says which. */
-bool prune_remove_layers(Module *m, const bool *kept, int32_t *bad_layer);
-
-/* Removes the residual blocks gone[l * PB_COUNT + k] from every function (uses of
- * the block's add are forwarded to the block's input), with the params and states
- * no op left refers to; renumbers params (param ops) and states (attention ops).
- * Layers stay, so policy indices stay valid.  False (nothing changed) when some
- * function holds ops of such a layer but not that block; *bad_layer and *bad_kind
- * say which. */
-bool prune_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PruneBlockKind *bad_kind);
-
-/* Recomputes every value's type from params, attributes and ir_infer_type; false
- * with a message in err when an op no longer type-checks (a bug of the pass). */
-bool prune_retype(Module *m, char *err, size_t nerr);
-
-/* Number of elements of all params. */
-int64_t prune_param_count(const Module *m);
-
-/* The manifest notes of a pass that removes parameters: begin records the counts,
- * the pass writes its lines to f, end (when ok) appends them to the module's notes
- * after a line "PASS: params a -> b (removed c), layers x -> y" if anything changed. */
-typedef struct PruneNotes {
-	FILE *f;
-	char *text;
-	size_t len;
-	int64_t params;
-	int32_t layers;
-} PruneNotes;
-void prune_notes_begin(PruneNotes *pn, const Module *m);
-void prune_notes_end(PruneNotes *pn, Module *m, const char *pass, bool changed, bool ok);
 
 /* ---- prune_calib.c: calibration through the interpreter ---- */
 

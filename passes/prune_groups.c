@@ -8,13 +8,7 @@
  *   2. Attention blocks: for every attention op, walk back from q, k and v through
  *      rope and bias adds to their linears (params), and find the single linear
  *      (wo) that consumes the attention output.
- *   3. Layer boundaries: the one non-leaf value entering each layer region and the
- *      one value leaving it (the residual stream), used to score and remove layers.
- *   4. Residual blocks of each clean layer: from the layer's input, follow the
- *      stream through the adds of the layer; the other operand of each add, with
- *      every op of the layer it is computed from (stopping at the stream value), is
- *      a block when none of those values is used outside it and it ends in a linear
- *      (attention when it holds an attention op, FFN otherwise).
+ *   3. Layer boundaries and residual blocks: pass_find_layers (pass_layers.c).
  * Nothing is changed here except f's use lists. */
 #include "passes/prune.h"
 
@@ -221,134 +215,11 @@ find_attn(Module *m, Func *f, uint32_t ai, PruneAttn *out)
 	return true;
 }
 
-/* Step 3: the residual values entering and leaving each layer region. */
-static void
-find_boundaries(const Func *f, PruneGroups *g)
-{
-	for (int32_t l = 0; l < g->nlayers; l++) {
-		ValueId in = IR_NO_VALUE, out = IR_NO_VALUE;
-		bool in_ok = true, out_ok = true, any = false;
-		for (uint32_t i = 0; i < f->nops; i++) {
-			const Op *o = &f->ops[i];
-			if (o->layer != l)
-				continue;
-			any = true;
-			for (uint32_t a = 0; a < o->nargs; a++) {
-				const Op *src = &f->ops[def_of(f, o->args[a])];
-				if (src->layer == l || (ir_op_flags[src->code] & OPF_LEAF))
-					continue;
-				if (in != IR_NO_VALUE && in != o->args[a])
-					in_ok = false;
-				in = o->args[a];
-			}
-			const Value *v = &f->vals[o->dst];
-			for (uint32_t u = 0; u < v->nuses; u++)
-				if (f->ops[v->uses[u]].layer != l) {
-					if (out != IR_NO_VALUE && out != o->dst)
-						out_ok = false;
-					out = o->dst;
-				}
-		}
-		bool same = any && in != IR_NO_VALUE && out != IR_NO_VALUE
-		            && ir_type_eq(f->vals[in].type, f->vals[out].type);
-		g->layer_in[l] = same && in_ok && out_ok ? in : IR_NO_VALUE;
-		g->layer_out[l] = same && in_ok && out_ok ? out : IR_NO_VALUE;
-	}
-}
-
-/* ORDER: PruneBlockKind */
-const char *const prune_block_names[PB_COUNT] = { "attention", "ffn" };
-
-/* Step 4 for the add op ai of layer l taking the stream value v: the block that
- * computes its other operand, or false. */
-static bool
-find_block(const Func *f, int32_t l, ValueId v, uint32_t ai, PruneBlock *out)
-{
-	const Op *add = &f->ops[ai];
-	ValueId w = add->args[0] == v ? add->args[1] : add->args[0];
-	uint32_t wi = def_of(f, w);
-	if (w == v || f->ops[wi].code != OP_LINEAR || f->ops[wi].layer != l)
-		return false;
-	bool *in = xcalloc(f->nops, 1);
-	uint32_t *stack = xmalloc(f->nops * sizeof *stack), nstack = 0;
-	PruneBlock b = { .layer = l, .kind = PB_FFN, .in = v, .out = add->dst, .wout_op = wi, .state = -1 };
-	b.ops = xmalloc((f->nops + 1) * sizeof *b.ops);
-	in[wi] = true;
-	stack[nstack++] = wi;
-	uint32_t nattn = 0;
-	while (nstack) {
-		uint32_t oi = stack[--nstack];
-		const Op *o = &f->ops[oi];
-		b.ops[b.nops++] = oi;
-		if (o->code == OP_ATTENTION) {
-			nattn++;
-			b.kind = PB_ATTN;
-			b.state = (int32_t)o->ia[2];
-		}
-		for (uint32_t a = 0; a < o->nargs; a++) {
-			uint32_t di = def_of(f, o->args[a]);
-			if (o->args[a] != v && f->ops[di].layer == l && !in[di]) {
-				in[di] = true;
-				stack[nstack++] = di;
-			}
-		}
-	}
-	bool ok = nattn <= 1;
-	for (uint32_t k = 0; k < b.nops && ok; k++) {
-		const Value *val = &f->vals[f->ops[b.ops[k]].dst];
-		for (uint32_t u = 0; u < val->nuses && ok; u++)
-			ok = val->uses[u] == ai || in[val->uses[u]];
-	}
-	b.ops[b.nops++] = ai;
-	free(in);
-	free(stack);
-	if (!ok) {
-		free(b.ops);
-		return false;
-	}
-	*out = b;
-	return true;
-}
-
-/* Step 4 for layer l: walks the stream from the layer's input to its output. */
-static void
-find_layer_blocks(const Func *f, int32_t l, ValueId v, ValueId end, PruneGroups *g, uint32_t *cap)
-{
-	for (uint32_t steps = 0; v != end && steps < f->nops; steps++) {
-		const Value *val = &f->vals[v];
-		PruneBlock b;
-		bool found = false;
-		for (uint32_t u = 0; u < val->nuses && !found; u++) {
-			uint32_t ui = val->uses[u];
-			const Op *o = &f->ops[ui];
-			if (o->code == OP_ADD && o->layer == l && o->nargs == 2 && (o->args[0] == v || o->args[1] == v))
-				found = find_block(f, l, v, ui, &b);
-		}
-		if (!found)
-			return;
-		VEC_PUSH(g->blocks, g->nblocks, *cap);
-		g->blocks[g->nblocks++] = b;
-		v = b.out;
-	}
-}
-
-const PruneBlock *
-prune_find_block(const PruneGroups *g, int32_t l, PruneBlockKind k)
-{
-	for (uint32_t i = 0; i < g->nblocks; i++)
-		if (g->blocks[i].layer == l && g->blocks[i].kind == k)
-			return &g->blocks[i];
-	return NULL;
-}
-
 void
 prune_find_groups(Module *m, Func *f, PruneGroups *g)
 {
 	memset(g, 0, sizeof *g);
 	ir_compute_uses(m, f);
-	g->nlayers = m->nlayers;
-	g->layer_in = xmalloc(((size_t)m->nlayers + 1) * sizeof *g->layer_in);
-	g->layer_out = xmalloc(((size_t)m->nlayers + 1) * sizeof *g->layer_out);
 	uint32_t capf = 0, capa = 0;
 	for (uint32_t i = 0; i < f->nops; i++) {
 		Op *o = &f->ops[i];
@@ -366,11 +237,7 @@ prune_find_groups(Module *m, Func *f, PruneGroups *g)
 			}
 		}
 	}
-	find_boundaries(f, g);
-	uint32_t capb = 0;
-	for (int32_t l = 0; l < g->nlayers; l++)
-		if (g->layer_in[l] != IR_NO_VALUE)
-			find_layer_blocks(f, l, g->layer_in[l], g->layer_out[l], g, &capb);
+	pass_find_layers(m, f, &g->ly);
 }
 
 void
@@ -378,10 +245,6 @@ prune_groups_free(PruneGroups *g)
 {
 	free(g->ffn);
 	free(g->attn);
-	for (uint32_t i = 0; i < g->nblocks; i++)
-		free(g->blocks[i].ops);
-	free(g->blocks);
-	free(g->layer_in);
-	free(g->layer_out);
+	pass_layers_free(&g->ly);
 	memset(g, 0, sizeof *g);
 }

@@ -11,7 +11,7 @@
  *      estimate); bi (ShortGPT) removes the n candidates of lowest
  *      1 - mean cos(x_l, x_{l+1}), over all tokens too; l1 / l2 remove the layers
  *      whose params have the smallest magnitude;
- *   3. remove the layers (prune_slice.c) and note which went with their scores. */
+ *   3. remove the layers (pass_remove_layers, pass_layers.c) and note which went with their scores. */
 #include "passes/prune.h"
 
 #include <math.h>
@@ -33,15 +33,15 @@ layer_states(Module *m, PruneStmt *ps, Diag *d, PruneCalib *cal)
 	uint32_t *ops = xmalloc(((size_t)L + 1) * sizeof *ops);
 	bool ok = true;
 	for (int32_t l = 0; l < L && ok; l++) {
-		if (g.layer_in[l] == IR_NO_VALUE || g.layer_out[l] == IR_NO_VALUE) {
+		if (g.ly.layer_in[l] == IR_NO_VALUE || g.ly.layer_out[l] == IR_NO_VALUE) {
 			diag_error(d, ps->loc, "cannot score layer %d of entry '%s': it is not one residual block", l,
 			           ref->name);
 			ok = false;
 			break;
 		}
 		if (l == 0)
-			ops[0] = ref->vals[g.layer_in[0]].def;
-		ops[l + 1] = ref->vals[g.layer_out[l]].def;
+			ops[0] = ref->vals[g.ly.layer_in[0]].def;
+		ops[l + 1] = ref->vals[g.ly.layer_out[l]].def;
 	}
 	prune_groups_free(&g);
 	ok = ok && prune_stmt_calibrate(m, ps, d, ref, NULL, ops, (uint32_t)L + 1, cal);
@@ -120,7 +120,7 @@ prune_layers(Module *m, PruneStmt *ps, Diag *d)
 	}
 	if (ok) {
 		int32_t bad = -1;
-		if (!prune_remove_layers(m, kept, &bad)) {
+		if (!pass_remove_layers(m, kept, &bad)) {
 			diag_error(d, ps->loc, "cannot remove layer %d: it is not one residual block in every entry", bad);
 			ok = false;
 		}

@@ -1,5 +1,5 @@
 /* prune_structured.c - the `prune-structured` pass: realises the policy's `prune`
- * statements at compile time (papers.md section D).
+ * statements at compile time (docs/techniques.md, "Structured pruning").
  *   1. read each `prune UNIT keep K score S layers a..b multiple N protect ...
  *      calibrate "FILE" tokens T` statement and check what needs the model
  *      (layer range inside the model; the width checks are in prune_width.c);
@@ -200,8 +200,8 @@ pass_prune_structured(Module *m, Diag *d)
 	if (!pass_has_stmts(m, "prune"))
 		return true;
 	Policy *p = m->policy;
-	PruneNotes pn;
-	prune_notes_begin(&pn, m);
+	PassNotes pn;
+	pass_notes_begin(&pn, m);
 	bool ok = true, changed = false;
 	for (uint32_t i = 0; i < p->nstmts && !diag_too_many(d); i++) {
 		const PolicyStmt *s = &p->stmts[i];
@@ -220,13 +220,13 @@ pass_prune_structured(Module *m, Diag *d)
 		changed |= ps.changed;
 		/* the next statement calibrates on the module this one left */
 		char err[256];
-		if (r && ps.changed && !prune_retype(m, err, sizeof err)) {
+		if (r && ps.changed && !pass_retype(m, err, sizeof err)) {
 			diag_error(d, s->loc, "internal error: pruned module does not type-check: %s", err);
 			ok = false;
 			break;
 		}
 	}
-	prune_notes_end(&pn, m, "prune-structured", changed, ok);
+	pass_notes_end(&pn, m, "prune-structured", changed, ok);
 	if (ok) /* the statements are realised: a second run cuts nothing */
 		pass_drop_stmts(m, "prune");
 	return ok;

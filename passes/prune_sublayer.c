@@ -1,6 +1,6 @@
 /* prune_sublayer.c - `prune sublayer keep K [block attention|ffn] score bi | angular |
  * l1 | l2`: fewer residual blocks, every layer kept.
- *   1. find the residual blocks (prune_groups.c) of the calibration entry; the
+ *   1. find the residual blocks (pass_layers.c) of the calibration entry; the
  *      candidates are the blocks of the kind `block` names (both kinds when absent)
  *      in the candidate layers (the `layers` range less the protected layers);
  *      `keep` counts the candidates kept (a fraction of them, or a count that must
@@ -15,7 +15,7 @@
  *   3. the lowest scores go.  A layer may not lose both blocks: that is the whole
  *      layer, which `prune layer` and `drop layers` remove with its numbering (an
  *      error names the layer; this unit never renumbers layers);
- *   4. remove the blocks in every entry (prune_slice.c): the attention block takes
+ *   4. remove the blocks in every entry (pass_remove_blocks, pass_layers.c): the attention block takes
  *      its norm, q/k/v/o projections, biases and the layer's KV cache along, the
  *      FFN block its norm and gate/up/down; note what went with every score. */
 #include "passes/prune.h"
@@ -27,19 +27,19 @@
 static bool
 block_states(Module *m, PruneStmt *ps, Diag *d, const Func *ref, const PruneGroups *g, PruneCalib *cal)
 {
-	uint32_t *ops = xmalloc((2 * (size_t)g->nblocks + 1) * sizeof *ops);
-	for (uint32_t i = 0; i < g->nblocks; i++) {
-		ops[2 * i] = ref->vals[g->blocks[i].in].def;
-		ops[2 * i + 1] = ref->vals[g->blocks[i].out].def;
+	uint32_t *ops = xmalloc((2 * (size_t)g->ly.nblocks + 1) * sizeof *ops);
+	for (uint32_t i = 0; i < g->ly.nblocks; i++) {
+		ops[2 * i] = ref->vals[g->ly.blocks[i].in].def;
+		ops[2 * i + 1] = ref->vals[g->ly.blocks[i].out].def;
 	}
-	bool ok = prune_stmt_calibrate(m, ps, d, ref, NULL, ops, 2 * g->nblocks, cal);
+	bool ok = prune_stmt_calibrate(m, ps, d, ref, NULL, ops, 2 * g->ly.nblocks, cal);
 	free(ops);
 	return ok;
 }
 
 /* Step 2 for l1 and l2: the output projection's weights. */
 static double
-weight_score(const Module *m, const Func *ref, const PruneBlock *b, PruneScore sc)
+weight_score(const Module *m, const Func *ref, const PassBlock *b, PruneScore sc)
 {
 	int32_t p = prune_linear_param(ref, &ref->ops[b->wout_op]);
 	if (p < 0)
@@ -63,14 +63,14 @@ note(PruneStmt *ps, int32_t L, int64_t nblocks, int64_t ngone, const bool *gone,
 		for (int32_t l = 0; l < L; l++)
 			if (gone[l * PB_COUNT + k]) {
 				if (!any)
-					fprintf(ps->notes, " %s", prune_block_names[k]);
+					fprintf(ps->notes, " %s", pass_block_names[k]);
 				fprintf(ps->notes, " %d", l);
 				any = true;
 			}
 	}
 	fputs(" (scores", ps->notes);
 	for (int k = 0; k < PB_COUNT; k++) {
-		fprintf(ps->notes, "%s %s", k ? "," : "", prune_block_names[k]);
+		fprintf(ps->notes, "%s %s", k ? "," : "", pass_block_names[k]);
 		for (int32_t l = 0; l < L; l++)
 			if (have[l * PB_COUNT + k])
 				fprintf(ps->notes, " %.4f", sc[l * PB_COUNT + k]);
@@ -86,8 +86,8 @@ static bool
 plan(PruneStmt *ps, Diag *d, const PruneGroups *g, bool *cand, int64_t *ncand, int64_t *keep)
 {
 	*ncand = 0;
-	for (uint32_t i = 0; i < g->nblocks; i++) {
-		const PruneBlock *b = &g->blocks[i];
+	for (uint32_t i = 0; i < g->ly.nblocks; i++) {
+		const PassBlock *b = &g->ly.blocks[i];
 		if (ps->cand[b->layer] && (ps->block < 0 || ps->block == (int)b->kind)) {
 			cand[b->layer * PB_COUNT + b->kind] = true;
 			++*ncand;
@@ -148,33 +148,33 @@ prune_sublayers(Module *m, PruneStmt *ps, Diag *d)
 	if (cut && (ps->score == PS_BI || ps->score == PS_ANGULAR)) {
 		PruneCalib cal;
 		ok = block_states(m, ps, d, ref, &g, &cal);
-		for (uint32_t i = 0; ok && i < g.nblocks; i++) {
+		for (uint32_t i = 0; ok && i < g.ly.nblocks; i++) {
 			const float *a = cal.states[2 * i], *b = cal.states[2 * i + 1];
 			double v = ps->score == PS_BI ? prune_bi(a, b, cal.rows, cal.dim)
 			                              : prune_angular(a, b, cal.rows, cal.dim);
-			sc[g.blocks[i].layer * PB_COUNT + g.blocks[i].kind] = v;
+			sc[g.ly.blocks[i].layer * PB_COUNT + g.ly.blocks[i].kind] = v;
 		}
 		if (ok)
 			prune_calib_free(&cal);
 	} else if (cut) {
 		ok = prune_need_data(m, d, ps->loc);
-		for (uint32_t i = 0; ok && i < g.nblocks; i++)
-			sc[g.blocks[i].layer * PB_COUNT + g.blocks[i].kind] = weight_score(m, ref, &g.blocks[i], ps->score);
+		for (uint32_t i = 0; ok && i < g.ly.nblocks; i++)
+			sc[g.ly.blocks[i].layer * PB_COUNT + g.ly.blocks[i].kind] = weight_score(m, ref, &g.ly.blocks[i], ps->score);
 	}
-	for (uint32_t i = 0; i < g.nblocks; i++)
-		have[g.blocks[i].layer * PB_COUNT + g.blocks[i].kind] = true;
+	for (uint32_t i = 0; i < g.ly.nblocks; i++)
+		have[g.ly.blocks[i].layer * PB_COUNT + g.ly.blocks[i].kind] = true;
 	ok = ok && (!cut || select_gone(ps, d, L, cand, keep, sc, gone));
 	for (size_t i = 0; i < n; i++)
 		ngone += gone[i];
 	int32_t bad = -1;
-	PruneBlockKind badk = PB_ATTN;
-	if (ok && ngone > 0 && !prune_remove_blocks(m, gone, &bad, &badk)) {
+	PassBlockKind badk = PB_ATTN;
+	if (ok && ngone > 0 && !pass_remove_blocks(m, gone, &bad, &badk)) {
 		diag_error(d, ps->loc, "cannot remove the %s block of layer %d: it is not one residual block in every entry",
-		           prune_block_names[badk], bad);
+		           pass_block_names[badk], bad);
 		ok = false;
 	}
 	if (ok && ngone > 0) {
-		note(ps, L, (int64_t)g.nblocks, ngone, gone, sc, have);
+		note(ps, L, (int64_t)g.ly.nblocks, ngone, gone, sc, have);
 		ps->changed = true;
 	}
 	prune_groups_free(&g);

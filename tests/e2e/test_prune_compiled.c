@@ -85,7 +85,7 @@ compiled_case(RmConfig c, const char *body)
 	write_case(&c, body, &cf);
 
 	Module *dense = load(cf.src, cf.weights, NULL), *pruned = load(cf.src, cf.weights, "p");
-	cr_assert_lt(prune_param_count(pruned), prune_param_count(dense), "nothing was pruned");
+	cr_assert_lt(pass_param_count(pruned), pass_param_count(dense), "nothing was pruned");
 	cr_assert_eq(pruned->nlayers, dense->nlayers - 1);
 	cr_assert(pruned->manifest_notes && strstr(pruned->manifest_notes, "removed 4 "), "%s", pruned->manifest_notes);
 	TJit *td = tj_new(dense, true), *tp = tj_new(pruned, true);

@@ -1,7 +1,7 @@
-/* support.c - memory helpers for the compiler: xmalloc that dies on out-of-memory,
- * a bump arena freed all at once with its module, and FNV-1a hashing.
- * The compiler is short-lived: nothing in an arena is freed individually. */
-#include "ir/ir.h"
+/* memory.c - memory helpers for the compiler: xmalloc that dies on out-of-memory,
+ * a bump arena freed all at once with its owner, growable strings, and FNV-1a
+ * hashing.  The compiler is short-lived: nothing in an arena is freed individually. */
+#include "support/support.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -124,7 +124,7 @@ arena_free(Arena *a)
 }
 
 uint64_t
-ir_hash_bytes(const void *p, size_t n, uint64_t seed)
+hash_bytes(const void *p, size_t n, uint64_t seed)
 {
 	const unsigned char *s = p;
 	uint64_t h = seed ? seed : 0xcbf29ce484222325ull;

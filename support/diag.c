@@ -2,7 +2,7 @@
  * The printer looks the location's file up among the registered sources, prints the
  * line verbatim (tabs kept so the caret lines up) and a caret with an optional '~'
  * range.  Counting errors lets callers stop after DIAG_MAX_ERRORS. */
-#include "frontend/diag.h"
+#include "support/support.h"
 
 #include <errno.h>
 #include <stdlib.h>

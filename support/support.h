@@ -1,0 +1,87 @@
+/* support.h - what every layer of the compiler uses: memory (xmalloc, arenas,
+ * growable strings and arrays), hashing, source locations and diagnostics.
+ * One header for the support/ folder, divided into per-file sections.  support/
+ * is the bottom layer: it includes only the C library (docs/architecture.md). */
+#ifndef ELIDE_SUPPORT_H
+#define ELIDE_SUPPORT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- memory.c: xmalloc, arenas, strings, hashing ---- */
+
+typedef struct ArenaBlock ArenaBlock;
+typedef struct Arena {
+	ArenaBlock *head; /* newest block first */
+} Arena;
+
+void *xmalloc(size_t n);            /* dies on out-of-memory */
+void *xcalloc(size_t n, size_t sz); /* idem, zeroed */
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(Arena *a);
+uint64_t hash_bytes(const void *p, size_t n, uint64_t seed); /* FNV-1a 64 */
+
+/* A growable NUL-terminated string ({0} is empty; s is malloc'ed, the caller frees). */
+typedef struct StrBuf {
+	char *s;
+	size_t n, cap;
+} StrBuf;
+void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Growable array helper: grows *pp (count n, capacity *cap) to hold n+1 elements. */
+#define VEC_PUSH(pp, n, cap) \
+	((n) >= (cap) ? ((cap) = (cap) ? 2 * (cap) : 8, (pp) = xrealloc((pp), (cap) * sizeof *(pp))) : (pp))
+
+/* ---- diag.c: source locations and diagnostics ----
+ * A diagnostic prints as clang does: "file:line:col: error: message", then the
+ * source line and a caret (with a '~' underline when the location has a range).
+ * A Diag collects errors; after DIAG_MAX_ERRORS it stops printing and says so.
+ * Messages are lowercase, without a final period, and quote names as 'x'. */
+#define DIAG_MAX_ERRORS 20
+
+typedef struct Loc {
+	const char *file; /* path as given by the user; NULL for "no location" */
+	int line;         /* 1-based; 0 when unknown */
+	int col;          /* 1-based column of the first character */
+	int end_col;      /* column one past the last character on the same line, 0 if none */
+} Loc;
+
+typedef struct SourceFile {
+	const char *path; /* name printed in diagnostics */
+	const char *text; /* whole file, NUL-terminated */
+	size_t len;       /* bytes in text */
+} SourceFile;
+
+typedef struct Diag {
+	FILE *out;              /* where messages go (stderr by default) */
+	const SourceFile *srcs[16]; /* files whose lines can be quoted */
+	int nsrcs;
+	int nerrors;            /* errors reported so far (printed or not) */
+	int nwarnings;
+} Diag;
+
+void diag_init(Diag *d, FILE *out);
+void diag_add_source(Diag *d, const SourceFile *src);
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_warning(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_verror(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap);
+bool diag_too_many(const Diag *d); /* true once DIAG_MAX_ERRORS were reported */
+
+/* Reads a whole file; NULL (errno set) on failure.  The file stays allocated for the
+ * life of the process (callers need not free it; diagnostics may quote it). */
+SourceFile *diag_read_file(const char *path);
+
+/* Internal compiler errors: bugs, never bad input. */
+_Noreturn void elide_ice(const char *file, int line, const char *msg);
+#define ELIDE_ICE(msg) elide_ice(__FILE__, __LINE__, (msg))
+#define ELIDE_UNREACHABLE() elide_ice(__FILE__, __LINE__, "unreachable")
+
+#endif
