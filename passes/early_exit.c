@@ -90,182 +90,35 @@ read_exit(const PolicyStmt *s, ExitSpec *e)
 	e->nsites = n;
 }
 
-/* ---- layer structure of an entry ---- */
-
-/* First and last op of each layer region ([first, last], first > last when absent). */
-typedef struct Regions {
-	uint32_t *first, *last;
-	int32_t n;
-} Regions;
-
+/* Step 2c: K and V of every layer j >= s from h, written into layer j's cache; false
+ * after an error (a layer whose K or V does not come from its input alone). */
 static bool
-find_regions(const Func *f, int32_t nlayers, Regions *r)
-{
-	r->n = nlayers;
-	r->first = xmalloc(((size_t)nlayers + 1) * sizeof *r->first);
-	r->last = xmalloc(((size_t)nlayers + 1) * sizeof *r->last);
-	for (int32_t l = 0; l < nlayers; l++) {
-		r->first[l] = UINT32_MAX;
-		r->last[l] = 0;
-	}
-	for (uint32_t i = 0; i < f->nops; i++) {
-		int32_t l = f->ops[i].layer;
-		if (f->ops[i].code == OP_IF)
-			return false;
-		if (l < 0 || l >= nlayers)
-			continue;
-		if (r->first[l] == UINT32_MAX)
-			r->first[l] = i;
-		r->last[l] = i;
-	}
-	return true;
-}
-
-static void
-regions_free(Regions *r)
-{
-	free(r->first);
-	free(r->last);
-}
-
-static bool
-is_leaf(const Func *f, ValueId v)
-{
-	return ir_op_flags[f->ops[f->vals[v].def].code] & OPF_LEAF;
-}
-
-/* The one non-leaf value defined in ops [lo, hi] and used after hi; IR_NO_VALUE when
- * there is not exactly one. */
-static ValueId
-value_leaving(const Func *f, uint32_t lo, uint32_t hi)
-{
-	ValueId out = IR_NO_VALUE;
-	for (uint32_t i = hi + 1; i < f->nops; i++)
-		for (uint32_t a = 0; a < f->ops[i].nargs; a++) {
-			ValueId v = f->ops[i].args[a];
-			uint32_t d = f->vals[v].def;
-			if (d < lo || d > hi || is_leaf(f, v) || v == out)
-				continue;
-			if (out != IR_NO_VALUE)
-				return IR_NO_VALUE;
-			out = v;
-		}
-	return out;
-}
-
-/* The one non-leaf value defined before op lo and used in ops [lo, hi]. */
-static ValueId
-value_entering(const Func *f, uint32_t lo, uint32_t hi)
-{
-	ValueId in = IR_NO_VALUE;
-	for (uint32_t i = lo; i <= hi && i < f->nops; i++)
-		for (uint32_t a = 0; a < f->ops[i].nargs; a++) {
-			ValueId v = f->ops[i].args[a];
-			if (f->vals[v].def >= lo || is_leaf(f, v) || v == in)
-				continue;
-			if (in != IR_NO_VALUE)
-				return IR_NO_VALUE;
-			in = v;
-		}
-	return in;
-}
-
-/* ---- replaying ops into a new function ---- */
-
-typedef struct Replay {
-	Module *m;
-	Func *src;          /* the entry as it was */
-	Func *g;            /* the entry being built */
-	ValueId *map;       /* src value -> g value (IR_NO_VALUE: not copied yet) */
-	Builder b;
-	Diag *d;
-} Replay;
-
-/* Appends a copy of op with operands already translated (args[]). */
-static ValueId
-copy_op(Replay *rp, const Func *from, const Op *op, const ValueId *args, int32_t layer)
-{
-	Type t = from->vals[op->dst].type;
-	ValueId v = ir_emit(rp->m, rp->g, op->code, t, args, op->nargs, op->loc);
-	Op *n = ir_def(rp->g, v);
-	memcpy(n->ia, op->ia, sizeof n->ia);
-	memcpy(n->fa, op->fa, sizeof n->fa);
-	n->layer = layer;
-	if (op->code == OP_ARG)
-		rp->g->vals[v].name = from->vals[op->dst].name;
-	return v;
-}
-
-/* Inlines helper fn h on argument x; returns the value it returns. */
-static ValueId
-inline_head(Replay *rp, const Func *h, ValueId x)
-{
-	ValueId *map = xmalloc((h->nvals + 1) * sizeof *map), out = IR_NO_VALUE;
-	for (uint32_t i = 0; i < h->nops; i++) {
-		const Op *op = &h->ops[i];
-		if (op->code == OP_ARG) {
-			map[op->dst] = x;
-			continue;
-		}
-		if (op->code == OP_RET) {
-			out = map[op->args[0]];
-			break;
-		}
-		ValueId args[IR_MAX_OPERANDS];
-		for (uint32_t a = 0; a < op->nargs; a++)
-			args[a] = map[op->args[a]];
-		map[op->dst] = copy_op(rp, h, op, args, -1);
-	}
-	free(map);
-	return out;
-}
-
-/* Clones into g the ops of src's region [lo, hi] that value v depends on, with the
- * region's incoming hidden state replaced by h.  Leaves outside the region are reused
- * when already copied, else cloned. */
-static ValueId
-clone_slice(Replay *rp, ValueId v, uint32_t lo, uint32_t hi, ValueId h, ValueId *local)
-{
-	const Func *f = rp->src;
-	uint32_t d = f->vals[v].def;
-	if (local[v] != IR_NO_VALUE)
-		return local[v];
-	if ((d < lo || d > hi) && !is_leaf(f, v))
-		return local[v] = h;
-	if ((d < lo || d > hi) && rp->map[v] != IR_NO_VALUE)
-		return local[v] = rp->map[v];
-	const Op *op = &f->ops[d];
-	ValueId args[IR_MAX_OPERANDS];
-	for (uint32_t a = 0; a < op->nargs; a++)
-		args[a] = clone_slice(rp, op->args[a], lo, hi, h, local);
-	return local[v] = copy_op(rp, f, op, args, op->layer);
-}
-
-/* Step 2c: K and V of every layer j >= s from h, written into layer j's cache. */
-static void
-emit_kv_tail(Replay *rp, const Regions *rg, int32_t s, ValueId h)
+emit_kv_tail(Replay *rp, const PassLayers *ly, int32_t s, ValueId h, Diag *d)
 {
 	const Func *f = rp->src;
 	ValueId *local = xmalloc((f->nvals + 1) * sizeof *local);
-	for (int32_t j = s; j < rg->n; j++) {
-		if (rg->first[j] == UINT32_MAX)
+	bool ok = true;
+	for (uint32_t i = 0; i < f->nops && ok; i++) {
+		const Op *op = &f->ops[i];
+		int32_t j = op->layer;
+		if (op->code != OP_ATTENTION || op->ia[2] < 0 || j < s || j >= ly->nlayers)
 			continue;
 		for (uint32_t v = 0; v < f->nvals; v++)
 			local[v] = IR_NO_VALUE;
-		for (uint32_t i = rg->first[j]; i <= rg->last[j]; i++) {
-			const Op *op = &f->ops[i];
-			if (op->code != OP_ATTENTION || op->ia[2] < 0)
-				continue;
-			ValueId args[3];
-			for (int a = 0; a < 3; a++)
-				args[a] = clone_slice(rp, op->args[a + 1], rg->first[j], rg->last[j], h, local);
-			int64_t ia[4] = { 0, op->ia[1], op->ia[2] };
-			rp->b.layer = j;
+		ValueId args[3];
+		rp->b.layer = j;
+		for (int a = 0; a < 3 && ok; a++)
+			ok = (args[a] = pass_replay_slice(rp, op->args[a + 1], j, ly->layer_in[j], h, local)) != IR_NO_VALUE;
+		int64_t ia[4] = { 0, op->ia[1], op->ia[2] };
+		if (ok)
 			ir_b_op(&rp->b, OP_KV_WRITE, args, 3, ia, NULL, op->loc);
-		}
+		else
+			diag_error(d, op->loc, "exit: the K and V of layer %d do not come from the layer's input alone, so "
+			           "'kv propagate' cannot recompute them from an exit state", j);
 	}
 	rp->b.layer = -1;
 	free(local);
+	return ok;
 }
 
 /* ---- step 1: knobs and stats ---- */
@@ -310,7 +163,7 @@ typedef struct SiteCtx {
 	const ExitSpec *e;
 	const ExitIds *id;
 	const Func *head;
-	const Regions *rg;
+	const PassLayers *ly;
 	ValueId pos;        /* the entry's position (g), IR_NO_VALUE for encoders */
 	int64_t horizon;    /* N of the decay: the longest sequence the entry sees */
 	ValueId prev_arg, prev_cnt; /* patience: argmax and count of the previous site */
@@ -339,16 +192,16 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 	const ExitSpec *e = sc->e;
 	Loc loc = e->loc;
 	int32_t s = (int32_t)e->sites[k];
-	Type ht = rp->g->vals[h].type, want = sc->head->args[0].type;
+	Type ht = rp->g.vals[h].type, want = sc->head->args[0].type;
 	if (!ir_type_eq(ht, want)) {
 		char b1[96], b2[96];
-		diag_error(rp->d, loc, "exit head '%s' takes %s, but the hidden state after layer %d of '%s' is %s", e->head,
+		diag_error(rp->b.diag, loc, "exit head '%s' takes %s, but the hidden state after layer %d of '%s' is %s", e->head,
 		           ir_type_str(want, b1, sizeof b1), s - 1, rp->src->name, ir_type_str(ht, b2, sizeof b2));
 		return false;
 	}
 	ValueId logits = IR_NO_VALUE, cond = IR_NO_VALUE;
 	if (e->measure != EM_STATE_COS || e->patience)
-		logits = inline_head(rp, sc->head, h);
+		logits = pass_replay_inline(rp, sc->head, &h);
 	if (e->measure != EM_NONE) {
 		ValueId c = e->measure == EM_STATE_COS ? op2(rp, OP_COSINE, h, hin, 0, loc)
 		            : op2(rp, e->measure == EM_MARGIN ? OP_MARGIN : e->measure == EM_MAXPROB ? OP_MAXPROB : OP_ENTROPY,
@@ -379,17 +232,17 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 	int64_t site_ia[4] = { s };
 	ir_b_op(&rp->b, OP_IF, &cond, 1, site_ia, NULL, loc);
 	if (logits == IR_NO_VALUE)
-		logits = inline_head(rp, sc->head, h);
-	if (e->propagate)
-		emit_kv_tail(rp, sc->rg, s, h);
+		logits = pass_replay_inline(rp, sc->head, &h);
+	if (e->propagate && !emit_kv_tail(rp, sc->ly, s, h, rp->b.diag))
+		return false;
 	int64_t st[4] = { sc->id->site_stat[k], 1 };
 	ir_b_op(&rp->b, OP_STAT, NULL, 0, st, NULL, loc);
 	if (e->propagate) {
-		int64_t kv[4] = { sc->id->kv_stat, sc->rg->n - s };
+		int64_t kv[4] = { sc->id->kv_stat, sc->ly->nlayers - s };
 		ir_b_op(&rp->b, OP_STAT, NULL, 0, kv, NULL, loc);
 	}
-	ValueId r = ir_emit(rp->m, rp->g, OP_RET, rp->g->vals[logits].type, &logits, 1, loc);
-	ir_def(rp->g, r)->ia[0] = s;
+	ValueId r = ir_emit(rp->m, &rp->g, OP_RET, rp->g.vals[logits].type, &logits, 1, loc);
+	ir_def(&rp->g, r)->ia[0] = s;
 	ir_b_op(&rp->b, OP_END, NULL, 0, NULL, NULL, loc);
 	return logits != IR_NO_VALUE;
 }
@@ -407,72 +260,63 @@ horizon(const Module *m, const Func *f)
 	return n > 0 ? n : 1;
 }
 
+/* The index of the last op of layer l in f (UINT32_MAX when f has no such layer). */
+static uint32_t
+last_op_of(const Func *f, int32_t l)
+{
+	uint32_t last = UINT32_MAX;
+	for (uint32_t i = 0; i < f->nops; i++)
+		if (f->ops[i].layer == l)
+			last = i;
+	return last;
+}
+
 /* Replays entry f with the exit sites of e inserted (step 2). */
 static bool
 exit_entry(Module *m, Func *f, const ExitSpec *e, const ExitIds *id, const Func *head, Diag *d)
 {
-	Regions rg;
-	if (!find_regions(f, m->nlayers, &rg)) {
-		regions_free(&rg);
-		diag_error(d, e->loc, "exit: entry '%s' already has control flow; early exit must come first", f->name);
-		return false;
-	}
-	Func tmp = { .name = f->name, .kind = f->kind, .args = f->args, .nargs = f->nargs, .rets = f->rets,
-	             .nrets = f->nrets, .loc = f->loc };
-	Replay rp = { .m = m, .src = f, .g = &tmp, .d = d };
-	rp.map = xmalloc((f->nvals + 1) * sizeof *rp.map);
-	for (uint32_t v = 0; v < f->nvals; v++)
-		rp.map[v] = IR_NO_VALUE;
-	rp.b = (Builder){ .m = m, .f = &tmp, .layer = -1, .diag = d };
-	SiteCtx sc = { .e = e, .id = id, .head = head, .rg = &rg, .pos = IR_NO_VALUE, .horizon = horizon(m, f),
+	for (uint32_t i = 0; i < f->nops; i++)
+		if (f->ops[i].code == OP_IF) {
+			diag_error(d, e->loc, "exit: entry '%s' already has control flow; early exit must come first", f->name);
+			return false;
+		}
+	PassLayers ly;
+	pass_find_layers(m, f, &ly);
+	Replay rp;
+	pass_replay_begin(&rp, m, f, d);
+	SiteCtx sc = { .e = e, .id = id, .head = head, .ly = &ly, .pos = IR_NO_VALUE, .horizon = horizon(m, f),
 	               .prev_arg = IR_NO_VALUE, .prev_cnt = IR_NO_VALUE };
+	uint32_t *at = xmalloc((e->nsites + 1) * sizeof *at);
+	for (uint32_t k = 0; k < e->nsites; k++)
+		at[k] = last_op_of(f, (int32_t)e->sites[k] - 1);
 	bool ok = true;
-	uint32_t next_site = 0;
+	uint32_t next = 0;
 	for (uint32_t i = 0; i < f->nops && ok; i++) {
 		const Op *op = &f->ops[i];
-		ValueId args[IR_MAX_OPERANDS];
-		for (uint32_t a = 0; a < op->nargs; a++)
-			args[a] = rp.map[op->args[a]];
-		rp.map[op->dst] = copy_op(&rp, f, op, args, op->layer);
+		ValueId v = pass_replay_op(&rp, i);
 		if (op->code == OP_ARG && f->kind == FN_STEP && f->args[op->ia[0]].type.rank == 0 &&
 		    (strcmp(f->args[op->ia[0]].name, "pos") == 0 || op->ia[0] == 1))
-			sc.pos = rp.map[op->dst];
-		while (ok && next_site < e->nsites && op->layer >= 0 && i == rg.last[e->sites[next_site] - 1]) {
-			int32_t l = (int32_t)e->sites[next_site] - 1;
-			ValueId h = value_leaving(f, rg.first[l], rg.last[l]);
-			ValueId hin = value_entering(f, rg.first[l], rg.last[l]);
+			sc.pos = v;
+		for (; ok && next < e->nsites && at[next] == i; next++) {
+			int32_t l = (int32_t)e->sites[next] - 1;
+			ValueId h = ly.layer_out[l], hin = ly.layer_in[l];
 			if (h == IR_NO_VALUE || (e->measure == EM_STATE_COS && hin == IR_NO_VALUE)) {
 				diag_error(d, e->loc, "exit: cannot find the hidden state %s layer %d of '%s' (one value must "
 				           "flow between layers)", h == IR_NO_VALUE ? "after" : "entering", l, f->name);
 				ok = false;
 				break;
 			}
-			ok = emit_site(&rp, &sc, next_site, rp.map[h], hin != IR_NO_VALUE ? rp.map[hin] : IR_NO_VALUE);
-			next_site++;
+			ok = emit_site(&rp, &sc, next, rp.map[h], hin != IR_NO_VALUE ? rp.map[hin] : IR_NO_VALUE);
 		}
 	}
-	if (ok && next_site < e->nsites) {
-		diag_error(d, e->loc, "exit: entry '%s' has no layer region %lld for site %lld", f->name,
-		           (long long)e->sites[next_site] - 1, (long long)e->sites[next_site]);
+	if (ok && next < e->nsites) {
+		diag_error(d, e->loc, "exit: entry '%s' has no layer %lld for site %lld", f->name,
+		           (long long)e->sites[next] - 1, (long long)e->sites[next]);
 		ok = false;
 	}
-	if (ok) {
-		for (uint32_t v = 0; v < f->nvals; v++)
-			free(f->vals[v].uses);
-		free(f->ops);
-		free(f->vals);
-		f->ops = tmp.ops;
-		f->vals = tmp.vals;
-		f->nops = tmp.nops;
-		f->capops = tmp.capops;
-		f->nvals = tmp.nvals;
-		f->capvals = tmp.capvals;
-	} else {
-		free(tmp.ops);
-		free(tmp.vals);
-	}
-	free(rp.map);
-	regions_free(&rg);
+	pass_replay_end(&rp, ok);
+	pass_layers_free(&ly);
+	free(at);
 	return ok;
 }
 

@@ -137,4 +137,29 @@ bool pass_remove_layers(Module *m, const bool *kept, int32_t *bad_layer);
  * say which. */
 bool pass_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PassBlockKind *bad_kind);
 
+/* ---- pass_replay.c: rebuilding an entry op by op with new ops in between ---- */
+
+typedef struct Replay {
+	Module *m;
+	Func *src;          /* the entry as it was (read; replaced by pass_replay_end) */
+	Func g;             /* the entry being built */
+	ValueId *map;       /* src value -> g value (IR_NO_VALUE: not copied) */
+	Builder b;          /* emits new ops into g; b.layer stamps them (-1 outside layers) */
+} Replay;
+
+void pass_replay_begin(Replay *rp, Module *m, Func *src, Diag *d);
+/* Appends a copy of op (of function `from`) with operands args[] (values of g). */
+ValueId pass_replay_copy(Replay *rp, const Func *from, const Op *op, const ValueId *args, int32_t layer);
+/* Copies source op i with its operands mapped; records and returns its new value. */
+ValueId pass_replay_op(Replay *rp, uint32_t i);
+/* Inlines helper fn on args[] (values of g); returns the value it returns. */
+ValueId pass_replay_inline(Replay *rp, const Func *fn, const ValueId *args);
+/* Clones the ops of layer `layer` of the source that value v is computed from, with
+ * the layer's input `in` replaced by h (a value of g); leaves outside the layer are
+ * reused when copied, else cloned.  local[] ([src->nvals], IR_NO_VALUE-filled) caches
+ * the clones of one slice.  IR_NO_VALUE when v depends on another value of the stream. */
+ValueId pass_replay_slice(Replay *rp, ValueId v, int32_t layer, ValueId in, ValueId h, ValueId *local);
+/* Swaps the new ops and values into the entry (commit), or drops them. */
+void pass_replay_end(Replay *rp, bool commit);
+
 #endif
