@@ -222,9 +222,9 @@ emit_destroy_reset(Glue *g)
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	if (r->state_size)
 		emit_memset(g, at(g, ctx, r->arena_off + r->arena_size), r->state_size);
-	emit_memset(g, at(g, ctx, CG_CTX_STATS), 8 * 3);
-	if (r->m->nstats)
-		emit_memset(g, at(g, ctx, r->stat_off), 8 * (uint64_t)r->m->nstats);
+	LLVMBuildMemSet(g->b, at(g, ctx, CG_CTX_STATS), LLVMConstInt(g->i8, 0, 0), k64(g, 8 * 3), 8);
+	if (r->m->nstats) /* 8-aligned, not 64 */
+		LLVMBuildMemSet(g->b, at(g, ctx, r->stat_off), LLVMConstInt(g->i8, 0, 0), k64(g, 8 * (uint64_t)r->m->nstats), 8);
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 }
 
