@@ -8,7 +8,10 @@
  *   - nested regions with phis, select, and/or/not, every measure, cosine and decay,
  *     with the knobs set so that every branch is taken and not taken;
  *   - each measure returned by an entry over 1..8 rows (the least confident row);
- *   - the generated knob and stat API: defaults, ranges, names, reset.
+ *   - the generated knob and stat API: defaults, ranges, names, reset;
+ *   - the arena plan on every path: a replay of each path (the ops it runs and the
+ *     phi copies at the ends of its branches) over a shadow of the arena finds every
+ *     value intact where it is read.
  * Logits within relative error 1e-4, the same statistics (calls, tokens, layers
  * run, every stat slot) after every call. */
 #include <criterion/criterion.h>
@@ -494,6 +497,212 @@ Test(cg_cflow, knob_and_stat_api)
 		cr_assert_eq(a.stat(t->ctx, (int)k), 0);
 	cr_assert_eq(a.get_knob(t->ctx, kp), 3.0);
 	cr_assert_eq(a.get_knob(t->ctx, ka), 0.0);
+	tj_free(t);
+	ir_free_module(m);
+}
+
+/* ---- the arena plan on every path ---- */
+
+typedef struct Shadow {
+	const Func *f;
+	const CgPlan *p;
+	int32_t *owner;   /* per 64-byte block of the arena: the value held, -1 none */
+	const char *what;
+} Shadow;
+
+static int64_t
+buf_bytes(Type t)
+{
+	int64_t n = ir_type_numel(t);
+	return ((n > 0 ? n : 1) * (int64_t)ir_dtype_size(t.dtype) + 63) & ~(int64_t)63;
+}
+
+static void
+sh_write(Shadow *s, ValueId v)
+{
+	int64_t off = s->p->offset[v];
+	cr_assert(off >= 0, "%s: %%%u is written but has no buffer", s->what, v);
+	for (int64_t b = off / 64; b < (off + buf_bytes(s->f->vals[v].type)) / 64; b++)
+		s->owner[b] = (int32_t)v;
+}
+
+static void
+sh_read(Shadow *s, ValueId v)
+{
+	const Op *d = &s->f->ops[s->f->vals[v].def];
+	if (ir_op_flags[d->code] & OPF_LEAF)
+		return;
+	int64_t off = s->p->offset[v];
+	cr_assert(off >= 0, "%s: %%%u is read but has no buffer", s->what, v);
+	for (int64_t b = off / 64; b < (off + buf_bytes(s->f->vals[v].type)) / 64; b++)
+		cr_assert_eq(s->owner[b], (int32_t)v, "%s: %%%u was overwritten by %%%d before this read", s->what, v,
+		             s->owner[b]);
+}
+
+/* The copies into the buffers of the phis after 'end' op `end`, of operand k. */
+static void
+sh_copies(Shadow *s, uint32_t end, int k)
+{
+	for (uint32_t i = end + 1; i < s->f->nops && s->f->ops[i].code == OP_PHI; i++) {
+		sh_read(s, s->f->ops[i].args[k]);
+		sh_write(s, s->f->ops[i].dst);
+	}
+}
+
+/* Replays the path that takes the first branch of the n-th 'if' when bit n of mask is set. */
+static void
+replay_path(Shadow *s, const uint32_t *partner, const uint32_t *ifno, uint32_t mask)
+{
+	const Func *f = s->f;
+	for (uint32_t i = 0; i < f->nops;) {
+		const Op *op = &f->ops[i];
+		const CgFuse *fu = &s->p->fuse[i];
+		if (op->code == OP_IF) {
+			uint32_t mid = partner[i];
+			if (mask >> ifno[i] & 1) {
+				i++;
+			} else if (f->ops[mid].code == OP_ELSE) {
+				i = mid + 1;
+			} else {
+				sh_copies(s, mid, 1);
+				i = mid + 1;
+			}
+			continue;
+		}
+		if (op->code == OP_ELSE) {
+			sh_copies(s, partner[i], 0);
+			i = partner[i] + 1;
+			continue;
+		}
+		if (op->code == OP_END) {
+			bool has_else = partner[partner[i]] != i;
+			sh_copies(s, i, has_else ? 1 : 0);
+			i++;
+			continue;
+		}
+		if (op->code == OP_RET) {
+			sh_read(s, op->args[0]);
+			return;
+		}
+		if (fu->skip || op->code == OP_PHI || (ir_op_flags[op->code] & OPF_LEAF)) {
+			i++;
+			continue;
+		}
+		for (uint32_t a = 0; a < op->nargs; a++)
+			sh_read(s, op->args[a]);
+		if (fu->binary >= 0)
+			sh_read(s, fu->other);
+		if (!(ir_op_flags[op->code] & OPF_VOID))
+			sh_write(s, fu->out);
+		i++;
+	}
+	cr_assert_fail("%s: the path ends without a 'ret'", s->what);
+}
+
+static void
+replay_func(const Module *m, const Func *f, bool fuse)
+{
+	CgPlan p;
+	cg_plan_func(m, f, fuse, &p);
+	uint32_t *partner = calloc(f->nops + 1, sizeof *partner), *ifno = calloc(f->nops + 1, sizeof *ifno);
+	cr_assert(ir_match_regions(f, partner, NULL, 0, NULL));
+	uint32_t nifs = 0;
+	for (uint32_t i = 0; i < f->nops; i++)
+		if (f->ops[i].code == OP_IF)
+			ifno[i] = nifs++;
+	cr_assert_lt(nifs, 16);
+	Shadow s = { .f = f, .p = &p, .owner = malloc((p.size / 64 + 1) * sizeof(int32_t)) };
+	for (uint32_t mask = 0; mask < (1u << nifs); mask++) {
+		char what[128];
+		snprintf(what, sizeof what, "'%s' fuse %d path %#x", f->name, fuse, mask);
+		s.what = what;
+		for (uint64_t b = 0; b <= p.size / 64; b++)
+			s.owner[b] = -1;
+		replay_path(&s, partner, ifno, mask);
+	}
+	free(s.owner);
+	free(partner);
+	free(ifno);
+	cg_plan_free(&p);
+}
+
+/* A third module for the plan: several phis after one 'end' that take values from
+ * before the region, phis of phis, a region without 'else', and an early 'ret'. */
+static const char *const phis_src =
+	"module @phis {\n"
+	"  layers = 1;\n"
+	"  param @w : f32[16, 16] = \"w\";\n"
+	"  param @emb : f32[32, 16] = \"emb\";\n"
+	"  knob @k : f32 = 0.5 {min = 0.0, max = 1.0};\n"
+	"}\n"
+	"entry step @step(@token: i32, @pos: i32) -> f32[16] {\n"
+	"  %tok = arg 0 : i32\n"
+	"  %e = param @emb : f32[32, 16]\n"
+	"  %w = param @w : f32[16, 16]\n"
+	"  %x = embed %e, %tok : f32[16]\n"
+	"  %a = linear %x, %w : f32[16]\n"
+	"  %b = silu %a : f32[16]\n"
+	"  %c = tanh %a : f32[16]\n"
+	"  %k = knob @k : f32\n"
+	"  %s = cosine %b, %c : f32\n"
+	"  %p = cmp %s, %k {pred = 0} : bool\n"
+	"  %np = not %p : bool\n"
+	"  if %p\n"
+	"    %d = add %b, %c : f32[16]\n"
+	"    %d2 = mul %d, %a : f32[16]\n"
+	"  else\n"
+	"    %f = sub %b, %c : f32[16]\n"
+	"  end\n"
+	"  %g = phi %c, %b : f32[16]\n"
+	"  %h = phi %d2, %f : f32[16]\n"
+	"  %i = phi %b, %a : f32[16]\n"
+	"  if %np\n"
+	"    %j = add %g, %h : f32[16]\n"
+	"    if %p\n"
+	"      ret %j\n"
+	"    end\n"
+	"    %l = mul %j, %i : f32[16]\n"
+	"  end\n"
+	"  %m = phi %l, %g : f32[16]\n"
+	"  %n = phi %i, %h : f32[16]\n"
+	"  %o = add %m, %n : f32[16]\n"
+	"  %q = linear %o, %w : f32[16]\n"
+	"  ret %q\n"
+	"}\n";
+
+Test(cg_cflow, plan_every_path)
+{
+	const char *const srcs[3] = { exit_src, nest_src, phis_src };
+	const char *const names[3] = { "cf.eir", "nest.eir", "phis.eir" };
+	for (int k = 0; k < 3; k++) {
+		Module *m = load(names[k], srcs[k], 3);
+		for (uint32_t e = 0; e < m->nfuncs; e++)
+			for (int fuse = 0; fuse < 2; fuse++)
+				replay_func(m, m->funcs[e], fuse);
+		ir_free_module(m);
+	}
+}
+
+/* The phis module compiled == interpreted on its paths (the knob picks them). */
+Test(cg_cflow, phis_every_path)
+{
+	Module *m = load("phis.eir", phis_src, 11);
+	TJit *t = tj_new(m, true);
+	Api a = api_of(t);
+	InterpState *s = interp_new(m);
+	for (int kk = 0; kk <= 10; kk++) {
+		set_both(m, &a, t, s, "k", kk / 10.0);
+		for (int32_t tok = 0; tok < 32; tok += 3) {
+			float got[16], want[16];
+			char err[256];
+			cr_assert_eq(step_fn(t, "step", tok, 0, got), ELIDE_OK);
+			cr_assert(interp_run(s, "step", &tok, 1, 0, want, err, sizeof err), "%s", err);
+			double e = ts_rel_err(got, want, 16);
+			cr_assert(e <= 1e-4, "k %d token %d: relative error %g", kk, tok, e);
+			same_stats(m, &a, t, s, "phis");
+		}
+	}
+	interp_free(s);
 	tj_free(t);
 	ir_free_module(m);
 }
