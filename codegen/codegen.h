@@ -312,6 +312,10 @@ void *cg_run_open(Module *m, char *err, size_t nerr);
 bool cg_run_call(void *run, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
                  float *out, char *err, size_t nerr);
 void cg_run_close(void *run);
+/* Sets knob `knob` (Module.knobs index) through the generated NAME_set_knob. */
+bool cg_run_set_knob(void *run, uint32_t knob, double v, char *err, size_t nerr);
+/* Calls, tokens and layers run (out3), and every stat slot (slots[Module.nstats]). */
+void cg_run_stats(void *run, int64_t *out3, int64_t *slots);
 /* The runtime functions generated code calls, for binding into a JIT. */
 uint32_t cg_runtime_syms(CgJitSym *syms, uint32_t cap);
 
