@@ -706,3 +706,33 @@ Test(cg_cflow, phis_every_path)
 	tj_free(t);
 	ir_free_module(m);
 }
+
+/* The manifest's paths of the exit-site module, counted by hand: the exit path reads
+ * the embedding row, layer 0, the head and layer 1's K and V projections; the full
+ * path layer 1 whole and the head twice. */
+Test(cg_cflow, manifest_paths)
+{
+	Module *m = load("cf.eir", exit_src, 2);
+	TJit *t = tj_new(m, true);
+	const CgEntry *e = &t->r->entries[0];
+	cr_assert_eq(e->npaths, 2);
+	const CgPath *x = &e->paths[0], *full = &e->paths[1];
+	double emb = 16 * 4, l0 = (16 * 16 + 2 * 8 * 16 + 16 * 16) * 4, head = 32 * 16 * 4, kv = 2 * 8 * 16 * 4;
+	cr_assert_eq(x->site, 1);
+	cr_assert_eq(x->layers, 1);
+	cr_assert_eq(x->bytes, emb + l0 + head + kv, "exit path %g bytes", x->bytes);
+	/* linears 2 N K, the residual add 16, the margin 4 x 32 */
+	cr_assert_eq(x->flops, (l0 + head + kv) / 2 + 16 + 128, "exit path %g flops", x->flops);
+	cr_assert_eq(full->site, 0);
+	cr_assert_eq(full->layers, 2);
+	cr_assert_eq(full->bytes, emb + 2 * l0 + 2 * head);
+	cr_assert_eq(full->flops, (2 * l0 + 2 * head) / 2 + 2 * 16 + 128);
+	cr_assert_eq(e->bytes, full->bytes);
+	cr_assert_eq(e->layers[2].bytes, l0, "layer 1 on the full path");
+	char *j = cg_manifest_text(t->r);
+	cr_assert(strstr(j, "\"knobs\"") && strstr(j, "\"exit.threshold\"") && strstr(j, "\"kv_only_layers\""), "%s", j);
+	cr_assert(strstr(j, "\"paths\"") && strstr(j, "\"site\":\t1"), "%s", j);
+	free(j);
+	tj_free(t);
+	ir_free_module(m);
+}
