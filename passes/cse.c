@@ -4,8 +4,8 @@
  * 'add' and 'mul' are commutative: their operands are compared in sorted order.
  * Ops of different layer regions are never merged, so each layer keeps its own ops
  * (layer-level passes can still drop or specialise a layer on its own); nor are ops
- * of different branches of control flow (the key holds the op opening the innermost
- * branch, so a value is only reused where it is defined on every path), nor phis.
+ * of different branches (the earlier value would not reach the later use), nor
+ * phis of different regions (ir_match_regions: the 'if' a phi joins).
  * Algorithm, per entry:
  *   1. walk the ops in order, first renaming operands through the replacements made
  *      so far (earlier ops are final when a later op is looked at);
@@ -22,7 +22,7 @@
 typedef struct Key {
 	Opcode code;
 	int32_t layer;
-	uint32_t scope;      /* the 'if' or 'else' opening the op's innermost branch, or UINT32_MAX */
+	uint32_t scope;      /* the innermost branch opener ('if' or 'else'); a phi: its 'if' */
 	uint8_t nargs;
 	ValueId args[IR_MAX_OPERANDS];
 	int64_t ia[4];
@@ -68,9 +68,20 @@ pass_cse(Module *m, Diag *d)
 		Key *keys = xmalloc((f->nops + 1) * sizeof *keys);
 		ValueId *repl = xmalloc((f->nvals + 1) * sizeof *repl);
 		bool *keep = xmalloc((f->nops + 1) * sizeof *keep);
-		uint32_t *open = xmalloc((f->nops + 1) * sizeof *open), depth = 0; /* open branches */
 		for (uint32_t v = 0; v < f->nvals; v++)
 			repl[v] = IR_NO_VALUE;
+		/* per op its branch (the opener on top of a stack of open branches), per phi its region */
+		uint32_t *scope = xmalloc((f->nops + 1) * sizeof *scope), *stack = xmalloc((f->nops + 1) * sizeof *stack);
+		uint32_t *partner = xmalloc((f->nops + 1) * sizeof *partner), depth = 0;
+		bool regions = ir_match_regions(f, partner, NULL, 0, NULL);
+		for (uint32_t i = 0; i < f->nops; i++) {
+			Opcode c = f->ops[i].code;
+			if ((c == OP_ELSE || c == OP_END) && depth)
+				depth--;
+			scope[i] = c == OP_PHI && regions ? partner[i] : depth ? stack[depth - 1] : UINT32_MAX;
+			if (c == OP_IF || c == OP_ELSE)
+				stack[depth++] = i;
+		}
 		bool changed = false;
 		for (uint32_t i = 0; i < f->nops; i++) {
 			Op *op = &f->ops[i];
@@ -78,14 +89,9 @@ pass_cse(Module *m, Diag *d)
 			for (uint32_t a = 0; a < op->nargs; a++)
 				if (op->args[a] < f->nvals && repl[op->args[a]] != IR_NO_VALUE)
 					op->args[a] = repl[op->args[a]];
-			if ((op->code == OP_ELSE || op->code == OP_END) && depth)
-				depth--;
-			if (op->code == OP_IF || op->code == OP_ELSE)
-				open[depth++] = i;
-			if ((unsigned)op->code >= OP_COUNT || !(ir_op_flags[op->code] & OPF_PURE) || op->dst >= f->nvals ||
-			    op->code == OP_PHI)
+			if ((unsigned)op->code >= OP_COUNT || !(ir_op_flags[op->code] & OPF_PURE) || op->dst >= f->nvals)
 				continue;
-			key_of(f, op, depth ? open[depth - 1] : UINT32_MAX, &keys[i]);
+			key_of(f, op, scope[i], &keys[i]);
 			uint64_t h = hash_bytes(&keys[i], sizeof keys[i], 0);
 			uint32_t s = (uint32_t)h & (cap - 1);
 			while (table[s] && memcmp(&keys[table[s] - 1], &keys[i], sizeof keys[i]) != 0)
@@ -100,7 +106,9 @@ pass_cse(Module *m, Diag *d)
 		}
 		if (changed)
 			pass_rebuild_func(m, f, keep, repl);
-		free(open);
+		free(scope);
+		free(stack);
+		free(partner);
 		free(table);
 		free(keys);
 		free(repl);

@@ -9,4 +9,10 @@ int cmd_opt(int argc, char **argv);     /* run passes over .eir or .elide, print
 int cmd_run(int argc, char **argv);     /* run an entry: JIT or --interp */
 int cmd_compile(int argc, char **argv); /* emit object, header, blob, manifest */
 
+struct Module;
+struct Diag;
+/* A model in the language (.elide, with the policy chosen) or in textual IR (.eir);
+ * NULL after errors reported through d (cmd_compile.c). */
+struct Module *cmd_load_model(const char *path, const char *policy, struct Diag *d);
+
 #endif
