@@ -354,12 +354,6 @@ check_spec(const Module *m, const ExitSpec *e, const Func **head, Diag *d)
 		           "next tokens read them: use 'kv propagate' ('kv none' is for encoders)");
 		return false;
 	}
-	int64_t declared = ir_config_get(m, "layers", m->nlayers);
-	if (declared != m->nlayers) {
-		diag_error(d, e->loc, "exit: the policy removed layers (%lld -> %d); exit sites after a layer drop or "
-		           "layer pruning are not supported yet", (long long)declared, m->nlayers);
-		return false;
-	}
 	return true;
 }
 

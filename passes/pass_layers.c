@@ -195,18 +195,42 @@ map_policy_val(PolicyVal *v, const int32_t *newl, const bool *kept, int32_t nold
 	}
 }
 
+/* Maps exit sites (a site s is after the first s layers) to the new numbering: the
+ * kept layers among the first s; sites that end up before every layer or after the
+ * last one, or on a site already listed, go. */
+static void
+map_sites(PolicyVal *v, const bool *kept, int32_t nold, int32_t nnew)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; v->kind == PV_LIST && i < v->nints; i++) {
+		int64_t s = 0;
+		for (int32_t l = 0; l < nold && l < v->ints[i]; l++)
+			s += kept[l];
+		if (s >= 1 && s < nnew && (n == 0 || v->ints[n - 1] != s))
+			v->ints[n++] = s;
+	}
+	if (v->kind == PV_LIST)
+		v->nints = n;
+}
+
 static void
 map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
 {
-	static const char *const keys[] = { "layers", "at", "dense_layers", "cold", "protect" };
+	static const char *const keys[] = { "layers", "dense_layers", "cold", "protect" };
 	if (!m->policy)
 		return;
+	int32_t nnew = 0;
+	for (int32_t l = 0; l < nold; l++)
+		nnew += kept[l];
 	for (uint32_t s = 0; s < m->policy->nstmts; s++) {
 		PolicyStmt *st = &m->policy->stmts[s];
-		for (uint32_t o = 0; o < st->nopts; o++)
+		for (uint32_t o = 0; o < st->nopts; o++) {
+			if (strcmp(st->opts[o].key, "at") == 0)
+				map_sites(&st->opts[o].val, kept, nold, nnew);
 			for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
 				if (strcmp(st->opts[o].key, keys[k]) == 0)
 					map_policy_val(&st->opts[o].val, newl, kept, nold);
+		}
 	}
 }
 
