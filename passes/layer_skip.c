@@ -787,13 +787,6 @@ pass_layer_skip(Module *m, Diag *d)
 		           "combine yet)");
 		return false;
 	}
-	int64_t declared = ir_config_get(m, "layers", m->nlayers);
-	if (declared != m->nlayers && (have[SK_SCHEDULE] || have[SK_ROUTER])) {
-		diag_error(d, (have[SK_SCHEDULE] ? spec[SK_SCHEDULE] : spec[SK_ROUTER]).loc, "skip: the policy removed "
-		           "layers (%lld -> %d); layer skipping after a layer drop or layer pruning is not supported yet",
-		           (long long)declared, m->nlayers);
-		return false;
-	}
 	bool ok = true;
 	if (have[SK_SCHEDULE])
 		ok = skip_schedule(m, &spec[SK_SCHEDULE], d);
