@@ -140,6 +140,21 @@ lower_select(Cg *g, const Op *op)
 	LLVMBuildMemCpy(g->b, dst, 4, src, 4, value_bytes(g, t));
 }
 
+/* knob_set: the knob's slot takes the value (f32 or i32 scalar) clamped to the knob's
+ * range, as the interpreter does; it persists in the context for later calls. */
+static void
+lower_knob_set(Cg *g, const Op *op)
+{
+	const Knob *k = &g->m->knobs[op->ia[0]];
+	LLVMTypeRef dt = LLVMDoubleTypeInContext(g->c);
+	LLVMValueRef v = cg_val_scalar(g, op->args[0]);
+	v = g->f->vals[op->args[0]].type.dtype == DT_F32 ? LLVMBuildFPExt(g->b, v, dt, "") : LLVMBuildSIToFP(g->b, v, dt, "");
+	LLVMValueRef lo = LLVMConstReal(dt, k->lo), hi = LLVMConstReal(dt, k->hi);
+	v = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, v, lo, ""), lo, v, "");
+	v = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, v, hi, ""), hi, v, "");
+	cg_store(g, v, cg_gepb(g, g->ctx, (int64_t)(g->r->knob_off + 8 * (uint64_t)op->ia[0])), 8);
+}
+
 /* if-chains rather than a switch over every opcode: this file handles a few. */
 void
 cg_lower_control(Cg *g, uint32_t opi)
@@ -156,6 +171,8 @@ cg_lower_control(Cg *g, uint32_t opi)
 		lower_ret(g, opi);
 	else if (c == OP_SELECT)
 		lower_select(g, op);
+	else if (c == OP_KNOB_SET)
+		lower_knob_set(g, op);
 	else if (c == OP_STAT) /* the amount is per token: x the rows of this call */
 		cg_bump_counter(g, g->r->stat_off + 8 * (uint64_t)op->ia[0],
 		                LLVMBuildMul(g->b, g->nrows, cg_i64(g, op->ia[1]), ""));

@@ -509,6 +509,7 @@ cg_lower_op(Cg *g, uint32_t opi)
 	case OP_RET:
 	case OP_SELECT:
 	case OP_STAT:
+	case OP_KNOB_SET:
 		cg_lower_control(g, opi);
 		return;
 	case OP_CMP:

@@ -399,6 +399,15 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		return true;
 	case OP_KV_WRITE:
 		return infer_kv_write(m, f, op, nm, out, err, nerr);
+	case OP_KNOB_SET:
+		if (!m || op->ia[0] < 0 || op->ia[0] >= m->nknobs)
+			return fail(err, nerr, "%s: expected a knob index below %u, saw %lld", nm, m ? m->nknobs : 0,
+			            (long long)op->ia[0]);
+		if (a.rank != 0 || a.dtype != m->knobs[op->ia[0]].dtype)
+			return fail(err, nerr, "%s: expected a %s scalar for knob '%s', saw %s", nm,
+			            ir_dtype_name(m->knobs[op->ia[0]].dtype), m->knobs[op->ia[0]].name, TS(a, s));
+		*out = ir_type_scalar(DT_BOOL);
+		return true;
 	case OP_COUNT:
 		break;
 	}

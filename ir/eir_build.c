@@ -507,6 +507,13 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 				ok = false;
 			}
 			op->ia[2] = k;
+		} else if (a->kind == EO_SYM && op->code == OP_KNOB_SET && s == 0) {
+			int32_t k = ir_find_knob(p->m, a->text);
+			if (k < 0) {
+				diag_error(p->diag, a->loc, "%s: expected a declared knob, saw '@%s'", nm, a->text);
+				ok = false;
+			}
+			op->ia[0] = k;
 		} else {
 			diag_error(p->diag, a->loc, "%s: expected an integer for '%s', saw '%s'", nm, attrs->keys[i], a->text);
 			ok = false;

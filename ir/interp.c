@@ -727,6 +727,21 @@ op_knob(Run *r, Tensor *o)
 	return true;
 }
 
+/* knob_set: the context's knob takes the value, clamped to the knob's range (a
+ * choice a prefill makes for later steps). */
+static bool
+op_knob_set(Run *r)
+{
+	int64_t k = r->op->ia[0];
+	const Tensor *v = arg(r, 0);
+	if (k < 0 || k >= (int64_t)r->s->m->nknobs || numel(v) != 1 || (v->dt == DT_F32 ? !v->f : !v->i))
+		return rerr(r, "knob index %lld out of range, or a value that is not a scalar", (long long)k);
+	const Knob *kn = &r->s->m->knobs[k];
+	double x = v->dt == DT_F32 ? (double)v->f[0] : (double)v->i[0];
+	r->s->knobs[k] = x < kn->lo ? kn->lo : x > kn->hi ? kn->hi : x;
+	return true;
+}
+
 static bool
 op_stat(Run *r, int64_t ntokens)
 {
@@ -831,6 +846,7 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 	case OP_KNOB: return op_knob(r, o);
 	case OP_KV_WRITE: return op_kv_write(r);
 	case OP_STAT: return op_stat(r, ntokens);
+	case OP_KNOB_SET: return op_knob_set(r);
 	/* the run loop carries these out itself */
 	case OP_SELECT:
 	case OP_PHI:

@@ -29,6 +29,7 @@ const IrAttrSpec ir_op_attrs[OP_COUNT] = {
 	[OP_DECAY] = { .ia = { "n" } },
 	[OP_KV_WRITE] = { .ia = { NULL, "kv_heads", "state" } },
 	[OP_STAT] = { .ia = { NULL, "amount" } },
+	[OP_KNOB_SET] = { .ia = { "knob" } },
 };
 
 /* Ops whose named attributes are printed only when non-zero (optional markers). */
@@ -306,6 +307,8 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 		if ((op->code == OP_ATTENTION || op->code == OP_KV_WRITE) && k == 2 && op->ia[2] >= 0 &&
 		    op->ia[2] < m->nstates)
 			print_sym(out, m->states[op->ia[2]].name);
+		else if (op->code == OP_KNOB_SET && k == 0 && op->ia[0] >= 0 && op->ia[0] < m->nknobs)
+			print_sym(out, m->knobs[op->ia[0]].name);
 		else
 			fprintf(out, "%lld", (long long)op->ia[k]);
 	}

@@ -4,7 +4,9 @@
  *      Builder that emits into it;
  *   2. the pass copies the source's ops in order (pass_replay_op), and between them
  *      emits its own ops with the Builder: regions, measures, copies of a layer's ops
- *      on another input (pass_replay_slice), a helper fn inlined (pass_replay_inline);
+ *      on another input (pass_replay_slice), a helper fn inlined (pass_replay_inline),
+ *      the rest of the entry on a subset of its layers (pass_replay_variant: a
+ *      specialised straight-line variant, usually inside an 'if' that ends in its ret);
  *   3. pass_replay_end swaps the new op and value arrays into the entry (or drops them
  *      after an error).
  * Values keep their types; ops keep their attributes, layers and locations. */
@@ -93,6 +95,40 @@ pass_replay_slice(Replay *rp, ValueId v, int32_t layer, ValueId in, ValueId h, V
 		if ((args[a] = pass_replay_slice(rp, op->args[a], layer, in, h, local)) == IR_NO_VALUE)
 			return IR_NO_VALUE;
 	return local[v] = pass_replay_copy(rp, f, op, args, op->layer);
+}
+
+ValueId
+pass_replay_variant(Replay *rp, const PassLayers *ly, uint32_t from, const bool *run, bool keep_map)
+{
+	const Func *f = rp->src;
+	ValueId *saved = NULL, r = IR_NO_VALUE;
+	if (!keep_map) {
+		saved = xmalloc((f->nvals + 1) * sizeof *saved);
+		memcpy(saved, rp->map, f->nvals * sizeof *saved);
+	}
+	int64_t nrun = 0;
+	for (int32_t l = 0; l < ly->nlayers; l++)
+		nrun += run[l];
+	for (uint32_t i = from; i < f->nops; i++) {
+		const Op *op = &f->ops[i];
+		int32_t l = op->layer;
+		if (l >= 0 && l < ly->nlayers && !run[l]) {
+			if (ly->layer_out[l] != IR_NO_VALUE && ly->layer_in[l] != IR_NO_VALUE)
+				rp->map[ly->layer_out[l]] = rp->map[ly->layer_in[l]];
+			continue;
+		}
+		ValueId v = pass_replay_op(rp, i);
+		if (op->code == OP_RET) {
+			ir_def(&rp->g, v)->ia[0] = nrun == ly->nlayers ? 0 : nrun;
+			r = v;
+			break;
+		}
+	}
+	if (saved) {
+		memcpy(rp->map, saved, f->nvals * sizeof *saved);
+		free(saved);
+	}
+	return r;
 }
 
 void

@@ -69,6 +69,14 @@ void pass_rebuild_func(Module *m, Func *f, const bool *keep, const ValueId *repl
  * with a message in err when an op no longer type-checks (a bug of the pass). */
 bool pass_retype(Module *m, char *err, size_t nerr);
 
+/* `rel` against the directory of `base` (a source file) when relative and not
+ * readable as it is (calibration files, weights named by a policy); in a's memory. */
+char *pass_resolve_path(Arena *a, const char *base, const char *rel);
+
+/* The entry's position argument, as the interpreter binds it: the i32 scalar named
+ * `pos`, else a scalar second argument; -1 when none. */
+int32_t pass_pos_arg(const Func *f);
+
 /* Number of elements of all params. */
 int64_t pass_param_count(const Module *m);
 
@@ -116,7 +124,8 @@ typedef struct PassLayers {
 	PassBlock *blocks; uint32_t nblocks; /* residual blocks of the clean layers, in order */
 } PassLayers;
 
-/* Finds the layer boundaries and residual blocks of f (computes f's use lists). */
+/* Finds the layer boundaries and residual blocks of f's top level, the ops outside
+ * if/else regions (computes f's use lists). */
 void pass_find_layers(Module *m, Func *f, PassLayers *ly);
 void pass_layers_free(PassLayers *ly);
 /* The block of kind k in layer l, or NULL. */
@@ -159,6 +168,13 @@ ValueId pass_replay_inline(Replay *rp, const Func *fn, const ValueId *args);
  * reused when copied, else cloned.  local[] ([src->nvals], IR_NO_VALUE-filled) caches
  * the clones of one slice.  IR_NO_VALUE when v depends on another value of the stream. */
 ValueId pass_replay_slice(Replay *rp, ValueId v, int32_t layer, ValueId in, ValueId h, ValueId *local);
+/* Copies the source's ops from index `from` through its top-level 'ret' on the layer
+ * set run[] ([ly->nlayers], the layers before `from` included): the ops of a layer
+ * not run are left out and uses of its output take its input (ly: the source's
+ * layers).  The ret's `layers` becomes the number of layers run (0: all).  Unless
+ * keep_map, the value map is restored afterwards (the variant's values live in its
+ * branch).  Returns the ret's value, IR_NO_VALUE when there is none. */
+ValueId pass_replay_variant(Replay *rp, const PassLayers *ly, uint32_t from, const bool *run, bool keep_map);
 /* Swaps the new ops and values into the entry (commit), or drops them. */
 void pass_replay_end(Replay *rp, bool commit);
 

@@ -32,18 +32,6 @@ opt(const PolicyStmt *s, const char *key)
 	return NULL;
 }
 
-/* `rel` against the directory of `base` (a source file) when relative. */
-static char *
-resolve(Arena *a, const char *base, const char *rel)
-{
-	if (!rel || rel[0] == '/' || !base || access(rel, R_OK) == 0)
-		return arena_strdup(a, rel);
-	char *b = xstrdup(base);
-	char *r = arena_printf(a, "%s/%s", dirname(b), rel);
-	free(b);
-	return r;
-}
-
 bool
 prune_need_data(Module *m, Diag *d, Loc loc)
 {
@@ -56,7 +44,7 @@ prune_need_data(Module *m, Diag *d, Loc loc)
 		diag_error(d, loc, "pruning scores need the model's weights, but no weights file is given");
 		return false;
 	}
-	const char *path = resolve(&m->arena, loc.file, m->weights_path);
+	const char *path = pass_resolve_path(&m->arena, loc.file, m->weights_path);
 	return ir_load_params(m, path, d);
 }
 
@@ -190,7 +178,7 @@ read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)
 	if ((o = opt(s, "tokens")))
 		ps->ntokens = (int64_t)o->val.num;
 	if ((o = opt(s, "calibrate")))
-		ps->calib = resolve(&m->arena, o->loc.file ? o->loc.file : s->loc.file, o->val.str);
+		ps->calib = pass_resolve_path(&m->arena, o->loc.file ? o->loc.file : s->loc.file, o->val.str);
 	return true;
 }
 
