@@ -173,9 +173,8 @@ cg_lower_control(Cg *g, uint32_t opi)
 		lower_select(g, op);
 	else if (c == OP_KNOB_SET)
 		lower_knob_set(g, op);
-	else if (c == OP_STAT) /* the amount is per token: x the rows of this call */
-		cg_bump_counter(g, g->r->stat_off + 8 * (uint64_t)op->ia[0],
-		                LLVMBuildMul(g->b, g->nrows, cg_i64(g, op->ia[1]), ""));
+	else if (c == OP_STAT) /* the amount, once per call that runs it */
+		cg_bump_counter(g, g->r->stat_off + 8 * (uint64_t)op->ia[0], cg_i64(g, op->ia[1]));
 	else if (c != OP_PHI) /* a phi's buffer was filled at the end of each branch */
 		ELIDE_ICE("not a control-flow op");
 }

@@ -743,12 +743,12 @@ op_knob_set(Run *r)
 }
 
 static bool
-op_stat(Run *r, int64_t ntokens)
+op_stat(Run *r)
 {
 	int64_t k = r->op->ia[0];
 	if (k < 0 || k >= (int64_t)r->s->m->nstats)
 		return rerr(r, "stat slot %lld out of range", (long long)k);
-	r->s->stats.slots[k] += r->op->ia[1] * ntokens; /* the amount is per token (ops.def) */
+	r->s->stats.slots[k] += r->op->ia[1]; /* once per call that runs it (ops.def) */
 	return true;
 }
 
@@ -845,7 +845,7 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 	case OP_DECAY: return op_decay(r, o);
 	case OP_KNOB: return op_knob(r, o);
 	case OP_KV_WRITE: return op_kv_write(r);
-	case OP_STAT: return op_stat(r, ntokens);
+	case OP_STAT: return op_stat(r);
 	case OP_KNOB_SET: return op_knob_set(r);
 	/* the run loop carries these out itself */
 	case OP_SELECT:
