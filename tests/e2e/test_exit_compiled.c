@@ -73,7 +73,7 @@ Test(exit_compiled, neutral_settings_equal_compiled_dense)
 	static const char *const neutral[] = {
 		"exit at 1, 2, 3 head head measure margin threshold 1 kv propagate;",
 		"exit at 2 head head measure entropy threshold 0 kv propagate;",
-		"exit at 1, 3 head head measure state_cos threshold 0.985 kv propagate;",
+		"exit at 1, 3 head head measure state_cos threshold 1 kv propagate;",
 		"exit at 1, 2 head head measure maxprob threshold 1 decay 4 patience 3 kv propagate;",
 	};
 	for (int kv = 2; kv <= 4; kv += 2) {
