@@ -1,6 +1,6 @@
 /* report.c - the summary of `make bench`: reads the JSON objects the benchmark
  * programs wrote into OUT_DIR (stream.json, blas.json, kernel-NAME.json,
- * model-NAME.json, prune-NAME.json), derives the comparisons -- generated kernels / OpenBLAS, decode
+ * model-NAME.json, policy-NAME.json), derives the comparisons -- generated kernels / OpenBLAS, decode
  * weight-read rate / measured bandwidth, prefill GFLOPS / OpenBLAS SGEMM at the same
  * shapes -- prints a table and writes everything into one results file.
  * Usage: bench_report OUT_DIR results.json */
@@ -109,14 +109,14 @@ list(const char *dir, const char *prefix, char **names, int max)
 	return n;
 }
 
-/* The pruning runs (prune-NAME.json): paired decode speed-up against the ratio of
- * weight bytes per token. */
+/* The policy runs (policy-NAME.json: pruning, early exit, schedules): paired decode
+ * speed-up against the ratio of weight bytes per token. */
 static void
-report_prune(const char *dir, cJSON *res)
+report_policies(const char *dir, cJSON *res)
 {
 	char *names[64];
-	int n = list(dir, "prune-", names, 64);
-	cJSON *arr = cJSON_AddArrayToObject(res, "prune");
+	int n = list(dir, "policy-", names, 64);
+	cJSON *arr = cJSON_AddArrayToObject(res, "policies");
 	for (int i = 0; i < n; i++) {
 		cJSON *p = load(dir, names[i]);
 		free(names[i]);
@@ -126,7 +126,7 @@ report_prune(const char *dir, cJSON *res)
 		printf("\n%s, %s: weight bytes per token %.0f -> %.0f (ratio %.2fx)\n",
 		       cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring,
 		       cJSON_GetObjectItemCaseSensitive(p, "policy")->valuestring,
-		       num(p, "dense_weight_bytes_per_token", NULL), num(p, "pruned_weight_bytes_per_token", NULL),
+		       num(p, "dense_weight_bytes_per_token", NULL), num(p, "variant_weight_bytes_per_token", NULL),
 		       num(p, "bytes_ratio", NULL));
 		for (int t = 1; t <= 2; t++) {
 			char key[4];
@@ -134,7 +134,7 @@ report_prune(const char *dir, cJSON *res)
 			const cJSON *o = cJSON_GetObjectItemCaseSensitive(th, key);
 			printf("  %d thread%s: decode %.1f -> %.1f tok/s, paired speed-up %.2fx = %.2f x the bytes ratio\n", t,
 			       t > 1 ? "s" : " ", num(o, "dense_decode_tokens_per_s", NULL),
-			       num(o, "pruned_decode_tokens_per_s", NULL), num(o, "paired_speedup", NULL),
+			       num(o, "variant_decode_tokens_per_s", NULL), num(o, "paired_speedup", NULL),
 			       num(o, "speedup_over_bytes_ratio", NULL));
 		}
 		cJSON_AddItemToArray(arr, p);
@@ -251,7 +251,7 @@ main(int argc, char **argv)
 		       " just before each decode run, same threads; of bw: median of the per-run ratios.  prefill GFLOPS:\n"
 		       " matrix-product FLOPs / time; blas: OpenBLAS doing the same products right after each\n"
 		       " prefill run, same threads; of blas: median of the per-run ratios)\n");
-	report_prune(dir, res);
+	report_policies(dir, res);
 	char *text = cJSON_Print(res);
 	FILE *f = fopen(argv[2], "w");
 	if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {

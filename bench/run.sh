@@ -35,6 +35,21 @@ shapes_of() {
 }
 SHAPES=()
 # weight bytes per decoded token of the step entry, as a compiler manifest counts them
+# bench_policy NAME TAG "POLICY TEXT" BYTES_FN: compiles model-NAME as `llamav` with the
+# policy, links it with the dense model into bench/policy.c, and writes
+# policy-NAME-TAG.json; BYTES_FN reads the variant's weight bytes per token from its
+# manifest.
+bench_policy() {
+	local name=$1 tag=$2 policy=$3 bytes_fn=$4 d="$OUT/model-$1"
+	echo "== $name with '$policy' against dense ($NDECODE decode steps, paired runs)"
+	sed -E 's/^model llama /model llamav /; s/ for llama / for llamav /' "$d/llama.elide" >"$d/llamav.elide"
+	printf '\npolicy v for llamav {\n  %s\n}\n' "$policy" >>"$d/llamav.elide"
+	"$ELIDE" compile "$d/llamav.elide" --policy v -w "$d/llama.safetensors" -o "$d/out"
+	"$CC" -std=c17 -O2 -D_GNU_SOURCE -DVARIANT=llamav -DVARIANT_HEADER='"llamav.h"' -I"$ROOT" -I"$d/out" \
+		"$ROOT/bench/policy.c" "$d/out/llama.o" "$d/out/llamav.o" "$RTLIB" -lpthread -lm -o "$d/bench_policy"
+	"$d/bench_policy" "$name" "$policy" "$d/out/llama.weights" "$d/out/llamav.weights" "$NDECODE" \
+		"$(bpt_of "$d/out/llama.json")" "$($bytes_fn "$d/out/llamav.json")" "$OUT/policy-$name-$tag.json"
+}
 bpt_of() {
 	tr -d ' \t\n' <"$1" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' | grep -o '[0-9.e+]*$'
 }
@@ -111,22 +126,13 @@ EOK
 		"$dir/bench_model" "$name" "$dir/out/llama.weights" "$NDECODE" "$NPREFILL" "${bpt:-0}" "$OUT/model-$name.json"
 	done
 
-	# structured pruning (issue 6): the largest shape again, as model `llamahalf` with the
-	# policy below, decoded in the same process as the dense model, in alternation
+	# policies against dense on the largest shape: the variant is model `llamav`, compiled
+	# with the policy and decoded in the same process as the dense model, in alternation
 	read -r name dim layers heads kvh ffn vocab ctx <<<"${MODELS[-1]}"
 	dir="$OUT/model-$name"
-	prune="prune ffn_neuron keep 0.5 score l2;"
-	echo "== $name with '$prune' against dense ($NDECODE decode steps, paired runs)"
-	sed -E 's/^model llama /model llamahalf /; s/ for llama / for llamahalf /' "$dir/llama.elide" >"$dir/llamahalf.elide"
-	printf '\npolicy half for llamahalf {\n  %s\n}\n' "$prune" >>"$dir/llamahalf.elide"
 	"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
-	"$ELIDE" compile "$dir/llamahalf.elide" --policy half -w "$dir/llama.safetensors" -o "$dir/out"
+	bench_policy "$name" prune "prune ffn_neuron keep 0.5 score l2;" bpt_of
 	rm -f "$dir/llama.safetensors"
-	"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/prune.c" "$dir/out/llama.o" \
-		"$dir/out/llamahalf.o" "$RTLIB" -lpthread -lm -o "$dir/bench_prune"
-	"$dir/bench_prune" "$name" "$prune" "$dir/out/llama.weights" "$dir/out/llamahalf.weights" "$NDECODE" \
-		"$(bpt_of "$dir/out/llama.json")" "$(bpt_of "$dir/out/llamahalf.json")" "$OUT/prune-$name.json"
 fi
-
 echo "== summary"
 "$BUILD/bench/bench_report" "$OUT" "$ROOT/bench/results.json"

@@ -92,6 +92,9 @@ typedef struct CgPlan {
 } CgPlan;
 
 void cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p);
+/* Per op, the op that opens its innermost branch ('if' or 'else'), UINT32_MAX at the
+ * top level: fusion stays within one branch. */
+void cg_branch_scopes(const Func *f, uint32_t *scope);
 void cg_plan_free(CgPlan *p);
 /* Rows of a value (the dynamic length T when dyn0) and its last-axis extent. */
 int64_t cg_static_rows(Type t);
@@ -112,12 +115,21 @@ typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: ou
 	double bytes;             /* weight bytes read per token */
 } CgLayerCost;
 
+typedef struct CgPath {      /* manifest figures of one path through an entry, ending in a 'ret' */
+	uint32_t ret;             /* op index of the 'ret' */
+	int32_t site;             /* exit site (ia[0] of the innermost enclosing 'if' that has one), 0: none */
+	int64_t layers;           /* layers run on the path (the ret's ia[0], or all the model's) */
+	double flops;             /* per token */
+	double bytes;             /* weight bytes read per token */
+} CgPath;
+
 typedef struct CgEntry {
 	const char *name;
 	FuncKind kind;
 	uint64_t arena;           /* bytes its plan needs */
-	double flops, bytes;      /* per token */
-	CgLayerCost *layers; uint32_t nlayers;
+	double flops, bytes;      /* per token, on the full path (the one ending in the last 'ret') */
+	CgLayerCost *layers; uint32_t nlayers; /* per layer region, on the full path */
+	CgPath *paths; uint32_t npaths; /* every path that ends in a 'ret', in op order */
 } CgEntry;
 
 typedef struct CgResult {
@@ -129,6 +141,9 @@ typedef struct CgResult {
 	uint64_t model_hash;      /* hash of the model, shapes, layouts: checked against the blob */
 	uint64_t abi_hash;        /* hash of the generated API */
 	uint64_t arena_size, state_size, ctx_size, weights_size; /* weights_size: whole blob */
+	uint64_t knob_off;        /* context offset of the knobs: [Module.nknobs] doubles */
+	uint64_t stat_off;        /* context offset of the stat slots: [Module.nstats] u64 */
+	uint64_t arena_off;       /* context offset of the arena (64-aligned); the state follows it */
 	uint64_t *state_off;      /* [nstates] byte offset of each cache in the state region */
 	CgEntry *entries; uint32_t nentries;
 	uint8_t *blob; size_t blob_size;
@@ -146,7 +161,7 @@ enum {
 	CG_CTX_STATS = 64,     /* CG_NSTATS u64 counters */
 	CG_NSTATS = 4,         /* calls, tokens, layers run, weight loads */
 	CG_CTX_MAPPING = 96,   /* elide_mapping (24 bytes) of a blob file, unmapped by destroy */
-	CG_CTX_HDR = 128,      /* arena starts here (64-aligned) */
+	CG_CTX_HDR = 128,      /* the knobs, then the stat slots, then the arena (64-aligned) */
 };
 #define CG_CTX_MAGIC_VALUE 0x454c494445435458ull /* "ELIDECTX" */
 
@@ -160,6 +175,12 @@ typedef struct CgLoop {
 	LLVMBasicBlockRef pre, head, body, exit;
 	LLVMValueRef iv, step;
 } CgLoop;
+
+typedef struct CgBranch {     /* an open region of the entry being lowered (control.c) */
+	uint32_t open;               /* op index of its 'if' */
+	LLVMBasicBlockRef other;     /* the second branch: the 'else' ops, or just the copies of the phis' operand 1 */
+	LLVMBasicBlockRef join;      /* after 'end': both branches meet */
+} CgBranch;
 
 typedef struct Cg {
 	CgResult *r;
@@ -181,6 +202,9 @@ typedef struct Cg {
 	LLVMBasicBlockRef fail;      /* returns the status in `failst` */
 	LLVMValueRef failst;         /* i32 alloca */
 	int64_t rope_len;            /* positions of the rope tables */
+	uint32_t *partner;           /* [f->nops] region matching (ir_match_regions) */
+	CgBranch *branches;        /* [f->nops] stack of open regions (control.c) */
+	uint32_t nbranches;
 	bool fuse;                   /* CgOptions.fuse */
 	Diag *d;                     /* where unsupported ops are reported */
 } Cg;
@@ -221,8 +245,23 @@ void cg_pfor(Cg *g, LLVMValueRef task, LLVMValueRef n);
 
 /* kernels.c: linear (GEMV for one row, register-tiled GEMM otherwise) */
 void cg_lower_linear(Cg *g, uint32_t opi);
+/* lower.c: gives back the context's busy flag before an entry returns */
+void cg_release_busy(Cg *g);
 /* ops.c: every other op */
 void cg_lower_op(Cg *g, uint32_t opi);
+/* ops.c: copies rows [rows x kv width] of k and v into cache `state` at positions pos..
+ * (pos an i64); *K and *V (may be NULL) receive the cache's base pointers. */
+void cg_cache_write(Cg *g, int64_t state, LLVMValueRef k, LLVMValueRef v, LLVMValueRef rows, LLVMValueRef pos,
+                    LLVMValueRef *K, LLVMValueRef *V);
+/* control.c: if, else, end, phi, ret, select, stat (structured control flow as basic
+ * blocks, phi copies on the edges, returns with their statistics) */
+void cg_lower_control(Cg *g, uint32_t opi);
+/* Adds `by` (i64) to the u64 counter at context byte offset `off`. */
+void cg_bump_counter(Cg *g, uint64_t off, LLVMValueRef by);
+/* The run-time value of knob op `op`, converted to its type (f32 or i32). */
+LLVMValueRef cg_knob_value(Cg *g, const Op *op);
+/* predicates.c: cmp, and, or, not, margin, maxprob, entropy, cosine, decay */
+void cg_lower_predicate(Cg *g, uint32_t opi);
 /* values.c: values, weight regions and failure checks of the entry being lowered */
 LLVMValueRef cg_val_ptr(Cg *g, ValueId v);    /* buffer, argument array or weights */
 LLVMValueRef cg_val_scalar(Cg *g, ValueId v); /* scalar argument, constant or loaded */
@@ -266,6 +305,9 @@ typedef struct CgOutFile {
  * exclusively in dir and never left behind). */
 bool cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfiles, char *err, size_t nerr);
 
+/* ---- cost.c: FLOPs and weight bytes per token of each entry, its paths and layers ---- */
+void cg_compute_costs(CgResult *r);
+
 /* ---- header.c / manifest.c ---- */
 char *cg_header_text(const CgResult *r);   /* malloc'ed */
 char *cg_manifest_text(const CgResult *r); /* malloc'ed */
@@ -288,6 +330,10 @@ void *cg_run_open(Module *m, char *err, size_t nerr);
 bool cg_run_call(void *run, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
                  float *out, char *err, size_t nerr);
 void cg_run_close(void *run);
+/* Sets knob `knob` (Module.knobs index) through the generated NAME_set_knob. */
+bool cg_run_set_knob(void *run, uint32_t knob, double v, char *err, size_t nerr);
+/* Calls, tokens and layers run (out3), and every stat slot (slots[Module.nstats]). */
+void cg_run_stats(void *run, int64_t *out3, int64_t *slots);
 /* The runtime functions generated code calls, for binding into a JIT. */
 uint32_t cg_runtime_syms(CgJitSym *syms, uint32_t cap);
 

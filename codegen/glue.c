@@ -1,11 +1,15 @@
 /* glue.c - the context API of the generated header, emitted as LLVM IR next to the
  * entries: NAME_init (caller memory), NAME_create / NAME_destroy (malloc), weight
  * loading from memory or a file with validation, NAME_reset, the parallel-for hook
- * and thread count, statistics.  Everything lives in the context; nothing global.
- * Context memory: CG_CTX_HDR bytes of fields (codegen.h), then the arena, then the
- * state (KV caches).  Only libc and the runtime (blob check, thread pool) are called. */
+ * and thread count, statistics and stat slots, run-time knobs.  Everything lives in
+ * the context; nothing global is mutable (names and knob ranges are constants).
+ * Context memory: CG_CTX_HDR bytes of fields (codegen.h), the knobs (doubles), the
+ * stat slots (u64), then the arena, then the state (KV caches).  Only libc and the
+ * runtime (blob check, thread pool) are called. */
 #include "codegen/codegen.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -15,7 +19,7 @@ typedef struct Glue {
 	LLVMContextRef c;
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;
-	LLVMTypeRef i8, i32, i64, ptr, voidt;
+	LLVMTypeRef i8, i32, i64, f64, ptr, voidt;
 	LLVMValueRef fn;
 } Glue;
 
@@ -189,6 +193,8 @@ emit_init_create(Glue *g, LLVMValueRef embedded)
 	       LLVMConstNull(g->ptr));
 	emit_memset(g, mem, size);
 	st(g, k64(g, CG_CTX_MAGIC_VALUE), mem);
+	for (uint32_t k = 0; k < g->r->m->nknobs; k++) /* the knobs' defaults */
+		st(g, LLVMConstReal(g->f64, g->r->m->knobs[k].dflt), at(g, mem, g->r->knob_off + 8 * k));
 	if (embedded) {
 		/* the blob was checked when it was built: its payload follows the header */
 		st(g, at(g, embedded, ELIDE_BLOB_HEADER_SIZE), at(g, mem, CG_CTX_WEIGHTS));
@@ -226,13 +232,18 @@ emit_destroy_reset(Glue *g)
 	call(g, "free", g->voidt, p1, &owned, 1);
 	LLVMBuildRetVoid(g->b);
 
-	/* int NAME_reset(NAME_ctx *): clears the state (KV caches) */
+	/* int NAME_reset(NAME_ctx *): clears the state (KV caches) and the statistics of
+	 * the calls (calls, tokens, layers run, the stat slots); the knobs and the count
+	 * of weight loads stay */
 	LLVMValueRef reset = begin(g, "reset", g->i32, p1, 1);
 	ctx = LLVMGetParam(reset, 0);
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	ret_if(g, take_busy(g, ctx), k32(g, ELIDE_ERR_BUSY));
 	if (r->state_size)
-		emit_memset(g, at(g, ctx, CG_CTX_HDR + r->arena_size), r->state_size);
+		emit_memset(g, at(g, ctx, r->arena_off + r->arena_size), r->state_size);
+	LLVMBuildMemSet(g->b, at(g, ctx, CG_CTX_STATS), LLVMConstInt(g->i8, 0, 0), k64(g, 8 * 3), 8);
+	if (r->m->nstats) /* 8-aligned, not 64 */
+		LLVMBuildMemSet(g->b, at(g, ctx, r->stat_off), LLVMConstInt(g->i8, 0, 0), k64(g, 8 * (uint64_t)r->m->nstats), 8);
 	give_busy(g, ctx);
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 }
@@ -355,6 +366,138 @@ emit_info(Glue *g)
 	LLVMBuildRet(g->b, k64(g, g->r->abi_hash));
 }
 
+/* A private constant C string. */
+static LLVMValueRef
+cstr(Glue *g, const char *s)
+{
+	LLVMValueRef init = LLVMConstStringInContext2(g->c, s, strlen(s), 0);
+	LLVMValueRef gv = LLVMAddGlobal(g->mod, LLVMTypeOf(init), "name");
+	LLVMSetInitializer(gv, init);
+	LLVMSetGlobalConstant(gv, 1);
+	LLVMSetLinkage(gv, LLVMPrivateLinkage);
+	LLVMSetUnnamedAddr(gv, 1);
+	return gv;
+}
+
+/* A private constant array of n values of type t. */
+static LLVMValueRef
+const_array(Glue *g, LLVMTypeRef t, LLVMValueRef *vals, uint32_t n, const char *name)
+{
+	LLVMValueRef init = LLVMConstArray2(t, vals, n);
+	LLVMValueRef gv = LLVMAddGlobal(g->mod, LLVMTypeOf(init), name);
+	LLVMSetInitializer(gv, init);
+	LLVMSetGlobalConstant(gv, 1);
+	LLVMSetLinkage(gv, LLVMPrivateLinkage);
+	return gv;
+}
+
+/* const char *NAME_<suffix>(int i): names[i], NULL outside [0, n). */
+static void
+emit_name_fn(Glue *g, const char *suffix, const char *const *names, uint32_t n)
+{
+	LLVMTypeRef pi[1] = { g->i32 };
+	LLVMValueRef fn = begin(g, suffix, g->ptr, pi, 1);
+	LLVMValueRef i = LLVMGetParam(fn, 0);
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, i, k32(g, (int)n), ""), LLVMConstNull(g->ptr));
+	LLVMValueRef *v = xcalloc(n + 1, sizeof *v);
+	for (uint32_t k = 0; k < n; k++)
+		v[k] = cstr(g, names[k]);
+	LLVMValueRef tab = const_array(g, g->ptr, v, n, "names");
+	free(v);
+	LLVMValueRef idx = LLVMBuildZExt(g->b, i, g->i64, "");
+	LLVMBuildRet(g->b, ld(g, g->ptr, LLVMBuildInBoundsGEP2(g->b, g->ptr, tab, &idx, 1, "")));
+}
+
+/* NAME_set_knob, NAME_get_knob, NAME_knob_name. */
+static void
+emit_knobs(Glue *g)
+{
+	const Module *m = g->r->m;
+	uint32_t n = m->nknobs;
+	LLVMValueRef ctx;
+	/* int NAME_set_knob(NAME_ctx *, int knob, double v): ELIDE_ERR_ARG for an unknown
+	 * knob, a value outside [min, max] (NaN included), or a fraction for an i32 knob */
+	LLVMTypeRef ps[3] = { g->ptr, g->i32, g->f64 };
+	LLVMValueRef sk = begin(g, "set_knob", g->i32, ps, 3);
+	ctx = LLVMGetParam(sk, 0);
+	LLVMValueRef k = LLVMGetParam(sk, 1), v = LLVMGetParam(sk, 2);
+	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, k, k32(g, (int)n), ""), k32(g, ELIDE_ERR_ARG));
+	if (n) {
+		LLVMValueRef *lo = xcalloc(n, sizeof *lo), *hi = xcalloc(n, sizeof *hi), *in = xcalloc(n, sizeof *in);
+		for (uint32_t j = 0; j < n; j++) {
+			lo[j] = LLVMConstReal(g->f64, m->knobs[j].lo);
+			hi[j] = LLVMConstReal(g->f64, m->knobs[j].hi);
+			in[j] = k32(g, m->knobs[j].dtype == DT_I32);
+		}
+		LLVMValueRef tlo = const_array(g, g->f64, lo, n, "knob.min"), thi = const_array(g, g->f64, hi, n, "knob.max");
+		LLVMValueRef tin = const_array(g, g->i32, in, n, "knob.int");
+		free(lo);
+		free(hi);
+		free(in);
+		LLVMValueRef idx = LLVMBuildZExt(g->b, k, g->i64, "");
+		LLVMValueRef vlo = ld(g, g->f64, LLVMBuildInBoundsGEP2(g->b, g->f64, tlo, &idx, 1, ""));
+		LLVMValueRef vhi = ld(g, g->f64, LLVMBuildInBoundsGEP2(g->b, g->f64, thi, &idx, 1, ""));
+		LLVMValueRef isint = ld(g, g->i32, LLVMBuildInBoundsGEP2(g->b, g->i32, tin, &idx, 1, ""));
+		LLVMValueRef inside = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOGE, v, vlo, ""),
+		                                   LLVMBuildFCmp(g->b, LLVMRealOLE, v, vhi, ""), "");
+		ret_if(g, LLVMBuildNot(g->b, inside, ""), k32(g, ELIDE_ERR_ARG));
+		unsigned id = LLVMLookupIntrinsicID("llvm.trunc", 10);
+		LLVMTypeRef ovl[1] = { g->f64 };
+		LLVMValueRef tf = LLVMGetIntrinsicDeclaration(g->mod, id, ovl, 1);
+		LLVMValueRef tv = LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, ovl, 1), tf, &v, 1, "");
+		LLVMValueRef frac = LLVMBuildFCmp(g->b, LLVMRealUNE, tv, v, "");
+		ret_if(g, LLVMBuildAnd(g->b, frac, LLVMBuildICmp(g->b, LLVMIntNE, isint, k32(g, 0), ""), ""),
+		       k32(g, ELIDE_ERR_ARG));
+		LLVMValueRef off = LLVMBuildAdd(g->b, k64(g, g->r->knob_off), LLVMBuildMul(g->b, idx, k64(g, 8), ""), "");
+		st(g, v, LLVMBuildInBoundsGEP2(g->b, g->i8, ctx, &off, 1, ""));
+		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
+	} else {
+		LLVMBuildRet(g->b, k32(g, ELIDE_ERR_ARG));
+	}
+
+	/* double NAME_get_knob(const NAME_ctx *, int knob): NaN for an unknown knob */
+	LLVMTypeRef pg[2] = { g->ptr, g->i32 };
+	LLVMValueRef gk = begin(g, "get_knob", g->f64, pg, 2);
+	ctx = LLVMGetParam(gk, 0);
+	k = LLVMGetParam(gk, 1);
+	LLVMValueRef nan = LLVMConstReal(g->f64, NAN);
+	ret_if(g, bad_ctx(g, ctx), nan);
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, k, k32(g, (int)n), ""), nan);
+	LLVMValueRef off = LLVMBuildAdd(g->b, k64(g, g->r->knob_off),
+	                                LLVMBuildMul(g->b, LLVMBuildZExt(g->b, k, g->i64, ""), k64(g, 8), ""), "");
+	LLVMBuildRet(g->b, ld(g, g->f64, LLVMBuildInBoundsGEP2(g->b, g->i8, ctx, &off, 1, "")));
+
+	const char **names = xcalloc(n + 1, sizeof *names);
+	for (uint32_t j = 0; j < n; j++)
+		names[j] = m->knobs[j].name;
+	emit_name_fn(g, "knob_name", names, n);
+	free(names);
+}
+
+/* NAME_stat and NAME_stat_name. */
+static void
+emit_stat_slots(Glue *g)
+{
+	const Module *m = g->r->m;
+	uint32_t n = m->nstats;
+	/* int64_t NAME_stat(const NAME_ctx *, int slot): -1 for an unknown slot */
+	LLVMTypeRef pg[2] = { g->ptr, g->i32 };
+	LLVMValueRef fn = begin(g, "stat", g->i64, pg, 2);
+	LLVMValueRef ctx = LLVMGetParam(fn, 0), k = LLVMGetParam(fn, 1);
+	ret_if(g, bad_ctx(g, ctx), k64(g, (uint64_t)-1));
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, k, k32(g, (int)n), ""), k64(g, (uint64_t)-1));
+	LLVMValueRef off = LLVMBuildAdd(g->b, k64(g, g->r->stat_off),
+	                                LLVMBuildMul(g->b, LLVMBuildZExt(g->b, k, g->i64, ""), k64(g, 8), ""), "");
+	LLVMBuildRet(g->b, ld(g, g->i64, LLVMBuildInBoundsGEP2(g->b, g->i8, ctx, &off, 1, "")));
+
+	const char **names = xcalloc(n + 1, sizeof *names);
+	for (uint32_t j = 0; j < n; j++)
+		names[j] = m->stats[j].name;
+	emit_name_fn(g, "stat_name", names, n);
+	free(names);
+}
+
 void
 cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 {
@@ -363,6 +506,7 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	g->i8 = LLVMInt8TypeInContext(g->c);
 	g->i32 = LLVMInt32TypeInContext(g->c);
 	g->i64 = LLVMInt64TypeInContext(g->c);
+	g->f64 = LLVMDoubleTypeInContext(g->c);
 	g->ptr = LLVMPointerTypeInContext(g->c, 0);
 	g->voidt = LLVMVoidTypeInContext(g->c);
 	emit_init_create(g, embedded);
@@ -370,4 +514,6 @@ cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded)
 	emit_loaders(g);
 	emit_threads(g);
 	emit_info(g);
+	emit_knobs(g);
+	emit_stat_slots(g);
 }

@@ -1,8 +1,8 @@
 /* header.c - the generated C header: plain C17, every symbol prefixed with the model
  * name, an ABI hash, size and alignment macros of every region (context, arena,
  * state, weights) so a product can place them statically, status codes (the
- * runtime's values and messages), the opaque
- * context and its functions, and one function per entry. */
+ * runtime's values and messages), the opaque context and its functions, the
+ * run-time knobs and stat slots (enums, names), and one function per entry. */
 #include "codegen/codegen.h"
 
 #include <ctype.h>
@@ -24,7 +24,71 @@ static bool
 reserved_name(const char *s)
 {
 	return ends_with(s, "_SIZE") || ends_with(s, "_ALIGN") || ends_with(s, "_OUT") || ends_with(s, "_HASH")
-	    || strncmp(s, "ERR_", 4) == 0 || strcmp(s, "OK") == 0 || strcmp(s, "GENERATED_H") == 0;
+	    || strncmp(s, "ERR_", 4) == 0 || strcmp(s, "OK") == 0 || strcmp(s, "GENERATED_H") == 0
+	    || strncmp(s, "KNOB_", 5) == 0 || strncmp(s, "STAT_", 5) == 0 || strcmp(s, "NKNOBS") == 0
+	    || strcmp(s, "NSTATS") == 0;
+}
+
+/* NAME_<KIND>_<NAME>: the name upper-cased, every other character '_'; a name that
+ * another one already took gets its index appended. */
+static void
+enum_name(StrBuf *b, const char *up, const char *kind, const char *const *names, uint32_t i)
+{
+	char mine[160], other[160];
+	size_t k;
+	for (k = 0; names[i][k] && k + 1 < sizeof mine; k++)
+		mine[k] = isalnum((unsigned char)names[i][k]) ? (char)toupper((unsigned char)names[i][k]) : '_';
+	mine[k] = 0;
+	bool clash = false;
+	for (uint32_t j = 0; j < i && !clash; j++) {
+		for (k = 0; names[j][k] && k + 1 < sizeof other; k++)
+			other[k] = isalnum((unsigned char)names[j][k]) ? (char)toupper((unsigned char)names[j][k]) : '_';
+		other[k] = 0;
+		clash = strcmp(mine, other) == 0;
+	}
+	if (clash)
+		sb_printf(b, "%s_%s_%s_%u", up, kind, mine, i);
+	else
+		sb_printf(b, "%s_%s_%s", up, kind, mine);
+}
+
+/* The knob and stat-slot enums and their functions. */
+static void
+emit_knobs_stats(StrBuf *b, const Module *m, const char *n, const char *up)
+{
+	const char **names = xcalloc(m->nknobs + m->nstats + 1, sizeof *names);
+	sb_printf(b, "\n/* run-time knobs: policy settings a context can change without recompiling */\n");
+	sb_printf(b, "enum {\n");
+	for (uint32_t k = 0; k < m->nknobs; k++) {
+		const Knob *kn = &m->knobs[k];
+		names[k] = kn->name;
+		sb_printf(b, "\t");
+		enum_name(b, up, "KNOB", names, k);
+		sb_printf(b, " = %u, /* '%s' %s, default %.17g, range [%.17g, %.17g] */\n", k, kn->name,
+		          ir_dtype_name(kn->dtype), kn->dflt, kn->lo, kn->hi);
+	}
+	sb_printf(b, "\t%s_NKNOBS = %u\n};\n", up, m->nknobs);
+	sb_printf(b, "/* Sets a knob (the default is set at %s_create/%s_init; %s_reset keeps the setting):\n"
+	             " * %s_ERR_ARG for an unknown knob, a value outside its range, or a fraction for an i32 knob. */\n",
+	          n, n, n, up);
+	sb_printf(b, "int %s_set_knob(%s_ctx *ctx, int knob, double value);\n", n, n);
+	sb_printf(b, "/* The knob's value (NaN for an unknown knob); its name (NULL for an unknown knob). */\n");
+	sb_printf(b, "double %s_get_knob(const %s_ctx *ctx, int knob);\n", n, n);
+	sb_printf(b, "const char *%s_knob_name(int knob);\n", n);
+	sb_printf(b, "\n/* stat slots: counters the model's paths add to (exits per site, K/V-only layers, ...) */\n");
+	sb_printf(b, "enum {\n");
+	for (uint32_t k = 0; k < m->nstats; k++) {
+		names[k] = m->stats[k].name;
+		sb_printf(b, "\t");
+		enum_name(b, up, "STAT", names, k);
+		sb_printf(b, " = %u, /* '%s' */\n", k, m->stats[k].name);
+	}
+	sb_printf(b, "\t%s_NSTATS = %u\n};\n", up, m->nstats);
+	sb_printf(b, "/* A slot's count since creation or %s_reset (-1 for an unknown slot); its name (NULL\n"
+	             " * for an unknown slot). */\n", n);
+	sb_printf(b, "int64_t %s_stat(const %s_ctx *ctx, int slot);\n", n, n);
+	sb_printf(b, "const char *%s_stat_name(int slot);\n", n);
+	free(names);
 }
 
 char *
@@ -53,7 +117,7 @@ cg_header_text(const CgResult *r)
 	    (unsigned long long)r->abi_hash, n);
 	sb_printf(&b, "#define %s_MODEL_HASH 0x%016llxULL /* checked against the weight blob */\n", up,
 	    (unsigned long long)r->model_hash);
-	sb_printf(&b, "#define %s_CTX_SIZE %lluULL /* bytes of a context: fields, arena, state */\n", up,
+	sb_printf(&b, "#define %s_CTX_SIZE %lluULL /* bytes of a context: fields, knobs, stat slots, arena, state */\n", up,
 	    (unsigned long long)r->ctx_size);
 	sb_printf(&b, "#define %s_CTX_ALIGN 64\n", up);
 	sb_printf(&b, "#define %s_ARENA_SIZE %lluULL /* activations, planned by liveness (inside the context) */\n", up,
@@ -113,7 +177,9 @@ cg_header_text(const CgResult *r)
 	sb_printf(&b, "int %s_set_threads(%s_ctx *ctx, int n);\n", n, n);
 	sb_printf(&b, "/* Installs the caller's parallel-for (NULL: serial). */\n");
 	sb_printf(&b, "void %s_set_parallel_for(%s_ctx *ctx, %s_parallel_for_fn fn, void *pool);\n", n, n, n);
+	sb_printf(&b, "/* Statistics since creation or %s_reset (weight_loads: since creation). */\n", n);
 	sb_printf(&b, "void %s_get_stats(const %s_ctx *ctx, %s_stats *out);\n", n, n, n);
+	emit_knobs_stats(&b, m, n, up);
 	sb_printf(&b, "uint64_t %s_abi_hash(void);\n\n/* entries */\n", n);
 	for (uint32_t e = 0; e < m->nfuncs; e++) {
 		const Func *f = m->funcs[e];

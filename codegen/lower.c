@@ -1,13 +1,14 @@
-/* lower.c - one LLVM module per elide module: entry functions, cg_compile.
- * (LLVM helpers: llvm_util.c; values and failure checks of an entry: values.c.)
+/* lower.c - one LLVM module per elide module: LLVM helpers, entry functions, cg_compile.
  * Algorithm of cg_compile:
  *   1. Make the target machine; choose vector width, panel width and micro-kernel rows.
  *   2. Lay out the state region (K and V of every cache, 64-byte aligned).
  *   3. For every entry: plan fusion and arena offsets (plan.c), then emit
  *      `int NAME_ENTRY(ctx, args..., out)`: argument checks first (length, positions,
  *      token ids) so that a rejected call changes nothing, then one kernel call or
- *      inline loop per op in program order, then the statistics.
- *   4. The arena is the largest plan; the context is header + arena + state.
+ *      inline loop per op in program order; regions become basic blocks, and each
+ *      'ret' writes the result, counts the statistics and returns (control.c).
+ *   4. The arena is the largest plan; the context is header, knobs, stat slots,
+ *      arena, state.
  *   5. Weight regions are added as kernels ask for them; the blob is packed last.
  *   6. The context API (glue.c) completes the module.
  * Entries take the context first, then each argument (an i32 scalar, or a pointer
@@ -52,6 +53,10 @@ emit_checks(Cg *g)
 		if (op->code == OP_ATTENTION && op->ia[2] >= 0) {
 			const State *s = &g->m->states[op->ia[2]];
 			cg_fail_outside(g, cg_val_scalar(g, op->args[3]), cg_rows(g, t0), s->ctx, ELIDE_ERR_POS);
+		} else if (op->code == OP_KV_WRITE && cg_known_early(f, op->args[2])) {
+			/* on every path, taken or not: a call is rejected before anything is written */
+			const State *s = &g->m->states[op->ia[2]];
+			cg_fail_outside(g, cg_val_scalar(g, op->args[2]), cg_rows(g, t0), s->ctx, ELIDE_ERR_POS);
 		} else if (op->code == OP_ROPE) {
 			cg_fail_outside(g, cg_val_scalar(g, op->args[1]), cg_rows(g, t0), g->rope_len, ELIDE_ERR_POS);
 		} else if (op->code == OP_ROW && t0.dyn0) {
@@ -74,18 +79,12 @@ emit_checks(Cg *g)
 	}
 }
 
-static void
-bump_stat(Cg *g, int idx, LLVMValueRef by)
+/* Gives back the context's busy flag (a release store of 0): before every return of
+ * an entry that took it (the final and the early 'ret's, control.c, and failures). */
+void
+cg_release_busy(Cg *g)
 {
-	LLVMValueRef p = cg_gepb(g, g->ctx, CG_CTX_STATS + 8 * idx);
-	cg_store(g, LLVMBuildAdd(g->b, cg_load(g, g->i64, p, 8), by, ""), p, 8);
-}
-
-/* Gives back the context's busy flag (a release store of 0). */
-static void
-release_busy(Cg *g, LLVMValueRef busy)
-{
-	LLVMValueRef st = LLVMBuildStore(g->b, cg_i64(g, 0), busy);
+	LLVMValueRef st = LLVMBuildStore(g->b, cg_i64(g, 0), cg_gepb(g, g->ctx, CG_CTX_BUSY));
 	LLVMSetOrdering(st, LLVMAtomicOrderingRelease);
 	LLVMSetAlignment(st, 8);
 }
@@ -138,8 +137,8 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 	cg_fail_if(g, LLVMBuildIsNull(g->b, g->out, ""), ELIDE_ERR_ARG);
 	g->wts = cg_load(g, g->ptr, cg_gepb(g, g->ctx, CG_CTX_WEIGHTS), 8);
 	cg_fail_if(g, LLVMBuildIsNull(g->b, g->wts, ""), ELIDE_ERR_NO_WEIGHTS);
-	g->arena = cg_gepb(g, g->ctx, CG_CTX_HDR);
-	g->state = cg_gepb(g, g->ctx, CG_CTX_HDR + (int64_t)g->r->arena_size);
+	g->arena = cg_gepb(g, g->ctx, (int64_t)g->r->arena_off);
+	g->state = cg_gepb(g, g->ctx, (int64_t)(g->r->arena_off + g->r->arena_size));
 	unsigned pi = 1;
 	for (uint32_t i = 0; i < f->nargs; i++) {
 		Type t = f->args[i].type;
@@ -161,24 +160,32 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 		}
 	}
 	emit_checks(g);
+	g->partner = xmalloc((f->nops + 1) * sizeof *g->partner);
+	g->branches = xmalloc((f->nops + 1) * sizeof *g->branches);
+	g->nbranches = 0;
+	char rmsg[160];
+	if (!ir_match_regions(f, g->partner, rmsg, sizeof rmsg, NULL))
+		ELIDE_ICE("regions do not nest in a verified entry");
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
 		if (g->plan.fuse[i].skip || (ir_op_flags[op->code] & OPF_LEAF))
 			continue;
-		cg_lower_op(g, i);
+		cg_lower_op(g, i); /* every 'ret' returns (control.c) */
 	}
-	bump_stat(g, 0, cg_i64(g, 1));
-	bump_stat(g, 1, g->nrows);
-	bump_stat(g, 2, LLVMBuildMul(g->b, g->nrows, cg_i64(g, g->m->nlayers), ""));
-	release_busy(g, busy);
-	LLVMBuildRet(g->b, cg_i32c(g, ELIDE_OK));
+	/* every path ended in a 'ret' (the verifier's rule): what remains is unreachable */
+	cg_store(g, cg_i32c(g, ELIDE_ERR_ARG), g->failst, 4);
+	LLVMBuildBr(g->b, g->fail);
+	free(g->partner);
+	free(g->branches);
+	g->partner = NULL;
+	g->branches = NULL;
 	LLVMPositionBuilderAtEnd(g->b, g->fail);
 	LLVMBasicBlockRef rel = LLVMAppendBasicBlockInContext(g->c, g->fn, "release");
 	LLVMBasicBlockRef out = LLVMAppendBasicBlockInContext(g->c, g->fn, "out");
 	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntNE, cg_load(g, g->i8, held, 1), LLVMConstInt(g->i8, 0, 0), ""),
 	                rel, out);
 	LLVMPositionBuilderAtEnd(g->b, rel);
-	release_busy(g, cg_gepb(g, g->ctx, CG_CTX_BUSY)); /* `busy` need not dominate this block */
+	cg_release_busy(g);
 	LLVMBuildBr(g->b, out);
 	LLVMPositionBuilderAtEnd(g->b, out);
 	LLVMBuildRet(g->b, cg_load(g, g->i32, g->failst, 4));
@@ -263,38 +270,6 @@ model_hash(const CgResult *r)
 	return h;
 }
 
-static void
-compute_costs(CgResult *r)
-{
-	const Module *m = r->m;
-	for (uint32_t e = 0; e < m->nfuncs; e++) {
-		const Func *f = m->funcs[e];
-		CgEntry *ce = &r->entries[e];
-		ce->nlayers = (uint32_t)m->nlayers + 1;
-		ce->layers = xcalloc(ce->nlayers, sizeof *ce->layers);
-		for (uint32_t l = 0; l < ce->nlayers; l++)
-			ce->layers[l].layer = (int32_t)l - 1;
-		for (uint32_t i = 0; i < f->nops; i++) {
-			const Op *op = &f->ops[i];
-			int32_t l = op->layer >= 0 && op->layer < m->nlayers ? op->layer + 1 : 0;
-			double flops = 0, bytes = 0;
-			if (op->code == OP_LINEAR) {
-				Type w = f->vals[op->args[1]].type;
-				flops = 2.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
-				bytes = 4.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
-			} else if (op->code == OP_EMBED) {
-				bytes = 4.0 * (double)cg_cols(f->vals[op->args[0]].type);
-			} else if (ir_op_flags[op->code] & OPF_ELEMWISE) {
-				flops = (double)cg_cols(f->vals[op->dst].type);
-			}
-			ce->layers[l].flops += flops;
-			ce->layers[l].bytes += bytes;
-			ce->flops += flops;
-			ce->bytes += bytes;
-		}
-	}
-}
-
 CgResult *
 cg_compile(Module *m, const CgOptions *o, Diag *d)
 {
@@ -348,7 +323,10 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 		cg_plan_free(&p);
 	}
 	r->arena_size = (r->arena_size + 63) & ~(uint64_t)63;
-	r->ctx_size = CG_CTX_HDR + r->arena_size + r->state_size;
+	r->knob_off = CG_CTX_HDR;
+	r->stat_off = r->knob_off + 8 * (uint64_t)m->nknobs;
+	r->arena_off = (r->stat_off + 8 * (uint64_t)m->nstats + 63) & ~(uint64_t)63;
+	r->ctx_size = r->arena_off + r->arena_size + r->state_size;
 	r->nentries = m->nfuncs;
 	r->entries = xcalloc(m->nfuncs + 1, sizeof *r->entries);
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
@@ -360,7 +338,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 		cg_result_free(r);
 		return NULL;
 	}
-	compute_costs(r);
+	cg_compute_costs(r);
 	r->model_hash = model_hash(r);
 	r->blob = cg_blob_build(&r->weights, m, cg_target_nr(t), r->model_hash, &r->blob_size, err, sizeof err);
 	if (!r->blob) {
@@ -374,6 +352,10 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	                 (unsigned long long)r->ctx_size, (unsigned long long)r->arena_size,
 	                 (unsigned long long)r->state_size);
 	r->abi_hash = hash_bytes(buf, (size_t)n, 0);
+	for (uint32_t i = 0; i < m->nknobs; i++) /* knob and stat enums are part of the API */
+		r->abi_hash = hash_bytes(m->knobs[i].name, strlen(m->knobs[i].name) + 1, r->abi_hash);
+	for (uint32_t i = 0; i < m->nstats; i++)
+		r->abi_hash = hash_bytes(m->stats[i].name, strlen(m->stats[i].name) + 1, r->abi_hash ^ 0x5354);
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		const Func *f = m->funcs[i];
 		r->abi_hash = hash_bytes(f->name, strlen(f->name), r->abi_hash);
@@ -419,8 +401,10 @@ cg_result_free(CgResult *r)
 	if (r->llctx)
 		LLVMContextDispose(r->llctx);
 	cg_target_free(r->target);
-	for (uint32_t i = 0; i < r->nentries; i++)
+	for (uint32_t i = 0; i < r->nentries; i++) {
 		free(r->entries[i].layers);
+		free(r->entries[i].paths);
+	}
 	free(r->entries);
 	free(r->weights.regions);
 	free(r->state_off);

@@ -1,6 +1,8 @@
 /* manifest.c - NAME.json: what was compiled.  Target and kernel geometry, region
- * sizes, the weight regions (layout, offset, bytes), and per entry the ops, FLOPs and
- * weight bytes per token for every layer region. */
+ * sizes, the weight regions (layout, offset, bytes), the run-time knobs (name, dtype,
+ * default, range) and stat slots, and per entry the ops, FLOPs and weight bytes per
+ * token of the full path and of every layer region on it, and of every path that
+ * ends in a 'ret' with its exit site (0: none) and layers run (cost.c). */
 #include "codegen/codegen.h"
 
 #include <cjson/cJSON.h>
@@ -63,6 +65,21 @@ cg_manifest_text(const CgResult *r)
 		cJSON_AddNumberToObject(o, "bytes", (double)g->size);
 		cJSON_AddItemToArray(ws, o);
 	}
+	cJSON *ks = cJSON_AddArrayToObject(root, "knobs");
+	for (uint32_t i = 0; i < m->nknobs; i++) {
+		const Knob *k = &m->knobs[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", k->name);
+		cJSON_AddStringToObject(o, "dtype", ir_dtype_name(k->dtype));
+		cJSON_AddNumberToObject(o, "default", k->dflt);
+		cJSON *range = cJSON_AddArrayToObject(o, "range");
+		cJSON_AddItemToArray(range, cJSON_CreateNumber(k->lo));
+		cJSON_AddItemToArray(range, cJSON_CreateNumber(k->hi));
+		cJSON_AddItemToArray(ks, o);
+	}
+	cJSON *ss = cJSON_AddArrayToObject(root, "stats");
+	for (uint32_t i = 0; i < m->nstats; i++)
+		cJSON_AddItemToArray(ss, cJSON_CreateString(m->stats[i].name));
 	cJSON *es = cJSON_AddArrayToObject(root, "entries");
 	for (uint32_t e = 0; e < r->nentries; e++) {
 		const CgEntry *ce = &r->entries[e];
@@ -72,6 +89,17 @@ cg_manifest_text(const CgResult *r)
 		cJSON_AddNumberToObject(o, "arena", (double)ce->arena);
 		cJSON_AddNumberToObject(o, "flops_per_token", ce->flops);
 		cJSON_AddNumberToObject(o, "weight_bytes_per_token", ce->bytes);
+		cJSON *ps = cJSON_AddArrayToObject(o, "paths");
+		for (uint32_t k = 0; k < ce->npaths; k++) {
+			const CgPath *p = &ce->paths[k];
+			cJSON *po = cJSON_CreateObject();
+			cJSON_AddNumberToObject(po, "site", p->site);
+			cJSON_AddNumberToObject(po, "ret_op", p->ret);
+			cJSON_AddNumberToObject(po, "layers", (double)p->layers);
+			cJSON_AddNumberToObject(po, "flops_per_token", p->flops);
+			cJSON_AddNumberToObject(po, "weight_bytes_per_token", p->bytes);
+			cJSON_AddItemToArray(ps, po);
+		}
 		cJSON *ops = cJSON_AddArrayToObject(o, "ops");
 		for (uint32_t i = 0; i < f->nops; i++)
 			cJSON_AddItemToArray(ops, cJSON_CreateString(ir_op_names[f->ops[i].code]));

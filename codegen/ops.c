@@ -4,7 +4,9 @@
  * (exp, erf and tanh are polynomial IR, so they vectorise too).  Attention is a
  * task over (row, head) pairs and runs through the parallel-for hook: it first
  * writes the new keys and values into the cache at pos.., then for each query row
- * attends causally over cache[0 .. pos+t] (or over all rows without a cache). */
+ * attends causally over cache[0 .. pos+t] (or over all rows without a cache).
+ * kv_write shares that cache write.  Control flow, select and stat are in control.c,
+ * predicates and measures in predicates.c. */
 #include "codegen/codegen.h"
 
 #include <math.h>
@@ -209,6 +211,37 @@ lower_rope(Cg *g, const Op *op)
 	cg_loop_end(g, &lr);
 }
 
+void
+cg_cache_write(Cg *g, int64_t state, LLVMValueRef k, LLVMValueRef v, LLVMValueRef rows, LLVMValueRef pos,
+               LLVMValueRef *K, LLVMValueRef *V)
+{
+	const State *s = &g->m->states[state];
+	elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim);
+	LLVMValueRef kc = cg_gepb(g, g->state, (int64_t)g->r->state_off[state]);
+	LLVMValueRef vc = cg_gepb(g, g->state, (int64_t)(g->r->state_off[state] + kl.v_offset));
+	LLVMValueRef at = mul64(g, pos, (int64_t)kl.row_bytes);
+	LLVMValueRef nb = mul64(g, rows, (int64_t)kl.row_bytes);
+	copy_bytes(g, cg_gep(g, g->i8, kc, at), k, nb);
+	copy_bytes(g, cg_gep(g, g->i8, vc, at), v, nb);
+	if (K)
+		*K = kc;
+	if (V)
+		*V = vc;
+}
+
+/* kv_write: k and v rows into the cache at pos.. (no attention).  A position the
+ * entry's up-front checks could not see (one computed by the graph) is checked here. */
+static void
+lower_kv_write(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	LLVMValueRef rows = cg_rows(g, f->vals[op->args[0]].type);
+	if (!cg_known_early(f, op->args[2]))
+		cg_fail_outside(g, cg_val_scalar(g, op->args[2]), rows, g->m->states[op->ia[2]].ctx, ELIDE_ERR_POS);
+	LLVMValueRef pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[2]), g->i64, "");
+	cg_cache_write(g, op->ia[2], cg_val_ptr(g, op->args[0]), cg_val_ptr(g, op->args[1]), rows, pos, NULL, NULL);
+}
+
 /* Attention task over (row, head): slots 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos (-1: no
  * cache, attend all T rows).  Explicit vectors of vw lanes (the widest of the
  * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
@@ -310,16 +343,9 @@ lower_attention(Cg *g, const Op *op)
 	LLVMValueRef K, V, pos;
 	int64_t maxkeys;
 	if (op->ia[2] >= 0) {
-		const State *s = &g->m->states[op->ia[2]];
-		elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim);
-		K = cg_gepb(g, g->state, (int64_t)g->r->state_off[op->ia[2]]);
-		V = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + kl.v_offset));
 		pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
-		LLVMValueRef at = mul64(g, pos, (int64_t)kl.row_bytes);
-		LLVMValueRef nb = mul64(g, rows, (int64_t)kl.row_bytes);
-		copy_bytes(g, cg_gep(g, g->i8, K, at), cg_val_ptr(g, op->args[1]), nb);
-		copy_bytes(g, cg_gep(g, g->i8, V, at), cg_val_ptr(g, op->args[2]), nb);
-		maxkeys = s->ctx;
+		cg_cache_write(g, op->ia[2], cg_val_ptr(g, op->args[1]), cg_val_ptr(g, op->args[2]), rows, pos, &K, &V);
+		maxkeys = g->m->states[op->ia[2]].ctx;
 	} else {
 		K = cg_val_ptr(g, op->args[1]);
 		V = cg_val_ptr(g, op->args[2]);
@@ -477,18 +503,32 @@ cg_lower_op(Cg *g, uint32_t opi)
 		}
 		return;
 	}
-	case OP_RET: {
-		if (!op->nargs)
-			return;
-		Type rt = f->vals[op->args[0]].type;
-		if (rt.rank == 0) {
-			LLVMValueRef v = cg_val_scalar(g, op->args[0]);
-			cg_store(g, v, g->out, 4);
-			return;
-		}
-		copy_bytes(g, g->out, cg_val_ptr(g, op->args[0]), mul64(g, cg_rows(g, rt), cg_cols(rt) * 4));
+	case OP_KV_WRITE:
+		lower_kv_write(g, op);
 		return;
-	}
+	case OP_IF:
+	case OP_ELSE:
+	case OP_END:
+	case OP_PHI:
+	case OP_RET:
+	case OP_SELECT:
+	case OP_STAT:
+	case OP_KNOB_SET:
+		cg_lower_control(g, opi);
+		return;
+	case OP_CMP:
+	case OP_AND:
+	case OP_OR:
+	case OP_NOT:
+	case OP_MARGIN:
+	case OP_MAXPROB:
+	case OP_ENTROPY:
+	case OP_COSINE:
+	case OP_DECAY:
+		cg_lower_predicate(g, opi);
+		return;
+	case OP_KNOB:
+		return; /* a leaf: read where it is used (cg_val_scalar) */
 	case OP_LINEAR:
 		cg_lower_linear(g, opi);
 		return;

@@ -5,12 +5,21 @@
  *      mul with an operand defined before the linear (of the same shape, or one row
  *      broadcast to every row: a bias; params and arguments are always ready), that op
  *      too.  Folded ops are
- *      marked `skip`; the linear then defines the last folded op's value.
+ *      marked `skip`; the linear then defines the last folded op's value.  A folded op
+ *      is in the linear's branch (no fusion across if/else/end; a phi is never folded).
  *   2. Liveness: a buffer is live from the op that writes it to its last use.
  *   3. Offsets: values in definition order, first fit into the gaps left by buffers
  *      whose last use came strictly before (a kernel may read its inputs while it
  *      writes its output, so an input never shares with the output of its op).
- * Leaves (args, params, consts) and the operands of `ret` need no arena buffer. */
+ * Leaves (args, params, consts, knobs), the results of void ops (if, else, end,
+ * kv_write, stat) and `ret` need no arena buffer; a bool is one i32.
+ * Control flow keeps this linear order valid: a path runs a subsequence of the ops,
+ * plus, at the end of each branch, copies of the phis' operands into the phis'
+ * buffers (codegen/control.c).  Those copies write a phi's buffer before its op
+ * index, but nothing runs between them and the phi, and what they read or what is
+ * read later on that path is live at the phi (a phi operand's last use is its phi, a
+ * later phi's operands are live at an earlier phi; copies run in phi order), so no
+ * such value shares the phi's buffer.  tests/e2e/test_cg_plan.c replays every path. */
 #include "codegen/codegen.h"
 
 #include <stdlib.h>
@@ -38,16 +47,33 @@ is_unary_epilogue(Opcode c)
 	return ir_op_is_unary_elemwise(c);
 }
 
+void
+cg_branch_scopes(const Func *f, uint32_t *scope)
+{
+	uint32_t *stack = xmalloc((f->nops + 1) * sizeof *stack), depth = 0;
+	for (uint32_t i = 0; i < f->nops; i++) {
+		Opcode c = f->ops[i].code;
+		if ((c == OP_ELSE || c == OP_END) && depth)
+			depth--;
+		scope[i] = depth ? stack[depth - 1] : UINT32_MAX;
+		if (c == OP_IF || c == OP_ELSE)
+			stack[depth++] = i;
+	}
+	free(stack);
+}
+
 static void
 plan_fusion(const Func *f, CgPlan *p, const uint32_t *nuses, const uint32_t *user)
 {
+	uint32_t *scope = xmalloc((f->nops + 1) * sizeof *scope);
+	cg_branch_scopes(f, scope);
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
 		if (op->code != OP_LINEAR || p->fuse[i].skip)
 			continue;
 		ValueId cur = op->dst;
 		Type t = f->vals[cur].type;
-		if (nuses[cur] == 1) {
+		if (nuses[cur] == 1 && scope[user[cur]] == scope[i]) {
 			const Op *u = &f->ops[user[cur]];
 			if (is_unary_epilogue(u->code) && ir_type_eq(f->vals[u->dst].type, t)) {
 				p->fuse[i].unary = (int32_t)user[cur];
@@ -55,7 +81,7 @@ plan_fusion(const Func *f, CgPlan *p, const uint32_t *nuses, const uint32_t *use
 				cur = u->dst;
 			}
 		}
-		if (nuses[cur] == 1) {
+		if (nuses[cur] == 1 && scope[user[cur]] == scope[i]) {
 			const Op *u = &f->ops[user[cur]];
 			if ((u->code == OP_ADD || u->code == OP_SUB || u->code == OP_MUL) && u->nargs == 2
 			    && ir_type_eq(f->vals[u->dst].type, t)) {
@@ -76,6 +102,7 @@ plan_fusion(const Func *f, CgPlan *p, const uint32_t *nuses, const uint32_t *use
 		}
 		p->fuse[i].out = cur;
 	}
+	free(scope);
 }
 
 typedef struct Live {
@@ -116,7 +143,7 @@ cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p)
 	uint32_t nlive = 0;
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
-		if (p->fuse[i].skip || (ir_op_flags[op->code] & OPF_LEAF) || op->code == OP_RET)
+		if (p->fuse[i].skip || (ir_op_flags[op->code] & (OPF_LEAF | OPF_VOID)) || op->code == OP_RET)
 			continue;
 		ValueId v = p->fuse[i].out;
 		Type t = f->vals[v].type;

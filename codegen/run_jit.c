@@ -1,7 +1,8 @@
 /* run_jit.c - the JIT backend of `elide run`: compiles the module for the host
  * (default<O3>), links it in process through ORC (jit.c), makes a context with the
  * packed weights and calls entries by name through their NAME_ENTRY__call
- * trampolines.  ELIDE_THREADS sets the kernel threads (runtime pool).  The runtime
+ * trampolines, sets knobs and reads the statistics through the generated API.
+ * ELIDE_THREADS sets the kernel threads (runtime pool).  The runtime
  * functions the generated code calls are bound to the runtime linked into elide. */
 #include "codegen/codegen.h"
 
@@ -115,4 +116,32 @@ cg_run_close(void *p)
 	cg_jit_free(run->j);
 	cg_result_free(run->r);
 	free(run);
+}
+
+bool
+cg_run_set_knob(void *p, uint32_t knob, double v, char *err, size_t nerr)
+{
+	CgRun *run = p;
+	int (*set)(void *, int, double) = (int (*)(void *, int, double))cg_jit_lookup(run->j, "set_knob");
+	int st = set ? set(run->ctx, (int)knob, v) : ELIDE_ERR_ARG;
+	if (st != ELIDE_OK) {
+		snprintf(err, nerr, "cannot set knob %u to %g (status %d)", knob, v, st);
+		return false;
+	}
+	return true;
+}
+
+void
+cg_run_stats(void *p, int64_t *out3, int64_t *slots)
+{
+	CgRun *run = p;
+	void (*get)(const void *, uint64_t *) = (void (*)(const void *, uint64_t *))cg_jit_lookup(run->j, "get_stats");
+	int64_t (*stat)(const void *, int) = (int64_t(*)(const void *, int))cg_jit_lookup(run->j, "stat");
+	uint64_t st[4] = { 0, 0, 0, 0 };
+	if (get)
+		get(run->ctx, st);
+	for (int k = 0; k < 3; k++)
+		out3[k] = (int64_t)st[k];
+	for (uint32_t k = 0; k < run->m->nstats; k++)
+		slots[k] = stat ? stat(run->ctx, (int)k) : 0;
 }

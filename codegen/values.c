@@ -57,6 +57,12 @@ cg_val_ptr(Cg *g, ValueId v)
 		return g->argv[d->ia[0]];
 	if (d->code == OP_PARAM)
 		return cg_param_ptr(g, (uint32_t)d->ia[0], CG_ROWMAJOR);
+	if ((d->code == OP_KNOB || d->code == OP_CONST) && g->f->vals[v].type.rank == 0) {
+		/* a scalar leaf has no buffer: a stack slot holds it for ops that read memory */
+		LLVMValueRef slot = cg_alloca(g, g->i32, "leaf");
+		cg_store(g, cg_val_scalar(g, v), slot, 4);
+		return slot;
+	}
 	if (g->plan.offset[v] < 0)
 		ELIDE_ICE("value without a buffer");
 	return cg_gepb(g, g->arena, g->plan.offset[v]);
@@ -71,7 +77,9 @@ cg_val_scalar(Cg *g, ValueId v)
 		return g->argv[d->ia[0]];
 	if (d->code == OP_CONST)
 		return t.dtype == DT_F32 ? cg_f32c(g, d->fa[0]) : cg_i32c(g, (int32_t)d->ia[0]);
-	return cg_load(g, t.dtype == DT_F32 ? g->f32 : g->i32, cg_val_ptr(g, v), 4);
+	if (d->code == OP_KNOB)
+		return cg_knob_value(g, d);
+	return cg_load(g, t.dtype == DT_F32 ? g->f32 : g->i32, cg_val_ptr(g, v), 4); /* f32, i32, bool (i32) */
 }
 
 /* ---- failure checks ---- */

@@ -165,6 +165,7 @@ typedef struct Lower {
 	bool stop;                      /* too many errors or ops: unwind */
 	int64_t nops_left;
 	int64_t work_left;              /* loop iterations and inlined calls left (all entries) */
+	bool keep_fns;                  /* keep fns lowered alone as FN_HELPER (exit heads) */
 } Lower;
 
 /* decl.c */
@@ -190,6 +191,9 @@ ValueId lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, cons
                 const float *fa, Loc loc);
 
 /* ---- policy.c: policy statements -> typed ir Policy, with range checks ---- */
+
+/* Whether an 'exit' statement of p names fn as its head. */
+bool fe_policy_names_head(const Policy *p, const char *fn);
 
 /* What policy checks need to know about the model. */
 typedef struct FeModelInfo {

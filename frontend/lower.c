@@ -383,11 +383,20 @@ lower_entry(Lower *L, const Ast *e)
 	(void)rv;
 }
 
-/* Checks a fn that no entry calls (an exit head, say) by lowering it on its own
- * into a scratch function that is then dropped.  Fns with 'int' parameters are
- * only checked where they are called: their body depends on the value. */
+/* Whether lowering stayed free of errors since `before`. */
+static bool
+d_ok(Lower *L, int before)
+{
+	return L->d->nerrors == before && !L->stop;
+}
+
+/* Lowers a fn on its own into a function of its own: checks a fn that no entry calls,
+ * and, when the chosen policy has an exit statement (L->keep_fns), keeps the result as
+ * an FN_HELPER that the early-exit pass inlines as a head; otherwise it is dropped.
+ * Fns with 'int' parameters are only checked where they are called: their body
+ * depends on the value. */
 static void
-check_unused_fn(Lower *L, const Ast *fn)
+lower_fn_alone(Lower *L, const Ast *fn)
 {
 	Type ts[IR_MAX_OPERANDS];
 	uint32_t i = 0;
@@ -433,13 +442,17 @@ check_unused_fn(Lower *L, const Ast *fn)
 		snprintf(what, sizeof what, "the result of '%s'", fn->name);
 		lw_check_type(L, L->ret, rt, L->ret_loc, what);
 	}
-	/* drop the scratch function */
-	for (uint32_t v = 0; v < f->nvals; v++)
-		free(f->vals[v].uses);
-	free(f->ops);
-	free(f->vals);
-	L->m->nfuncs--;
 	L->f = NULL;
+	if (L->keep_fns && L->returned && d_ok(L, before)) {
+		f->kind = FN_HELPER;
+		f->rets = arena_alloc(&L->m->arena, sizeof *f->rets);
+		f->rets[0] = f->vals[L->ret].type;
+		f->nrets = 1;
+		ValueId r = L->ret;
+		ir_emit(L->m, f, OP_RET, f->rets[0], &r, 1, L->ret_loc);
+		return;
+	}
+	ir_remove_func(L->m, f);
 }
 
 /* ---- the module ---- */
@@ -459,9 +472,10 @@ count_regions(const Module *m)
 }
 
 static Module *
-lower_model(const Ast *model, Diag *d)
+lower_model(const Ast *model, bool keep_fns, Diag *d)
 {
-	Lower L = { .d = d, .model = model, .nlayers_decl = -1, .layer = -1, .work_left = 1 << 20 };
+	Lower L = { .d = d, .model = model, .nlayers_decl = -1, .layer = -1, .work_left = 1 << 20,
+	            .keep_fns = keep_fns };
 	L.m = ir_new_module(model->name);
 	/* 1. declarations */
 	lw_declare(&L, model);
@@ -480,8 +494,8 @@ lower_model(const Ast *model, Diag *d)
 	if (nentries == 0 && d->nerrors == 0)
 		diag_error(d, model->loc, "model '%s' has no entry", model->name);
 	for (uint32_t i = 0; i < L.nsyms && !diag_too_many(d) && !L.stop; i++)
-		if (L.syms[i].kind == SYM_FN && !L.syms[i].used)
-			check_unused_fn(&L, L.syms[i].decl);
+		if (L.syms[i].kind == SYM_FN && (!L.syms[i].used || keep_fns))
+			lower_fn_alone(&L, L.syms[i].decl);
 	L.m->nlayers = (int32_t)(L.nlayers_decl >= 0 ? L.nlayers_decl : count_regions(L.m));
 	for (uint32_t i = 0; i < L.nsyms; i++)
 		free(L.syms[i].slots);
@@ -490,6 +504,30 @@ lower_model(const Ast *model, Diag *d)
 	free(L.locals);
 	arena_free(&L.scratch);
 	return L.m;
+}
+
+/* Whether policy `name` of the file has an 'exit' statement (its heads are kept). */
+static bool
+policy_has_exit(const Ast *file, const char *name)
+{
+	for (const Ast *it = file->kids; name && it; it = it->next)
+		if (it->kind == AST_POLICY && strcmp(it->name, name) == 0)
+			for (const Ast *st = it->kids; st; st = st->next)
+				if (st->kind == AST_PSTMT && st->name && strcmp(st->name, "exit") == 0)
+					return true;
+	return false;
+}
+
+/* Keeps the helpers that the attached policy's exit statements name as heads. */
+static void
+drop_unused_helpers(Module *m)
+{
+	for (uint32_t i = m->nfuncs; i-- > 0;) {
+		Func *f = m->funcs[i];
+		if (f->kind != FN_HELPER || fe_policy_names_head(m->policy, f->name))
+			continue;
+		ir_remove_func(m, f);
+	}
 }
 
 Module *
@@ -511,7 +549,7 @@ fe_lower(const Ast *file, const char *policy, Diag *d)
 			diag_error(d, file->loc, "no model in the file");
 		return NULL;
 	}
-	Module *m = lower_model(model, d);
+	Module *m = lower_model(model, policy_has_exit(file, policy), d);
 	/* 3. policies: all are checked, the one asked for is attached */
 	FeModelInfo mi = { .name = model->name, .nlayers = m->nlayers, .model = model };
 	const Ast *chosen = NULL;
@@ -553,6 +591,7 @@ fe_lower(const Ast *file, const char *policy, Diag *d)
 		ir_free_module(m);
 		return NULL;
 	}
+	drop_unused_helpers(m);
 	return m;
 }
 

@@ -636,6 +636,15 @@ verb_skip(Ctx *c, FeStmt *s, const Ast *w)
 	}
 }
 
+bool
+fe_policy_names_head(const Policy *p, const char *fn)
+{
+	for (uint32_t i = 0; p && i < p->nstmts; i++)
+		if (p->stmts[i].verb == POL_EXIT && p->stmts[i].exit.head && strcmp(p->stmts[i].exit.head, fn) == 0)
+			return true;
+	return false;
+}
+
 /* 'exit' ('at' L, ... | 'head' FN | 'measure' M | 'threshold' T | 'decay' TAU |
  *         'patience' N | 'kv' propagate|none)* */
 static void

@@ -231,6 +231,40 @@ infer_concat(const Func *f, const Op *op, const char *nm, Type a, Type *out, cha
 	return true;
 }
 
+/* cmp: two operands of one type (or a scalar second operand), f32 or i32. */
+static bool
+infer_cmp(const char *nm, const Op *op, Type a, Type b, Type *out, char *err, size_t n)
+{
+	char s[96], s2[96];
+	if ((a.dtype != DT_F32 && a.dtype != DT_I32) || a.dtype != b.dtype || (!ir_type_eq(a, b) && b.rank != 0))
+		return fail(err, n, "%s: expected f32 or i32 operands of one type, saw %s and %s", nm, TS(a, s), TS(b, s2));
+	if (op->ia[0] < 0 || op->ia[0] > 5)
+		return fail(err, n, "%s: expected a predicate 0..5, saw %lld", nm, (long long)op->ia[0]);
+	*out = ir_type_scalar(DT_BOOL);
+	return true;
+}
+
+/* kv_write: k and v of one shape [.., kv_heads * head_dim] into a cache of that shape. */
+static bool
+infer_kv_write(const Module *m, const Func *f, const Op *op, const char *nm, Type *out, char *err, size_t n)
+{
+	char s[96], s2[96];
+	Type k = f->vals[op->args[0]].type, v = f->vals[op->args[1]].type, p = f->vals[op->args[2]].type;
+	if (k.dtype != DT_F32 || k.rank < 1 || k.rank > 2 || !ir_type_eq(k, v))
+		return fail(err, n, "%s: expected k and v f32 of one type, saw %s and %s", nm, TS(k, s), TS(v, s2));
+	if (p.dtype != DT_I32 || p.rank != 0)
+		return fail(err, n, "%s: expected position i32, saw %s", nm, TS(p, s));
+	if (!m || op->ia[2] < 0 || op->ia[2] >= m->nstates)
+		return fail(err, n, "%s: expected a state index below %u, saw %lld", nm, m ? m->nstates : 0,
+		            (long long)op->ia[2]);
+	const State *st = &m->states[op->ia[2]];
+	if (op->ia[1] != st->kv_heads || last(k) != st->kv_heads * st->head_dim)
+		return fail(err, n, "%s: expected rows of %lld x %lld for state '%s', saw %s with kv_heads %lld", nm,
+		            (long long)st->kv_heads, (long long)st->head_dim, st->name, TS(k, s), (long long)op->ia[1]);
+	*out = ir_type_scalar(DT_BOOL);
+	return true;
+}
+
 bool
 ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err, size_t nerr)
 {
@@ -330,6 +364,79 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 	case OP_RET:
 		if (op->nargs == 0)
 			*out = ir_type_scalar(DT_F32);
+		return true;
+	case OP_IF:
+		if (a.dtype != DT_BOOL || a.rank != 0)
+			return fail(err, nerr, "%s: expected a bool condition, saw %s", nm, TS(a, s));
+		*out = ir_type_scalar(DT_BOOL);
+		return true;
+	case OP_ELSE:
+	case OP_END:
+	case OP_STAT:
+		*out = ir_type_scalar(DT_BOOL);
+		return true;
+	case OP_PHI:
+		if (!ir_type_eq(a, b))
+			return fail(err, nerr, "%s: expected operands of one type, saw %s and %s", nm, TS(a, s), TS(b, s2));
+		return true;
+	case OP_CMP:
+		return infer_cmp(nm, op, a, b, out, err, nerr);
+	case OP_AND:
+	case OP_OR:
+	case OP_NOT:
+		for (uint32_t i = 0; i < op->nargs; i++)
+			if (f->vals[op->args[i]].type.dtype != DT_BOOL || f->vals[op->args[i]].type.rank != 0)
+				return fail(err, nerr, "%s: expected bool operands, saw %s", nm,
+				            TS(f->vals[op->args[i]].type, s));
+		return true;
+	case OP_SELECT: {
+		Type c = f->vals[op->args[2]].type;
+		if (a.dtype != DT_BOOL || a.rank != 0)
+			return fail(err, nerr, "%s: expected a bool condition, saw %s", nm, TS(a, s));
+		if (!ir_type_eq(b, c) || (b.dtype != DT_F32 && b.dtype != DT_I32))
+			return fail(err, nerr, "%s: expected two f32 or i32 operands of one type, saw %s and %s", nm,
+			            TS(b, s), TS(c, s2));
+		*out = b;
+		return true;
+	}
+	case OP_MARGIN:
+	case OP_MAXPROB:
+	case OP_ENTROPY:
+		if (a.dtype != DT_F32 || a.rank < 1 || a.rank > 2)
+			return fail(err, nerr, "%s: expected logits f32[N] or f32[T, N], saw %s", nm, TS(a, s));
+		*out = ir_type_scalar(DT_F32);
+		return true;
+	case OP_COSINE:
+		if (a.dtype != DT_F32 || a.rank < 1 || a.rank > 2 || !ir_type_eq(a, b))
+			return fail(err, nerr, "%s: expected two f32 states of one type, saw %s and %s", nm, TS(a, s),
+			            TS(b, s2));
+		*out = ir_type_scalar(DT_F32);
+		return true;
+	case OP_DECAY: {
+		Type c = f->vals[op->args[2]].type;
+		if (a.dtype != DT_F32 || a.rank || b.dtype != DT_F32 || b.rank || c.dtype != DT_I32 || c.rank)
+			return fail(err, nerr, "%s: expected (f32, f32, i32) scalars, saw %s, %s and %s", nm, TS(a, s),
+			            TS(b, s2), TS(c, (char[96]){ 0 }));
+		if (op->ia[0] < 1)
+			return fail(err, nerr, "%s: expected a length n >= 1, saw %lld", nm, (long long)op->ia[0]);
+		return true;
+	}
+	case OP_KNOB:
+		if (!m || op->ia[0] < 0 || op->ia[0] >= m->nknobs)
+			return fail(err, nerr, "%s: expected a knob index below %u, saw %lld", nm, m ? m->nknobs : 0,
+			            (long long)op->ia[0]);
+		*out = ir_type_scalar(m->knobs[op->ia[0]].dtype);
+		return true;
+	case OP_KV_WRITE:
+		return infer_kv_write(m, f, op, nm, out, err, nerr);
+	case OP_KNOB_SET:
+		if (!m || op->ia[0] < 0 || op->ia[0] >= m->nknobs)
+			return fail(err, nerr, "%s: expected a knob index below %u, saw %lld", nm, m ? m->nknobs : 0,
+			            (long long)op->ia[0]);
+		if (a.rank != 0 || a.dtype != m->knobs[op->ia[0]].dtype)
+			return fail(err, nerr, "%s: expected a %s scalar for knob '%s', saw %s", nm,
+			            ir_dtype_name(m->knobs[op->ia[0]].dtype), m->knobs[op->ia[0]].name, TS(a, s));
+		*out = ir_type_scalar(DT_BOOL);
 		return true;
 	default: /* OP_COUNT; the elementwise ops of one operand are handled above */
 		break;

@@ -153,6 +153,47 @@ eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, cons
 	ir_add_state(p->m, s);
 }
 
+void
+eir_knob(EirParser *p, const char *name, const char *dtype, const char *dflt, EirList *attrs, Loc loc)
+{
+	if (ir_find_knob(p->m, name) >= 0) {
+		diag_error(p->diag, loc, "knob '%s' is defined twice", name);
+		return;
+	}
+	int dt = ir_dtype_from_name(dtype);
+	if (dt != DT_F32 && dt != DT_I32) {
+		diag_error(p->diag, loc, "knob '%s': expected dtype f32 or i32, saw '%s'", name, dtype);
+		return;
+	}
+	Knob k = { .name = name, .dtype = (DType)dt, .dflt = strtod(dflt, NULL), .loc = loc };
+	bool seen[2] = { 0 };
+	for (uint32_t i = 0; i < attrs->n; i++) {
+		int s = strcmp(attrs->keys[i], "min") == 0 ? 0 : strcmp(attrs->keys[i], "max") == 0 ? 1 : -1;
+		if (s < 0 || seen[s] || attrs->items[i].kind == EO_SYM) {
+			diag_error(p->diag, attrs->items[i].loc, "knob '%s': expected 'min' and 'max' once each, saw '%s'",
+			           name, attrs->keys[i]);
+			return;
+		}
+		seen[s] = true;
+		*(s ? &k.hi : &k.lo) = strtod(attrs->items[i].text, NULL);
+	}
+	if (!seen[0] || !seen[1] || !(k.lo <= k.dflt && k.dflt <= k.hi)) {
+		diag_error(p->diag, loc, "knob '%s': expected 'min' <= default <= 'max'", name);
+		return;
+	}
+	ir_add_knob(p->m, k);
+}
+
+void
+eir_stat(EirParser *p, const char *name, Loc loc)
+{
+	if (ir_find_stat(p->m, name) >= 0) {
+		diag_error(p->diag, loc, "stat '%s' is defined twice", name);
+		return;
+	}
+	ir_add_stat(p->m, name, loc);
+}
+
 Type
 eir_type(EirParser *p, const char *dtype, Loc loc)
 {
@@ -433,13 +474,14 @@ leaf_operand(EirParser *p, Op *op, const EirList *args, Type t, Loc loc)
 	bool ok = args->n == 1;
 	if (ok && op->code == OP_ARG)
 		ok = a->kind == EO_INT;
-	else if (ok && op->code == OP_PARAM)
+	else if (ok && (op->code == OP_PARAM || op->code == OP_KNOB || op->code == OP_STAT))
 		ok = a->kind == EO_INT || a->kind == EO_SYM;
 	else if (ok)
 		ok = a->kind == EO_INT || (a->kind == EO_FLOAT && t.dtype != DT_I32);
 	if (!ok) {
-		static const char *const want[] = { [OP_ARG] = "an argument index", [OP_PARAM] = "a param name",
-			                             [OP_CONST] = "a number of the constant's dtype" };
+		static const char *const want[OP_COUNT] = { [OP_ARG] = "an argument index", [OP_PARAM] = "a param name",
+			                                     [OP_CONST] = "a number of the constant's dtype",
+			                                     [OP_KNOB] = "a knob name", [OP_STAT] = "a stat name" };
 		diag_error(p->diag, a ? a->loc : loc, "%s: expected %s, saw %s", nm, want[op->code],
 		           a ? (a->kind == EO_VALUE ? "a value" : a->text) : "nothing");
 		return false;
@@ -448,6 +490,13 @@ leaf_operand(EirParser *p, Op *op, const EirList *args, Type t, Loc loc)
 		int32_t k = (int32_t)strmap_get(&p->paramidx, a->text);
 		if (k < 0) {
 			diag_error(p->diag, a->loc, "param: expected a declared param, saw '@%s'", a->text);
+			return false;
+		}
+		op->ia[0] = k;
+	} else if ((op->code == OP_KNOB || op->code == OP_STAT) && a->kind == EO_SYM) {
+		int32_t k = op->code == OP_KNOB ? ir_find_knob(p->m, a->text) : ir_find_stat(p->m, a->text);
+		if (k < 0) {
+			diag_error(p->diag, a->loc, "%s: expected a declared %s, saw '@%s'", nm, nm, a->text);
 			return false;
 		}
 		op->ia[0] = k;
@@ -480,7 +529,7 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 			op->fa[s - 4] = strtof(a->text, NULL);
 		} else if (a->kind == EO_INT) {
 			op->ia[s] = eir_int(p, a->text, a->loc);
-		} else if (a->kind == EO_SYM && op->code == OP_ATTENTION && s == 2) {
+		} else if (a->kind == EO_SYM && (op->code == OP_ATTENTION || op->code == OP_KV_WRITE) && s == 2) {
 			uint32_t k = 0;
 			while (k < p->m->nstates && strcmp(p->m->states[k].name, a->text) != 0)
 				k++;
@@ -489,6 +538,13 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 				ok = false;
 			}
 			op->ia[2] = k;
+		} else if (a->kind == EO_SYM && op->code == OP_KNOB_SET && s == 0) {
+			int32_t k = ir_find_knob(p->m, a->text);
+			if (k < 0) {
+				diag_error(p->diag, a->loc, "%s: expected a declared knob, saw '@%s'", nm, a->text);
+				ok = false;
+			}
+			op->ia[0] = k;
 		} else {
 			diag_error(p->diag, a->loc, "%s: expected an integer for '%s', saw '%s'", nm, attrs->keys[i], a->text);
 			ok = false;
@@ -534,11 +590,18 @@ build_op(EirParser *p, const char *dst, Loc dloc, const char *name, Loc loc, Eir
 		diag_error(p->diag, loc, "expected an op name, saw '%s'", name);
 		return;
 	}
-	if (code == OP_RET && dst) {
-		diag_error(p->diag, dloc, "expected 'ret' on its own, saw it assigned to '%%%s'", dst);
+	bool novalue = code == OP_RET || (ir_op_flags[code] & OPF_VOID);
+	if (novalue && dst) {
+		diag_error(p->diag, dloc, "expected '%s' on its own, saw it assigned to '%%%s'", name, dst);
 		return;
 	}
-	bool leaf = code == OP_ARG || code == OP_PARAM || code == OP_CONST;
+	if (!novalue && !dst) {
+		diag_error(p->diag, loc, "%s: expected it assigned to a value ('%%x = %s ...')", name, name);
+		return;
+	}
+	if (ir_op_flags[code] & OPF_VOID)
+		t = ir_type_scalar(DT_BOOL);
+	bool leaf = code == OP_ARG || code == OP_PARAM || code == OP_CONST || code == OP_KNOB || code == OP_STAT;
 	if (!leaf && args->n > IR_MAX_OPERANDS) {
 		diag_error(p->diag, loc, "%s: expected at most %d operands, saw %u", name, IR_MAX_OPERANDS, args->n);
 		return;

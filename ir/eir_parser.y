@@ -51,11 +51,12 @@ static void eir_error(Loc *loc, void *scanner, EirParser *p, const char *msg);
 %token MODULE "'module'" LAYERS "'layers'" CONST "'const'" WEIGHTS "'weights'"
 %token NOTES "'notes'" PARAM "'param'" STATE "'state'" LAYER "'layer'" HASH "'hash'"
 %token POLICY "'policy'" ENTRY "'entry'" RET "'ret'"
+%token KNOB "'knob'" STAT "'stat'" IF "'if'" ELSE "'else'" END "'end'"
 %token <str> IDENT "identifier" VALNAME "value name" SYM "symbol" STRING "string"
 %token <str> INT "integer" FLOAT "number" HEX "hex number"
 %token DOTDOT "'..'" ARROW "'->'" LE "'<='"
 
-%type <str> word optlayer optsource opthash optsym
+%type <str> word optlayer optsource opthash optsym number
 %type <type> type dims
 %type <list> operands oplist attrs attrlist retops
 %type <opts> popts poptlist
@@ -88,7 +89,8 @@ mitems
 
 /* mitem: layers = N; | const @x = N; | weights = "p"; | notes = "t";
  *      | param @x : type [layer N] [= "source"] [hash 0x..];
- *      | state @x : kvcache(ctx = N, kv_heads = N, head_dim = N) [layer N]; */
+ *      | state @x : kvcache(ctx = N, kv_heads = N, head_dim = N) [layer N];
+ *      | knob @x : DTYPE = NUM {min = NUM, max = NUM}; | stat @x; */
 mitem
 	: LAYERS '=' INT ';'                               { eir_module_layers(p, $3, @3); }
 	| CONST SYM '=' INT ';'                            { eir_module_const(p, $2, $4, @2); }
@@ -96,9 +98,15 @@ mitem
 	| NOTES '=' STRING ';'                             { eir_module_string(p, "notes", $3, @3); }
 	| PARAM SYM ':' type optlayer optsource opthash ';' { eir_param(p, $2, $4, $5, $6, $7, @2); }
 	| STATE SYM ':' IDENT '(' attrlist ')' optlayer ';' { eir_state(p, $2, $4, $6, $8, @2); }
+	| KNOB SYM ':' IDENT '=' number attrs ';'          { eir_knob(p, $2, $4, $6, $7, @2); }
+	| STAT SYM ';'                                     { eir_stat(p, $2, @2); }
 	| error ';'                                        { STOP_IF_TOO_MANY(); }
 	;
 
+number
+	: INT                      { $$ = $1; }
+	| FLOAT                    { $$ = $1; }
+	;
 optlayer
 	: %empty                   { $$ = NULL; }
 	| LAYER INT                { $$ = $2; }
@@ -180,6 +188,11 @@ word
 	| POLICY                   { $$ = "policy"; }
 	| ENTRY                    { $$ = "entry"; }
 	| RET                      { $$ = "ret"; }
+	| KNOB                     { $$ = "knob"; }
+	| STAT                     { $$ = "stat"; }
+	| IF                       { $$ = "if"; }
+	| ELSE                     { $$ = "else"; }
+	| END                      { $$ = "end"; }
 	;
 
 /* entry: 'entry' IDENT SYM '(' [SYM ':' type (',' ...)*] ')' '->' rets '{' stmt* '}' */
@@ -221,10 +234,22 @@ ops
 	: %empty
 	| ops op
 	;
-/* op: VALNAME '=' word operands attrs ':' type | 'ret' operands attrs */
+/* op: VALNAME '=' word operands attrs ':' type | 'ret' operands attrs
+ *   | 'if' VALNAME attrs | 'else' | 'end' | 'stat' SYM attrs | IDENT oplist attrs (ops without a value) */
 op
 	: VALNAME '=' word operands attrs ':' type { eir_op(p, $1, @1, $3, @3, $4, $5, $7, true); }
 	| RET retops attrs                         { eir_op(p, NULL, @1, "ret", @1, $2, $3, (Type){ 0 }, false); }
+	| IF VALNAME attrs                         { eir_op(p, NULL, @1, "if", @1,
+	                                               eir_list_add(p, eir_list(p), NULL, EO_VALUE, $2, @2), $3,
+	                                               (Type){ 0 }, false); }
+	| ELSE                                     { eir_op(p, NULL, @1, "else", @1, eir_list(p), eir_list(p),
+	                                               (Type){ 0 }, false); }
+	| END                                      { eir_op(p, NULL, @1, "end", @1, eir_list(p), eir_list(p),
+	                                               (Type){ 0 }, false); }
+	| STAT SYM attrs                           { eir_op(p, NULL, @1, "stat", @1,
+	                                               eir_list_add(p, eir_list(p), NULL, EO_SYM, $2, @2), $3,
+	                                               (Type){ 0 }, false); }
+	| IDENT oplist attrs                       { eir_op(p, NULL, @1, $1, @1, $2, $3, (Type){ 0 }, false); }
 	;
 /* A ret without operands is written `ret ()`, so the next line cannot be misread. */
 retops

@@ -37,6 +37,9 @@ struct InterpState {
 	float **kcache, **vcache; /* per State: [ctx][kv_heads][head_dim] */
 	InterpOpHook hook;
 	void *hook_user;
+	double *knobs;            /* [m->nknobs]: current values of the run-time knobs */
+	InterpStats stats;        /* counters since creation or reset */
+	bool poison;              /* caches start as NaN instead of zero */
 };
 
 /* The context of one run: where errors go and the value table. */
@@ -45,6 +48,8 @@ typedef struct Run {
 	const Func *f;
 	const Op *op;       /* op being evaluated (for messages) */
 	Tensor *vals;       /* [f->nvals] */
+	uint32_t *partner;  /* region matching (ir_match_regions) */
+	bool *taken;        /* per 'if': whether its first branch ran */
 	char *err;
 	size_t nerr;
 } Run;
@@ -91,11 +96,29 @@ nrows(const Tensor *t)
 
 /* ---- state ---- */
 
+/* The value a cache slot holds before any write: zero, or NaN when poisoned. */
+static void
+fill_caches(InterpState *s)
+{
+	for (uint32_t i = 0; i < s->m->nstates; i++) {
+		const State *st = &s->m->states[i];
+		if (st->kind != ST_KVCACHE || st->ctx <= 0 || st->kv_heads <= 0 || st->head_dim <= 0)
+			continue;
+		size_t n = (size_t)(st->ctx * st->kv_heads * st->head_dim);
+		for (size_t k = 0; k < n; k++)
+			s->kcache[i][k] = s->vcache[i][k] = s->poison ? NAN : 0.0f;
+	}
+}
+
 InterpState *
 interp_new(const Module *m)
 {
 	InterpState *s = xcalloc(1, sizeof *s);
 	s->m = m;
+	s->knobs = xcalloc(m->nknobs + 1, sizeof *s->knobs);
+	for (uint32_t i = 0; i < m->nknobs; i++)
+		s->knobs[i] = m->knobs[i].dflt;
+	s->stats.slots = xcalloc(m->nstats + 1, sizeof *s->stats.slots);
 	s->kcache = xcalloc(m->nstates + 1, sizeof *s->kcache);
 	s->vcache = xcalloc(m->nstates + 1, sizeof *s->vcache);
 	for (uint32_t i = 0; i < m->nstates; i++) {
@@ -120,20 +143,50 @@ interp_free(InterpState *s)
 	}
 	free(s->kcache);
 	free(s->vcache);
+	free(s->knobs);
+	free(s->stats.slots);
 	free(s);
 }
 
 void
 interp_reset(InterpState *s)
 {
-	for (uint32_t i = 0; i < s->m->nstates; i++) {
-		const State *st = &s->m->states[i];
-		if (st->kind == ST_KVCACHE && st->ctx > 0 && st->kv_heads > 0 && st->head_dim > 0) {
-			size_t n = (size_t)(st->ctx * st->kv_heads * st->head_dim);
-			memset(s->kcache[i], 0, n * sizeof(float));
-			memset(s->vcache[i], 0, n * sizeof(float));
-		}
-	}
+	fill_caches(s);
+	s->stats.calls = s->stats.tokens = s->stats.layers = 0;
+	memset(s->stats.slots, 0, (s->m->nstats + 1) * sizeof *s->stats.slots);
+}
+
+void
+interp_set_poison(InterpState *s, bool on)
+{
+	s->poison = on;
+	fill_caches(s);
+}
+
+bool
+interp_set_knob(InterpState *s, const char *name, double v)
+{
+	int32_t k = ir_find_knob(s->m, name);
+	if (k < 0)
+		return false;
+	s->knobs[k] = v;
+	return true;
+}
+
+const InterpStats *
+interp_stats(const InterpState *s)
+{
+	return &s->stats;
+}
+
+bool
+interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v)
+{
+	if (state >= s->m->nstates)
+		return false;
+	*k = s->kcache[state];
+	*v = s->vcache[state];
+	return true;
 }
 
 void
@@ -339,6 +392,28 @@ op_rope(Run *r, Tensor *o)
  * With a cache (state index >= 0) rows t of k, v are stored at positions pos + t and
  * row t attends causally to positions 0 .. pos + t; without one (-1) every row
  * attends to every row of k, v.  Scores are scaled by 1/sqrt(head_dim). */
+/* Writes the T rows of k and v into cache si at positions pos..pos+T-1. */
+static bool
+cache_write(Run *r, int64_t si, const Tensor *k, const Tensor *v, int32_t pos)
+{
+	const Module *m = r->s->m;
+	if (si < 0 || si >= (int64_t)m->nstates)
+		return rerr(r, "state index %lld out of range", (long long)si);
+	const State *st = &m->states[si];
+	int64_t T = nrows(k), w = st->kv_heads * st->head_dim;
+	if (lastdim(k) != w || lastdim(v) != w || nrows(v) != T)
+		return rerr(r, "k and v do not fit state '%s'", st->name);
+	if (pos < 0)
+		return rerr(r, "negative position %d", pos);
+	if ((int64_t)pos + T > st->ctx)
+		return rerr(r, "position %lld past the context of %lld", (long long)pos + T - 1, (long long)st->ctx);
+	for (int64_t t = 0; t < T; t++) {
+		memcpy(r->s->kcache[si] + (pos + t) * w, k->f + t * w, (size_t)w * sizeof(float));
+		memcpy(r->s->vcache[si] + (pos + t) * w, v->f + t * w, (size_t)w * sizeof(float));
+	}
+	return true;
+}
+
 static bool
 op_attention(Run *r, Tensor *o)
 {
@@ -361,19 +436,10 @@ op_attention(Run *r, Tensor *o)
 		if (st->kind != ST_KVCACHE || st->kv_heads != KH || st->head_dim != hd)
 			return rerr(r, "state '%s' does not fit %lld kv heads of size %lld", st->name, (long long)KH,
 			            (long long)hd);
-		if (!get_scalar_i32(r, arg(r, 3), "the position", &pos))
+		if (!get_scalar_i32(r, arg(r, 3), "the position", &pos) || !cache_write(r, si, k, v, pos))
 			return false;
-		if (pos < 0)
-			return rerr(r, "negative position %d", pos);
-		if ((int64_t)pos + T > st->ctx)
-			return rerr(r, "position %lld past the context of %lld", (long long)pos + T - 1, (long long)st->ctx);
-		float *kc = r->s->kcache[si], *vc = r->s->vcache[si];
-		for (int64_t t = 0; t < T; t++) {
-			memcpy(kc + (pos + t) * KH * hd, k->f + t * KH * hd, (size_t)(KH * hd) * sizeof(float));
-			memcpy(vc + (pos + t) * KH * hd, v->f + t * KH * hd, (size_t)(KH * hd) * sizeof(float));
-		}
-		K = kc;
-		Vc = vc;
+		K = r->s->kcache[si];
+		Vc = r->s->vcache[si];
 	} else {
 		K = k->f;
 		Vc = v->f;
@@ -495,6 +561,184 @@ op_concat(Run *r, Tensor *o)
 
 /* ---- the run loop ---- */
 
+/* ---- control flow, predicates and measures ---- */
+
+/* A bool value: held as one i32. */
+static bool
+is_pred(const Tensor *t)
+{
+	return t->dt == DT_I32 && t->i && numel(t) == 1;
+}
+
+
+static bool
+op_logic(Run *r, Tensor *o)
+{
+	for (int a = 0; a < r->op->nargs; a++)
+		if (!is_pred(arg(r, a)))
+			return rerr(r, "operand %d must be a bool", a);
+	if (!is_pred(o))
+		return rerr(r, "the result must be a bool");
+	bool x = arg(r, 0)->i[0] != 0, y = r->op->nargs > 1 && arg(r, 1)->i[0] != 0;
+	o->i[0] = r->op->code == OP_AND ? x && y : r->op->code == OP_OR ? x || y : !x;
+	return true;
+}
+
+static bool
+op_kv_write(Run *r)
+{
+	const Tensor *k = arg(r, 0), *v = arg(r, 1);
+	int32_t pos = 0;
+	if (!need_f32(r, k, "k") || !need_f32(r, v, "v") || !get_scalar_i32(r, arg(r, 2), "the position", &pos))
+		return false;
+	return cache_write(r, r->op->ia[2], k, v, pos);
+}
+
+/* Element k of a tensor as a double (f32 or i32). */
+static double
+elem(const Tensor *t, int64_t k)
+{
+	return t->dt == DT_F32 ? (double)t->f[k] : (double)t->i[k];
+}
+
+static bool
+op_cmp(Run *r, Tensor *o)
+{
+	const Tensor *a = arg(r, 0), *b = arg(r, 1);
+	int64_t n = numel(a), nb = numel(b);
+	if (a->dt != b->dt || (nb != n && nb != 1) || nb < 1 || (a->dt == DT_F32 ? !a->f || !b->f : !a->i || !b->i))
+		return rerr(r, "operands do not fit each other");
+	if (!is_pred(o))
+		return rerr(r, "the result must be a bool");
+	bool all = true;
+	for (int64_t k = 0; k < n && all; k++) {
+		double x = elem(a, k), y = elem(b, nb == 1 ? 0 : k);
+		switch (r->op->ia[0]) {
+		case 0: all = x > y; break;
+		case 1: all = x >= y; break;
+		case 2: all = x < y; break;
+		case 3: all = x <= y; break;
+		case 4: all = x == y; break;
+		case 5: all = x != y; break;
+		default: return rerr(r, "unknown predicate %lld", (long long)r->op->ia[0]);
+		}
+	}
+	o->i[0] = all;
+	return true;
+}
+
+/* Softmax of each row in double, then the measure of the op; the least confident row
+ * decides (smallest margin or top probability, largest entropy). */
+static bool
+op_measure(Run *r, Tensor *o)
+{
+	const Tensor *x = arg(r, 0);
+	if (!need_f32(r, x, "the logits") || o->dt != DT_F32 || numel(o) != 1)
+		return rerr(r, "expected f32 logits and a scalar result");
+	int64_t N = lastdim(x), R = nrows(x);
+	double worst = r->op->code == OP_ENTROPY ? -INFINITY : INFINITY;
+	for (int64_t i = 0; i < R; i++) {
+		const float *row = x->f + i * N;
+		double mx = -INFINITY, sum = 0, p1 = -1, p2 = 0, h = 0;
+		for (int64_t k = 0; k < N; k++)
+			mx = row[k] > mx ? row[k] : mx;
+		for (int64_t k = 0; k < N; k++)
+			sum += exp((double)row[k] - mx);
+		for (int64_t k = 0; k < N; k++) {
+			double p = exp((double)row[k] - mx) / sum;
+			if (p > p1) {
+				p2 = p1 < 0 ? 0 : p1;
+				p1 = p;
+			} else if (p > p2) {
+				p2 = p;
+			}
+			h -= p > 0 ? p * log(p) : 0;
+		}
+		double c = r->op->code == OP_MARGIN ? p1 - p2 : r->op->code == OP_MAXPROB ? p1 : h;
+		if (r->op->code == OP_ENTROPY ? c > worst : c < worst)
+			worst = c;
+	}
+	o->f[0] = (float)worst;
+	return true;
+}
+
+static bool
+op_cosine(Run *r, Tensor *o)
+{
+	const Tensor *a = arg(r, 0), *b = arg(r, 1);
+	if (!need_f32(r, a, "a") || !need_f32(r, b, "b") || numel(a) != numel(b) || lastdim(a) != lastdim(b) ||
+	    o->dt != DT_F32 || numel(o) != 1)
+		return rerr(r, "the states do not fit each other");
+	int64_t D = lastdim(a);
+	double worst = INFINITY;
+	for (int64_t i = 0; i < nrows(a); i++) {
+		double ab = 0, aa = 0, bb = 0;
+		for (int64_t k = 0; k < D; k++) {
+			double x = a->f[i * D + k], y = b->f[i * D + k];
+			ab += x * y;
+			aa += x * x;
+			bb += y * y;
+		}
+		double c = aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+		worst = c < worst ? c : worst;
+	}
+	o->f[0] = (float)worst;
+	return true;
+}
+
+static bool
+op_decay(Run *r, Tensor *o)
+{
+	const Tensor *lam = arg(r, 0), *tau = arg(r, 1);
+	int32_t pos = 0;
+	if (!need_f32(r, lam, "lambda") || !need_f32(r, tau, "tau") ||
+	    !get_scalar_i32(r, arg(r, 2), "the position", &pos))
+		return false;
+	if (r->op->ia[0] < 1 || o->dt != DT_F32 || numel(o) != 1 || numel(lam) != 1 || numel(tau) != 1)
+		return rerr(r, "expected scalars and a length n >= 1");
+	double n = (double)r->op->ia[0];
+	o->f[0] = (float)((double)lam->f[0] * (0.9 + 0.1 * exp(-(double)tau->f[0] * (double)pos / n)));
+	return true;
+}
+
+static bool
+op_knob(Run *r, Tensor *o)
+{
+	int64_t k = r->op->ia[0];
+	if (k < 0 || k >= (int64_t)r->s->m->nknobs || numel(o) != 1)
+		return rerr(r, "knob index %lld out of range", (long long)k);
+	if (o->dt == DT_F32)
+		o->f[0] = (float)r->s->knobs[k];
+	else
+		o->i[0] = (int32_t)r->s->knobs[k];
+	return true;
+}
+
+/* knob_set: the context's knob takes the value, clamped to the knob's range (a
+ * choice a prefill makes for later steps). */
+static bool
+op_knob_set(Run *r)
+{
+	int64_t k = r->op->ia[0];
+	const Tensor *v = arg(r, 0);
+	if (k < 0 || k >= (int64_t)r->s->m->nknobs || numel(v) != 1 || (v->dt == DT_F32 ? !v->f : !v->i))
+		return rerr(r, "knob index %lld out of range, or a value that is not a scalar", (long long)k);
+	const Knob *kn = &r->s->m->knobs[k];
+	double x = v->dt == DT_F32 ? (double)v->f[0] : (double)v->i[0];
+	r->s->knobs[k] = x < kn->lo ? kn->lo : x > kn->hi ? kn->hi : x;
+	return true;
+}
+
+static bool
+op_stat(Run *r)
+{
+	int64_t k = r->op->ia[0];
+	if (k < 0 || k >= (int64_t)r->s->m->nstats)
+		return rerr(r, "stat slot %lld out of range", (long long)k);
+	r->s->stats.slots[k] += r->op->ia[1]; /* once per call that runs it (ops.def) */
+	return true;
+}
+
 /* Ops whose result is always f32: every elementwise op, and these. */
 static bool
 makes_f32(Opcode c)
@@ -583,6 +827,25 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 	case OP_ROW: return op_row(r, o);
 	case OP_SLICE: return op_slice(r, o);
 	case OP_CONCAT: return op_concat(r, o);
+	case OP_CMP: return op_cmp(r, o);
+	case OP_AND:
+	case OP_OR:
+	case OP_NOT: return op_logic(r, o);
+	case OP_MARGIN:
+	case OP_MAXPROB:
+	case OP_ENTROPY: return op_measure(r, o);
+	case OP_COSINE: return op_cosine(r, o);
+	case OP_DECAY: return op_decay(r, o);
+	case OP_KNOB: return op_knob(r, o);
+	case OP_KV_WRITE: return op_kv_write(r);
+	case OP_STAT: return op_stat(r);
+	case OP_KNOB_SET: return op_knob_set(r);
+	/* the run loop carries these out itself */
+	case OP_SELECT:
+	case OP_PHI:
+	case OP_IF:
+	case OP_ELSE:
+	case OP_END:
 	case OP_RET: return true;
 	case OP_COUNT: break;
 	}
@@ -596,11 +859,11 @@ static bool
 shape_of(Run *r, const Op *op, Tensor *o, int64_t ntokens)
 {
 	Type t = r->f->vals[op->dst].type;
-	if (t.dtype != DT_F32 && t.dtype != DT_I32)
+	if (t.dtype != DT_F32 && t.dtype != DT_I32 && t.dtype != DT_BOOL)
 		return rerr(r, "values of type %s are not supported", ir_dtype_name(t.dtype));
 	if (t.rank > IR_MAX_RANK)
 		return rerr(r, "rank %d out of range", t.rank);
-	o->dt = t.dtype;
+	o->dt = t.dtype == DT_BOOL ? DT_I32 : t.dtype; /* a predicate is held as i32 0 or 1 */
 	o->rank = t.rank;
 	int64_t n = 1;
 	for (int k = 0; k < t.rank; k++) {
@@ -628,6 +891,48 @@ shape_of(Run *r, const Op *op, Tensor *o, int64_t ntokens)
 	return rerr(r, "cannot resolve the dynamic dimension");
 }
 
+/* phi and select: the result is an alias of the operand chosen by the branch taken or
+ * by the condition, which must have the result's shape. */
+static bool
+alias_chosen(Run *r, const Op *op, uint32_t i, Tensor *o)
+{
+	int k;
+	if (op->code == OP_PHI) {
+		k = r->taken[r->partner[i]] ? 0 : 1;
+	} else {
+		if (!is_pred(&r->vals[op->args[0]]))
+			return rerr(r, "the condition must be a bool");
+		k = r->vals[op->args[0]].i[0] ? 1 : 2;
+	}
+	const Tensor *src = &r->vals[op->args[k]];
+	if (src->dt != o->dt || numel(src) != numel(o) || src->rank != o->rank)
+		return rerr(r, "operand %d does not have the result's type", k);
+	*o = *src;
+	o->owned = false;
+	return true;
+}
+
+/* The operands op i reads exist on the path taken: defined earlier, and computed (a
+ * value of a branch that did not run has no data).  A phi reads only one of its two. */
+static bool
+operands_ready(Run *r, const Op *op, uint32_t i)
+{
+	const Func *f = r->f;
+	if (op->dst >= f->nvals || op->nargs > IR_MAX_OPERANDS || (unsigned)op->code >= OP_COUNT)
+		return rerr(r, "malformed op");
+	if (ir_op_arity[op->code] >= 0 && op->nargs != ir_op_arity[op->code])
+		return rerr(r, "expected %d operands, saw %d", ir_op_arity[op->code], op->nargs);
+	int only = op->code == OP_PHI ? (r->taken[r->partner[i]] ? 0 : 1) : -1;
+	for (int a = 0; a < op->nargs; a++) {
+		if (only >= 0 && a != only)
+			continue;
+		ValueId v = op->args[a];
+		if (v >= f->nvals || f->vals[v].def >= i || (!r->vals[v].f && !r->vals[v].i))
+			return rerr(r, "operand %d is not defined before its use on the path taken", a);
+	}
+	return true;
+}
+
 bool
 interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntokens, int32_t pos,
            float *out, char *err, size_t nerr)
@@ -636,42 +941,59 @@ interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntoken
 	const Func *f = ir_find_func(s->m, fn);
 	if (!f)
 		return rerr(&r, "no entry '%s' in model '%s'", fn, s->m->name);
+	if (f->kind == FN_HELPER)
+		return rerr(&r, "'%s' of model '%s' is not an entry", fn, s->m->name);
 	r.f = f;
 	if (ntokens < 1 || !tokens)
 		return rerr(&r, "entry '%s' needs at least one token", fn);
 	if (pos < 0)
 		return rerr(&r, "negative position %d", pos);
 	r.vals = xcalloc(f->nvals + 1, sizeof *r.vals);
-	bool ok = true;
+	r.partner = xmalloc((f->nops + 1) * sizeof *r.partner);
+	r.taken = xcalloc(f->nops + 1, sizeof *r.taken);
+	char rmsg[160];
+	bool ok = ir_match_regions(f, r.partner, rmsg, sizeof rmsg, NULL) || rerr(&r, "%s", rmsg);
 	const Tensor *result = NULL;
-	for (uint32_t i = 0; i < f->nops && ok; i++) {
+	const Op *ret = NULL;
+	for (uint32_t i = 0; i < f->nops && ok;) {
 		const Op *op = &f->ops[i];
 		r.op = op;
-		if (op->dst >= f->nvals || op->nargs > IR_MAX_OPERANDS) {
-			ok = rerr(&r, "malformed op");
+		if (!operands_ready(&r, op, i)) {
+			ok = false;
 			break;
 		}
-		for (int a = 0; a < op->nargs && ok; a++)
-			if (op->args[a] >= f->nvals || f->vals[op->args[a]].def >= i ||
-			    (!r.vals[op->args[a]].f && !r.vals[op->args[a]].i))
-				ok = rerr(&r, "operand %d is not defined before its use", a);
-		if (!ok)
-			break;
+		uint32_t next = i + 1;
 		if (op->code == OP_RET) {
 			if (op->nargs < 1)
 				ok = rerr(&r, "returns nothing");
 			else
 				result = &r.vals[op->args[0]];
+			ret = op;
 			break;
 		}
-		if (ir_op_arity[op->code] >= 0 && op->nargs != ir_op_arity[op->code]) {
-			ok = rerr(&r, "expected %d operands, saw %d", ir_op_arity[op->code], op->nargs);
-			break;
+		if (op->code == OP_IF) {
+			if (!is_pred(&r.vals[op->args[0]])) {
+				ok = rerr(&r, "the condition must be a bool");
+				break;
+			}
+			r.taken[i] = r.vals[op->args[0]].i[0] != 0;
+			next = r.taken[i] ? i + 1 : r.partner[i] + 1; /* past the else, or past the end */
+		} else if (op->code == OP_ELSE) {
+			next = r.partner[i] + 1; /* the first branch ran: past the end */
+		}
+		if (op->code == OP_IF || op->code == OP_ELSE || op->code == OP_END) {
+			i = next;
+			continue;
 		}
 		Tensor *o = &r.vals[op->dst];
 		if (!shape_of(&r, op, o, ntokens)) {
 			ok = false;
 			break;
+		}
+		if (op->code == OP_PHI || op->code == OP_SELECT) {
+			ok = alias_chosen(&r, op, i, o);
+			i = next;
+			continue;
 		}
 		int64_t n = numel(o);
 		o->owned = true;
@@ -682,6 +1004,7 @@ interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntoken
 		ok = eval(&r, op, o, tokens, ntokens, pos);
 		if (ok && s->hook && o->dt == DT_F32)
 			s->hook(s->hook_user, f, op, o->f, o->rank >= 2 ? nrows(o) : 1, lastdim(o));
+		i = next;
 	}
 	if (ok && !result)
 		ok = rerr(&r, "entry '%s' has no 'ret'", fn);
@@ -691,6 +1014,9 @@ interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntoken
 		ok = rerr(&r, "the returned value does not match the declared return type of '%s'", fn);
 	if (ok) {
 		int64_t n = numel(result);
+		s->stats.calls++;
+		s->stats.tokens += ntokens;
+		s->stats.layers += ntokens * (ret->ia[0] > 0 ? ret->ia[0] : s->m->nlayers);
 		if (result->dt == DT_I32)
 			memcpy(out, result->i, (size_t)n * sizeof(int32_t));
 		else
@@ -702,5 +1028,7 @@ interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t ntoken
 			free(r.vals[v].i);
 		}
 	free(r.vals);
+	free(r.partner);
+	free(r.taken);
 	return ok;
 }

@@ -26,6 +26,7 @@ typedef enum DType {
 	DT_BF16, /* bfloat16 storage (converted to f32 by the weight loader) */
 	DT_F16,  /* IEEE binary16 storage (converted to f32 by the weight loader) */
 	DT_I8,   /* reserved for quantised weights */
+	DT_BOOL, /* a predicate: the result of cmp, and, or, not; the condition of 'if' */
 	DT_COUNT
 } DType;
 
@@ -53,7 +54,12 @@ char *ir_type_str(Type t, char *buf, size_t n);
 
 /* ---- ops.def: the op table ---- */
 
-enum { OPF_PURE = 1, OPF_ELEMWISE = 2, OPF_LEAF = 4 };
+enum {
+	OPF_PURE = 1,     /* no effect besides its value: CSE and DCE may touch it */
+	OPF_ELEMWISE = 2, /* result shape == operand 0's, computed per element */
+	OPF_LEAF = 4,     /* defines a value from outside the op graph (arg, param, const, knob) */
+	OPF_VOID = 8,     /* defines no usable value (control flow, side effects): printed without '%N =' */
+};
 
 typedef enum Opcode {
 #define OP(e, name, arity, flags, ia, fa, opt) OP_##e,
@@ -367,6 +373,7 @@ typedef enum FuncKind {
 	FN_STEP,    /* decode: one token at a position, uses the KV caches */
 	FN_PREFILL, /* a bounded sequence of tokens at a start position */
 	FN_FORWARD, /* encoder: whole sequence, no state */
+	FN_HELPER,  /* not an entry: a model fn kept for a pass to inline (an exit head) */
 } FuncKind;
 
 typedef struct Func {
@@ -405,6 +412,22 @@ typedef struct State {
 	Loc loc;
 } State;
 
+/* A policy knob that stays a run-time setting: the generated API and the interpreter
+ * let the caller change it without recompiling; 'knob' ops read it. */
+typedef struct Knob {
+	const char *name;    /* e.g. "exit.threshold" */
+	DType dtype;         /* DT_F32 or DT_I32 */
+	double dflt;         /* value at context creation */
+	double lo, hi;       /* accepted range of a setting (inclusive) */
+	Loc loc;
+} Knob;
+
+/* A statistics counter of the context: 'stat' ops add to it on the path they are on. */
+typedef struct StatSlot {
+	const char *name;    /* e.g. "exit.site2", "kv_only_layers" */
+	Loc loc;
+} StatSlot;
+
 typedef struct ModelConfig {   /* constants of the model, as declared */
 	const char *names[64];
 	int64_t values[64];
@@ -419,6 +442,8 @@ typedef struct Module {
 	Param *params;  uint32_t nparams, capparams;
 	State *states;  uint32_t nstates, capstates;
 	Func **funcs;   uint32_t nfuncs, capfuncs;
+	Knob *knobs;    uint32_t nknobs, capknobs;
+	StatSlot *stats; uint32_t nstats, capstats;
 	Policy *policy;            /* NULL: dense */
 	const char *weights_path;  /* safetensors file to load params from (NULL until given) */
 	const char *manifest_notes;/* text passes add for the manifest (e.g. what pruning removed) */
@@ -441,6 +466,11 @@ bool strmap_add(StrMap *m, const char *key, uint32_t val);      /* false (unchan
 void strmap_clear(StrMap *m);
 void strmap_free(StrMap *m);
 uint32_t ir_add_state(Module *m, State s);
+uint32_t ir_add_knob(Module *m, Knob k);
+uint32_t ir_add_stat(Module *m, const char *name, Loc loc);
+int32_t ir_find_knob(const Module *m, const char *name); /* -1 if absent */
+int32_t ir_find_stat(const Module *m, const char *name); /* -1 if absent */
+void ir_remove_func(Module *m, Func *f); /* drops f from m->funcs (memory stays in the arena) */
 Func *ir_new_func(Module *m, const char *name, FuncKind kind, Loc loc);
 Func *ir_find_func(const Module *m, const char *name);
 void ir_func_add_arg(Module *m, Func *f, const char *name, Type t);
@@ -453,6 +483,13 @@ static inline Op *ir_def(Func *f, ValueId v) { return &f->ops[f->vals[v].def]; }
 static inline Type ir_vtype(const Func *f, ValueId v) { return f->vals[v].type; }
 void ir_compute_uses(Module *m, Func *f);
 Module *ir_clone_module(const Module *m); /* deep copy; param data shared by copying */
+
+/* ---- region.c: structured control flow (docs/ir.md, "Control flow") ----
+ * 'if' opens a region, 'else' switches to its second branch, 'end' closes it; phis
+ * right after an 'end' join one value from each branch.  ir_match_regions fills, for
+ * every op, the index of its partner: if -> its else (or end when there is none),
+ * else -> end, end -> its if, phi -> the if it joins; other ops get UINT32_MAX. */
+bool ir_match_regions(const Func *f, uint32_t *partner, char *err, size_t nerr, uint32_t *bad_op);
 
 /* ---- builder.c: typed constructors with shape inference (used by lowering and passes).
  * Each returns the new value, or IR_NO_VALUE after reporting a shape error at loc. */
@@ -542,6 +579,8 @@ void eir_module_string(EirParser *p, const char *key, const char *s, Loc loc);
 void eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source,
                const char *hash, Loc loc);
 void eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc);
+void eir_knob(EirParser *p, const char *name, const char *dtype, const char *dflt, EirList *attrs, Loc loc);
+void eir_stat(EirParser *p, const char *name, Loc loc);
 Type eir_type(EirParser *p, const char *dtype, Loc loc);
 Type eir_type_dim(EirParser *p, Type t, const char *n, bool bound, Loc loc);
 EirList *eir_list(EirParser *p);
@@ -671,5 +710,20 @@ bool interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t n
 typedef void (*InterpOpHook)(void *user, const Func *f, const Op *op, const float *val,
                              int64_t rows, int64_t cols);
 void interp_set_op_hook(InterpState *s, InterpOpHook hook, void *user);
+/* Sets a knob by name; false when the module has no such knob. */
+bool interp_set_knob(InterpState *s, const char *name, double v);
+/* Fills the KV caches with NaN on creation and reset (and now): a read of a slot that
+ * no path wrote reaches the result as NaN. */
+void interp_set_poison(InterpState *s, bool on);
+/* Counters since creation or reset: calls, tokens, layers run (per token, summed) and
+ * the module's stat slots (Module.stats order). */
+typedef struct InterpStats {
+	int64_t calls, tokens, layers;
+	int64_t *slots;          /* [Module.nstats] */
+} InterpStats;
+const InterpStats *interp_stats(const InterpState *s);
+/* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each); false when out
+ * of range. */
+bool interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v);
 
 #endif

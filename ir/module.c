@@ -59,6 +59,8 @@ ir_free_module(Module *m)
 	}
 	free(m->params);
 	free(m->states);
+	free(m->knobs);
+	free(m->stats);
 	free(m->funcs);
 	arena_free(&m->arena);
 	free(m);
@@ -94,6 +96,61 @@ ir_add_state(Module *m, State s)
 	s.name = arena_strdup(&m->arena, s.name);
 	m->states[m->nstates] = s;
 	return m->nstates++;
+}
+
+uint32_t
+ir_add_knob(Module *m, Knob k)
+{
+	VEC_PUSH(m->knobs, m->nknobs, m->capknobs);
+	k.name = arena_strdup(&m->arena, k.name);
+	m->knobs[m->nknobs] = k;
+	return m->nknobs++;
+}
+
+uint32_t
+ir_add_stat(Module *m, const char *name, Loc loc)
+{
+	VEC_PUSH(m->stats, m->nstats, m->capstats);
+	m->stats[m->nstats] = (StatSlot){ .name = arena_strdup(&m->arena, name), .loc = loc };
+	return m->nstats++;
+}
+
+int32_t
+ir_find_knob(const Module *m, const char *name)
+{
+	for (uint32_t i = 0; i < m->nknobs; i++)
+		if (strcmp(m->knobs[i].name, name) == 0)
+			return (int32_t)i;
+	return -1;
+}
+
+int32_t
+ir_find_stat(const Module *m, const char *name)
+{
+	for (uint32_t i = 0; i < m->nstats; i++)
+		if (strcmp(m->stats[i].name, name) == 0)
+			return (int32_t)i;
+	return -1;
+}
+
+/* The Func struct itself lives in the arena; its op and value arrays are freed. */
+void
+ir_remove_func(Module *m, Func *f)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < m->nfuncs; i++)
+		if (m->funcs[i] != f)
+			m->funcs[k++] = m->funcs[i];
+	if (k == m->nfuncs)
+		return;
+	m->nfuncs = k;
+	for (uint32_t v = 0; v < f->nvals; v++)
+		free(f->vals[v].uses);
+	free(f->ops);
+	free(f->vals);
+	f->ops = NULL;
+	f->vals = NULL;
+	f->nops = f->nvals = 0;
 }
 
 Func *
@@ -236,6 +293,10 @@ ir_clone_module(const Module *m)
 	}
 	for (uint32_t i = 0; i < m->nstates; i++)
 		ir_add_state(c, m->states[i]);
+	for (uint32_t i = 0; i < m->nknobs; i++)
+		ir_add_knob(c, m->knobs[i]);
+	for (uint32_t i = 0; i < m->nstats; i++)
+		ir_add_stat(c, m->stats[i].name, m->stats[i].loc);
 	for (uint32_t i = 0; i < m->nfuncs; i++)
 		clone_func(c, m->funcs[i]);
 	c->policy = m->policy; /* policies are immutable once built; sharing is safe while m lives */

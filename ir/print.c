@@ -16,7 +16,8 @@
  * generically as iaK / faK when non-zero.  ARG, PARAM and CONST print their
  * ia[0]/fa[0] inline. */
 
-static const char *const kind_names[] = { "step", "prefill", "forward" }; /* ORDER: FuncKind */
+
+static const char *const kind_names[] = { "step", "prefill", "forward", "fn" }; /* ORDER: FuncKind */
 
 const char *
 ir_func_kind_name(FuncKind k)
@@ -167,6 +168,19 @@ print_header(FILE *out, const Module *m)
 			fprintf(out, " layer %d", s->layer);
 		fputs(";\n", out);
 	}
+	for (uint32_t i = 0; i < m->nknobs; i++) {
+		const Knob *k = &m->knobs[i];
+		char b1[64], b2[64], b3[64];
+		fputs("  knob ", out);
+		print_sym(out, k->name);
+		fprintf(out, " : %s = %s {min = %s, max = %s};\n", ir_dtype_name(k->dtype), ir_fmt_f64(k->dflt, b1, sizeof b1),
+		        ir_fmt_f64(k->lo, b2, sizeof b2), ir_fmt_f64(k->hi, b3, sizeof b3));
+	}
+	for (uint32_t i = 0; i < m->nstats; i++) {
+		fputs("  stat ", out);
+		print_sym(out, m->stats[i].name);
+		fputs(";\n", out);
+	}
 	fputs("}\n", out);
 }
 
@@ -258,8 +272,11 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 			fprintf(out, "%s = ", sp->ia[k]);
 		else
 			fprintf(out, "ia%d = ", k);
-		if (op->code == OP_ATTENTION && k == 2 && op->ia[2] >= 0 && op->ia[2] < m->nstates)
+		if ((op->code == OP_ATTENTION || op->code == OP_KV_WRITE) && k == 2 && op->ia[2] >= 0 &&
+		    op->ia[2] < m->nstates)
 			print_sym(out, m->states[op->ia[2]].name);
+		else if (op->code == OP_KNOB_SET && k == 0 && op->ia[0] >= 0 && op->ia[0] < m->nknobs)
+			print_sym(out, m->knobs[op->ia[0]].name);
 		else
 			fprintf(out, "%lld", (long long)op->ia[k]);
 	}
@@ -278,14 +295,23 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 		fputc('}', out);
 }
 
+/* Whether an op prints as `%N = ... : type` (else it defines nothing usable). */
+static bool
+shows_value(Opcode c)
+{
+	return c != OP_RET && (unsigned)c < OP_COUNT && !(ir_op_flags[c] & OPF_VOID);
+}
+
 static void
-print_op(FILE *out, const Module *m, const Func *f, uint32_t i, const char *indent)
+print_op(FILE *out, const Module *m, const Func *f, uint32_t i, const char *indent, int depth)
 {
 	const Op *op = &f->ops[i];
 	char buf[64];
 	Type t = op->dst < f->nvals ? f->vals[op->dst].type : ir_type_scalar(DT_F32);
 	fputs(indent, out);
-	if (op->code != OP_RET)
+	for (int k = 0; k < depth; k++)
+		fputs("  ", out);
+	if (shows_value(op->code))
 		fprintf(out, "%%%u = ", i);
 	fputs((unsigned)op->code < OP_COUNT ? ir_op_names[op->code] : "?", out);
 	Op shown = *op; /* slots printed inline are cleared so print_attrs skips them */
@@ -299,6 +325,17 @@ print_op(FILE *out, const Module *m, const Func *f, uint32_t i, const char *inde
 		fputc(' ', out);
 		if (op->ia[0] >= 0 && op->ia[0] < m->nparams)
 			print_sym(out, m->params[op->ia[0]].name);
+		else
+			fprintf(out, "%lld", (long long)op->ia[0]);
+		break;
+	case OP_KNOB:
+	case OP_STAT:
+		shown.ia[0] = 0;
+		fputc(' ', out);
+		if (op->code == OP_KNOB && op->ia[0] >= 0 && op->ia[0] < m->nknobs)
+			print_sym(out, m->knobs[op->ia[0]].name);
+		else if (op->code == OP_STAT && op->ia[0] >= 0 && op->ia[0] < m->nstats)
+			print_sym(out, m->stats[op->ia[0]].name);
 		else
 			fprintf(out, "%lld", (long long)op->ia[0]);
 		break;
@@ -320,7 +357,7 @@ print_op(FILE *out, const Module *m, const Func *f, uint32_t i, const char *inde
 		}
 	}
 	print_attrs(out, m, &shown);
-	if (op->code != OP_RET) {
+	if (shows_value(op->code)) {
 		fputs(" : ", out);
 		print_type(out, t);
 	}
@@ -350,19 +387,27 @@ print_func(FILE *out, const Module *m, const Func *f)
 		fputc(')', out);
 	fputs(" {\n", out);
 	int32_t cur = -1;
+	int depth = 0;      /* open 'if' regions: their ops are indented one more step */
+	int block = 0;      /* depth at which the open layer block was opened */
 	for (uint32_t i = 0; i < f->nops; i++) {
 		int32_t l = f->ops[i].layer < 0 ? -1 : f->ops[i].layer;
+		Opcode c = f->ops[i].code;
+		int d = (c == OP_ELSE || c == OP_END) && depth > 0 ? depth - 1 : depth;
 		if (l != cur) {
 			if (cur >= 0)
-				fputs("  }\n", out);
+				fprintf(out, "%*s}\n", 2 + 2 * block, "");
 			if (l >= 0)
-				fprintf(out, "  layer %d {\n", l);
+				fprintf(out, "%*slayer %d {\n", 2 + 2 * d, "", l);
 			cur = l;
+			block = d;
 		}
-		print_op(out, m, f, i, cur >= 0 ? "    " : "  ");
+		depth = d;
+		print_op(out, m, f, i, cur >= 0 ? "    " : "  ", depth);
+		if (c == OP_IF || c == OP_ELSE)
+			depth++;
 	}
 	if (cur >= 0)
-		fputs("  }\n", out);
+		fprintf(out, "%*s}\n", 2 + 2 * block, "");
 	fputs("}\n", out);
 }
 

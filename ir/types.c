@@ -7,9 +7,9 @@
 #include <string.h>
 
 static const char *const dtype_names[DT_COUNT] = { /* ORDER: DType */
-	"f32", "i32", "bf16", "f16", "i8",
+	"f32", "i32", "bf16", "f16", "i8", "bool",
 };
-static const size_t dtype_sizes[DT_COUNT] = { 4, 4, 2, 2, 1 }; /* ORDER: DType */
+static const size_t dtype_sizes[DT_COUNT] = { 4, 4, 2, 2, 1, 4 }; /* bool: stored as i32 0 or 1 */ /* ORDER: DType */
 
 const char *
 ir_dtype_name(DType t)

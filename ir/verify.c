@@ -10,9 +10,15 @@
  *      every layer is inside the model;
  *   4. state use: attention's state index names a kv cache whose heads and head size
  *      match q, k and v, of the op's own layer, and never from a 'forward' entry;
- *   5. returns: one 'ret', last, matching the entry's declared result types;
+ *   5. returns: one 'ret' at the top level, last, and any number inside regions,
+ *      each the last op of its branch, all matching the entry's declared result types;
  *   6. policy (typed when it was read): layer ranges and lists inside the model, a
- *      kept fraction in (0, 1]. */
+ *      kept fraction in (0, 1];
+ *   7. control flow (region.c's matching): if/else/end nest, a use sees only values
+ *      of its own or an enclosing open branch, a phi's operands come from the branch
+ *      each stands for, an exit site's first branch ends in 'ret' (the head's output);
+ *      entries with regions may repeat layers (variants, exit tails), so check 3 is
+ *      made only on entries without them. */
 #include "ir/ir.h"
 
 #include <stdarg.h>
@@ -110,6 +116,87 @@ verify_state_use(Ver *v, const Func *f, const Op *op)
 		    s->name, (long long)kt.dims[0]);
 }
 
+/* ---- 7. control flow ---- */
+
+/* Per op: the op opening its innermost branch ('if' or 'else'), UINT32_MAX at the top
+ * level; per opener: the op closing that branch. */
+typedef struct Scopes {
+	uint32_t *partner, *scope, *closed;
+	bool any;            /* the entry has regions */
+	bool ok;             /* the regions nest */
+} Scopes;
+
+static void
+scopes_build(Ver *v, const Func *f, Scopes *sc)
+{
+	uint32_t n = f->nops + 1;
+	sc->partner = xmalloc(n * sizeof *sc->partner);
+	sc->scope = xmalloc(n * sizeof *sc->scope);
+	sc->closed = xmalloc(n * sizeof *sc->closed);
+	char msg[160];
+	uint32_t bad = 0;
+	sc->ok = ir_match_regions(f, sc->partner, msg, sizeof msg, &bad);
+	sc->any = false;
+	if (!sc->ok) {
+		err(v, f->ops[bad].loc, "%s", msg);
+		return;
+	}
+	uint32_t *stack = xmalloc(n * sizeof *stack), depth = 0;
+	for (uint32_t i = 0; i < f->nops; i++) {
+		Opcode c = f->ops[i].code;
+		sc->closed[i] = UINT32_MAX;
+		if (c == OP_ELSE || c == OP_END) {
+			sc->closed[stack[--depth]] = i;
+			sc->any = true;
+		}
+		sc->scope[i] = depth ? stack[depth - 1] : UINT32_MAX;
+		if (c == OP_IF || c == OP_ELSE)
+			stack[depth++] = i;
+	}
+	free(stack);
+}
+
+static void
+scopes_free(Scopes *sc)
+{
+	free(sc->partner);
+	free(sc->scope);
+	free(sc->closed);
+}
+
+/* Whether the value defined by op d is visible at op j: earlier, and its branch still
+ * open at j (or closing at j, for the value a branch hands to a phi). */
+static bool
+visible_at(const Scopes *sc, uint32_t d, uint32_t j)
+{
+	return d < j && (!sc->ok || sc->scope[d] == UINT32_MAX || sc->closed[sc->scope[d]] >= j);
+}
+
+static void
+verify_phi(Ver *v, const Func *f, const Scopes *sc, uint32_t i)
+{
+	const Op *op = &f->ops[i];
+	uint32_t open = sc->partner[i], mid = sc->partner[open];
+	bool has_else = f->ops[mid].code == OP_ELSE;
+	uint32_t d0 = f->vals[op->args[0]].def, d1 = f->vals[op->args[1]].def;
+	if (!visible_at(sc, d0, mid))
+		err(v, op->loc, "phi: operand 0 (%%%u) is not defined on the first branch of the 'if' at op %u", d0, open);
+	if (!visible_at(sc, d1, has_else ? sc->partner[mid] : open))
+		err(v, op->loc, "phi: operand 1 (%%%u) is not defined on the %s of the 'if' at op %u", d1,
+		    has_else ? "'else' branch" : "path that skips the region", open);
+}
+
+/* An exit site's first branch returns: its last op is a 'ret' of the entry's result. */
+static void
+verify_exit_site(Ver *v, const Func *f, const Scopes *sc, uint32_t i)
+{
+	const Op *op = &f->ops[i];
+	uint32_t mid = sc->partner[i];
+	if (op->ia[0] > 0 && (mid == i + 1 || f->ops[mid - 1].code != OP_RET))
+		err(v, op->loc, "if: exit site %lld of '%s' does not return the head's output: expected its first branch "
+		    "to end in 'ret'", (long long)op->ia[0], f->name);
+}
+
 /* ---- 2, 3, 5: one entry ---- */
 
 static void
@@ -131,6 +218,8 @@ verify_func(Ver *v, const Func *f)
 		top = 1 << 20;
 	bool *seen = xcalloc((size_t)top + 1, 1);
 	uint32_t nret = 0;
+	Scopes sc;
+	scopes_build(v, f, &sc);
 	for (uint32_t i = 0; i < f->nops && !diag_too_many(v->d); i++) {
 		const Op *op = &f->ops[i];
 		if ((unsigned)op->code >= OP_COUNT) {
@@ -146,7 +235,7 @@ verify_func(Ver *v, const Func *f)
 		int32_t l = op->layer;
 		if (l < -1 || l > top || (nl > 0 && l >= nl)) {
 			err(v, op->loc, "%s: layer %d is outside the model's %lld layers", nm, l, (long long)nl);
-		} else if (l != prev && l >= 0) {
+		} else if (l != prev && l >= 0 && !sc.any) {
 			if (seen[l])
 				err(v, op->loc, "layer %d: expected one contiguous region, saw a second", l);
 			else if (l < maxl)
@@ -171,6 +260,14 @@ verify_func(Ver *v, const Func *f)
 			} else if (f->vals[u].def >= i) {
 				err(v, op->loc, "%s: operand %u (%%%u) is used before its definition", nm, a, f->vals[u].def);
 				operands_ok = false;
+			} else if (op->code != OP_PHI && !visible_at(&sc, f->vals[u].def, i)) {
+				err(v, op->loc, "%s: operand %u (%%%u) is defined in a branch that does not reach this use", nm, a,
+				    f->vals[u].def);
+				operands_ok = false;
+			} else if (ir_op_flags[f->ops[f->vals[u].def].code] & OPF_VOID) {
+				err(v, op->loc, "%s: operand %u is the value of a '%s', which defines none", nm, a,
+				    ir_op_names[f->ops[f->vals[u].def].code]);
+				operands_ok = false;
 			} else if (f->ops[f->vals[u].def].code == OP_RET) {
 				err(v, op->loc, "%s: operand %u is the value of a 'ret'", nm, a);
 				operands_ok = false;
@@ -180,8 +277,11 @@ verify_func(Ver *v, const Func *f)
 			continue;
 		/* 5. returns */
 		if (op->code == OP_RET) {
-			nret++;
-			if (i + 1 != f->nops)
+			bool nested = sc.ok && sc.scope[i] != UINT32_MAX;
+			nret += !nested;
+			if (nested && f->ops[i + 1].code != OP_ELSE && f->ops[i + 1].code != OP_END)
+				err(v, op->loc, "ret: expected it to be the last op of its branch");
+			else if (!nested && i + 1 != f->nops)
 				err(v, op->loc, "ret: expected it to be the last op of '%s'", f->name);
 			if (op->nargs != f->nrets) {
 				err(v, op->loc, "ret: expected %u value%s, saw %u", f->nrets, f->nrets == 1 ? "" : "s", op->nargs);
@@ -204,7 +304,12 @@ verify_func(Ver *v, const Func *f)
 			    ir_type_str(f->vals[op->dst].type, buf2, sizeof buf2));
 		if (op->code == OP_ATTENTION)
 			verify_state_use(v, f, op);
+		if (op->code == OP_PHI && sc.ok)
+			verify_phi(v, f, &sc, i);
+		if (op->code == OP_IF && sc.ok)
+			verify_exit_site(v, f, &sc, i);
 	}
+	scopes_free(&sc);
 	if (nret == 0 && (uint32_t)v->d->nerrors == nerr_before)
 		err(v, f->loc, "entry '%s': expected a 'ret', saw none", f->name);
 	else if (nret > 1)

@@ -3,7 +3,9 @@
  * and result type compute the same value; the later one is replaced by the earlier.
  * 'add' and 'mul' are commutative: their operands are compared in sorted order.
  * Ops of different layer regions are never merged, so each layer keeps its own ops
- * (layer-level passes can still drop or specialise a layer on its own).
+ * (layer-level passes can still drop or specialise a layer on its own); nor are ops
+ * of different branches (the earlier value would not reach the later use), nor
+ * phis of different regions (ir_match_regions: the 'if' a phi joins).
  * Algorithm, per entry:
  *   1. walk the ops in order, first renaming operands through the replacements made
  *      so far (earlier ops are final when a later op is looked at);
@@ -20,6 +22,7 @@
 typedef struct Key {
 	Opcode code;
 	int32_t layer;
+	uint32_t scope;      /* the innermost branch opener ('if' or 'else'); a phi: its 'if' */
 	uint8_t nargs;
 	ValueId args[IR_MAX_OPERANDS];
 	int64_t ia[4];
@@ -29,11 +32,12 @@ typedef struct Key {
 
 /* Writes op's key into *k, padding zeroed: keys are hashed and compared as bytes. */
 static void
-key_of(const Func *f, const Op *op, Key *k)
+key_of(const Func *f, const Op *op, uint32_t scope, Key *k)
 {
 	memset(k, 0, sizeof *k);
 	k->code = op->code;
 	k->layer = op->layer;
+	k->scope = scope;
 	k->nargs = op->nargs;
 	memcpy(k->args, op->args, op->nargs * sizeof *op->args);
 	if ((op->code == OP_ADD || op->code == OP_MUL) && k->args[0] > k->args[1]) {
@@ -66,6 +70,18 @@ pass_cse(Module *m, Diag *d)
 		bool *keep = xmalloc((f->nops + 1) * sizeof *keep);
 		for (uint32_t v = 0; v < f->nvals; v++)
 			repl[v] = IR_NO_VALUE;
+		/* per op its branch (the opener on top of a stack of open branches), per phi its region */
+		uint32_t *scope = xmalloc((f->nops + 1) * sizeof *scope), *stack = xmalloc((f->nops + 1) * sizeof *stack);
+		uint32_t *partner = xmalloc((f->nops + 1) * sizeof *partner), depth = 0;
+		bool regions = ir_match_regions(f, partner, NULL, 0, NULL);
+		for (uint32_t i = 0; i < f->nops; i++) {
+			Opcode c = f->ops[i].code;
+			if ((c == OP_ELSE || c == OP_END) && depth)
+				depth--;
+			scope[i] = c == OP_PHI && regions ? partner[i] : depth ? stack[depth - 1] : UINT32_MAX;
+			if (c == OP_IF || c == OP_ELSE)
+				stack[depth++] = i;
+		}
 		bool changed = false;
 		for (uint32_t i = 0; i < f->nops; i++) {
 			Op *op = &f->ops[i];
@@ -75,7 +91,7 @@ pass_cse(Module *m, Diag *d)
 					op->args[a] = repl[op->args[a]];
 			if ((unsigned)op->code >= OP_COUNT || !(ir_op_flags[op->code] & OPF_PURE) || op->dst >= f->nvals)
 				continue;
-			key_of(f, op, &keys[i]);
+			key_of(f, op, scope[i], &keys[i]);
 			uint64_t h = hash_bytes(&keys[i], sizeof keys[i], 0);
 			uint32_t s = (uint32_t)h & (cap - 1);
 			while (table[s] && memcmp(&keys[table[s] - 1], &keys[i], sizeof keys[i]) != 0)
@@ -90,6 +106,9 @@ pass_cse(Module *m, Diag *d)
 		}
 		if (changed)
 			pass_rebuild_func(m, f, keep, repl);
+		free(scope);
+		free(stack);
+		free(partner);
 		free(table);
 		free(keys);
 		free(repl);

@@ -14,7 +14,8 @@
  *   4. removing residual blocks (attention or FFN) of layers that stay: the same
  *      forwarding and renumbering, with the params and states that only the
  *      removed ops referred to.
- * Steps 1 and 2 change nothing but f's use lists.  Invariant kept by 3 and 4: the
+ * Steps 1 and 2 look at the top level of f only (ops outside if/else regions) and
+ * change nothing but f's use lists.  Invariant kept by 3 and 4: the
  * module verifies after each when it did before.  Used by drop-layers and by
  * prune-structured (layer and sublayer units). */
 #include "passes/passes.h"
@@ -28,16 +29,35 @@ def_of(const Func *f, ValueId v)
 	return f->vals[v].def;
 }
 
-/* Step 1: the residual values entering and leaving each layer region. */
+/* Which ops are at the top level (outside every if/else region): the straight path
+ * whose layers the boundaries describe. */
+static bool *
+top_level(const Func *f)
+{
+	bool *top = xmalloc(f->nops + 1);
+	int depth = 0;
+	for (uint32_t i = 0; i < f->nops; i++) {
+		if (f->ops[i].code == OP_END)
+			depth--;
+		top[i] = depth == 0 && f->ops[i].code != OP_IF;
+		if (f->ops[i].code == OP_IF)
+			depth++;
+	}
+	return top;
+}
+
+/* Step 1: the residual values entering and leaving each layer region of the top
+ * level (ops in regions, such as the K/V tails of exit sites, are not looked at). */
 static void
 find_boundaries(const Func *f, PassLayers *g)
 {
+	bool *top = top_level(f);
 	for (int32_t l = 0; l < g->nlayers; l++) {
 		ValueId in = IR_NO_VALUE, out = IR_NO_VALUE;
 		bool in_ok = true, out_ok = true, any = false;
 		for (uint32_t i = 0; i < f->nops; i++) {
 			const Op *o = &f->ops[i];
-			if (o->layer != l)
+			if (o->layer != l || !top[i])
 				continue;
 			any = true;
 			for (uint32_t a = 0; a < o->nargs; a++) {
@@ -61,6 +81,7 @@ find_boundaries(const Func *f, PassLayers *g)
 		g->layer_in[l] = same && in_ok && out_ok ? in : IR_NO_VALUE;
 		g->layer_out[l] = same && in_ok && out_ok ? out : IR_NO_VALUE;
 	}
+	free(top);
 }
 
 
@@ -193,6 +214,26 @@ map_policy_layers(PolicyLayers *v, const int32_t *newl, const bool *kept, int32_
 	}
 }
 
+/* Maps exit sites (a site s is after the first s layers, not a layer index) to the
+ * new numbering: the kept layers among the first s; sites that end up before every
+ * layer or after the last one, or on a site already listed, go. */
+static void
+map_sites(PolicyLayers *v, const bool *kept, int32_t nold)
+{
+	int32_t nnew = 0;
+	for (int32_t l = 0; l < nold; l++)
+		nnew += kept[l];
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < v->n; i++) {
+		int32_t s = 0;
+		for (int32_t l = 0; l < nold && l < v->list[i]; l++)
+			s += kept[l];
+		if (s >= 1 && s < nnew && (n == 0 || v->list[n - 1] != s))
+			v->list[n++] = s;
+	}
+	v->n = n;
+}
+
 /* Every option of every statement that names layers (the layer kinds of policy.def). */
 static void
 map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
@@ -201,8 +242,13 @@ map_policy(Module *m, const int32_t *newl, const bool *kept, int32_t nold)
 		PolicyStmt *st = &m->policy->stmts[s];
 		for (int k = 0; k < PK_COUNT; k++) {
 			PolicyKeyKind kind = ir_policy_keys[k].kind;
-			if (ir_policy_given(st, (PolicyKey)k) && (kind == PKK_RANGE || kind == PKK_LIST || kind == PKK_LAYERS))
-				map_policy_layers((PolicyLayers *)((char *)st + ir_policy_keys[k].offset), newl, kept, nold);
+			PolicyLayers *v = (PolicyLayers *)((char *)st + ir_policy_keys[k].offset);
+			if (!ir_policy_given(st, (PolicyKey)k))
+				continue;
+			if (k == PK_EXIT_AT)
+				map_sites(v, kept, nold);
+			else if (kind == PKK_RANGE || kind == PKK_LIST || kind == PKK_LAYERS)
+				map_policy_layers(v, newl, kept, nold);
 		}
 	}
 }

@@ -4,8 +4,10 @@
  * of a pass that removes parameters. */
 #include "passes/passes.h"
 
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool
 pass_has_stmts(const Module *m, PolicyVerb verb)
@@ -141,4 +143,40 @@ pass_param_count(const Module *m)
 	for (uint32_t i = 0; i < m->nparams; i++)
 		n += ir_type_numel(m->params[i].type);
 	return n;
+}
+
+char *
+pass_resolve_path(Arena *a, const char *base, const char *rel)
+{
+	if (!rel || rel[0] == '/' || !base || access(rel, R_OK) == 0)
+		return arena_strdup(a, rel);
+	char *b = xstrdup(base);
+	char *r = arena_printf(a, "%s/%s", dirname(b), rel);
+	free(b);
+	return r;
+}
+
+int32_t
+pass_pos_arg(const Func *f)
+{
+	for (uint32_t a = 0; a < f->nargs; a++)
+		if (f->args[a].type.rank == 0 && f->args[a].type.dtype == DT_I32 && strcmp(f->args[a].name, "pos") == 0)
+			return (int32_t)a;
+	return f->nargs > 1 && f->args[1].type.rank == 0 && f->args[1].type.dtype == DT_I32 ? 1 : -1;
+}
+
+int32_t
+pass_knob(Module *m, const char *name, DType dt, double dflt, double lo, double hi, Loc loc)
+{
+	int32_t k = ir_find_knob(m, name);
+	if (k < 0)
+		k = (int32_t)ir_add_knob(m, (Knob){ .name = name, .dtype = dt, .dflt = dflt, .lo = lo, .hi = hi, .loc = loc });
+	return k;
+}
+
+int32_t
+pass_stat(Module *m, const char *name, Loc loc)
+{
+	int32_t k = ir_find_stat(m, name);
+	return k >= 0 ? k : (int32_t)ir_add_stat(m, name, loc);
 }

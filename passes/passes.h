@@ -77,6 +77,17 @@ void pass_rebuild_func(Module *m, Func *f, const bool *keep, const ValueId *repl
  * with a message in err when an op no longer type-checks (a bug of the pass). */
 bool pass_retype(Module *m, char *err, size_t nerr);
 
+/* `rel` against the directory of `base` (a source file) when relative and not
+ * readable as it is (calibration files, weights named by a policy); in a's memory. */
+char *pass_resolve_path(Arena *a, const char *base, const char *rel);
+
+/* The entry's position argument, as the interpreter binds it: the i32 scalar named
+ * `pos`, else a scalar second argument; -1 when none. */
+int32_t pass_pos_arg(const Func *f);
+/* The knob (or stat slot) named `name`, declared with these settings if new. */
+int32_t pass_knob(Module *m, const char *name, DType dt, double dflt, double lo, double hi, Loc loc);
+int32_t pass_stat(Module *m, const char *name, Loc loc);
+
 /* Number of elements of all params. */
 int64_t pass_param_count(const Module *m);
 
@@ -117,7 +128,8 @@ typedef struct PassLayers {
 	PassBlock *blocks; uint32_t nblocks; /* residual blocks of the clean layers, in order */
 } PassLayers;
 
-/* Finds the layer boundaries and residual blocks of f (computes f's use lists). */
+/* Finds the layer boundaries and residual blocks of f's top level, the ops outside
+ * if/else regions (computes f's use lists). */
 void pass_find_layers(Module *m, Func *f, PassLayers *ly);
 void pass_layers_free(PassLayers *ly);
 /* The block of kind k in layer l, or NULL. */
@@ -137,5 +149,37 @@ bool pass_remove_layers(Module *m, const bool *kept, int32_t *bad_layer);
  * function holds ops of such a layer but not that block; *bad_layer and *bad_kind
  * say which. */
 bool pass_remove_blocks(Module *m, const bool *gone, int32_t *bad_layer, PruneBlockKind *bad_kind);
+
+/* ---- pass_replay.c: rebuilding an entry op by op with new ops in between ---- */
+
+typedef struct Replay {
+	Module *m;
+	Func *src;          /* the entry as it was (read; replaced by pass_replay_end) */
+	Func g;             /* the entry being built */
+	ValueId *map;       /* src value -> g value (IR_NO_VALUE: not copied) */
+	Builder b;          /* emits new ops into g; b.layer stamps them (-1 outside layers) */
+} Replay;
+
+void pass_replay_begin(Replay *rp, Module *m, Func *src, Diag *d);
+/* Appends a copy of op (of function `from`) with operands args[] (values of g). */
+ValueId pass_replay_copy(Replay *rp, const Func *from, const Op *op, const ValueId *args, int32_t layer);
+/* Copies source op i with its operands mapped; records and returns its new value. */
+ValueId pass_replay_op(Replay *rp, uint32_t i);
+/* Inlines helper fn on args[] (values of g); returns the value it returns. */
+ValueId pass_replay_inline(Replay *rp, const Func *fn, const ValueId *args);
+/* Clones the ops of layer `layer` of the source that value v is computed from, with
+ * the layer's input `in` replaced by h (a value of g); leaves outside the layer are
+ * reused when copied, else cloned.  local[] ([src->nvals], IR_NO_VALUE-filled) caches
+ * the clones of one slice.  IR_NO_VALUE when v depends on another value of the stream. */
+ValueId pass_replay_slice(Replay *rp, ValueId v, int32_t layer, ValueId in, ValueId h, ValueId *local);
+/* Copies the source's ops from index `from` through its top-level 'ret' on the layer
+ * set run[] ([ly->nlayers], the layers before `from` included): the ops of a layer
+ * not run are left out and uses of its output take its input (ly: the source's
+ * layers).  The ret's `layers` becomes the number of layers run (0: all).  Unless
+ * keep_map, the value map is restored afterwards (the variant's values live in its
+ * branch).  Returns the ret's value, IR_NO_VALUE when there is none. */
+ValueId pass_replay_variant(Replay *rp, const PassLayers *ly, uint32_t from, const bool *run, bool keep_map);
+/* Swaps the new ops and values into the entry (commit), or drops them. */
+void pass_replay_end(Replay *rp, bool commit);
 
 #endif

@@ -7,23 +7,26 @@
  *      left after the drops (`prune layer keep N` counts them, calibration runs the
  *      dropped model) and cuts params, so it must run before shapes are settled;
  *   3. shape-infer: pruning changed param shapes; every value is retyped from them;
- *   4. const-fold, then cse, then dce: folding exposes identical ops, merging them
+ *   4. early-exit, when the policy has an `exit` statement: exit sites after the
+ *      layers left, on final shapes (the K/V tails it clones are the pruned ones);
+ *   5. layer-skip, when the policy has `skip` statements: variants and predicated
+ *      FFN blocks on what early exit left;
+ *   6. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
- *   5. (pass_run_default) a warning at each policy statement that no pass applied.
+ *   7. (pass_run_default) a warning at each policy statement that no pass applied.
  * docs/ir.md ("The default pipeline") gives the same order with its reasons. */
 #include "passes/passes.h"
+
+#include <stdio.h>
 
 const char *
 pass_default_pipeline(const Module *m)
 {
-	bool drop = pass_has_stmts(m, POL_DROP), prune = pass_has_stmts(m, POL_PRUNE);
-	if (drop && prune)
-		return "drop-layers,prune-structured,shape-infer,const-fold,cse,dce";
-	if (drop)
-		return "drop-layers,shape-infer,const-fold,cse,dce";
-	if (prune)
-		return "prune-structured,shape-infer,const-fold,cse,dce";
-	return "shape-infer,const-fold,cse,dce";
+	static char buf[160];
+	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%sconst-fold,cse,dce",
+	         pass_has_stmts(m, POL_DROP) ? "drop-layers," : "", pass_has_stmts(m, POL_PRUNE) ? "prune-structured," : "",
+	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "");
+	return buf;
 }
 
 /* Warns about each policy statement that no pass of the pipeline applied (passes

@@ -23,18 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* `rel` against the directory of `base` (a source file) when relative. */
-static char *
-resolve(Arena *a, const char *base, const char *rel)
-{
-	if (!rel || rel[0] == '/' || !base || access(rel, R_OK) == 0)
-		return arena_strdup(a, rel);
-	char *b = xstrdup(base);
-	char *r = arena_printf(a, "%s/%s", dirname(b), rel);
-	free(b);
-	return r;
-}
-
 bool
 prune_need_data(Module *m, Diag *d, Loc loc)
 {
@@ -47,7 +35,7 @@ prune_need_data(Module *m, Diag *d, Loc loc)
 		diag_error(d, loc, "pruning scores need the model's weights, but no weights file is given");
 		return false;
 	}
-	const char *path = resolve(&m->arena, loc.file, m->weights_path);
+	const char *path = pass_resolve_path(&m->arena, loc.file, m->weights_path);
 	return ir_load_params(m, path, d);
 }
 
@@ -160,7 +148,7 @@ read_stmt(Module *m, const PolicyStmt *s, Diag *d, PruneStmt *ps)
 	ps->ntokens = ir_policy_given(s, PK_PRUNE_TOKENS) ? pr->tokens : 512;
 	if (ir_policy_given(s, PK_PRUNE_CALIBRATE)) {
 		Loc cl = s->key_loc[PK_PRUNE_CALIBRATE];
-		ps->calib = resolve(&m->arena, cl.file ? cl.file : s->loc.file, pr->calibrate);
+		ps->calib = pass_resolve_path(&m->arena, cl.file ? cl.file : s->loc.file, pr->calibrate);
 	}
 	return true;
 }

@@ -78,9 +78,8 @@ parse_emit(const char *list, unsigned *emit)
 	return ok;
 }
 
-/* A model in the language (.elide, with the policy chosen) or in textual IR (.eir). */
-static Module *
-load_module(const char *path, const char *policy, Diag *d)
+Module *
+cmd_load_model(const char *path, const char *policy, Diag *d)
 {
 	size_t n = strlen(path);
 	if (n < 4 || strcmp(path + n - 4, ".eir") != 0)
@@ -156,7 +155,7 @@ cmd_compile(int argc, char **argv)
 
 	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
-	Module *m = load_module(model, policy, &d);
+	Module *m = cmd_load_model(model, policy, &d);
 	if (!m)
 		return 1;
 	if (!ir_load_weights(m, weights, nweights, &d)) {

@@ -1,8 +1,9 @@
 /* cmd_run.c - `elide run`: load a model and its weights, feed a token sequence, print
- * the argmax of the logits at every position (and optionally dump the raw logits).
- *   elide run [--interp] MODEL.elide -w W.safetensors --tokens 1,17,42
+ * the argmax of the logits at every position (and optionally dump the raw logits),
+ * then the statistics of the run (layers run per token, the model's stat slots).
+ *   elide run [--interp] MODEL.elide|MODEL.eir -w W.safetensors --tokens 1,17,42
  *             [--policy P] [--entry NAME | --prefill] [-n N [--temperature T]
- *             [--top-p P] [--seed S]] [--dump-logits FILE]
+ *             [--top-p P] [--seed S]] [--knob NAME=VALUE]... [--dump-logits FILE]
  * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
  * 2, ...; an entry over a token sequence (--prefill, or an encoder's `forward`, the
  * default when there is no `step`) runs once over the whole sequence and prints the
@@ -10,7 +11,8 @@
  * position, the token chosen from the previous logits (the argmax, or a draw of the
  * runtime's temperature / top-p sampler).  The backend that executes the entries is
  * a RunBackend: the reference interpreter (--interp) or the JIT.  Both run the module after ir_verify, the
- * weights and the default pass pipeline (which applies the policy's passes). */
+ * weights and the default pass pipeline (which applies the policy's passes), with
+ * the same knob settings, and print the statistics in the same format. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -32,35 +34,73 @@ typedef struct RunBackend {
 	bool (*run)(void *ctx, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos,
 	            float *out, char *err, size_t nerr);
 	void (*close)(void *ctx);
+	/* knob: Module.knobs index, the value already checked against its range */
+	bool (*set_knob)(void *ctx, uint32_t knob, double v, char *err, size_t nerr);
+	/* calls, tokens, layers run (out3) and the stat slots (slots[Module.nstats]) */
+	void (*stats)(void *ctx, int64_t *out3, int64_t *slots);
 } RunBackend;
 
 /* ---- the interpreter backend ---- */
+
+typedef struct InterpRun {
+	InterpState *s;
+	const Module *m;
+} InterpRun;
 
 static void *
 interp_open(Module *m, char *err, size_t nerr)
 {
 	(void)err;
 	(void)nerr;
-	return interp_new(m);
+	InterpRun *r = xcalloc(1, sizeof *r);
+	r->s = interp_new(m);
+	r->m = m;
+	return r;
 }
 
 static bool
 interp_call(void *ctx, const char *entry, const int32_t *tokens, int64_t ntokens, int32_t pos, float *out,
             char *err, size_t nerr)
 {
-	return interp_run(ctx, entry, tokens, ntokens, pos, out, err, nerr);
+	return interp_run(((InterpRun *)ctx)->s, entry, tokens, ntokens, pos, out, err, nerr);
 }
 
 static void
 interp_close(void *ctx)
 {
-	interp_free(ctx);
+	interp_free(((InterpRun *)ctx)->s);
+	free(ctx);
 }
 
-static const RunBackend interp_backend = { "interp", interp_open, interp_call, interp_close };
+static bool
+interp_knob(void *ctx, uint32_t knob, double v, char *err, size_t nerr)
+{
+	InterpRun *r = ctx;
+	if (knob >= r->m->nknobs || !interp_set_knob(r->s, r->m->knobs[knob].name, v)) {
+		snprintf(err, nerr, "no knob %u", knob);
+		return false;
+	}
+	return true;
+}
+
+static void
+interp_get_stats(void *ctx, int64_t *out3, int64_t *slots)
+{
+	InterpRun *r = ctx;
+	const InterpStats *st = interp_stats(r->s);
+	out3[0] = st->calls;
+	out3[1] = st->tokens;
+	out3[2] = st->layers;
+	for (uint32_t k = 0; k < r->m->nstats; k++)
+		slots[k] = st->slots[k];
+}
+
+static const RunBackend interp_backend = { "interp", interp_open, interp_call, interp_close, interp_knob,
+	                                   interp_get_stats };
 
 /* The JIT backend: codegen/run_jit.c (ORC LLJIT of the compiled module). */
-static const RunBackend jit_backend = { "jit", cg_run_open, cg_run_call, cg_run_close };
+static const RunBackend jit_backend = { "jit", cg_run_open, cg_run_call, cg_run_close, cg_run_set_knob,
+	                                cg_run_stats };
 
 /* ---- options ---- */
 
@@ -78,6 +118,8 @@ typedef struct RunOpts {
 	uint64_t seed;     /* of the sampler's RNG */
 	int64_t vocab; /* logits per row, from the entry's result */
 	const char *entry; /* --entry, --prefill, or chosen by choose_entry */
+	char **knobs;      /* --knob NAME=VALUE, in order (checked against the model later) */
+	int nknobs;
 	bool sequence;     /* the entry takes the whole token sequence at once */
 	bool interp;
 } RunOpts;
@@ -99,7 +141,10 @@ usage(FILE *out)
 	             "  --temperature T      sample the generated tokens at temperature T (default 0: greedy)\n"
 	             "  --top-p P            sample from the smallest set of tokens of mass P (default 1)\n"
 	             "  --seed S             seed of the sampler (default 0)\n"
-	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n");
+	             "  --knob NAME=VALUE    set a run-time knob of the model (repeatable)\n"
+	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n"
+	             "\nAfter the run it prints the statistics: calls, tokens, layers run per token, and\n"
+	             "each stat slot of the model (exits per site, K/V-only layers, ...).\n");
 }
 
 /* Parses "1,17,42"; false on anything else. */
@@ -192,6 +237,13 @@ parse_args(int argc, char **argv, RunOpts *o)
 				fprintf(stderr, "elide: error: invalid seed '%s' (expected a non-negative integer)\n", val);
 				return 2;
 			}
+		} else if (TAKES("--knob")) {
+			if (!strchr(val, '=') || val[0] == '=') {
+				fprintf(stderr, "elide: error: invalid knob setting '%s' (expected NAME=VALUE)\n", val);
+				return 2;
+			}
+			o->knobs = xrealloc(o->knobs, (size_t)(o->nknobs + 1) * sizeof *o->knobs);
+			o->knobs[o->nknobs++] = (char *)val;
 		} else if (TAKES("--dump-logits")) {
 			o->dump = val;
 		} else if (TAKES("--tokens")) {
@@ -330,6 +382,58 @@ run_row(const RunOpts *o, const RunBackend *be, void *ctx, int64_t r, float *row
 	return true;
 }
 
+/* Checks every --knob against the model's knobs (name, number, range, integer for an
+ * i32 knob) and sets it; false after an error. */
+static bool
+apply_knobs(const RunOpts *o, const RunBackend *be, void *ctx, const Module *m)
+{
+	for (int i = 0; i < o->nknobs; i++) {
+		const char *eq = strchr(o->knobs[i], '=');
+		char name[256];
+		snprintf(name, sizeof name, "%.*s", (int)(eq - o->knobs[i]), o->knobs[i]);
+		int32_t k = ir_find_knob(m, name);
+		if (k < 0) {
+			fprintf(stderr, "elide: error: model '%s' has no knob '%s'", m->name, name);
+			for (uint32_t j = 0; j < m->nknobs; j++)
+				fprintf(stderr, "%s'%s'", j ? ", " : " (its knobs: ", m->knobs[j].name);
+			fprintf(stderr, "%s\n", m->nknobs ? ")" : " (it has none)");
+			return false;
+		}
+		const Knob *kn = &m->knobs[k];
+		char *end;
+		errno = 0;
+		double v = strtod(eq + 1, &end);
+		bool ok = end != eq + 1 && !*end && !errno && v >= kn->lo && v <= kn->hi;
+		if (ok && kn->dtype == DT_I32 && v != (double)(int64_t)v)
+			ok = false;
+		if (!ok) {
+			fprintf(stderr, "elide: error: invalid value '%s' for knob '%s' (expected %s in [%g, %g])\n", eq + 1,
+			        name, kn->dtype == DT_I32 ? "an integer" : "a number", kn->lo, kn->hi);
+			return false;
+		}
+		char err[256];
+		if (!be->set_knob(ctx, (uint32_t)k, v, err, sizeof err)) {
+			fprintf(stderr, "elide: error: %s\n", err);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The statistics of the run, the same lines for every backend. */
+static void
+print_stats(const RunBackend *be, void *ctx, const Module *m)
+{
+	int64_t st[3];
+	int64_t *slots = xcalloc(m->nstats + 1, sizeof *slots);
+	be->stats(ctx, st, slots);
+	printf("stats: calls %lld tokens %lld layers %lld (%.2f of %d per token)\n", (long long)st[0],
+	       (long long)st[1], (long long)st[2], st[1] ? (double)st[2] / (double)st[1] : 0.0, m->nlayers);
+	for (uint32_t k = 0; k < m->nstats; k++)
+		printf("stat %s %lld\n", m->stats[k].name, (long long)slots[k]);
+	free(slots);
+}
+
 static int
 execute(RunOpts *o, const RunBackend *be, Module *m)
 {
@@ -346,6 +450,11 @@ execute(RunOpts *o, const RunBackend *be, Module *m)
 		free(logits);
 		return 1;
 	}
+	if (!apply_knobs(o, be, ctx, m)) {
+		be->close(ctx);
+		free(logits);
+		return 2;
+	}
 	int rc = 0;
 	int32_t next = 0;
 	uint64_t rng = o->seed;
@@ -361,6 +470,8 @@ execute(RunOpts *o, const RunBackend *be, Module *m)
 		}
 	}
 	free(scratch);
+	if (rc == 0)
+		print_stats(be, ctx, m);
 	be->close(ctx);
 	if (rc == 0 && o->dump && !dump_logits(o->dump, logits, (size_t)(nrows * o->vocab)))
 		rc = 1;
@@ -375,6 +486,7 @@ cmd_run(int argc, char **argv)
 	int rc = parse_args(argc, argv, &o);
 	if (rc) {
 		free(o.tokens);
+		free(o.knobs);
 		return rc < 0 ? 0 : rc;
 	}
 	const RunBackend *be = o.interp ? &interp_backend : &jit_backend;
@@ -382,16 +494,18 @@ cmd_run(int argc, char **argv)
 	 * process, so they stay reachable from here until exit */
 	static Diag d;
 	diag_init(&d, stderr);
-	Module *m = fe_load(o.model, o.policy, &d);
+	Module *m = cmd_load_model(o.model, o.policy, &d);
 	/* the graph that runs is the one `elide compile` would build: verified, weights
 	 * loaded (policy passes score and slice them), then the default pipeline */
 	if (!m || !ir_verify(m, &d) || !ir_load_weights(m, o.weights, o.nweights, &d) || !pass_run_default(m, &d)) {
 		ir_free_module(m);
 		free(o.tokens);
+		free(o.knobs);
 		return 1;
 	}
 	rc = execute(&o, be, m);
 	ir_free_module(m);
 	free(o.tokens);
+	free(o.knobs);
 	return rc;
 }

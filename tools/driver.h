@@ -10,4 +10,10 @@ int cmd_run(int argc, char **argv);     /* run an entry: JIT or --interp */
 int cmd_compile(int argc, char **argv); /* emit object, header, blob, manifest */
 int cmd_import(int argc, char **argv);  /* checkpoint (HF directory, GGUF) to .elide */
 
+struct Module;
+struct Diag;
+/* A model in the language (.elide, with the policy chosen) or in textual IR (.eir);
+ * NULL after errors reported through d (cmd_compile.c). */
+struct Module *cmd_load_model(const char *path, const char *policy, struct Diag *d);
+
 #endif
