@@ -2,7 +2,7 @@
  * object and header that `elide compile` generates from the model's .elide file (any
  * policy) and generates bytes, or measures bits per byte on a text file.
  *   charlm [-w WEIGHTS] [--prompt TEXT] [-n N] [--temperature T] [--seed S]
- *          [--threads N] [--eval FILE [--ctx N]]
+ *          [--threads N] [--eval FILE [--ctx N]] [--knob NAME=VALUE]...
  * Generation prints the text as it is produced, then the speed.  --eval scores a
  * file the way train.py does: consecutive chunks of N bytes (--ctx, default the
  * model's context), each from an empty context, byte i+1 of a chunk predicted from
@@ -20,6 +20,7 @@
 #include "runtime/elide_rt.h" /* samplers */
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,18 @@
 #define model_reset M_CAT(MODEL, _reset)
 #define model_step M_CAT(MODEL, _step)
 #define model_prefill M_CAT(MODEL, _prefill)
+#define model_stats M_CAT(MODEL, _stats)
+#define model_get_stats M_CAT(MODEL, _get_stats)
+#define model_stat M_CAT(MODEL, _stat)
+#define model_stat_name M_CAT(MODEL, _stat_name)
+#define model_set_knob M_CAT(MODEL, _set_knob)
+#define model_knob_name M_CAT(MODEL, _knob_name)
 #define MODEL_OK M_CAT(MODEL_UPPER, _OK)
 #define MODEL_VOCAB M_CAT(MODEL_UPPER, _VOCAB)
 #define MODEL_CTX M_CAT(MODEL_UPPER, _CTX)
+#define MODEL_LAYERS M_CAT(MODEL_UPPER, _LAYERS)
+#define MODEL_NKNOBS M_CAT(MODEL_UPPER, _NKNOBS)
+#define MODEL_NSTATS M_CAT(MODEL_UPPER, _NSTATS)
 
 #ifndef CHARLM_DEFAULT_WEIGHTS
 #define CHARLM_DEFAULT_WEIGHTS MODEL_NAME ".weights"
@@ -56,6 +66,8 @@ typedef struct Opts {
 	uint64_t seed;            /* sampler seed */
 	int threads;              /* kernel threads */
 	int ctx;                  /* --eval: bytes per chunk, 2..MODEL_CTX */
+	const char *knobs[16];    /* --knob NAME=VALUE settings, in order */
+	int nknobs;
 } Opts;
 
 static double
@@ -70,7 +82,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: %s [-w WEIGHTS] [--prompt TEXT] [-n N] [--temperature T] [--seed S]\n"
-	           "       [--threads N] [--eval FILE [--ctx N]]\n", MODEL_NAME);
+	           "       [--threads N] [--eval FILE [--ctx N]] [--knob NAME=VALUE]...\n", MODEL_NAME);
 }
 
 static int
@@ -96,6 +108,39 @@ nll_bits(const float *lo, int next)
 	return (log(s) - ((double)lo[next] - mx)) / log(2.0);
 }
 
+/* The statistics of several context resets, summed. */
+typedef struct Tally {
+	uint64_t tokens, layers;
+	int64_t slots[MODEL_NSTATS + 1];
+} Tally;
+
+static void
+tally(const model_ctx *c, Tally *t)
+{
+	model_stats st;
+	model_get_stats(c, &st);
+	t->tokens += st.tokens;
+	t->layers += st.layers_run;
+	for (int k = 0; k < MODEL_NSTATS; k++)
+		t->slots[k] += model_stat(c, k);
+}
+
+/* Applies NAME=VALUE to the knob of that name; false with a message otherwise. */
+static bool
+set_knob(model_ctx *c, const char *setting)
+{
+	const char *eq = strchr(setting, '=');
+	for (int k = 0; eq && k < MODEL_NKNOBS; k++)
+		if (strlen(model_knob_name(k)) == (size_t)(eq - setting) && !strncmp(model_knob_name(k), setting, eq - setting)) {
+			if (model_set_knob(c, k, atof(eq + 1)) == MODEL_OK)
+				return true;
+			fprintf(stderr, MODEL_NAME ": error: knob value out of range in '%s'\n", setting);
+			return false;
+		}
+	fprintf(stderr, MODEL_NAME ": error: no knob for '%s' (expected NAME=VALUE with a knob of the model)\n", setting);
+	return false;
+}
+
 static int
 run_eval(model_ctx *c, const char *path, size_t ctx)
 {
@@ -116,10 +161,12 @@ run_eval(model_ctx *c, const char *path, size_t ctx)
 	double bits = 0;
 	size_t scored = 0;
 	double t0 = now_s();
+	Tally t = { 0 };
 	for (size_t s = 0; s < n; s += ctx) {
 		size_t len = n - s < ctx ? n - s : ctx;
 		if (len < 2)
 			continue;
+		tally(c, &t); /* a reset clears the context's statistics */
 		check(model_reset(c), "reset");
 		for (size_t i = 0; i + 1 < len; i++) {
 			check(model_step(c, buf[s + i], (int32_t)i, lo), "step");
@@ -132,8 +179,12 @@ run_eval(model_ctx *c, const char *path, size_t ctx)
 		fprintf(stderr, MODEL_NAME ": error: '%s' is too short to score\n", path);
 		return 1;
 	}
+	tally(c, &t);
 	printf("bits-per-byte %.4f (%zu bytes scored in chunks of %zu, %.1f tokens/s)\n",
 	       bits / (double)scored, scored, ctx, (double)scored / dt);
+	printf("layers-per-token %.4f of %d\n", t.tokens ? (double)t.layers / (double)t.tokens : 0.0, MODEL_LAYERS);
+	for (int k = 0; k < MODEL_NSTATS; k++)
+		printf("stat %s %lld\n", model_stat_name(k), (long long)t.slots[k]);
 	return 0;
 }
 
@@ -199,7 +250,7 @@ run_generate(model_ctx *c, const Opts *o)
 int
 main(int argc, char **argv)
 {
-	Opts o = { CHARLM_DEFAULT_WEIGHTS, "The meaning of life is", NULL, 200, 0.8f, 42, 1, MODEL_CTX };
+	Opts o = { CHARLM_DEFAULT_WEIGHTS, "The meaning of life is", NULL, 200, 0.8f, 42, 1, MODEL_CTX, { NULL }, 0 };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -228,6 +279,8 @@ main(int argc, char **argv)
 			o.eval = v;
 		else if (!strcmp(a, "--ctx"))
 			o.ctx = atoi(v);
+		else if (!strcmp(a, "--knob") && o.nknobs < 16)
+			o.knobs[o.nknobs++] = v;
 		else {
 			fprintf(stderr, MODEL_NAME ": error: unknown option '%s'\n", a);
 			usage(stderr);
@@ -255,6 +308,11 @@ main(int argc, char **argv)
 		return 1;
 	}
 	check(model_set_threads(c, o.threads), "set_threads");
+	for (int k = 0; k < o.nknobs; k++)
+		if (!set_knob(c, o.knobs[k])) {
+			model_destroy(c);
+			return 2;
+		}
 	int rc = o.eval ? run_eval(c, o.eval, (size_t)o.ctx) : run_generate(c, &o);
 	model_destroy(c);
 	return rc;
