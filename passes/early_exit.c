@@ -144,21 +144,6 @@ typedef struct SiteCtx {
 	ValueId prev_arg, prev_cnt; /* patience: argmax and count of the previous site */
 } SiteCtx;
 
-static ValueId
-kn(Replay *rp, int32_t k, Loc loc)
-{
-	int64_t ia[4] = { k };
-	return ir_b_op(&rp->b, OP_KNOB, NULL, 0, ia, NULL, loc);
-}
-
-static ValueId
-op2(Replay *rp, Opcode c, ValueId a, ValueId b, int64_t ia0, Loc loc)
-{
-	ValueId args[2] = { a, b };
-	int64_t ia[4] = { ia0 };
-	return ir_b_op(&rp->b, c, args, b == IR_NO_VALUE ? 1 : 2, ia, NULL, loc);
-}
-
 /* Steps 2a-2c at site number k (s = e->sites[k]); h the state leaving layer s-1,
  * hin the state entering it. */
 static bool
@@ -178,31 +163,31 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 	if (e->measure != EM_STATE_COS || e->patience)
 		logits = pass_replay_inline(rp, sc->head, &h);
 	if (e->measure != EM_NONE) {
-		ValueId c = e->measure == EM_STATE_COS ? op2(rp, OP_COSINE, h, hin, 0, loc)
-		            : op2(rp, e->measure == EM_MARGIN ? OP_MARGIN : e->measure == EM_MAXPROB ? OP_MAXPROB : OP_ENTROPY,
+		ValueId c = e->measure == EM_STATE_COS ? pass_replay_op2(rp, OP_COSINE, h, hin, 0, loc)
+		            : pass_replay_op2(rp, e->measure == EM_MARGIN ? OP_MARGIN : e->measure == EM_MAXPROB ? OP_MAXPROB : OP_ENTROPY,
 		                  logits, IR_NO_VALUE, 0, loc);
-		ValueId lam = kn(rp, sc->id->threshold, loc);
+		ValueId lam = pass_replay_knob(rp, sc->id->threshold, loc);
 		if (e->decay && sc->pos != IR_NO_VALUE) {
-			ValueId args[3] = { lam, kn(rp, sc->id->tau, loc), sc->pos };
+			ValueId args[3] = { lam, pass_replay_knob(rp, sc->id->tau, loc), sc->pos };
 			int64_t ia[4] = { sc->horizon };
 			lam = ir_b_op(&rp->b, OP_DECAY, args, 3, ia, NULL, loc);
 		}
-		cond = op2(rp, OP_CMP, c, lam, e->measure == EM_ENTROPY ? 2 : 0, loc);
+		cond = pass_replay_op2(rp, OP_CMP, c, lam, e->measure == EM_ENTROPY ? 2 : 0, loc);
 	}
 	if (e->patience) {
-		ValueId a = op2(rp, OP_ARGMAX, logits, IR_NO_VALUE, 0, loc), cnt;
+		ValueId a = pass_replay_op2(rp, OP_ARGMAX, logits, IR_NO_VALUE, 0, loc), cnt;
 		if (sc->prev_arg == IR_NO_VALUE) {
 			cnt = ir_b_const_f32(&rp->b, 0, loc);
 		} else {
-			ValueId same = op2(rp, OP_CMP, a, sc->prev_arg, 4, loc);
+			ValueId same = pass_replay_op2(rp, OP_CMP, a, sc->prev_arg, 4, loc);
 			ValueId one = ir_b_const_f32(&rp->b, 1, loc), zero = ir_b_const_f32(&rp->b, 0, loc);
-			ValueId args[3] = { same, op2(rp, OP_ADD, sc->prev_cnt, one, 0, loc), zero };
+			ValueId args[3] = { same, pass_replay_op2(rp, OP_ADD, sc->prev_cnt, one, 0, loc), zero };
 			cnt = ir_b_op(&rp->b, OP_SELECT, args, 3, NULL, NULL, loc);
 		}
 		sc->prev_arg = a;
 		sc->prev_cnt = cnt;
-		ValueId p = op2(rp, OP_CMP, cnt, kn(rp, sc->id->patience, loc), 1, loc);
-		cond = cond == IR_NO_VALUE ? p : op2(rp, OP_OR, cond, p, 0, loc);
+		ValueId p = pass_replay_op2(rp, OP_CMP, cnt, pass_replay_knob(rp, sc->id->patience, loc), 1, loc);
+		cond = cond == IR_NO_VALUE ? p : pass_replay_op2(rp, OP_OR, cond, p, 0, loc);
 	}
 	int64_t site_ia[4] = { s };
 	ir_b_op(&rp->b, OP_IF, &cond, 1, site_ia, NULL, loc);
@@ -210,11 +195,9 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 		logits = pass_replay_inline(rp, sc->head, &h);
 	if (e->propagate && !emit_kv_tail(rp, sc->ly, s, h, rp->b.diag))
 		return false;
-	int64_t st[4] = { sc->id->site_stat[k], 1 };
-	ir_b_op(&rp->b, OP_STAT, NULL, 0, st, NULL, loc);
+	pass_replay_stat(rp, sc->id->site_stat[k], 1, loc);
 	if (e->propagate) {
-		int64_t kv[4] = { sc->id->kv_stat, sc->ly->nlayers - s };
-		ir_b_op(&rp->b, OP_STAT, NULL, 0, kv, NULL, loc);
+		pass_replay_stat(rp, sc->id->kv_stat, sc->ly->nlayers - s, loc);
 	}
 	ValueId r = ir_emit(rp->m, &rp->g, OP_RET, rp->g.vals[logits].type, &logits, 1, loc);
 	ir_def(&rp->g, r)->ia[0] = s;

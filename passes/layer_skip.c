@@ -83,29 +83,6 @@ read_skip(Module *m, const PolicyStmt *s, SkipSpec *k)
 
 /* ---- shared: knobs, stats, entries ---- */
 
-
-static ValueId
-kn(Replay *rp, int32_t k, Loc loc)
-{
-	int64_t ia[4] = { k };
-	return ir_b_op(&rp->b, OP_KNOB, NULL, 0, ia, NULL, loc);
-}
-
-static ValueId
-op2(Replay *rp, Opcode c, ValueId a, ValueId b, int64_t ia0, Loc loc)
-{
-	ValueId args[2] = { a, b };
-	int64_t ia[4] = { ia0 };
-	return ir_b_op(&rp->b, c, args, b == IR_NO_VALUE ? 1 : 2, ia, NULL, loc);
-}
-
-static void
-stat_op(Replay *rp, int32_t slot, int64_t amount, Loc loc)
-{
-	int64_t ia[4] = { slot, amount };
-	ir_b_op(&rp->b, OP_STAT, NULL, 0, ia, NULL, loc);
-}
-
 static bool
 has_regions(const Func *f)
 {
@@ -179,7 +156,7 @@ dispatch_entry(Module *m, Func *f, uint32_t split, const Variant *v, uint32_t n,
 	bool ok = sel != IR_NO_VALUE;
 	for (uint32_t k = n; ok && k-- > 1;) {
 		ValueId key = ir_b_const_i32(&rp.b, (int32_t)v[k].key, f->loc);
-		ValueId c = op2(&rp, OP_CMP, sel, key, pred, f->loc);
+		ValueId c = pass_replay_op2(&rp, OP_CMP, sel, key, pred, f->loc);
 		ir_b_op(&rp.b, OP_IF, &c, 1, NULL, NULL, f->loc);
 		ok = pass_replay_variant(&rp, &ly, split + 1, v[k].run, false) != IR_NO_VALUE;
 		ir_b_op(&rp.b, OP_END, NULL, 0, NULL, NULL, f->loc);
@@ -453,28 +430,28 @@ route_prefill(Module *m, Func *f, const SkipSpec *k, const Router *r, const Rout
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
 		if (op->code == OP_RET) {
-			ValueId tau = kn(&rp, id->tau, loc), pass = IR_NO_VALUE;
+			ValueId tau = pass_replay_knob(&rp, id->tau, loc), pass = IR_NO_VALUE;
 			ValueId b = ir_b_const_i32(&rp.b, 0, loc);
 			for (uint32_t q = 0; q < r->nrank && ok; q++) {
 				int32_t l = r->rank[q];
 				ValueId in = rp.map[ly.layer_in[l]], out = rp.map[ly.layer_out[l]], t;
 				if (r->routers) {
 					ValueId w = ir_b_param(&rp.b, (uint32_t)r->param[l], loc);
-					t = op2(&rp, OP_CMP, op2(&rp, OP_LINEAR, in, w, 0, loc), tau, 2, loc);
+					t = pass_replay_op2(&rp, OP_CMP, pass_replay_op2(&rp, OP_LINEAR, in, w, 0, loc), tau, 2, loc);
 				} else {
-					t = op2(&rp, OP_CMP, op2(&rp, OP_COSINE, in, out, 0, loc), tau, 0, loc);
+					t = pass_replay_op2(&rp, OP_CMP, pass_replay_op2(&rp, OP_COSINE, in, out, 0, loc), tau, 0, loc);
 				}
 				ok = t != IR_NO_VALUE;
-				pass = pass == IR_NO_VALUE ? t : op2(&rp, OP_AND, pass, t, 0, loc);
+				pass = pass == IR_NO_VALUE ? t : pass_replay_op2(&rp, OP_AND, pass, t, 0, loc);
 				ValueId args[3] = { pass, ir_b_const_i32(&rp.b, (int32_t)q + 1, loc), b };
 				b = ir_b_op(&rp.b, OP_SELECT, args, 3, NULL, NULL, loc);
 			}
 			int64_t ia[4] = { id->route };
 			ir_b_op(&rp.b, OP_KNOB_SET, &b, 1, ia, NULL, loc);
 			for (uint32_t q = 0; q <= r->nrank; q++) {
-				ValueId c = op2(&rp, OP_CMP, b, ir_b_const_i32(&rp.b, (int32_t)q, loc), 4, loc);
+				ValueId c = pass_replay_op2(&rp, OP_CMP, b, ir_b_const_i32(&rp.b, (int32_t)q, loc), 4, loc);
 				ir_b_op(&rp.b, OP_IF, &c, 1, NULL, NULL, loc);
-				stat_op(&rp, id->stat[q], 1, loc);
+				pass_replay_stat(&rp, id->stat[q], 1, loc);
 				ir_b_op(&rp.b, OP_END, NULL, 0, NULL, NULL, loc);
 			}
 		}
@@ -490,8 +467,8 @@ sel_bucket(Replay *rp, void *user)
 {
 	const RouteIds *id = user;
 	Loc loc = rp->src->loc;
-	ValueId kb = kn(rp, id->bucket, loc), kr = kn(rp, id->route, loc);
-	ValueId ge = op2(rp, OP_CMP, kb, ir_b_const_i32(&rp->b, 0, loc), 1, loc);
+	ValueId kb = pass_replay_knob(rp, id->bucket, loc), kr = pass_replay_knob(rp, id->route, loc);
+	ValueId ge = pass_replay_op2(rp, OP_CMP, kb, ir_b_const_i32(&rp->b, 0, loc), 1, loc);
 	ValueId args[3] = { ge, kb, kr };
 	return ir_b_op(&rp->b, OP_SELECT, args, 3, NULL, NULL, loc);
 }
@@ -608,11 +585,11 @@ ffn_run_test(Replay *rp, const SkipSpec *k, const FfnIds *id, uint32_t first, ui
 	for (uint32_t i = first; i <= add; i++)
 		pass_replay_op(rp, i);
 	Loc loc = k->loc;
-	ValueId c = op2(rp, OP_COSINE, rp->map[b->in], rp->map[b->out], 0, loc);
-	ValueId t = op2(rp, OP_CMP, c, kn(rp, id->threshold, loc), 0, loc);
+	ValueId c = pass_replay_op2(rp, OP_COSINE, rp->map[b->in], rp->map[b->out], 0, loc);
+	ValueId t = pass_replay_op2(rp, OP_CMP, c, pass_replay_knob(rp, id->threshold, loc), 0, loc);
 	if (k->warmup > 0 && pos != IR_NO_VALUE) {
-		ValueId w = op2(rp, OP_CMP, pos, ir_b_const_i32(&rp->b, (int32_t)k->warmup, loc), 1, loc);
-		t = op2(rp, OP_AND, t, w, 0, loc);
+		ValueId w = pass_replay_op2(rp, OP_CMP, pos, ir_b_const_i32(&rp->b, (int32_t)k->warmup, loc), 1, loc);
+		t = pass_replay_op2(rp, OP_AND, t, w, 0, loc);
 	}
 	return t;
 }
@@ -672,13 +649,13 @@ ffn_entry(Module *m, Func *f, const SkipSpec *k, const bool *cand, const FfnIds 
 		} else {
 			ValueId in = rp.map[b->in];
 			ir_b_op(&rp.b, OP_IF, &flag, 1, NULL, NULL, k->loc);
-			stat_op(&rp, id->stat[l], 1, k->loc);
+			pass_replay_stat(&rp, id->stat[l], 1, k->loc);
 			ir_b_op(&rp.b, OP_ELSE, NULL, 0, NULL, NULL, k->loc);
 			ValueId now = ffn_run_test(&rp, k, id, first[l], add[l], b, pos);
 			ValueId out = rp.map[b->out];
 			ir_b_op(&rp.b, OP_END, NULL, 0, NULL, NULL, k->loc);
-			rp.map[b->out] = op2(&rp, OP_PHI, in, out, 0, k->loc);
-			flag = op2(&rp, OP_PHI, flag, now, 0, k->loc);
+			rp.map[b->out] = pass_replay_op2(&rp, OP_PHI, in, out, 0, k->loc);
+			flag = pass_replay_op2(&rp, OP_PHI, flag, now, 0, k->loc);
 		}
 		ok = flag != IR_NO_VALUE && rp.map[b->out] != IR_NO_VALUE;
 		rp.b.layer = -1;

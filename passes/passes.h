@@ -179,6 +179,11 @@ ValueId pass_replay_slice(Replay *rp, ValueId v, int32_t layer, ValueId in, Valu
  * keep_map, the value map is restored afterwards (the variant's values live in its
  * branch).  Returns the ret's value, IR_NO_VALUE when there is none. */
 ValueId pass_replay_variant(Replay *rp, const PassLayers *ly, uint32_t from, const bool *run, bool keep_map);
+/* New ops through the Builder: a knob's value; op c on a (and b unless IR_NO_VALUE)
+ * with ia[0] = ia0; a stat bump. */
+ValueId pass_replay_knob(Replay *rp, int32_t knob, Loc loc);
+ValueId pass_replay_op2(Replay *rp, Opcode c, ValueId a, ValueId b, int64_t ia0, Loc loc);
+void pass_replay_stat(Replay *rp, int32_t slot, int64_t amount, Loc loc);
 /* Swaps the new ops and values into the entry (commit), or drops them. */
 void pass_replay_end(Replay *rp, bool commit);
 
