@@ -22,6 +22,7 @@
 #include "passes/passes.h"
 #include "tests/e2e/cg_jit_support.h"
 #include "tests/support/compare.h"
+#include "tests/support/policy_model.h"
 #include "tests/support/randmodel.h"
 
 #define NSTEP 64
@@ -58,20 +59,10 @@ write_calib(void)
 static Module *
 load(const RmConfig *c, const char *weights, const char *policy_body)
 {
-	char *model = rm_elide_source(c, "llama");
-	size_t n = strlen(model) + strlen(policy_body) + 64;
-	char *text = malloc(n);
-	snprintf(text, n, "%s\npolicy p for llama {\n  %s\n}\n", model, policy_body);
-	free(model);
-	Diag d;
-	diag_init(&d, stderr);
-	Module *m = fe_load_text("skip.elide", text, strlen(text), policy_body[0] ? "p" : NULL, &d);
-	free(text);
-	cr_assert(m, "the model does not load");
-	cr_assert(ir_load_params(m, weights, &d));
-	cr_assert(pass_run_default(m, &d), "the pipeline fails");
-	cr_assert(ir_verify(m, &d));
-	cr_assert_eq(d.nwarnings, 0, "'%s' was not applied", policy_body);
+	int warnings = 0;
+	Module *m = tp_load(c, weights, policy_body, &warnings);
+	cr_assert(m, "the model does not load, or the pipeline fails");
+	cr_assert_eq(warnings, 0, "'%s' was not applied", policy_body);
 	return m;
 }
 
