@@ -28,7 +28,7 @@ charlm8) SITES="1, 2, 3, 4, 5, 6, 7"; HELD="$SRC/heldout_4k.txt"; CTX=1024 ;;
 esac
 UP=$(echo "$MODEL" | tr a-z A-Z)
 if [ "$MODEL" = charlm8 ] && [ ! -e "$HELD" ]; then
-	HELD="$(mktemp)"; head -c 4096 "$SRC/heldout_16k.txt" >"$HELD"
+	HELD="$(mktemp -d)/first_4k_of_heldout_16k.txt"; head -c 4096 "$SRC/heldout_16k.txt" >"$HELD"
 fi
 for f in "$ELIDE" "$SRC/$MODEL.elide" "$SRC/$MODEL.safetensors" "$HELD" "$BUILD/runtime/libelide_rt.a"; do
 	[ -e "$f" ] || { echo "exit_table: missing $f (build first: make build)" >&2; exit 1; }
