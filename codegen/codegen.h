@@ -37,6 +37,8 @@ typedef struct CgTarget {
 CgTarget *cg_target_new(const char *triple, const char *cpu, const char *features,
                         int opt_level, char *err, size_t nerr);
 void cg_target_free(CgTarget *t);
+/* Whether the target's objects are ELF (not Mach-O, COFF, wasm, XCOFF, GOFF). */
+bool cg_target_is_elf(const CgTarget *t);
 static inline int cg_target_nr(const CgTarget *t) { return t->vec * t->nvec; }
 
 /* ---- pack.c: weight packing and the blob ---- */
@@ -70,6 +72,13 @@ bool cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *paylo
 /* Builds the whole blob (runtime header + payload) in malloc'ed memory. */
 uint8_t *cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash,
                        size_t *size, char *err, size_t nerr);
+typedef struct CgResult CgResult;
+/* The blob of r in memory (r->blob, built on the first call and kept; r->blob_size
+ * bytes), for the JIT and tests; NULL with a message when it cannot be built. */
+const uint8_t *cg_blob(CgResult *r, char *err, size_t nerr);
+/* Streams r's blob into file descriptor fd at byte offset `at` (pwrite; header last),
+ * holding only a small buffer; progress goes to ph (may be NULL). */
+bool cg_blob_write(const CgResult *r, int fd, uint64_t at, Phases *ph, char *err, size_t nerr);
 
 /* ---- plan.c: fusion decisions and the memory plan of one function ---- */
 
@@ -102,6 +111,10 @@ typedef struct CgOptions {
 	int opt_level;            /* 0..3 */
 	bool embed_weights;       /* the blob goes into the object's read-only data */
 	bool fuse;                /* fuse elementwise ops into the producing kernel */
+	bool embed_patch;         /* with embed_weights, on ELF targets: reserve a zero-filled
+	                           * section and write the blob into the object file afterwards
+	                           * (fast, never holds the blob in memory; for obj output only) */
+	Phases *phases;           /* phase times and progress (NULL: none) */
 } CgOptions;
 
 typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: outside) */
@@ -118,7 +131,7 @@ typedef struct CgEntry {
 	CgLayerCost *layers; uint32_t nlayers;
 } CgEntry;
 
-typedef struct CgResult {
+struct CgResult {
 	Module *m;
 	CgTarget *target;
 	LLVMContextRef llctx;
@@ -129,8 +142,12 @@ typedef struct CgResult {
 	uint64_t arena_size, state_size, ctx_size, weights_size; /* weights_size: whole blob */
 	uint64_t *state_off;      /* [nstates] byte offset of each cache in the state region */
 	CgEntry *entries; uint32_t nentries;
-	uint8_t *blob; size_t blob_size;
-} CgResult;
+	uint8_t *blob;            /* the blob in memory: cg_blob() builds it on demand */
+	size_t blob_size;         /* bytes of the blob (header + payload) */
+	bool embed_patch;         /* the object holds a zero-filled section for the blob, which
+	                           * cg_write_outputs fills in the written file (ELF only) */
+	Phases *phases;           /* CgOptions.phases */
+};
 
 /* Context header: fixed fields in front of arena and state (offsets in bytes). */
 enum {
@@ -167,6 +184,11 @@ typedef struct Cg {
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;            /* builder of the function being generated */
 	LLVMValueRef fn;             /* that function */
+	LLVMValueRef body_fn;        /* the entry function being lowered: its loops (one per op and
+	                              * layer, dozens of copies of the same shapes) are marked not
+	                              * to be unrolled or interleaved, which keeps -O3 from growing
+	                              * the entry tenfold (LLVM time 6 s -> 1 s on a 134 M model);
+	                              * kernels and tasks, compiled once per shape, are unrolled */
 	LLVMTypeRef f32, i32, i64, i8, i1, ptr, voidt, vt; /* vt: <vec x float> */
 	LLVMTypeRef task_ty;         /* void (ptr args, i64 begin, i64 end) */
 	LLVMTypeRef pfor_ty;         /* void (ptr pool, i64 n, ptr task, ptr args) */
@@ -248,6 +270,8 @@ void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);
 enum { CG_EMIT_OBJ = 1, CG_EMIT_ASM = 2, CG_EMIT_LL = 4, CG_EMIT_IR = 8, CG_EMIT_HEADER = 16,
        CG_EMIT_WEIGHTS = 32, CG_EMIT_MANIFEST = 64 };
 bool cg_optimize(CgResult *r, int opt_level, char *err, size_t nerr);
+/* The object section that holds embedded weights to be filled in (CgResult.embed_patch). */
+#define CG_EMBED_SECTION ".rodata.elide_weights"
 /* Writes the outputs of `emit` into dir as NAME.*, each through a temporary file and a
  * rename; on failure removes what it wrote and reports through d. */
 bool cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_text, Diag *d);

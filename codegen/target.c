@@ -138,3 +138,14 @@ cg_target_free(CgTarget *t)
 	free(t->features);
 	free(t);
 }
+
+bool
+cg_target_is_elf(const CgTarget *t)
+{
+	static const char *const other[] = { "darwin", "macos", "ios", "tvos", "watchos", "windows", "win32",
+		"mingw", "cygwin", "uefi", "wasm", "aix", "zos", "xcoff", "goff", NULL };
+	for (const char *const *o = other; *o; o++)
+		if (strstr(t->triple, *o))
+			return false;
+	return true;
+}

@@ -342,6 +342,7 @@ typedef struct StTensor {
 typedef struct StFile {
 	const char *path;
 	uint8_t *bytes;  size_t size;   /* the whole file */
+	bool mapped;                    /* bytes is a read-only mapping of the file (st_open) */
 	size_t data_off;                /* start of the data section */
 	StTensor *tensors; uint32_t ntensors;
 } StFile;
@@ -351,11 +352,16 @@ StFile *st_open(const char *path, char *err, size_t nerr);
 StFile *st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr); /* copies */
 void st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);
-/* Converts a tensor to f32 into dst (numel floats). */
+/* Converts a tensor to f32 into dst (numel floats).  From a mapped file, the pages
+ * of the tensor are released afterwards, so loading all params never holds the file
+ * and its copy in memory together. */
 bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr);
 /* Loads every param of m from the file, checking names, shapes and dtypes; reports
- * problems through d at each param's location. */
+ * problems through d at each param's location.  progress, when not NULL, is called
+ * with the bytes loaded so far and the total. */
 bool ir_load_params(Module *m, const char *path, Diag *d);
+bool ir_load_params_progress(Module *m, const char *path, Diag *d,
+                             void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
 
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;

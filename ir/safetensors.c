@@ -18,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #define ST_MAX_HEADER (100u << 20) /* same bound as the reference implementation */
 
@@ -223,36 +227,34 @@ st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 	return f;
 }
 
+/* The file is mapped read-only, not read: loading converts one tensor at a time
+ * from the mapping and releases its pages (st_read_f32), so the peak memory of a
+ * load is the params plus one tensor, not the params plus the file. */
 StFile *
 st_open(const char *path, char *err, size_t nerr)
 {
-	FILE *fp = fopen(path, "rb");
-	if (!fp) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		fail(err, nerr, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;
 	}
-	uint8_t *buf = NULL;
-	size_t n = 0, cap = 0;
-	for (;;) {
-		if (n == cap) {
-			cap = cap ? 2 * cap : 1 << 16;
-			buf = xrealloc(buf, cap);
-		}
-		size_t k = fread(buf + n, 1, cap - n, fp);
-		n += k;
-		if (k == 0)
-			break;
+	struct stat sb;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		fail(err, nerr, "cannot read '%s': not a regular file", path);
+		close(fd);
+		return NULL;
 	}
-	bool rerr = ferror(fp);
-	fclose(fp);
-	if (rerr) {
-		free(buf);
-		fail(err, nerr, "cannot read '%s'", path);
+	size_t n = (size_t)sb.st_size;
+	void *map = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (n && map == MAP_FAILED) {
+		fail(err, nerr, "cannot read '%s': %s", path, strerror(errno));
 		return NULL;
 	}
 	StFile *f = xcalloc(1, sizeof *f);
 	f->path = xstrdup(path);
-	f->bytes = buf;
+	f->bytes = n ? map : xmalloc(1);
+	f->mapped = n != 0;
 	f->size = n;
 	if (!st_parse(f, err, nerr)) {
 		st_close(f);
@@ -269,7 +271,10 @@ st_close(StFile *f)
 	for (uint32_t i = 0; i < f->ntensors; i++)
 		free((void *)f->tensors[i].name);
 	free(f->tensors);
-	free(f->bytes);
+	if (f->mapped)
+		munmap(f->bytes, f->size);
+	else
+		free(f->bytes);
 	free((void *)f->path);
 	free(f);
 }
@@ -300,14 +305,9 @@ f16_to_f32(uint16_t h)
 	return f;
 }
 
-bool
-st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr)
+static bool
+convert(const StTensor *t, const uint8_t *p, size_t n, size_t es, float *dst, char *err, size_t nerr)
 {
-	size_t es = ir_dtype_size(t->dtype);
-	if (!es)
-		return fail(err, nerr, "tensor '%s': cannot convert dtype to f32", t->name);
-	size_t n = (size_t)(t->end - t->begin) / es;
-	const uint8_t *p = f->bytes + f->data_off + t->begin;
 	for (size_t i = 0; i < n; i++, p += es) {
 		uint32_t u = 0;
 		for (size_t b = 0; b < es; b++)
@@ -324,6 +324,35 @@ st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t ne
 	return true;
 }
 
+bool
+st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr)
+{
+	size_t es = ir_dtype_size(t->dtype);
+	if (!es)
+		return fail(err, nerr, "tensor '%s': cannot convert dtype to f32", t->name);
+	size_t n = (size_t)(t->end - t->begin) / es;
+	const uint8_t *p = f->bytes + f->data_off + t->begin;
+	bool ok = true;
+	if (t->dtype == DT_F32 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+		memcpy(dst, p, n * 4);
+	else if (t->dtype == DT_BF16 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+		for (size_t i = 0; i < n; i++) {
+			uint16_t h;
+			memcpy(&h, p + 2 * i, 2);
+			uint32_t u = (uint32_t)h << 16;
+			memcpy(&dst[i], &u, 4);
+		}
+	else
+		ok = convert(t, p, n, es, dst, err, nerr);
+	if (f->mapped) { /* give the tensor's whole pages back: they are read once */
+		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n * es) & ~(pg - 1);
+		if (b > a)
+			madvise((void *)a, b - a, MADV_DONTNEED);
+	}
+	return ok;
+}
+
 static char *
 shape_str(const StTensor *t, char *buf, size_t n)
 {
@@ -338,6 +367,13 @@ shape_str(const StTensor *t, char *buf, size_t n)
 bool
 ir_load_params(Module *m, const char *path, Diag *d)
 {
+	return ir_load_params_progress(m, path, d, NULL, NULL);
+}
+
+bool
+ir_load_params_progress(Module *m, const char *path, Diag *d,
+                        void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
 	if (!path)
 		path = m->weights_path;
 	if (!path) {
@@ -351,9 +387,15 @@ ir_load_params(Module *m, const char *path, Diag *d)
 		return false;
 	}
 	bool ok = true;
+	uint64_t total = 0, done = 0;
+	for (uint32_t i = 0; i < m->nparams; i++)
+		total += (uint64_t)ir_type_numel(m->params[i].type) * sizeof(float);
 	for (uint32_t i = 0; i < m->nparams; i++) {
 		Param *p = &m->params[i];
 		char want[96], have[96];
+		if (progress)
+			progress(arg, done, total);
+		done += (uint64_t)ir_type_numel(p->type) * sizeof(float);
 		if (!p->source) {
 			diag_error(d, p->loc, "param '%s' has no tensor name to load from", p->name);
 			ok = false;
@@ -397,7 +439,7 @@ ir_load_params(Module *m, const char *path, Diag *d)
 		}
 		free(p->data);
 		p->data = data;
-		p->hash = hash_bytes(data, n * sizeof *data, 0);
+		p->hash = hash_data(data, n * sizeof *data, 0);
 	}
 	st_close(f);
 	return ok;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -35,7 +36,9 @@ usage(FILE *out)
 	        "  --target=TRIPLE      target triple (default: the host), e.g. aarch64-linux-gnu\n"
 	        "  --cpu=NAME           target CPU (default: the host's, generic when cross-compiling)\n"
 	        "  --features=LIST      target features, e.g. +avx2,+fma\n"
-	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n");
+	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n"
+	        "  -v, --verbose        print each phase with its wall time, CPU time (user + sys)\n"
+	        "                       and peak memory; progress of long phases on a terminal\n");
 }
 
 static const char *
@@ -77,6 +80,12 @@ parse_emit(const char *list, unsigned *emit)
 	return ok;
 }
 
+static void
+progress(void *ph, uint64_t done, uint64_t total)
+{
+	phase_progress(ph, done, total);
+}
+
 /* A model in the language (.elide, with the policy chosen) or in textual IR (.eir). */
 static Module *
 load_module(const char *path, const char *policy, Diag *d)
@@ -102,6 +111,7 @@ cmd_compile(int argc, char **argv)
 {
 	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
 	CgOptions o = { .opt_level = 3, .fuse = true };
+	bool verbose = false;
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
@@ -125,6 +135,8 @@ cmd_compile(int argc, char **argv)
 			o.features = v;
 		} else if (strcmp(a, "--embed-weights") == 0) {
 			o.embed_weights = true;
+		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+			verbose = true;
 		} else if (strcmp(a, "--no-fuse") == 0) {
 			o.fuse = false;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -146,18 +158,30 @@ cmd_compile(int argc, char **argv)
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+	/* embedded weights are written into the object file after LLVM, unless the asm or
+	 * the LLVM IR must show them too */
+	o.embed_patch = o.embed_weights && !(emit & (CG_EMIT_ASM | CG_EMIT_LL));
+	Phases phases, *ph = NULL;
+	if (verbose) {
+		phases_init(&phases, stderr, isatty(fileno(stderr)));
+		ph = &phases;
+	}
+	o.phases = ph;
 
 	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
+	phase_begin(ph, "parse");
 	Module *m = load_module(model, policy, &d);
 	if (!m)
 		return 1;
-	if (!ir_load_params(m, weights, &d)) {
+	phase_begin(ph, "load weights");
+	if (!ir_load_params_progress(m, weights, &d, progress, ph)) {
 		ir_free_module(m);
 		return 1;
 	}
 	m->weights_path = arena_strdup(&m->arena, weights);
 	/* the policy's compile-time transformations, then the clean-ups */
+	phase_begin(ph, "passes");
 	PassOptions po = { .verify_each = false };
 	if ((m->policy && !pass_run_pipeline(m, "prune-structured", &po, &d)) || !pass_run_default(m, &d)
 	    || !ir_verify(m, &d)) {
@@ -170,15 +194,19 @@ cmd_compile(int argc, char **argv)
 		return 1;
 	}
 	char *ir_text = (emit & CG_EMIT_IR) ? ir_print_module_str(m) : NULL;
+	phase_begin(ph, "codegen");
 	CgResult *r = cg_compile(m, &o, &d);
 	int rc = 1;
 	if (r) {
 		char err[512];
+		phase_begin(ph, "LLVM optimisation");
 		if (!cg_optimize(r, o.opt_level, err, sizeof err))
 			diag_error(&d, (Loc){ 0 }, "%s", err);
 		else if (cg_write_outputs(r, outdir, emit, ir_text, &d))
 			rc = 0;
 	}
+	if (rc == 0)
+		phases_report(ph);
 	free(ir_text);
 	cg_result_free(r);
 	ir_free_module(m);

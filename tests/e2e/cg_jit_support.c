@@ -26,6 +26,7 @@ tj_new(Module *m, bool fuse)
 	cr_assert(t->r, "cg_compile failed");
 	char err[512];
 	cr_assert(cg_optimize(t->r, 3, err, sizeof err), "%s", err);
+	cr_assert(cg_blob(t->r, err, sizeof err), "%s", err);
 	CgJitSym syms[8];
 	uint32_t ns = cg_runtime_syms(syms, 8);
 	t->j = cg_jit_new(t->r, syms, ns, err, sizeof err);

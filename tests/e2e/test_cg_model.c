@@ -192,6 +192,8 @@ Test(cg_model, hostile_inputs)
 	CgOptions o = { .opt_level = 0, .fuse = true };
 	CgResult *r2 = cg_compile(m2, &o, &d);
 	cr_assert(r2);
+	char berr[256];
+	cr_assert(cg_blob(r2, berr, sizeof berr), "%s", berr);
 	cr_assert_eq(load(b, r2->blob, r2->blob_size), ELIDE_ERR_BLOB_MODEL);
 	char wpath[300];
 	snprintf(wpath, sizeof wpath, "%s.weights", path2);
