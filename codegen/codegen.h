@@ -37,6 +37,20 @@ typedef struct CgTarget {
 CgTarget *cg_target_new(const char *triple, const char *cpu, const char *features,
                         int opt_level, char *err, size_t nerr);
 void cg_target_free(CgTarget *t);
+/* The float vector width of the kernels for a CPU and feature string: 16 with
+ * AVX-512, 8 with AVX2, 4 otherwise. */
+int cg_target_vec_width(const char *triple, const char *cpu, const char *features);
+void cg_llvm_init(void); /* registers LLVM's targets (once; cg_target_new does it) */
+
+/* ---- target_tables.c: LLVM's CPU and feature tables of a target ---- */
+/* Checks a CPU name and a feature list ("+a,-b") against the tables of triple (a
+ * normalised triple); false with a message naming the closest known name. */
+bool cg_target_check(const char *triple, const char *cpu, const char *features, char *err, size_t nerr);
+/* --cpu=help / --features=help: the tables of triple (NULL: the host's), in elide's
+ * words; false with a message when LLVM does not know the target or has no table. */
+bool cg_target_print_cpus(FILE *out, const char *triple, char *err, size_t nerr);
+bool cg_target_print_features(FILE *out, const char *triple, char *err, size_t nerr);
+
 /* Whether the target's objects are ELF (not Mach-O, COFF, wasm, XCOFF, GOFF). */
 bool cg_target_is_elf(const CgTarget *t);
 static inline int cg_target_nr(const CgTarget *t) { return t->vec * t->nvec; }

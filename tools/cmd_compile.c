@@ -34,8 +34,13 @@ usage(FILE *out)
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
 	        "  -O0 .. -O3           optimisation level (default -O3)\n"
 	        "  --target=TRIPLE      target triple (default: the host), e.g. aarch64-linux-gnu\n"
-	        "  --cpu=NAME           target CPU (default: the host's, generic when cross-compiling)\n"
-	        "  --features=LIST      target features, e.g. +avx2,+fma\n"
+	        "  --cpu=NAME           target CPU (default: the host's, generic when cross-compiling);\n"
+	        "                       --cpu=help lists the CPUs of the target\n"
+	        "  --features=LIST      target features, e.g. +avx2,+fma; --features=help lists them\n"
+	        "  -MD                  also write a depfile, DIR/NAME.d, for make and ninja: the\n"
+	        "                       outputs depend on the model, the weights and calibration files\n"
+	        "  -MF FILE             write the depfile to FILE (implies -MD)\n"
+	        "  -MT TARGET           the depfile's target (default: the outputs written)\n"
 	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n"
 	        "  -v, --verbose        print each phase with its wall time, CPU time (user + sys)\n"
 	        "                       and peak memory; progress of long phases on a terminal\n");
@@ -86,6 +91,65 @@ progress(void *ph, uint64_t done, uint64_t total)
 	phase_progress(ph, done, total);
 }
 
+/* A make rule word: the absolute path (relative ones would depend on the directory
+ * the build tool reads the depfile from), spaces, '#' and '$' escaped as make and
+ * ninja read them. */
+static void
+dep_word(StrBuf *b, const char *path)
+{
+	char *abs = realpath(path, NULL);
+	const char *s = abs ? abs : path;
+	sb_printf(b, " ");
+	for (; *s; s++)
+		sb_printf(b, *s == ' ' || *s == '#' ? "\\%c" : *s == '$' ? "$%c" : "%c", *s);
+	free(abs);
+}
+
+/* DIR/NAME.d (or `path`): the outputs written, then every input read. */
+static bool
+write_depfile(const char *path, const char *target, const char *dir, const char *name, unsigned emit,
+              const char *const *deps, int ndeps)
+{
+	static const struct { unsigned bit; const char *ext; } outs[] = {
+		{ CG_EMIT_OBJ, "o" }, { CG_EMIT_ASM, "s" }, { CG_EMIT_LL, "ll" }, { CG_EMIT_IR, "eir" },
+		{ CG_EMIT_HEADER, "h" }, { CG_EMIT_WEIGHTS, "weights" }, { CG_EMIT_MANIFEST, "json" },
+	};
+	StrBuf b = { 0 };
+	char buf[4096];
+	if (target) {
+		sb_printf(&b, "%s", target);
+	} else {
+		bool first = true;
+		for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+			if (!(emit & outs[i].bit))
+				continue;
+			snprintf(buf, sizeof buf, "%s/%s.%s", dir, name, outs[i].ext);
+			StrBuf t = { 0 };
+			dep_word(&t, buf);
+			sb_printf(&b, "%s", first ? t.s + 1 : t.s);
+			first = false;
+			free(t.s);
+		}
+	}
+	sb_printf(&b, ":");
+	for (int i = 0; i < ndeps; i++)
+		dep_word(&b, deps[i]);
+	sb_printf(&b, "\n");
+	char *p = NULL;
+	if (!path) {
+		size_t n = strlen(dir) + strlen(name) + 4;
+		p = xmalloc(n);
+		snprintf(p, n, "%s/%s.d", dir, name);
+	}
+	char err[512];
+	bool ok = cg_write_file(path ? path : p, b.s, b.n, err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "elide: error: %s\n", err);
+	free(p);
+	free(b.s);
+	return ok;
+}
+
 /* A model in the language (.elide, with the policy chosen) or in textual IR (.eir). */
 static Module *
 load_module(const char *path, const char *policy, Diag *d)
@@ -111,7 +175,8 @@ cmd_compile(int argc, char **argv)
 {
 	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
 	CgOptions o = { .opt_level = 3, .fuse = true };
-	bool verbose = false;
+	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
+	const char *dep_path = NULL, *dep_target = NULL;
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
@@ -131,10 +196,19 @@ cmd_compile(int argc, char **argv)
 			o.triple = v;
 		} else if ((v = opt_value(a, "--cpu", &i, argc, argv))) {
 			o.cpu = v;
+			cpu_help = strcmp(v, "help") == 0;
 		} else if ((v = opt_value(a, "--features", &i, argc, argv))) {
 			o.features = v;
+			feat_help = strcmp(v, "help") == 0;
 		} else if (strcmp(a, "--embed-weights") == 0) {
 			o.embed_weights = true;
+		} else if (strcmp(a, "-MD") == 0) {
+			depfile = true;
+		} else if ((v = opt_value(a, "-MF", &i, argc, argv))) {
+			depfile = true;
+			dep_path = v;
+		} else if ((v = opt_value(a, "-MT", &i, argc, argv))) {
+			dep_target = v;
 		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
 			verbose = true;
 		} else if (strcmp(a, "--no-fuse") == 0) {
@@ -151,6 +225,14 @@ cmd_compile(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cpu_help || feat_help) { /* the target's tables; nothing is compiled */
+		char err[512];
+		bool ok = cpu_help ? cg_target_print_cpus(stdout, o.triple, err, sizeof err)
+		                   : cg_target_print_features(stdout, o.triple, err, sizeof err);
+		if (!ok)
+			fprintf(stderr, "elide: error: %s\n", err);
+		return ok ? 0 : 1;
+	}
 	if (!model || !weights || !outdir) {
 		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !weights ? "no weights given (-w FILE)"
 		                                                                          : "no output directory given (-o DIR)");
@@ -158,6 +240,15 @@ cmd_compile(int argc, char **argv)
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+	if (o.triple || o.cpu || o.features) { /* a wrong target name fails before the weights load */
+		char err[512];
+		CgTarget *t = cg_target_new(o.triple, o.cpu, o.features, o.opt_level, err, sizeof err);
+		if (!t) {
+			fprintf(stderr, "elide: error: %s\n", err);
+			return 1;
+		}
+		cg_target_free(t);
+	}
 	/* embedded weights are written into the object file after LLVM, unless the asm or
 	 * the LLVM IR must show them too */
 	o.embed_patch = o.embed_weights && !(emit & (CG_EMIT_ASM | CG_EMIT_LL));
@@ -180,6 +271,19 @@ cmd_compile(int argc, char **argv)
 		return 1;
 	}
 	m->weights_path = arena_strdup(&m->arena, weights);
+	/* the files the outputs depend on, for -MD: read before the passes consume the
+	 * policy's statements */
+	const char *deps[64];
+	int ndeps = 0;
+	for (int i = 0; i < d.nsrcs && ndeps < 60; i++)
+		deps[ndeps++] = d.srcs[i]->path;
+	deps[ndeps++] = weights;
+	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++)
+		for (uint32_t k = 0; k < m->policy->stmts[i].nopts && ndeps < 64; k++) {
+			const PolicyOpt *po = &m->policy->stmts[i].opts[k];
+			if (strcmp(po->key, "calibrate") == 0 && po->val.kind == PV_STRING && po->val.str)
+				deps[ndeps++] = po->val.str;
+		}
 	/* the policy's compile-time transformations, then the clean-ups */
 	phase_begin(ph, "passes");
 	PassOptions po = { .verify_each = false };
@@ -205,6 +309,8 @@ cmd_compile(int argc, char **argv)
 		else if (cg_write_outputs(r, outdir, emit, ir_text, &d))
 			rc = 0;
 	}
+	if (rc == 0 && depfile && !write_depfile(dep_path, dep_target, outdir, m->name, emit, deps, ndeps))
+		rc = 1;
 	if (rc == 0)
 		phases_report(ph);
 	free(ir_text);
