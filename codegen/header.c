@@ -43,7 +43,10 @@ cg_header_text(const CgResult *r)
 	sb_printf(&b, " * Link %s.o with the elide runtime (libelide_rt: libc, pthreads, libm).\n", n);
 	sb_printf(&b, " * Usage: ctx = %s_create(); %s_load_weights(ctx, \"%s.weights\"); then the entries;\n", n, n, n);
 	sb_printf(&b, " * %s_destroy(ctx).  Every function returns a status (%s_OK = 0) unless noted.\n", n, up);
-	sb_printf(&b, " * Contexts are independent: no global state. */\n");
+	sb_printf(&b, " * Contexts are independent: no global state.  Threads: the functions that take a\n");
+	sb_printf(&b, " * context must not run concurrently on the same context (each writes its arena, state\n");
+	sb_printf(&b, " * or fields); different contexts may be used from different threads at once, and\n");
+	sb_printf(&b, " * %s_abi_hash may be called from anywhere. */\n", n);
 	sb_printf(&b, "#ifndef %s_GENERATED_H\n#define %s_GENERATED_H\n\n", up, up);
 	sb_printf(&b, "#include <stddef.h>\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
 	sb_printf(&b, "#define %s_ABI_HASH 0x%016llxULL /* %s_abi_hash() of the object must match */\n", up,
@@ -92,10 +95,16 @@ cg_header_text(const CgResult *r)
 	sb_printf(&b, "%s_ctx *%s_init(void *mem, size_t size);\n", n, n);
 	sb_printf(&b, "/* Releases what the context owns (weights read from a file, its pool, create's memory). */\n");
 	sb_printf(&b, "void %s_destroy(%s_ctx *ctx);\n", n, n);
-	sb_printf(&b, "/* Reads and validates a weight blob (magic, version, model hash, size, checksum). */\n");
-	sb_printf(&b, "int %s_load_weights(%s_ctx *ctx, const char *path);\n", n, n);
+	sb_printf(&b, "/* The loaders of the object; abi_hash is %s_ABI_HASH of the header the caller was\n"
+	        " * compiled with, %s_ABI if it is not the object's.  Call them through the two below. */\n", up, up);
+	sb_printf(&b, "int %s_load_weights_abi(%s_ctx *ctx, const char *path, uint64_t abi_hash);\n", n, n);
+	sb_printf(&b, "int %s_load_weights_mem_abi(%s_ctx *ctx, const void *blob, size_t size, uint64_t abi_hash);\n", n, n);
+	sb_printf(&b, "/* Reads and validates a weight blob (ABI of this header, magic, version, model hash,\n * size, checksum). */\n");
+	sb_printf(&b, "static inline int %s_load_weights(%s_ctx *ctx, const char *path)\n{\n"
+	        "\treturn %s_load_weights_abi(ctx, path, %s_ABI_HASH);\n}\n", n, n, n, up);
 	sb_printf(&b, "/* Validates a blob in memory and uses it in place: keep it alive, %s_WEIGHTS_ALIGN-aligned. */\n", up);
-	sb_printf(&b, "int %s_load_weights_mem(%s_ctx *ctx, const void *blob, size_t size);\n", n, n);
+	sb_printf(&b, "static inline int %s_load_weights_mem(%s_ctx *ctx, const void *blob, size_t size)\n{\n"
+	        "\treturn %s_load_weights_mem_abi(ctx, blob, size, %s_ABI_HASH);\n}\n", n, n, n, up);
 	sb_printf(&b, "/* Clears the state (KV caches): a new sequence starts at position 0. */\n");
 	sb_printf(&b, "int %s_reset(%s_ctx *ctx);\n", n, n);
 	sb_printf(&b, "/* Threads for the kernels: 1 serial (the default), n > 1 a runtime pool of n threads,\n * 0 as many as ELIDE_THREADS says.  Results do not depend on the count. */\n");

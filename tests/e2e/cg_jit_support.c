@@ -34,8 +34,9 @@ tj_new(Module *m, bool fuse)
 	void *(*create)(void) = (void *(*)(void))tj_sym(t, "create");
 	t->ctx = create();
 	cr_assert(t->ctx);
-	int (*load)(void *, const void *, size_t) = (int (*)(void *, const void *, size_t))tj_sym(t, "load_weights_mem");
-	cr_assert_eq(load(t->ctx, t->r->blob, t->r->blob_size), ELIDE_OK);
+	int (*load)(void *, const void *, size_t, uint64_t)
+		= (int (*)(void *, const void *, size_t, uint64_t))tj_sym(t, "load_weights_mem_abi");
+	cr_assert_eq(load(t->ctx, t->r->blob, t->r->blob_size, t->r->abi_hash), ELIDE_OK);
 	return t;
 }
 
