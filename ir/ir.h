@@ -362,6 +362,9 @@ bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size
 bool ir_load_params(Module *m, const char *path, Diag *d);
 bool ir_load_params_progress(Module *m, const char *path, Diag *d,
                              void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+/* From several files (a sharded checkpoint): each tensor must be in exactly one. */
+bool ir_load_params_files(Module *m, const char *const *paths, uint32_t nfiles, Diag *d,
+                          void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
 
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;

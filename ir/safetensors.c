@@ -380,13 +380,31 @@ ir_load_params_progress(Module *m, const char *path, Diag *d,
 		diag_error(d, (Loc){ 0 }, "no weights file given for model '%s' (use -w FILE.safetensors)", m->name);
 		return false;
 	}
+	return ir_load_params_files(m, &path, 1, d, progress, arg);
+}
+
+/* Several files (a checkpoint in shards): each tensor is looked up in all of them
+ * and must be in exactly one. */
+bool
+ir_load_params_files(Module *m, const char *const *paths, uint32_t nfiles, Diag *d,
+                     void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
 	char err[512];
-	StFile *f = st_open(path, err, sizeof err);
-	if (!f) {
-		diag_error(d, (Loc){ .file = path }, "%s", err);
+	StFile **files = xcalloc(nfiles ? nfiles : 1, sizeof *files);
+	bool ok = nfiles > 0;
+	if (!nfiles)
+		diag_error(d, (Loc){ 0 }, "no weights file given for model '%s' (use -w FILE.safetensors)", m->name);
+	for (uint32_t k = 0; k < nfiles; k++)
+		if (!(files[k] = st_open(paths[k], err, sizeof err))) {
+			diag_error(d, (Loc){ .file = paths[k] }, "%s", err);
+			ok = false;
+		}
+	if (!ok) {
+		for (uint32_t k = 0; k < nfiles; k++)
+			st_close(files[k]);
+		free(files);
 		return false;
 	}
-	bool ok = true;
 	uint64_t total = 0, done = 0;
 	for (uint32_t i = 0; i < m->nparams; i++)
 		total += (uint64_t)ir_type_numel(m->params[i].type) * sizeof(float);
@@ -401,9 +419,30 @@ ir_load_params_progress(Module *m, const char *path, Diag *d,
 			ok = false;
 			continue;
 		}
-		const StTensor *t = st_find(f, p->source);
+		const StTensor *t = NULL;
+		const StFile *f = NULL;
+		const char *path = paths[0];
+		bool twice = false;
+		for (uint32_t k = 0; k < nfiles && !twice; k++) {
+			const StTensor *tk = st_find(files[k], p->source);
+			if (tk && t) {
+				diag_error(d, p->loc, "tensor '%s' is in both '%s' and '%s'", p->source, path, paths[k]);
+				twice = true;
+			} else if (tk) {
+				t = tk;
+				f = files[k];
+				path = paths[k];
+			}
+		}
+		if (twice) {
+			ok = false;
+			continue;
+		}
 		if (!t) {
-			diag_error(d, p->loc, "tensor '%s' not found in '%s'", p->source, path);
+			if (nfiles == 1)
+				diag_error(d, p->loc, "tensor '%s' not found in '%s'", p->source, path);
+			else
+				diag_error(d, p->loc, "tensor '%s' not found in any of the %u weights files", p->source, nfiles);
 			ok = false;
 			continue;
 		}
@@ -441,6 +480,8 @@ ir_load_params_progress(Module *m, const char *path, Diag *d,
 		p->data = data;
 		p->hash = hash_data(data, n * sizeof *data, 0);
 	}
-	st_close(f);
+	for (uint32_t k = 0; k < nfiles; k++)
+		st_close(files[k]);
+	free(files);
 	return ok;
 }

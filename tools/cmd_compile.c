@@ -26,7 +26,8 @@ usage(FILE *out)
 	fprintf(out,
 	        "USAGE: elide compile MODEL.elide -w WEIGHTS.safetensors -o DIR [options]\n\n"
 	        "OPTIONS:\n"
-	        "  -w, --weights FILE   safetensors file with the model's weights\n"
+	        "  -w, --weights FILE   safetensors file with the model's weights; repeat it for a\n"
+	        "                       checkpoint in shards (each tensor in exactly one file)\n"
 	        "  -o DIR               output directory (created if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
@@ -174,6 +175,8 @@ int
 cmd_compile(int argc, char **argv)
 {
 	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
+	const char *wfiles[64];
+	uint32_t nw = 0;
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
 	const char *dep_path = NULL, *dep_target = NULL;
@@ -184,7 +187,11 @@ cmd_compile(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if ((v = opt_value(a, "--weights", &i, argc, argv)) || (v = opt_value(a, "-w", &i, argc, argv))) {
-			weights = v;
+			if (nw == 64) {
+				fprintf(stderr, "elide: error: more than 64 weights files\n");
+				return 2;
+			}
+			weights = wfiles[nw++] = v;
 		} else if ((v = opt_value(a, "-o", &i, argc, argv))) {
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
@@ -266,7 +273,7 @@ cmd_compile(int argc, char **argv)
 	if (!m)
 		return 1;
 	phase_begin(ph, "load weights");
-	if (!ir_load_params_progress(m, weights, &d, progress, ph)) {
+	if (!ir_load_params_files(m, wfiles, nw, &d, progress, ph)) {
 		ir_free_module(m);
 		return 1;
 	}
@@ -277,7 +284,8 @@ cmd_compile(int argc, char **argv)
 	int ndeps = 0;
 	for (int i = 0; i < d.nsrcs && ndeps < 60; i++)
 		deps[ndeps++] = d.srcs[i]->path;
-	deps[ndeps++] = weights;
+	for (uint32_t i = 0; i < nw && ndeps < 60; i++)
+		deps[ndeps++] = wfiles[i];
 	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++)
 		for (uint32_t k = 0; k < m->policy->stmts[i].nopts && ndeps < 64; k++) {
 			const PolicyOpt *po = &m->policy->stmts[i].opts[k];
