@@ -133,7 +133,8 @@ typedef struct CgOptions {
 
 typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: outside) */
 	int32_t layer;
-	double flops;             /* per token (decode) */
+	double flops;             /* per token attending to one key (decode at position 0) */
+	double flops_per_key;     /* added for each further key attended (attention) */
 	double bytes;             /* weight bytes read per token */
 } CgLayerCost;
 
@@ -141,7 +142,8 @@ typedef struct CgEntry {
 	const char *name;
 	FuncKind kind;
 	uint64_t arena;           /* bytes its plan needs */
-	double flops, bytes;      /* per token */
+	double flops, bytes;      /* per token (flops: attending to one key) */
+	double flops_per_key;     /* per token, for each further key attended */
 	CgLayerCost *layers; uint32_t nlayers;
 } CgEntry;
 

@@ -257,6 +257,14 @@ compute_costs(CgResult *r)
 				Type w = f->vals[op->args[1]].type;
 				flops = 2.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
 				bytes = 4.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
+			} else if (op->code == OP_ATTENTION) {
+				/* per head and key: q.k (2 hd), scale, max, exp, sum (4, exp counted as
+				 * one), the weighted sum of v (2 hd); per head: the normalisation (hd) */
+				int64_t heads = op->ia[0], hd = cg_cols(f->vals[op->args[0]].type) / (heads ? heads : 1);
+				double per_key = (double)heads * (4.0 * (double)hd + 4.0);
+				flops = per_key + (double)heads * (double)hd;
+				ce->layers[l].flops_per_key += per_key;
+				ce->flops_per_key += per_key;
 			} else if (op->code == OP_EMBED) {
 				bytes = 4.0 * (double)cg_cols(f->vals[op->args[0]].type);
 			} else if (ir_op_flags[op->code] & OPF_ELEMWISE) {

@@ -1,6 +1,7 @@
 /* manifest.c - NAME.json: what was compiled.  Target and kernel geometry, region
- * sizes, the weight regions (layout, offset, bytes), and per entry the ops, FLOPs and
- * weight bytes per token for every layer region. */
+ * sizes, the weight regions (layout, offset, bytes), per entry the ops, FLOPs (with
+ * attention's per key) and weight bytes per token for every layer region, and the
+ * policy's statements as data with what each did.  Every field: docs/manifest.md. */
 #include "codegen/codegen.h"
 
 #include <cjson/cJSON.h>
@@ -20,6 +21,86 @@ hex(cJSON *o, const char *k, uint64_t v)
 	char b[32];
 	snprintf(b, sizeof b, "0x%016llx", (unsigned long long)v);
 	cJSON_AddStringToObject(o, k, b);
+}
+
+/* ---- the policy as data: each statement as written, with its options and the
+ * effects the passes recorded (PolicyEffect) ---- */
+
+static cJSON *
+policy_value(const PolicyVal *v)
+{
+	switch (v->kind) {
+	case PV_NUM:
+	case PV_FRAC:
+		return cJSON_CreateNumber(v->num);
+	case PV_RANGE: {
+		cJSON *a = cJSON_CreateArray();
+		cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->lo));
+		cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->hi));
+		return a;
+	}
+	case PV_LIST: {
+		cJSON *a = cJSON_CreateArray();
+		for (uint32_t i = 0; i < v->nints; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->ints[i]));
+		return a;
+	}
+	case PV_STRING:
+	case PV_IDENT:
+		return cJSON_CreateString(v->str ? v->str : "");
+	case PV_CALL: {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "call", v->str ? v->str : "");
+		for (uint32_t i = 0; i < v->nsub; i++)
+			cJSON_AddItemToObject(o, v->sub[i].key, policy_value(&v->sub[i].val));
+		return o;
+	}
+	}
+	return cJSON_CreateNull();
+}
+
+static bool
+same_loc(Loc a, Loc b)
+{
+	return a.line == b.line && a.col == b.col && (a.file == b.file || (a.file && b.file && strcmp(a.file, b.file) == 0));
+}
+
+static cJSON *
+policy_statements(const Module *m)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (uint32_t i = 0; i < m->nstmts_written; i++) {
+		const PolicyStmt *s = &m->stmts_written[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "verb", s->verb);
+		if (s->subject)
+			cJSON_AddStringToObject(o, "subject", s->subject);
+		else
+			cJSON_AddNullToObject(o, "subject");
+		cJSON_AddNumberToObject(o, "line", s->loc.line);
+		cJSON *opts = cJSON_AddObjectToObject(o, "options");
+		for (uint32_t k = 0; k < s->nopts; k++)
+			cJSON_AddItemToObject(opts, s->opts[k].key, policy_value(&s->opts[k].val));
+		/* a pass that realises a statement removes it from the policy */
+		bool left = false;
+		for (uint32_t k = 0; m->policy && k < m->policy->nstmts && !left; k++)
+			left = same_loc(m->policy->stmts[k].loc, s->loc);
+		cJSON_AddBoolToObject(o, "applied", !left);
+		cJSON *eff = cJSON_AddArrayToObject(o, "effects");
+		for (uint32_t k = 0; k < m->neffects; k++) {
+			const PolicyEffect *e = &m->effects[k];
+			if (!same_loc(e->stmt, s->loc))
+				continue;
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddStringToObject(x, "what", e->what);
+			cJSON_AddNumberToObject(x, "layer", e->layer);
+			cJSON_AddNumberToObject(x, "before", (double)e->before);
+			cJSON_AddNumberToObject(x, "after", (double)e->after);
+			cJSON_AddItemToArray(eff, x);
+		}
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
 }
 
 char *
@@ -48,6 +129,7 @@ cg_manifest_text(const CgResult *r)
 	cJSON_AddNumberToObject(root, "parameters", (double)nparams);
 	if (m->manifest_notes)
 		cJSON_AddStringToObject(root, "notes", m->manifest_notes);
+	cJSON_AddItemToObject(root, "policy_statements", policy_statements(m));
 	cJSON *reg = cJSON_AddObjectToObject(root, "regions");
 	cJSON_AddNumberToObject(reg, "context", (double)r->ctx_size);
 	cJSON_AddNumberToObject(reg, "arena", (double)r->arena_size);
@@ -71,6 +153,7 @@ cg_manifest_text(const CgResult *r)
 		cJSON_AddStringToObject(o, "name", ce->name);
 		cJSON_AddNumberToObject(o, "arena", (double)ce->arena);
 		cJSON_AddNumberToObject(o, "flops_per_token", ce->flops);
+		cJSON_AddNumberToObject(o, "flops_per_key", ce->flops_per_key);
 		cJSON_AddNumberToObject(o, "weight_bytes_per_token", ce->bytes);
 		cJSON *ops = cJSON_AddArrayToObject(o, "ops");
 		for (uint32_t i = 0; i < f->nops; i++)
@@ -80,6 +163,7 @@ cg_manifest_text(const CgResult *r)
 			cJSON *lo = cJSON_CreateObject();
 			cJSON_AddNumberToObject(lo, "layer", ce->layers[l].layer);
 			cJSON_AddNumberToObject(lo, "flops", ce->layers[l].flops);
+			cJSON_AddNumberToObject(lo, "flops_per_key", ce->layers[l].flops_per_key);
 			cJSON_AddNumberToObject(lo, "bytes", ce->layers[l].bytes);
 			cJSON_AddItemToArray(ls, lo);
 		}

@@ -180,6 +180,15 @@ typedef struct Policy {
 	Loc loc;
 } Policy;
 
+/* What a pass did for one policy statement, for the manifest's structured policy:
+ * `what` of layer `layer` went from `before` units to `after`. */
+typedef struct PolicyEffect {
+	Loc stmt;                 /* the statement's location: its identity (statements move) */
+	const char *what;         /* static: "ffn_neuron", "head", "kv_head", "layer", "attention_block", ... */
+	int32_t layer;            /* layer index, -1 for the model as a whole */
+	int64_t before, after;    /* units before and after (a removed layer or block: 1 -> 0) */
+} PolicyEffect;
+
 typedef struct ModelConfig {   /* constants of the model, as declared */
 	const char *names[64];
 	int64_t values[64];
@@ -197,9 +206,17 @@ typedef struct Module {
 	Policy *policy;            /* NULL: dense */
 	const char *weights_path;  /* safetensors file to load params from (NULL until given) */
 	const char *manifest_notes;/* text passes add for the manifest (e.g. what pruning removed) */
+	PolicyStmt *stmts_written; uint32_t nstmts_written; /* the policy's statements before the
+	                           * passes consumed them (ir_policy_snapshot), for the manifest */
+	PolicyEffect *effects; uint32_t neffects, capeffects; /* what the passes did, per statement */
 } Module;
 
 Module *ir_new_module(const char *name);
+/* Records an effect of a policy statement (passes call it as they transform). */
+void ir_add_effect(Module *m, PolicyEffect e);
+/* Keeps a copy of the policy's statements (the structs; their options stay in the
+ * arena) in stmts_written, before passes remove the ones they realise. */
+void ir_policy_snapshot(Module *m);
 void ir_free_module(Module *m);
 uint32_t ir_add_param(Module *m, const char *name, const char *source, Type t, int32_t layer, Loc loc);
 int32_t ir_find_param(const Module *m, const char *name); /* -1 if absent */

@@ -28,7 +28,7 @@ usage(FILE *out)
 	        "OPTIONS:\n"
 	        "  -w, --weights FILE   safetensors file with the model's weights; repeat it for a\n"
 	        "                       checkpoint in shards (each tensor in exactly one file)\n"
-	        "  -o DIR               output directory (created if missing)\n"
+	        "  -o DIR               output directory (created with its parents if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
@@ -83,6 +83,23 @@ parse_emit(const char *list, unsigned *emit)
 		}
 	}
 	free(s);
+	return ok;
+}
+
+/* mkdir -p */
+static bool
+make_dirs(const char *path)
+{
+	char *p = xstrdup(path);
+	bool ok = true;
+	for (char *s = p + 1; ok && *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			ok = mkdir(p, 0777) == 0 || errno == EEXIST;
+			*s = '/';
+		}
+	ok = ok && (mkdir(p, 0777) == 0 || errno == EEXIST);
+	free(p);
 	return ok;
 }
 
@@ -292,6 +309,7 @@ cmd_compile(int argc, char **argv)
 			if (strcmp(po->key, "calibrate") == 0 && po->val.kind == PV_STRING && po->val.str)
 				deps[ndeps++] = po->val.str;
 		}
+	ir_policy_snapshot(m); /* the statements as written, for the manifest */
 	/* the policy's compile-time transformations, then the clean-ups */
 	phase_begin(ph, "passes");
 	PassOptions po = { .verify_each = false };
@@ -300,7 +318,7 @@ cmd_compile(int argc, char **argv)
 		ir_free_module(m);
 		return 1;
 	}
-	if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
+	if (!make_dirs(outdir)) {
 		fprintf(stderr, "elide: error: cannot create '%s': %s\n", outdir, strerror(errno));
 		ir_free_module(m);
 		return 1;
