@@ -157,7 +157,7 @@ write_object(CgResult *r, const char *path, char *err, size_t nerr)
 {
 	char *tmp = tmp_name(path), *msg = NULL;
 	bool ok = true;
-	phase_begin(r->phases, "emission");
+	phase_begin_long(r->phases, "emission");
 	if (LLVMTargetMachineEmitToFile(r->target->tm, r->mod, tmp, LLVMObjectFile, &msg)) {
 		snprintf(err, nerr, "code generation failed: %s", msg ? msg : "");
 		ok = false;

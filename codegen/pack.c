@@ -186,11 +186,11 @@ bw_put(BlobWriter *bw, const void *data, size_t n)
 {
 	const uint8_t *p = data;
 	elide_checksum_update(&bw->ck, p, n);
-	bw->done += n;
 	while (n) {
 		size_t k = BLOB_BUF - bw->n < n ? BLOB_BUF - bw->n : n;
 		memcpy(bw->buf + bw->n, p, k);
 		bw->n += k;
+		bw->done += k;
 		p += k;
 		n -= k;
 		if (bw->n == BLOB_BUF)

@@ -1,12 +1,24 @@
 /* phase.c - the timing of the compiler's phases for `elide compile -v`: wall time,
  * CPU time (user + sys, CLOCK_PROCESS_CPUTIME_ID, so a loaded machine shows how much
  * of the wall time was the compiler's own) and peak RSS (getrusage) per phase, and a
- * progress line on a terminal for the long ones. */
+ * progress line on a terminal for the long ones: a percentage where the phase
+ * reports its progress (phase_progress), else the time elapsed, redrawn by a thread
+ * that lives from phase_begin_long to the phase's end. */
 #include "support/support.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+
+typedef struct Ticker {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	Phases *p;
+} Ticker;
 
 static double
 now(clockid_t c)
@@ -41,11 +53,54 @@ clear_line(Phases *p)
 	}
 }
 
+static void *
+tick(void *arg)
+{
+	Ticker *t = arg;
+	Phases *p = t->p;
+	pthread_mutex_lock(&t->mu);
+	while (!t->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&t->cv, &t->mu, &until);
+		if (t->stop)
+			break;
+		fprintf(p->out, "\r\033[Kelide: %s (%.1f s)", p->rows[p->cur].name, now(CLOCK_MONOTONIC) - p->wall0);
+		fflush(p->out);
+		p->drawn = true;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+static void
+ticker_stop(Phases *p)
+{
+	Ticker *t = p->ticker;
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->thread, NULL);
+	pthread_cond_destroy(&t->cv);
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+	p->ticker = NULL;
+}
+
 void
 phase_end(Phases *p)
 {
 	if (!p || p->cur < 0)
 		return;
+	ticker_stop(p);
 	PhaseRow *r = &p->rows[p->cur];
 	r->wall += now(CLOCK_MONOTONIC) - p->wall0;
 	r->cpu += now(CLOCK_PROCESS_CPUTIME_ID) - p->cpu0;
@@ -72,6 +127,27 @@ phase_begin(Phases *p, const char *name)
 	p->wall0 = now(CLOCK_MONOTONIC);
 	p->cpu0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	p->last_draw = 0;
+}
+
+void
+phase_begin_long(Phases *p, const char *name)
+{
+	phase_begin(p, name);
+	if (!p || !p->progress || p->cur < 0)
+		return;
+	Ticker *t = calloc(1, sizeof *t);
+	if (!t)
+		return;
+	t->p = p;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	if (pthread_create(&t->thread, NULL, tick, t) != 0) {
+		pthread_cond_destroy(&t->cv);
+		pthread_mutex_destroy(&t->mu);
+		free(t);
+		return;
+	}
+	p->ticker = t;
 }
 
 void

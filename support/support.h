@@ -112,10 +112,15 @@ typedef struct Phases {
 	double start_wall, start_cpu; /* phases_init */
 	double last_draw;         /* wall time of the last progress line */
 	bool drawn;               /* a progress line is on the terminal */
+	void *ticker;             /* the thread redrawing a long phase's line (phase.c) */
 } Phases;
 
 void phases_init(Phases *p, FILE *out, bool progress);
 void phase_begin(Phases *p, const char *name);
+/* A phase with no progress of its own (LLVM's): on a terminal, a thread redraws its
+ * line with the time elapsed until the phase ends.  Nothing else may print to `out`
+ * before it ends (phase_end). */
+void phase_begin_long(Phases *p, const char *name);
 void phase_end(Phases *p);
 void phase_progress(Phases *p, uint64_t done, uint64_t total);
 /* Ends the running phase and prints the table: one row per phase and a total. */

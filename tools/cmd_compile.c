@@ -329,8 +329,10 @@ cmd_compile(int argc, char **argv)
 	int rc = 1;
 	if (r) {
 		char err[512];
-		phase_begin(ph, "LLVM optimisation");
-		if (!cg_optimize(r, o.opt_level, err, sizeof err))
+		phase_begin_long(ph, "LLVM optimisation");
+		bool opt_ok = cg_optimize(r, o.opt_level, err, sizeof err);
+		phase_end(ph);
+		if (!opt_ok)
 			diag_error(&d, (Loc){ 0 }, "%s", err);
 		else if (cg_write_outputs(r, outdir, emit, ir_text, &d))
 			rc = 0;
