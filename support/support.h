@@ -2,7 +2,8 @@
  * growable strings and arrays), hashing, source locations, diagnostics and the
  * timing of the compiler's phases.
  * One header for the support/ folder, divided into per-file sections.  support/
- * is the bottom layer: it includes only the C library (docs/architecture.md). */
+ * is the bottom layer: it includes only the C library and POSIX threads
+ * (docs/architecture.md). */
 #ifndef ELIDE_SUPPORT_H
 #define ELIDE_SUPPORT_H
 
