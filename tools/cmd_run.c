@@ -65,7 +65,9 @@ static const RunBackend jit_backend = { "jit", cg_run_open, cg_run_call, cg_run_
 
 typedef struct RunOpts {
 	const char *model;
-	const char *weights;
+	const char *weights;      /* the first weights file (NULL: none given) */
+	const char *wfiles[64];   /* every -w, in order (a checkpoint in shards) */
+	uint32_t nw;
 	const char *policy;
 	const char *dump;
 	int32_t *tokens;
@@ -86,7 +88,8 @@ usage(FILE *out)
 	fprintf(out, "USAGE: elide run [--interp] MODEL.elide -w WEIGHTS.safetensors --tokens 1,17,42 [options]\n\n"
 	             "OPTIONS:\n"
 	             "  --interp             run with the reference interpreter\n"
-	             "  -w, --weights FILE   safetensors file with the model's weights\n"
+	             "  -w, --weights FILE   safetensors file with the model's weights; repeat it for a\n"
+	             "                       checkpoint in shards\n"
 	             "  --tokens LIST        comma-separated token ids\n"
 	             "  --policy NAME        the policy to apply (default: dense)\n"
 	             "  --entry NAME         the entry to run (default: step, else forward); an entry\n"
@@ -158,7 +161,13 @@ parse_args(int argc, char **argv, RunOpts *o)
 		} else if (TAKES("--entry")) {
 			o->entry = val;
 		} else if (TAKES("-w") || TAKES("--weights")) {
-			o->weights = val;
+			if (o->nw == 64) {
+				fprintf(stderr, "elide: error: more than 64 weights files\n");
+				return 2;
+			}
+			if (!o->weights)
+				o->weights = val;
+			o->wfiles[o->nw++] = val;
 		} else if (TAKES("--policy")) {
 			o->policy = val;
 		} else if (TAKES("-n")) {
@@ -381,7 +390,7 @@ cmd_run(int argc, char **argv)
 	Module *m = fe_load(o.model, o.policy, &d);
 	/* the graph that runs is the one `elide compile` would build: verified, weights
 	 * loaded (policy passes score and slice them), then the default pipeline */
-	if (!m || !ir_verify(m, &d) || !ir_load_params(m, o.weights, &d) || !pass_run_default(m, &d)) {
+	if (!m || !ir_verify(m, &d) || !ir_load_params_files(m, o.wfiles, o.nw, &d, NULL, NULL) || !pass_run_default(m, &d)) {
 		ir_free_module(m);
 		free(o.tokens);
 		return 1;
