@@ -5,6 +5,7 @@
 # dependencies elide_add_model gave the model: touching the calibration file (read
 # through the depfile) recompiles it, a second build does nothing.
 #   bash tests/product/run.sh BUILD_DIR SOURCE_DIR WORK_DIR
+# ELIDE_TEST_CFLAGS: flags for the programs built here (the sanitizers of `make asan`).
 set -euo pipefail
 BUILD="$1" SRC="$2" WORK="$3"
 rm -rf "$WORK"
@@ -29,8 +30,8 @@ cat >"$WORK/rt.c" <<'EOC'
 #include "elide_rt.h"
 int main(void) { printf("%s\n", elide_status_name(ELIDE_ERR_ABI)); return 0; }
 EOC
-# shellcheck disable=SC2046
-cc -std=c17 "$WORK/rt.c" -o "$WORK/rt" $(PKG_CONFIG_PATH="$PREFIX/$LIBDIR/pkgconfig" pkg-config --cflags --libs elide)
+# shellcheck disable=SC2046,SC2086
+cc ${ELIDE_TEST_CFLAGS:-} -std=c17 "$WORK/rt.c" -o "$WORK/rt" $(PKG_CONFIG_PATH="$PREFIX/$LIBDIR/pkgconfig" pkg-config --cflags --libs elide)
 [ "$("$WORK/rt")" = ELIDE_ERR_ABI ] || fail "program built with pkg-config"
 
 # the example product, from a copy of the model folder (its files get touched below)
@@ -38,7 +39,8 @@ mkdir -p "$WORK/model"
 cp "$SRC/examples/charlm/charlm.elide" "$SRC/examples/charlm/charlm.safetensors" \
 	"$SRC/examples/charlm/train_sample.txt" "$WORK/model/"
 cmake -S "$SRC/examples/product" -B "$WORK/build" -DCMAKE_PREFIX_PATH="$PREFIX" \
-	-DELIDE_EXAMPLE_MODEL_DIR="$WORK/model" >"$WORK/configure.log"
+	-DELIDE_EXAMPLE_MODEL_DIR="$WORK/model" -DCMAKE_C_FLAGS="${ELIDE_TEST_CFLAGS:-}" \
+	-DCMAKE_EXE_LINKER_FLAGS="${ELIDE_TEST_CFLAGS:-}" >"$WORK/configure.log"
 cmake --build "$WORK/build" >"$WORK/build1.log"
 grep -q "elide compile charlm" "$WORK/build1.log" || fail "the model was not compiled by the build"
 out=$("$WORK/build/product" "The meaning of life is" 40)
