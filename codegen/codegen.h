@@ -37,6 +37,22 @@ typedef struct CgTarget {
 CgTarget *cg_target_new(const char *triple, const char *cpu, const char *features,
                         int opt_level, char *err, size_t nerr);
 void cg_target_free(CgTarget *t);
+/* The float vector width of the kernels for a CPU and feature string: 16 with
+ * AVX-512, 8 with AVX2, 4 otherwise. */
+int cg_target_vec_width(const char *triple, const char *cpu, const char *features);
+void cg_llvm_init(void); /* registers LLVM's targets (once; cg_target_new does it) */
+
+/* ---- target_tables.c: LLVM's CPU and feature tables of a target ---- */
+/* Checks a CPU name and a feature list ("+a,-b") against the tables of triple (a
+ * normalised triple); false with a message naming the closest known name. */
+bool cg_target_check(const char *triple, const char *cpu, const char *features, char *err, size_t nerr);
+/* --cpu=help / --features=help: the tables of triple (NULL: the host's), in elide's
+ * words; false with a message when LLVM does not know the target or has no table. */
+bool cg_target_print_cpus(FILE *out, const char *triple, char *err, size_t nerr);
+bool cg_target_print_features(FILE *out, const char *triple, char *err, size_t nerr);
+
+/* Whether the target's objects are ELF (not Mach-O, COFF, wasm, XCOFF, GOFF). */
+bool cg_target_is_elf(const CgTarget *t);
 static inline int cg_target_nr(const CgTarget *t) { return t->vec * t->nvec; }
 
 /* ---- pack.c: weight packing and the blob ---- */
@@ -72,6 +88,13 @@ bool cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *paylo
 /* Builds the whole blob (runtime header + payload) in malloc'ed memory. */
 uint8_t *cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash,
                        size_t *size, char *err, size_t nerr);
+typedef struct CgResult CgResult;
+/* The blob of r in memory (r->blob, built on the first call and kept; r->blob_size
+ * bytes), for the JIT and tests; NULL with a message when it cannot be built. */
+const uint8_t *cg_blob(CgResult *r, char *err, size_t nerr);
+/* Streams r's blob into file descriptor fd at byte offset `at` (pwrite; header last),
+ * holding only a small buffer; progress goes to ph (may be NULL). */
+bool cg_blob_write(const CgResult *r, int fd, uint64_t at, const char *shown, Phases *ph, char *err, size_t nerr);
 
 /* ---- plan.c: fusion decisions and the memory plan of one function ---- */
 
@@ -107,11 +130,16 @@ typedef struct CgOptions {
 	int opt_level;            /* 0..3 */
 	bool embed_weights;       /* the blob goes into the object's read-only data */
 	bool fuse;                /* fuse elementwise ops into the producing kernel */
+	bool embed_patch;         /* with embed_weights, on ELF targets: reserve a zero-filled
+	                           * section and write the blob into the object file afterwards
+	                           * (fast, never holds the blob in memory; for obj output only) */
+	Phases *phases;           /* phase times and progress (NULL: none) */
 } CgOptions;
 
 typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: outside) */
 	int32_t layer;
-	double flops;             /* per token (decode) */
+	double flops;             /* per token attending to one key (decode at position 0) */
+	double flops_per_key;     /* added for each further key attended (attention) */
 	double bytes;             /* weight bytes read per token */
 } CgLayerCost;
 
@@ -119,7 +147,8 @@ typedef struct CgPath {      /* manifest figures of one path through an entry, e
 	uint32_t ret;             /* op index of the 'ret' */
 	int32_t site;             /* exit site (ia[0] of the innermost enclosing 'if' that has one), 0: none */
 	int64_t layers;           /* layers run on the path (the ret's ia[0], or all the model's) */
-	double flops;             /* per token */
+	double flops;             /* per token (attending to one key) */
+	double flops_per_key;     /* per token, for each further key attended */
 	double bytes;             /* weight bytes read per token */
 } CgPath;
 
@@ -127,12 +156,13 @@ typedef struct CgEntry {
 	const char *name;
 	FuncKind kind;
 	uint64_t arena;           /* bytes its plan needs */
-	double flops, bytes;      /* per token, on the full path (the one ending in the last 'ret') */
+	double flops, bytes;      /* per token, on the full path (the one ending in the last 'ret'; flops: attending to one key) */
+	double flops_per_key;     /* per token on the full path, for each further key attended */
 	CgLayerCost *layers; uint32_t nlayers; /* per layer region, on the full path */
 	CgPath *paths; uint32_t npaths; /* every path that ends in a 'ret', in op order */
 } CgEntry;
 
-typedef struct CgResult {
+struct CgResult {
 	Module *m;
 	CgTarget *target;
 	LLVMContextRef llctx;
@@ -146,8 +176,12 @@ typedef struct CgResult {
 	uint64_t arena_off;       /* context offset of the arena (64-aligned); the state follows it */
 	uint64_t *state_off;      /* [nstates] byte offset of each cache in the state region */
 	CgEntry *entries; uint32_t nentries;
-	uint8_t *blob; size_t blob_size;
-} CgResult;
+	uint8_t *blob;            /* the blob in memory: cg_blob() builds it on demand */
+	size_t blob_size;         /* bytes of the blob (header + payload) */
+	bool embed_patch;         /* the object holds a zero-filled section for the blob, which
+	                           * cg_write_outputs fills in the written file (ELF only) */
+	Phases *phases;           /* CgOptions.phases */
+};
 
 /* Context header: fixed fields in front of arena and state (offsets in bytes). */
 enum {
@@ -190,6 +224,11 @@ typedef struct Cg {
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;            /* builder of the function being generated */
 	LLVMValueRef fn;             /* that function */
+	LLVMValueRef body_fn;        /* the entry function being lowered: its loops (one per op and
+	                              * layer, dozens of copies of the same shapes) are marked not
+	                              * to be unrolled or interleaved, which keeps -O3 from growing
+	                              * the entry tenfold (LLVM time 6 s -> 1 s on a 134 M model);
+	                              * kernels and tasks, compiled once per shape, are unrolled */
 	LLVMTypeRef f32, i32, i64, i8, i1, ptr, voidt, vt; /* vt: <vec x float> */
 	LLVMTypeRef task_ty;         /* void (ptr args, i64 begin, i64 end) */
 	LLVMTypeRef pfor_ty;         /* void (ptr pool, i64 n, ptr task, ptr args) */
@@ -289,21 +328,33 @@ void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);
 enum { CG_EMIT_OBJ = 1, CG_EMIT_ASM = 2, CG_EMIT_LL = 4, CG_EMIT_IR = 8, CG_EMIT_HEADER = 16,
        CG_EMIT_WEIGHTS = 32, CG_EMIT_MANIFEST = 64 };
 bool cg_optimize(CgResult *r, int opt_level, char *err, size_t nerr);
+/* The object section that holds embedded weights to be filled in (CgResult.embed_patch). */
+#define CG_EMBED_SECTION ".rodata.elide_weights"
 /* Writes the outputs of `emit` into dir as NAME.*, each through a temporary file and a
  * rename; on failure removes what it wrote and reports through d. */
 bool cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_text, Diag *d);
 /* Atomic file write: temp file in the same directory, then rename. */
 bool cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr);
-/* One output file of a set: its name inside the directory and its bytes. */
+/* Writes one output file that is not held in memory (the streamed blob, the object
+ * written by LLVM): fd is the file, created empty, exclusively and read-write in the
+ * private staging directory; path names it there (for LLVM, which opens by name). */
+typedef bool (*CgOutWriter)(void *arg, int fd, const char *path, char *err, size_t nerr);
+/* One output file of a set: its name inside the directory and its bytes, or the
+ * writer that produces them (write set: data and size are ignored). */
 typedef struct CgOutFile {
 	const char *name;         /* "NAME.o" */
 	const void *data;
 	size_t size;
+	CgOutWriter write;        /* NULL: data and size */
+	void *arg;                /* of write */
 } CgOutFile;
 /* outset.c: writes files into dir as one set replacing the old one (see outset.c:
  * the old set or the new one survives any interruption; temporaries are created
  * exclusively in dir and never left behind). */
 bool cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfiles, char *err, size_t nerr);
+/* Removes the staging directory of the set being written, if any: for a fatal error
+ * (LLVM's, which ends the process) inside a writer. */
+void cg_write_set_abandon(void);
 
 /* ---- cost.c: FLOPs and weight bytes per token of each entry, its paths and layers ---- */
 void cg_compute_costs(CgResult *r);

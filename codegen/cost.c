@@ -10,7 +10,11 @@
  *      returns leaves the path); regions inside it the same way, recursively;
  *   3. op costs: linear 2 N K FLOPs and 4 N K bytes of W[N, K]; embed one row of its
  *      table; elementwise ops one FLOP per element of a row; the softmax measures 4
- *      and cosine 6 FLOPs per element of a row; everything else nothing.
+ *      and cosine 6 FLOPs per element of a row; attention, per head of size hd, hd
+ *      for the normalisation plus, per key attended, q.k (2 hd), scale, max, exp and
+ *      sum (4, exp counted as one) and the weighted sum of v (2 hd): the figures are
+ *      at one key, flops_per_key is added for each further one; everything else
+ *      nothing.
  * The entry's figures are its full path's, the one ending in its last 'ret'. */
 #include "codegen/codegen.h"
 
@@ -18,16 +22,21 @@
 
 typedef struct Cost {
 	double flops, bytes;
+	double per_key;           /* FLOPs added for each further key attended */
 } Cost;
 
 static Cost
 op_cost(const Func *f, const Op *op)
 {
-	Cost c = { 0, 0 };
+	Cost c = { 0, 0, 0 };
 	if (op->code == OP_LINEAR) {
 		Type w = f->vals[op->args[1]].type;
 		c.flops = 2.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
 		c.bytes = 4.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
+	} else if (op->code == OP_ATTENTION) {
+		int64_t heads = op->ia[0], hd = cg_cols(f->vals[op->args[0]].type) / (heads ? heads : 1);
+		c.per_key = (double)heads * (4.0 * (double)hd + 4.0);
+		c.flops = c.per_key + (double)heads * (double)hd;
 	} else if (op->code == OP_EMBED) {
 		c.bytes = 4.0 * (double)cg_cols(f->vals[op->args[0]].type);
 	} else if (op->code == OP_MARGIN || op->code == OP_MAXPROB || op->code == OP_ENTROPY) {
@@ -45,6 +54,7 @@ add(Cost *a, Cost b)
 {
 	a->flops += b.flops;
 	a->bytes += b.bytes;
+	a->per_key += b.per_key;
 }
 
 /* The 'end' of the region opened by 'if' op i, and the first op of its second branch
@@ -63,7 +73,7 @@ region_end(const Func *f, const uint32_t *partner, uint32_t i, uint32_t *second)
 static Cost
 range_cost(const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool *on)
 {
-	Cost c = { 0, 0 };
+	Cost c = { 0, 0, 0 };
 	for (uint32_t i = a; i < b;) {
 		if (f->ops[i].code != OP_IF) {
 			add(&c, op_cost(f, &f->ops[i]));
@@ -75,7 +85,7 @@ range_cost(const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool 
 		uint32_t second, end = region_end(f, partner, i, &second);
 		uint32_t lo[2] = { i + 1, second }, hi[2] = { second == end ? end : second - 1, end };
 		int best = -1;
-		Cost bc = { 0, 0 };
+		Cost bc = { 0, 0, 0 };
 		for (int k = 0; k < 2; k++) {
 			if (hi[k] > lo[k] && f->ops[hi[k] - 1].code == OP_RET)
 				continue; /* this branch returns */
@@ -98,7 +108,7 @@ range_cost(const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool 
 static Cost
 path_cost(const Func *f, const uint32_t *partner, uint32_t r, bool *on, int32_t *site)
 {
-	Cost c = { 0, 0 };
+	Cost c = { 0, 0, 0 };
 	*site = 0;
 	for (uint32_t i = 0; i <= r && i < f->nops;) {
 		const Op *op = &f->ops[i];
@@ -153,11 +163,13 @@ cg_compute_costs(CgResult *r)
 			p->layers = f->ops[i].ia[0] > 0 ? f->ops[i].ia[0] : m->nlayers;
 			p->flops = c.flops;
 			p->bytes = c.bytes;
+			p->flops_per_key = c.per_key;
 			if (k < ce->npaths)
 				continue;
 			/* the last 'ret': the full path, per layer region too */
 			ce->flops = c.flops;
 			ce->bytes = c.bytes;
+			ce->flops_per_key = c.per_key;
 			for (uint32_t j = 0; j < f->nops; j++) {
 				if (!on[j])
 					continue;
@@ -166,6 +178,7 @@ cg_compute_costs(CgResult *r)
 				int32_t l = op->layer >= 0 && op->layer < m->nlayers ? op->layer + 1 : 0;
 				ce->layers[l].flops += oc.flops;
 				ce->layers[l].bytes += oc.bytes;
+				ce->layers[l].flops_per_key += oc.per_key;
 			}
 		}
 		free(partner);

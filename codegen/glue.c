@@ -248,17 +248,21 @@ emit_destroy_reset(Glue *g)
 	LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 }
 
-/* NAME_load_weights_mem and NAME_load_weights. */
+/* NAME_load_weights_mem_abi and NAME_load_weights_abi.  Their last argument is the
+ * NAME_ABI_HASH of the header the caller was compiled with (the header's inline
+ * NAME_load_weights and NAME_load_weights_mem pass it): a header of another compile
+ * gets ELIDE_ERR_ABI before anything is read. */
 static void
 emit_loaders(Glue *g)
 {
 	const CgResult *r = g->r;
 	LLVMValueRef ctx;
-	/* int NAME_load_weights_mem(NAME_ctx *, const void *blob, size_t size): validated,
-	 * then used in place (the caller keeps it alive) */
-	LLVMTypeRef p3[3] = { g->ptr, g->ptr, g->i64 };
-	LLVMValueRef lm = begin(g, "load_weights_mem", g->i32, p3, 3);
+	/* int NAME_load_weights_mem_abi(NAME_ctx *, const void *blob, size_t size, uint64_t abi):
+	 * validated, then used in place (the caller keeps it alive) */
+	LLVMTypeRef p3[4] = { g->ptr, g->ptr, g->i64, g->i64 };
+	LLVMValueRef lm = begin(g, "load_weights_mem_abi", g->i32, p3, 4);
 	ctx = LLVMGetParam(lm, 0);
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, LLVMGetParam(lm, 3), k64(g, r->abi_hash), ""), k32(g, ELIDE_ERR_ABI));
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	{
 		LLVMValueRef payload = LLVMBuildAlloca(g->b, g->ptr, "payload");
@@ -274,12 +278,13 @@ emit_loaders(Glue *g)
 		LLVMBuildRet(g->b, k32(g, ELIDE_OK));
 	}
 
-	/* int NAME_load_weights(NAME_ctx *, const char *path): reads the file into private
-	 * memory (elide_blob_open validates it; a copy, so the file may change afterwards);
-	 * the context releases it on destroy or reload */
-	LLVMTypeRef p2p[2] = { g->ptr, g->ptr };
-	LLVMValueRef lf = begin(g, "load_weights", g->i32, p2p, 2);
+	/* int NAME_load_weights_abi(NAME_ctx *, const char *path, uint64_t abi): reads the
+	 * file into private memory (elide_blob_open validates it; a copy, so the file may
+	 * change afterwards); the context releases it on destroy or reload */
+	LLVMTypeRef p2p[3] = { g->ptr, g->ptr, g->i64 };
+	LLVMValueRef lf = begin(g, "load_weights_abi", g->i32, p2p, 3);
 	ctx = LLVMGetParam(lf, 0);
+	ret_if(g, LLVMBuildICmp(g->b, LLVMIntNE, LLVMGetParam(lf, 2), k64(g, r->abi_hash), ""), k32(g, ELIDE_ERR_ABI));
 	ret_if(g, bad_ctx(g, ctx), k32(g, ELIDE_ERR_ARG));
 	ret_if(g, LLVMBuildIsNull(g->b, LLVMGetParam(lf, 1), ""), k32(g, ELIDE_ERR_ARG));
 	{

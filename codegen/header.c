@@ -108,9 +108,11 @@ cg_header_text(const CgResult *r)
 	sb_printf(&b, " * Usage: ctx = %s_create(); %s_load_weights(ctx, \"%s.weights\"); then the entries;\n", n, n, n);
 	sb_printf(&b, " * %s_destroy(ctx).  Every function returns a status (%s_OK = 0) unless noted.\n", n, up);
 	sb_printf(&b, " * Contexts are independent: no global state.  A context serves one call at a time:\n"
-	        " * never share one between threads without a lock (use one context per thread).  An\n"
-	        " * entry, %s_reset or a load that finds another call running on the same context\n"
-	        " * returns %s_ERR_BUSY and changes nothing; the other functions are not checked. */\n", n, up);
+	        " * never share one between threads without a lock (use one context per thread;\n"
+	        " * different contexts may be used from different threads at once).  An entry,\n"
+	        " * %s_reset or a load that finds another call running on the same context returns\n"
+	        " * %s_ERR_BUSY and changes nothing; the other functions are not checked.\n"
+	        " * %s_abi_hash may be called from anywhere. */\n", n, up, n);
 	sb_printf(&b, "#ifndef %s_GENERATED_H\n#define %s_GENERATED_H\n\n", up, up);
 	sb_printf(&b, "#include <stddef.h>\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
 	sb_printf(&b, "#define %s_ABI_HASH 0x%016llxULL /* %s_abi_hash() of the object must match */\n", up,
@@ -165,12 +167,19 @@ cg_header_text(const CgResult *r)
 	sb_printf(&b, "%s_ctx *%s_init(void *mem, size_t size);\n", n, n);
 	sb_printf(&b, "/* Releases what the context owns (weights read from a file, its pool, create's memory). */\n");
 	sb_printf(&b, "void %s_destroy(%s_ctx *ctx);\n", n, n);
-	sb_printf(&b, "/* Reads a weight blob file into memory the context owns and validates it (magic, version,\n"
-	        " * size %s_WEIGHTS_SIZE, model hash, checksum); the file may change or go afterwards. */\n", up);
-	sb_printf(&b, "int %s_load_weights(%s_ctx *ctx, const char *path);\n", n, n);
+	sb_printf(&b, "/* The loaders of the object; abi_hash is %s_ABI_HASH of the header the caller was\n"
+	        " * compiled with, %s_ABI if it is not the object's.  Call them through the two below. */\n", up, up);
+	sb_printf(&b, "int %s_load_weights_abi(%s_ctx *ctx, const char *path, uint64_t abi_hash);\n", n, n);
+	sb_printf(&b, "int %s_load_weights_mem_abi(%s_ctx *ctx, const void *blob, size_t size, uint64_t abi_hash);\n", n, n);
+	sb_printf(&b, "/* Reads a weight blob file into memory the context owns and validates it (ABI of this\n"
+	        " * header, magic, version, size %s_WEIGHTS_SIZE, model hash, checksum); the file may\n"
+	        " * change or go afterwards. */\n", up);
+	sb_printf(&b, "static inline int %s_load_weights(%s_ctx *ctx, const char *path)\n{\n"
+	        "\treturn %s_load_weights_abi(ctx, path, %s_ABI_HASH);\n}\n", n, n, n, up);
 	sb_printf(&b, "/* Validates a blob in memory and uses it in place: keep it alive and unchanged,\n"
 	        " * %s_WEIGHTS_ALIGN-aligned (a mapped file must not be truncated while in use: SIGBUS). */\n", up);
-	sb_printf(&b, "int %s_load_weights_mem(%s_ctx *ctx, const void *blob, size_t size);\n", n, n);
+	sb_printf(&b, "static inline int %s_load_weights_mem(%s_ctx *ctx, const void *blob, size_t size)\n{\n"
+	        "\treturn %s_load_weights_mem_abi(ctx, blob, size, %s_ABI_HASH);\n}\n", n, n, n, up);
 	sb_printf(&b, "/* Clears the state (KV caches): a new sequence starts at position 0. */\n");
 	sb_printf(&b, "int %s_reset(%s_ctx *ctx);\n", n, n);
 	sb_printf(&b, "/* Threads for the kernels: 1 serial (the default), n > 1 a runtime pool of n threads,\n * 0 as many as ELIDE_THREADS says.  Results do not depend on the count. */\n");

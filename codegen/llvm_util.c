@@ -6,6 +6,8 @@
  * call through the context's hook.  Nothing here knows about entries or plans. */
 #include "codegen/codegen.h"
 
+#include <llvm-c/DebugInfo.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,12 +124,28 @@ cg_loop_begin(Cg *g, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef step, const 
 	return l;
 }
 
+/* Loop metadata: not unrolled, not interleaved (the vectoriser may still widen it). */
+static LLVMValueRef
+no_unroll_md(Cg *g)
+{
+	LLVMMetadataRef tmp = LLVMTemporaryMDNode(g->c, NULL, 0);
+	LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(g->i32, 1, 0));
+	LLVMMetadataRef un[1] = { LLVMMDStringInContext2(g->c, "llvm.loop.unroll.disable", 24) };
+	LLVMMetadataRef il[2] = { LLVMMDStringInContext2(g->c, "llvm.loop.interleave.count", 26), one };
+	LLVMMetadataRef ops[3] = { tmp, LLVMMDNodeInContext2(g->c, un, 1), LLVMMDNodeInContext2(g->c, il, 2) };
+	LLVMMetadataRef loop = LLVMMDNodeInContext2(g->c, ops, 3);
+	LLVMMetadataReplaceAllUsesWith(tmp, loop); /* the first operand is the node itself */
+	return LLVMMetadataAsValue(g->c, loop);
+}
+
 void
 cg_loop_end(Cg *g, CgLoop *l)
 {
 	LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, l->step, "");
 	LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b);
-	LLVMBuildBr(g->b, l->head);
+	LLVMValueRef br = LLVMBuildBr(g->b, l->head);
+	if (g->fn == g->body_fn) /* entry bodies: see Cg.body_fn */
+		LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->c, "llvm.loop", 9), no_unroll_md(g));
 	LLVMAddIncoming(l->iv, &next, &from, 1);
 	LLVMPositionBuilderAtEnd(g->b, l->exit);
 }

@@ -110,6 +110,7 @@ lower_entry(Cg *g, const Func *f, uint32_t index)
 	LLVMTypeRef fty = LLVMFunctionType(g->i32, params, np, 0);
 	char *name = arena_printf(&g->m->arena, "%s_%s", g->m->name, f->name);
 	g->fn = LLVMAddFunction(g->mod, name, fty);
+	g->body_fn = g->fn;
 	g->b = LLVMCreateBuilderInContext(g->c);
 	LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, g->fn, "entry"));
 	g->argblk = cg_alloca(g, LLVMArrayType(g->i64, 16), "args");
@@ -281,6 +282,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	}
 	CgResult *r = xcalloc(1, sizeof *r);
 	r->m = m;
+	r->phases = o->phases;
 	r->target = t;
 	r->llctx = LLVMContextCreate();
 	r->mod = LLVMModuleCreateWithNameInContext(m->name, r->llctx);
@@ -340,12 +342,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	}
 	cg_compute_costs(r);
 	r->model_hash = model_hash(r);
-	r->blob = cg_blob_build(&r->weights, m, cg_target_nr(t), r->model_hash, &r->blob_size, err, sizeof err);
-	if (!r->blob) {
-		diag_error(d, (Loc){ 0 }, "%s", err);
-		cg_result_free(r);
-		return NULL;
-	}
+	r->blob_size = ELIDE_BLOB_HEADER_SIZE + r->weights.size;
 	r->weights_size = r->blob_size;
 	char buf[256];
 	int n = snprintf(buf, sizeof buf, "%llx|%llu|%llu|%llu", (unsigned long long)r->model_hash,
@@ -366,13 +363,28 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	LLVMBuilderRef b = LLVMCreateBuilderInContext(g.c);
 	LLVMValueRef emb = NULL;
 	if (o->embed_weights) {
-		LLVMValueRef init = LLVMConstStringInContext2(g.c, (const char *)r->blob, r->blob_size, 1);
+		/* either a zero-filled section that cg_write_outputs fills in the object file,
+		 * or the blob itself as the initializer (other object formats, asm, LLVM IR) */
+		LLVMValueRef init;
+		r->embed_patch = o->embed_patch && cg_target_is_elf(t);
+		if (r->embed_patch) {
+			init = LLVMConstNull(LLVMArrayType2(g.i8, r->blob_size));
+		} else if (cg_blob(r, err, sizeof err)) {
+			init = LLVMConstStringInContext2(g.c, (const char *)r->blob, r->blob_size, 1);
+		} else {
+			diag_error(d, (Loc){ 0 }, "%s", err);
+			LLVMDisposeBuilder(b);
+			cg_result_free(r);
+			return NULL;
+		}
 		char *nm = arena_printf(&m->arena, "%s_embedded_weights", m->name);
 		emb = LLVMAddGlobal(r->mod, LLVMTypeOf(init), nm);
 		LLVMSetInitializer(emb, init);
 		LLVMSetGlobalConstant(emb, 1);
 		LLVMSetLinkage(emb, LLVMInternalLinkage);
 		LLVMSetAlignment(emb, 64);
+		if (r->embed_patch)
+			LLVMSetSection(emb, CG_EMBED_SECTION);
 	}
 	cg_emit_glue(r, b, emb);
 	LLVMDisposeBuilder(b);

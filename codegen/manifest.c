@@ -1,8 +1,10 @@
 /* manifest.c - NAME.json: what was compiled.  Target and kernel geometry, region
  * sizes, the weight regions (layout, offset, bytes), the run-time knobs (name, dtype,
- * default, range) and stat slots, and per entry the ops, FLOPs and weight bytes per
- * token of the full path and of every layer region on it, and of every path that
- * ends in a 'ret' with its exit site (0: none) and layers run (cost.c). */
+ * default, range) and stat slots, per entry the ops, FLOPs (at one key, and per
+ * further key attended) and weight bytes per token of the full path and of every
+ * layer region on it, and of every path that ends in a 'ret' with its exit site (0:
+ * none) and layers run (cost.c), and the policy's statements as data (their typed
+ * options) with what each did.  Every field: docs/manifest.md. */
 #include "codegen/codegen.h"
 
 #include <cjson/cJSON.h>
@@ -22,6 +24,99 @@ hex(cJSON *o, const char *k, uint64_t v)
 	char b[32];
 	snprintf(b, sizeof b, "0x%016llx", (unsigned long long)v);
 	cJSON_AddStringToObject(o, k, b);
+}
+
+/* ---- the policy as data: each statement as written, with its options and the
+ * effects the passes recorded (PolicyEffect) ---- */
+
+static cJSON *
+policy_value(const PolicyVal *v)
+{
+	switch (v->kind) {
+	case PV_NUM:
+	case PV_FRAC: /* a kept fraction written num/den: its value */
+		return cJSON_CreateNumber(v->num);
+	case PV_RANGE: {
+		cJSON *a = cJSON_CreateArray();
+		cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->lo));
+		cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->hi));
+		return a;
+	}
+	case PV_LIST: {
+		cJSON *a = cJSON_CreateArray();
+		for (uint32_t i = 0; i < v->nints; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->ints[i]));
+		return a;
+	}
+	case PV_STRING:
+	case PV_IDENT:
+		return cJSON_CreateString(v->str ? v->str : "");
+	}
+	return cJSON_CreateNull();
+}
+
+static bool
+same_loc(Loc a, Loc b)
+{
+	return a.line == b.line && a.col == b.col && (a.file == b.file || (a.file && b.file && strcmp(a.file, b.file) == 0));
+}
+
+static bool
+loc_before(Loc a, Loc b)
+{
+	return a.line < b.line || (a.line == b.line && a.col < b.col);
+}
+
+static cJSON *
+policy_statements(const Module *m)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (uint32_t i = 0; i < m->nstmts_written; i++) {
+		const PolicyStmt *s = &m->stmts_written[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "verb", ir_vocab_name(&ir_verb_vocab, (int)s->verb));
+		const char *subject = ir_policy_subject_name(s);
+		if (subject)
+			cJSON_AddStringToObject(o, "subject", subject);
+		else
+			cJSON_AddNullToObject(o, "subject");
+		cJSON_AddNumberToObject(o, "line", s->loc.line);
+		/* the options written, in the order written (key_loc), with their typed values */
+		cJSON *opts = cJSON_AddObjectToObject(o, "options");
+		int keys[PK_COUNT], nkeys = 0;
+		for (int k = 0; k < PK_COUNT; k++)
+			if (ir_policy_given(s, (PolicyKey)k))
+				keys[nkeys++] = k;
+		for (int a = 1; a < nkeys; a++) /* insertion sort by location */
+			for (int b = a; b > 0 && loc_before(s->key_loc[keys[b]], s->key_loc[keys[b - 1]]); b--) {
+				int t = keys[b];
+				keys[b] = keys[b - 1];
+				keys[b - 1] = t;
+			}
+		for (int i = 0; i < nkeys; i++) {
+			PolicyVal v = ir_policy_get(s, (PolicyKey)keys[i]);
+			cJSON_AddItemToObject(opts, ir_policy_keys[keys[i]].word, policy_value(&v));
+		}
+		/* a pass that realises a statement removes it from the policy */
+		bool left = false;
+		for (uint32_t k = 0; m->policy && k < m->policy->nstmts && !left; k++)
+			left = same_loc(m->policy->stmts[k].loc, s->loc);
+		cJSON_AddBoolToObject(o, "applied", !left);
+		cJSON *eff = cJSON_AddArrayToObject(o, "effects");
+		for (uint32_t k = 0; k < m->neffects; k++) {
+			const PolicyEffect *e = &m->effects[k];
+			if (!same_loc(e->stmt, s->loc))
+				continue;
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddStringToObject(x, "what", e->what);
+			cJSON_AddNumberToObject(x, "layer", e->layer);
+			cJSON_AddNumberToObject(x, "before", (double)e->before);
+			cJSON_AddNumberToObject(x, "after", (double)e->after);
+			cJSON_AddItemToArray(eff, x);
+		}
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
 }
 
 char *
@@ -50,6 +145,7 @@ cg_manifest_text(const CgResult *r)
 	cJSON_AddNumberToObject(root, "parameters", (double)nparams);
 	if (m->manifest_notes)
 		cJSON_AddStringToObject(root, "notes", m->manifest_notes);
+	cJSON_AddItemToObject(root, "policy_statements", policy_statements(m));
 	cJSON *reg = cJSON_AddObjectToObject(root, "regions");
 	cJSON_AddNumberToObject(reg, "context", (double)r->ctx_size);
 	cJSON_AddNumberToObject(reg, "arena", (double)r->arena_size);
@@ -88,6 +184,7 @@ cg_manifest_text(const CgResult *r)
 		cJSON_AddStringToObject(o, "name", ce->name);
 		cJSON_AddNumberToObject(o, "arena", (double)ce->arena);
 		cJSON_AddNumberToObject(o, "flops_per_token", ce->flops);
+		cJSON_AddNumberToObject(o, "flops_per_key", ce->flops_per_key);
 		cJSON_AddNumberToObject(o, "weight_bytes_per_token", ce->bytes);
 		cJSON *ps = cJSON_AddArrayToObject(o, "paths");
 		for (uint32_t k = 0; k < ce->npaths; k++) {
@@ -97,6 +194,7 @@ cg_manifest_text(const CgResult *r)
 			cJSON_AddNumberToObject(po, "ret_op", p->ret);
 			cJSON_AddNumberToObject(po, "layers", (double)p->layers);
 			cJSON_AddNumberToObject(po, "flops_per_token", p->flops);
+			cJSON_AddNumberToObject(po, "flops_per_key", p->flops_per_key);
 			cJSON_AddNumberToObject(po, "weight_bytes_per_token", p->bytes);
 			cJSON_AddItemToArray(ps, po);
 		}
@@ -108,6 +206,7 @@ cg_manifest_text(const CgResult *r)
 			cJSON *lo = cJSON_CreateObject();
 			cJSON_AddNumberToObject(lo, "layer", ce->layers[l].layer);
 			cJSON_AddNumberToObject(lo, "flops", ce->layers[l].flops);
+			cJSON_AddNumberToObject(lo, "flops_per_key", ce->layers[l].flops_per_key);
 			cJSON_AddNumberToObject(lo, "bytes", ce->layers[l].bytes);
 			cJSON_AddItemToArray(ls, lo);
 		}

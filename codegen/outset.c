@@ -5,7 +5,8 @@
  *      forward; staging directories of dead compiles are removed;
  *   2. stage: every file is written into a fresh directory DIR/.NAME.new.PID.XXXXXX
  *      (mkdtemp: private, unpredictable), each created with O_CREAT|O_EXCL|O_NOFOLLOW
- *      and synced; SIGINT, SIGTERM and SIGHUP remove the staging directory and end
+ *      and synced (a file with a writer, the object or the streamed blob, is created
+ *      so too and then filled by it, never held whole in memory); SIGINT, SIGTERM and SIGHUP remove the staging directory and end
  *      the process; any failure (ENOSPC...) removes it and leaves DIR untouched;
  *   3. commit: with those signals blocked, the staging directory is renamed to
  *      DIR/.NAME.commit (the journal: from here on the new set wins), each file is
@@ -60,6 +61,33 @@ write_new(int dfd, const char *name, const void *data, size_t n)
 		unlinkat(dfd, name, 0);
 		errno = e;
 	}
+	return ok;
+}
+
+/* Creates file f in the staging directory sfd (its path: stage) exclusively, without
+ * following links, and has f->write fill it; synced.  The file is removed on failure. */
+static bool
+write_streamed(int sfd, const char *stage, const char *dir, const CgOutFile *f, char *err, size_t nerr)
+{
+	size_t plen = strlen(stage) + strlen(f->name) + 2;
+	char *path = xmalloc(plen);
+	snprintf(path, plen, "%s/%s", stage, f->name);
+	int fd = openat(sfd, f->name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+	bool ok = fd >= 0;
+	if (!ok)
+		snprintf(err, nerr, "cannot write '%s/%s': %s", dir, f->name, strerror(errno));
+	ok = ok && f->write(f->arg, fd, path, err, nerr);
+	if (ok && fsync(fd) != 0) {
+		snprintf(err, nerr, "cannot write '%s/%s': %s", dir, f->name, strerror(errno));
+		ok = false;
+	}
+	if (fd >= 0 && close(fd) != 0 && ok) {
+		snprintf(err, nerr, "cannot write '%s/%s': %s", dir, f->name, strerror(errno));
+		ok = false;
+	}
+	if (!ok && fd >= 0)
+		unlinkat(sfd, f->name, 0);
+	free(path);
 	return ok;
 }
 
@@ -162,6 +190,21 @@ on_signal(int sig)
 
 static const int stage_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
+void
+cg_write_set_abandon(void)
+{
+	if (stage_dfd < 0)
+		return;
+	int sfd = openat(stage_dfd, stage_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (sfd >= 0) {
+		for (int i = 0; i < stage_nfiles; i++)
+			unlinkat(sfd, stage_files[i], 0);
+		close(sfd);
+	}
+	unlinkat(stage_dfd, stage_name, AT_REMOVEDIR);
+	stage_dfd = -1;
+}
+
 bool
 cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfiles, char *err, size_t nerr)
 {
@@ -196,11 +239,16 @@ cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfil
 		sigaction(stage_signals[i], &sa, &old[i]);
 	int sfd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	bool ok = sfd >= 0;
-	for (int i = 0; ok && i < nfiles; i++)
+	for (int i = 0; ok && i < nfiles; i++) {
+		if (files[i].write) {
+			ok = write_streamed(sfd, tmpl, dir, &files[i], err, nerr);
+			continue;
+		}
 		if (!write_new(sfd, files[i].name, files[i].data, files[i].size)) {
 			snprintf(err, nerr, "cannot write '%s/%s': %s", dir, files[i].name, strerror(errno));
 			ok = false;
 		}
+	}
 	if (sfd >= 0)
 		close(sfd);
 	/* a name that cannot be replaced by a rename (a directory there) fails now, before

@@ -8,10 +8,12 @@
  * (tied embedding and lm_head) is stored once per layout. */
 #include "codegen/codegen.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t
 region_size(CgLayout layout, const Module *m, int32_t param, int64_t a, int64_t b, int nr)
@@ -71,16 +73,17 @@ pack_panels(const float *src, int64_t n, int64_t k, int nr, float *dst)
 		}
 }
 
-/* The frequencies are the interpreter's (ir_rope_freq), scaling included. */
+/* Rows p0 .. p0+npos-1 of the table of rope region r.  The frequencies are the
+ * interpreter's (ir_rope_freq), scaling included. */
 static void
-pack_rope(const CgRegion *r, float *dst)
+pack_rope(const CgRegion *r, int64_t p0, int64_t npos, float *dst)
 {
-	int64_t npos = r->a, hd = r->b, half = hd / 2;
+	int64_t hd = r->b, half = hd / 2;
 	Op op = { .code = OP_ROPE, .ia = { [3] = r->orig }, .fa = { (float)r->theta, r->scale[0], r->scale[1], r->scale[2] } };
 	for (int64_t p = 0; p < npos; p++)
 		for (int64_t i = 0; i < half; i++) {
 			double freq = ir_rope_freq(&op, i, hd);
-			double ang = (double)p * freq;
+			double ang = (double)(p0 + p) * freq;
 			dst[(p * half + i) * 2] = (float)cos(ang);
 			dst[(p * half + i) * 2 + 1] = (float)sin(ang);
 		}
@@ -93,7 +96,7 @@ cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload, c
 		const CgRegion *r = &w->regions[i];
 		float *dst = (float *)(payload + r->offset);
 		if (r->layout == CG_ROPE) {
-			pack_rope(r, dst);
+			pack_rope(r, 0, r->a, dst);
 			continue;
 		}
 		const Param *p = &m->params[r->param];
@@ -132,3 +135,145 @@ cg_blob_build(const CgWeights *w, const Module *m, int nr, uint64_t model_hash, 
 	return b;
 }
 
+const uint8_t *
+cg_blob(CgResult *r, char *err, size_t nerr)
+{
+	if (!r->blob) {
+		size_t n = 0;
+		r->blob = cg_blob_build(&r->weights, r->m, cg_target_nr(r->target), r->model_hash, &n, err, nerr);
+		if (!r->blob)
+			return NULL;
+	}
+	return r->blob;
+}
+
+/* Streaming: the payload is packed region by region (panels a few at a time) through
+ * one buffer of BLOB_BUF bytes into the file, with the checksum computed on the way;
+ * the header, which holds the checksum, is written last.  Memory: the params and the
+ * buffer, never the blob. */
+#define BLOB_BUF (4u << 20)
+
+typedef struct BlobWriter {
+	int fd;
+	uint64_t pos;             /* file offset of buf[0] */
+	uint8_t *buf; size_t n;   /* pending bytes */
+	elide_checksum_state ck;
+	uint64_t done, total;     /* payload bytes, for progress */
+	Phases *ph;
+	bool ok;
+	const char *shown;        /* the file's name in messages */
+	char *err; size_t nerr;
+} BlobWriter;
+
+static void
+bw_pwrite(BlobWriter *bw, const uint8_t *p, size_t n, uint64_t at)
+{
+	while (bw->ok && n) {
+		ssize_t k = pwrite(bw->fd, p, n, (off_t)at);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			snprintf(bw->err, bw->nerr, "cannot write '%s': %s", bw->shown, k < 0 ? strerror(errno) : "short write");
+			bw->ok = false;
+			return;
+		}
+		p += k;
+		n -= (size_t)k;
+		at += (uint64_t)k;
+	}
+}
+
+static void
+bw_flush(BlobWriter *bw)
+{
+	bw_pwrite(bw, bw->buf, bw->n, bw->pos);
+	bw->pos += bw->n;
+	bw->n = 0;
+	phase_progress(bw->ph, bw->done, bw->total);
+}
+
+static void
+bw_put(BlobWriter *bw, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	elide_checksum_update(&bw->ck, p, n);
+	while (n) {
+		size_t k = BLOB_BUF - bw->n < n ? BLOB_BUF - bw->n : n;
+		memcpy(bw->buf + bw->n, p, k);
+		bw->n += k;
+		bw->done += k;
+		p += k;
+		n -= k;
+		if (bw->n == BLOB_BUF)
+			bw_flush(bw);
+	}
+}
+
+static void
+bw_zeros(BlobWriter *bw, uint64_t n)
+{
+	static const uint8_t z[64];
+	for (; n; n -= n < 64 ? n : 64)
+		bw_put(bw, z, n < 64 ? n : 64);
+}
+
+/* One region into the writer: row-major as is, panels one at a time, rope tables one
+ * position at a time. */
+static void
+bw_region(BlobWriter *bw, const CgRegion *r, const Module *m, int nr)
+{
+	if (r->layout == CG_ROPE) {
+		int64_t half = r->b / 2;
+		float *row = xmalloc((size_t)(half ? half : 1) * 2 * sizeof *row);
+		for (int64_t p = 0; p < r->a; p++) {
+			pack_rope(r, p, 1, row);
+			bw_put(bw, row, (size_t)half * 2 * sizeof *row);
+		}
+		free(row);
+		return;
+	}
+	const Param *p = &m->params[r->param];
+	if (!p->data) {
+		snprintf(bw->err, bw->nerr, "weights of '%s' are not loaded", p->name);
+		bw->ok = false;
+		return;
+	}
+	if (r->layout == CG_ROWMAJOR) {
+		bw_put(bw, p->data, r->size);
+		return;
+	}
+	int64_t n = cg_static_rows(p->type), k = cg_cols(p->type), np = (n + nr - 1) / nr;
+	float *panel = xmalloc((size_t)(k ? k : 1) * (size_t)nr * sizeof *panel);
+	for (int64_t q = 0; q < np && bw->ok; q++) {
+		int64_t rows = n - q * nr < nr ? n - q * nr : nr;
+		pack_panels(p->data + q * nr * k, rows, k, nr, panel);
+		bw_put(bw, panel, (size_t)k * (size_t)nr * sizeof *panel);
+	}
+	free(panel);
+}
+
+bool
+cg_blob_write(const CgResult *r, int fd, uint64_t at, const char *shown, Phases *ph, char *err, size_t nerr)
+{
+	const CgWeights *w = &r->weights;
+	BlobWriter bw = { .fd = fd, .pos = at + ELIDE_BLOB_HEADER_SIZE, .buf = xmalloc(BLOB_BUF), .total = w->size,
+	                  .ph = ph, .ok = true, .shown = shown, .err = err, .nerr = nerr };
+	elide_checksum_init(&bw.ck);
+	int nr = cg_target_nr(r->target);
+	for (uint32_t i = 0; i < w->nregions && bw.ok; i++) {
+		const CgRegion *g = &w->regions[i];
+		bw_zeros(&bw, g->offset - bw.done);
+		bw_region(&bw, g, r->m, nr);
+	}
+	if (bw.ok)
+		bw_zeros(&bw, w->size - bw.done);
+	if (bw.ok)
+		bw_flush(&bw);
+	free(bw.buf);
+	if (!bw.ok)
+		return false;
+	uint8_t hdr[ELIDE_BLOB_HEADER_SIZE];
+	elide_blob_header_fill(hdr, r->model_hash, w->size, elide_checksum_final(&bw.ck));
+	bw_pwrite(&bw, hdr, sizeof hdr, at);
+	return bw.ok;
+}

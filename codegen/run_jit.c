@@ -57,11 +57,17 @@ cg_run_open(Module *m, char *err, size_t nerr)
 		return NULL;
 	}
 	void *(*create)(void) = (void *(*)(void))cg_jit_lookup(run->j, "create");
-	int (*load)(void *, const void *, size_t) = (int (*)(void *, const void *, size_t))cg_jit_lookup(run->j, "load_weights_mem");
+	int (*load)(void *, const void *, size_t, uint64_t)
+		= (int (*)(void *, const void *, size_t, uint64_t))cg_jit_lookup(run->j, "load_weights_mem_abi");
 	int (*threads)(void *, int) = (int (*)(void *, int))cg_jit_lookup(run->j, "set_threads");
 	run->destroy = (void (*)(void *))cg_jit_lookup(run->j, "destroy");
 	run->ctx = create ? create() : NULL;
-	int st = run->ctx ? load(run->ctx, run->r->blob, run->r->blob_size) : ELIDE_ERR_NOMEM;
+	const uint8_t *blob = cg_blob(run->r, err, nerr);
+	if (!blob) {
+		cg_run_close(run);
+		return NULL;
+	}
+	int st = run->ctx ? load(run->ctx, blob, run->r->blob_size, run->r->abi_hash) : ELIDE_ERR_NOMEM;
 	if (st == ELIDE_OK && getenv("ELIDE_THREADS"))
 		st = threads(run->ctx, 0); /* the pool reads ELIDE_THREADS */
 	if (st != ELIDE_OK) {

@@ -22,6 +22,13 @@ init_llvm(void)
 	LLVMInitializeAllTargetMCs();
 	LLVMInitializeAllAsmPrinters();
 	LLVMInitializeAllAsmParsers();
+	LLVMInitializeAllDisassemblers(); /* target_tables.c reads the CPU tables through them */
+}
+
+void
+cg_llvm_init(void)
+{
+	pthread_once(&init_once, init_llvm);
 }
 
 /* True when the comma-separated feature list enables `feat` ("+avx2"). */
@@ -48,11 +55,28 @@ cpu_in(const char *cpu, const char *const *names)
 	return false;
 }
 
-static const char *const cpus_avx512[] = { "skylake-avx512", "cascadelake", "cooperlake",
-	"cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake",
-	"sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5", "x86-64-v4", NULL };
-static const char *const cpus_avx2[] = { "haswell", "broadwell", "skylake", "alderlake",
-	"raptorlake", "meteorlake", "znver1", "znver2", "znver3", "x86-64-v3", "core-avx2", NULL };
+/* x86 CPUs of LLVM 19 with AVX-512F, and with AVX2 but not AVX-512F (the host's
+ * features come from LLVM itself; these lists serve --cpu). */
+static const char *const cpus_avx512[] = { "knl", "knm", "skylake-avx512", "skx", "cascadelake",
+	"cooperlake", "cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake",
+	"sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d", "znver4", "znver5",
+	"x86-64-v4", NULL };
+static const char *const cpus_avx2[] = { "haswell", "core-avx2", "broadwell", "skylake", "alderlake",
+	"raptorlake", "meteorlake", "arrowlake", "arrowlake-s", "arrowlake_s", "lunarlake", "gracemont",
+	"pantherlake", "sierraforest", "grandridge", "clearwaterforest", "bdver4", "znver1", "znver2",
+	"znver3", "x86-64-v3", NULL };
+
+int
+cg_target_vec_width(const char *triple, const char *cpu, const char *features)
+{
+	bool x86 = strncmp(triple, "x86_64", 6) == 0 || strncmp(triple, "i686", 4) == 0 || strncmp(triple, "i386", 4) == 0;
+	if (x86 && !has_feature(features, "-avx512f") && (has_feature(features, "+avx512f") || cpu_in(cpu, cpus_avx512)))
+		return 16;
+	if (x86 && !has_feature(features, "-avx2")
+	    && (has_feature(features, "+avx2") || cpu_in(cpu, cpus_avx2) || cpu_in(cpu, cpus_avx512)))
+		return 8;
+	return 4;
+}
 
 CgTarget *
 cg_target_new(const char *triple, const char *cpu, const char *features, int opt_level,
@@ -92,6 +116,12 @@ cg_target_new(const char *triple, const char *cpu, const char *features, int opt
 		cg_target_free(t);
 		return NULL;
 	}
+	/* a CPU or features the user named are checked against LLVM's tables (LLVM
+	 * itself only warns, then fails later in code generation) */
+	if (((cpu && *cpu) || features) && !cg_target_check(t->triple, cpu, features, err, nerr)) {
+		cg_target_free(t);
+		return NULL;
+	}
 	LLVMCodeGenOptLevel lvl = opt_level <= 0 ? LLVMCodeGenLevelNone
 	                        : opt_level == 1 ? LLVMCodeGenLevelLess
 	                        : opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
@@ -104,23 +134,10 @@ cg_target_new(const char *triple, const char *cpu, const char *features, int opt
 	}
 	t->td = LLVMCreateTargetDataLayout(t->tm);
 
-	bool x86 = strncmp(t->triple, "x86_64", 6) == 0 || strncmp(t->triple, "i686", 4) == 0
-	        || strncmp(t->triple, "i386", 4) == 0;
-	bool arm64 = strncmp(t->triple, "aarch64", 7) == 0 || strncmp(t->triple, "arm64", 5) == 0;
 	t->nvec = 2;
-	if (x86 && !has_feature(t->features, "-avx512f")
-	    && (has_feature(t->features, "+avx512f") || cpu_in(t->cpu, cpus_avx512))) {
-		t->vec = 16;
-		t->mr = 8;
-	} else if (x86 && !has_feature(t->features, "-avx2")
-	           && (has_feature(t->features, "+avx2") || cpu_in(t->cpu, cpus_avx2)
-	               || cpu_in(t->cpu, cpus_avx512))) {
-		t->vec = 8;
-		t->mr = 6;
-	} else {
-		t->vec = 4;
-		t->mr = arm64 ? 8 : 4;
-	}
+	t->vec = cg_target_vec_width(t->triple, t->cpu, t->features);
+	bool arm64 = strncmp(t->triple, "aarch64", 7) == 0 || strncmp(t->triple, "arm64", 5) == 0;
+	t->mr = t->vec == 16 ? 8 : t->vec == 8 ? 6 : arm64 ? 8 : 4;
 	return t;
 }
 
@@ -137,4 +154,15 @@ cg_target_free(CgTarget *t)
 	free(t->cpu);
 	free(t->features);
 	free(t);
+}
+
+bool
+cg_target_is_elf(const CgTarget *t)
+{
+	static const char *const other[] = { "darwin", "macos", "ios", "tvos", "watchos", "windows", "win32",
+		"mingw", "cygwin", "uefi", "wasm", "aix", "zos", "xcoff", "goff", NULL };
+	for (const char *const *o = other; *o; o++)
+		if (strstr(t->triple, *o))
+			return false;
+	return true;
 }

@@ -428,6 +428,15 @@ typedef struct StatSlot {
 	Loc loc;
 } StatSlot;
 
+/* What a pass did for one policy statement, for the manifest's structured policy:
+ * `what` of layer `layer` went from `before` units to `after`. */
+typedef struct PolicyEffect {
+	Loc stmt;                 /* the statement's location: its identity (statements move) */
+	const char *what;         /* static: "ffn_neuron", "head", "kv_head", "layer", "attention_block", ... */
+	int32_t layer;            /* layer index, -1 for the model as a whole */
+	int64_t before, after;    /* units before and after (a removed layer or block: 1 -> 0) */
+} PolicyEffect;
+
 typedef struct ModelConfig {   /* constants of the model, as declared */
 	const char *names[64];
 	int64_t values[64];
@@ -447,9 +456,17 @@ typedef struct Module {
 	Policy *policy;            /* NULL: dense */
 	const char *weights_path;  /* safetensors file to load params from (NULL until given) */
 	const char *manifest_notes;/* text passes add for the manifest (e.g. what pruning removed) */
+	PolicyStmt *stmts_written; uint32_t nstmts_written; /* the policy's statements before the
+	                           * passes consumed them (ir_policy_snapshot), for the manifest */
+	PolicyEffect *effects; uint32_t neffects, capeffects; /* what the passes did, per statement */
 } Module;
 
 Module *ir_new_module(const char *name);
+/* Records an effect of a policy statement (passes call it as they transform). */
+void ir_add_effect(Module *m, PolicyEffect e);
+/* Keeps a copy of the policy's statements (the structs; their options stay in the
+ * arena) in stmts_written, before passes remove the ones they realise. */
+void ir_policy_snapshot(Module *m);
 void ir_free_module(Module *m);
 uint32_t ir_add_param(Module *m, const char *name, const char *source, Type t, int32_t layer, Loc loc);
 int32_t ir_find_param(const Module *m, const char *name); /* -1 if absent */
@@ -620,6 +637,7 @@ typedef struct StTensor {
 typedef struct StFile {
 	const char *path;
 	uint8_t *bytes;  size_t size;   /* the whole file */
+	bool mapped;                    /* bytes is a read-only mapping of the file (st_open) */
 	size_t data_off;                /* start of the data section */
 	StTensor *tensors; uint32_t ntensors;
 } StFile;
@@ -629,11 +647,20 @@ StFile *st_open(const char *path, char *err, size_t nerr);
 StFile *st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr); /* copies */
 void st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);
-/* Converts a tensor to f32 into dst (numel floats). */
+/* Converts a tensor to f32 into dst (numel floats).  From a mapped file, the pages
+ * of the tensor are released afterwards, so loading all params never holds the file
+ * and its copy in memory together. */
 bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr);
 /* Loads every param of m from the file, checking names, shapes and dtypes; reports
- * problems through d at each param's location. */
+ * problems through d at each param's location.  progress, when not NULL, is called
+ * with the bytes loaded so far and the total. */
 bool ir_load_params(Module *m, const char *path, Diag *d);
+bool ir_load_params_progress(Module *m, const char *path, Diag *d,
+                             void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+/* From several files (a sharded checkpoint; ir_load_weights_progress): each tensor
+ * must be in exactly one. */
+bool ir_load_params_files(Module *m, const char *const *paths, uint32_t nfiles, Diag *d,
+                          void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
 
 /* ---- gguf.c: the GGUF reader (llama.cpp's format, versions 2 and 3) ---- */
 
@@ -693,6 +720,9 @@ bool gguf_read_f32(const GgufFile *f, const GgufTensor *t, float *dst, char *err
  * directories (their index, else model.safetensors).  A tensor defined by two files
  * is an error naming it and both files. */
 bool ir_load_weights(Module *m, const char *const *paths, uint32_t npaths, Diag *d);
+/* The same, calling progress (when not NULL) with the bytes loaded so far and the total. */
+bool ir_load_weights_progress(Module *m, const char *const *paths, uint32_t npaths, Diag *d,
+                              void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
 
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;

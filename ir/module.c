@@ -62,8 +62,28 @@ ir_free_module(Module *m)
 	free(m->knobs);
 	free(m->stats);
 	free(m->funcs);
+	free(m->effects);
 	arena_free(&m->arena);
 	free(m);
+}
+
+void
+ir_add_effect(Module *m, PolicyEffect e)
+{
+	VEC_PUSH(m->effects, m->neffects, m->capeffects);
+	m->effects[m->neffects++] = e;
+}
+
+void
+ir_policy_snapshot(Module *m)
+{
+	m->stmts_written = NULL;
+	m->nstmts_written = 0;
+	if (!m->policy || !m->policy->nstmts)
+		return;
+	m->stmts_written = arena_alloc(&m->arena, m->policy->nstmts * sizeof *m->stmts_written);
+	memcpy(m->stmts_written, m->policy->stmts, m->policy->nstmts * sizeof *m->stmts_written);
+	m->nstmts_written = m->policy->nstmts;
 }
 
 uint32_t

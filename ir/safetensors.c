@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #define ST_MAX_HEADER (100u << 20) /* same bound as the reference implementation */
 #define ST_MAX_FILE ((uint64_t)256 << 30) /* 256 GiB: more than any machine here loads */
@@ -252,41 +255,42 @@ st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 	return f;
 }
 
+/* The file is mapped read-only, not read: loading converts one tensor at a time
+ * from the mapping and releases its pages (st_read_f32), so the peak memory of a
+ * load is the params plus one tensor, not the params plus the file. */
 StFile *
 st_open(const char *path, char *err, size_t nerr)
 {
-	FILE *fp = fopen(path, "rb");
-	if (!fp) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		fail(err, nerr, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;
 	}
-	/* a regular file of bounded size, read to its size at open: a device
+	/* a regular file of bounded size, mapped at its size at open: a device
 	 * (/dev/zero), a FIFO or a file that grows is never read forever */
-	struct stat st;
-	if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-		fclose(fp);
+	struct stat sb;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		fail(err, nerr, "cannot read '%s': not a regular file", path);
+		close(fd);
 		return NULL;
 	}
-	if ((uint64_t)st.st_size > ST_MAX_FILE || (uint64_t)st.st_size > SIZE_MAX) {
-		fclose(fp);
+	if ((uint64_t)sb.st_size > ST_MAX_FILE || (uint64_t)sb.st_size > SIZE_MAX) {
+		close(fd);
 		fail(err, nerr, "cannot read '%s': %llu bytes, more than the limit of %llu", path,
-		     (unsigned long long)st.st_size, (unsigned long long)ST_MAX_FILE);
+		     (unsigned long long)sb.st_size, (unsigned long long)ST_MAX_FILE);
 		return NULL;
 	}
-	size_t size = (size_t)st.st_size;
-	uint8_t *buf = xmalloc(size ? size : 1);
-	size_t n = size ? fread(buf, 1, size, fp) : 0;
-	bool rerr = ferror(fp) || n != size;
-	fclose(fp);
-	if (rerr) {
-		free(buf);
-		fail(err, nerr, "cannot read '%s'%s", path, n != size ? " (it shrank while being read)" : "");
+	size_t n = (size_t)sb.st_size;
+	void *map = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (n && map == MAP_FAILED) {
+		fail(err, nerr, "cannot read '%s': %s", path, strerror(errno));
 		return NULL;
 	}
 	StFile *f = xcalloc(1, sizeof *f);
 	f->path = xstrdup(path);
-	f->bytes = buf;
+	f->bytes = n ? map : xmalloc(1);
+	f->mapped = n != 0;
 	f->size = n;
 	if (!st_parse(f, err, nerr)) {
 		st_close(f);
@@ -303,7 +307,10 @@ st_close(StFile *f)
 	for (uint32_t i = 0; i < f->ntensors; i++)
 		free((void *)f->tensors[i].name);
 	free(f->tensors);
-	free(f->bytes);
+	if (f->mapped)
+		munmap(f->bytes, f->size);
+	else
+		free(f->bytes);
 	free((void *)f->path);
 	free(f);
 }
@@ -334,14 +341,9 @@ f16_to_f32(uint16_t h)
 	return f;
 }
 
-bool
-st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr)
+static bool
+convert(const StTensor *t, const uint8_t *p, size_t n, size_t es, float *dst, char *err, size_t nerr)
 {
-	size_t es = ir_dtype_size(t->dtype);
-	if (!es)
-		return fail(err, nerr, "tensor '%s': cannot convert dtype to f32", t->name);
-	size_t n = (size_t)(t->end - t->begin) / es;
-	const uint8_t *p = f->bytes + f->data_off + t->begin;
 	for (size_t i = 0; i < n; i++, p += es) {
 		uint32_t u = 0;
 		for (size_t b = 0; b < es; b++)
@@ -358,11 +360,55 @@ st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t ne
 	return true;
 }
 
+bool
+st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr)
+{
+	size_t es = ir_dtype_size(t->dtype);
+	if (!es)
+		return fail(err, nerr, "tensor '%s': cannot convert dtype to f32", t->name);
+	size_t n = (size_t)(t->end - t->begin) / es;
+	const uint8_t *p = f->bytes + f->data_off + t->begin;
+	bool ok = true;
+	if (t->dtype == DT_F32 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+		memcpy(dst, p, n * 4);
+	else if (t->dtype == DT_BF16 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+		for (size_t i = 0; i < n; i++) {
+			uint16_t h;
+			memcpy(&h, p + 2 * i, 2);
+			uint32_t u = (uint32_t)h << 16;
+			memcpy(&dst[i], &u, 4);
+		}
+	else
+		ok = convert(t, p, n, es, dst, err, nerr);
+	if (f->mapped) { /* give the tensor's whole pages back: they are read once */
+		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n * es) & ~(pg - 1);
+		if (b > a)
+			madvise((void *)a, b - a, MADV_DONTNEED);
+	}
+	return ok;
+}
+
 /* One file (or index, or directory): ir_load_weights (weights.c) does the work. */
 bool
 ir_load_params(Module *m, const char *path, Diag *d)
 {
+	return ir_load_params_progress(m, path, d, NULL, NULL);
+}
+
+bool
+ir_load_params_progress(Module *m, const char *path, Diag *d,
+                        void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
 	if (!path)
 		path = m->weights_path;
-	return ir_load_weights(m, &path, path ? 1 : 0, d);
+	return ir_load_weights_progress(m, &path, path ? 1 : 0, d, progress, arg);
+}
+
+/* Several files (a checkpoint in shards): each tensor must be in exactly one. */
+bool
+ir_load_params_files(Module *m, const char *const *paths, uint32_t nfiles, Diag *d,
+                     void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
+	return ir_load_weights_progress(m, paths, nfiles, d, progress, arg);
 }

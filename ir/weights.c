@@ -350,12 +350,19 @@ load_one(WSet *w, Param *p, const WTensor *t, Diag *d)
 		}
 	free(p->data);
 	p->data = data;
-	p->hash = hash_bytes(data, n * sizeof *data, 0);
+	p->hash = hash_data(data, n * sizeof *data, 0);
 	return true;
 }
 
 bool
 ir_load_weights(Module *m, const char *const *paths, uint32_t npaths, Diag *d)
+{
+	return ir_load_weights_progress(m, paths, npaths, d, NULL, NULL);
+}
+
+bool
+ir_load_weights_progress(Module *m, const char *const *paths, uint32_t npaths, Diag *d,
+                         void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
 {
 	if (npaths == 0) {
 		diag_error(d, (Loc){ 0 }, "no weights file given for model '%s' (use -w FILE.safetensors)", m->name);
@@ -378,8 +385,14 @@ ir_load_weights(Module *m, const char *const *paths, uint32_t npaths, Diag *d)
 			}
 	}
 	bool files_ok = ok;
+	uint64_t total = 0, done = 0;
+	for (uint32_t i = 0; i < m->nparams; i++)
+		total += (uint64_t)ir_type_numel(m->params[i].type) * sizeof(float);
 	for (uint32_t i = 0; i < m->nparams && files_ok; i++) {
 		Param *p = &m->params[i];
+		if (progress)
+			progress(arg, done, total);
+		done += (uint64_t)ir_type_numel(p->type) * sizeof(float);
 		if (!p->source) {
 			diag_error(d, p->loc, "param '%s' has no tensor name to load from", p->name);
 			ok = false;

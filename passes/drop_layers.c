@@ -58,8 +58,10 @@ drop_stmt(Module *m, const PolicyStmt *s, Diag *d, FILE *notes)
 	} else if (n > 0) {
 		fprintf(notes, "drop layers: %d -> %d layers, removed", L, m->nlayers);
 		for (int32_t l = 0; l < L; l++)
-			if (!kept[l])
+			if (!kept[l]) {
 				fprintf(notes, " %d", l);
+				ir_add_effect(m, (PolicyEffect){ s->loc, "layer", l, 1, 0 });
+			}
 		fputc('\n', notes);
 	}
 	free(kept);

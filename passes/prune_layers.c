@@ -128,8 +128,10 @@ prune_layers(Module *m, PruneStmt *ps, Diag *d)
 	if (ok) {
 		fprintf(ps->notes, "prune layer (%s): %d -> %d layers, removed", ir_vocab_name(&ir_score_vocab, ps->score), L, m->nlayers);
 		for (int32_t l = 0; l < L; l++)
-			if (!kept[l])
+			if (!kept[l]) {
 				fprintf(ps->notes, " %d", l);
+				ir_add_effect(m, (PolicyEffect){ ps->s->loc, "layer", l, 1, 0 });
+			}
 		fputs(" (scores", ps->notes);
 		int64_t nsc = ps->score == PS_ANGULAR ? L - n + 1 : L;
 		for (int64_t l = 0; l < nsc; l++)

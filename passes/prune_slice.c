@@ -31,7 +31,7 @@ prune_slice_param(Module *m, int32_t pi, bool cols, const bool *kept, int64_t nu
 		}
 		free(p->data);
 		p->data = d;
-		p->hash = hash_bytes(d, (size_t)o * sizeof *d, 0);
+		p->hash = hash_data(d, (size_t)o * sizeof *d, 0);
 	}
 	if (t.rank == 2) {
 		p->type.dims[0] = nrows;

@@ -174,7 +174,12 @@ prune_sublayers(Module *m, PruneStmt *ps, Diag *d)
 		ok = false;
 	}
 	if (ok && ngone > 0) {
+		static const char *const what[PB_COUNT] = { "attention_block", "ffn_block" };
 		note(ps, L, (int64_t)g.ly.nblocks, ngone, gone, sc, have);
+		for (int32_t l = 0; l < L; l++)
+			for (int k = 0; k < PB_COUNT; k++)
+				if (gone[l * PB_COUNT + k])
+					ir_add_effect(m, (PolicyEffect){ ps->s->loc, what[k], l, 1, 0 });
 		ps->changed = true;
 	}
 	prune_groups_free(&g);

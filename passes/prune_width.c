@@ -190,6 +190,7 @@ apply_target(Module *m, PruneStmt *ps, const Target *t, const bool *kept, PruneG
 			}
 		fprintf(ps->notes, "prune ffn_neuron (%s): layer %d: %lld -> %lld, removed", ir_vocab_name(&ir_score_vocab, ps->score),
 		        t->layer, (long long)t->width, (long long)t->keep);
+		ir_add_effect(m, (PolicyEffect){ ps->s->loc, "ffn_neuron", t->layer, t->width, t->keep });
 		note_removed(ps->notes, kept, t->width);
 		fputc('\n', ps->notes);
 		return;
@@ -240,6 +241,8 @@ apply_target(Module *m, PruneStmt *ps, const Target *t, const bool *kept, PruneG
 	        (long long)nkv);
 	note_removed(ps->notes, kq, H);
 	fputc('\n', ps->notes);
+	ir_add_effect(m, (PolicyEffect){ ps->s->loc, "head", t->layer, H, nq });
+	ir_add_effect(m, (PolicyEffect){ ps->s->loc, "kv_head", t->layer, KH, nkv });
 	free(kq);
 	free(kkv);
 }

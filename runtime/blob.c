@@ -67,30 +67,65 @@ merge(uint64_t h, uint64_t v)
 	return h * P1 + P4;
 }
 
-uint64_t
-elide_checksum(const void *data, size_t n)
+void
+elide_checksum_init(elide_checksum_state *s)
 {
-	const unsigned char *p = data, *end = p + n;
+	memset(s, 0, sizeof *s);
+	s->v[0] = P1 + P2;
+	s->v[1] = P2;
+	s->v[2] = 0;
+	s->v[3] = 0 - P1;
+}
+
+static inline void
+stripe(uint64_t v[4], const unsigned char *p)
+{
+	v[0] = lane(v[0], rd64(p));
+	v[1] = lane(v[1], rd64(p + 8));
+	v[2] = lane(v[2], rd64(p + 16));
+	v[3] = lane(v[3], rd64(p + 24));
+}
+
+void
+elide_checksum_update(elide_checksum_state *s, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	s->total += n;
+	if (s->nbuf) {
+		size_t k = 32 - s->nbuf < n ? 32 - s->nbuf : n;
+		memcpy(s->buf + s->nbuf, p, k);
+		s->nbuf += (uint32_t)k;
+		p += k;
+		n -= k;
+		if (s->nbuf < 32)
+			return;
+		stripe(s->v, s->buf);
+		s->nbuf = 0;
+	}
+	uint64_t v[4] = { s->v[0], s->v[1], s->v[2], s->v[3] };
+	for (; n >= 32; p += 32, n -= 32)
+		stripe(v, p);
+	memcpy(s->v, v, sizeof v);
+	memcpy(s->buf, p, n);
+	s->nbuf = (uint32_t)n;
+}
+
+uint64_t
+elide_checksum_final(const elide_checksum_state *s)
+{
+	const unsigned char *p = s->buf, *end = p + s->nbuf;
 	uint64_t h;
-	if (n >= 32) {
-		uint64_t v1 = P1 + P2, v2 = P2, v3 = 0, v4 = 0 - P1;
-		const unsigned char *limit = end - 32;
-		do {
-			v1 = lane(v1, rd64(p));
-			v2 = lane(v2, rd64(p + 8));
-			v3 = lane(v3, rd64(p + 16));
-			v4 = lane(v4, rd64(p + 24));
-			p += 32;
-		} while (p <= limit);
-		h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
-		h = merge(h, v1);
-		h = merge(h, v2);
-		h = merge(h, v3);
-		h = merge(h, v4);
+	if (s->total >= 32) {
+		const uint64_t *v = s->v;
+		h = rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18);
+		h = merge(h, v[0]);
+		h = merge(h, v[1]);
+		h = merge(h, v[2]);
+		h = merge(h, v[3]);
 	} else {
 		h = P5;
 	}
-	h += (uint64_t)n;
+	h += s->total;
 	for (; end - p >= 8; p += 8) {
 		h ^= lane(0, rd64(p));
 		h = rotl(h, 27) * P1 + P4;
@@ -112,19 +147,36 @@ elide_checksum(const void *data, size_t n)
 	return h;
 }
 
-/* The checksum field of a blob: XXH64 of the 64 header bytes with the checksum field
- * holding XXH64 of the payload, so that it covers the header and the payload.  (The
- * reserved bytes and any header padding must be zero, so they are covered too.) */
+uint64_t
+elide_checksum(const void *data, size_t n)
+{
+	elide_checksum_state s;
+	elide_checksum_init(&s);
+	if (n)
+		elide_checksum_update(&s, data, n);
+	return elide_checksum_final(&s);
+}
+
+/* The checksum field of a blob from the payload's checksum: XXH64 of the 64 header
+ * bytes with the checksum field holding XXH64 of the payload, so that it covers the
+ * header and the payload.  (The reserved bytes and any header padding must be zero,
+ * so they are covered too.) */
 static uint64_t
-blob_sum(const elide_blob_header *h, const void *payload, uint64_t payload_size)
+header_sum(const elide_blob_header *h, uint64_t payload_sum)
 {
 	elide_blob_header c = *h;
-	c.checksum = elide_checksum(payload, (size_t)payload_size);
+	c.checksum = payload_sum;
 	return elide_checksum(&c, sizeof c);
 }
 
+static uint64_t
+blob_sum(const elide_blob_header *h, const void *payload, uint64_t payload_size)
+{
+	return header_sum(h, elide_checksum(payload, (size_t)payload_size));
+}
+
 void
-elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload, uint64_t payload_size)
+elide_blob_header_fill(void *hdr64, uint64_t model_hash, uint64_t payload_size, uint64_t payload_checksum)
 {
 	elide_blob_header h;
 	memset(&h, 0, sizeof h);
@@ -133,8 +185,14 @@ elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload, ui
 	h.header_size = ELIDE_BLOB_HEADER_SIZE;
 	h.model_hash = model_hash;
 	h.payload_size = payload_size;
-	h.checksum = blob_sum(&h, payload, payload_size);
+	h.checksum = header_sum(&h, payload_checksum);
 	memcpy(hdr64, &h, sizeof h);
+}
+
+void
+elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload, uint64_t payload_size)
+{
+	elide_blob_header_fill(hdr64, model_hash, payload_size, elide_checksum(payload, (size_t)payload_size));
 }
 
 /* True when the n bytes at p are all zero. */

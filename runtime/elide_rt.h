@@ -71,8 +71,25 @@ typedef struct elide_blob_header {
  * p may be NULL when n is 0. */
 uint64_t elide_checksum(const void *p, size_t n);
 
-/* Fills the 64-byte header at hdr64 for `payload` (payload_size bytes), computing the
- * checksum over the header and the payload; used by the compiler's weight packer. */
+/* The same checksum over data given in pieces of any size (the compiler's packer
+ * streams a blob to its file): init, update for each piece in order, final. */
+typedef struct elide_checksum_state {
+	uint64_t v[4];            /* the four lanes */
+	uint64_t total;           /* bytes so far */
+	unsigned char buf[32];    /* a partial stripe */
+	uint32_t nbuf;            /* bytes in buf */
+} elide_checksum_state;
+void elide_checksum_init(elide_checksum_state *s);
+void elide_checksum_update(elide_checksum_state *s, const void *p, size_t n);
+uint64_t elide_checksum_final(const elide_checksum_state *s);
+
+/* Fills the 64-byte header at hdr64 (format version 2) for a payload of payload_size
+ * bytes whose elide_checksum is payload_checksum (computed in pieces by a writer that
+ * streams the payload); the header's checksum field then covers the header and the
+ * payload.  Used by the compiler's weight packer. */
+void elide_blob_header_fill(void *hdr64, uint64_t model_hash, uint64_t payload_size,
+                            uint64_t payload_checksum);
+/* elide_blob_header_fill with the checksum of the payload in memory. */
 void elide_blob_header_init(void *hdr64, uint64_t model_hash, const void *payload,
                             uint64_t payload_size);
 

@@ -11,6 +11,7 @@ PACKAGES=(
 	flex bison
 	libcriterion-dev libcjson-dev
 	python3                       # runs lit
+	pkgconf                       # the test of the installed pkg-config file
 	libopenblas-dev               # benchmarks only: the kernel speed reference
 )
 

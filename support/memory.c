@@ -134,3 +134,38 @@ hash_bytes(const void *p, size_t n, uint64_t seed)
 	}
 	return h;
 }
+
+static inline uint64_t
+rotl64(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t
+lane_mix(uint64_t acc, uint64_t v)
+{
+	acc += v * 0xc2b2ae3d27d4eb4full;
+	return rotl64(acc, 31) * 0x9e3779b185ebca87ull;
+}
+
+/* Four independent lanes of multiply-rotate over 8-byte words (the round of XXH64),
+ * combined and finished with a multiply-xorshift; the tail goes through hash_bytes. */
+uint64_t
+hash_data(const void *p, size_t n, uint64_t seed)
+{
+	const unsigned char *s = p;
+	uint64_t v[4] = { seed + 0x9e3779b185ebca87ull, seed ^ 0xc2b2ae3d27d4eb4full, seed, seed - 0x9e3779b185ebca87ull };
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32)
+		for (int k = 0; k < 4; k++) {
+			uint64_t w;
+			memcpy(&w, s + i + 8 * k, 8);
+			v[k] = lane_mix(v[k], w);
+		}
+	uint64_t h = rotl64(v[0], 1) + rotl64(v[1], 7) + rotl64(v[2], 12) + rotl64(v[3], 18) + (uint64_t)n;
+	h = hash_bytes(s + i, n - i, h ? h : 1);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h;
+}

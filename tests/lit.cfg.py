@@ -16,6 +16,8 @@ if not elide or not os.path.exists(elide):
 
 config.substitutions.append(("%elide", elide))
 config.substitutions.append(("%build", lit_config.params.get("build_dir", "")))
+# flags for programs linked with the runtime as built (the sanitizers in `make asan`)
+config.substitutions.append(("%cflags", lit_config.params.get("cflags", "")))
 config.substitutions.append(("%srcroot", os.path.dirname(config.test_source_root)))
 # Plain words in RUN lines resolve through PATH: elide first, then LLVM's tools.
 config.environment["PATH"] = os.pathsep.join(

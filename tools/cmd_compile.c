@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -26,17 +27,25 @@ usage(FILE *out)
 	        "USAGE: elide compile MODEL.elide -w WEIGHTS.safetensors -o DIR [options]\n\n"
 	        "OPTIONS:\n"
 	        "  -w, --weights FILE   the model's weights: safetensors, GGUF, a shard index or a\n"
-	        "                       model directory; repeat -w for several files\n"
-	        "  -o DIR               output directory (created if missing)\n"
+	        "                       model directory; repeat -w for several files (a checkpoint\n"
+	        "                       in shards: each tensor in exactly one file)\n"
+	        "  -o DIR               output directory (created with its parents if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
 	        "  -O0 .. -O3           optimisation level (default -O3)\n"
 	        "  --target=TRIPLE      target triple (default: the host), e.g. aarch64-linux-gnu\n"
-	        "  --cpu=NAME           target CPU (default: the host's, generic when cross-compiling)\n"
-	        "  --features=LIST      target features, e.g. +avx2,+fma\n"
-	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n");
+	        "  --cpu=NAME           target CPU (default: the host's, generic when cross-compiling);\n"
+	        "                       --cpu=help lists the CPUs of the target\n"
+	        "  --features=LIST      target features, e.g. +avx2,+fma; --features=help lists them\n"
+	        "  -MD                  also write a depfile, DIR/NAME.d, for make and ninja: the\n"
+	        "                       outputs depend on the model, the weights and calibration files\n"
+	        "  -MF FILE             write the depfile to FILE (implies -MD)\n"
+	        "  -MT TARGET           the depfile's target (default: the outputs written)\n"
+	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n"
+	        "  -v, --verbose        print each phase with its wall time, CPU time (user + sys)\n"
+	        "                       and peak memory; progress of long phases on a terminal\n");
 }
 
 static const char *
@@ -78,6 +87,89 @@ parse_emit(const char *list, unsigned *emit)
 	return ok;
 }
 
+/* mkdir -p */
+static bool
+make_dirs(const char *path)
+{
+	char *p = xstrdup(path);
+	bool ok = true;
+	for (char *s = p + 1; ok && *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			ok = mkdir(p, 0777) == 0 || errno == EEXIST;
+			*s = '/';
+		}
+	ok = ok && (mkdir(p, 0777) == 0 || errno == EEXIST);
+	free(p);
+	return ok;
+}
+
+static void
+progress(void *ph, uint64_t done, uint64_t total)
+{
+	phase_progress(ph, done, total);
+}
+
+/* A make rule word: the absolute path (relative ones would depend on the directory
+ * the build tool reads the depfile from), spaces, '#' and '$' escaped as make and
+ * ninja read them. */
+static void
+dep_word(StrBuf *b, const char *path)
+{
+	char *abs = realpath(path, NULL);
+	const char *s = abs ? abs : path;
+	sb_printf(b, " ");
+	for (; *s; s++)
+		sb_printf(b, *s == ' ' || *s == '#' ? "\\%c" : *s == '$' ? "$%c" : "%c", *s);
+	free(abs);
+}
+
+/* DIR/NAME.d (or `path`): the outputs written, then every input read. */
+static bool
+write_depfile(const char *path, const char *target, const char *dir, const char *name, unsigned emit,
+              const char *const *deps, int ndeps)
+{
+	static const struct { unsigned bit; const char *ext; } outs[] = {
+		{ CG_EMIT_OBJ, "o" }, { CG_EMIT_ASM, "s" }, { CG_EMIT_LL, "ll" }, { CG_EMIT_IR, "eir" },
+		{ CG_EMIT_HEADER, "h" }, { CG_EMIT_WEIGHTS, "weights" }, { CG_EMIT_MANIFEST, "json" },
+	};
+	StrBuf b = { 0 };
+	char buf[4096];
+	if (target) {
+		sb_printf(&b, "%s", target);
+	} else {
+		bool first = true;
+		for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+			if (!(emit & outs[i].bit))
+				continue;
+			snprintf(buf, sizeof buf, "%s/%s.%s", dir, name, outs[i].ext);
+			StrBuf t = { 0 };
+			dep_word(&t, buf);
+			sb_printf(&b, "%s", first ? t.s + 1 : t.s);
+			first = false;
+			free(t.s);
+		}
+	}
+	sb_printf(&b, ":");
+	for (int i = 0; i < ndeps; i++)
+		dep_word(&b, deps[i]);
+	sb_printf(&b, "\n");
+	char *p = NULL;
+	if (!path) {
+		size_t n = strlen(dir) + strlen(name) + 4;
+		p = xmalloc(n);
+		snprintf(p, n, "%s/%s.d", dir, name);
+	}
+	char err[512];
+	bool ok = cg_write_file(path ? path : p, b.s, b.n, err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "elide: error: %s\n", err);
+	free(p);
+	free(b.s);
+	return ok;
+}
+
+/* A model in the language (.elide, with the policy chosen) or in textual IR (.eir). */
 Module *
 cmd_load_model(const char *path, const char *policy, Diag *d)
 {
@@ -101,9 +193,12 @@ cmd_load_model(const char *path, const char *policy, Diag *d)
 int
 cmd_compile(int argc, char **argv)
 {
-	const char *model = NULL, *weights[64], *outdir = NULL, *policy = NULL;
-	uint32_t nweights = 0; /* -w, repeatable */
+	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
+	const char *wfiles[64];
+	uint32_t nw = 0;
 	CgOptions o = { .opt_level = 3, .fuse = true };
+	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
+	const char *dep_path = NULL, *dep_target = NULL;
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
@@ -111,11 +206,11 @@ cmd_compile(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if ((v = opt_value(a, "--weights", &i, argc, argv)) || (v = opt_value(a, "-w", &i, argc, argv))) {
-			if (nweights == sizeof weights / sizeof weights[0]) {
-				fprintf(stderr, "elide: error: more than %zu weight files\n", sizeof weights / sizeof weights[0]);
+			if (nw == 64) {
+				fprintf(stderr, "elide: error: more than 64 weights files\n");
 				return 2;
 			}
-			weights[nweights++] = v;
+			weights = wfiles[nw++] = v;
 		} else if ((v = opt_value(a, "-o", &i, argc, argv))) {
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
@@ -127,10 +222,21 @@ cmd_compile(int argc, char **argv)
 			o.triple = v;
 		} else if ((v = opt_value(a, "--cpu", &i, argc, argv))) {
 			o.cpu = v;
+			cpu_help = strcmp(v, "help") == 0;
 		} else if ((v = opt_value(a, "--features", &i, argc, argv))) {
 			o.features = v;
+			feat_help = strcmp(v, "help") == 0;
 		} else if (strcmp(a, "--embed-weights") == 0) {
 			o.embed_weights = true;
+		} else if (strcmp(a, "-MD") == 0) {
+			depfile = true;
+		} else if ((v = opt_value(a, "-MF", &i, argc, argv))) {
+			depfile = true;
+			dep_path = v;
+		} else if ((v = opt_value(a, "-MT", &i, argc, argv))) {
+			dep_target = v;
+		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+			verbose = true;
 		} else if (strcmp(a, "--no-fuse") == 0) {
 			o.fuse = false;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -145,45 +251,98 @@ cmd_compile(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!model || !nweights || !outdir) {
-		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !nweights ? "no weights given (-w FILE)"
+	if (cpu_help || feat_help) { /* the target's tables; nothing is compiled */
+		char err[512];
+		bool ok = cpu_help ? cg_target_print_cpus(stdout, o.triple, err, sizeof err)
+		                   : cg_target_print_features(stdout, o.triple, err, sizeof err);
+		if (!ok)
+			fprintf(stderr, "elide: error: %s\n", err);
+		return ok ? 0 : 1;
+	}
+	if (!model || !weights || !outdir) {
+		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !weights ? "no weights given (-w FILE)"
 		                                                                          : "no output directory given (-o DIR)");
 		usage(stderr);
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+	if (o.triple || o.cpu || o.features) { /* a wrong target name fails before the weights load */
+		char err[512];
+		CgTarget *t = cg_target_new(o.triple, o.cpu, o.features, o.opt_level, err, sizeof err);
+		if (!t) {
+			fprintf(stderr, "elide: error: %s\n", err);
+			return 1;
+		}
+		cg_target_free(t);
+	}
+	/* embedded weights are written into the object file after LLVM, unless the asm or
+	 * the LLVM IR must show them too */
+	o.embed_patch = o.embed_weights && !(emit & (CG_EMIT_ASM | CG_EMIT_LL));
+	Phases phases, *ph = NULL;
+	if (verbose) {
+		phases_init(&phases, stderr, isatty(fileno(stderr)));
+		ph = &phases;
+	}
+	o.phases = ph;
 
 	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
+	phase_begin(ph, "parse");
 	Module *m = cmd_load_model(model, policy, &d);
 	if (!m)
 		return 1;
-	if (!ir_load_weights(m, weights, nweights, &d)) {
+	phase_begin(ph, "load weights");
+	if (!ir_load_weights_progress(m, wfiles, nw, &d, progress, ph)) {
 		ir_free_module(m);
 		return 1;
 	}
-	if (nweights == 1) /* several files have no one path to record */
-		m->weights_path = arena_strdup(&m->arena, weights[0]);
+	if (nw == 1) /* several files have no one path to record */
+		m->weights_path = arena_strdup(&m->arena, weights);
+	/* the files the outputs depend on, for -MD: read before the passes consume the
+	 * policy's statements */
+	const char *deps[64];
+	int ndeps = 0;
+	for (int i = 0; i < d.nsrcs && ndeps < 60; i++)
+		deps[ndeps++] = d.srcs[i]->path;
+	for (uint32_t i = 0; i < nw && ndeps < 60; i++)
+		deps[ndeps++] = wfiles[i];
+	for (uint32_t i = 0; m->policy && i < m->policy->nstmts && ndeps < 63; i++) {
+		const PolicyStmt *s = &m->policy->stmts[i];
+		if (s->verb == POL_PRUNE && ir_policy_given(s, PK_PRUNE_CALIBRATE) && s->prune.calibrate)
+			deps[ndeps++] = s->prune.calibrate;
+		if (s->verb == POL_SKIP && ir_policy_given(s, PK_SKIP_CALIBRATE) && s->skip.calibrate)
+			deps[ndeps++] = s->skip.calibrate;
+	}
+	ir_policy_snapshot(m); /* the statements as written, for the manifest */
 	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
+	phase_begin(ph, "passes");
 	if (!pass_run_default(m, &d) || !ir_verify(m, &d)) {
 		ir_free_module(m);
 		return 1;
 	}
-	if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
+	if (!make_dirs(outdir)) {
 		fprintf(stderr, "elide: error: cannot create '%s': %s\n", outdir, strerror(errno));
 		ir_free_module(m);
 		return 1;
 	}
 	char *ir_text = (emit & CG_EMIT_IR) ? ir_print_module_str(m) : NULL;
+	phase_begin(ph, "codegen");
 	CgResult *r = cg_compile(m, &o, &d);
 	int rc = 1;
 	if (r) {
 		char err[512];
-		if (!cg_optimize(r, o.opt_level, err, sizeof err))
+		phase_begin_long(ph, "LLVM optimisation");
+		bool opt_ok = cg_optimize(r, o.opt_level, err, sizeof err);
+		phase_end(ph);
+		if (!opt_ok)
 			diag_error(&d, (Loc){ 0 }, "%s", err);
 		else if (cg_write_outputs(r, outdir, emit, ir_text, &d))
 			rc = 0;
 	}
+	if (rc == 0 && depfile && !write_depfile(dep_path, dep_target, outdir, m->name, emit, deps, ndeps))
+		rc = 1;
+	if (rc == 0)
+		phases_report(ph);
 	free(ir_text);
 	cg_result_free(r);
 	ir_free_module(m);

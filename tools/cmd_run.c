@@ -139,7 +139,8 @@ usage(FILE *out)
 	             "  --prefill            the same as --entry prefill\n"
 	             "  -n N                 then generate N tokens with the step entry\n"
 	             "  --temperature T      sample the generated tokens at temperature T (default 0: greedy)\n"
-	             "  --top-p P            sample from the smallest set of tokens of mass P (default 1)\n"
+	             "  --top-p P            sample from the smallest set of tokens of mass P (default 1);\n"
+	             "                       needs --temperature\n"
 	             "  --seed S             seed of the sampler (default 0)\n"
 	             "  --knob NAME=VALUE    set a run-time knob of the model (repeatable)\n"
 	             "  --dump-logits FILE   write the logits of every printed position as raw float32\n"
@@ -189,6 +190,7 @@ parse_float(const char *s, double lo, double hi, float *out)
 static int
 parse_args(int argc, char **argv, RunOpts *o)
 {
+	bool top_p_given = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = NULL;
@@ -225,6 +227,7 @@ parse_args(int argc, char **argv, RunOpts *o)
 				return 2;
 			}
 		} else if (TAKES("--top-p")) {
+			top_p_given = true;
 			if (!parse_float(val, 1e-9, 1, &o->top_p)) {
 				fprintf(stderr, "elide: error: invalid top-p '%s' (expected a number in (0, 1])\n", val);
 				return 2;
@@ -261,6 +264,11 @@ parse_args(int argc, char **argv, RunOpts *o)
 			return 2;
 		}
 #undef TAKES
+	}
+	if (top_p_given && !(o->temperature > 0)) {
+		fprintf(stderr, "elide: error: --top-p needs --temperature T > 0 (without it decoding is greedy and "
+		                "top-p would be ignored)\n");
+		return 2;
 	}
 	if (!o->model) {
 		fprintf(stderr, "elide: error: no model given\n");

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
 #include "tools/driver.h"
 
 #ifndef ELIDE_VERSION
@@ -31,8 +34,20 @@ usage(FILE *out)
 	             "USAGE: elide SUBCOMMAND [options]\n\nSUBCOMMANDS:\n", ELIDE_VERSION);
 	for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
 		fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].help);
-	fprintf(out, "\nOPTIONS:\n  --help     this text\n  --version  the version\n\n"
-	             "`elide SUBCOMMAND --help` describes a subcommand's options.\n");
+	fprintf(out, "\nOPTIONS:\n  --help     this text\n  --version  the version, LLVM's and the default target\n\n"
+	             "`elide help SUBCOMMAND` or `elide SUBCOMMAND --help` describes a subcommand's options.\n");
+}
+
+static void
+version(void)
+{
+	unsigned major, minor, patch;
+	LLVMGetVersion(&major, &minor, &patch);
+	char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName();
+	printf("elide version %s\nLLVM version %u.%u.%u\ndefault target: %s\nhost CPU: %s\n", ELIDE_VERSION, major,
+	       minor, patch, triple, cpu);
+	LLVMDisposeMessage(triple);
+	LLVMDisposeMessage(cpu);
 }
 
 int
@@ -42,12 +57,21 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (strcmp(argv[1], "help") == 0 && argc >= 3) { /* elide help SUBCOMMAND */
+		for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+			if (strcmp(argv[2], subcommands[i].name) == 0) {
+				char *args[3] = { argv[2], "--help", NULL };
+				return subcommands[i].fn(2, args);
+			}
+		fprintf(stderr, "elide: error: unknown subcommand '%s' (see 'elide --help')\n", argv[2]);
+		return 2;
+	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		usage(stdout);
 		return 0;
 	}
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("elide version %s\n", ELIDE_VERSION);
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		version();
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)

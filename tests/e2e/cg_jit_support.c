@@ -26,6 +26,7 @@ tj_new(Module *m, bool fuse)
 	cr_assert(t->r, "cg_compile failed");
 	char err[512];
 	cr_assert(cg_optimize(t->r, 3, err, sizeof err), "%s", err);
+	cr_assert(cg_blob(t->r, err, sizeof err), "%s", err);
 	CgJitSym syms[8];
 	uint32_t ns = cg_runtime_syms(syms, 8);
 	t->j = cg_jit_new(t->r, syms, ns, err, sizeof err);
@@ -33,8 +34,9 @@ tj_new(Module *m, bool fuse)
 	void *(*create)(void) = (void *(*)(void))tj_sym(t, "create");
 	t->ctx = create();
 	cr_assert(t->ctx);
-	int (*load)(void *, const void *, size_t) = (int (*)(void *, const void *, size_t))tj_sym(t, "load_weights_mem");
-	cr_assert_eq(load(t->ctx, t->r->blob, t->r->blob_size), ELIDE_OK);
+	int (*load)(void *, const void *, size_t, uint64_t)
+		= (int (*)(void *, const void *, size_t, uint64_t))tj_sym(t, "load_weights_mem_abi");
+	cr_assert_eq(load(t->ctx, t->r->blob, t->r->blob_size, t->r->abi_hash), ELIDE_OK);
 	return t;
 }
 

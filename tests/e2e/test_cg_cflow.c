@@ -721,12 +721,17 @@ Test(cg_cflow, manifest_paths)
 	cr_assert_eq(x->site, 1);
 	cr_assert_eq(x->layers, 1);
 	cr_assert_eq(x->bytes, emb + l0 + head + kv, "exit path %g bytes", x->bytes);
-	/* linears 2 N K, the residual add 16, the margin 4 x 32 */
-	cr_assert_eq(x->flops, (l0 + head + kv) / 2 + 16 + 128, "exit path %g flops", x->flops);
+	/* linears 2 N K, the residual add 16, the margin 4 x 32, attention at one key: per
+	 * head (hd 8) the normalisation 8 and per key 4 hd + 4 */
+	double attn_key = 2 * (4 * 8 + 4), attn = attn_key + 2 * 8;
+	cr_assert_eq(x->flops, (l0 + head + kv) / 2 + 16 + 128 + attn, "exit path %g flops", x->flops);
+	cr_assert_eq(x->flops_per_key, attn_key, "exit path %g flops per key", x->flops_per_key);
 	cr_assert_eq(full->site, 0);
 	cr_assert_eq(full->layers, 2);
 	cr_assert_eq(full->bytes, emb + 2 * l0 + 2 * head);
-	cr_assert_eq(full->flops, (2 * l0 + 2 * head) / 2 + 2 * 16 + 128);
+	cr_assert_eq(full->flops, (2 * l0 + 2 * head) / 2 + 2 * 16 + 128 + 2 * attn);
+	cr_assert_eq(full->flops_per_key, 2 * attn_key);
+	cr_assert_eq(e->flops_per_key, full->flops_per_key);
 	cr_assert_eq(e->bytes, full->bytes);
 	cr_assert_eq(e->layers[2].bytes, l0, "layer 1 on the full path");
 	char *j = cg_manifest_text(t->r);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "frontend/frontend.h"
@@ -14,6 +15,7 @@
 #include "tests/e2e/cg_jit_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/randmodel.h"
+#include "tests/support/slurp.h"
 
 typedef int (*StepFn)(void *, int32_t, int32_t, float *);
 typedef int (*PrefillFn)(void *, const int32_t *, int32_t, int32_t, float *);
@@ -154,11 +156,12 @@ Test(cg_model, two_contexts_agree)
 	Module *m = load_model(c, path, sizeof path);
 	TJit *t = tj_new(m, true);
 	void *(*create)(void) = (void *(*)(void))tj_sym(t, "create");
-	int (*load)(void *, const void *, size_t) = (int (*)(void *, const void *, size_t))tj_sym(t, "load_weights_mem");
+	int (*load)(void *, const void *, size_t, uint64_t)
+		= (int (*)(void *, const void *, size_t, uint64_t))tj_sym(t, "load_weights_mem_abi");
 	void (*destroy)(void *) = (void (*)(void *))tj_sym(t, "destroy");
 	StepFn step = (StepFn)tj_sym(t, "step");
 	void *b = create();
-	cr_assert_eq(load(b, t->r->blob, t->r->blob_size), ELIDE_OK);
+	cr_assert_eq(load(b, t->r->blob, t->r->blob_size, t->r->abi_hash), ELIDE_OK);
 	float *oa = xmalloc((size_t)c.vocab * 4), *ob = xmalloc((size_t)c.vocab * 4);
 	for (int pos = 0; pos < 20; pos++) {
 		/* interleaved: a runs a different sequence in between to show no sharing */
@@ -181,8 +184,9 @@ Test(cg_model, hostile_inputs)
 	c.seed = 6;
 	Module *m = load_model(c, path, sizeof path);
 	TJit *t = tj_new(m, true);
-	int (*load)(void *, const void *, size_t) = (int (*)(void *, const void *, size_t))tj_sym(t, "load_weights_mem");
-	int (*loadf)(void *, const char *) = (int (*)(void *, const char *))tj_sym(t, "load_weights");
+	int (*load)(void *, const void *, size_t, uint64_t)
+		= (int (*)(void *, const void *, size_t, uint64_t))tj_sym(t, "load_weights_mem_abi");
+	int (*loadf)(void *, const char *, uint64_t) = (int (*)(void *, const char *, uint64_t))tj_sym(t, "load_weights_abi");
 	void *(*create)(void) = (void *(*)(void))tj_sym(t, "create");
 	void (*destroy)(void *) = (void (*)(void *))tj_sym(t, "destroy");
 	StepFn step = (StepFn)tj_sym(t, "step");
@@ -206,15 +210,22 @@ Test(cg_model, hostile_inputs)
 	size_t n = t->r->blob_size;
 	uint8_t *blob = aligned_alloc(64, (n + 63) & ~(size_t)63);
 	memcpy(blob, t->r->blob, n);
-	cr_assert_eq(load(b, blob, n - 1), ELIDE_ERR_BLOB_SIZE, "truncated");
-	cr_assert_eq(load(b, blob, 10), ELIDE_ERR_BLOB_SIZE, "truncated header");
+	cr_assert_eq(load(b, blob, n - 1, t->r->abi_hash), ELIDE_ERR_BLOB_SIZE, "truncated");
+	cr_assert_eq(load(b, blob, 10, t->r->abi_hash), ELIDE_ERR_BLOB_SIZE, "truncated header");
 	blob[n - 5] ^= 0x40;
-	cr_assert_eq(load(b, blob, n), ELIDE_ERR_BLOB_CHECKSUM, "flipped bit");
+	cr_assert_eq(load(b, blob, n, t->r->abi_hash), ELIDE_ERR_BLOB_CHECKSUM, "flipped bit");
 	blob[n - 5] ^= 0x40;
 	blob[0] ^= 1;
-	cr_assert_eq(load(b, blob, n), ELIDE_ERR_BLOB_MAGIC, "wrong magic");
+	cr_assert_eq(load(b, blob, n, t->r->abi_hash), ELIDE_ERR_BLOB_MAGIC, "wrong magic");
 	blob[0] ^= 1;
-	cr_assert_eq(loadf(b, "/nonexistent/x.weights"), ELIDE_ERR_IO);
+	cr_assert_eq(loadf(b, "/nonexistent/x.weights", t->r->abi_hash), ELIDE_ERR_IO);
+	/* a header of another compile: its ABI hash differs, whatever the blob */
+	blob[0] ^= 1;
+	cr_assert_eq(load(b, blob, n, t->r->abi_hash ^ 1), ELIDE_ERR_ABI, "ABI hash of another header");
+	blob[0] ^= 1;
+	cr_assert_eq(load(b, blob, n, t->r->abi_hash + 2), ELIDE_ERR_ABI, "ABI hash of another header");
+	cr_assert_eq(loadf(b, "/nonexistent/x.weights", 0), ELIDE_ERR_ABI);
+	cr_assert_eq(step(b, 1, 0, out), ELIDE_ERR_NO_WEIGHTS);
 	cr_assert_eq(step(b, 1, 0, out), ELIDE_ERR_NO_WEIGHTS);
 	/* the blob of another model (one more layer) */
 	RmConfig c2 = c;
@@ -227,14 +238,16 @@ Test(cg_model, hostile_inputs)
 	CgOptions o = { .opt_level = 0, .fuse = true };
 	CgResult *r2 = cg_compile(m2, &o, &d);
 	cr_assert(r2);
-	cr_assert_eq(load(b, r2->blob, r2->blob_size), ELIDE_ERR_BLOB_MODEL);
+	char berr[256];
+	cr_assert(cg_blob(r2, berr, sizeof berr), "%s", berr);
+	cr_assert_eq(load(b, r2->blob, r2->blob_size, t->r->abi_hash), ELIDE_ERR_BLOB_MODEL);
 	char wpath[300];
 	snprintf(wpath, sizeof wpath, "%s.weights", path2);
 	char err[256];
 	cr_assert(cg_write_file(wpath, r2->blob, r2->blob_size, err, sizeof err), "%s", err);
-	cr_assert_eq(loadf(b, wpath), ELIDE_ERR_BLOB_MODEL);
+	cr_assert_eq(loadf(b, wpath, t->r->abi_hash), ELIDE_ERR_BLOB_MODEL);
 	cr_assert(cg_write_file(wpath, t->r->blob, t->r->blob_size, err, sizeof err), "%s", err);
-	cr_assert_eq(loadf(b, wpath), ELIDE_OK);
+	cr_assert_eq(loadf(b, wpath, t->r->abi_hash), ELIDE_OK);
 	cr_assert_eq(step(b, 1, 0, out), ELIDE_OK);
 	remove(wpath);
 	cg_result_free(r2);
@@ -336,6 +349,52 @@ Test(cg_model, pruned_heterogeneous_layers)
 	free(src);
 	interp_free(is);
 	tj_free(t);
+	ir_free_module(m);
+	remove(path);
+}
+
+/* The blob written to NAME.weights (streamed from the params) and the one written
+ * into the object's reserved section with --embed-weights are byte for byte the blob
+ * built in memory. */
+Test(cg_model, streamed_blob_equals_memory)
+{
+	char path[256];
+	RmConfig c = rm_default_config();
+	c.seed = 9;
+	Module *m = load_model(c, path, sizeof path);
+	Diag d;
+	diag_init(&d, stderr);
+	char dir[300], err[512], file[400];
+	snprintf(dir, sizeof dir, "%s.out", path);
+	cr_assert(mkdir(dir, 0777) == 0);
+	for (int embed = 0; embed < 2; embed++) {
+		CgOptions o = { .opt_level = 0, .fuse = true, .embed_weights = embed, .embed_patch = embed };
+		CgResult *r = cg_compile(m, &o, &d);
+		cr_assert(r);
+		cr_assert_eq(r->embed_patch, (bool)embed);
+		cr_assert_null(r->blob, "cg_compile does not build the blob in memory");
+		unsigned emit = embed ? CG_EMIT_OBJ : CG_EMIT_WEIGHTS;
+		cr_assert(cg_write_outputs(r, dir, emit, NULL, &d));
+		const uint8_t *blob = cg_blob(r, err, sizeof err);
+		cr_assert(blob, "%s", err);
+		snprintf(file, sizeof file, "%s/llama.%s", dir, embed ? "o" : "weights");
+		size_t n = 0;
+		uint8_t *bytes = (uint8_t *)ts_slurp(file, &n);
+		cr_assert(bytes);
+		if (!embed) {
+			cr_assert_eq(n, r->blob_size);
+			cr_assert(memcmp(bytes, blob, n) == 0, "NAME.weights differs from the blob");
+		} else {
+			bool found = false; /* 64-aligned in the object, exactly once */
+			for (size_t at = 0; at + r->blob_size <= n && !found; at += 64)
+				found = memcmp(bytes + at, blob, r->blob_size) == 0;
+			cr_assert(found, "the object does not hold the blob");
+		}
+		free(bytes);
+		remove(file);
+		cg_result_free(r);
+	}
+	rmdir(dir);
 	ir_free_module(m);
 	remove(path);
 }

@@ -420,3 +420,28 @@ Test(rt_util, sizes)
 	uint64_t a = elide_now_ns(), b = elide_now_ns();
 	cr_assert_geq(b, a);
 }
+
+/* The streaming checksum (the compiler's packer writes blobs in pieces) equals the
+ * one-shot sum for every split of every length, pieces of 0..70 bytes. */
+Test(rt_checksum, streaming_equals_one_shot)
+{
+	unsigned char buf[257];
+	uint64_t rng = 11;
+	for (size_t i = 0; i < sizeof buf; i++)
+		buf[i] = (unsigned char)elide_rng_next(&rng);
+	for (size_t n = 0; n <= sizeof buf; n += 3) {
+		uint64_t want = elide_checksum(buf, n);
+		for (int trial = 0; trial < 8; trial++) {
+			elide_checksum_state s;
+			elide_checksum_init(&s);
+			for (size_t at = 0; at < n;) {
+				size_t k = (size_t)(elide_rng_next(&rng) % 71);
+				if (k > n - at)
+					k = n - at;
+				elide_checksum_update(&s, buf + at, k);
+				at += k;
+			}
+			cr_assert_eq(elide_checksum_final(&s), want, "length %zu trial %d", n, trial);
+		}
+	}
+}
