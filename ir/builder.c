@@ -340,7 +340,7 @@ ir_b_arg(Builder *b, uint32_t index, Loc loc)
 		snprintf(err, sizeof err, "arg: expected an argument index below %u, saw %u", b->f->nargs, index);
 		return report(b, loc, err);
 	}
-	int64_t ia[4] = { index };
+	int64_t ia[IR_NIA] = { index };
 	ValueId v = build(b, OP_ARG, b->f->args[index].type, NULL, 0, ia, NULL, loc);
 	b->f->vals[v].name = b->f->args[index].name;
 	return v;
@@ -354,7 +354,7 @@ ir_b_param(Builder *b, uint32_t param, Loc loc)
 		snprintf(err, sizeof err, "param: expected a param index below %u, saw %u", b->m->nparams, param);
 		return report(b, loc, err);
 	}
-	int64_t ia[4] = { param };
+	int64_t ia[IR_NIA] = { param };
 	return build(b, OP_PARAM, b->m->params[param].type, NULL, 0, ia, NULL, loc);
 }
 
@@ -368,7 +368,7 @@ ir_b_const_f32(Builder *b, float v, Loc loc)
 ValueId
 ir_b_const_i32(Builder *b, int32_t v, Loc loc)
 {
-	int64_t ia[4] = { v };
+	int64_t ia[IR_NIA] = { v };
 	return build(b, OP_CONST, ir_type_scalar(DT_I32), NULL, 0, ia, NULL, loc);
 }
 

@@ -372,23 +372,23 @@ eir_layer(EirParser *p, const char *n, Loc loc)
 	p->layer = (int32_t)int_in(p, n, loc, 0, 1 << 20, "a layer index");
 }
 
-/* Which attribute slot `key` names for op code c: 0..3 ia, 4..5 fa, -1 none. */
+/* Which attribute slot `key` names for op code c: 0..IR_NIA-1 ia, IR_NIA.. fa, -1 none. */
 static int
 attr_slot(Opcode c, const char *key)
 {
 	const IrAttrSpec *sp = &ir_op_attrs[c];
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < IR_NIA; k++)
 		if (sp->ia[k] && strcmp(sp->ia[k], key) == 0)
 			return k;
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < IR_NFA; k++)
 		if (sp->fa[k] && strcmp(sp->fa[k], key) == 0)
-			return 4 + k;
+			return IR_NIA + k;
 	if ((key[0] == 'i' || key[0] == 'f') && key[1] == 'a' && key[2] >= '0' && key[3] == '\0') {
 		int k = key[2] - '0';
-		if (key[0] == 'i' && k < 4 && !sp->ia[k])
+		if (key[0] == 'i' && k < IR_NIA && !sp->ia[k])
 			return k;
-		if (key[0] == 'f' && k < 2 && !sp->fa[k])
-			return 4 + k;
+		if (key[0] == 'f' && k < IR_NFA && !sp->fa[k])
+			return IR_NIA + k;
 	}
 	return -1;
 }
@@ -445,8 +445,8 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 			continue;
 		}
 		seen |= 1u << s;
-		if (s >= 4 && a->kind != EO_SYM) {
-			op->fa[s - 4] = strtof(a->text, NULL);
+		if (s >= IR_NIA && a->kind != EO_SYM) {
+			op->fa[s - IR_NIA] = strtof(a->text, NULL);
 		} else if (a->kind == EO_INT) {
 			op->ia[s] = eir_int(p, a->text, a->loc);
 		} else if (a->kind == EO_SYM && op->code == OP_ATTENTION && s == 2) {

@@ -97,14 +97,16 @@ int ir_op_from_name(const char *s); /* -1 if unknown */
 typedef uint32_t ValueId;
 #define IR_NO_VALUE UINT32_MAX
 #define IR_MAX_OPERANDS 8
+#define IR_NIA 8 /* integer attribute slots of an op */
+#define IR_NFA 2 /* float attribute slots of an op */
 
 typedef struct Op {
 	Opcode code;
 	ValueId dst;                 /* the value this op defines */
 	uint8_t nargs;               /* operands used (<= IR_MAX_OPERANDS) */
 	ValueId args[IR_MAX_OPERANDS];
-	int64_t ia[4];               /* integer attributes, meaning per op (ops.def) */
-	float fa[2];                 /* float attributes, meaning per op (ops.def) */
+	int64_t ia[IR_NIA];          /* integer attributes, meaning per op (ops.def) */
+	float fa[IR_NFA];                /* float attributes, meaning per op (ops.def) */
 	int32_t layer;               /* layer region index, -1 outside any layer */
 	Loc loc;                     /* source location (DSL or .eir) */
 } Op;
@@ -255,6 +257,7 @@ ValueId ir_b_arg(Builder *b, uint32_t index, Loc loc);
 ValueId ir_b_param(Builder *b, uint32_t param, Loc loc);
 ValueId ir_b_const_f32(Builder *b, float v, Loc loc);
 ValueId ir_b_const_i32(Builder *b, int32_t v, Loc loc);
+/* ia: IR_NIA integers (or NULL), fa: IR_NFA floats (or NULL). */
 ValueId ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs,
                 const int64_t *ia, const float *fa, Loc loc);
 /* Result type of an op from its operand types and attributes; false and a message in
@@ -270,8 +273,8 @@ Module *ir_parse_module(const SourceFile *src, Diag *d); /* NULL after reporting
 /* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
  * faK when non-zero).  ORDER: ops.def. */
 typedef struct IrAttrSpec {
-	const char *ia[4];
-	const char *fa[2];
+	const char *ia[IR_NIA];
+	const char *fa[IR_NFA];
 } IrAttrSpec;
 extern const IrAttrSpec ir_op_attrs[OP_COUNT];
 const char *ir_func_kind_name(FuncKind k);  /* "step", "prefill", "forward" */

@@ -268,7 +268,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 	const IrAttrSpec *sp = &ir_op_attrs[op->code];
 	bool any = false;
 	char buf[64];
-	for (int k = 0; k < 4; k++) {
+	for (int k = 0; k < IR_NIA; k++) {
 		if (!sp->ia[k] && op->ia[k] == 0)
 			continue;
 		fputs(any ? ", " : " {", out);
@@ -282,7 +282,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 		else
 			fprintf(out, "%lld", (long long)op->ia[k]);
 	}
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < IR_NFA; k++) {
 		if (!sp->fa[k] && op->fa[k] == 0 && !signbit(op->fa[k]))
 			continue;
 		fputs(any ? ", " : " {", out);

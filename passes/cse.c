@@ -22,7 +22,7 @@ typedef struct Key {
 	int32_t layer;
 	uint8_t nargs;
 	ValueId args[IR_MAX_OPERANDS];
-	int64_t ia[4];
+	int64_t ia[IR_NIA];
 	float fa[2];
 	Type type;
 } Key;
