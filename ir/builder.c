@@ -149,6 +149,30 @@ infer_attention(const Func *f, const Op *op, const char *nm, Type *out, char *er
 	return true;
 }
 
+/* The sparse forms: a cache, and the selection's attributes in range. */
+static bool
+infer_sparse_attention(const Func *f, const Op *op, const char *nm, char *err, size_t n)
+{
+	char s[96];
+	if (op->ia[2] < 0)
+		return fail(err, n, "%s: expected a state (a kv cache), saw %lld", nm, (long long)op->ia[2]);
+	if (op->code == OP_ATTENTION_QUEST) {
+		Type b = f->vals[op->args[4]].type;
+		if (b.dtype != DT_I32 || b.rank != 0)
+			return fail(err, n, "%s: expected budget i32, saw %s", nm, TS(b, s));
+		if (op->ia[3] < 1 || op->ia[4] < 0 || op->ia[5] < 0)
+			return fail(err, n, "%s: expected budget >= 1, sinks >= 0 and window >= 0, saw %lld, %lld, %lld", nm,
+			            (long long)op->ia[3], (long long)op->ia[4], (long long)op->ia[5]);
+		return true;
+	}
+	if (op->ia[3] < 1 || op->ia[4] < 0 || op->ia[5] < 0)
+		return fail(err, n, "%s: expected block >= 1, topk >= 0 and min_tokens >= 0, saw %lld, %lld, %lld", nm,
+		            (long long)op->ia[3], (long long)op->ia[4], (long long)op->ia[5]);
+	if (op->ia[4] == 0 && !(op->fa[0] > 0 && op->fa[0] <= 1))
+		return fail(err, n, "%s: expected topk >= 1 or gamma in (0, 1], saw gamma %g", nm, (double)op->fa[0]);
+	return true;
+}
+
 /* positions: one position per token, so the result keeps the tokens' shape, bound
  * included (prefill and forward see the same dynamic length as the embedding). */
 static bool
@@ -274,6 +298,9 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		return infer_rope(nm, op, a, b, out, err, nerr);
 	case OP_ATTENTION:
 		return infer_attention(f, op, nm, out, err, nerr);
+	case OP_ATTENTION_QUEST:
+	case OP_ATTENTION_BLOCK:
+		return infer_attention(f, op, nm, out, err, nerr) && infer_sparse_attention(f, op, nm, err, nerr);
 	case OP_ARGMAX:
 		if (a.dtype != DT_F32 || a.rank < 1 || a.rank > 2)
 			return fail(err, nerr, "%s: expected f32[N] or f32[T, N], saw %s", nm, TS(a, s));

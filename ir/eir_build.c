@@ -127,16 +127,16 @@ eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, cons
 		return;
 	}
 	State s = { .name = name, .kind = ST_KVCACHE, .layer = -1, .loc = loc };
-	int64_t *slots[3] = { &s.ctx, &s.kv_heads, &s.head_dim };
-	static const char *const keys[3] = { "ctx", "kv_heads", "head_dim" };
-	bool seen[3] = { 0 };
+	int64_t *slots[4] = { &s.ctx, &s.kv_heads, &s.head_dim, &s.page };
+	static const char *const keys[4] = { "ctx", "kv_heads", "head_dim", "page" };
+	bool seen[4] = { 0 };
 	for (uint32_t i = 0; i < attrs->n; i++) {
 		int k = 0;
-		while (k < 3 && strcmp(attrs->keys[i], keys[k]) != 0)
+		while (k < 4 && strcmp(attrs->keys[i], keys[k]) != 0)
 			k++;
-		if (k == 3 || seen[k] || attrs->items[i].kind != EO_INT) {
-			diag_error(p->diag, attrs->items[i].loc, "expected 'ctx', 'kv_heads' or 'head_dim' once each with an "
-			           "integer, saw '%s'", attrs->keys[i]);
+		if (k == 4 || seen[k] || attrs->items[i].kind != EO_INT) {
+			diag_error(p->diag, attrs->items[i].loc, "expected 'ctx', 'kv_heads', 'head_dim' or 'page' once each "
+			           "with an integer, saw '%s'", attrs->keys[i]);
 			return;
 		}
 		seen[k] = true;
@@ -449,7 +449,7 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 			op->fa[s - IR_NIA] = strtof(a->text, NULL);
 		} else if (a->kind == EO_INT) {
 			op->ia[s] = eir_int(p, a->text, a->loc);
-		} else if (a->kind == EO_SYM && op->code == OP_ATTENTION && s == 2) {
+		} else if (a->kind == EO_SYM && ir_op_is_attention(op->code) && s == 2) {
 			uint32_t k = 0;
 			while (k < p->m->nstates && strcmp(p->m->states[k].name, a->text) != 0)
 				k++;

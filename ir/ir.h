@@ -161,6 +161,7 @@ typedef struct State {
 	int64_t ctx;       /* positions */
 	int64_t kv_heads;
 	int64_t head_dim;
+	int64_t page;      /* > 0: per-page key bounds are kept for Quest (docs/sparse.md) */
 	Loc loc;
 } State;
 
@@ -239,6 +240,12 @@ void ir_config_set(Module *m, const char *name, int64_t v);
 
 /* Appends an op defining a new value of type `t`; returns the value id. */
 ValueId ir_emit(Module *m, Func *f, Opcode code, Type t, const ValueId *args, uint32_t nargs, Loc loc);
+/* attention, attention_quest, attention_block: the ops that read and write a KV cache
+ * (ia[0] heads, ia[1] kv_heads, ia[2] state). */
+static inline bool ir_op_is_attention(Opcode c)
+{
+	return c == OP_ATTENTION || c == OP_ATTENTION_QUEST || c == OP_ATTENTION_BLOCK;
+}
 static inline Op *ir_def(Func *f, ValueId v) { return &f->ops[f->vals[v].def]; }
 static inline Type ir_vtype(const Func *f, ValueId v) { return f->vals[v].type; }
 void ir_compute_uses(Module *m, Func *f);
@@ -401,5 +408,13 @@ bool interp_run(InterpState *s, const char *fn, const int32_t *tokens, int64_t n
 typedef void (*InterpOpHook)(void *user, const Func *f, const Op *op, const float *val,
                              int64_t rows, int64_t cols);
 void interp_set_op_hook(InterpState *s, InterpOpHook hook, void *user);
+/* Pages of a cache that keeps page bounds (State.page > 0; 0 otherwise). */
+int64_t interp_npages(const State *st);
+/* The page bounds of state `state`: [pages][kv_heads][2][head_dim] (min, then max of
+ * the keys written into each page), or NULL when it keeps none. */
+const float *interp_page_bounds(const InterpState *s, uint32_t state);
+/* Pages attention_quest has attended to since interp_new, summed over layers, rows
+ * and kv heads (every page when it selects them all). */
+int64_t interp_pages_visited(const InterpState *s);
 
 #endif

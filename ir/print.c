@@ -21,6 +21,9 @@ const IrAttrSpec ir_op_attrs[OP_COUNT] = {
 	[OP_LAYERNORM] = { .fa = { "eps" } },
 	[OP_ROPE] = { .ia = { "heads", "head_dim", "style" }, .fa = { "theta" } },
 	[OP_ATTENTION] = { .ia = { "heads", "kv_heads", "state" } },
+	[OP_ATTENTION_QUEST] = { .ia = { "heads", "kv_heads", "state", "budget", "sinks", "window" } },
+	[OP_ATTENTION_BLOCK] = { .ia = { "heads", "kv_heads", "state", "block", "topk", "min_tokens" },
+	                         .fa = { "gamma" } },
 	[OP_ROW] = { .ia = { "index" } },
 	[OP_SLICE] = { .ia = { "start", "len" } },
 };
@@ -170,8 +173,11 @@ print_header(FILE *out, const Module *m)
 		const State *s = &m->states[i];
 		fputs("  state ", out);
 		print_sym(out, s->name);
-		fprintf(out, " : kvcache(ctx = %lld, kv_heads = %lld, head_dim = %lld)", (long long)s->ctx,
+		fprintf(out, " : kvcache(ctx = %lld, kv_heads = %lld, head_dim = %lld", (long long)s->ctx,
 		        (long long)s->kv_heads, (long long)s->head_dim);
+		if (s->page > 0)
+			fprintf(out, ", page = %lld", (long long)s->page);
+		fputc(')', out);
 		if (s->layer >= 0)
 			fprintf(out, " layer %d", s->layer);
 		fputs(";\n", out);
@@ -277,7 +283,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 			fprintf(out, "%s = ", sp->ia[k]);
 		else
 			fprintf(out, "ia%d = ", k);
-		if (op->code == OP_ATTENTION && k == 2 && op->ia[2] >= 0 && op->ia[2] < m->nstates)
+		if (ir_op_is_attention(op->code) && k == 2 && op->ia[2] >= 0 && op->ia[2] < m->nstates)
 			print_sym(out, m->states[op->ia[2]].name);
 		else
 			fprintf(out, "%lld", (long long)op->ia[k]);
