@@ -160,8 +160,8 @@ infer_sparse_attention(const Func *f, const Op *op, const char *nm, char *err, s
 		Type b = f->vals[op->args[4]].type;
 		if (b.dtype != DT_I32 || b.rank != 0)
 			return fail(err, n, "%s: expected budget i32, saw %s", nm, TS(b, s));
-		if (op->ia[3] < 1 || op->ia[4] < 0 || op->ia[5] < 0)
-			return fail(err, n, "%s: expected budget >= 1, sinks >= 0 and window >= 0, saw %lld, %lld, %lld", nm,
+		if (op->ia[3] < 0 || op->ia[4] < 0 || op->ia[5] < 0)
+			return fail(err, n, "%s: expected budget >= 0, sinks >= 0 and window >= 0, saw %lld, %lld, %lld", nm,
 			            (long long)op->ia[3], (long long)op->ia[4], (long long)op->ia[5]);
 		return true;
 	}

@@ -535,7 +535,7 @@ quest_select(const Attn *a, const float *bounds, int64_t t, int64_t g, int64_t n
              int64_t budget, int64_t sinks, int64_t window, int64_t *list, int64_t *npages_out)
 {
 	int64_t np = (n + page - 1) / page, hd = a->hd;
-	int64_t K = budget / page > 3 ? budget / page : 3;
+	int64_t K = budget == 0 ? 0 : budget / page > 3 ? budget / page : 3;
 	int64_t sp = (sinks + page - 1) / page, wp = window > 0 ? (n > window ? (n - window) / page : 0) : np - 1;
 	sp = sp < np ? sp : np;
 	wp = wp < np - 1 ? wp : np - 1;
@@ -584,7 +584,7 @@ op_attention_quest(Run *r, Tensor *o)
 	if (!attn_setup(r, o, &a) || !get_scalar_i32(r, arg(r, 4), "the budget", &budget))
 		return false;
 	int64_t page = a.st->page, b = budget < r->op->ia[3] ? budget : r->op->ia[3];
-	b = b > page ? b : page;
+	b = r->op->ia[3] == 0 ? 0 : b > page ? b : page; /* budget 0: sinks and window only */
 	float *sc = xmalloc((size_t)(a.pos + a.T) * sizeof *sc);
 	int64_t *list = xmalloc((size_t)(a.pos + a.T) * sizeof *list);
 	for (int64_t t = 0; t < a.T; t++) {

@@ -104,8 +104,8 @@ verify_state_use(Ver *v, const Func *f, const Op *op)
 		    s->name, s->layer);
 	if (op->code == OP_ATTENTION_QUEST && s->page <= 0)
 		err(v, op->loc, "attention_quest: expected state '%s' to keep page bounds (page > 0)", s->name);
-	if (op->code == OP_ATTENTION_QUEST && s->page > 0 && op->ia[3] < s->page)
-		err(v, op->loc, "attention_quest: expected a budget of at least one page (%lld), saw %lld",
+	if (op->code == OP_ATTENTION_QUEST && s->page > 0 && op->ia[3] != 0 && op->ia[3] < s->page)
+		err(v, op->loc, "attention_quest: expected a budget of 0 or at least one page (%lld), saw %lld",
 		    (long long)s->page, (long long)op->ia[3]);
 	Type kt = f->vals[op->args[1]].type;
 	if (kt.rank == 2 && !kt.dyn0 && kt.dims[0] > s->ctx)
