@@ -235,6 +235,23 @@ void cg_fail_outside(Cg *g, LLVMValueRef start, LLVMValueRef n, int64_t bound, i
  * arguments, positions from an early start); else the embed checks each index. */
 bool cg_embed_checked_early(const Func *f, const Op *op);
 LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
+/* In-place softmax of n floats at row; acc is an f32 alloca. */
+void cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc);
+/* The dense attention task over (row, head) pairs: slots 0 q, 1 K, 2 V, 3 out, 4 T,
+ * 5 pos (-1: no cache); maxkeys bounds the keys of one row. */
+LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys);
+
+/* ---- attention_sparse.c: the state layout of a cache, page bounds, attention_quest ---- */
+typedef struct CgStateLayout {  /* byte offsets inside one cache's part of the state region */
+	uint64_t k, v, bounds;      /* keys, values, page bounds ([pages][kv_heads][2][head_dim]) */
+	uint64_t bounds_size;       /* 0 when the cache keeps no page bounds */
+	uint64_t size;              /* the whole part, 64-aligned */
+} CgStateLayout;
+CgStateLayout cg_state_layout(const State *s);
+/* Updates the page bounds of state si with the rows keys (a [rows][kv_heads*hd]
+ * buffer) written at pos..: a page's first position resets them, later ones widen. */
+void cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys);
+void cg_lower_attention_quest(Cg *g, const Op *op);
 LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, double theta);
 
 /* ---- glue.c: context API functions (create, init, load, reset, threads, stats) ---- */

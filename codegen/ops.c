@@ -144,8 +144,8 @@ lower_norm(Cg *g, const Op *op)
 }
 
 /* In-place softmax of n floats at row (n may be dynamic). */
-static void
-softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc)
+void
+cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc)
 {
 	cg_store(g, cg_f32c(g, -INFINITY), acc, 4);
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "max");
@@ -175,7 +175,7 @@ lower_softmax(Cg *g, const Op *op)
 	copy_bytes(g, y, x, mul64(g, rows, d * 4));
 	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
-	softmax_row(g, cg_gep(g, g->f32, y, mul64(g, lr.iv, d)), cg_i64(g, d), acc);
+	cg_softmax_row(g, cg_gep(g, g->f32, y, mul64(g, lr.iv, d)), cg_i64(g, d), acc);
 	cg_loop_end(g, &lr);
 }
 
@@ -214,8 +214,8 @@ lower_rope(Cg *g, const Op *op)
  * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
  * registers; a score is one FMA chain over the key row and one horizontal sum; the
  * output row accumulates p_j * V[j] in registers and is stored once. */
-static LLVMValueRef
-attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
+LLVMValueRef
+cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 {
 	char key[128];
 	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
@@ -275,7 +275,7 @@ attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 	}
 	stf(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), scores, lj.iv);
 	cg_loop_end(g, &lj);
-	softmax_row(g, scores, n, acc);
+	cg_softmax_row(g, scores, n, acc);
 	/* weighted sum of values, in registers */
 	for (int c = 0; c < nv; c++)
 		cg_store(g, LLVMConstNull(vt), ov[c], 64);
@@ -311,14 +311,16 @@ lower_attention(Cg *g, const Op *op)
 	int64_t maxkeys;
 	if (op->ia[2] >= 0) {
 		const State *s = &g->m->states[op->ia[2]];
-		uint64_t one = ((uint64_t)(s->ctx * s->kv_heads * s->head_dim) * 4 + 63) & ~(uint64_t)63;
-		K = cg_gepb(g, g->state, (int64_t)g->r->state_off[op->ia[2]]);
-		V = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + one));
+		CgStateLayout sl = cg_state_layout(s);
+		K = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + sl.k));
+		V = cg_gepb(g, g->state, (int64_t)(g->r->state_off[op->ia[2]] + sl.v));
 		pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
 		LLVMValueRef at = mul64(g, pos, kd * 4);
 		LLVMValueRef nb = mul64(g, rows, kd * 4);
 		copy_bytes(g, cg_gep(g, g->i8, K, at), cg_val_ptr(g, op->args[1]), nb);
 		copy_bytes(g, cg_gep(g, g->i8, V, at), cg_val_ptr(g, op->args[2]), nb);
+		if (s->page > 0)
+			cg_bounds_update(g, op->ia[2], pos, rows, cg_val_ptr(g, op->args[1]));
 		maxkeys = s->ctx;
 	} else {
 		K = cg_val_ptr(g, op->args[1]);
@@ -326,7 +328,7 @@ lower_attention(Cg *g, const Op *op)
 		pos = cg_i64(g, -1);
 		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
 	}
-	LLVMValueRef task = attention_task(g, heads, kvh, hd, maxkeys);
+	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 	cg_slot_set(g, 1, K);
 	cg_slot_set(g, 2, V);
@@ -435,6 +437,9 @@ cg_lower_op(Cg *g, uint32_t opi)
 		return;
 	case OP_ATTENTION:
 		lower_attention(g, op);
+		return;
+	case OP_ATTENTION_QUEST:
+		cg_lower_attention_quest(g, op);
 		return;
 	case OP_ARGMAX:
 		lower_argmax(g, op);

@@ -157,6 +157,12 @@ interp_reset(InterpState *s)
 	}
 }
 
+const float *
+interp_cache_keys(const InterpState *s, uint32_t state)
+{
+	return state < s->m->nstates ? s->kcache[state] : NULL;
+}
+
 int64_t
 interp_pages_visited(const InterpState *s)
 {

@@ -416,5 +416,7 @@ const float *interp_page_bounds(const InterpState *s, uint32_t state);
 /* Pages attention_quest has attended to since interp_new, summed over layers, rows
  * and kv heads (every page when it selects them all). */
 int64_t interp_pages_visited(const InterpState *s);
+/* The key cache of state `state`: [ctx][kv_heads][head_dim]. */
+const float *interp_cache_keys(const InterpState *s, uint32_t state);
 
 #endif

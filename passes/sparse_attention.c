@@ -133,11 +133,29 @@ quest_func(Module *m, Func *f, const SparseSpec *s)
 	return (int)nconv;
 }
 
-bool
-pass_sparse_attention(Module *m, Diag *d)
+/* Removes the realised `attend` statements. */
+static void
+drop_attend(Module *m, bool decode, bool prefill)
 {
-	(void)d;
+	Policy *p = m->policy;
+	uint32_t n = 0;
+	for (uint32_t i = 0; p && i < p->nstmts; i++) {
+		const PolicyStmt *st = &p->stmts[i];
+		bool realised = st->verb && strcmp(st->verb, "attend") == 0 && st->subject &&
+		                ((decode && strcmp(st->subject, "decode") == 0) || (prefill && strcmp(st->subject, "prefill") == 0));
+		if (!realised)
+			p->stmts[n++] = *st;
+	}
+	if (p)
+		p->nstmts = n;
+}
+
+static bool
+run(Module *m, bool decode, bool prefill)
+{
 	SparseSpec s = read_attend(m->policy);
+	s.decode &= decode;
+	s.prefill &= prefill;
 	if (!s.decode && !s.prefill)
 		return true;
 	int nquest = 0, nblock = 0;
@@ -167,7 +185,7 @@ pass_sparse_attention(Module *m, Diag *d)
 				nblock++;
 			}
 		}
-	pass_drop_stmts(m, "attend");
+	drop_attend(m, s.decode, s.prefill);
 	char buf[512];
 	if (s.decode) {
 		snprintf(buf, sizeof buf,
@@ -190,4 +208,21 @@ pass_sparse_attention(Module *m, Diag *d)
 		pass_add_notes(m, buf);
 	}
 	return true;
+}
+
+/* The default pipeline's pass: decode statements (the compiled code has no
+ * block-sparse prefill yet; `attend prefill` stays unapplied there). */
+bool
+pass_sparse_attention(Module *m, Diag *d)
+{
+	(void)d;
+	return run(m, true, false);
+}
+
+/* Both kinds of statement; attention_block runs in the interpreter only. */
+bool
+pass_sparse_prefill(Module *m, Diag *d)
+{
+	(void)d;
+	return run(m, true, true);
 }
