@@ -587,6 +587,8 @@ op_attention_quest(Run *r, Tensor *o)
 {
 	Attn a;
 	int32_t budget = 0;
+	if (r->op->ia[3] < 0 || r->op->ia[4] < 0 || r->op->ia[5] < 0)
+		return rerr(r, "budget, sinks and window must not be negative");
 	if (!attn_setup(r, o, &a) || !get_scalar_i32(r, arg(r, 4), "the budget", &budget))
 		return false;
 	int64_t page = a.st->page, b = budget < r->op->ia[3] ? budget : r->op->ia[3];
@@ -619,6 +621,10 @@ static bool
 op_attention_block(Run *r, Tensor *o)
 {
 	Attn a;
+	if (r->op->ia[3] < 1 || r->op->ia[4] < 0 || r->op->ia[5] < 0)
+		return rerr(r, "block must be positive, topk and min_tokens not negative");
+	if (r->op->ia[4] == 0 && !(r->op->fa[0] > 0 && r->op->fa[0] <= 1))
+		return rerr(r, "gamma must be in (0, 1] without topk");
 	if (!attn_setup(r, o, &a))
 		return false;
 	int64_t B = r->op->ia[3], topk = r->op->ia[4], hd = a.hd;
