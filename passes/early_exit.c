@@ -100,7 +100,7 @@ emit_kv_tail(Replay *rp, const PassLayers *ly, int32_t s, ValueId h, Diag *d)
 		rp->b.layer = j;
 		for (int a = 0; a < 3 && ok; a++)
 			ok = (args[a] = pass_replay_slice(rp, op->args[a + 1], j, ly->layer_in[j], h, local)) != IR_NO_VALUE;
-		int64_t ia[4] = { 0, op->ia[1], op->ia[2] };
+		int64_t ia[IR_NIA] = { 0, op->ia[1], op->ia[2] };
 		if (ok)
 			ir_b_op(&rp->b, OP_KV_WRITE, args, 3, ia, NULL, op->loc);
 		else
@@ -147,7 +147,7 @@ typedef struct SiteCtx {
 static ValueId
 kn(Replay *rp, int32_t k, Loc loc)
 {
-	int64_t ia[4] = { k };
+	int64_t ia[IR_NIA] = { k };
 	return ir_b_op(&rp->b, OP_KNOB, NULL, 0, ia, NULL, loc);
 }
 
@@ -155,7 +155,7 @@ static ValueId
 op2(Replay *rp, Opcode c, ValueId a, ValueId b, int64_t ia0, Loc loc)
 {
 	ValueId args[2] = { a, b };
-	int64_t ia[4] = { ia0 };
+	int64_t ia[IR_NIA] = { ia0 };
 	return ir_b_op(&rp->b, c, args, b == IR_NO_VALUE ? 1 : 2, ia, NULL, loc);
 }
 
@@ -184,7 +184,7 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 		ValueId lam = kn(rp, sc->id->threshold, loc);
 		if (e->decay && sc->pos != IR_NO_VALUE) {
 			ValueId args[3] = { lam, kn(rp, sc->id->tau, loc), sc->pos };
-			int64_t ia[4] = { sc->horizon };
+			int64_t ia[IR_NIA] = { sc->horizon };
 			lam = ir_b_op(&rp->b, OP_DECAY, args, 3, ia, NULL, loc);
 		}
 		cond = op2(rp, OP_CMP, c, lam, e->measure == EM_ENTROPY ? 2 : 0, loc);
@@ -204,16 +204,16 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 		ValueId p = op2(rp, OP_CMP, cnt, kn(rp, sc->id->patience, loc), 1, loc);
 		cond = cond == IR_NO_VALUE ? p : op2(rp, OP_OR, cond, p, 0, loc);
 	}
-	int64_t site_ia[4] = { s };
+	int64_t site_ia[IR_NIA] = { s };
 	ir_b_op(&rp->b, OP_IF, &cond, 1, site_ia, NULL, loc);
 	if (logits == IR_NO_VALUE)
 		logits = pass_replay_inline(rp, sc->head, &h);
 	if (e->propagate && !emit_kv_tail(rp, sc->ly, s, h, rp->b.diag))
 		return false;
-	int64_t st[4] = { sc->id->site_stat[k], 1 };
+	int64_t st[IR_NIA] = { sc->id->site_stat[k], 1 };
 	ir_b_op(&rp->b, OP_STAT, NULL, 0, st, NULL, loc);
 	if (e->propagate) {
-		int64_t kv[4] = { sc->id->kv_stat, sc->ly->nlayers - s };
+		int64_t kv[IR_NIA] = { sc->id->kv_stat, sc->ly->nlayers - s };
 		ir_b_op(&rp->b, OP_STAT, NULL, 0, kv, NULL, loc);
 	}
 	ValueId r = ir_emit(rp->m, &rp->g, OP_RET, rp->g.vals[logits].type, &logits, 1, loc);

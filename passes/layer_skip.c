@@ -87,7 +87,7 @@ read_skip(Module *m, const PolicyStmt *s, SkipSpec *k)
 static ValueId
 kn(Replay *rp, int32_t k, Loc loc)
 {
-	int64_t ia[4] = { k };
+	int64_t ia[IR_NIA] = { k };
 	return ir_b_op(&rp->b, OP_KNOB, NULL, 0, ia, NULL, loc);
 }
 
@@ -95,14 +95,14 @@ static ValueId
 op2(Replay *rp, Opcode c, ValueId a, ValueId b, int64_t ia0, Loc loc)
 {
 	ValueId args[2] = { a, b };
-	int64_t ia[4] = { ia0 };
+	int64_t ia[IR_NIA] = { ia0 };
 	return ir_b_op(&rp->b, c, args, b == IR_NO_VALUE ? 1 : 2, ia, NULL, loc);
 }
 
 static void
 stat_op(Replay *rp, int32_t slot, int64_t amount, Loc loc)
 {
-	int64_t ia[4] = { slot, amount };
+	int64_t ia[IR_NIA] = { slot, amount };
 	ir_b_op(&rp->b, OP_STAT, NULL, 0, ia, NULL, loc);
 }
 
@@ -469,7 +469,7 @@ route_prefill(Module *m, Func *f, const SkipSpec *k, const Router *r, const Rout
 				ValueId args[3] = { pass, ir_b_const_i32(&rp.b, (int32_t)q + 1, loc), b };
 				b = ir_b_op(&rp.b, OP_SELECT, args, 3, NULL, NULL, loc);
 			}
-			int64_t ia[4] = { id->route };
+			int64_t ia[IR_NIA] = { id->route };
 			ir_b_op(&rp.b, OP_KNOB_SET, &b, 1, ia, NULL, loc);
 			for (uint32_t q = 0; q <= r->nrank; q++) {
 				ValueId c = op2(&rp, OP_CMP, b, ir_b_const_i32(&rp.b, (int32_t)q, loc), 4, loc);
