@@ -24,11 +24,13 @@
 typedef int (*StepFn)(void *, int32_t, int32_t, float *);
 typedef int (*PrefillFn)(void *, const int32_t *, int32_t, int32_t, float *);
 typedef int (*ThreadsFn)(void *, int);
+typedef int (*SetKnobFn)(void *, int, double);
 
 enum { NPRE = 13, NSTEP = 200, PAGE = 8 };
 
 static Diag diag;
 static char dir[256];
+static double budget_knob = -1; /* >= 0: the runs set the knob attend.budget to it */
 
 static RmConfig
 config(int kv_heads)
@@ -89,6 +91,9 @@ run_compiled(Module *m, int threads)
 	int V = (int)ir_config_get(m, "vocab", 64);
 	TJit *t = tj_new(m, true);
 	cr_assert_eq(((ThreadsFn)tj_sym(t, "set_threads"))(t->ctx, threads), ELIDE_OK);
+	if (budget_knob >= 0)
+		cr_assert_eq(((SetKnobFn)tj_sym(t, "set_knob"))(t->ctx, ir_find_knob(m, "attend.budget"), budget_knob),
+		             ELIDE_OK);
 	float *o = xmalloc((size_t)(NSTEP + 1) * (size_t)V * sizeof *o);
 	int32_t toks[NPRE];
 	for (int i = 0; i < NPRE; i++)
@@ -107,6 +112,8 @@ run_interp(Module *m, int64_t *pages)
 {
 	int V = (int)ir_config_get(m, "vocab", 64);
 	InterpState *is = interp_new(m);
+	if (budget_knob >= 0)
+		cr_assert(interp_set_knob(is, "attend.budget", budget_knob));
 	float *o = xmalloc((size_t)(NSTEP + 1) * (size_t)V * sizeof *o);
 	char err[256];
 	int32_t toks[NPRE];
@@ -254,4 +261,41 @@ Test(sparse_attention, page_bounds_and_upper_bound)
 	tj_free(t);
 	interp_free(is);
 	ir_free_module(m);
+}
+
+/* The run-time budget: a model compiled with budget 64 and the knob attend.budget set
+ * to 24 gives the logits of the model compiled with budget 24, bit for bit, in the
+ * interpreter and compiled; a knob above the compiled budget is refused. */
+Test(sparse_attention, budget_knob_lowers_the_budget)
+{
+	RmConfig c = config(2);
+	Module *hi = load(&c, "attend decode quest(page 8, budget 64) sinks 4 window 16;");
+	Module *lo = load(&c, "attend decode quest(page 8, budget 24) sinks 4 window 16;");
+	cr_assert_geq(ir_find_knob(hi, "attend.budget"), 0);
+	size_t n = (size_t)(NSTEP + 1) * (size_t)c.vocab * sizeof(float);
+	int64_t plo = 0, phi = 0, pfull = 0;
+	float *want = run_interp(lo, &plo);
+	float *full = run_interp(hi, &pfull);
+	budget_knob = 24;
+	float *got = run_interp(hi, &phi);
+	cr_assert(memcmp(want, got, n) == 0, "interpreted: the knob at 24 differs from budget 24");
+	cr_assert_eq(phi, plo);
+	cr_assert_lt(phi, pfull, "the lower budget visits fewer pages (%lld, %lld)", (long long)phi, (long long)pfull);
+	cr_assert(memcmp(want, full, n) != 0, "budget 64 and 24 give the same logits: the test sees nothing");
+	free(got);
+	got = run_compiled(hi, 2);
+	budget_knob = -1;
+	float *cwant = run_compiled(lo, 2);
+	cr_assert(memcmp(cwant, got, n) == 0, "compiled: the knob at 24 differs from budget 24");
+	free(cwant);
+	TJit *t = tj_new(hi, true);
+	SetKnobFn set = (SetKnobFn)tj_sym(t, "set_knob");
+	cr_assert_eq(set(t->ctx, ir_find_knob(hi, "attend.budget"), 65), ELIDE_ERR_ARG);
+	cr_assert_eq(set(t->ctx, ir_find_knob(hi, "attend.budget"), -1), ELIDE_ERR_ARG);
+	tj_free(t);
+	free(got);
+	free(full);
+	free(want);
+	ir_free_module(hi);
+	ir_free_module(lo);
 }
