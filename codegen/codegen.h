@@ -320,6 +320,17 @@ bool cg_embeds_positions(const Func *f, const Op *op);
 bool cg_embed_checked_early(const Func *f, const Op *op);
 LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
 LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, const Op *rope);
+/* In-place softmax of n floats at row; acc is an f32 alloca. */
+void cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc);
+/* The dense attention task over (row, head) pairs: slots 0 q, 1 K, 2 V, 3 out, 4 T,
+ * 5 pos (-1: no cache); maxkeys bounds the keys of one row. */
+LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys);
+
+/* ---- attention_sparse.c: page bounds of a cache (elide_kv_layout_of), attention_quest ---- */
+/* Updates the page bounds of state si with the rows keys (a [rows][kv_heads*hd]
+ * buffer) written at pos..: a page's first position resets them, later ones widen. */
+void cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys);
+void cg_lower_attention_quest(Cg *g, const Op *op);
 
 /* ---- glue.c: context API functions (create, init, load, reset, threads, stats) ---- */
 void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);

@@ -125,10 +125,11 @@ cg_header_text(const CgResult *r)
 	sb_printf(&b, "#define %s_ARENA_SIZE %lluULL /* activations, planned by liveness (inside the context) */\n", up,
 	    (unsigned long long)r->arena_size);
 	sb_printf(&b, "#define %s_ARENA_ALIGN 64\n", up);
-	/* the KV caches, laid out as the runtime's elide_kv_layout_of says (the code uses the same) */
+	/* the KV caches and their page bounds, laid out as the runtime's elide_kv_layout_of
+	 * says (the code uses the same) */
 	uint64_t state = 0;
 	for (uint32_t k = 0; k < m->nstates; k++)
-		state += elide_kv_bytes(m->states[k].ctx, m->states[k].kv_heads, m->states[k].head_dim);
+		state += elide_kv_bytes(m->states[k].ctx, m->states[k].kv_heads, m->states[k].head_dim, m->states[k].page);
 	if (state != r->state_size)
 		ELIDE_ICE("the state size of the code differs from the KV layout's");
 	sb_printf(&b, "#define %s_STATE_SIZE %lluULL /* KV caches (inside the context): the sum of elide_kv_bytes() */\n",

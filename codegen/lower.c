@@ -50,7 +50,7 @@ emit_checks(Cg *g)
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
 		Type t0 = op->nargs ? f->vals[op->args[0]].type : (Type){ 0 };
-		if (op->code == OP_ATTENTION && op->ia[2] >= 0) {
+		if (ir_op_is_attention(op->code) && op->ia[2] >= 0) {
 			const State *s = &g->m->states[op->ia[2]];
 			cg_fail_outside(g, cg_val_scalar(g, op->args[3]), cg_rows(g, t0), s->ctx, ELIDE_ERR_POS);
 		} else if (op->code == OP_KV_WRITE && cg_known_early(f, op->args[2])) {
@@ -264,8 +264,8 @@ model_hash(const CgResult *r)
 		h = hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
-		n = snprintf(buf, sizeof buf, "st|%lld|%lld|%lld", (long long)m->states[i].ctx,
-		             (long long)m->states[i].kv_heads, (long long)m->states[i].head_dim);
+		n = snprintf(buf, sizeof buf, "st|%lld|%lld|%lld|%lld", (long long)m->states[i].ctx,
+		             (long long)m->states[i].kv_heads, (long long)m->states[i].head_dim, (long long)m->states[i].page);
 		h = hash_bytes(buf, (size_t)n, h);
 	}
 	return h;
@@ -314,7 +314,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *s = &m->states[i];
 		r->state_off[i] = r->state_size;
-		r->state_size += elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim).bytes;
+		r->state_size += elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page).bytes;
 	}
 	/* arena size first: entries address the state after the arena */
 	for (uint32_t i = 0; i < m->nfuncs; i++) {

@@ -146,8 +146,8 @@ lower_norm(Cg *g, const Op *op)
 }
 
 /* In-place softmax of n floats at row (n may be dynamic). */
-static void
-softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc)
+void
+cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc)
 {
 	cg_store(g, cg_f32c(g, -INFINITY), acc, 4);
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "max");
@@ -177,7 +177,7 @@ lower_softmax(Cg *g, const Op *op)
 	copy_bytes(g, y, x, mul64(g, rows, d * 4));
 	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
-	softmax_row(g, cg_gep(g, g->f32, y, mul64(g, lr.iv, d)), cg_i64(g, d), acc);
+	cg_softmax_row(g, cg_gep(g, g->f32, y, mul64(g, lr.iv, d)), cg_i64(g, d), acc);
 	cg_loop_end(g, &lr);
 }
 
@@ -216,13 +216,15 @@ cg_cache_write(Cg *g, int64_t state, LLVMValueRef k, LLVMValueRef v, LLVMValueRe
                LLVMValueRef *K, LLVMValueRef *V)
 {
 	const State *s = &g->m->states[state];
-	elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim);
+	elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page);
 	LLVMValueRef kc = cg_gepb(g, g->state, (int64_t)g->r->state_off[state]);
 	LLVMValueRef vc = cg_gepb(g, g->state, (int64_t)(g->r->state_off[state] + kl.v_offset));
 	LLVMValueRef at = mul64(g, pos, (int64_t)kl.row_bytes);
 	LLVMValueRef nb = mul64(g, rows, (int64_t)kl.row_bytes);
 	copy_bytes(g, cg_gep(g, g->i8, kc, at), k, nb);
 	copy_bytes(g, cg_gep(g, g->i8, vc, at), v, nb);
+	if (s->page > 0)
+		cg_bounds_update(g, state, pos, rows, k);
 	if (K)
 		*K = kc;
 	if (V)
@@ -247,8 +249,8 @@ lower_kv_write(Cg *g, const Op *op)
  * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
  * registers; a score is one FMA chain over the key row and one horizontal sum; the
  * output row accumulates p_j * V[j] in registers and is stored once. */
-static LLVMValueRef
-attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
+LLVMValueRef
+cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 {
 	char key[128];
 	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
@@ -308,7 +310,7 @@ attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
 	}
 	stf(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), scores, lj.iv);
 	cg_loop_end(g, &lj);
-	softmax_row(g, scores, n, acc);
+	cg_softmax_row(g, scores, n, acc);
 	/* weighted sum of values, in registers */
 	for (int c = 0; c < nv; c++)
 		cg_store(g, LLVMConstNull(vt), ov[c], 64);
@@ -352,7 +354,7 @@ lower_attention(Cg *g, const Op *op)
 		pos = cg_i64(g, -1);
 		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
 	}
-	LLVMValueRef task = attention_task(g, heads, kvh, hd, maxkeys);
+	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 	cg_slot_set(g, 1, K);
 	cg_slot_set(g, 2, V);
@@ -466,6 +468,12 @@ cg_lower_op(Cg *g, uint32_t opi)
 		return;
 	case OP_ATTENTION:
 		lower_attention(g, op);
+		return;
+	case OP_ATTENTION_QUEST:
+		cg_lower_attention_quest(g, op);
+		return;
+	case OP_ATTENTION_BLOCK: /* block-sparse prefill: the interpreter's alone (docs/sparse.md) */
+		diag_error(g->d, op->loc, "op '%s' in '%s' has no code generator", ir_op_names[op->code], f->name);
 		return;
 	case OP_ARGMAX:
 		lower_argmax(g, op);

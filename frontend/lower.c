@@ -363,7 +363,7 @@ lower_entry(Lower *L, const Ast *e)
 	L->nops_left = 1 << 20;
 	i = 0;
 	for (const Ast *p = e->kids; p; p = p->next, i++) {
-		int64_t ia[4] = { i };
+		int64_t ia[IR_NIA] = { i };
 		ValueId v = lw_emit(L, OP_ARG, NULL, 0, ia, NULL, p->loc);
 		L->f->vals[v].type = ts[i];
 		L->f->vals[v].name = f->args[i].name;
@@ -419,7 +419,7 @@ lower_fn_alone(Lower *L, const Ast *fn)
 	i = 0;
 	for (const Ast *p = fn->kids; p; p = p->next, i++) {
 		ir_func_add_arg(L->m, f, p->name, ts[i]);
-		int64_t ia[4] = { i };
+		int64_t ia[IR_NIA] = { i };
 		LSym *ls = lw_push_local(L, p->name, p->loc);
 		ls->v = lw_emit(L, OP_ARG, NULL, 0, ia, NULL, p->loc);
 		for (const Ast *q = fn->kids; q != p; q = q->next)

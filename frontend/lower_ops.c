@@ -40,7 +40,7 @@ lw_emit(Lower *L, Opcode code, const ValueId *args, uint32_t nargs, const int64_
 static ValueId
 const_i32(Lower *L, int64_t v, Loc loc)
 {
-	int64_t ia[4] = { v };
+	int64_t ia[IR_NIA] = { v };
 	return lw_emit(L, OP_CONST, NULL, 0, ia, NULL, loc);
 }
 
@@ -254,7 +254,7 @@ state_arg(Lower *L, const Ast *e)
 static ValueId
 lower_attention(Lower *L, const Ast *call, const CallArgs *ca, ValueId *v)
 {
-	int64_t ia[4] = { 0, 0, -1, 0 };
+	int64_t ia[IR_NIA] = { 0, 0, -1, 0 };
 	const Ast *hpos = NULL, *khpos = NULL;
 	int32_t st = -1;
 	if (ca->npos == 3) {
@@ -306,7 +306,7 @@ lower_op(Lower *L, const Ast *call, const OpSpec *sp)
 	if (!call_args(L, call, sp, &ca))
 		return IR_NO_VALUE;
 	ValueId v[IR_MAX_OPERANDS];
-	int64_t ia[4] = { 0 };
+	int64_t ia[IR_NIA] = { 0 };
 	float fa[IR_NFA] = { 0 };
 	int nval = ca.npos; /* positional arguments that are tensors */
 	switch (sp->code) {
@@ -406,7 +406,7 @@ lower_call(Lower *L, const Ast *call)
 static ValueId
 weight_ref(Lower *L, const Ast *e, MSym *s)
 {
-	int64_t ia[4] = { 0 };
+	int64_t ia[IR_NIA] = { 0 };
 	if (s->bad)
 		return IR_NO_VALUE;
 	if (e->kind == AST_IDENT) {

@@ -181,6 +181,30 @@ infer_attention(const Func *f, const Op *op, const char *nm, Type *out, char *er
 	return true;
 }
 
+/* The sparse forms: a cache, and the selection's attributes in range. */
+static bool
+infer_sparse_attention(const Func *f, const Op *op, const char *nm, char *err, size_t n)
+{
+	char s[96];
+	if (op->ia[2] < 0)
+		return fail(err, n, "%s: expected a state (a kv cache), saw %lld", nm, (long long)op->ia[2]);
+	if (op->code == OP_ATTENTION_QUEST) {
+		Type b = f->vals[op->args[4]].type;
+		if (b.dtype != DT_I32 || b.rank != 0)
+			return fail(err, n, "%s: expected budget i32, saw %s", nm, TS(b, s));
+		if (op->ia[3] < 0 || op->ia[4] < 0 || op->ia[5] < 0)
+			return fail(err, n, "%s: expected budget >= 0, sinks >= 0 and window >= 0, saw %lld, %lld, %lld", nm,
+			            (long long)op->ia[3], (long long)op->ia[4], (long long)op->ia[5]);
+		return true;
+	}
+	if (op->ia[3] < 1 || op->ia[4] < 0 || op->ia[5] < 0)
+		return fail(err, n, "%s: expected block >= 1, topk >= 0 and min_tokens >= 0, saw %lld, %lld, %lld", nm,
+		            (long long)op->ia[3], (long long)op->ia[4], (long long)op->ia[5]);
+	if (op->ia[4] == 0 && !(op->fa[0] > 0 && op->fa[0] <= 1))
+		return fail(err, n, "%s: expected topk >= 1 or gamma in (0, 1], saw gamma %g", nm, (double)op->fa[0]);
+	return true;
+}
+
 /* positions: one position per token, so the result keeps the tokens' shape, bound
  * included (prefill and forward see the same dynamic length as the embedding). */
 static bool
@@ -338,6 +362,9 @@ ir_infer_type(const Module *m, const Func *f, const Op *op, Type *out, char *err
 		return infer_rope(nm, op, a, b, out, err, nerr);
 	case OP_ATTENTION:
 		return infer_attention(f, op, nm, out, err, nerr);
+	case OP_ATTENTION_QUEST:
+	case OP_ATTENTION_BLOCK:
+		return infer_attention(f, op, nm, out, err, nerr) && infer_sparse_attention(f, op, nm, err, nerr);
 	case OP_ARGMAX:
 		if (a.dtype != DT_F32 || a.rank < 1 || a.rank > 2)
 			return fail(err, nerr, "%s: expected f32[N] or f32[T, N], saw %s", nm, TS(a, s));
@@ -477,7 +504,7 @@ ir_b_arg(Builder *b, uint32_t index, Loc loc)
 		snprintf(err, sizeof err, "arg: expected an argument index below %u, saw %u", b->f->nargs, index);
 		return report(b, loc, err);
 	}
-	int64_t ia[4] = { index };
+	int64_t ia[IR_NIA] = { index };
 	ValueId v = build(b, OP_ARG, b->f->args[index].type, NULL, 0, ia, NULL, loc);
 	b->f->vals[v].name = b->f->args[index].name;
 	return v;
@@ -491,7 +518,7 @@ ir_b_param(Builder *b, uint32_t param, Loc loc)
 		snprintf(err, sizeof err, "param: expected a param index below %u, saw %u", b->m->nparams, param);
 		return report(b, loc, err);
 	}
-	int64_t ia[4] = { param };
+	int64_t ia[IR_NIA] = { param };
 	return build(b, OP_PARAM, b->m->params[param].type, NULL, 0, ia, NULL, loc);
 }
 
@@ -505,7 +532,7 @@ ir_b_const_f32(Builder *b, float v, Loc loc)
 ValueId
 ir_b_const_i32(Builder *b, int32_t v, Loc loc)
 {
-	int64_t ia[4] = { v };
+	int64_t ia[IR_NIA] = { v };
 	return build(b, OP_CONST, ir_type_scalar(DT_I32), NULL, 0, ia, NULL, loc);
 }
 

@@ -128,16 +128,16 @@ eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, cons
 		return;
 	}
 	State s = { .name = name, .kind = ST_KVCACHE, .layer = -1, .loc = loc };
-	int64_t *slots[3] = { &s.ctx, &s.kv_heads, &s.head_dim };
-	static const char *const keys[3] = { "ctx", "kv_heads", "head_dim" };
-	bool seen[3] = { 0 };
+	int64_t *slots[4] = { &s.ctx, &s.kv_heads, &s.head_dim, &s.page };
+	static const char *const keys[4] = { "ctx", "kv_heads", "head_dim", "page" };
+	bool seen[4] = { 0 };
 	for (uint32_t i = 0; i < attrs->n; i++) {
 		int k = 0;
-		while (k < 3 && strcmp(attrs->keys[i], keys[k]) != 0)
+		while (k < 4 && strcmp(attrs->keys[i], keys[k]) != 0)
 			k++;
-		if (k == 3 || seen[k] || attrs->items[i].kind != EO_INT) {
-			diag_error(p->diag, attrs->items[i].loc, "expected 'ctx', 'kv_heads' or 'head_dim' once each with an "
-			           "integer, saw '%s'", attrs->keys[i]);
+		if (k == 4 || seen[k] || attrs->items[i].kind != EO_INT) {
+			diag_error(p->diag, attrs->items[i].loc, "expected 'ctx', 'kv_heads', 'head_dim' or 'page' once each "
+			           "with an integer, saw '%s'", attrs->keys[i]);
 			return;
 		}
 		seen[k] = true;
@@ -444,23 +444,23 @@ eir_layer(EirParser *p, const char *n, Loc loc)
 	p->layer = (int32_t)int_in(p, n, loc, 0, 1 << 20, "a layer index");
 }
 
-/* Which attribute slot `key` names for op code c: 0..3 ia, 4..4+IR_NFA fa, -1 none. */
+/* Which attribute slot `key` names for op code c: 0..IR_NIA-1 ia, IR_NIA.. fa, -1 none. */
 static int
 attr_slot(Opcode c, const char *key)
 {
 	const IrAttrSpec *sp = &ir_op_attrs[c];
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < IR_NIA; k++)
 		if (sp->ia[k] && strcmp(sp->ia[k], key) == 0)
 			return k;
 	for (int k = 0; k < IR_NFA; k++)
 		if (sp->fa[k] && strcmp(sp->fa[k], key) == 0)
-			return 4 + k;
+			return IR_NIA + k;
 	if ((key[0] == 'i' || key[0] == 'f') && key[1] == 'a' && key[2] >= '0' && key[3] == '\0') {
 		int k = key[2] - '0';
-		if (key[0] == 'i' && k < 4 && !sp->ia[k])
+		if (key[0] == 'i' && k < IR_NIA && !sp->ia[k])
 			return k;
 		if (key[0] == 'f' && k < IR_NFA && !sp->fa[k])
-			return 4 + k;
+			return IR_NIA + k;
 	}
 	return -1;
 }
@@ -525,11 +525,11 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 			continue;
 		}
 		seen |= 1u << s;
-		if (s >= 4 && a->kind != EO_SYM) {
-			op->fa[s - 4] = strtof(a->text, NULL);
+		if (s >= IR_NIA && a->kind != EO_SYM) {
+			op->fa[s - IR_NIA] = strtof(a->text, NULL);
 		} else if (a->kind == EO_INT) {
 			op->ia[s] = eir_int(p, a->text, a->loc);
-		} else if (a->kind == EO_SYM && (op->code == OP_ATTENTION || op->code == OP_KV_WRITE) && s == 2) {
+		} else if (a->kind == EO_SYM && (ir_op_is_attention(op->code) || op->code == OP_KV_WRITE) && s == 2) {
 			uint32_t k = 0;
 			while (k < p->m->nstates && strcmp(p->m->states[k].name, a->text) != 0)
 				k++;

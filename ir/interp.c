@@ -35,11 +35,13 @@ typedef struct Tensor {
 struct InterpState {
 	const Module *m;
 	float **kcache, **vcache; /* per State: [ctx][kv_heads][head_dim] */
+	float **bounds;           /* per State with page > 0: [ctx/page][kv_heads][2][head_dim], min then max */
 	InterpOpHook hook;
 	void *hook_user;
 	double *knobs;            /* [m->nknobs]: current values of the run-time knobs */
 	InterpStats stats;        /* counters since creation or reset */
 	bool poison;              /* caches start as NaN instead of zero */
+	int64_t pages_visited;    /* pages attention_quest attended to, summed over kv heads and rows */
 };
 
 /* The context of one run: where errors go and the value table. */
@@ -107,7 +109,21 @@ fill_caches(InterpState *s)
 		size_t n = (size_t)(st->ctx * st->kv_heads * st->head_dim);
 		for (size_t k = 0; k < n; k++)
 			s->kcache[i][k] = s->vcache[i][k] = s->poison ? NAN : 0.0f;
+		if (s->bounds[i])
+			memset(s->bounds[i], 0, (size_t)(interp_npages(st) * st->kv_heads * 2 * st->head_dim) * sizeof(float));
 	}
+}
+
+int64_t
+interp_npages(const State *st)
+{
+	return st->page > 0 ? (st->ctx + st->page - 1) / st->page : 0;
+}
+
+const float *
+interp_page_bounds(const InterpState *s, uint32_t state)
+{
+	return state < s->m->nstates ? s->bounds[state] : NULL;
 }
 
 InterpState *
@@ -121,6 +137,7 @@ interp_new(const Module *m)
 	s->stats.slots = xcalloc(m->nstats + 1, sizeof *s->stats.slots);
 	s->kcache = xcalloc(m->nstates + 1, sizeof *s->kcache);
 	s->vcache = xcalloc(m->nstates + 1, sizeof *s->vcache);
+	s->bounds = xcalloc(m->nstates + 1, sizeof *s->bounds);
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *st = &m->states[i];
 		int64_t n = st->ctx * st->kv_heads * st->head_dim;
@@ -128,6 +145,8 @@ interp_new(const Module *m)
 			n = 0;
 		s->kcache[i] = xcalloc((size_t)(n ? n : 1), sizeof(float));
 		s->vcache[i] = xcalloc((size_t)(n ? n : 1), sizeof(float));
+		if (n && st->page > 0)
+			s->bounds[i] = xcalloc((size_t)(interp_npages(st) * st->kv_heads * 2 * st->head_dim), sizeof(float));
 	}
 	return s;
 }
@@ -140,11 +159,13 @@ interp_free(InterpState *s)
 	for (uint32_t i = 0; i < s->m->nstates; i++) {
 		free(s->kcache[i]);
 		free(s->vcache[i]);
+		free(s->bounds[i]);
 	}
 	free(s->kcache);
 	free(s->vcache);
 	free(s->knobs);
 	free(s->stats.slots);
+	free(s->bounds);
 	free(s);
 }
 
@@ -187,6 +208,18 @@ interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v
 	*k = s->kcache[state];
 	*v = s->vcache[state];
 	return true;
+}
+
+const float *
+interp_cache_keys(const InterpState *s, uint32_t state)
+{
+	return state < s->m->nstates ? s->kcache[state] : NULL;
+}
+
+int64_t
+interp_pages_visited(const InterpState *s)
+{
+	return s->pages_visited;
 }
 
 void
@@ -388,11 +421,39 @@ op_rope(Run *r, Tensor *o)
 	return true;
 }
 
-/* Attention with grouped heads: query head h reads key/value head h / (H / KH).
- * With a cache (state index >= 0) rows t of k, v are stored at positions pos + t and
- * row t attends causally to positions 0 .. pos + t; without one (-1) every row
- * attends to every row of k, v.  Scores are scaled by 1/sqrt(head_dim). */
-/* Writes the T rows of k and v into cache si at positions pos..pos+T-1. */
+/* ---- attention: dense, Quest decode, block-sparse prefill (docs/sparse.md) ---- */
+
+/* The operands of an attention op, checked, with the cache written. */
+typedef struct Attn {
+	int64_t H, KH, hd, T, group; /* heads, kv heads, head size, rows, heads per kv head */
+	int32_t pos;                 /* position of row 0 (0 without a cache) */
+	const float *q, *K, *V;      /* queries [T][H][hd]; keys and values [positions][KH][hd] */
+	const State *st;             /* the cache (NULL: none, bidirectional over the rows) */
+	int64_t si;
+} Attn;
+
+/* Extends the page bounds of state si with key row kr ([KH][hd]) at position p: the
+ * first position of a page resets them to the key, later ones widen them. */
+static void
+bounds_write(InterpState *s, int64_t si, int64_t p, const float *kr)
+{
+	const State *st = &s->m->states[si];
+	float *b = s->bounds[si];
+	if (!b)
+		return;
+	int64_t KH = st->kv_heads, hd = st->head_dim;
+	float *pb = b + (p / st->page) * KH * 2 * hd;
+	bool first = p % st->page == 0;
+	for (int64_t g = 0; g < KH; g++)
+		for (int64_t e = 0; e < hd; e++) {
+			float x = kr[g * hd + e], *mn = pb + g * 2 * hd + e, *mx = mn + hd;
+			*mn = first || x < *mn ? x : *mn;
+			*mx = first || x > *mx ? x : *mx;
+		}
+}
+
+/* Writes the T rows of k and v into cache si at positions pos..pos+T-1, and the
+ * page bounds when it keeps them. */
 static bool
 cache_write(Run *r, int64_t si, const Tensor *k, const Tensor *v, int32_t pos)
 {
@@ -410,12 +471,13 @@ cache_write(Run *r, int64_t si, const Tensor *k, const Tensor *v, int32_t pos)
 	for (int64_t t = 0; t < T; t++) {
 		memcpy(r->s->kcache[si] + (pos + t) * w, k->f + t * w, (size_t)w * sizeof(float));
 		memcpy(r->s->vcache[si] + (pos + t) * w, v->f + t * w, (size_t)w * sizeof(float));
+		bounds_write(r->s, si, pos + t, k->f + t * w);
 	}
 	return true;
 }
 
 static bool
-op_attention(Run *r, Tensor *o)
+attn_setup(Run *r, Tensor *o, Attn *a)
 {
 	const Tensor *q = arg(r, 0), *k = arg(r, 1), *v = arg(r, 2);
 	if (!need_f32(r, q, "q") || !need_f32(r, k, "k") || !need_f32(r, v, "v"))
@@ -426,47 +488,279 @@ op_attention(Run *r, Tensor *o)
 	if (H <= 0 || KH <= 0 || H % KH || hd <= 0 || H * hd != lastdim(q) || lastdim(k) != KH * hd ||
 	    lastdim(v) != KH * hd || nrows(k) != T || nrows(v) != T || numel(o) != numel(q))
 		return rerr(r, "q, k, v do not fit %lld heads and %lld kv heads", (long long)H, (long long)KH);
-	int64_t group = H / KH, npos;
-	int32_t pos = 0;
-	const float *K, *Vc;
-	if (si >= 0) {
-		if (si >= (int64_t)m->nstates)
-			return rerr(r, "state index %lld out of range", (long long)si);
-		const State *st = &m->states[si];
-		if (st->kind != ST_KVCACHE || st->kv_heads != KH || st->head_dim != hd)
-			return rerr(r, "state '%s' does not fit %lld kv heads of size %lld", st->name, (long long)KH,
-			            (long long)hd);
-		if (!get_scalar_i32(r, arg(r, 3), "the position", &pos) || !cache_write(r, si, k, v, pos))
-			return false;
-		K = r->s->kcache[si];
-		Vc = r->s->vcache[si];
-	} else {
-		K = k->f;
-		Vc = v->f;
+	*a = (Attn){ .H = H, .KH = KH, .hd = hd, .T = T, .group = H / KH, .q = q->f, .si = si };
+	if (si < 0) {
+		if (r->op->code != OP_ATTENTION)
+			return rerr(r, "the sparse forms need a cache");
+		a->K = k->f;
+		a->V = v->f;
+		return true;
 	}
+	if (si >= (int64_t)m->nstates)
+		return rerr(r, "state index %lld out of range", (long long)si);
+	const State *st = &m->states[si];
+	if (st->kind != ST_KVCACHE || st->kv_heads != KH || st->head_dim != hd)
+		return rerr(r, "state '%s' does not fit %lld kv heads of size %lld", st->name, (long long)KH, (long long)hd);
+	if (r->op->code == OP_ATTENTION_QUEST && (st->page <= 0 || !r->s->bounds[si]))
+		return rerr(r, "state '%s' keeps no page bounds", st->name);
+	int32_t pos = 0;
+	if (!get_scalar_i32(r, arg(r, 3), "the position", &pos) || !cache_write(r, si, k, v, pos))
+		return false;
+	a->st = st;
+	a->pos = pos;
+	a->K = r->s->kcache[si];
+	a->V = r->s->vcache[si];
+	return true;
+}
+
+/* Query head h of row t attends to positions list[0..n) (ascending), or to 0..n-1
+ * when list is NULL; sc holds n floats.  The sparse forms call it with every
+ * position when they select everything, so the arithmetic is the dense one. */
+static void
+attend_head(const Attn *a, int64_t t, int64_t h, const int64_t *list, int64_t n, float *sc, float *out)
+{
+	int64_t g = h / a->group, hd = a->hd, KH = a->KH;
+	const float *qh = a->q + t * a->H * hd + h * hd;
 	double scale = 1.0 / sqrt((double)hd);
-	npos = si >= 0 ? pos + T : T;
+	for (int64_t i = 0; i < n; i++) {
+		int64_t j = list ? list[i] : i;
+		double acc = 0;
+		for (int64_t e = 0; e < hd; e++)
+			acc += (double)qh[e] * a->K[(j * KH + g) * hd + e];
+		sc[i] = (float)(acc * scale);
+	}
+	softmax_row(sc, sc, n);
+	for (int64_t e = 0; e < hd; e++) {
+		double acc = 0;
+		for (int64_t i = 0; i < n; i++)
+			acc += (double)sc[i] * a->V[((list ? list[i] : i) * KH + g) * hd + e];
+		out[t * a->H * hd + h * hd + e] = (float)acc;
+	}
+}
+
+/* Attention with grouped heads: query head h reads key/value head h / (H / KH).
+ * With a cache (state index >= 0) rows t of k, v are stored at positions pos + t and
+ * row t attends causally to positions 0 .. pos + t; without one (-1) every row
+ * attends to every row of k, v.  Scores are scaled by 1/sqrt(head_dim). */
+static bool
+op_attention(Run *r, Tensor *o)
+{
+	Attn a;
+	if (!attn_setup(r, o, &a))
+		return false;
+	int64_t npos = a.st ? a.pos + a.T : a.T;
 	float *sc = xmalloc((size_t)(npos ? npos : 1) * sizeof *sc);
-	for (int64_t t = 0; t < T; t++) {
-		int64_t n = si >= 0 ? pos + t + 1 : T; /* positions visible to row t */
-		for (int64_t h = 0; h < H; h++) {
-			int64_t g = h / group;
-			const float *qh = q->f + t * H * hd + h * hd;
-			for (int64_t j = 0; j < n; j++) {
-				double acc = 0;
-				for (int64_t e = 0; e < hd; e++)
-					acc += (double)qh[e] * K[(j * KH + g) * hd + e];
-				sc[j] = (float)(acc * scale);
-			}
-			softmax_row(sc, sc, n);
+	for (int64_t t = 0; t < a.T; t++)
+		for (int64_t h = 0; h < a.H; h++)
+			attend_head(&a, t, h, NULL, a.st ? a.pos + t + 1 : a.T, sc, o->f);
+	free(sc);
+	return true;
+}
+
+/* A selection candidate: its score and index; the order is score descending, then
+ * index ascending (so ties pick the earlier page or block). */
+typedef struct Cand {
+	double score;
+	int64_t idx;
+} Cand;
+
+static int
+cand_cmp(const void *x, const void *y)
+{
+	const Cand *a = x, *b = y;
+	if (a->score != b->score)
+		return a->score > b->score ? -1 : 1;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* The positions of units [u0, u1) of `size` positions each, below n, appended to
+ * list (ascending when called in unit order); returns the new length. */
+static int64_t
+add_units(int64_t *list, int64_t len, int64_t u0, int64_t u1, int64_t size, int64_t n)
+{
+	for (int64_t u = u0; u < u1; u++)
+		for (int64_t j = u * size; j < (u + 1) * size && j < n; j++)
+			list[len++] = j;
+	return len;
+}
+
+/* The Quest page selection of kv head g for a query at position n - 1 (rows of the
+ * group's heads at row t): pages [0, sp) (sinks) and [wp, npages) (window, the
+ * current page) always, plus the K best of the pages between, by the upper bound
+ * u = sum over the group's heads and channels of max(q * min, q * max).  Writes the
+ * chosen pages' positions to list and returns their count, or -1 when every page is
+ * chosen (the caller runs the dense code). */
+static int64_t
+quest_select(const Attn *a, const float *bounds, int64_t t, int64_t g, int64_t n, int64_t page,
+             int64_t budget, int64_t sinks, int64_t window, int64_t *list, int64_t *npages_out)
+{
+	int64_t np = (n + page - 1) / page, hd = a->hd;
+	int64_t K = budget == 0 ? 0 : budget / page > 3 ? budget / page : 3;
+	int64_t sp = (sinks + page - 1) / page, wp = window > 0 ? (n > window ? (n - window) / page : 0) : np - 1;
+	sp = sp < np ? sp : np;
+	wp = wp < np - 1 ? wp : np - 1;
+	wp = wp > sp ? wp : sp;
+	*npages_out = np;
+	if (wp - sp <= K)
+		return -1;
+	Cand *c = xmalloc((size_t)(wp - sp) * sizeof *c);
+	for (int64_t p = sp; p < wp; p++) {
+		const float *mn = bounds + (p * a->KH + g) * 2 * hd, *mx = mn + hd;
+		double u = 0;
+		for (int64_t h = g * a->group; h < (g + 1) * a->group; h++) {
+			const float *qh = a->q + t * a->H * hd + h * hd;
 			for (int64_t e = 0; e < hd; e++) {
-				double acc = 0;
-				for (int64_t j = 0; j < n; j++)
-					acc += (double)sc[j] * Vc[(j * KH + g) * hd + e];
-				o->f[t * H * hd + h * hd + e] = (float)acc;
+				double lo = (double)qh[e] * mn[e], hi = (double)qh[e] * mx[e];
+				u += lo > hi ? lo : hi;
+			}
+		}
+		c[p - sp] = (Cand){ u, p };
+	}
+	qsort(c, (size_t)(wp - sp), sizeof *c, cand_cmp);
+	bool *keep = xcalloc((size_t)np, 1);
+	for (int64_t i = 0; i < K; i++)
+		keep[c[i].idx] = true;
+	for (int64_t p = 0; p < np; p++)
+		keep[p] |= p < sp || p >= wp;
+	int64_t len = 0, kept = 0;
+	for (int64_t p = 0; p < np; p++)
+		if (keep[p]) {
+			len = add_units(list, len, p, p + 1, page, n);
+			kept++;
+		}
+	free(keep);
+	free(c);
+	*npages_out = kept;
+	return len;
+}
+
+/* attention_quest: the cache write of attention, then per row and kv head one page
+ * selection shared by the group's query heads. */
+static bool
+op_attention_quest(Run *r, Tensor *o)
+{
+	Attn a;
+	int32_t budget = 0;
+	if (r->op->ia[3] < 0 || r->op->ia[4] < 0 || r->op->ia[5] < 0)
+		return rerr(r, "budget, sinks and window must not be negative");
+	if (!attn_setup(r, o, &a) || !get_scalar_i32(r, arg(r, 4), "the budget", &budget))
+		return false;
+	int64_t page = a.st->page, b = budget < r->op->ia[3] ? budget : r->op->ia[3];
+	b = r->op->ia[3] == 0 ? 0 : b > page ? b : page; /* budget 0: sinks and window only */
+	float *sc = xmalloc((size_t)(a.pos + a.T) * sizeof *sc);
+	int64_t *list = xmalloc((size_t)(a.pos + a.T) * sizeof *list);
+	for (int64_t t = 0; t < a.T; t++) {
+		int64_t n = a.pos + t + 1;
+		for (int64_t g = 0; g < a.KH; g++) {
+			int64_t visited = 0;
+			int64_t len = quest_select(&a, r->s->bounds[a.si], t, g, n, page, b, r->op->ia[4], r->op->ia[5],
+			                                  list, &visited);
+			for (int64_t h = g * a.group; h < (g + 1) * a.group; h++)
+				attend_head(&a, t, h, len < 0 ? NULL : list, len < 0 ? n : len, sc, o->f);
+			r->s->pages_visited += visited;
+		}
+	}
+	free(list);
+	free(sc);
+	return true;
+}
+
+/* attention_block: rows in query blocks of `block` positions (absolute, from 0); per
+ * kv head and query block, block scores from the mean of the block's queries (of this
+ * call) and the mean keys of each key block up to the block's last row, summed over
+ * the group's heads; the first and the diagonal block always, plus the topk best (or,
+ * topk 0, the fewest best whose estimated attention mass, n_b exp(score / group),
+ * reaches gamma of the total).  Calls of fewer than min_tokens rows are dense. */
+static bool
+op_attention_block(Run *r, Tensor *o)
+{
+	Attn a;
+	if (r->op->ia[3] < 1 || r->op->ia[4] < 0 || r->op->ia[5] < 0)
+		return rerr(r, "block must be positive, topk and min_tokens not negative");
+	if (r->op->ia[4] == 0 && !(r->op->fa[0] > 0 && r->op->fa[0] <= 1))
+		return rerr(r, "gamma must be in (0, 1] without topk");
+	if (!attn_setup(r, o, &a))
+		return false;
+	int64_t B = r->op->ia[3], topk = r->op->ia[4], hd = a.hd;
+	double gamma = r->op->fa[0], scale = 1.0 / sqrt((double)hd);
+	int64_t npos = a.pos + a.T, last = npos - 1;
+	float *sc = xmalloc((size_t)npos * sizeof *sc);
+	int64_t *list = xmalloc((size_t)npos * sizeof *list);
+	int64_t nkb = last / B + 1;
+	Cand *c = xmalloc((size_t)nkb * sizeof *c);
+	double *qbar = xmalloc((size_t)(a.group * hd) * sizeof *qbar), *kbar = xmalloc((size_t)hd * sizeof *kbar);
+	bool dense = a.T < r->op->ia[5];
+	for (int64_t qb = a.pos / B; qb <= last / B; qb++) {
+		int64_t t0 = (qb * B > a.pos ? qb * B : a.pos) - a.pos, t1 = ((qb + 1) * B < npos ? (qb + 1) * B : npos) - a.pos;
+		int64_t end = a.pos + t1; /* keys visible to the block: [0, end) */
+		for (int64_t g = 0; g < a.KH; g++) {
+			int64_t len = -1;
+			if (!dense && qb >= 2) {
+				for (int64_t h = 0; h < a.group; h++)
+					for (int64_t e = 0; e < hd; e++) {
+						double acc = 0;
+						for (int64_t t = t0; t < t1; t++)
+							acc += a.q[t * a.H * hd + (g * a.group + h) * hd + e];
+						qbar[h * hd + e] = acc / (double)(t1 - t0);
+					}
+				double smax = -INFINITY;
+				for (int64_t kb = 0; kb <= qb; kb++) {
+					int64_t j1 = (kb + 1) * B < end ? (kb + 1) * B : end;
+					for (int64_t e = 0; e < hd; e++) {
+						double acc = 0;
+						for (int64_t j = kb * B; j < j1; j++)
+							acc += a.K[(j * a.KH + g) * hd + e];
+						kbar[e] = acc / (double)(j1 - kb * B);
+					}
+					double s = 0;
+					for (int64_t h = 0; h < a.group; h++)
+						for (int64_t e = 0; e < hd; e++)
+							s += qbar[h * hd + e] * kbar[e];
+					c[kb] = (Cand){ s * scale, kb };
+					smax = c[kb].score > smax ? c[kb].score : smax;
+				}
+				/* the candidates 1 .. qb-1, best first */
+				int64_t ncand = qb - 1, take = topk;
+				if (topk == 0) {
+					double total = 0, covered = 0;
+					for (int64_t kb = 0; kb <= qb; kb++) {
+						int64_t j1 = (kb + 1) * B < end ? (kb + 1) * B : end;
+						double mass = (double)(j1 - kb * B) * exp((c[kb].score - smax) / (double)a.group);
+						total += mass;
+						if (kb == 0 || kb == qb)
+							covered += mass;
+					}
+					qsort(c + 1, (size_t)ncand, sizeof *c, cand_cmp);
+					for (take = 0; take < ncand && covered < gamma * total; take++)
+						covered += (double)B * exp((c[1 + take].score - smax) / (double)a.group);
+				} else {
+					qsort(c + 1, (size_t)ncand, sizeof *c, cand_cmp);
+				}
+				if (take < ncand) {
+					bool *keep = xcalloc((size_t)qb + 1, 1);
+					keep[0] = keep[qb] = true;
+					for (int64_t i = 0; i < take; i++)
+						keep[c[1 + i].idx] = true;
+					len = 0;
+					for (int64_t kb = 0; kb <= qb; kb++)
+						if (keep[kb])
+							len = add_units(list, len, kb, kb + 1, B, end);
+					free(keep);
+				}
+			}
+			for (int64_t t = t0; t < t1; t++) {
+				int64_t n = a.pos + t + 1, nl = len;
+				while (len >= 0 && nl > 0 && list[nl - 1] >= n) /* causal within the diagonal block */
+					nl--;
+				for (int64_t h = g * a.group; h < (g + 1) * a.group; h++)
+					attend_head(&a, t, h, len < 0 ? NULL : list, len < 0 ? n : nl, sc, o->f);
 			}
 		}
 	}
+	free(qbar);
+	free(kbar);
+	free(c);
+	free(list);
 	free(sc);
 	return true;
 }
@@ -747,7 +1041,8 @@ makes_f32(Opcode c)
 		return true;
 	switch (c) {
 	case OP_EMBED: case OP_LINEAR: case OP_RMSNORM: case OP_LAYERNORM: case OP_SOFTMAX: case OP_ROPE:
-	case OP_ATTENTION: case OP_SLICE: case OP_CONCAT: case OP_PARAM:
+	case OP_ATTENTION: case OP_ATTENTION_QUEST: case OP_ATTENTION_BLOCK: case OP_SLICE: case OP_CONCAT:
+	case OP_PARAM:
 		return true;
 	default:
 		return false;
@@ -822,6 +1117,8 @@ eval(Run *r, const Op *op, Tensor *o, const int32_t *tokens, int64_t ntokens, in
 	case OP_SOFTMAX: return op_softmax(r, o);
 	case OP_ROPE: return op_rope(r, o);
 	case OP_ATTENTION: return op_attention(r, o);
+	case OP_ATTENTION_QUEST: return op_attention_quest(r, o);
+	case OP_ATTENTION_BLOCK: return op_attention_block(r, o);
 	case OP_ARGMAX: return op_argmax(r, o);
 	case OP_POSITIONS: return op_positions(r, o);
 	case OP_ROW: return op_row(r, o);

@@ -68,21 +68,20 @@ typedef enum Opcode {
 	OP_COUNT
 } Opcode;
 
+#define IR_NIA 8 /* integer attribute slots of an op */
 #define IR_NFA 4 /* float attribute slots of an op */
 
-/* Attribute names of each op's ia[]/fa[] slots in the textual IR (NULL: printed as
- * iaK / faK when non-zero), from ops.def. */
 /* Attribute names of each op's ia[]/fa[] slots in the text (NULL: printed as iaK /
  * faK when non-zero); named slots in `optional` are left out of the text when zero. */
 typedef struct IrAttrSpec {
-	const char *ia[4];
+	const char *ia[IR_NIA];
 	const char *fa[IR_NFA];
-	unsigned optional;   /* bit k: ia[k], bit 4 + k: fa[k] (IR_OPT_IA, IR_OPT_FA) */
+	unsigned optional;   /* bit k: ia[k], bit 8 + k: fa[k] (IR_OPT_IA, IR_OPT_FA) */
 } IrAttrSpec;
 #define IR_ATTRS(...) { __VA_ARGS__ }
 #define IR_NO_ATTRS { NULL }
 #define IR_OPT_IA(k) (1u << (k))
-#define IR_OPT_FA(k) (1u << (4 + (k)))
+#define IR_OPT_FA(k) (1u << (IR_NIA + (k)))
 
 extern const char *const ir_op_names[OP_COUNT];
 extern const IrAttrSpec ir_op_attrs[OP_COUNT];
@@ -339,13 +338,12 @@ typedef uint32_t ValueId;
 #define IR_NO_VALUE UINT32_MAX
 #define IR_MAX_OPERANDS 8
 
-
 typedef struct Op {
 	Opcode code;
 	ValueId dst;                 /* the value this op defines */
 	uint8_t nargs;               /* operands used (<= IR_MAX_OPERANDS) */
 	ValueId args[IR_MAX_OPERANDS];
-	int64_t ia[4];               /* integer attributes, meaning per op (ops.def) */
+	int64_t ia[IR_NIA];          /* integer attributes, meaning per op (ops.def) */
 	float fa[IR_NFA];            /* float attributes, meaning per op (ops.def) */
 	int32_t layer;               /* layer region index, -1 outside any layer */
 	Loc loc;                     /* source location (DSL or .eir) */
@@ -409,6 +407,7 @@ typedef struct State {
 	int64_t ctx;       /* positions */
 	int64_t kv_heads;
 	int64_t head_dim;
+	int64_t page;      /* > 0: per-page key bounds are kept for Quest (docs/sparse.md) */
 	Loc loc;
 } State;
 
@@ -496,6 +495,12 @@ void ir_config_set(Module *m, const char *name, int64_t v);
 
 /* Appends an op defining a new value of type `t`; returns the value id. */
 ValueId ir_emit(Module *m, Func *f, Opcode code, Type t, const ValueId *args, uint32_t nargs, Loc loc);
+/* attention, attention_quest, attention_block: the ops that read and write a KV cache
+ * (ia[0] heads, ia[1] kv_heads, ia[2] state). */
+static inline bool ir_op_is_attention(Opcode c)
+{
+	return c == OP_ATTENTION || c == OP_ATTENTION_QUEST || c == OP_ATTENTION_BLOCK;
+}
 static inline Op *ir_def(Func *f, ValueId v) { return &f->ops[f->vals[v].def]; }
 static inline Type ir_vtype(const Func *f, ValueId v) { return f->vals[v].type; }
 void ir_compute_uses(Module *m, Func *f);
@@ -521,6 +526,7 @@ ValueId ir_b_arg(Builder *b, uint32_t index, Loc loc);
 ValueId ir_b_param(Builder *b, uint32_t param, Loc loc);
 ValueId ir_b_const_f32(Builder *b, float v, Loc loc);
 ValueId ir_b_const_i32(Builder *b, int32_t v, Loc loc);
+/* ia: IR_NIA integers (or NULL), fa: IR_NFA floats (or NULL). */
 ValueId ir_b_op(Builder *b, Opcode code, const ValueId *args, uint32_t nargs,
                 const int64_t *ia, const float *fa, Loc loc);
 /* Result type of an op from its operand types and attributes; false and a message in
@@ -755,5 +761,15 @@ const InterpStats *interp_stats(const InterpState *s);
 /* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each); false when out
  * of range. */
 bool interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v);
+/* Pages of a cache that keeps page bounds (State.page > 0; 0 otherwise). */
+int64_t interp_npages(const State *st);
+/* The page bounds of state `state`: [pages][kv_heads][2][head_dim] (min, then max of
+ * the keys written into each page), or NULL when it keeps none. */
+const float *interp_page_bounds(const InterpState *s, uint32_t state);
+/* Pages attention_quest has attended to since interp_new, summed over layers, rows
+ * and kv heads (every page when it selects them all). */
+int64_t interp_pages_visited(const InterpState *s);
+/* The key cache of state `state`: [ctx][kv_heads][head_dim]. */
+const float *interp_cache_keys(const InterpState *s, uint32_t state);
 
 #endif

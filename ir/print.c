@@ -162,8 +162,11 @@ print_header(FILE *out, const Module *m)
 		const State *s = &m->states[i];
 		fputs("  state ", out);
 		print_sym(out, s->name);
-		fprintf(out, " : kvcache(ctx = %lld, kv_heads = %lld, head_dim = %lld)", (long long)s->ctx,
+		fprintf(out, " : kvcache(ctx = %lld, kv_heads = %lld, head_dim = %lld", (long long)s->ctx,
 		        (long long)s->kv_heads, (long long)s->head_dim);
+		if (s->page > 0)
+			fprintf(out, ", page = %lld", (long long)s->page);
+		fputc(')', out);
 		if (s->layer >= 0)
 			fprintf(out, " layer %d", s->layer);
 		fputs(";\n", out);
@@ -263,7 +266,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 	const IrAttrSpec *sp = &ir_op_attrs[op->code];
 	bool any = false;
 	char buf[64];
-	for (int k = 0; k < 4; k++) {
+	for (int k = 0; k < IR_NIA; k++) {
 		if ((!sp->ia[k] || (sp->optional >> k & 1)) && op->ia[k] == 0)
 			continue;
 		fputs(any ? ", " : " {", out);
@@ -272,7 +275,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 			fprintf(out, "%s = ", sp->ia[k]);
 		else
 			fprintf(out, "ia%d = ", k);
-		if ((op->code == OP_ATTENTION || op->code == OP_KV_WRITE) && k == 2 && op->ia[2] >= 0 &&
+		if ((ir_op_is_attention(op->code) || op->code == OP_KV_WRITE) && k == 2 && op->ia[2] >= 0 &&
 		    op->ia[2] < m->nstates)
 			print_sym(out, m->states[op->ia[2]].name);
 		else if (op->code == OP_KNOB_SET && k == 0 && op->ia[0] >= 0 && op->ia[0] < m->nknobs)
@@ -281,7 +284,7 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 			fprintf(out, "%lld", (long long)op->ia[k]);
 	}
 	for (int k = 0; k < IR_NFA; k++) {
-		if ((!sp->fa[k] || (sp->optional >> (4 + k) & 1)) && op->fa[k] == 0 && !signbit(op->fa[k]))
+		if ((!sp->fa[k] || (sp->optional >> (IR_NIA + k) & 1)) && op->fa[k] == 0 && !signbit(op->fa[k]))
 			continue;
 		fputs(any ? ", " : " {", out);
 		any = true;

@@ -73,7 +73,7 @@ verify_module(Ver *v)
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *s = &m->states[i];
-		if (s->kind != ST_KVCACHE || s->ctx <= 0 || s->kv_heads <= 0 || s->head_dim <= 0)
+		if (s->kind != ST_KVCACHE || s->ctx <= 0 || s->kv_heads <= 0 || s->head_dim <= 0 || s->page < 0)
 			err(v, s->loc, "state '%s': expected a kv cache of positive sizes", s->name);
 		if (s->layer < -1 || (nl > 0 && s->layer >= nl))
 			err(v, s->loc, "state '%s': layer %d is outside the model's %lld layers", s->name, s->layer,
@@ -110,6 +110,11 @@ verify_state_use(Ver *v, const Func *f, const Op *op)
 	if (s->layer >= 0 && op->layer >= 0 && s->layer != op->layer)
 		err(v, op->loc, "attention: in layer %d, expected the state of that layer, saw '%s' of layer %d", op->layer,
 		    s->name, s->layer);
+	if (op->code == OP_ATTENTION_QUEST && s->page <= 0)
+		err(v, op->loc, "attention_quest: expected state '%s' to keep page bounds (page > 0)", s->name);
+	if (op->code == OP_ATTENTION_QUEST && s->page > 0 && op->ia[3] != 0 && op->ia[3] < s->page)
+		err(v, op->loc, "attention_quest: expected a budget of 0 or at least one page (%lld), saw %lld",
+		    (long long)s->page, (long long)op->ia[3]);
 	Type kt = f->vals[op->args[1]].type;
 	if (kt.rank == 2 && !kt.dyn0 && kt.dims[0] > s->ctx)
 		err(v, op->loc, "attention: expected at most %lld rows for state '%s', saw %lld", (long long)s->ctx,
@@ -302,7 +307,7 @@ verify_func(Ver *v, const Func *f)
 		if (!ir_type_eq(t, f->vals[op->dst].type))
 			err(v, op->loc, "%s: expected result type %s, saw %s", nm, ir_type_str(t, buf, sizeof buf),
 			    ir_type_str(f->vals[op->dst].type, buf2, sizeof buf2));
-		if (op->code == OP_ATTENTION)
+		if (ir_op_is_attention(op->code))
 			verify_state_use(v, f, op);
 		if (op->code == OP_PHI && sc.ok)
 			verify_phi(v, f, &sc, i);

@@ -25,7 +25,7 @@ typedef struct Key {
 	uint32_t scope;      /* the innermost branch opener ('if' or 'else'); a phi: its 'if' */
 	uint8_t nargs;
 	ValueId args[IR_MAX_OPERANDS];
-	int64_t ia[4];
+	int64_t ia[IR_NIA];
 	float fa[IR_NFA];
 	Type type;
 } Key;

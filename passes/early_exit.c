@@ -100,7 +100,7 @@ emit_kv_tail(Replay *rp, const PassLayers *ly, int32_t s, ValueId h, Diag *d)
 		rp->b.layer = j;
 		for (int a = 0; a < 3 && ok; a++)
 			ok = (args[a] = pass_replay_slice(rp, op->args[a + 1], j, ly->layer_in[j], h, local)) != IR_NO_VALUE;
-		int64_t ia[4] = { 0, op->ia[1], op->ia[2] };
+		int64_t ia[IR_NIA] = { 0, op->ia[1], op->ia[2] };
 		if (ok)
 			ir_b_op(&rp->b, OP_KV_WRITE, args, 3, ia, NULL, op->loc);
 		else
@@ -169,7 +169,7 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 		ValueId lam = pass_replay_knob(rp, sc->id->threshold, loc);
 		if (e->decay && sc->pos != IR_NO_VALUE) {
 			ValueId args[3] = { lam, pass_replay_knob(rp, sc->id->tau, loc), sc->pos };
-			int64_t ia[4] = { sc->horizon };
+			int64_t ia[IR_NIA] = { sc->horizon };
 			lam = ir_b_op(&rp->b, OP_DECAY, args, 3, ia, NULL, loc);
 		}
 		cond = pass_replay_op2(rp, OP_CMP, c, lam, e->measure == EM_ENTROPY ? 2 : 0, loc);
@@ -189,7 +189,7 @@ emit_site(Replay *rp, SiteCtx *sc, uint32_t k, ValueId h, ValueId hin)
 		ValueId p = pass_replay_op2(rp, OP_CMP, cnt, pass_replay_knob(rp, sc->id->patience, loc), 1, loc);
 		cond = cond == IR_NO_VALUE ? p : pass_replay_op2(rp, OP_OR, cond, p, 0, loc);
 	}
-	int64_t site_ia[4] = { s };
+	int64_t site_ia[IR_NIA] = { s };
 	ir_b_op(&rp->b, OP_IF, &cond, 1, site_ia, NULL, loc);
 	if (logits == IR_NO_VALUE)
 		logits = pass_replay_inline(rp, sc->head, &h);

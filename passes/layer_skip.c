@@ -446,7 +446,7 @@ route_prefill(Module *m, Func *f, const SkipSpec *k, const Router *r, const Rout
 				ValueId args[3] = { pass, ir_b_const_i32(&rp.b, (int32_t)q + 1, loc), b };
 				b = ir_b_op(&rp.b, OP_SELECT, args, 3, NULL, NULL, loc);
 			}
-			int64_t ia[4] = { id->route };
+			int64_t ia[IR_NIA] = { id->route };
 			ir_b_op(&rp.b, OP_KNOB_SET, &b, 1, ia, NULL, loc);
 			for (uint32_t q = 0; q <= r->nrank; q++) {
 				ValueId c = pass_replay_op2(&rp, OP_CMP, b, ir_b_const_i32(&rp.b, (int32_t)q, loc), 4, loc);

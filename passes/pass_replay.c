@@ -134,7 +134,7 @@ pass_replay_variant(Replay *rp, const PassLayers *ly, uint32_t from, const bool 
 ValueId
 pass_replay_knob(Replay *rp, int32_t knob, Loc loc)
 {
-	int64_t ia[4] = { knob };
+	int64_t ia[IR_NIA] = { knob };
 	return ir_b_op(&rp->b, OP_KNOB, NULL, 0, ia, NULL, loc);
 }
 
@@ -142,14 +142,14 @@ ValueId
 pass_replay_op2(Replay *rp, Opcode c, ValueId a, ValueId b, int64_t ia0, Loc loc)
 {
 	ValueId args[2] = { a, b };
-	int64_t ia[4] = { ia0 };
+	int64_t ia[IR_NIA] = { ia0 };
 	return ir_b_op(&rp->b, c, args, b == IR_NO_VALUE ? 1 : 2, ia, NULL, loc);
 }
 
 void
 pass_replay_stat(Replay *rp, int32_t slot, int64_t amount, Loc loc)
 {
-	int64_t ia[4] = { slot, amount };
+	int64_t ia[IR_NIA] = { slot, amount };
 	ir_b_op(&rp->b, OP_STAT, NULL, 0, ia, NULL, loc);
 }
 

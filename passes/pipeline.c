@@ -11,9 +11,13 @@
  *      layers left, on final shapes (the K/V tails it clones are the pruned ones);
  *   5. layer-skip, when the policy has `skip` statements: variants and predicated
  *      FFN blocks on what early exit left;
- *   6. const-fold, then cse, then dce: folding exposes identical ops, merging them
+ *   6. sparse-attention, when the policy has `attend` statements: `attend decode`
+ *      turns the decode attention of every step entry into
+ *      Quest page selection, with page bounds on the caches and the `attend.budget`
+ *      knob; `attend prefill` has no code generator and stays unapplied;
+ *   7. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
- *   7. (pass_run_default) a warning at each policy statement that no pass applied.
+ *   8. (pass_run_default) a warning at each policy statement that no pass applied.
  * docs/ir.md ("The default pipeline") gives the same order with its reasons. */
 #include "passes/passes.h"
 
@@ -23,9 +27,10 @@ const char *
 pass_default_pipeline(const Module *m)
 {
 	static char buf[160];
-	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%sconst-fold,cse,dce",
+	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%s%sconst-fold,cse,dce",
 	         pass_has_stmts(m, POL_DROP) ? "drop-layers," : "", pass_has_stmts(m, POL_PRUNE) ? "prune-structured," : "",
-	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "");
+	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "",
+	         pass_has_stmts(m, POL_ATTEND) ? "sparse-attention," : "");
 	return buf;
 }
 

@@ -186,17 +186,23 @@ int32_t elide_sample_top_p(const float *logits, int32_t n, float temperature, fl
 /* The layout of one layer's KV cache in a context's state region, the one the
  * compiler generates code for: K at offset 0, then V at v_offset; each is ctx rows
  * (positions) of kv_heads x head_dim f32, row after row (row_bytes apart), padded to
- * a multiple of ELIDE_KV_ALIGN bytes.  Caches follow each other in state order, each
- * starting ELIDE_KV_ALIGN-aligned.  All zero when a dimension is not positive. */
+ * a multiple of ELIDE_KV_ALIGN bytes.  A cache with pages (page > 0 positions each,
+ * kept for Quest sparse attention) then holds its page bounds at bounds_offset:
+ * [pages][kv_heads][2][head_dim] f32 (the per-channel minimum, then maximum, of the
+ * keys written into each page), padded likewise.  Caches follow each other in state
+ * order, each starting ELIDE_KV_ALIGN-aligned.  All zero when a dimension is not
+ * positive (page 0: no bounds). */
 #define ELIDE_KV_ALIGN 64
 typedef struct elide_kv_layout {
-	uint64_t row_bytes; /* one position of K (or V): kv_heads * head_dim * 4 */
-	uint64_t v_offset;  /* V from the start of the cache: K's bytes, padded */
-	uint64_t bytes;     /* the whole cache: 2 * v_offset */
+	uint64_t row_bytes;     /* one position of K (or V): kv_heads * head_dim * 4 */
+	uint64_t v_offset;      /* V from the start of the cache: K's bytes, padded */
+	uint64_t bounds_offset; /* page bounds from the start of the cache: 2 * v_offset */
+	uint64_t bounds_bytes;  /* the page bounds, padded (0 without pages) */
+	uint64_t bytes;         /* the whole cache: 2 * v_offset + bounds_bytes */
 } elide_kv_layout;
-elide_kv_layout elide_kv_layout_of(int64_t ctx, int64_t kv_heads, int64_t head_dim);
+elide_kv_layout elide_kv_layout_of(int64_t ctx, int64_t kv_heads, int64_t head_dim, int64_t page);
 /* Bytes of one layer's KV cache, padding included: elide_kv_layout_of(...).bytes. */
-uint64_t elide_kv_bytes(int64_t ctx, int64_t kv_heads, int64_t head_dim);
+uint64_t elide_kv_bytes(int64_t ctx, int64_t kv_heads, int64_t head_dim, int64_t page);
 /* n rounded up to a multiple of align (a power of two). */
 uint64_t elide_align_up(uint64_t n, uint64_t align);
 /* Monotonic clock in nanoseconds. */

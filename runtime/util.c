@@ -5,23 +5,28 @@
 #include <time.h>
 
 elide_kv_layout
-elide_kv_layout_of(int64_t ctx, int64_t kv_heads, int64_t head_dim)
+elide_kv_layout_of(int64_t ctx, int64_t kv_heads, int64_t head_dim, int64_t page)
 {
-	elide_kv_layout l = { 0, 0, 0 };
+	elide_kv_layout l = { 0, 0, 0, 0, 0 };
 	/* each factor below 2^20 keeps every product far inside 64 bits */
 	if (ctx <= 0 || kv_heads <= 0 || head_dim <= 0 || ctx >= (1 << 30) || kv_heads >= (1 << 20) ||
-	    head_dim >= (1 << 20))
+	    head_dim >= (1 << 20) || page < 0)
 		return l;
 	l.row_bytes = (uint64_t)kv_heads * (uint64_t)head_dim * sizeof(float);
 	l.v_offset = elide_align_up((uint64_t)ctx * l.row_bytes, ELIDE_KV_ALIGN);
-	l.bytes = 2 * l.v_offset;
+	l.bounds_offset = 2 * l.v_offset;
+	if (page > 0) {
+		uint64_t pages = ((uint64_t)ctx + (uint64_t)page - 1) / (uint64_t)page;
+		l.bounds_bytes = elide_align_up(pages * 2 * l.row_bytes, ELIDE_KV_ALIGN);
+	}
+	l.bytes = 2 * l.v_offset + l.bounds_bytes;
 	return l;
 }
 
 uint64_t
-elide_kv_bytes(int64_t ctx, int64_t kv_heads, int64_t head_dim)
+elide_kv_bytes(int64_t ctx, int64_t kv_heads, int64_t head_dim, int64_t page)
 {
-	return elide_kv_layout_of(ctx, kv_heads, head_dim).bytes;
+	return elide_kv_layout_of(ctx, kv_heads, head_dim, page).bytes;
 }
 
 uint64_t

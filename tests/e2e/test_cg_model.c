@@ -131,7 +131,8 @@ Test(cg_model, padded_kv_layout)
 	TJit *t = tj_new(m, true);
 	uint64_t off = 0;
 	for (uint32_t i = 0; i < m->nstates; i++) {
-		elide_kv_layout l = elide_kv_layout_of(m->states[i].ctx, m->states[i].kv_heads, m->states[i].head_dim);
+		elide_kv_layout l = elide_kv_layout_of(m->states[i].ctx, m->states[i].kv_heads, m->states[i].head_dim,
+		                                       m->states[i].page);
 		cr_assert_eq(l.v_offset, 128u);
 		cr_assert_eq(t->r->state_off[i], off, "cache %u", i);
 		off += l.bytes;

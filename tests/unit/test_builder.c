@@ -72,7 +72,7 @@ op2(Fx *x, Opcode c, ValueId a, ValueId b)
 static ValueId
 op1(Fx *x, Opcode c, ValueId a, int64_t i0, int64_t i1, float f0)
 {
-	int64_t ia[4] = { i0, i1 };
+	int64_t ia[IR_NIA] = { i0, i1 };
 	float fa[IR_NFA] = { f0 };
 	return ir_b_op(&x->b, c, &a, 1, ia, fa, L0);
 }
@@ -97,7 +97,7 @@ Test(builder, llama_step_block_types)
 	ValueId wq = P(&x, "wq", ir_type_mat(DT_F32, 16, 16)), wk = P(&x, "wk", ir_type_mat(DT_F32, 8, 16));
 	ValueId q = op2(&x, OP_LINEAR, h, wq), k = op2(&x, OP_LINEAR, h, wk);
 	expect_type(&x, k, "f32[8]");
-	int64_t ria[4] = { 4, 0, 0 };
+	int64_t ria[IR_NIA] = { 4, 0, 0 };
 	float rfa[IR_NFA] = { 10000.0f };
 	ValueId qa[2] = { q, pos }, ka[2] = { k, pos };
 	ValueId qr = ir_b_op(&x.b, OP_ROPE, qa, 2, ria, rfa, L0);
@@ -105,7 +105,7 @@ Test(builder, llama_step_block_types)
 	ValueId kr = ir_b_op(&x.b, OP_ROPE, ka, 2, ria, rfa, L0);
 	expect_type(&x, kr, "f32[8]");
 	ValueId aa[4] = { qr, kr, k, pos };
-	int64_t aia[4] = { 4, 2, 0 };
+	int64_t aia[IR_NIA] = { 4, 2, 0 };
 	ValueId at = ir_b_op(&x.b, OP_ATTENTION, aa, 4, aia, NULL, L0);
 	expect_type(&x, at, "f32[16]");
 	cr_expect_eq(ir_def(x.f, at)->layer, 0);
@@ -136,7 +136,7 @@ Test(builder, dyn0_flows_through_row_ops)
 	ValueId ca[3] = { y, h, y };
 	expect_type(&x, ir_b_op(&x.b, OP_CONCAT, ca, 3, NULL, NULL, L0), "f32[<=8, 64]");
 	ValueId nw = P(&x, "nw", ir_type_vec(DT_F32, 24));
-	float eps[2] = { 1e-5f };
+	float eps[IR_NFA] = { 1e-5f };
 	ValueId na[3] = { y, nw, nw };
 	expect_type(&x, ir_b_op(&x.b, OP_RMSNORM, na, 2, NULL, eps, L0), "f32[<=8, 24]");
 	expect_type(&x, ir_b_op(&x.b, OP_LAYERNORM, na, 3, NULL, eps, L0), "f32[<=8, 24]");
@@ -235,7 +235,7 @@ Test(builder, attention_grouped_and_bidirectional)
 	ValueId pos = ir_b_arg(&x.b, 1, L0);
 	ValueId vq = P(&x, "q", q), vk = P(&x, "k", kv);
 	ValueId a[4] = { vq, vk, vk, pos };
-	int64_t ia[4] = { 6, 2, -1 };
+	int64_t ia[IR_NIA] = { 6, 2, -1 };
 	expect_type(&x, ir_b_op(&x.b, OP_ATTENTION, a, 4, ia, NULL, L0), "f32[<=8, 24]");
 	ia[1] = 4;
 	cr_expect_eq(ir_b_op(&x.b, OP_ATTENTION, a, 4, ia, NULL, L0), IR_NO_VALUE);

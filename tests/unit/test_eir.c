@@ -188,7 +188,7 @@ Test(eir, exact_numbers_names_strings)
 		last = ir_b_const_f32(&b, vals[i], (Loc){ 0 });
 		f->vals[last].type = t;
 		float fa[IR_NFA] = { vals[i], -vals[i] };
-		int64_t ia[4] = { 0, 0, 0, (int64_t)i - 3 };
+		int64_t ia[IR_NIA] = { 0, 0, 0, (int64_t)i - 3 };
 		last = ir_b_op(&b, OP_SCALE, &last, 1, ia, fa, (Loc){ 0 });
 		cr_assert_neq(last, IR_NO_VALUE);
 	}

@@ -401,18 +401,26 @@ Test(rt_blob, open_is_a_private_copy)
 
 Test(rt_util, sizes)
 {
-	cr_assert_eq(elide_kv_bytes(256, 6, 48), 2u * 256 * 6 * 48 * 4);
+	cr_assert_eq(elide_kv_bytes(256, 6, 48, 0), 2u * 256 * 6 * 48 * 4);
 	/* K and V are each padded to 64 bytes, as the compiler lays them out: 3 x 5
 	 * floats = 60 bytes -> 64 */
-	cr_assert_eq(elide_kv_bytes(3, 1, 5), 128u);
-	elide_kv_layout l = elide_kv_layout_of(7, 2, 3);
+	cr_assert_eq(elide_kv_bytes(3, 1, 5, 0), 128u);
+	elide_kv_layout l = elide_kv_layout_of(7, 2, 3, 0);
 	cr_assert_eq(l.row_bytes, 24u);
 	cr_assert_eq(l.v_offset, 192u); /* 168 -> 192 */
 	cr_assert_eq(l.bytes, 384u);
-	cr_assert_eq(elide_kv_layout_of(7, 0, 3).bytes, 0u);
-	cr_assert_eq(elide_kv_layout_of(INT64_MAX, 1 << 19, 1 << 19).bytes, 0u);
-	cr_assert_eq(elide_kv_bytes(0, 6, 48), 0u);
-	cr_assert_eq(elide_kv_bytes(-1, 6, 48), 0u);
+	/* page bounds after V: ceil(7 / 3) = 3 pages x 2 (min, max) x 24 bytes = 144 -> 192 */
+	elide_kv_layout lp = elide_kv_layout_of(7, 2, 3, 3);
+	cr_assert_eq(lp.v_offset, 192u);
+	cr_assert_eq(lp.bounds_offset, 384u);
+	cr_assert_eq(lp.bounds_bytes, 192u);
+	cr_assert_eq(lp.bytes, 576u);
+	cr_assert_eq(elide_kv_bytes(7, 2, 3, 3), 576u);
+	cr_assert_eq(elide_kv_layout_of(7, 2, 3, -1).bytes, 0u);
+	cr_assert_eq(elide_kv_layout_of(7, 0, 3, 0).bytes, 0u);
+	cr_assert_eq(elide_kv_layout_of(INT64_MAX, 1 << 19, 1 << 19, 0).bytes, 0u);
+	cr_assert_eq(elide_kv_bytes(0, 6, 48, 0), 0u);
+	cr_assert_eq(elide_kv_bytes(-1, 6, 48, 0), 0u);
 	cr_assert_eq(elide_align_up(0, 64), 0u);
 	cr_assert_eq(elide_align_up(1, 64), 64u);
 	cr_assert_eq(elide_align_up(64, 64), 64u);

@@ -1,0 +1,346 @@
+/* attention_sparse.c - the page-bounds update on every cache write (the bounds lie
+ * where elide_kv_layout_of puts them) and attention_quest (docs/sparse.md).
+ * attention_quest is a task over (row, kv head) pairs:
+ *   1. n = pos + t + 1 keys are visible, in np pages of P; pages [0, sp) hold the
+ *      sinks, [wp, np) the window and the current page; K pages are chosen among
+ *      the nmid = wp - sp between them (K from the run-time budget, computed once
+ *      by the entry);
+ *   2. nmid <= K: every page is chosen, and the task calls the dense attention task
+ *      for the group's heads (so the result is the dense one, bit for bit);
+ *   3. else the page scores u = sum over the group's heads and channels of
+ *      max(q min, q max) become order-preserving 32-bit keys; the K-th largest key
+ *      is found bit by bit from the top (32 counting passes: a partial selection,
+ *      no sort); pages above it, then pages equal to it in index order until K,
+ *      join the forced ones in one ascending page list;
+ *   4. each head of the group attends over the tokens of the listed pages: scores,
+ *      softmax, weighted sum of the values (the dense kernel's vector code). */
+#include "codegen/codegen.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static LLVMValueRef
+add(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildAdd(g->b, a, b, "");
+}
+
+static LLVMValueRef
+sub(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSub(g->b, a, b, "");
+}
+
+static LLVMValueRef
+mulc(Cg *g, LLVMValueRef a, int64_t c)
+{
+	return LLVMBuildMul(g->b, a, cg_i64(g, c), "");
+}
+
+static LLVMValueRef
+smin(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef
+smax(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef
+ldf(Cg *g, LLVMValueRef base, LLVMValueRef idx)
+{
+	return cg_load(g, g->f32, cg_gep(g, g->f32, base, idx), 4);
+}
+
+static LLVMValueRef
+ld64(Cg *g, LLVMValueRef p)
+{
+	return cg_load(g, g->i64, p, 8);
+}
+
+static void
+st64(Cg *g, LLVMValueRef v, LLVMValueRef p)
+{
+	cg_store(g, v, p, 8);
+}
+
+static LLVMValueRef
+state_part(Cg *g, int64_t si, uint64_t off)
+{
+	return cg_gepb(g, g->state, (int64_t)(g->r->state_off[si] + off));
+}
+
+void
+cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys)
+{
+	const State *s = &g->m->states[si];
+	int64_t kvh = s->kv_heads, hd = s->head_dim, P = s->page;
+	LLVMValueRef B = state_part(g, si, elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page).bounds_offset);
+	CgLoop lt = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "bnd.row");
+	LLVMValueRef p = add(g, pos, lt.iv);
+	LLVMValueRef first = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, p, cg_i64(g, P), ""), cg_i64(g, 0), "");
+	LLVMValueRef pb = cg_gep(g, g->f32, B, mulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), kvh * 2 * hd));
+	LLVMValueRef kr = cg_gep(g, g->f32, keys, mulc(g, lt.iv, kvh * hd));
+	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, kvh), NULL, "bnd.head");
+	LLVMValueRef mnr = cg_gep(g, g->f32, pb, mulc(g, lg.iv, 2 * hd));
+	LLVMValueRef mxr = cg_gep(g, g->f32, mnr, cg_i64(g, hd));
+	LLVMValueRef krh = cg_gep(g, g->f32, kr, mulc(g, lg.iv, hd));
+	CgLoop le = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "bnd.ch");
+	LLVMValueRef x = ldf(g, krh, le.iv);
+	LLVMValueRef a1[2] = { x, ldf(g, mnr, le.iv) }, a2[2] = { x, ldf(g, mxr, le.iv) };
+	LLVMValueRef mn = LLVMBuildSelect(g->b, first, x, cg_call_intr(g, "llvm.minnum", g->f32, a1, 2), "");
+	LLVMValueRef mx = LLVMBuildSelect(g->b, first, x, cg_call_intr(g, "llvm.maxnum", g->f32, a2, 2), "");
+	cg_store(g, mn, cg_gep(g, g->f32, mnr, le.iv), 4);
+	cg_store(g, mx, cg_gep(g, g->f32, mxr, le.iv), 4);
+	cg_loop_end(g, &le);
+	cg_loop_end(g, &lg);
+	cg_loop_end(g, &lt);
+}
+
+/* Branches to a new block when cond holds, else to another; returns them. */
+static void
+branch(Cg *g, LLVMValueRef cond, const char *yes, const char *no, LLVMBasicBlockRef *by, LLVMBasicBlockRef *bn)
+{
+	*by = LLVMAppendBasicBlockInContext(g->c, g->fn, yes);
+	*bn = LLVMAppendBasicBlockInContext(g->c, g->fn, no);
+	LLVMBuildCondBr(g->b, cond, *by, *bn);
+}
+
+/* Slots: 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos, 6 page bounds, 7 K (pages to choose). */
+static LLVMValueRef
+quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P, int64_t S, int64_t W)
+{
+	char key[160];
+	snprintf(key, sizeof key, "quest.%lld.%lld.%lld.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
+	         (long long)hd, (long long)ctx, (long long)P, (long long)S, (long long)W);
+	LLVMValueRef fn = cg_kernel_find(g, key);
+	if (fn)
+		return fn;
+	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx);
+	CgSave save;
+	fn = cg_task_begin(g, key, &save);
+	cg_kernel_add(g, key, fn);
+	int vw = g->t->vec;
+	while (vw > 1 && hd % vw)
+		vw /= 2;
+	int nv = (int)(hd / vw);
+	int64_t group = heads / kvh, qd = heads * hd, kd = kvh * hd, maxp = (ctx + P - 1) / P;
+	double scale = 1.0 / sqrt((double)hd);
+	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
+	LLVMValueRef blk = LLVMGetParam(fn, 0);
+	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);
+	LLVMValueRef out = cg_slot_ptr(g, blk, 3), pos = cg_slot_i64(g, blk, 5);
+	LLVMValueRef bnd = cg_slot_ptr(g, blk, 6), kp = cg_slot_i64(g, blk, 7);
+	LLVMValueRef pkey = cg_alloca(g, LLVMArrayType(g->i32, (unsigned)maxp), "pkey");
+	LLVMValueRef plist = cg_alloca(g, LLVMArrayType(g->i64, (unsigned)maxp), "plist");
+	LLVMValueRef scores = cg_alloca(g, LLVMArrayType(g->f32, (unsigned)ctx), "scores");
+	LLVMValueRef acc = cg_alloca(g, g->f32, "acc"), uacc = cg_alloca(g, vt, "u");
+	LLVMValueRef thr = cg_alloca(g, g->i32, "thr"), cnt = cg_alloca(g, g->i64, "cnt");
+	LLVMValueRef need = cg_alloca(g, g->i64, "need"), nl = cg_alloca(g, g->i64, "nl");
+	LLVMValueRef ci = cg_alloca(g, g->i64, "c");
+	LLVMValueRef *ov = xmalloc((size_t)nv * sizeof *ov), *qv = xmalloc((size_t)nv * sizeof *qv);
+	for (int c = 0; c < nv; c++)
+		ov[c] = cg_alloca(g, vt, "o");
+	LLVMTypeRef u32 = g->i32;
+
+	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowkv");
+	LLVMValueRef t = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, kvh), "");
+	LLVMValueRef gk = LLVMBuildSRem(g->b, l.iv, cg_i64(g, kvh), "");
+	LLVMValueRef n = add(g, add(g, pos, t), cg_i64(g, 1));
+	LLVMValueRef np = LLVMBuildSDiv(g->b, add(g, n, cg_i64(g, P - 1)), cg_i64(g, P), "np");
+	LLVMValueRef sp = smin(g, np, cg_i64(g, (S + P - 1) / P));
+	LLVMValueRef wp;
+	if (W > 0) {
+		LLVMValueRef back = LLVMBuildSDiv(g->b, sub(g, n, cg_i64(g, W)), cg_i64(g, P), "");
+		wp = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, n, cg_i64(g, W), ""), back, cg_i64(g, 0), "");
+	} else {
+		wp = sub(g, np, cg_i64(g, 1));
+	}
+	wp = smax(g, smin(g, wp, sub(g, np, cg_i64(g, 1))), sp);
+	LLVMValueRef nmid = sub(g, wp, sp);
+	LLVMBasicBlockRef bd, bs, bnext = LLVMAppendBasicBlockInContext(g->c, g->fn, "quest.next");
+	branch(g, LLVMBuildICmp(g->b, LLVMIntSLE, nmid, kp, ""), "quest.dense", "quest.sparse", &bd, &bs);
+
+	/* 2. every page: the dense task for the group's heads */
+	LLVMPositionBuilderAtEnd(g->b, bd);
+	LLVMValueRef h0 = add(g, mulc(g, t, heads), mulc(g, gk, group));
+	LLVMValueRef da[3] = { blk, h0, add(g, h0, cg_i64(g, group)) };
+	LLVMBuildCall2(g->b, g->task_ty, dense, da, 3, "");
+	LLVMBuildBr(g->b, bnext);
+
+	/* 3. page scores as keys */
+	LLVMPositionBuilderAtEnd(g->b, bs);
+	LLVMValueRef qrow = cg_gep(g, g->f32, q, add(g, mulc(g, t, qd), mulc(g, gk, group * hd)));
+	CgLoop lp = cg_loop_begin(g, sp, wp, NULL, "page");
+	LLVMValueRef mnp = cg_gep(g, g->f32, bnd, mulc(g, add(g, mulc(g, lp.iv, kvh), gk), 2 * hd));
+	cg_store(g, LLVMConstNull(vt), uacc, 64);
+	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "ph");
+	LLVMValueRef qh = cg_gep(g, g->f32, qrow, mulc(g, lh.iv, hd));
+	LLVMValueRef u = cg_load(g, vt, uacc, 64);
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef x = cg_load(g, vt, cg_gep(g, g->f32, qh, cg_i64(g, c * vw)), 4);
+		LLVMValueRef mn = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, c * vw)), 4);
+		LLVMValueRef mx = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, hd + c * vw)), 4);
+		LLVMValueRef a[2] = { cg_fast(LLVMBuildFMul(g->b, x, mn, "")), cg_fast(LLVMBuildFMul(g->b, x, mx, "")) };
+		u = cg_fast(LLVMBuildFAdd(g->b, u, cg_call_intr(g, "llvm.maxnum", vt, a, 2), ""));
+	}
+	cg_store(g, u, uacc, 64);
+	cg_loop_end(g, &lh);
+	LLVMValueRef us = cg_load(g, vt, uacc, 64);
+	if (vw > 1) {
+		LLVMValueRef a[2] = { cg_f32c(g, -0.0), us };
+		us = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
+	} else {
+		us = LLVMBuildExtractElement(g->b, us, cg_i32c(g, 0), "");
+	}
+	LLVMValueRef bits = LLVMBuildBitCast(g->b, us, u32, "");
+	LLVMValueRef neg = LLVMBuildICmp(g->b, LLVMIntSLT, bits, cg_i32c(g, 0), "");
+	LLVMValueRef pk = LLVMBuildSelect(g->b, neg, LLVMBuildNot(g->b, bits, ""),
+	                                  LLVMBuildOr(g->b, bits, cg_i32c(g, INT32_MIN), ""), "key");
+	cg_store(g, pk, cg_gep(g, g->i32, pkey, sub(g, lp.iv, sp)), 4);
+	cg_loop_end(g, &lp);
+
+	/* the K-th largest key, bit by bit */
+	cg_store(g, cg_i32c(g, 0), thr, 4);
+	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, 32), NULL, "bit");
+	LLVMValueRef bit = LLVMBuildShl(g->b, cg_i32c(g, 1), LLVMBuildTrunc(g->b, sub(g, cg_i64(g, 31), lb.iv), u32, ""), "");
+	LLVMValueRef cand = LLVMBuildOr(g->b, cg_load(g, u32, thr, 4), bit, "");
+	st64(g, cg_i64(g, 0), cnt);
+	CgLoop lc = cg_loop_begin(g, cg_i64(g, 0), nmid, NULL, "count");
+	LLVMValueRef ge = LLVMBuildICmp(g->b, LLVMIntUGE, cg_load(g, u32, cg_gep(g, g->i32, pkey, lc.iv), 4), cand, "");
+	st64(g, add(g, ld64(g, cnt), LLVMBuildZExt(g->b, ge, g->i64, "")), cnt);
+	cg_loop_end(g, &lc);
+	LLVMValueRef ok = LLVMBuildICmp(g->b, LLVMIntSGE, ld64(g, cnt), kp, "");
+	cg_store(g, LLVMBuildSelect(g->b, ok, cand, cg_load(g, u32, thr, 4), ""), thr, 4);
+	cg_loop_end(g, &lb);
+	LLVMValueRef tv = cg_load(g, u32, thr, 4);
+	st64(g, cg_i64(g, 0), cnt);
+	CgLoop lg2 = cg_loop_begin(g, cg_i64(g, 0), nmid, NULL, "above");
+	LLVMValueRef gt = LLVMBuildICmp(g->b, LLVMIntUGT, cg_load(g, u32, cg_gep(g, g->i32, pkey, lg2.iv), 4), tv, "");
+	st64(g, add(g, ld64(g, cnt), LLVMBuildZExt(g->b, gt, g->i64, "")), cnt);
+	cg_loop_end(g, &lg2);
+	st64(g, sub(g, kp, ld64(g, cnt)), need);
+
+	/* the page list, ascending */
+	st64(g, cg_i64(g, 0), nl);
+	CgLoop ls = cg_loop_begin(g, cg_i64(g, 0), sp, NULL, "sinks");
+	st64(g, ls.iv, cg_gep(g, g->i64, plist, ld64(g, nl)));
+	st64(g, add(g, ld64(g, nl), cg_i64(g, 1)), nl);
+	cg_loop_end(g, &ls);
+	CgLoop lm = cg_loop_begin(g, cg_i64(g, 0), nmid, NULL, "mid");
+	LLVMValueRef kj = cg_load(g, u32, cg_gep(g, g->i32, pkey, lm.iv), 4);
+	LLVMValueRef nd = ld64(g, need);
+	LLVMValueRef eq = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, kj, tv, ""),
+	                               LLVMBuildICmp(g->b, LLVMIntSGT, nd, cg_i64(g, 0), ""), "");
+	LLVMValueRef take = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntUGT, kj, tv, ""), eq, "");
+	st64(g, sub(g, nd, LLVMBuildZExt(g->b, eq, g->i64, "")), need);
+	st64(g, add(g, sp, lm.iv), cg_gep(g, g->i64, plist, ld64(g, nl)));
+	st64(g, add(g, ld64(g, nl), LLVMBuildZExt(g->b, take, g->i64, "")), nl);
+	cg_loop_end(g, &lm);
+	CgLoop lw = cg_loop_begin(g, wp, np, NULL, "window");
+	st64(g, lw.iv, cg_gep(g, g->i64, plist, ld64(g, nl)));
+	st64(g, add(g, ld64(g, nl), cg_i64(g, 1)), nl);
+	cg_loop_end(g, &lw);
+	LLVMValueRef npl = ld64(g, nl);
+
+	/* 4. each head of the group over the listed pages */
+	CgLoop la = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "head");
+	LLVMValueRef hq = cg_gep(g, g->f32, qrow, mulc(g, la.iv, hd));
+	LLVMValueRef orow = cg_gep(g, g->f32, out, add(g, mulc(g, t, qd), add(g, mulc(g, gk, group * hd), mulc(g, la.iv, hd))));
+	LLVMValueRef koff = mulc(g, gk, hd);
+	for (int c = 0; c < nv; c++)
+		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
+	st64(g, cg_i64(g, 0), ci);
+	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "spage");
+	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l1.iv)), P);
+	CgLoop lj = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "skey");
+	LLVMValueRef kr = cg_gep(g, g->f32, K, add(g, mulc(g, lj.iv, kd), koff));
+	LLVMValueRef dv = NULL;
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
+		if (!dv) {
+			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
+		} else {
+			LLVMValueRef a[3] = { qv[c], kv, dv };
+			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
+		}
+	}
+	LLVMValueRef dot;
+	if (vw > 1) {
+		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
+		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
+	} else {
+		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
+	}
+	LLVMValueRef cc = ld64(g, ci);
+	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
+	st64(g, add(g, cc, cg_i64(g, 1)), ci);
+	cg_loop_end(g, &lj);
+	cg_loop_end(g, &l1);
+	cg_softmax_row(g, scores, ld64(g, ci), acc);
+	for (int c = 0; c < nv; c++)
+		cg_store(g, LLVMConstNull(vt), ov[c], 64);
+	st64(g, cg_i64(g, 0), ci);
+	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "vpage");
+	LLVMValueRef v0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l2.iv)), P);
+	CgLoop lv = cg_loop_begin(g, v0, smin(g, add(g, v0, cg_i64(g, P)), n), NULL, "vkey");
+	LLVMValueRef c2 = ld64(g, ci);
+	LLVMValueRef pr = ldf(g, scores, c2);
+	LLVMValueRef p = vw == 1 ? LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), pr, cg_i32c(g, 0), "")
+	                         : cg_splat(g, pr, vw);
+	LLVMValueRef vr = cg_gep(g, g->f32, V, add(g, mulc(g, lv.iv, kd), koff));
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
+			              cg_load(g, vt, ov[c], 64) };
+		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
+	}
+	st64(g, add(g, c2, cg_i64(g, 1)), ci);
+	cg_loop_end(g, &lv);
+	cg_loop_end(g, &l2);
+	for (int c = 0; c < nv; c++)
+		cg_store(g, cg_load(g, vt, ov[c], 64), cg_gep(g, g->f32, orow, cg_i64(g, c * vw)), 4);
+	cg_loop_end(g, &la);
+	LLVMBuildBr(g->b, bnext);
+
+	LLVMPositionBuilderAtEnd(g->b, bnext);
+	cg_loop_end(g, &l);
+	cg_task_end(g, &save);
+	free(ov);
+	free(qv);
+	return fn;
+}
+
+void
+cg_lower_attention_quest(Cg *g, const Op *op)
+{
+	const Func *f = g->f;
+	Type qt = f->vals[op->args[0]].type;
+	const State *s = &g->m->states[op->ia[2]];
+	int64_t heads = op->ia[0], kvh = op->ia[1], hd = cg_cols(qt) / heads, P = s->page;
+	elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page);
+	LLVMValueRef rows = cg_rows(g, qt), K, V;
+	LLVMValueRef pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
+	cg_cache_write(g, op->ia[2], cg_val_ptr(g, op->args[1]), cg_val_ptr(g, op->args[2]), rows, pos, &K, &V);
+	/* pages to choose: max(3, min(budget, compiled) / P), the budget at least a page;
+	 * a compiled budget of 0 chooses none (sinks and window only) */
+	LLVMValueRef kp = cg_i64(g, 0);
+	if (op->ia[3] > 0) {
+		LLVMValueRef b = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[4]), g->i64, "");
+		b = smax(g, smin(g, b, cg_i64(g, op->ia[3])), cg_i64(g, P));
+		kp = smax(g, LLVMBuildSDiv(g->b, b, cg_i64(g, P), ""), cg_i64(g, 3));
+	}
+	LLVMValueRef task = quest_task(g, heads, kvh, hd, s->ctx, P, op->ia[4], op->ia[5]);
+	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
+	cg_slot_set(g, 1, K);
+	cg_slot_set(g, 2, V);
+	cg_slot_set(g, 3, cg_val_ptr(g, op->dst));
+	cg_slot_set(g, 4, rows);
+	cg_slot_set(g, 5, pos);
+	cg_slot_set(g, 6, state_part(g, op->ia[2], kl.bounds_offset));
+	cg_slot_set(g, 7, kp);
+	cg_pfor(g, task, mulc(g, rows, kvh));
+}

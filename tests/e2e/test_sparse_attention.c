@@ -1,0 +1,301 @@
+/* test_sparse_attention.c - Quest decode attention (attention_quest, docs/sparse.md)
+ * on seeded random Llamas, multi-head and grouped-query:
+ *   - a budget of the whole context gives the dense logits bit for bit, compiled
+ *     and interpreted (a prefill, then 200 decode steps);
+ *   - small budgets: compiled == interpreter (relative error <= 1e-4, same argmax)
+ *     at 1 and 2 threads, and the interpreter visits fewer pages than dense;
+ *   - the page bounds, after a prefill and after steps that cross page boundaries,
+ *     are the exact per-channel min and max of the cached keys of each page
+ *     (interpreter) and the compiled state holds the same bounds;
+ *   - the page score bounds q.k from above for every key of its page. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "tests/e2e/cg_jit_support.h"
+#include "tests/support/compare.h"
+#include "tests/support/randmodel.h"
+
+typedef int (*StepFn)(void *, int32_t, int32_t, float *);
+typedef int (*PrefillFn)(void *, const int32_t *, int32_t, int32_t, float *);
+typedef int (*ThreadsFn)(void *, int);
+typedef int (*SetKnobFn)(void *, int, double);
+
+enum { NPRE = 13, NSTEP = 200, PAGE = 8 };
+
+static Diag diag;
+static char dir[256];
+static double budget_knob = -1; /* >= 0: the runs set the knob attend.budget to it */
+
+static RmConfig
+config(int kv_heads)
+{
+	RmConfig c = rm_default_config();
+	c.dim = 32;
+	c.ffn = 64;
+	c.vocab = 64;
+	c.ctx = 256;
+	c.heads = 4;
+	c.kv_heads = kv_heads;
+	c.layers = 2;
+	c.seed = 91 + (uint64_t)kv_heads;
+	return c;
+}
+
+/* The model with `policy p { body }` (body NULL: dense), loaded, passes run. */
+static Module *
+load(const RmConfig *c, const char *body)
+{
+	char w[300], src[300];
+	snprintf(dir, sizeof dir, "/tmp/elide_sparse_XXXXXX");
+	cr_assert(mkdtemp(dir));
+	snprintf(w, sizeof w, "%s/w.safetensors", dir);
+	snprintf(src, sizeof src, "%s/m.elide", dir);
+	cr_assert(rm_write_model(c, w));
+	char *model = rm_elide_source(c, "llama");
+	FILE *f = fopen(src, "w");
+	fprintf(f, "%s\npolicy p for llama {\n  %s\n}\n", model, body ? body : "");
+	fclose(f);
+	free(model);
+	diag_init(&diag, stderr);
+	Module *m = fe_load(src, body ? "p" : NULL, &diag);
+	cr_assert(m);
+	cr_assert(ir_load_params(m, w, &diag));
+	cr_assert(pass_run_default(m, &diag));
+	cr_assert(ir_verify(m, &diag));
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+	return m;
+}
+
+static int
+count_ops(const Module *m, Opcode code)
+{
+	int n = 0;
+	for (uint32_t e = 0; e < m->nfuncs; e++)
+		for (uint32_t i = 0; i < m->funcs[e]->nops; i++)
+			n += m->funcs[e]->ops[i].code == code;
+	return n;
+}
+
+/* Logits of a prefill and NSTEP steps (greedy), (1 + NSTEP) x vocab. */
+static float *
+run_compiled(Module *m, int threads)
+{
+	int V = (int)ir_config_get(m, "vocab", 64);
+	TJit *t = tj_new(m, true);
+	cr_assert_eq(((ThreadsFn)tj_sym(t, "set_threads"))(t->ctx, threads), ELIDE_OK);
+	if (budget_knob >= 0)
+		cr_assert_eq(((SetKnobFn)tj_sym(t, "set_knob"))(t->ctx, ir_find_knob(m, "attend.budget"), budget_knob),
+		             ELIDE_OK);
+	float *o = xmalloc((size_t)(NSTEP + 1) * (size_t)V * sizeof *o);
+	int32_t toks[NPRE];
+	for (int i = 0; i < NPRE; i++)
+		toks[i] = (int32_t)((i * 37 + 11) % V);
+	cr_assert_eq(((PrefillFn)tj_sym(t, "prefill"))(t->ctx, toks, NPRE, 0, o), ELIDE_OK);
+	for (int s = 0; s < NSTEP; s++) {
+		int32_t tok = (int32_t)((ts_argmax(o + (size_t)s * V, V) * 7 + s) % V);
+		cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, tok, NPRE + s, o + (size_t)(s + 1) * V), ELIDE_OK);
+	}
+	tj_free(t);
+	return o;
+}
+
+static float *
+run_interp(Module *m, int64_t *pages)
+{
+	int V = (int)ir_config_get(m, "vocab", 64);
+	InterpState *is = interp_new(m);
+	if (budget_knob >= 0)
+		cr_assert(interp_set_knob(is, "attend.budget", budget_knob));
+	float *o = xmalloc((size_t)(NSTEP + 1) * (size_t)V * sizeof *o);
+	char err[256];
+	int32_t toks[NPRE];
+	for (int i = 0; i < NPRE; i++)
+		toks[i] = (int32_t)((i * 37 + 11) % V);
+	cr_assert(interp_run(is, "prefill", toks, NPRE, 0, o, err, sizeof err), "%s", err);
+	for (int s = 0; s < NSTEP; s++) {
+		int32_t tok = (int32_t)((ts_argmax(o + (size_t)s * V, V) * 7 + s) % V);
+		cr_assert(interp_run(is, "step", &tok, 1, NPRE + s, o + (size_t)(s + 1) * V, err, sizeof err), "%s", err);
+	}
+	if (pages)
+		*pages = interp_pages_visited(is);
+	interp_free(is);
+	return o;
+}
+
+static void
+full_budget(int kv_heads)
+{
+	RmConfig c = config(kv_heads);
+	Module *dense = load(&c, NULL);
+	Module *q = load(&c, "attend decode quest(page 8, budget 256) sinks 4 window 8;");
+	cr_assert_eq(count_ops(q, OP_ATTENTION_QUEST), 2);
+	size_t n = (size_t)(NSTEP + 1) * (size_t)c.vocab * sizeof(float);
+	float *a = run_compiled(dense, 1), *b = run_compiled(q, 1);
+	cr_assert(memcmp(a, b, n) == 0, "compiled: quest with the whole context as budget differs from dense");
+	free(a);
+	free(b);
+	a = run_interp(dense, NULL);
+	b = run_interp(q, NULL);
+	cr_assert(memcmp(a, b, n) == 0, "interpreted: quest with the whole context as budget differs from dense");
+	free(a);
+	free(b);
+	ir_free_module(dense);
+	ir_free_module(q);
+}
+
+Test(sparse_attention, full_budget_is_dense_mha) { full_budget(4); }
+Test(sparse_attention, full_budget_is_dense_gqa) { full_budget(2); }
+
+static void
+small_budget(int kv_heads, const char *body)
+{
+	RmConfig c = config(kv_heads);
+	Module *q = load(&c, body);
+	int64_t pages = 0;
+	float *ref = run_interp(q, &pages);
+	/* dense would visit every page: sum over steps of ceil(n / P) per kv head and layer */
+	int64_t all = 0;
+	for (int s = 0; s < NSTEP; s++)
+		all += (NPRE + s + 1 + PAGE - 1) / PAGE;
+	all *= (int64_t)kv_heads * c.layers;
+	cr_assert_lt(pages, all / 2, "visited %lld of %lld pages", (long long)pages, (long long)all);
+	for (int threads = 1; threads <= 2; threads++) {
+		float *o = run_compiled(q, threads);
+		for (int s = 0; s <= NSTEP; s++) {
+			double e = ts_rel_err(o + (size_t)s * c.vocab, ref + (size_t)s * c.vocab, c.vocab);
+			cr_assert(e <= 1e-4, "%d threads, step %d: relative error %g", threads, s, e);
+			cr_assert_eq(ts_argmax(o + (size_t)s * c.vocab, c.vocab), ts_argmax(ref + (size_t)s * c.vocab, c.vocab),
+			             "%d threads, step %d: argmax", threads, s);
+		}
+		free(o);
+	}
+	free(ref);
+	ir_free_module(q);
+}
+
+Test(sparse_attention, small_budget_mha) { small_budget(4, "attend decode quest(page 8, budget 32) sinks 4 window 16;"); }
+Test(sparse_attention, small_budget_gqa) { small_budget(2, "attend decode quest(page 8, budget 24) sinks 8;"); }
+Test(sparse_attention, sinks_and_window_only) { small_budget(2, "attend decode sinks 4 window 24;"); }
+
+/* Page bounds = min / max of the cached keys per page; the page score is an upper
+ * bound of q.k within the page. */
+Test(sparse_attention, page_bounds_and_upper_bound)
+{
+	RmConfig c = config(2);
+	Module *m = load(&c, "attend decode quest(page 8, budget 16);");
+	InterpState *is = interp_new(m);
+	float out[64];
+	char err[256];
+	int32_t toks[NPRE];
+	for (int i = 0; i < NPRE; i++)
+		toks[i] = (int32_t)((i * 5 + 3) % c.vocab);
+	RmRng rng = { 7 };
+	for (int phase = 0; phase < 2; phase++) {
+		if (phase == 0) {
+			cr_assert(interp_run(is, "prefill", toks, NPRE, 0, out, err, sizeof err), "%s", err);
+		} else {
+			for (int p = NPRE; p < NPRE + 20; p++) { /* crosses the pages at 16, 24 and 32 */
+				int32_t tok = (int32_t)(p % c.vocab);
+				cr_assert(interp_run(is, "step", &tok, 1, p, out, err, sizeof err), "%s", err);
+			}
+		}
+		int64_t npos = phase == 0 ? NPRE : NPRE + 20;
+		for (uint32_t si = 0; si < m->nstates; si++) {
+			const State *st = &m->states[si];
+			const float *b = interp_page_bounds(is, si), *K = interp_cache_keys(is, si);
+			cr_assert(b && K && st->page == PAGE);
+			int64_t KH = st->kv_heads, hd = st->head_dim;
+			for (int64_t pg = 0; pg * PAGE < npos; pg++)
+				for (int64_t g = 0; g < KH; g++) {
+					const float *mn = b + (pg * KH + g) * 2 * hd, *mx = mn + hd;
+					for (int64_t e = 0; e < hd; e++) {
+						float lo = INFINITY, hi = -INFINITY;
+						for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
+							float x = K[(j * KH + g) * hd + e];
+							lo = x < lo ? x : lo;
+							hi = x > hi ? x : hi;
+						}
+						cr_assert_eq(mn[e], lo, "min of page %lld, channel %lld", (long long)pg, (long long)e);
+						cr_assert_eq(mx[e], hi, "max of page %lld, channel %lld", (long long)pg, (long long)e);
+					}
+					for (int trial = 0; trial < 8; trial++) {
+						double q[64], u = 0;
+						for (int64_t e = 0; e < hd; e++) {
+							q[e] = rm_rng_uniform(&rng, -2, 2);
+							double x = q[e] * mn[e], y = q[e] * mx[e];
+							u += x > y ? x : y;
+						}
+						for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
+							double dot = 0;
+							for (int64_t e = 0; e < hd; e++)
+								dot += q[e] * K[(j * KH + g) * hd + e];
+							cr_assert(dot <= u + 1e-9, "q.k %g above the page score %g", dot, u);
+						}
+					}
+				}
+		}
+	}
+	/* the compiled state holds the same bounds after the same calls */
+	TJit *t = tj_new(m, true);
+	cr_assert_eq(((PrefillFn)tj_sym(t, "prefill"))(t->ctx, toks, NPRE, 0, out), ELIDE_OK);
+	for (int p = NPRE; p < NPRE + 20; p++)
+		cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, (int32_t)(p % c.vocab), p, out), ELIDE_OK);
+	for (uint32_t si = 0; si < m->nstates; si++) {
+		const State *st = &m->states[si];
+		elide_kv_layout kl = elide_kv_layout_of(st->ctx, st->kv_heads, st->head_dim, st->page);
+		const float *cb = (const float *)((const char *)t->ctx + t->r->arena_off + t->r->arena_size +
+		                                  t->r->state_off[si] + kl.bounds_offset);
+		const float *ib = interp_page_bounds(is, si);
+		int64_t n = ((NPRE + 20 + PAGE - 1) / PAGE) * st->kv_heads * 2 * st->head_dim;
+		double e = ts_rel_err(cb, ib, n);
+		cr_assert(e <= 1e-5, "state %u: compiled page bounds differ, relative error %g", si, e);
+	}
+	tj_free(t);
+	interp_free(is);
+	ir_free_module(m);
+}
+
+/* The run-time budget: a model compiled with budget 64 and the knob attend.budget set
+ * to 24 gives the logits of the model compiled with budget 24, bit for bit, in the
+ * interpreter and compiled; a knob above the compiled budget is refused. */
+Test(sparse_attention, budget_knob_lowers_the_budget)
+{
+	RmConfig c = config(2);
+	Module *hi = load(&c, "attend decode quest(page 8, budget 64) sinks 4 window 16;");
+	Module *lo = load(&c, "attend decode quest(page 8, budget 24) sinks 4 window 16;");
+	cr_assert_geq(ir_find_knob(hi, "attend.budget"), 0);
+	size_t n = (size_t)(NSTEP + 1) * (size_t)c.vocab * sizeof(float);
+	int64_t plo = 0, phi = 0, pfull = 0;
+	float *want = run_interp(lo, &plo);
+	float *full = run_interp(hi, &pfull);
+	budget_knob = 24;
+	float *got = run_interp(hi, &phi);
+	cr_assert(memcmp(want, got, n) == 0, "interpreted: the knob at 24 differs from budget 24");
+	cr_assert_eq(phi, plo);
+	cr_assert_lt(phi, pfull, "the lower budget visits fewer pages (%lld, %lld)", (long long)phi, (long long)pfull);
+	cr_assert(memcmp(want, full, n) != 0, "budget 64 and 24 give the same logits: the test sees nothing");
+	free(got);
+	got = run_compiled(hi, 2);
+	budget_knob = -1;
+	float *cwant = run_compiled(lo, 2);
+	cr_assert(memcmp(cwant, got, n) == 0, "compiled: the knob at 24 differs from budget 24");
+	free(cwant);
+	TJit *t = tj_new(hi, true);
+	SetKnobFn set = (SetKnobFn)tj_sym(t, "set_knob");
+	cr_assert_eq(set(t->ctx, ir_find_knob(hi, "attend.budget"), 65), ELIDE_ERR_ARG);
+	cr_assert_eq(set(t->ctx, ir_find_knob(hi, "attend.budget"), -1), ELIDE_ERR_ARG);
+	tj_free(t);
+	free(got);
+	free(full);
+	free(want);
+	ir_free_module(hi);
+	ir_free_module(lo);
+}
