@@ -113,13 +113,26 @@ typedef struct Func {
 	Loc loc;
 } Func;
 
+/* Storage format of a param (quant.c, docs/quantization.md).  Every format has a
+ * dequantised f32 value per element, which Param.data holds once quantised. */
+typedef enum QFormat {
+	QF_F32,   /* binary32 */
+	QF_BF16,  /* bfloat16, rounded to nearest even */
+	QF_Q8,    /* int8 codes, one f16 scale per group along the input dimension */
+	QF_Q4,    /* 4-bit codes with offset 8, one f16 scale per group */
+	QF_COUNT
+} QFormat;
+
 typedef struct Param {
 	const char *name;    /* IR name, e.g. "wq.3" */
 	const char *source;  /* tensor name in the weights file, e.g. "model.layers.3.self_attn.q_proj.weight" */
 	Type type;           /* declared (and, after pruning, current) shape */
 	int32_t layer;       /* layer the param belongs to, -1 if global */
-	float *data;         /* f32 contents once loaded (NULL before); owned by the module */
-	uint64_t hash;       /* content hash of data (0 when not loaded) */
+	float *data;         /* f32 contents once loaded (NULL before), dequantised when quantised; owned */
+	uint64_t hash;       /* content hash of the loaded f32 data (0 when not loaded) */
+	QFormat format;      /* storage format (QF_F32 unless quantised) */
+	int32_t group;       /* q8/q4: elements per scale along the last axis */
+	uint8_t *qdata;      /* codes and scales once quantised (quant.c layout); owned */
 	Loc loc;
 } Param;
 
@@ -294,6 +307,7 @@ typedef struct EirParser {
 	EirRef *refs; uint32_t nrefs, caprefs;
 	EirDef *defs; uint32_t ndefs, capdefs;
 	PolicyStmt *stmts; uint32_t nstmts, capstmts;
+	int32_t lastparam;       /* the param eir_param just added, -1 if it failed */
 } EirParser;
 
 void eir_module(EirParser *p, const char *name, Loc loc);
@@ -302,6 +316,8 @@ void eir_module_const(EirParser *p, const char *name, const char *n, Loc loc);
 void eir_module_string(EirParser *p, const char *key, const char *s, Loc loc);
 void eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source,
                const char *hash, Loc loc);
+/* `format F [group N]` after a param: its storage format (quantised when loaded). */
+void eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group, Loc loc);
 void eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc);
 Type eir_type(EirParser *p, const char *dtype, Loc loc);
 Type eir_type_dim(EirParser *p, Type t, const char *n, bool bound, Loc loc);
@@ -356,6 +372,42 @@ bool st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size
 /* Loads every param of m from the file, checking names, shapes and dtypes; reports
  * problems through d at each param's location. */
 bool ir_load_params(Module *m, const char *path, Diag *d);
+
+/* ---- quant.c: quantised storage formats (docs/quantization.md) ----
+ * q8 and q4 quantise each row of a param [N, K] in groups of G consecutive elements
+ * (the last group of a row is shorter when G does not divide K).  A group has an f16
+ * scale d and unsigned codes c with a zero point z (128 for q8, 8 for q4); its value
+ * is d * (c - z).  q8: d = max|x| / 127, c = z + round(x / d), c - z in [-127, 127].
+ * q4: m = the element of largest magnitude, d = m / -8, c = z + round(x / d) clamped
+ * to [0, 15].  bf16 rounds each element to nearest even.  The canonical layout of
+ * Param.qdata: q8/q4 codes [N][K] (one byte each), then scales [N][ceil(K/G)] (u16
+ * f16 bits); bf16: [N][K] u16. */
+const char *ir_qformat_name(QFormat f);   /* "f32", "bf16", "q8", "q4" */
+int ir_qformat_from_name(const char *s);  /* -1 if unknown */
+int ir_qformat_zero(QFormat f);           /* zero point of the codes: 128, 8, else 0 */
+/* Bytes per element of the format (q8 1, q4 0.5, bf16 2, f32 4), without scales. */
+double ir_qformat_bytes(QFormat f);
+static inline int64_t ir_quant_groups(int64_t k, int g) { return (k + g - 1) / g; }
+uint16_t ir_f32_to_f16(float x);          /* round to nearest even */
+float ir_f16_to_f32(uint16_t h);
+uint16_t ir_f32_to_bf16(float x);         /* round to nearest even (NaN stays NaN) */
+static inline float ir_bf16_to_f32(uint16_t h) { union { uint32_t u; float f; } v = { (uint32_t)h << 16 }; return v.f; }
+/* Quantises p->data in place to `f` (group g for q8/q4): fills p->qdata and replaces
+ * p->data by the dequantised values.  False with a message when p is not a loaded
+ * f32 matrix or g is not a multiple of 8 in [8, 4096]. */
+bool ir_quantize_param(Param *p, QFormat f, int g, char *err, size_t nerr);
+/* Bytes of p->qdata (0 for f32). */
+size_t ir_quant_bytes(const Param *p);
+/* Codes and scales of row n of a q8/q4 param (canonical layout). */
+const uint8_t *ir_quant_codes(const Param *p, int64_t n);
+const uint16_t *ir_quant_scales(const Param *p, int64_t n);
+/* Activation quantisation of a q8/q4 linear (the reference the kernels follow): a
+ * row x[K] in groups of g: s = max|x| / 127, q = round_even(x * (127 / max|x|)),
+ * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes. */
+void ir_quant_row(const float *x, int64_t k, int g, int8_t *codes, float *scales, int32_t *sums);
+/* y = sum over groups of float(sum_k (c[n,k] - z) x_q[k]) * (d[n,g] * s[g]), in f32,
+ * groups in order (fmaf): the value a compiled q8/q4 linear computes for output n. */
+float ir_quant_dot(const Param *p, int64_t n, const int8_t *codes, const float *scales, const int32_t *sums);
 
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;

@@ -240,7 +240,7 @@ verify_policy(Ver *v)
 	const Policy *p = v->m->policy;
 	if (!p)
 		return;
-	static const char *const verbs[] = { "prune", "skip", "exit", "attend", "drop" };
+	static const char *const verbs[] = { "prune", "skip", "exit", "attend", "drop", "quantize" };
 	static const char *const layer_keys[] = { "layers", "at", "dense_layers", "cold" };
 	int64_t nl = model_layers(v->m);
 	for (uint32_t i = 0; i < p->nstmts; i++) {
@@ -249,7 +249,7 @@ verify_policy(Ver *v)
 		for (size_t k = 0; k < sizeof verbs / sizeof verbs[0]; k++)
 			known = known || (s->verb && strcmp(s->verb, verbs[k]) == 0);
 		if (!known)
-			err(v, s->loc, "policy: expected a verb (prune, skip, exit, attend, drop), saw '%s'",
+			err(v, s->loc, "policy: expected a verb (prune, skip, exit, attend, drop, quantize), saw '%s'",
 			    s->verb ? s->verb : "");
 		for (uint32_t k = 0; k < s->nopts; k++) {
 			const PolicyOpt *o = &s->opts[k];

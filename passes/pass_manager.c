@@ -156,7 +156,7 @@ bool
 pass_run_default(Module *m, Diag *d)
 {
 	/* the policy's compile-time passes first: they change shapes and layers */
-	bool ok = pass_drop_layers(m, d) && pass_prune_structured(m, d) && pass_shape_infer(m, d)
+	bool ok = pass_drop_layers(m, d) && pass_prune_structured(m, d) && pass_quantize(m, d) && pass_shape_infer(m, d)
 	          && pass_const_fold(m, d) && pass_cse(m, d) && pass_dce(m, d);
 	if (ok)
 		warn_unapplied(m, d);

@@ -47,9 +47,14 @@ typedef struct PassOptions {
 bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d);
 
 /* The default pipeline: the policy's layer drops, then its structured pruning (which
- * scores the layers left), then shape inference, constant folding, CSE, DCE; then a warning at each policy statement
+ * scores the layers left), then quantisation of the weights left, then shape inference, constant folding, CSE, DCE; then a warning at each policy statement
  * that no pass applied (statements of kinds no pass implements yet). */
 bool pass_run_default(Module *m, Diag *d);
+
+/* quantize.c: appends `quantize weights FORMAT [group G]` to the module's policy (made
+ * if there is none), after its own statements: `elide compile --quantize`.  False
+ * when the format or group is not valid. */
+bool pass_quantize_add_stmt(Module *m, const char *format, int group);
 
 /* ---- pass_util.c: what passes share ---- */
 

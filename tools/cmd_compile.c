@@ -28,6 +28,8 @@ usage(FILE *out)
 	        "  -w, --weights FILE   safetensors file with the model's weights\n"
 	        "  -o DIR               output directory (created if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
+	        "  --quantize=F         store the weight matrices as F: q8, q4, bf16 (or f32)\n"
+	        "  --quantize-group=G   elements per scale of q8 and q4 (default 32)\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
@@ -100,7 +102,8 @@ load_module(const char *path, const char *policy, Diag *d)
 int
 cmd_compile(int argc, char **argv)
 {
-	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
+	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL, *quant = NULL;
+	int qgroup = 32;
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
 	for (int i = 1; i < argc; i++) {
@@ -114,6 +117,16 @@ cmd_compile(int argc, char **argv)
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
 			policy = v;
+		} else if ((v = opt_value(a, "--quantize", &i, argc, argv))) {
+			quant = v;
+		} else if ((v = opt_value(a, "--quantize-group", &i, argc, argv))) {
+			char *end;
+			long gl = strtol(v, &end, 10);
+			if (*end || gl < 8 || gl > 4096 || gl % 8) {
+				fprintf(stderr, "elide: error: expected a group that is a multiple of 8 in [8, 4096], saw '%s'\n", v);
+				return 2;
+			}
+			qgroup = (int)gl;
 		} else if ((v = opt_value(a, "--emit", &i, argc, argv))) {
 			if (!parse_emit(v, &emit))
 				return 2;
@@ -146,6 +159,10 @@ cmd_compile(int argc, char **argv)
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+	if (quant && ir_qformat_from_name(quant) < 0) {
+		fprintf(stderr, "elide: error: expected --quantize=q8, q4, bf16 or f32, saw '%s'\n", quant);
+		return 2;
+	}
 
 	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
@@ -157,6 +174,8 @@ cmd_compile(int argc, char **argv)
 		return 1;
 	}
 	m->weights_path = arena_strdup(&m->arena, weights);
+	if (quant)
+		pass_quantize_add_stmt(m, quant, qgroup);
 	/* the policy's compile-time transformations, then the clean-ups */
 	PassOptions po = { .verify_each = false };
 	if ((m->policy && !pass_run_pipeline(m, "prune-structured", &po, &d)) || !pass_run_default(m, &d)
