@@ -85,7 +85,7 @@ static void
 lower_entry(Cg *g, const Func *f, uint32_t index)
 {
 	g->f = f;
-	cg_plan_func(g->m, f, g->fuse, &g->plan);
+	cg_plan_func(g->m, f, g->fuse, g->int8_act, &g->plan);
 	/* signature */
 	LLVMTypeRef params[2 * 16 + 2];
 	unsigned np = 0;
@@ -224,9 +224,11 @@ model_hash(const CgResult *r)
 		char ty[128] = "";
 		if (g->param >= 0)
 			ir_type_str(m->params[g->param].type, ty, sizeof ty);
-		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu", (int)g->layout,
+		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu|%d|%d", (int)g->layout,
 		             g->param >= 0 ? m->params[g->param].name : "", ty, (long long)g->a,
-		             (long long)g->b, g->theta, (unsigned long long)g->offset);
+		             (long long)g->b, g->theta, (unsigned long long)g->offset,
+		             g->param >= 0 ? (int)m->params[g->param].format : -1,
+		             g->param >= 0 ? m->params[g->param].group : -1);
 		h = hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
@@ -235,6 +237,18 @@ model_hash(const CgResult *r)
 		h = hash_bytes(buf, (size_t)n, h);
 	}
 	return h;
+}
+
+/* Bytes per element of weight value v: its param's format, scales included. */
+static double
+weight_bytes(const Module *m, const Func *f, ValueId v)
+{
+	const Op *d = &f->ops[f->vals[v].def];
+	if (d->code != OP_PARAM)
+		return 4.0;
+	const Param *p = &m->params[d->ia[0]];
+	double b = ir_qformat_bytes(p->format);
+	return (p->format == QF_Q8 || p->format == QF_Q4) ? b + 2.0 / p->group : b;
 }
 
 static void
@@ -255,9 +269,9 @@ compute_costs(CgResult *r)
 			if (op->code == OP_LINEAR) {
 				Type w = f->vals[op->args[1]].type;
 				flops = 2.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
-				bytes = 4.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
+				bytes = weight_bytes(m, f, op->args[1]) * (double)cg_static_rows(w) * (double)cg_cols(w);
 			} else if (op->code == OP_EMBED) {
-				bytes = 4.0 * (double)cg_cols(f->vals[op->args[0]].type);
+				bytes = weight_bytes(m, f, op->args[0]) * (double)cg_cols(f->vals[op->args[0]].type);
 			} else if (ir_op_flags[op->code] & OPF_ELEMWISE) {
 				flops = (double)cg_cols(f->vals[op->dst].type);
 			}
@@ -303,6 +317,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	g.pfor_ty = LLVMFunctionType(g.voidt, pp, 4, 0);
 	g.rope_len = rope_positions(m);
 	g.fuse = o->fuse;
+	g.int8_act = o->int8_act;
 	g.d = d;
 	int errors0 = d->nerrors;
 
@@ -317,7 +332,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	/* arena size first: entries address the state after the arena */
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		CgPlan p;
-		cg_plan_func(m, m->funcs[i], o->fuse, &p);
+		cg_plan_func(m, m->funcs[i], o->fuse, o->int8_act, &p);
 		if (p.size > r->arena_size)
 			r->arena_size = p.size;
 		cg_plan_free(&p);

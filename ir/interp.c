@@ -203,25 +203,6 @@ op_linear(Run *r, Tensor *o)
 	int64_t R = nrows(x), K = w->d[1], N = w->d[0];
 	if (numel(o) != R * N)
 		return rerr(r, "result shape does not fit [%lld, %lld]", (long long)R, (long long)N);
-	const Op *wd = &r->f->ops[r->f->vals[r->op->args[1]].def];
-	const Param *qp = wd->code == OP_PARAM ? &r->s->m->params[wd->ia[0]] : NULL;
-	if (qp && (qp->format == QF_Q8 || qp->format == QF_Q4) && qp->qdata) {
-		/* the quantised linear: each row's activations quantised in the param's
-		 * groups, integer dot products, scaled per group (ir_quant_dot) */
-		int64_t ng = ir_quant_groups(K, qp->group);
-		int8_t *codes = xmalloc((size_t)K);
-		float *scales = xmalloc((size_t)ng * sizeof *scales);
-		int32_t *sums = xmalloc((size_t)ng * sizeof *sums);
-		for (int64_t i = 0; i < R; i++) {
-			ir_quant_row(x->f + i * K, K, qp->group, codes, scales, sums);
-			for (int64_t n = 0; n < N; n++)
-				o->f[i * N + n] = ir_quant_dot(qp, n, codes, scales, sums);
-		}
-		free(codes);
-		free(scales);
-		free(sums);
-		return true;
-	}
 	for (int64_t i = 0; i < R; i++)
 		for (int64_t n = 0; n < N; n++) {
 			double acc = 0;

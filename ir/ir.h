@@ -401,7 +401,10 @@ size_t ir_quant_bytes(const Param *p);
 /* Codes and scales of row n of a q8/q4 param (canonical layout). */
 const uint8_t *ir_quant_codes(const Param *p, int64_t n);
 const uint16_t *ir_quant_scales(const Param *p, int64_t n);
-/* Activation quantisation of a q8/q4 linear (the reference the kernels follow): a
+/* With int8 activations (elide compile --int8-activations), a q8/q4 linear quantises
+ * its input and uses integer dot products; these two functions are the reference of
+ * those kernels (the interpreter computes with the dequantised weights and f32
+ * activations).  Activation quantisation: a
  * row x[K] in groups of g: s = max|x| / 127, q = round_even(x * (127 / max|x|)),
  * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes. */
 void ir_quant_row(const float *x, int64_t k, int g, int8_t *codes, float *scales, int32_t *sums);

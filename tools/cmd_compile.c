@@ -30,6 +30,8 @@ usage(FILE *out)
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
 	        "  --quantize=F         store the weight matrices as F: q8, q4, bf16 (or f32)\n"
 	        "  --quantize-group=G   elements per scale of q8 and q4 (default 32)\n"
+	        "  --int8-activations   q8/q4 linears quantise their inputs to int8 per row and\n"
+	        "                       group and use integer dot products (VNNI, sdot)\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
@@ -138,6 +140,8 @@ cmd_compile(int argc, char **argv)
 			o.features = v;
 		} else if (strcmp(a, "--embed-weights") == 0) {
 			o.embed_weights = true;
+		} else if (strcmp(a, "--int8-activations") == 0) {
+			o.int8_act = true;
 		} else if (strcmp(a, "--no-fuse") == 0) {
 			o.fuse = false;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
