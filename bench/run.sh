@@ -126,6 +126,31 @@ EOK
 		"$dir/out/llamahalf.o" "$RTLIB" -lpthread -lm -o "$dir/bench_prune"
 	"$dir/bench_prune" "$name" "$prune" "$dir/out/llama.weights" "$dir/out/llamahalf.weights" "$NDECODE" \
 		"$(bpt_of "$dir/out/llama.json")" "$(bpt_of "$dir/out/llamahalf.json")" "$OUT/prune-$name.json"
+
+	# quantised weights (issue 16): every shape again as model `llamaq`, compiled with
+	# --quantize=F (a8: and --int8-activations), decoded and prefilled in the same
+	# process as the f32 model, in alternation
+	for m in "${MODELS[@]}"; do
+		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
+		dir="$OUT/model-$name"
+		echo "== $name quantised against f32 ($NDECODE decode steps, $NPREFILL-token prefill, paired runs)"
+		sed -E 's/^model llama /model llamaq /; s/ for llama / for llamaq /' "$dir/llama.elide" >"$dir/llamaq.elide"
+		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
+		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
+		for q in ${BENCH_QUANT:-q8 q4 bf16 q8a8 q4a8}; do
+			flags="--quantize=${q%a8}"
+			[[ $q == *a8 ]] && flags="$flags --int8-activations"
+			# shellcheck disable=SC2086
+			"$ELIDE" compile "$dir/llamaq.elide" -w "$dir/llama.safetensors" -o "$dir/out-$q" $flags
+			"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" -I"$dir/out-$q" "$ROOT/bench/quant.c" \
+				"$dir/out/llama.o" "$dir/out-$q/llamaq.o" "$RTLIB" -lpthread -lm -o "$dir/bench_quant"
+			"$dir/bench_quant" "$name" "$q" "$dir/out/llama.weights" "$dir/out-$q/llamaq.weights" "$NDECODE" \
+				"$NPREFILL" "$(bpt_of "$dir/out/llama.json")" "$(bpt_of "$dir/out-$q/llamaq.json")" \
+				"$OUT/quant-$name-$q.json"
+			rm -f "$dir/out-$q/llamaq.weights"
+		done
+		rm -f "$dir/llama.safetensors"
+	done
 fi
 
 echo "== summary"
