@@ -9,7 +9,7 @@ set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-POLICIES="dense pruned"
+POLICIES="dense pruned q8"
 PROMPT="The meaning of life is"
 HELDOUT="$ROOT/examples/charlm/heldout_4k.txt"
 THREADS=${ELIDE_THREADS:-1}
