@@ -459,6 +459,134 @@ dq_micro(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef row0, int rows, LLVMV
 	store_rows(g, L, p, vals, rows, row0, y, other);
 }
 
+/* The dequantising GEMV (one row): as dq_micro, but cheaper per weight, since one
+ * row cannot share the conversion: per group, the unsigned codes c (as f32) are
+ * multiplied with x in four accumulator sets (k mod 4: independent FMA chains), and
+ * the group's sum is scaled once: y += d * (sum_k c x_k - z sum_k x_k), with the
+ * group sums of x computed once per task into xg[ng].  The same value as the
+ * reference up to f32 rounding. */
+static void
+dq_gemv(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef x, LLVMValueRef wp, LLVMValueRef xg, LLVMValueRef y,
+        LLVMValueRef other, LLVMValueRef *facc, LLVMValueRef *gacc)
+{
+	int nv = L->nvec, n = L->vec;
+	bool q4 = L->fmt == QF_Q4;
+	int nk = q4 ? 8 : 4;
+	LLVMTypeRef vi = vec_of(g->i32, n), i16 = LLVMInt16TypeInContext(g->c);
+	for (int i = 0; i < nv; i++)
+		cg_store(g, LLVMConstNull(g->vt), facc[i], 64);
+	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "group");
+	LLVMValueRef gp = cg_gep(g, g->i8, wp, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->gbytes), ""));
+	for (int i = 0; i < 4 * nv; i++)
+		cg_store(g, LLVMConstNull(g->vt), gacc[i], 64);
+	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->G / nk), NULL, "kb");
+	LLVMValueRef cb = cg_gep(g, g->i8, gp, LLVMBuildAdd(g->b, cg_i64(g, 2 * L->nr),
+	                                                  LLVMBuildMul(g->b, lb.iv, cg_i64(g, L->nr * 4), ""), ""));
+	LLVMValueRef raw[8];
+	for (int v = 0; v < nv; v++)
+		raw[v] = cg_load(g, vi, cg_gep(g, g->i8, cb, cg_i64(g, v * n * 4)), 1);
+	LLVMValueRef k0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""),
+	                               LLVMBuildMul(g->b, lb.iv, cg_i64(g, nk), ""), "");
+	bool ragged = L->k % L->G != 0;
+	for (int i = 0; i < nk; i++) {
+		int sh = q4 ? (i < 4 ? 8 * i : 8 * (i - 4) + 4) : 8 * i;
+		LLVMValueRef k = LLVMBuildAdd(g->b, k0, cg_i64(g, i), "");
+		LLVMValueRef inside = NULL;
+		if (ragged) {
+			inside = LLVMBuildICmp(g->b, LLVMIntSLT, k, cg_i64(g, L->k), "");
+			k = LLVMBuildSelect(g->b, inside, k, cg_i64(g, L->k - 1), "");
+		}
+		LLVMValueRef xv = cg_load(g, g->f32, cg_gep(g, g->f32, x, k), 4);
+		if (inside)
+			xv = LLVMBuildSelect(g->b, inside, xv, cg_f32c(g, 0.0), "");
+		LLVMValueRef a = cg_splat(g, xv, n);
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef c = raw[v];
+			if (sh)
+				c = LLVMBuildLShr(g->b, c, cg_splat(g, cg_i32c(g, sh), n), "");
+			if (sh != 24 || q4)
+				c = LLVMBuildAnd(g->b, c, cg_splat(g, cg_i32c(g, q4 ? 15 : 255), n), "");
+			LLVMValueRef ap = gacc[(i % 4) * nv + v];
+			cg_store(g, fma_v(g, LLVMBuildSIToFP(g->b, c, g->vt, ""), a, cg_load(g, g->vt, ap, 64)), ap, 64);
+		}
+	}
+	cg_loop_end(g, &lb);
+	LLVMValueRef zs = cg_splat(g, LLVMBuildFMul(g->b, cg_load(g, g->f32, cg_gep(g, g->f32, xg, lg.iv), 4),
+	                                            cg_f32c(g, ir_qformat_zero(L->fmt)), ""), n);
+	for (int v = 0; v < nv; v++) {
+		LLVMValueRef sv = f16_decode(g, cg_load(g, vec_of(i16, n), cg_gep(g, i16, gp, cg_i64(g, v * n)), 2), n);
+		LLVMValueRef sum = cg_load(g, g->vt, gacc[v], 64);
+		for (int s2 = 1; s2 < 4; s2++)
+			sum = LLVMBuildFAdd(g->b, sum, cg_load(g, g->vt, gacc[s2 * nv + v], 64), "");
+		sum = LLVMBuildFSub(g->b, sum, zs, "");
+		cg_store(g, fma_v(g, sum, sv, cg_load(g, g->vt, facc[v], 64)), facc[v], 64);
+	}
+	cg_loop_end(g, &lg);
+	LLVMValueRef vals[8];
+	for (int v = 0; v < nv; v++)
+		vals[v] = cg_load(g, g->vt, facc[v], 64);
+	store_rows(g, L, p, vals, 1, cg_i64(g, 0), y, other);
+}
+
+/* Group sums of x[K] into xg[ng] (the zero-point correction of dq_gemv). */
+static void
+group_sums(Cg *g, const Lin *L, LLVMValueRef x, LLVMValueRef xg)
+{
+	LLVMValueRef acc = cg_alloca(g, g->f32, "gsum");
+	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "gsum");
+	cg_store(g, cg_f32c(g, 0.0), acc, 4);
+	LLVMValueRef k0 = LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), "");
+	LLVMValueRef end = LLVMBuildAdd(g->b, k0, cg_i64(g, L->G), "");
+	LLVMValueRef over = LLVMBuildICmp(g->b, LLVMIntSGT, end, cg_i64(g, L->k), "");
+	end = LLVMBuildSelect(g->b, over, cg_i64(g, L->k), end, "");
+	CgLoop lk = cg_loop_begin(g, k0, end, NULL, "gsumk");
+	LLVMValueRef v = cg_load(g, g->f32, cg_gep(g, g->f32, x, lk.iv), 4);
+	cg_store(g, cg_fast(LLVMBuildFAdd(g->b, cg_load(g, g->f32, acc, 4), v, "")), acc, 4);
+	cg_loop_end(g, &lk);
+	cg_store(g, cg_load(g, g->f32, acc, 4), cg_gep(g, g->f32, xg, lg.iv), 4);
+	cg_loop_end(g, &lg);
+}
+
+/* Dequantises panel wp (all groups) into buf, the f32 panel layout [Kp][NR]: each
+ * weight d * (c - z) as dq_micro makes it.  The GEMM then runs the f32 micro-kernel
+ * over every block of rows from buf, so the conversion is done once per panel. */
+static void
+dq_fill(Cg *g, const Lin *L, LLVMValueRef wp, LLVMValueRef buf)
+{
+	int nv = L->nvec, n = L->vec;
+	bool q4 = L->fmt == QF_Q4;
+	int nk = q4 ? 8 : 4;
+	LLVMTypeRef vi = vec_of(g->i32, n), i16 = LLVMInt16TypeInContext(g->c);
+	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "fgroup");
+	LLVMValueRef gp = cg_gep(g, g->i8, wp, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->gbytes), ""));
+	LLVMValueRef sv[8];
+	for (int v = 0; v < nv; v++)
+		sv[v] = f16_decode(g, cg_load(g, vec_of(i16, n), cg_gep(g, i16, gp, cg_i64(g, v * n)), 2), n);
+	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->G / nk), NULL, "fkb");
+	LLVMValueRef cb = cg_gep(g, g->i8, gp, LLVMBuildAdd(g->b, cg_i64(g, 2 * L->nr),
+	                                                  LLVMBuildMul(g->b, lb.iv, cg_i64(g, L->nr * 4), ""), ""));
+	LLVMValueRef k0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""),
+	                               LLVMBuildMul(g->b, lb.iv, cg_i64(g, nk), ""), "");
+	for (int v = 0; v < nv; v++) {
+		LLVMValueRef raw = cg_load(g, vi, cg_gep(g, g->i8, cb, cg_i64(g, v * n * 4)), 1);
+		for (int i = 0; i < nk; i++) {
+			int sh = q4 ? (i < 4 ? 8 * i : 8 * (i - 4) + 4) : 8 * i;
+			LLVMValueRef c = raw;
+			if (sh)
+				c = LLVMBuildLShr(g->b, c, cg_splat(g, cg_i32c(g, sh), n), "");
+			if (sh != 24 || q4)
+				c = LLVMBuildAnd(g->b, c, cg_splat(g, cg_i32c(g, q4 ? 15 : 255), n), "");
+			c = LLVMBuildSub(g->b, c, cg_splat(g, cg_i32c(g, ir_qformat_zero(L->fmt)), n), "");
+			LLVMValueRef wf = LLVMBuildFMul(g->b, sv[v], LLVMBuildSIToFP(g->b, c, g->vt, ""), "");
+			LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildAdd(g->b, k0, cg_i64(g, i), ""),
+			                                                  cg_i64(g, L->nr), ""), cg_i64(g, v * n), "");
+			cg_store(g, wf, cg_gep(g, g->f32, buf, at), 64);
+		}
+	}
+	cg_loop_end(g, &lb);
+	cg_loop_end(g, &lg);
+}
+
 /* Task over panels: slots 0 activations (int8: codes), 1 W, 2 y, 3 other, 4 T, and
  * for int8 activations 5 scales, 6 sums. */
 static LLVMValueRef
@@ -485,12 +613,38 @@ qlinear_task(Cg *g, const Lin *L, bool gemv, bool int8)
 		facc[i] = cg_alloca(g, g->vt, "facc");
 		iacc[i] = cg_alloca(g, vec_of(g->i32, L->vec), "iacc");
 	}
+	LLVMValueRef xg = NULL, gacc[4 * 8];
+	if (gemv && !int8) {
+		xg = cg_alloca(g, LLVMArrayType(g->f32, (unsigned)L->ng), "xg");
+		for (int i = 0; i < 4 * L->nvec; i++)
+			gacc[i] = cg_alloca(g, g->vt, "gacc");
+		group_sums(g, L, xq, xg);
+	}
+	/* the GEMM dequantises each panel once into an f32 panel on the stack (at most
+	 * 1 MiB: larger ones convert per block of rows, dq_micro) */
+	bool fill = !gemv && !int8 && L->kp * L->nr * 4 <= (1 << 20);
+	LLVMValueRef buf = NULL, accs[16 * 8];
+	Lin F = *L;
+	if (fill) {
+		buf = LLVMBuildArrayAlloca(g->b, g->f32, cg_i64(g, L->kp * L->nr), "panelbuf");
+		LLVMSetAlignment(buf, 64);
+		F.bf16 = false;
+		F.wt = g->f32;
+		for (int i = 0; i < g->t->mr * L->nvec; i++)
+			accs[i] = cg_alloca(g, g->vt, "acc");
+		mr = g->t->mr;
+	}
 	CgLoop lp = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "panel");
 	LLVMValueRef wp = cg_gep(g, g->i8, w, LLVMBuildMul(g->b, lp.iv, cg_i64(g, L->ng * L->gbytes), ""));
+	if (fill)
+		dq_fill(g, L, wp, buf);
 #define MICRO(row0, rows) \
 	(int8 ? q_micro(g, L, lp.iv, row0, rows, xq, xs, xsum, wp, y, other, facc, iacc) \
-	      : dq_micro(g, L, lp.iv, row0, rows, xq, wp, y, other, facc))
-	if (gemv) {
+	 : fill ? micro_kernel(g, &F, lp.iv, row0, rows, xq, buf, y, other, accs) \
+	        : dq_micro(g, L, lp.iv, row0, rows, xq, wp, y, other, facc))
+	if (gemv && !int8) {
+		dq_gemv(g, L, lp.iv, xq, wp, xg, y, other, facc, gacc);
+	} else if (gemv) {
 		MICRO(cg_i64(g, 0), 1);
 	} else {
 		LLVMValueRef full = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, T, cg_i64(g, mr), ""), cg_i64(g, mr), "");
