@@ -4,7 +4,9 @@
 # at shapes S and M with seeded random weights (decode and prefill, 1 and 2 threads).
 # Prints a table and writes bench/results.json.  Benchmarks, not tests: the figures
 # depend on the machine and its load.
-#   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes)
+#   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes;
+#                                      BENCH_ONLY=quant: the quantised weights only;
+#                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
@@ -44,6 +46,9 @@ for m in "${MODELS[@]}"; do
 done
 
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# BENCH_ONLY=quant: only the quantised-weights section (the other figures stay as they are)
+ONLY=${BENCH_ONLY:-}
+if [[ -z $ONLY ]]; then
 echo "== read bandwidth (sum of a 512 MiB float array)"
 "$BUILD/bench/bench_stream" "$OUT/stream.json" 512 1 2
 
@@ -54,9 +59,12 @@ else
 	echo "== OpenBLAS: not built (libopenblas-dev missing), skipped"
 fi
 
+fi
+
 if ! "$ELIDE" compile --help >/dev/null 2>&1; then
 	echo "== elide compile is not available yet: generated kernels and models skipped"
 else
+	if [[ -z $ONLY ]]; then
 	echo "== elide generated kernels (one-linear model per shape; T = $NPREFILL rows for GEMM)"
 	printf '%-10s %6s %6s  %7s %7s  %7s %7s   | %s\n' "elide" n k "gemv 1t" "gemv 2t" "gemm 1t" "gemm 2t" \
 		"vs OpenBLAS in the same process (paired runs)"
@@ -89,6 +97,8 @@ EOK
 		rm -f "$dir/kern.safetensors"
 	done
 
+	fi
+	if [[ -z $ONLY ]]; then
 	echo "== examples/llama compiled at the benchmark shapes ($NDECODE decode steps, $NPREFILL-token prefill)"
 	for m in "${MODELS[@]}"; do
 		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
@@ -127,13 +137,18 @@ EOK
 	"$dir/bench_prune" "$name" "$prune" "$dir/out/llama.weights" "$dir/out/llamahalf.weights" "$NDECODE" \
 		"$(bpt_of "$dir/out/llama.json")" "$(bpt_of "$dir/out/llamahalf.json")" "$OUT/prune-$name.json"
 
+	fi
+
 	# quantised weights (issue 16): every shape again as model `llamaq`, compiled with
 	# --quantize=F (a8: and --int8-activations), decoded and prefilled in the same
 	# process as the f32 model, in alternation
 	for m in "${MODELS[@]}"; do
 		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
 		dir="$OUT/model-$name"
+		mkdir -p "$dir"
 		echo "== $name quantised against f32 ($NDECODE decode steps, $NPREFILL-token prefill, paired runs)"
+		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
+			"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
 		sed -E 's/^model llama /model llamaq /; s/ for llama / for llamaq /' "$dir/llama.elide" >"$dir/llamaq.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
@@ -154,4 +169,18 @@ EOK
 fi
 
 echo "== summary"
-"$BUILD/bench/bench_report" "$OUT" "$ROOT/bench/results.json"
+if [[ -z $ONLY ]]; then
+	"$BUILD/bench/bench_report" "$OUT" "$ROOT/bench/results.json"
+else
+	# one section: its figures replace that section of bench/results.json only
+	"$BUILD/bench/bench_report" "$OUT" "$OUT/results-$ONLY.json"
+	python3 - "$OUT/results-$ONLY.json" "$ROOT/bench/results.json" "$ONLY" <<'PY'
+import json, sys
+new, path, key = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+res = json.load(open(path))
+res[key] = new[key]
+json.dump(res, open(path, "w"), indent="\t", separators=(",", ":\t"))
+open(path, "a").write("\n")
+print("updated the '%s' section of %s" % (key, path))
+PY
+fi
