@@ -127,7 +127,7 @@ main(int argc, char **argv)
 	w("GGUF", 4);
 	w32(3);
 	w64((uint64_t)nt);
-	w64(16);
+	w64(19); /* the key-value pairs below */
 	kv_str("general.architecture", "llama");
 	kv_str("general.name", "elide-bench");
 	kv_u32("general.file_type", 0);
