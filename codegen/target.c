@@ -3,7 +3,9 @@
  * --cpu and --features cross-compile.  The vector width follows the widest float
  * vector the target has: 16 lanes with AVX-512, 8 with AVX2, 4 otherwise (SSE,
  * NEON).  Panels hold two vectors per k; the micro-kernel row count keeps the
- * accumulators, two panel vectors and a broadcast inside the register file. */
+ * accumulators, two panel vectors and a broadcast inside the register file.  The
+ * q8/q4 kernels use vpdpbusd where the target has AVX512-VNNI (or AVX-VNNI with
+ * 256-bit vectors), sdot on AArch64 with dotprod, widened multiplies otherwise. */
 #include "codegen/codegen.h"
 
 #include <llvm-c/Target.h>
@@ -51,6 +53,9 @@ cpu_in(const char *cpu, const char *const *names)
 static const char *const cpus_avx512[] = { "skylake-avx512", "cascadelake", "cooperlake",
 	"cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake",
 	"sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5", "x86-64-v4", NULL };
+static const char *const cpus_vnni[] = { "cascadelake", "cooperlake", "icelake-client",
+	"icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+	"znver4", "znver5", NULL };
 static const char *const cpus_avx2[] = { "haswell", "broadwell", "skylake", "alderlake",
 	"raptorlake", "meteorlake", "znver1", "znver2", "znver3", "x86-64-v3", "core-avx2", NULL };
 
@@ -121,6 +126,22 @@ cg_target_new(const char *triple, const char *cpu, const char *features, int opt
 		t->vec = 4;
 		t->mr = arm64 ? 8 : 4;
 	}
+	/* the q8/q4 kernels: the integer dot product, and the rows of the micro-kernel
+	 * that keep rows x nvec integer and float accumulators, the panel vectors, the
+	 * scales and a broadcast in the register file (32 vector registers with
+	 * AVX-512 and on AArch64, 16 otherwise) */
+	int nregs = (t->vec == 16 || arm64) ? 32 : 16;
+	t->qmr = (nregs - 2 * t->nvec - 2) / (2 * t->nvec);
+	t->dot = CG_DOT_GENERIC;
+	if (x86 && t->vec == 16 && !has_feature(t->features, "-avx512vnni")
+	    && (has_feature(t->features, "+avx512vnni") || cpu_in(t->cpu, cpus_vnni)))
+		t->dot = CG_DOT_VNNI;
+	else if (x86 && t->vec == 8
+	         && (has_feature(t->features, "+avxvnni")
+	             || (has_feature(t->features, "+avx512vnni") && has_feature(t->features, "+avx512vl"))))
+		t->dot = CG_DOT_VNNI;
+	else if (arm64 && has_feature(t->features, "+dotprod"))
+		t->dot = CG_DOT_SDOT;
 	return t;
 }
 

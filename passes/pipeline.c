@@ -11,9 +11,11 @@
  *      layers left, on final shapes (the K/V tails it clones are the pruned ones);
  *   5. layer-skip, when the policy has `skip` statements: variants and predicated
  *      FFN blocks on what early exit left;
- *   6. const-fold, then cse, then dce: folding exposes identical ops, merging them
+ *   6. quantize, when the policy has `quantize` statements: the storage format of the
+ *      weight matrices left, on their final shapes (shapes and ops do not change);
+ *   7. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
- *   7. (pass_run_default) a warning at each policy statement that no pass applied.
+ *   8. (pass_run_default) a warning at each policy statement that no pass applied.
  * docs/ir.md ("The default pipeline") gives the same order with its reasons. */
 #include "passes/passes.h"
 
@@ -22,10 +24,11 @@
 const char *
 pass_default_pipeline(const Module *m)
 {
-	static char buf[160];
-	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%sconst-fold,cse,dce",
+	static char buf[192];
+	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%s%sconst-fold,cse,dce",
 	         pass_has_stmts(m, POL_DROP) ? "drop-layers," : "", pass_has_stmts(m, POL_PRUNE) ? "prune-structured," : "",
-	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "");
+	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "",
+	         pass_has_stmts(m, POL_QUANTIZE) ? "quantize," : "");
 	return buf;
 }
 

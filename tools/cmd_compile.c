@@ -29,6 +29,10 @@ usage(FILE *out)
 	        "                       model directory; repeat -w for several files\n"
 	        "  -o DIR               output directory (created if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
+	        "  --quantize=F         store the weight matrices as F: q8, q4, bf16 (or f32)\n"
+	        "  --quantize-group=G   elements per scale of q8 and q4 (default 32)\n"
+	        "  --int8-activations   q8/q4 linears quantise their inputs to int8 per row and\n"
+	        "                       group and use integer dot products (VNNI, sdot)\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
@@ -101,8 +105,9 @@ cmd_load_model(const char *path, const char *policy, Diag *d)
 int
 cmd_compile(int argc, char **argv)
 {
-	const char *model = NULL, *weights[64], *outdir = NULL, *policy = NULL;
+	const char *model = NULL, *weights[64], *outdir = NULL, *policy = NULL, *quant = NULL;
 	uint32_t nweights = 0; /* -w, repeatable */
+	int qgroup = 32;
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
 	for (int i = 1; i < argc; i++) {
@@ -120,6 +125,16 @@ cmd_compile(int argc, char **argv)
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
 			policy = v;
+		} else if ((v = opt_value(a, "--quantize", &i, argc, argv))) {
+			quant = v;
+		} else if ((v = opt_value(a, "--quantize-group", &i, argc, argv))) {
+			char *end;
+			long gl = strtol(v, &end, 10);
+			if (*end || gl < 8 || gl > 4096 || gl % 8) {
+				fprintf(stderr, "elide: error: expected a group that is a multiple of 8 in [8, 4096], saw '%s'\n", v);
+				return 2;
+			}
+			qgroup = (int)gl;
 		} else if ((v = opt_value(a, "--emit", &i, argc, argv))) {
 			if (!parse_emit(v, &emit))
 				return 2;
@@ -131,6 +146,8 @@ cmd_compile(int argc, char **argv)
 			o.features = v;
 		} else if (strcmp(a, "--embed-weights") == 0) {
 			o.embed_weights = true;
+		} else if (strcmp(a, "--int8-activations") == 0) {
+			o.int8_act = true;
 		} else if (strcmp(a, "--no-fuse") == 0) {
 			o.fuse = false;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -152,6 +169,10 @@ cmd_compile(int argc, char **argv)
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+	if (quant && ir_qformat_from_name(quant) < 0) {
+		fprintf(stderr, "elide: error: expected --quantize=q8, q4, bf16 or f32, saw '%s'\n", quant);
+		return 2;
+	}
 
 	static Diag d; /* the front end keeps its sources registered here for the process */
 	diag_init(&d, stderr);
@@ -164,6 +185,8 @@ cmd_compile(int argc, char **argv)
 	}
 	if (nweights == 1) /* several files have no one path to record */
 		m->weights_path = arena_strdup(&m->arena, weights[0]);
+	if (quant)
+		pass_quantize_add_stmt(m, quant, qgroup);
 	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
 	if (!pass_run_default(m, &d) || !ir_verify(m, &d)) {
 		ir_free_module(m);
