@@ -1,6 +1,6 @@
 /* report.c - the summary of `make bench`: reads the JSON objects the benchmark
  * programs wrote into OUT_DIR (stream.json, blas.json, kernel-NAME.json,
- * model-NAME.json, policy-NAME.json), derives the comparisons -- generated kernels / OpenBLAS, decode
+ * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json), derives the comparisons -- generated kernels / OpenBLAS, decode
  * weight-read rate / measured bandwidth, prefill GFLOPS / OpenBLAS SGEMM at the same
  * shapes -- prints a table and writes everything into one results file.
  * Usage: bench_report OUT_DIR results.json */
@@ -141,6 +141,42 @@ report_policies(const char *dir, cJSON *res)
 	}
 }
 
+/* The quantised runs (quant-NAME-FORMAT.json): blob sizes, paired decode and
+ * prefill speed-ups against the f32 model. */
+static void
+report_quant(const char *dir, cJSON *res)
+{
+	char *names[64];
+	int n = list(dir, "quant-", names, 64);
+	cJSON *arr = cJSON_AddArrayToObject(res, "quant");
+	if (n)
+		printf("\nquantised weights against f32 (paired runs in one process)\n"
+		       "shape format  blob   bytes/tok | thr  decode tok/s f32 -> q  speed-up | prefill tok/s f32 -> q  speed-up\n");
+	for (int i = 0; i < n; i++) {
+		cJSON *p = load(dir, names[i]);
+		free(names[i]);
+		if (!p)
+			continue;
+		const cJSON *th = cJSON_GetObjectItemCaseSensitive(p, "threads");
+		for (int t = 1; t <= 2; t++) {
+			char key[4];
+			snprintf(key, sizeof key, "%d", t);
+			const cJSON *o = cJSON_GetObjectItemCaseSensitive(th, key);
+			printf("%-5s %-6s %5.3fx %6.2fx  | %3d  %7.1f -> %7.1f   %5.2fx  | %7.1f -> %7.1f   %5.2fx\n",
+			       cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring,
+			       cJSON_GetObjectItemCaseSensitive(p, "format")->valuestring, num(p, "blob_ratio", NULL),
+			       num(p, "bytes_ratio", NULL), t, num(o, "f32_decode_tokens_per_s", NULL),
+			       num(o, "q_decode_tokens_per_s", NULL), num(o, "paired_decode_speedup", NULL),
+			       num(o, "f32_prefill_tokens_per_s", NULL), num(o, "q_prefill_tokens_per_s", NULL),
+			       num(o, "paired_prefill_speedup", NULL));
+		}
+		cJSON_AddItemToArray(arr, p);
+	}
+	if (n)
+		printf("(blob: q blob / f32 blob; bytes/tok: f32 / q weight bytes per decoded token, the speed-up of a\n"
+		       " purely bandwidth-bound decode; a8: --int8-activations)\n");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -252,6 +288,7 @@ main(int argc, char **argv)
 		       " matrix-product FLOPs / time; blas: OpenBLAS doing the same products right after each\n"
 		       " prefill run, same threads; of blas: median of the per-run ratios)\n");
 	report_policies(dir, res);
+	report_quant(dir, res);
 	char *text = cJSON_Print(res);
 	FILE *f = fopen(argv[2], "w");
 	if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {

@@ -4,7 +4,9 @@
 # at shapes S and M with seeded random weights (decode and prefill, 1 and 2 threads).
 # Prints a table and writes bench/results.json.  Benchmarks, not tests: the figures
 # depend on the machine and its load.
-#   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes)
+#   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes;
+#                                      BENCH_ONLY=quant: the quantised weights only;
+#                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
@@ -59,6 +61,9 @@ for m in "${MODELS[@]}"; do
 done
 
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# BENCH_ONLY=quant: only the quantised-weights section (the other figures stay as they are)
+ONLY=${BENCH_ONLY:-}
+if [[ -z $ONLY ]]; then
 echo "== read bandwidth (sum of a 512 MiB float array)"
 "$BUILD/bench/bench_stream" "$OUT/stream.json" 512 1 2
 
@@ -69,9 +74,12 @@ else
 	echo "== OpenBLAS: not built (libopenblas-dev missing), skipped"
 fi
 
+fi
+
 if ! "$ELIDE" compile --help >/dev/null 2>&1; then
 	echo "== elide compile is not available yet: generated kernels and models skipped"
 else
+	if [[ -z $ONLY ]]; then
 	echo "== elide generated kernels (one-linear model per shape; T = $NPREFILL rows for GEMM)"
 	printf '%-10s %6s %6s  %7s %7s  %7s %7s   | %s\n' "elide" n k "gemv 1t" "gemv 2t" "gemm 1t" "gemm 2t" \
 		"vs OpenBLAS in the same process (paired runs)"
@@ -104,6 +112,8 @@ EOK
 		rm -f "$dir/kern.safetensors"
 	done
 
+	fi
+	if [[ -z $ONLY ]]; then
 	echo "== examples/llama compiled at the benchmark shapes ($NDECODE decode steps, $NPREFILL-token prefill)"
 	for m in "${MODELS[@]}"; do
 		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
@@ -133,6 +143,49 @@ EOK
 	"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 	bench_policy "$name" prune "prune ffn_neuron keep 0.5 score l2;" bpt_of
 	rm -f "$dir/llama.safetensors"
+	fi
+
+	# quantised weights (issue 16): every shape again as model `llamaq`, compiled with
+	# --quantize=F (a8: and --int8-activations), decoded and prefilled in the same
+	# process as the f32 model, in alternation
+	for m in "${MODELS[@]}"; do
+		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
+		dir="$OUT/model-$name"
+		mkdir -p "$dir"
+		echo "== $name quantised against f32 ($NDECODE decode steps, $NPREFILL-token prefill, paired runs)"
+		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
+			"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
+		sed -E 's/^model llama /model llamaq /; s/ for llama / for llamaq /' "$dir/llama.elide" >"$dir/llamaq.elide"
+		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
+		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
+		for q in ${BENCH_QUANT:-q8 q4 bf16 q8a8 q4a8}; do
+			flags="--quantize=${q%a8}"
+			[[ $q == *a8 ]] && flags="$flags --int8-activations"
+			# shellcheck disable=SC2086
+			"$ELIDE" compile "$dir/llamaq.elide" -w "$dir/llama.safetensors" -o "$dir/out-$q" $flags
+			"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" -I"$dir/out-$q" "$ROOT/bench/quant.c" \
+				"$dir/out/llama.o" "$dir/out-$q/llamaq.o" "$RTLIB" -lpthread -lm -o "$dir/bench_quant"
+			"$dir/bench_quant" "$name" "$q" "$dir/out/llama.weights" "$dir/out-$q/llamaq.weights" "$NDECODE" \
+				"$NPREFILL" "$(bpt_of "$dir/out/llama.json")" "$(bpt_of "$dir/out-$q/llamaq.json")" \
+				"$OUT/quant-$name-$q.json"
+			rm -f "$dir/out-$q/llamaq.weights"
+		done
+		rm -f "$dir/llama.safetensors"
+	done
 fi
 echo "== summary"
-"$BUILD/bench/bench_report" "$OUT" "$ROOT/bench/results.json"
+if [[ -z $ONLY ]]; then
+	"$BUILD/bench/bench_report" "$OUT" "$ROOT/bench/results.json"
+else
+	# one section: its figures replace that section of bench/results.json only
+	"$BUILD/bench/bench_report" "$OUT" "$OUT/results-$ONLY.json"
+	python3 - "$OUT/results-$ONLY.json" "$ROOT/bench/results.json" "$ONLY" <<'PY'
+import json, sys
+new, path, key = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+res = json.load(open(path))
+res[key] = new[key]
+json.dump(res, open(path, "w"), indent="\t", separators=(",", ":\t"))
+open(path, "a").write("\n")
+print("updated the '%s' section of %s" % (key, path))
+PY
+fi

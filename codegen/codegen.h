@@ -20,6 +20,12 @@
 
 /* ---- target.c: target machine and kernel geometry from the target's features ---- */
 
+typedef enum CgDot {          /* how the q8/q4 kernels multiply int8 codes */
+	CG_DOT_GENERIC,           /* widened integer multiplies and adds (any target) */
+	CG_DOT_VNNI,              /* x86 vpdpbusd: AVX512-VNNI (512 bits), AVX-VNNI or AVX512VL (256) */
+	CG_DOT_SDOT,              /* AArch64 sdot (the dotprod extension) */
+} CgDot;
+
 typedef struct CgTarget {
 	char *triple;             /* normalised target triple */
 	char *cpu;                /* CPU name ("" = generic) */
@@ -29,6 +35,8 @@ typedef struct CgTarget {
 	int vec;                  /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
 	int nvec;                 /* vectors per weight panel: panel width NR = vec * nvec */
 	int mr;                   /* rows of the GEMM micro-kernel */
+	int qmr;                  /* rows of the quantised (integer) micro-kernel */
+	CgDot dot;                /* integer dot product of the q8/q4 kernels */
 	bool is_host;
 } CgTarget;
 
@@ -61,7 +69,18 @@ typedef enum CgLayout {
 	CG_ROWMAJOR, /* the tensor as declared, row-major */
 	CG_PANEL,    /* linear W[N,K] as panels [ceil(N/NR)][K][NR], zero padded */
 	CG_ROPE,     /* rope table [ctx][hd/2] of (cos, sin) pairs, computed in double */
+	CG_QPANEL,   /* q8/q4 linear W[N,K]: per panel of NR rows, per group: NR f16 scales,
+	              * then codes in blocks of 4 k by NR rows ([k/4][NR][4] bytes; q4: two
+	              * blocks per byte, low nibble the first), K padded to whole groups */
+	CG_QROWS,    /* q8/q4 embedding table: per row, its f16 scales then its codes (q4:
+	              * two per byte, low nibble the even k) */
+	CG_BPANEL,   /* bf16 linear W[N,K] as panels [ceil(N/NR)][K][NR] of bf16 */
+	CG_BROWS,    /* bf16 table, row-major */
 } CgLayout;
+
+/* Bytes of one group of a CG_QPANEL region, and of one row of a CG_QROWS region. */
+int64_t cg_qpanel_group_bytes(QFormat f, int group, int nr);
+int64_t cg_qrows_row_bytes(QFormat f, int group, int64_t k);
 
 typedef struct CgRegion {     /* one tensor of the packed weight blob */
 	CgLayout layout;
@@ -112,12 +131,19 @@ typedef struct CgPlan {
 	CgFuse *fuse;             /* [nops] */
 	int64_t *offset;          /* [nvals] arena byte offset, -1 when no buffer */
 	uint64_t size;            /* arena bytes this function needs */
+	int64_t qscratch;         /* arena offset of the quantised activations of a q8/q4
+	                           * linear (codes, scales, sums; one linear at a time), -1 if none */
 } CgPlan;
 
-void cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p);
+void cg_plan_func(const Module *m, const Func *f, bool fuse, bool int8_act, CgPlan *p);
 /* Per op, the op that opens its innermost branch ('if' or 'else'), UINT32_MAX at the
  * top level: fusion stays within one branch. */
 void cg_branch_scopes(const Func *f, uint32_t *scope);
+/* Scratch bytes op needs for its quantised activations (0 unless a q8/q4 linear):
+ * codes [rows][Kp] (Kp: K padded to whole groups), then scales and sums [rows][ng],
+ * each part 64-byte aligned. */
+int64_t cg_qscratch_bytes(const Module *m, const Func *f, const Op *op);
+static inline int64_t cg_qscratch_codes(int64_t rows, int64_t kp) { return (rows * kp + 63) & ~(int64_t)63; }
 void cg_plan_free(CgPlan *p);
 /* Rows of a value (the dynamic length T when dyn0) and its last-axis extent. */
 int64_t cg_static_rows(Type t);
@@ -134,6 +160,9 @@ typedef struct CgOptions {
 	                           * section and write the blob into the object file afterwards
 	                           * (fast, never holds the blob in memory; for obj output only) */
 	Phases *phases;           /* phase times and progress (NULL: none) */
+	bool int8_act;            /* q8/q4 linears quantise their activations to int8 and use
+	                           * integer dot products (departs from the reference by the
+	                           * activation rounding; docs/quantization.md) */
 } CgOptions;
 
 typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: outside) */
@@ -245,6 +274,7 @@ typedef struct Cg {
 	CgBranch *branches;        /* [f->nops] stack of open regions (control.c) */
 	uint32_t nbranches;
 	bool fuse;                   /* CgOptions.fuse */
+	bool int8_act;               /* CgOptions.int8_act */
 	Diag *d;                     /* where unsupported ops are reported */
 } Cg;
 

@@ -8,7 +8,9 @@
  *   2. a region closed before r counts as its costlier branch, by weight bytes and
  *      then FLOPs, among the branches that do not end in a 'ret' (a branch that
  *      returns leaves the path); regions inside it the same way, recursively;
- *   3. op costs: linear 2 N K FLOPs and 4 N K bytes of W[N, K]; embed one row of its
+ *   3. op costs: linear 2 N K FLOPs and N K elements of W[N, K] at the bytes of its
+ *      param's storage format (f32 4, bf16 2, q8 1, q4 0.5, plus the f16 scales of
+ *      q8/q4); embed one row of its
  *      table; elementwise ops one FLOP per element of a row; the softmax measures 4
  *      and cosine 6 FLOPs per element of a row; attention, per head of size hd, hd
  *      for the normalisation plus, per key attended, q.k (2 hd), scale, max, exp and
@@ -25,20 +27,32 @@ typedef struct Cost {
 	double per_key;           /* FLOPs added for each further key attended */
 } Cost;
 
+/* Bytes per element of weight value v: its param's format, scales included. */
+static double
+weight_bytes(const Module *m, const Func *f, ValueId v)
+{
+	const Op *d = &f->ops[f->vals[v].def];
+	if (d->code != OP_PARAM)
+		return 4.0;
+	const Param *p = &m->params[d->ia[0]];
+	double b = ir_qformat_bytes(p->format);
+	return (p->format == QF_Q8 || p->format == QF_Q4) ? b + 2.0 / p->group : b;
+}
+
 static Cost
-op_cost(const Func *f, const Op *op)
+op_cost(const Module *m, const Func *f, const Op *op)
 {
 	Cost c = { 0, 0, 0 };
 	if (op->code == OP_LINEAR) {
 		Type w = f->vals[op->args[1]].type;
 		c.flops = 2.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
-		c.bytes = 4.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
+		c.bytes = weight_bytes(m, f, op->args[1]) * (double)cg_static_rows(w) * (double)cg_cols(w);
 	} else if (op->code == OP_ATTENTION) {
 		int64_t heads = op->ia[0], hd = cg_cols(f->vals[op->args[0]].type) / (heads ? heads : 1);
 		c.per_key = (double)heads * (4.0 * (double)hd + 4.0);
 		c.flops = c.per_key + (double)heads * (double)hd;
 	} else if (op->code == OP_EMBED) {
-		c.bytes = 4.0 * (double)cg_cols(f->vals[op->args[0]].type);
+		c.bytes = weight_bytes(m, f, op->args[0]) * (double)cg_cols(f->vals[op->args[0]].type);
 	} else if (op->code == OP_MARGIN || op->code == OP_MAXPROB || op->code == OP_ENTROPY) {
 		c.flops = 4.0 * (double)cg_cols(f->vals[op->args[0]].type);
 	} else if (op->code == OP_COSINE) {
@@ -71,12 +85,12 @@ region_end(const Func *f, const uint32_t *partner, uint32_t i, uint32_t *second)
 /* The cost of ops [a, b) at one nesting level, closed regions as their costlier
  * branch; marks the ops counted in on (may be NULL). */
 static Cost
-range_cost(const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool *on)
+range_cost(const Module *m, const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool *on)
 {
 	Cost c = { 0, 0, 0 };
 	for (uint32_t i = a; i < b;) {
 		if (f->ops[i].code != OP_IF) {
-			add(&c, op_cost(f, &f->ops[i]));
+			add(&c, op_cost(m, f, &f->ops[i]));
 			if (on)
 				on[i] = true;
 			i++;
@@ -89,14 +103,14 @@ range_cost(const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool 
 		for (int k = 0; k < 2; k++) {
 			if (hi[k] > lo[k] && f->ops[hi[k] - 1].code == OP_RET)
 				continue; /* this branch returns */
-			Cost bk = range_cost(f, partner, lo[k], hi[k], NULL);
+			Cost bk = range_cost(m, f, partner, lo[k], hi[k], NULL);
 			if (best < 0 || bk.bytes > bc.bytes || (bk.bytes == bc.bytes && bk.flops > bc.flops)) {
 				best = k;
 				bc = bk;
 			}
 		}
 		if (best >= 0)
-			add(&c, range_cost(f, partner, lo[best], hi[best], on));
+			add(&c, range_cost(m, f, partner, lo[best], hi[best], on));
 		if (on)
 			on[i] = on[end] = true;
 		i = end + 1;
@@ -106,7 +120,7 @@ range_cost(const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool 
 
 /* The path from the first op to 'ret' op r (steps 1 and 2). */
 static Cost
-path_cost(const Func *f, const uint32_t *partner, uint32_t r, bool *on, int32_t *site)
+path_cost(const Module *m, const Func *f, const uint32_t *partner, uint32_t r, bool *on, int32_t *site)
 {
 	Cost c = { 0, 0, 0 };
 	*site = 0;
@@ -121,11 +135,11 @@ path_cost(const Func *f, const uint32_t *partner, uint32_t r, bool *on, int32_t 
 				i = r < second ? i + 1 : second;
 				continue;
 			}
-			add(&c, range_cost(f, partner, i, end + 1, on));
+			add(&c, range_cost(m, f, partner, i, end + 1, on));
 			i = end + 1;
 			continue;
 		}
-		add(&c, op_cost(f, op));
+		add(&c, op_cost(m, f, op));
 		on[i] = true;
 		i++;
 	}
@@ -158,7 +172,7 @@ cg_compute_costs(CgResult *r)
 			for (uint32_t j = 0; j < f->nops; j++)
 				on[j] = false;
 			CgPath *p = &ce->paths[k++];
-			Cost c = path_cost(f, partner, i, on, &p->site);
+			Cost c = path_cost(m, f, partner, i, on, &p->site);
 			p->ret = i;
 			p->layers = f->ops[i].ia[0] > 0 ? f->ops[i].ia[0] : m->nlayers;
 			p->flops = c.flops;
@@ -174,7 +188,7 @@ cg_compute_costs(CgResult *r)
 				if (!on[j])
 					continue;
 				const Op *op = &f->ops[j];
-				Cost oc = op_cost(f, op);
+				Cost oc = op_cost(m, f, op);
 				int32_t l = op->layer >= 0 && op->layer < m->nlayers ? op->layer + 1 : 0;
 				ce->layers[l].flops += oc.flops;
 				ce->layers[l].bytes += oc.bytes;

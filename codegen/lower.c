@@ -93,7 +93,7 @@ static void
 lower_entry(Cg *g, const Func *f, uint32_t index)
 {
 	g->f = f;
-	cg_plan_func(g->m, f, g->fuse, &g->plan);
+	cg_plan_func(g->m, f, g->fuse, g->int8_act, &g->plan);
 	/* signature */
 	LLVMTypeRef params[2 * 16 + 2];
 	unsigned np = 0;
@@ -257,10 +257,12 @@ model_hash(const CgResult *r)
 		char ty[128] = "";
 		if (g->param >= 0)
 			ir_type_str(m->params[g->param].type, ty, sizeof ty);
-		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu|%g|%g|%g|%lld", (int)g->layout,
+		n = snprintf(buf, sizeof buf, "%d|%s|%s|%lld|%lld|%g|%llu|%g|%g|%g|%lld|%d|%d", (int)g->layout,
 		             g->param >= 0 ? m->params[g->param].name : "", ty, (long long)g->a,
 		             (long long)g->b, g->theta, (unsigned long long)g->offset, (double)g->scale[0],
-		             (double)g->scale[1], (double)g->scale[2], (long long)g->orig);
+		             (double)g->scale[1], (double)g->scale[2], (long long)g->orig,
+		             g->param >= 0 ? (int)m->params[g->param].format : -1,
+		             g->param >= 0 ? m->params[g->param].group : -1);
 		h = hash_bytes(buf, (size_t)n, h);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
@@ -306,6 +308,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	g.pfor_ty = LLVMFunctionType(g.voidt, pp, 4, 0);
 	g.rope_len = rope_positions(m);
 	g.fuse = o->fuse;
+	g.int8_act = o->int8_act;
 	g.d = d;
 	int errors0 = d->nerrors;
 
@@ -319,7 +322,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	/* arena size first: entries address the state after the arena */
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		CgPlan p;
-		cg_plan_func(m, m->funcs[i], o->fuse, &p);
+		cg_plan_func(m, m->funcs[i], o->fuse, o->int8_act, &p);
 		if (p.size > r->arena_size)
 			r->arena_size = p.size;
 		cg_plan_free(&p);

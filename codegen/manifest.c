@@ -15,7 +15,16 @@
 static const char *
 layout_name(CgLayout l)
 {
-	return l == CG_PANEL ? "panel" : l == CG_ROPE ? "rope_table" : "row_major";
+	switch (l) {
+	case CG_ROWMAJOR: return "row_major";
+	case CG_PANEL: return "panel";
+	case CG_ROPE: return "rope_table";
+	case CG_QPANEL: return "quant_panel";
+	case CG_QROWS: return "quant_rows";
+	case CG_BPANEL: return "bf16_panel";
+	case CG_BROWS: return "bf16_rows";
+	}
+	return "?";
 }
 
 static void
@@ -157,6 +166,12 @@ cg_manifest_text(const CgResult *r)
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "name", g->param >= 0 ? m->params[g->param].name : "rope");
 		cJSON_AddStringToObject(o, "layout", layout_name(g->layout));
+		if (g->param >= 0) {
+			const Param *p = &m->params[g->param];
+			cJSON_AddStringToObject(o, "format", ir_qformat_name(p->format));
+			if (p->format == QF_Q8 || p->format == QF_Q4)
+				cJSON_AddNumberToObject(o, "group", p->group);
+		}
 		cJSON_AddNumberToObject(o, "offset", (double)g->offset);
 		cJSON_AddNumberToObject(o, "bytes", (double)g->size);
 		cJSON_AddItemToArray(ws, o);

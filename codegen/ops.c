@@ -386,6 +386,46 @@ lower_argmax(Cg *g, const Op *op)
 	cg_loop_end(g, &lr);
 }
 
+/* Row `row` of a quantised table (CG_QROWS, CG_BROWS) dequantised into y: q8/q4
+ * d * (c - z) with d the row's f16 scale of the element's group, as ir/quant.c. */
+static void
+embed_row_q(Cg *g, const Param *p, LLVMValueRef tab, LLVMValueRef row, LLVMValueRef y)
+{
+	int64_t k = cg_cols(p->type);
+	LLVMTypeRef i16 = LLVMInt16TypeInContext(g->c);
+	if (p->format == QF_BF16) {
+		LLVMValueRef src = cg_gep(g, i16, tab, mul64(g, row, k));
+		CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, k), NULL, "col");
+		LLVMValueRef h = LLVMBuildZExt(g->b, cg_load(g, i16, cg_gep(g, i16, src, l.iv), 2), g->i32, "");
+		stf(g, LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, h, cg_i32c(g, 16), ""), g->f32, ""), y, l.iv);
+		cg_loop_end(g, &l);
+		return;
+	}
+	int64_t ng = ir_quant_groups(k, p->group);
+	bool q4 = p->format == QF_Q4;
+	LLVMValueRef base = cg_gep(g, g->i8, tab, mul64(g, row, cg_qrows_row_bytes(p->format, p->group, k)));
+	LLVMValueRef codes = cg_gep(g, g->i8, base, cg_i64(g, 2 * ng));
+	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, k), NULL, "col");
+	LLVMValueRef gi = LLVMBuildUDiv(g->b, l.iv, cg_i64(g, p->group), "");
+	LLVMValueRef h = LLVMBuildZExt(g->b, cg_load(g, i16, cg_gep(g, i16, base, gi), 2), g->i32, "");
+	LLVMValueRef mag = LLVMBuildShl(g->b, LLVMBuildAnd(g->b, h, cg_i32c(g, 0x7fff), ""), cg_i32c(g, 13), "");
+	LLVMValueRef df = LLVMBuildFMul(g->b, LLVMBuildBitCast(g->b, mag, g->f32, ""), cg_f32c(g, 0x1p112), "");
+	LLVMValueRef sign = LLVMBuildShl(g->b, LLVMBuildAnd(g->b, h, cg_i32c(g, 0x8000), ""), cg_i32c(g, 16), "");
+	df = LLVMBuildBitCast(g->b, LLVMBuildOr(g->b, LLVMBuildBitCast(g->b, df, g->i32, ""), sign, ""), g->f32, "");
+	LLVMValueRef c;
+	if (q4) {
+		LLVMValueRef byte = cg_load(g, g->i8, cg_gep(g, g->i8, codes, LLVMBuildLShr(g->b, l.iv, cg_i64(g, 1), "")), 1);
+		LLVMValueRef sh = LLVMBuildTrunc(g->b, LLVMBuildShl(g->b, LLVMBuildAnd(g->b, l.iv, cg_i64(g, 1), ""),
+		                                                      cg_i64(g, 2), ""), g->i8, "");
+		c = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, byte, sh, ""), LLVMConstInt(g->i8, 15, 0), "");
+	} else {
+		c = cg_load(g, g->i8, cg_gep(g, g->i8, codes, l.iv), 1);
+	}
+	LLVMValueRef q = LLVMBuildSub(g->b, LLVMBuildZExt(g->b, c, g->i32, ""), cg_i32c(g, ir_qformat_zero(p->format)), "");
+	stf(g, LLVMBuildFMul(g->b, df, LLVMBuildSIToFP(g->b, q, g->f32, ""), ""), y, l.iv);
+	cg_loop_end(g, &l);
+}
+
 /* Rows of the table for each index; an index the entry's up-front checks did not
  * cover (one computed by the graph) is checked here, before the table is read. */
 static void
@@ -395,15 +435,27 @@ lower_embed(Cg *g, const Op *op)
 	Type tab_t = f->vals[op->args[0]].type, tt = f->vals[op->args[1]].type;
 	int64_t d = cg_cols(tab_t), nrow = cg_static_rows(tab_t);
 	bool checked = cg_embed_checked_early(f, op);
-	LLVMValueRef tab = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
+	const Op *td = ir_def((Func *)f, op->args[0]);
+	const Param *qp = td->code == OP_PARAM ? &g->m->params[td->ia[0]] : NULL;
+	LLVMValueRef tab;
+	if (qp && qp->format == QF_BF16)
+		tab = cg_param_ptr(g, (uint32_t)td->ia[0], CG_BROWS);
+	else if (qp && qp->format != QF_F32)
+		tab = cg_param_ptr(g, (uint32_t)td->ia[0], CG_QROWS);
+	else
+		tab = cg_val_ptr(g, op->args[0]);
+	LLVMValueRef y = cg_val_ptr(g, op->dst);
 	LLVMValueRef toks = tt.rank ? cg_val_ptr(g, op->args[1]) : NULL;
 	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_len(g, tt), NULL, "tok");
 	LLVMValueRef tok = toks ? cg_load(g, g->i32, cg_gep(g, g->i32, toks, l.iv), 4) : cg_val_scalar(g, op->args[1]);
 	if (!checked)
 		cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)nrow), ""), ELIDE_ERR_TOKEN);
 	LLVMValueRef t64 = LLVMBuildZExt(g->b, tok, g->i64, "");
-	copy_bytes(g, cg_gep(g, g->f32, y, mul64(g, l.iv, d)), cg_gep(g, g->f32, tab, mul64(g, t64, d)),
-	           cg_i64(g, d * 4));
+	if (qp && qp->format != QF_F32)
+		embed_row_q(g, qp, tab, t64, cg_gep(g, g->f32, y, mul64(g, l.iv, d)));
+	else
+		copy_bytes(g, cg_gep(g, g->f32, y, mul64(g, l.iv, d)), cg_gep(g, g->f32, tab, mul64(g, t64, d)),
+		           cg_i64(g, d * 4));
 	cg_loop_end(g, &l);
 }
 

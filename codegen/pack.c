@@ -15,6 +15,19 @@
 #include <string.h>
 #include <unistd.h>
 
+int64_t
+cg_qpanel_group_bytes(QFormat f, int group, int nr)
+{
+	return 2 * (int64_t)nr + (f == QF_Q4 ? (int64_t)group * nr / 2 : (int64_t)group * nr);
+}
+
+int64_t
+cg_qrows_row_bytes(QFormat f, int group, int64_t k)
+{
+	int64_t ng = ir_quant_groups(k, group), kp = ng * group;
+	return 2 * ng + (f == QF_Q4 ? kp / 2 : kp);
+}
+
 static uint64_t
 region_size(CgLayout layout, const Module *m, int32_t param, int64_t a, int64_t b, int nr)
 {
@@ -29,6 +42,23 @@ region_size(CgLayout layout, const Module *m, int32_t param, int64_t a, int64_t 
 	}
 	case CG_ROPE:
 		return (uint64_t)(a * (b / 2) * 2) * sizeof(float);
+	case CG_QPANEL: {
+		const Param *p = &m->params[param];
+		int64_t n = cg_static_rows(p->type), k = cg_cols(p->type);
+		int64_t np = (n + nr - 1) / nr, ng = ir_quant_groups(k, p->group);
+		return (uint64_t)(np * ng * cg_qpanel_group_bytes(p->format, p->group, nr));
+	}
+	case CG_QROWS: {
+		const Param *p = &m->params[param];
+		return (uint64_t)(cg_static_rows(p->type) * cg_qrows_row_bytes(p->format, p->group, cg_cols(p->type)));
+	}
+	case CG_BPANEL: {
+		Type t = m->params[param].type;
+		int64_t n = cg_static_rows(t), k = cg_cols(t);
+		return (uint64_t)(((n + nr - 1) / nr) * k * nr) * 2;
+	}
+	case CG_BROWS:
+		return (uint64_t)ir_type_numel(m->params[param].type) * 2;
 	}
 	ELIDE_UNREACHABLE();
 }
@@ -73,6 +103,76 @@ pack_panels(const float *src, int64_t n, int64_t k, int nr, float *dst)
 		}
 }
 
+/* CG_QPANEL (codegen.h): codes past K and rows past N hold the zero point (value 0). */
+static void
+pack_qpanel(const Param *p, int nr, uint8_t *dst)
+{
+	int64_t n = cg_static_rows(p->type), k = cg_cols(p->type), G = p->group;
+	int64_t np = (n + nr - 1) / nr, ng = ir_quant_groups(k, p->group);
+	int64_t gb = cg_qpanel_group_bytes(p->format, p->group, nr);
+	uint8_t z = (uint8_t)ir_qformat_zero(p->format);
+	bool q4 = p->format == QF_Q4;
+	for (int64_t pi = 0; pi < np; pi++)
+		for (int64_t g = 0; g < ng; g++) {
+			uint8_t *o = dst + (pi * ng + g) * gb;
+			uint16_t sc[256];
+			for (int j = 0; j < nr; j++) {
+				int64_t row = pi * nr + j;
+				sc[j] = row < n ? ir_quant_scales(p, row)[g] : 0;
+			}
+			memcpy(o, sc, (size_t)nr * 2);
+			uint8_t *c = o + 2 * nr;
+			for (int64_t kk = 0; kk < G; kk++) {
+				int64_t col = g * G + kk, b = kk / 4, i = kk % 4;
+				for (int j = 0; j < nr; j++) {
+					int64_t row = pi * nr + j;
+					uint8_t code = row < n && col < k ? ir_quant_codes(p, row)[col] : z;
+					if (!q4) {
+						c[(b * nr + j) * 4 + i] = code;
+					} else {
+						/* block pair b/2: low nibble the even block, high the odd */
+						uint8_t *at = &c[((b / 2) * nr + j) * 4 + i];
+						*at = (uint8_t)(b % 2 ? (*at & 0x0f) | (code << 4) : (*at & 0xf0) | code);
+					}
+				}
+			}
+		}
+}
+
+static void
+pack_qrows(const Param *p, uint8_t *dst)
+{
+	int64_t n = cg_static_rows(p->type), k = cg_cols(p->type);
+	int64_t ng = ir_quant_groups(k, p->group), rb = cg_qrows_row_bytes(p->format, p->group, k);
+	uint8_t z = (uint8_t)ir_qformat_zero(p->format);
+	for (int64_t r = 0; r < n; r++) {
+		uint8_t *o = dst + r * rb;
+		memcpy(o, ir_quant_scales(p, r), (size_t)ng * 2);
+		uint8_t *c = o + 2 * ng;
+		const uint8_t *src = ir_quant_codes(p, r);
+		for (int64_t kk = 0; kk < ng * p->group; kk++) {
+			uint8_t code = kk < k ? src[kk] : z;
+			if (p->format == QF_Q4)
+				c[kk / 2] = (uint8_t)(kk % 2 ? (c[kk / 2] & 0x0f) | (code << 4) : (c[kk / 2] & 0xf0) | code);
+			else
+				c[kk] = code;
+		}
+	}
+}
+
+static void
+pack_bpanel(const uint16_t *src, int64_t n, int64_t k, int nr, uint16_t *dst)
+{
+	int64_t np = (n + nr - 1) / nr;
+	for (int64_t p = 0; p < np; p++)
+		for (int64_t kk = 0; kk < k; kk++)
+			for (int j = 0; j < nr; j++) {
+				int64_t row = p * nr + j;
+				dst[(p * k + kk) * nr + j] = row < n ? src[row * k + kk] : 0;
+			}
+}
+
+
 /* Rows p0 .. p0+npos-1 of the table of rope region r.  The frequencies are the
  * interpreter's (ir_rope_freq), scaling included. */
 static void
@@ -87,6 +187,27 @@ pack_rope(const CgRegion *r, int64_t p0, int64_t npos, float *dst)
 			dst[(p * half + i) * 2] = (float)cos(ang);
 			dst[(p * half + i) * 2 + 1] = (float)sin(ang);
 		}
+}
+
+/* Whether a layout holds a param's quantised storage (Param.qdata). */
+static bool
+quantised_layout(CgLayout l)
+{
+	return l == CG_QPANEL || l == CG_QROWS || l == CG_BPANEL || l == CG_BROWS;
+}
+
+/* A quantised region of param p into dst (r->size bytes). */
+static void
+pack_quantised(const CgRegion *r, const Param *p, int nr, uint8_t *dst)
+{
+	if (r->layout == CG_QPANEL)
+		pack_qpanel(p, nr, dst);
+	else if (r->layout == CG_QROWS)
+		pack_qrows(p, dst);
+	else if (r->layout == CG_BPANEL)
+		pack_bpanel((const uint16_t *)p->qdata, cg_static_rows(p->type), cg_cols(p->type), nr, (uint16_t *)dst);
+	else
+		memcpy(dst, p->qdata, r->size);
 }
 
 bool
@@ -104,8 +225,14 @@ cg_weights_pack(const CgWeights *w, const Module *m, int nr, uint8_t *payload, c
 			snprintf(err, nerr, "weights of '%s' are not loaded", p->name);
 			return false;
 		}
+		if (quantised_layout(r->layout) && !p->qdata) {
+			snprintf(err, nerr, "param '%s' is declared %s but not quantised", p->name, ir_qformat_name(p->format));
+			return false;
+		}
 		if (r->layout == CG_ROWMAJOR)
 			memcpy(dst, p->data, r->size);
+		else if (quantised_layout(r->layout))
+			pack_quantised(r, p, nr, (uint8_t *)dst);
 		else
 			pack_panels(p->data, cg_static_rows(p->type), cg_cols(p->type), nr, dst);
 	}
@@ -218,7 +345,7 @@ bw_zeros(BlobWriter *bw, uint64_t n)
 }
 
 /* One region into the writer: row-major as is, panels one at a time, rope tables one
- * position at a time. */
+ * position at a time, quantised regions whole. */
 static void
 bw_region(BlobWriter *bw, const CgRegion *r, const Module *m, int nr)
 {
@@ -240,6 +367,19 @@ bw_region(BlobWriter *bw, const CgRegion *r, const Module *m, int nr)
 	}
 	if (r->layout == CG_ROWMAJOR) {
 		bw_put(bw, p->data, r->size);
+		return;
+	}
+	if (quantised_layout(r->layout)) { /* a quarter or less of the f32 bytes: packed whole */
+		if (!p->qdata) {
+			snprintf(bw->err, bw->nerr, "param '%s' is declared %s but not quantised", p->name,
+			         ir_qformat_name(p->format));
+			bw->ok = false;
+			return;
+		}
+		uint8_t *buf = xcalloc(r->size ? r->size : 1, 1);
+		pack_quantised(r, p, nr, buf);
+		bw_put(bw, buf, r->size);
+		free(buf);
 		return;
 	}
 	int64_t n = cg_static_rows(p->type), k = cg_cols(p->type), np = (n + nr - 1) / nr;

@@ -3,7 +3,9 @@
  * --cpu and --features cross-compile.  The vector width follows the widest float
  * vector the target has: 16 lanes with AVX-512, 8 with AVX2, 4 otherwise (SSE,
  * NEON).  Panels hold two vectors per k; the micro-kernel row count keeps the
- * accumulators, two panel vectors and a broadcast inside the register file. */
+ * accumulators, two panel vectors and a broadcast inside the register file.  The
+ * q8/q4 kernels use vpdpbusd where the target has AVX512-VNNI (or AVX-VNNI with
+ * 256-bit vectors), sdot on AArch64 with dotprod, widened multiplies otherwise. */
 #include "codegen/codegen.h"
 
 #include <llvm-c/Target.h>
@@ -77,6 +79,9 @@ cg_target_vec_width(const char *triple, const char *cpu, const char *features)
 		return 8;
 	return 4;
 }
+static const char *const cpus_vnni[] = { "cascadelake", "cooperlake", "icelake-client",
+	"icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+	"znver4", "znver5", NULL };
 
 CgTarget *
 cg_target_new(const char *triple, const char *cpu, const char *features, int opt_level,
@@ -137,7 +142,24 @@ cg_target_new(const char *triple, const char *cpu, const char *features, int opt
 	t->nvec = 2;
 	t->vec = cg_target_vec_width(t->triple, t->cpu, t->features);
 	bool arm64 = strncmp(t->triple, "aarch64", 7) == 0 || strncmp(t->triple, "arm64", 5) == 0;
+	bool x86 = strncmp(t->triple, "x86_64", 6) == 0 || strncmp(t->triple, "i686", 4) == 0 || strncmp(t->triple, "i386", 4) == 0;
 	t->mr = t->vec == 16 ? 8 : t->vec == 8 ? 6 : arm64 ? 8 : 4;
+	/* the q8/q4 kernels: the integer dot product, and the rows of the micro-kernel
+	 * that keep rows x nvec integer and float accumulators, the panel vectors, the
+	 * scales and a broadcast in the register file (32 vector registers with
+	 * AVX-512 and on AArch64, 16 otherwise) */
+	int nregs = (t->vec == 16 || arm64) ? 32 : 16;
+	t->qmr = (nregs - 2 * t->nvec - 2) / (2 * t->nvec);
+	t->dot = CG_DOT_GENERIC;
+	if (x86 && t->vec == 16 && !has_feature(t->features, "-avx512vnni")
+	    && (has_feature(t->features, "+avx512vnni") || cpu_in(t->cpu, cpus_vnni)))
+		t->dot = CG_DOT_VNNI;
+	else if (x86 && t->vec == 8
+	         && (has_feature(t->features, "+avxvnni")
+	             || (has_feature(t->features, "+avx512vnni") && has_feature(t->features, "+avx512vl"))))
+		t->dot = CG_DOT_VNNI;
+	else if (arm64 && has_feature(t->features, "+dotprod"))
+		t->dot = CG_DOT_SDOT;
 	return t;
 }
 

@@ -227,10 +227,11 @@ pwords
 	: %empty                { $$ = ast_list(A, @$); }
 	| pwords pword          { $$ = ast_append($1, $2); }
 	;
-/* pword: IDENT | 'in' | number | STRING | ',' | '>' | '/' | '..' | '-' | IDENT '(' pword* ')' */
+/* pword: IDENT | 'in' | 'weights' | number | STRING | ',' | '>' | '/' | '..' | '-' | IDENT '(' pword* ')' */
 pword
 	: IDENT                 { $$ = ast_word(A, @1, 'i', $1, 0, false); }
 	| IN                    { $$ = ast_word(A, @1, 'i', "in", 0, false); }
+	| WEIGHTS               { $$ = ast_word(A, @1, 'i', "weights", 0, false); }
 	| INT                   { $$ = ast_word(A, @1, 'n', NULL, $1, true); }
 	| FLOAT                 { $$ = ast_word(A, @1, 'n', NULL, $1, false); }
 	| STRING                { $$ = ast_word(A, @1, 's', $1, 0, false); }

@@ -541,6 +541,89 @@ verb_drop(Ctx *c, FeStmt *s, const Ast *w)
 	}
 }
 
+/* 'quantize' 'weights' (q8 | q4 | bf16 | f32) ('group' G | 'layers' a..b
+ *   | 'except' NAME, ...)*: the storage format of the matrices linears and embeds
+ * read (pass quantize).  Read into options format (word), group (int), layers
+ * (range) and one 'except' string per name; the names are checked by the pass,
+ * which knows the params. */
+static void
+verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
+{
+	if (!is_word(w, 'i', "weights")) {
+		expected(c, w, "'weights'", "quantize");
+		return;
+	}
+	s->subject = "weights";
+	w = w->next;
+	if (!is_word(w, 'i', NULL) || ir_qformat_from_name(w->name) < 0) {
+		expected(c, w, "a format (q8, q4, bf16, f32)", "weights");
+		return;
+	}
+	add_opt(c, s, "format", (PolicyVal){ .kind = PV_IDENT, .str = arena_strdup(c->ar, w->name) }, w->loc);
+	bool grouped = strcmp(w->name, "q8") == 0 || strcmp(w->name, "q4") == 0;
+	const Ast *fw = w;
+	for (w = w->next; w && c->ok;) {
+		if (is_word(w, 'i', "group") || is_word(w, 'i', "layers")) {
+			bool group = strcmp(w->name, "group") == 0;
+			if (fe_policy_opt(s, w->name)) {
+				diag_error(c->d, w->loc, "option '%s' given twice", w->name);
+				c->ok = false;
+				return;
+			}
+			OptSpec sp = { w->name, group ? V_INT : V_RANGE, 8, NULL };
+			PolicyVal v = { 0 };
+			const Ast *at = w;
+			w = read_value(c, &sp, w->next, &v);
+			if (group && c->ok && ((int64_t)v.num % 8 || v.num > 4096)) {
+				diag_error(c->d, at->next->loc, "expected a group that is a multiple of 8 in [8, 4096], saw %g",
+				           v.num);
+				c->ok = false;
+			}
+			if (group && !grouped) {
+				diag_error(c->d, at->loc, "format '%s' has no groups", fw->name);
+				c->ok = false;
+			}
+			add_opt(c, s, at->name, v, at->loc);
+		} else if (is_word(w, 'i', "except")) {
+			if (fe_policy_opt(s, "except")) {
+				diag_error(c->d, w->loc, "option 'except' given twice");
+				c->ok = false;
+				return;
+			}
+			const Ast *at = w;
+			char names[1024];
+			size_t len = 0;
+			w = w->next;
+			for (;;) {
+				if (!is_word(w, 'i', NULL)) {
+					expected(c, w, "a weight name", "except");
+					return;
+				}
+				size_t n = strlen(w->name);
+				if (len + n + 2 > sizeof names) {
+					diag_error(c->d, w->loc, "too many names after 'except'");
+					c->ok = false;
+					return;
+				}
+				if (len)
+					names[len++] = ',';
+				memcpy(names + len, w->name, n + 1);
+				len += n;
+				w = w->next;
+				if (!is_word(w, ',', NULL))
+					break;
+				w = w->next;
+			}
+			add_opt(c, s, "except", (PolicyVal){ .kind = PV_STRING, .str = arena_strdup(c->ar, names) }, at->loc);
+		} else {
+			expected(c, w, "'group', 'layers', 'except' or ';'", NULL);
+			return;
+		}
+	}
+	if (grouped && !fe_policy_opt(s, "group"))
+		add_opt(c, s, "group", (PolicyVal){ .kind = PV_NUM, .num = 32, .is_int = true }, fw->loc);
+}
+
 /* 'skip' ( 'schedule' linear(n_max, n_min, ctx)
  *        | 'ffn' 'when' cos(in, out) '>' T ('warmup' N | 'cold' L, ... | 'layers' a..b)*
  *        | 'layers' 'from' 'router' ('buckets' N | 'calibrate' "file")* ) */
@@ -817,8 +900,9 @@ fe_policy_build(Arena *ar, const Ast *pol, const FeModelInfo *mi, Diag *d)
 		case POL_SKIP: verb_skip(&c, &s, w); break;
 		case POL_EXIT: verb_exit(&c, &s, w); break;
 		case POL_ATTEND: verb_attend(&c, &s, w); break;
+		case POL_QUANTIZE: verb_quantize(&c, &s, w); break;
 		default:
-			diag_error(d, st->loc, "unknown policy statement '%s' (expected prune, drop, skip, exit or attend)",
+			diag_error(d, st->loc, "unknown policy statement '%s' (expected prune, drop, skip, exit, attend or quantize)",
 			           st->name);
 			c.ok = false;
 		}

@@ -98,6 +98,7 @@ eir_module_string(EirParser *p, const char *key, const char *s, Loc loc)
 void
 eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source, const char *hash, Loc loc)
 {
+	p->lastparam = -1;
 	if (strmap_get(&p->paramidx, name) >= 0) {
 		diag_error(p->diag, loc, "param '%s' is defined twice", name);
 		return;
@@ -105,6 +106,7 @@ eir_param(EirParser *p, const char *name, Type t, const char *layer, const char 
 	int32_t l = layer ? (int32_t)int_in(p, layer, loc, 0, 1 << 20, "a layer index") : -1;
 	uint32_t k = ir_add_param(p->m, name, source, t, l, loc);
 	strmap_add(&p->paramidx, p->m->params[k].name, k);
+	p->lastparam = (int32_t)k;
 	if (hash) {
 		errno = 0;
 		char *end;
@@ -113,6 +115,43 @@ eir_param(EirParser *p, const char *name, Type t, const char *layer, const char 
 			diag_error(p->diag, loc, "expected a 64-bit hash, saw '%s'", hash);
 		p->m->params[k].hash = h;
 	}
+}
+
+void
+eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group, Loc loc)
+{
+	if (strcmp(kw, "format") != 0) {
+		diag_error(p->diag, loc, "expected 'format' or ';', saw '%s'", kw);
+		return;
+	}
+	int f = ir_qformat_from_name(fmt);
+	if (f < 0) {
+		diag_error(p->diag, loc, "expected a format (f32, bf16, q8, q4), saw '%s'", fmt);
+		return;
+	}
+	bool grouped = f == QF_Q8 || f == QF_Q4;
+	if (gkw && strcmp(gkw, "group") != 0) {
+		diag_error(p->diag, loc, "expected 'group' or ';', saw '%s'", gkw);
+		return;
+	}
+	if (grouped != (gkw != NULL)) {
+		diag_error(p->diag, loc, grouped ? "format '%s' needs 'group N'" : "format '%s' takes no group", fmt);
+		return;
+	}
+	int64_t g = gkw ? int_in(p, group, loc, 8, 4096, "a group size") : 0;
+	if (gkw && g % 8) {
+		diag_error(p->diag, loc, "group %lld is not a multiple of 8", (long long)g);
+		return;
+	}
+	if (p->lastparam < 0)
+		return;
+	Param *pm = &p->m->params[p->lastparam];
+	if (f != QF_F32 && (pm->type.rank != 2 || pm->type.dyn0)) {
+		diag_error(p->diag, loc, "only a matrix param can be stored as %s", fmt);
+		return;
+	}
+	pm->format = (QFormat)f;
+	pm->group = (int32_t)g;
 }
 
 void
@@ -273,7 +312,7 @@ eir_policy_stmt(EirParser *p, const char *verb, const char *subject, EirOpts *op
 {
 	int v = ir_vocab_find(&ir_verb_vocab, verb);
 	if (v < 0) {
-		diag_error(p->diag, loc, "policy: expected a verb (prune, skip, exit, attend, drop), saw '%s'", verb);
+		diag_error(p->diag, loc, "policy: expected a verb (prune, skip, exit, attend, drop, quantize), saw '%s'", verb);
 		return;
 	}
 	PolicyStmt s;

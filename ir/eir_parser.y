@@ -88,7 +88,7 @@ mitems
 	;
 
 /* mitem: layers = N; | const @x = N; | weights = "p"; | notes = "t";
- *      | param @x : type [layer N] [= "source"] [hash 0x..];
+ *      | param @x : type [layer N] [= "source"] [hash 0x..] [format F [group N]];
  *      | state @x : kvcache(ctx = N, kv_heads = N, head_dim = N) [layer N];
  *      | knob @x : DTYPE = NUM {min = NUM, max = NUM}; | stat @x; */
 mitem
@@ -96,7 +96,7 @@ mitem
 	| CONST SYM '=' INT ';'                            { eir_module_const(p, $2, $4, @2); }
 	| WEIGHTS '=' STRING ';'                           { eir_module_string(p, "weights", $3, @3); }
 	| NOTES '=' STRING ';'                             { eir_module_string(p, "notes", $3, @3); }
-	| PARAM SYM ':' type optlayer optsource opthash ';' { eir_param(p, $2, $4, $5, $6, $7, @2); }
+	| PARAM SYM ':' type optlayer optsource opthash { eir_param(p, $2, $4, $5, $6, $7, @2); } optformat ';'
 	| STATE SYM ':' IDENT '(' attrlist ')' optlayer ';' { eir_state(p, $2, $4, $6, $8, @2); }
 	| KNOB SYM ':' IDENT '=' number attrs ';'          { eir_knob(p, $2, $4, $6, $7, @2); }
 	| STAT SYM ';'                                     { eir_stat(p, $2, @2); }
@@ -118,6 +118,12 @@ optsource
 opthash
 	: %empty                   { $$ = NULL; }
 	| HASH HEX                 { $$ = $2; }
+	;
+/* optformat: ['format' IDENT ['group' INT]]: the storage format of the param just read */
+optformat
+	: %empty
+	| IDENT IDENT              { eir_param_format(p, $1, $2, NULL, NULL, @1); }
+	| IDENT IDENT IDENT INT    { eir_param_format(p, $1, $2, $3, $4, @1); }
 	;
 
 /* type: IDENT ['[' ['<='] INT (',' INT)* ']'] */

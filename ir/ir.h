@@ -91,6 +91,16 @@ int ir_op_from_name(const char *s); /* -1 if unknown */
 /* An elementwise op of one operand (OPF_ELEMWISE, arity 1): silu, tanh, scale, ... */
 static inline bool ir_op_is_unary_elemwise(int c) { return c >= 0 && c < OP_COUNT && (ir_op_flags[c] & OPF_ELEMWISE) && ir_op_arity[c] == 1; }
 
+/* Storage format of a param (quant.c, docs/quantization.md).  Every format has a
+ * dequantised f32 value per element, which Param.data holds once quantised. */
+typedef enum QFormat {
+	QF_F32,   /* binary32 */
+	QF_BF16,  /* bfloat16, rounded to nearest even */
+	QF_Q8,    /* int8 codes, one f16 scale per group along the input dimension */
+	QF_Q4,    /* 4-bit codes with offset 8, one f16 scale per group */
+	QF_COUNT
+} QFormat;
+
 /* ---- policy.c, policy.def: typed policy statements ----
  * A policy is a list of statements, each a verb with its options as typed fields
  * (one struct per verb).  The front end (frontend/policy.c) checks the language
@@ -106,6 +116,7 @@ typedef enum PolicyVerb {
 	POL_SKIP,   /* layer / FFN skipping at run time (no pass yet) */
 	POL_EXIT,   /* early exit (no pass yet) */
 	POL_ATTEND, /* sparse attention (no pass yet) */
+	POL_QUANTIZE, /* storage format of weight matrices (quantize) */
 	POL_VERB_COUNT
 } PolicyVerb;
 
@@ -173,7 +184,7 @@ typedef struct IrVocab {
 	int n;
 } IrVocab;
 extern const IrVocab ir_verb_vocab, ir_unit_vocab, ir_score_vocab, ir_block_vocab, ir_measure_vocab, ir_kv_vocab,
-	ir_skip_vocab, ir_attend_vocab, ir_method_vocab;
+	ir_skip_vocab, ir_attend_vocab, ir_method_vocab, ir_qformat_vocab;
 const char *ir_vocab_name(const IrVocab *v, int e); /* "?" when out of range */
 int ir_vocab_find(const IrVocab *v, const char *s); /* -1 if unknown (or s NULL) */
 /* "'a', 'b' or 'c'" (sep ", ", last " or ") into buf, for messages. */
@@ -242,6 +253,13 @@ typedef struct PolicyAttend {
 	PolicyLayers dense_layers;/* list of layers that stay dense */
 } PolicyAttend;
 
+typedef struct PolicyQuantize {
+	QFormat format;           /* required */
+	int64_t group;            /* q8/q4: elements per scale (default 32) */
+	PolicyLayers layers;      /* range of layers covered (all when not given) */
+	const char *except;       /* names left f32, comma-separated ("wq,embed"), NULL if none */
+} PolicyQuantize;
+
 typedef enum PolicyKeyKind {
 	PKK_KEEP,   /* PolicyKeep: a fraction, a count or num/den */
 	PKK_INT,    /* int64_t */
@@ -279,6 +297,7 @@ typedef struct PolicyStmt {
 		PolicySkip skip;
 		PolicyExit exit;
 		PolicyAttend attend;
+		PolicyQuantize quantize;
 	};
 	uint64_t given;           /* bit k: option k (PolicyKey) was written */
 	Loc loc;                  /* the statement's verb */
@@ -294,10 +313,11 @@ typedef struct Policy {
 static inline bool ir_policy_given(const PolicyStmt *s, PolicyKey k) { return (s->given >> k) & 1; }
 /* The subject of s: its PruneUnit, SkipKind or AttendKind; -1 for drop and exit. */
 int ir_policy_subject(const PolicyStmt *s);
-/* The subject's word ("ffn_neuron", "router", "decode", "layers" for drop), NULL for exit. */
+/* The subject's word ("ffn_neuron", "router", "decode", "layers" for drop, "weights" for
+ * quantize), NULL for exit. */
 const char *ir_policy_subject_name(const PolicyStmt *s);
 /* Starts statement s of verb v with the subject named `subject` (the vocabulary of
- * the verb's subjects; "layers" for drop, NULL for exit).  False if it names none. */
+ * the verb's subjects; "layers" for drop, "weights" for quantize, NULL for exit).  False if it names none. */
 bool ir_policy_init(PolicyStmt *s, PolicyVerb v, const char *subject, Loc loc);
 /* The option of s's verb and subject called `word`; -1 if none. */
 int ir_policy_key(const PolicyStmt *s, const char *word);
@@ -384,15 +404,19 @@ typedef struct Func {
 	Loc loc;
 } Func;
 
+
 typedef struct Param {
 	const char *name;    /* IR name, e.g. "wq.3" */
 	const char *source;  /* tensor name in the weights file, e.g. "model.layers.3.self_attn.q_proj.weight" */
 	Type type;           /* declared (and, after pruning, current) shape */
 	int32_t layer;       /* layer the param belongs to, -1 if global */
-	float *data;         /* f32 contents once loaded (NULL before); owned by the module */
-	uint64_t hash;       /* content hash of data (0 when not loaded) */
+	float *data;         /* f32 contents once loaded (NULL before), dequantised when quantised; owned */
+	uint64_t hash;       /* content hash of the loaded f32 data (0 when not loaded) */
 	DType file_dtype;    /* dtype the declaration gives the file's tensor: DT_F32 takes F32, F16
 	                      * or BF16 (widened exactly), DT_BF16 / DT_F16 only that dtype */
+	QFormat format;      /* storage format (QF_F32 unless quantised) */
+	int32_t group;       /* q8/q4: elements per scale along the last axis */
+	uint8_t *qdata;      /* codes and scales once quantised (quant.c layout); owned */
 	Loc loc;
 } Param;
 
@@ -593,6 +617,7 @@ typedef struct EirParser {
 	StrMap defidx;           /* value name -> index into defs (this function) */
 	StrMap paramidx;         /* param name -> index into m->params */
 	PolicyStmt *stmts; uint32_t nstmts, capstmts;
+	int32_t lastparam;       /* the param eir_param just added, -1 if it failed */
 } EirParser;
 
 void eir_module(EirParser *p, const char *name, Loc loc);
@@ -601,6 +626,8 @@ void eir_module_const(EirParser *p, const char *name, const char *n, Loc loc);
 void eir_module_string(EirParser *p, const char *key, const char *s, Loc loc);
 void eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source,
                const char *hash, Loc loc);
+/* `format F [group N]` after a param: its storage format (quantised when loaded). */
+void eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group, Loc loc);
 void eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc);
 void eir_knob(EirParser *p, const char *name, const char *dtype, const char *dflt, EirList *attrs, Loc loc);
 void eir_stat(EirParser *p, const char *name, Loc loc);
@@ -729,6 +756,44 @@ bool ir_load_weights(Module *m, const char *const *paths, uint32_t npaths, Diag 
 /* The same, calling progress (when not NULL) with the bytes loaded so far and the total. */
 bool ir_load_weights_progress(Module *m, const char *const *paths, uint32_t npaths, Diag *d,
                               void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+/* ---- quant.c: quantised storage formats (docs/quantization.md) ----
+ * q8 and q4 quantise each row of a param [N, K] in groups of G consecutive elements
+ * (the last group of a row is shorter when G does not divide K).  A group has an f16
+ * scale d and unsigned codes c with a zero point z (128 for q8, 8 for q4); its value
+ * is d * (c - z).  q8: d = max|x| / 127, c = z + round(x / d), c - z in [-127, 127].
+ * q4: m = the element of largest magnitude, d = m / -8, c = z + round(x / d) clamped
+ * to [0, 15].  bf16 rounds each element to nearest even.  The canonical layout of
+ * Param.qdata: q8/q4 codes [N][K] (one byte each), then scales [N][ceil(K/G)] (u16
+ * f16 bits); bf16: [N][K] u16. */
+const char *ir_qformat_name(QFormat f);   /* "f32", "bf16", "q8", "q4" */
+int ir_qformat_from_name(const char *s);  /* -1 if unknown */
+int ir_qformat_zero(QFormat f);           /* zero point of the codes: 128, 8, else 0 */
+/* Bytes per element of the format (q8 1, q4 0.5, bf16 2, f32 4), without scales. */
+double ir_qformat_bytes(QFormat f);
+static inline int64_t ir_quant_groups(int64_t k, int g) { return (k + g - 1) / g; }
+uint16_t ir_f32_to_f16(float x);          /* round to nearest even */
+float ir_f16_to_f32(uint16_t h);
+uint16_t ir_f32_to_bf16(float x);         /* round to nearest even (NaN stays NaN) */
+static inline float ir_bf16_to_f32(uint16_t h) { union { uint32_t u; float f; } v = { (uint32_t)h << 16 }; return v.f; }
+/* Quantises p->data in place to `f` (group g for q8/q4): fills p->qdata and replaces
+ * p->data by the dequantised values.  False with a message when p is not a loaded
+ * f32 matrix or g is not a multiple of 8 in [8, 4096]. */
+bool ir_quantize_param(Param *p, QFormat f, int g, char *err, size_t nerr);
+/* Bytes of p->qdata (0 for f32). */
+size_t ir_quant_bytes(const Param *p);
+/* Codes and scales of row n of a q8/q4 param (canonical layout). */
+const uint8_t *ir_quant_codes(const Param *p, int64_t n);
+const uint16_t *ir_quant_scales(const Param *p, int64_t n);
+/* With int8 activations (elide compile --int8-activations), a q8/q4 linear quantises
+ * its input and uses integer dot products; these two functions are the reference of
+ * those kernels (the interpreter computes with the dequantised weights and f32
+ * activations).  Activation quantisation: a
+ * row x[K] in groups of g: s = max|x| / 127, q = round_even(x * (127 / max|x|)),
+ * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes. */
+void ir_quant_row(const float *x, int64_t k, int g, int8_t *codes, float *scales, int32_t *sums);
+/* y = sum over groups of float(sum_k (c[n,k] - z) x_q[k]) * (d[n,g] * s[g]), in f32,
+ * groups in order (fmaf): the value a compiled q8/q4 linear computes for output n. */
+float ir_quant_dot(const Param *p, int64_t n, const int8_t *codes, const float *scales, const int32_t *sums);
 
 /* ---- interp.c: the reference interpreter ---- */
 typedef struct InterpState InterpState;

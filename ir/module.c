@@ -48,8 +48,10 @@ ir_free_module(Module *m)
 {
 	if (!m)
 		return;
-	for (uint32_t i = 0; i < m->nparams; i++)
+	for (uint32_t i = 0; i < m->nparams; i++) {
 		free(m->params[i].data);
+		free(m->params[i].qdata);
+	}
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		Func *f = m->funcs[i];
 		for (uint32_t v = 0; v < f->nvals; v++)
@@ -310,6 +312,10 @@ ir_clone_module(const Module *m)
 			size_t n = (size_t)ir_type_numel(p->type) * sizeof(float);
 			c->params[k].data = memcpy(xmalloc(n), p->data, n);
 		}
+		c->params[k].format = p->format;
+		c->params[k].group = p->group;
+		if (p->qdata)
+			c->params[k].qdata = memcpy(xmalloc(ir_quant_bytes(p)), p->qdata, ir_quant_bytes(p));
 	}
 	for (uint32_t i = 0; i < m->nstates; i++)
 		ir_add_state(c, m->states[i]);

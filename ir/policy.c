@@ -16,7 +16,7 @@
 	const IrVocab id = { id##_names, (int)(sizeof id##_names / sizeof id##_names[0]) }
 
 /* ORDER: each table follows its enum (ir.h). */
-VOCAB(ir_verb_vocab, "prune", "drop", "skip", "exit", "attend");
+VOCAB(ir_verb_vocab, "prune", "drop", "skip", "exit", "attend", "quantize");
 VOCAB(ir_unit_vocab, "ffn_neuron", "head", "kv_group", "layer", "sublayer");
 VOCAB(ir_score_vocab, "l1", "l2", "maw", "angular", "bi", "act");
 VOCAB(ir_block_vocab, "attention", "ffn");
@@ -25,6 +25,7 @@ VOCAB(ir_kv_vocab, "propagate", "none");
 VOCAB(ir_skip_vocab, "schedule", "ffn", "router");
 VOCAB(ir_attend_vocab, "decode", "prefill");
 VOCAB(ir_method_vocab, "block_topk", "coverage");
+VOCAB(ir_qformat_vocab, "f32", "bf16", "q8", "q4"); /* ORDER: QFormat */
 
 _Static_assert(sizeof(PruneScore) == sizeof(int) && sizeof(ExitKv) == sizeof(int), "enums are stored as int");
 
@@ -71,6 +72,7 @@ subject_vocab(PolicyVerb v)
 	case POL_ATTEND: return &ir_attend_vocab;
 	case POL_DROP:
 	case POL_EXIT:
+	case POL_QUANTIZE:
 	case POL_VERB_COUNT: break;
 	}
 	return NULL;
@@ -85,6 +87,7 @@ ir_policy_subject(const PolicyStmt *s)
 	case POL_ATTEND: return (int)s->attend.kind;
 	case POL_DROP:
 	case POL_EXIT:
+	case POL_QUANTIZE:
 	case POL_VERB_COUNT: break;
 	}
 	return -1;
@@ -95,6 +98,8 @@ ir_policy_subject_name(const PolicyStmt *s)
 {
 	if (s->verb == POL_DROP)
 		return "layers";
+	if (s->verb == POL_QUANTIZE)
+		return "weights";
 	const IrVocab *v = subject_vocab(s->verb);
 	return v ? ir_vocab_name(v, ir_policy_subject(s)) : NULL;
 }
@@ -113,6 +118,7 @@ ir_policy_init(PolicyStmt *s, PolicyVerb v, const char *subject, Loc loc)
 	case POL_ATTEND: s->attend.kind = (AttendKind)k; break;
 	case POL_DROP: return subject && strcmp(subject, "layers") == 0;
 	case POL_EXIT: return subject == NULL;
+	case POL_QUANTIZE: return subject && strcmp(subject, "weights") == 0;
 	case POL_VERB_COUNT: return false;
 	}
 	return k >= 0;
@@ -290,7 +296,8 @@ const char *
 ir_policy_missing(const PolicyStmt *s)
 {
 	static const PolicyKey need[] = { PK_PRUNE_KEEP, PK_DROP_LAYERS, PK_SKIP_N_MAX, PK_SKIP_N_MIN, PK_SKIP_CTX,
-		                          PK_SKIP_THRESHOLD, PK_EXIT_AT, PK_EXIT_HEAD, PK_ATTEND_METHOD };
+		                          PK_SKIP_THRESHOLD, PK_EXIT_AT, PK_EXIT_HEAD, PK_ATTEND_METHOD,
+		                          PK_QUANTIZE_FORMAT };
 	int subj = ir_policy_subject(s);
 	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
 		const PolicyKeyInfo *ki = &ir_policy_keys[need[i]];

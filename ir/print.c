@@ -156,6 +156,10 @@ print_header(FILE *out, const Module *m)
 		}
 		if (p->hash)
 			fprintf(out, " hash 0x%016llx", (unsigned long long)p->hash);
+		if (p->format != QF_F32)
+			fprintf(out, " format %s", ir_qformat_name(p->format));
+		if (p->format == QF_Q8 || p->format == QF_Q4)
+			fprintf(out, " group %d", p->group);
 		fputs(";\n", out);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {

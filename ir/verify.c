@@ -70,6 +70,13 @@ verify_module(Ver *v)
 			    (long long)nl);
 		if (p->name && !strmap_add(&names, p->name, i))
 			err(v, p->loc, "param '%s' is defined twice", p->name);
+		bool grouped = p->format == QF_Q8 || p->format == QF_Q4;
+		if (p->format != QF_F32 && (p->type.rank != 2 || p->format >= QF_COUNT))
+			err(v, p->loc, "param '%s': only a matrix can be stored as %s", p->name, ir_qformat_name(p->format));
+		else if (grouped && (p->group < 8 || p->group > 4096 || p->group % 8))
+			err(v, p->loc, "param '%s': group %d is not a multiple of 8 in [8, 4096]", p->name, p->group);
+		else if (p->format != QF_F32 && p->data && !p->qdata)
+			err(v, p->loc, "param '%s' is loaded but not quantised to %s", p->name, ir_qformat_name(p->format));
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {
 		const State *s = &m->states[i];

@@ -351,6 +351,15 @@ load_one(WSet *w, Param *p, const WTensor *t, Diag *d)
 	free(p->data);
 	p->data = data;
 	p->hash = hash_data(data, n * sizeof *data, 0);
+	/* a param declared quantised (textual IR) is quantised as it is loaded */
+	QFormat qf = p->format;
+	free(p->qdata);
+	p->qdata = NULL;
+	p->format = QF_F32;
+	if (qf != QF_F32 && !ir_quantize_param(p, qf, p->group, err, sizeof err)) {
+		diag_error(d, p->loc, "%s", err);
+		return false;
+	}
 	return true;
 }
 

@@ -52,12 +52,18 @@ bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Di
 
 /* The default pipeline for m and its policy, as pass names for pass_run_pipeline:
  * drop-layers (if the policy drops), prune-structured (if it prunes), shape-infer,
+ * early-exit, layer-skip (if it exits or skips), quantize (if it quantizes),
  * const-fold, cse, dce.  A static string. */
 const char *pass_default_pipeline(const Module *m);
 /* Runs the default pipeline with options o (NULL: none), then warns at each policy
  * statement that no pass applied (kinds no pass implements yet). */
 bool pass_run_default_opts(Module *m, const PassOptions *o, Diag *d);
 bool pass_run_default(Module *m, Diag *d); /* pass_run_default_opts(m, NULL, d) */
+
+/* quantize.c: appends `quantize weights FORMAT [group G]` to the module's policy (made
+ * if there is none), after its own statements: `elide compile --quantize`.  False
+ * when the format or group is not valid. */
+bool pass_quantize_add_stmt(Module *m, const char *format, int group);
 
 /* ---- pass_util.c: what passes share ---- */
 

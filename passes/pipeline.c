@@ -15,6 +15,8 @@
  *      turns the decode attention of every step entry into
  *      Quest page selection, with page bounds on the caches and the `attend.budget`
  *      knob; `attend prefill` has no code generator and stays unapplied;
+ *   7. quantize, when the policy has `quantize` statements: the storage format of the
+ *      weight matrices left, on their final shapes (shapes and ops do not change);
  *   7. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
  *   8. (pass_run_default) a warning at each policy statement that no pass applied.
@@ -26,11 +28,11 @@
 const char *
 pass_default_pipeline(const Module *m)
 {
-	static char buf[160];
-	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%s%sconst-fold,cse,dce",
+	static char buf[192];
+	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%s%s%sconst-fold,cse,dce",
 	         pass_has_stmts(m, POL_DROP) ? "drop-layers," : "", pass_has_stmts(m, POL_PRUNE) ? "prune-structured," : "",
 	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "",
-	         pass_has_stmts(m, POL_ATTEND) ? "sparse-attention," : "");
+	         pass_has_stmts(m, POL_ATTEND) ? "sparse-attention," : "", pass_has_stmts(m, POL_QUANTIZE) ? "quantize," : "");
 	return buf;
 }
 

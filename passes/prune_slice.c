@@ -33,10 +33,20 @@ prune_slice_param(Module *m, int32_t pi, bool cols, const bool *kept, int64_t nu
 		p->data = d;
 		p->hash = hash_data(d, (size_t)o * sizeof *d, 0);
 	}
+	/* a quantised param (pruning normally runs first) is quantised again from its
+	 * dequantised values once its new shape is set */
+	QFormat qf = p->format;
+	int qg = p->group;
+	free(p->qdata);
+	p->qdata = NULL;
+	p->format = QF_F32;
 	if (t.rank == 2) {
 		p->type.dims[0] = nrows;
 		p->type.dims[1] = ncols2;
 	} else {
 		p->type.dims[0] = ncols2;
 	}
+	char err[256];
+	if (qf != QF_F32 && p->data && !ir_quantize_param(p, qf, qg, err, sizeof err))
+		ELIDE_ICE(err);
 }

@@ -14,7 +14,7 @@ BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 THREADS=${ELIDE_THREADS:-1}
-CHARLM_POLICIES="dense pruned"
+CHARLM_POLICIES="dense pruned q8"
 CHARLM8_POLICIES="dense pruned shortgpt drop7 first4 first1"
 
 targets=""

@@ -31,6 +31,10 @@ usage(FILE *out)
 	        "                       in shards: each tensor in exactly one file)\n"
 	        "  -o DIR               output directory (created with its parents if missing)\n"
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
+	        "  --quantize=F         store the weight matrices as F: q8, q4, bf16 (or f32)\n"
+	        "  --quantize-group=G   elements per scale of q8 and q4 (default 32)\n"
+	        "  --int8-activations   q8/q4 linears quantise their inputs to int8 per row and\n"
+	        "                       group and use integer dot products (VNNI, sdot)\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
@@ -193,9 +197,10 @@ cmd_load_model(const char *path, const char *policy, Diag *d)
 int
 cmd_compile(int argc, char **argv)
 {
-	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL;
+	const char *model = NULL, *weights = NULL, *outdir = NULL, *policy = NULL, *quant = NULL;
 	const char *wfiles[64];
 	uint32_t nw = 0;
+	int qgroup = 32;
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
 	const char *dep_path = NULL, *dep_target = NULL;
@@ -215,6 +220,16 @@ cmd_compile(int argc, char **argv)
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
 			policy = v;
+		} else if ((v = opt_value(a, "--quantize", &i, argc, argv))) {
+			quant = v;
+		} else if ((v = opt_value(a, "--quantize-group", &i, argc, argv))) {
+			char *end;
+			long gl = strtol(v, &end, 10);
+			if (*end || gl < 8 || gl > 4096 || gl % 8) {
+				fprintf(stderr, "elide: error: expected a group that is a multiple of 8 in [8, 4096], saw '%s'\n", v);
+				return 2;
+			}
+			qgroup = (int)gl;
 		} else if ((v = opt_value(a, "--emit", &i, argc, argv))) {
 			if (!parse_emit(v, &emit))
 				return 2;
@@ -237,6 +252,8 @@ cmd_compile(int argc, char **argv)
 			dep_target = v;
 		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
 			verbose = true;
+		} else if (strcmp(a, "--int8-activations") == 0) {
+			o.int8_act = true;
 		} else if (strcmp(a, "--no-fuse") == 0) {
 			o.fuse = false;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -266,6 +283,10 @@ cmd_compile(int argc, char **argv)
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);
+	if (quant && ir_qformat_from_name(quant) < 0) {
+		fprintf(stderr, "elide: error: expected --quantize=q8, q4, bf16 or f32, saw '%s'\n", quant);
+		return 2;
+	}
 	if (o.triple || o.cpu || o.features) { /* a wrong target name fails before the weights load */
 		char err[512];
 		CgTarget *t = cg_target_new(o.triple, o.cpu, o.features, o.opt_level, err, sizeof err);
@@ -313,6 +334,8 @@ cmd_compile(int argc, char **argv)
 		if (s->verb == POL_SKIP && ir_policy_given(s, PK_SKIP_CALIBRATE) && s->skip.calibrate)
 			deps[ndeps++] = s->skip.calibrate;
 	}
+	if (quant)
+		pass_quantize_add_stmt(m, quant, qgroup);
 	ir_policy_snapshot(m); /* the statements as written, for the manifest */
 	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
 	phase_begin(ph, "passes");

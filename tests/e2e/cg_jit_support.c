@@ -18,11 +18,17 @@ tj_reverse_pfor(void *pool, int64_t n, void (*fn)(void *, int64_t, int64_t), voi
 TJit *
 tj_new(Module *m, bool fuse)
 {
+	CgOptions o = { .opt_level = 3, .fuse = fuse };
+	return tj_new_opts(m, &o);
+}
+
+TJit *
+tj_new_opts(Module *m, const CgOptions *o)
+{
 	Diag d;
 	diag_init(&d, stderr);
-	CgOptions o = { .opt_level = 3, .fuse = fuse };
 	TJit *t = xcalloc(1, sizeof *t);
-	t->r = cg_compile(m, &o, &d);
+	t->r = cg_compile(m, o, &d);
 	cr_assert(t->r, "cg_compile failed");
 	char err[512];
 	cr_assert(cg_optimize(t->r, 3, err, sizeof err), "%s", err);

@@ -14,6 +14,8 @@ typedef struct TJit {
 
 /* Compiles m for the host and JITs it; the context has the weights loaded. */
 TJit *tj_new(Module *m, bool fuse);
+/* The same with the code generator's options (target features, int8 activations). */
+TJit *tj_new_opts(Module *m, const CgOptions *o);
 void tj_free(TJit *t);
 CgFn tj_sym(TJit *t, const char *name);
 /* The parallel-for the tests install: chunks of the range, last chunk first. */

@@ -315,7 +315,7 @@ Test(eir, policy_errors)
 		{ "  skip ffn(n_max = 3, threshold = 0.5);\n", "p.eir:6:12: error: policy: unknown option 'n_max' for 'skip ffn'" },
 		{ "  attend decode(page = 16);\n", "p.eir:6:3: error: policy: 'attend decode' needs 'budget'" },
 		{ "  attend prefill(method = block_topk, block = 16);\n", "p.eir:6:3: error: policy: 'attend prefill' needs 'topk'" },
-		{ "  shrink ffn_neuron(keep = 0.75);\n", "p.eir:6:3: error: policy: expected a verb (prune, skip, exit, attend, drop), saw 'shrink'" },
+		{ "  shrink ffn_neuron(keep = 0.75);\n", "p.eir:6:3: error: policy: expected a verb (prune, skip, exit, attend, drop, quantize), saw 'shrink'" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char text[512];
