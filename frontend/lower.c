@@ -443,7 +443,7 @@ lower_fn_alone(Lower *L, const Ast *fn)
 		lw_check_type(L, L->ret, rt, L->ret_loc, what);
 	}
 	L->f = NULL;
-	if (L->keep_fns && L->returned && d_ok(L, before)) {
+	if (L->keep_fns && L->returned && d_ok(L, before) && L->ret < f->nvals) {
 		f->kind = FN_HELPER;
 		f->rets = arena_alloc(&L->m->arena, sizeof *f->rets);
 		f->rets[0] = f->vals[L->ret].type;
