@@ -1,0 +1,181 @@
+// ort.js - ONNX Runtime (f32, the npm package onnxruntime-node) against elide on the
+// prefill of the benchmark's Llama at one shape (bench/ortpeer.sh).  It starts elide's
+// bench_prefill (bench/prefill.c) as a child process and, for each thread count:
+//   1. creates an ONNX Runtime session of the model bench_onnx wrote (intra-op threads
+//      set to the count, inter-op 1, sequential execution, graph optimisation "all");
+//   2. checks that both compute the same thing: ONNX Runtime's logits for the prompt
+//      against elide's (relative error max|a - b| / max|b| <= 1e-4 and the same
+//      argmax); a failed check fails the row (no timing is reported for it);
+//   3. warms both up, then runs ROUNDS rounds, each one elide prefill and one ONNX
+//      Runtime prefill, in alternating order, with a pause between runs (both engines'
+//      worker threads may spin for a while after a run); the ratio of a round is
+//      ONNX Runtime's seconds / elide's, the figures are medians over rounds.
+// ONNX Runtime is timed around session.run() from JavaScript: the call overhead of the
+// binding is measured on a one-Add model with the same options and reported beside.
+// Usage: node ort.js NODE_MODULES MODEL.onnx TINY.onnx NAME N ROUNDS THREADS OUT.json BENCH_PREFILL WEIGHTS
+//   (THREADS: a comma-separated list such as 1,2)
+'use strict';
+const cp = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const readline = require('readline');
+
+const [mods, model, tiny, name, nArg, roundsArg, threadsArg, outJson, driver, weights] = process.argv.slice(2);
+if (!weights) {
+	console.error('usage: node ort.js NODE_MODULES MODEL.onnx TINY.onnx NAME N ROUNDS THREADS OUT.json BENCH_PREFILL WEIGHTS');
+	process.exit(2);
+}
+const ort = require(path.join(mods, 'onnxruntime-node'));
+const ortVersion = JSON.parse(fs.readFileSync(path.join(mods, 'onnxruntime-node', 'package.json'))).version;
+const N = Number(nArg), ROUNDS = Number(roundsArg);
+const THREADS = threadsArg.split(',').map(Number);
+const PAUSE_MS = 250;
+const TOL = 1e-4;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+	const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+	return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
+};
+const argmax = (x) => x.reduce((best, v, i) => (v > x[best] ? i : best), 0);
+
+// elide's driver: one command, one answer line
+class Elide {
+	constructor() {
+		this.p = cp.spawn(driver, [weights, String(N)], { stdio: ['pipe', 'pipe', 'inherit'] });
+		this.lines = readline.createInterface({ input: this.p.stdout })[Symbol.asyncIterator]();
+	}
+	async line() {
+		const r = await this.lines.next();
+		if (r.done)
+			throw new Error('bench_prefill exited');
+		if (r.value.startsWith('error'))
+			throw new Error('bench_prefill: ' + r.value);
+		return r.value;
+	}
+	async ask(cmd) {
+		this.p.stdin.write(cmd + '\n');
+		return this.line();
+	}
+	quit() {
+		this.p.stdin.end('quit\n');
+	}
+}
+
+function options(th) {
+	return {
+		executionProviders: ['cpu'],
+		intraOpNumThreads: th,
+		interOpNumThreads: 1,
+		executionMode: 'sequential',
+		graphOptimizationLevel: 'all',
+		enableCpuMemArena: true,
+		enableMemPattern: true,
+		logSeverityLevel: 3,
+	};
+}
+
+async function timeRun(sess, feeds) {
+	const t0 = process.hrtime.bigint();
+	const r = await sess.run(feeds);
+	const dt = Number(process.hrtime.bigint() - t0) * 1e-9;
+	return [dt, r];
+}
+
+// median seconds of session.run() on the one-Add model: the binding's call overhead
+async function overhead(th) {
+	const sess = await ort.InferenceSession.create(tiny, options(th));
+	const feeds = { x: new ort.Tensor('float32', new Float32Array([1]), [1]) };
+	const ts = [];
+	for (let i = 0; i < 220; i++) {
+		const [dt] = await timeRun(sess, feeds);
+		if (i >= 20)
+			ts.push(dt);
+	}
+	await sess.release();
+	return median(ts);
+}
+
+async function main() {
+	const elide = new Elide();
+	const first = await elide.line();
+	const toks = first.split(' ').slice(1).map(Number);
+	if (first.split(' ')[0] !== 'tokens' || toks.length !== N)
+		throw new Error('bench_prefill did not print the prompt');
+	const feeds = { tokens: new ort.Tensor('int64', BigInt64Array.from(toks.map(BigInt)), [N]) };
+	const tmp = path.join(os.tmpdir(), `elide-ort-${process.pid}.f32`);
+	const res = { name, prefill_tokens: N, rounds: ROUNDS, onnxruntime: ortVersion, threads: {} };
+	let ok = true;
+	for (const th of THREADS) {
+		const t0 = process.hrtime.bigint();
+		const sess = await ort.InferenceSession.create(model, options(th));
+		const createS = Number(process.hrtime.bigint() - t0) * 1e-9;
+		// 2. the check
+		await elide.ask(`logits ${th} ${tmp}`);
+		const buf = fs.readFileSync(tmp);
+		const ref = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+		const [, out] = await timeRun(sess, feeds);
+		const got = out.logits.data;
+		let maxErr = 0, maxRef = 0, nan = false;
+		for (let i = 0; i < ref.length; i++) {
+			if (!Number.isFinite(got[i]))
+				nan = true;
+			maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
+			maxRef = Math.max(maxRef, Math.abs(ref[i]));
+		}
+		const rel = nan || got.length !== ref.length ? Infinity : maxErr / (maxRef || 1);
+		const check = { rel_err: rel, argmax_elide: argmax(ref), argmax_ort: argmax(got), tolerance: TOL };
+		check.ok = rel <= TOL && check.argmax_elide === check.argmax_ort;
+		console.log(`${name} ${th} thread${th > 1 ? 's' : ' '}  check: ONNX Runtime logits against elide's, ` +
+			`relative error ${rel.toExponential(2)} (<= ${TOL}), argmax ${check.argmax_ort} / ${check.argmax_elide}: ` +
+			(check.ok ? 'same' : 'DIFFERENT: this row fails'));
+		const row = { check, session_create_s: createS };
+		res.threads[th] = row;
+		if (!check.ok) {
+			ok = false;
+			await sess.release();
+			continue;
+		}
+		// 3. warm-up, then paired rounds
+		for (let i = 0; i < 2; i++) {
+			await elide.ask(`run ${th}`);
+			await timeRun(sess, feeds);
+		}
+		const e = [], o = [], ratio = [];
+		for (let r = 0; r < ROUNDS; r++) {
+			let te, to;
+			for (const which of r % 2 ? ['ort', 'elide'] : ['elide', 'ort']) {
+				await sleep(PAUSE_MS);
+				if (which === 'elide')
+					te = Number(await elide.ask(`run ${th}`));
+				else
+					[to] = await timeRun(sess, feeds);
+			}
+			e.push(N / te);
+			o.push(N / to);
+			ratio.push(to / te);
+		}
+		await sess.release();
+		row.elide_prefill_tokens_per_s = median(e);
+		row.ort_prefill_tokens_per_s = median(o);
+		row.paired_prefill_ratio = median(ratio);
+		row.ratio_min = Math.min(...ratio);
+		row.ratio_max = Math.max(...ratio);
+		row.ort_call_overhead_s = await overhead(th);
+		row.ort_overhead_fraction = row.ort_call_overhead_s / (N / row.ort_prefill_tokens_per_s);
+		console.log(`${name} ${th} thread${th > 1 ? 's' : ' '}  prefill ${N} tokens: elide ${row.elide_prefill_tokens_per_s.toFixed(1)} tok/s, ` +
+			`ONNX Runtime ${row.ort_prefill_tokens_per_s.toFixed(1)} tok/s, ratio ${row.paired_prefill_ratio.toFixed(2)} ` +
+			`(rounds ${ROUNDS}, ${row.ratio_min.toFixed(2)}..${row.ratio_max.toFixed(2)}); ` +
+			`ONNX Runtime call overhead ${(row.ort_call_overhead_s * 1e6).toFixed(0)} us`);
+	}
+	elide.quit();
+	fs.rmSync(tmp, { force: true });
+	fs.writeFileSync(outJson, JSON.stringify(res, null, 1) + '\n');
+	return ok;
+}
+
+main().then((ok) => process.exit(ok ? 0 : 1), (err) => {
+	console.error('ort.js: ' + err.message);
+	process.exit(1);
+});
