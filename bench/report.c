@@ -1,6 +1,6 @@
 /* report.c - the summary of `make bench`: reads the JSON objects the benchmark
  * programs wrote into OUT_DIR (stream.json, blas.json, kernel-NAME.json,
- * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json), derives the comparisons -- generated kernels / OpenBLAS, decode
+ * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json, ort.json), derives the comparisons -- generated kernels / OpenBLAS, decode
  * weight-read rate / measured bandwidth, prefill GFLOPS / OpenBLAS SGEMM at the same
  * shapes -- prints a table and writes everything into one results file.
  * Usage: bench_report OUT_DIR results.json */
@@ -139,6 +139,31 @@ report_policies(const char *dir, cJSON *res)
 		}
 		cJSON_AddItemToArray(arr, p);
 	}
+}
+
+/* ONNX Runtime against elide's prefill (ort.json, bench/ortpeer.sh): kept whole as
+ * "onnxruntime", with a table of its rows. */
+static void
+report_ort(const char *dir, cJSON *res)
+{
+	cJSON *o = load(dir, "ort.json");
+	if (!o)
+		return;
+	const cJSON *rows = cJSON_GetObjectItemCaseSensitive(o, "rows"), *r;
+	printf("\nprefill against %s (paired rounds)\n"
+	       "shape thr | check rel err | prefill tok/s elide    ORT  ratio\n",
+	       cJSON_GetObjectItemCaseSensitive(o, "peer")->valuestring);
+	cJSON_ArrayForEach(r, rows) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "check");
+		int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "ok"));
+		printf("%-5s %3.0f | %-6s %6.1e |", cJSON_GetObjectItemCaseSensitive(r, "shape")->valuestring,
+		       num(r, "threads", NULL), ok ? "same" : "FAILED", num(c, "rel_err", NULL));
+		if (ok)
+			printf(" %19.1f %6.1f %6.2f", num(r, "elide_prefill_tokens_per_s", NULL),
+			       num(r, "ort_prefill_tokens_per_s", NULL), num(r, "paired_prefill_ratio", NULL));
+		printf("\n");
+	}
+	cJSON_AddItemToObject(res, "onnxruntime", o);
 }
 
 /* The quantised runs (quant-NAME-FORMAT.json): blob sizes, paired decode and
@@ -289,6 +314,7 @@ main(int argc, char **argv)
 		       " prefill run, same threads; of blas: median of the per-run ratios)\n");
 	report_policies(dir, res);
 	report_quant(dir, res);
+	report_ort(dir, res);
 	char *text = cJSON_Print(res);
 	FILE *f = fopen(argv[2], "w");
 	if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {

@@ -6,6 +6,7 @@
 # depend on the machine and its load.
 #   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes;
 #                                      BENCH_ONLY=quant: the quantised weights only;
+#                                      BENCH_ONLY=onnxruntime: ONNX Runtime's rows only;
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -147,8 +148,10 @@ EOK
 
 	# quantised weights (issue 16): every shape again as model `llamaq`, compiled with
 	# --quantize=F (a8: and --int8-activations), decoded and prefilled in the same
-	# process as the f32 model, in alternation
-	for m in "${MODELS[@]}"; do
+	# process as the f32 model, in alternation (not with BENCH_ONLY=onnxruntime)
+	QMODELS=("${MODELS[@]}")
+	[[ -z $ONLY || $ONLY == quant ]] || QMODELS=()
+	for m in "${QMODELS[@]}"; do
 		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
 		dir="$OUT/model-$name"
 		mkdir -p "$dir"
@@ -172,6 +175,13 @@ EOK
 		done
 		rm -f "$dir/llama.safetensors"
 	done
+
+	# ONNX Runtime f32 against elide's prefill on the same weights (issue 16); skipped
+	# with a message when npm cannot install onnxruntime-node
+	if [[ -z $ONLY || $ONLY == onnxruntime ]]; then
+		ORT_MODELS="${MODELS[*]%% *}" bash "$ROOT/bench/ortpeer.sh" "$BUILD" ||
+			echo "== ONNX Runtime against elide: a check failed, its row holds no timing"
+	fi
 fi
 echo "== summary"
 if [[ -z $ONLY ]]; then
@@ -182,6 +192,8 @@ else
 	python3 - "$OUT/results-$ONLY.json" "$ROOT/bench/results.json" "$ONLY" <<'PY'
 import json, sys
 new, path, key = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+if key not in new:
+    sys.exit("no '%s' figures: %s is unchanged" % (key, path))
 res = json.load(open(path))
 res[key] = new[key]
 json.dump(res, open(path, "w"), indent="\t", separators=(",", ":\t"))
