@@ -26,8 +26,8 @@ if (!weights) {
 	console.error('usage: node ort.js NODE_MODULES MODEL.onnx TINY.onnx NAME N ROUNDS THREADS OUT.json BENCH_PREFILL WEIGHTS');
 	process.exit(2);
 }
-const ort = require(path.join(mods, 'onnxruntime-node'));
-const ortVersion = JSON.parse(fs.readFileSync(path.join(mods, 'onnxruntime-node', 'package.json'))).version;
+const ort = require(path.resolve(mods, 'onnxruntime-node'));
+const ortVersion = JSON.parse(fs.readFileSync(path.resolve(mods, 'onnxruntime-node', 'package.json'))).version;
 const N = Number(nArg), ROUNDS = Number(roundsArg);
 const THREADS = threadsArg.split(',').map(Number);
 const PAUSE_MS = 250;
