@@ -6,10 +6,12 @@
  * the last position only), input "tokens" int64[N], output "logits" float[VOCAB].
  * Standard operators of opset 17 in the form exporters write them: every linear a
  * MatMul by the transposed weight, RMSNorm as Pow, ReduceMean, Add, Sqrt, Div, Mul
- * (the pattern ONNX Runtime fuses).  The protobuf encoding is written here by hand
- * (ModelProto, IR version 8); the weights are initializers with raw_data, streamed
- * from the safetensors file one tensor at a time.
- * Usage: bench_onnx IN.safetensors OUT.onnx DIM LAYERS HEADS KV_HEADS FFN VOCAB N
+ * (the pattern ONNX Runtime fuses).  With `fused`, attention (RoPE included) is ONNX
+ * Runtime's contrib operator com.microsoft GroupQueryAttention instead, as ONNX
+ * Runtime's own model builder writes Llama.  The protobuf encoding is written here by
+ * hand (ModelProto, IR version 8); the weights are initializers with raw_data,
+ * streamed from the safetensors file one tensor at a time.
+ * Usage: bench_onnx IN.safetensors OUT.onnx DIM LAYERS HEADS KV_HEADS FFN VOCAB N [fused]
  *        bench_onnx tiny OUT.onnx   (y = x + 1 on float[1]: ONNX Runtime's call overhead) */
 #include <math.h>
 #include <stdarg.h>
@@ -21,7 +23,7 @@
 
 /* protobuf wire types and the ONNX element types used here */
 enum { WT_VARINT = 0, WT_LEN = 2, WT_I32 = 5 };
-enum { ONNX_FLOAT = 1, ONNX_INT64 = 7 };
+enum { ONNX_FLOAT = 1, ONNX_INT32 = 6, ONNX_INT64 = 7 };
 enum { ATTR_FLOAT = 1, ATTR_INT = 2, ATTR_INTS = 7 };
 
 typedef struct Buf {
@@ -39,6 +41,7 @@ typedef struct Big {
 } Big;
 
 static Buf graph;            /* nodes, inputs, outputs, small initializers */
+static int fused;            /* 1: attention as ONNX Runtime's GroupQueryAttention */
 static Big *bigs;
 static int nbig, capbig;
 static char **names;         /* every name made by nm(), freed at the end */
@@ -178,27 +181,43 @@ attr_ints(Buf *attrs, const char *name, const int64_t *v, int n)
 
 /* ---- nodes (NodeProto: input 1, output 2, name 3, op_type 4, attribute 5) ---- */
 
-/* Node `op` computing `out` from the NULL-terminated inputs; attrs (may be NULL)
- * holds encoded attribute fields and is emptied.  Returns out. */
-static const char *
-node(const char *op, const char *out, Buf *attrs, ...)
+/* Node `op` of `domain` ("" for ONNX's) from inputs in[0..nin) ("" for an omitted
+ * optional one) to outputs out[0..nout); attrs (may be NULL) holds encoded attribute
+ * fields and is emptied. */
+static void
+emit(const char *op, const char *domain, const char *const *in, int nin, const char *const *out, int nout, Buf *attrs)
 {
 	static int count;
 	Buf n = { 0 };
-	va_list ap;
-	va_start(ap, attrs);
-	for (const char *in; (in = va_arg(ap, const char *));)
-		put_str(&n, 1, in);
-	va_end(ap);
-	put_str(&n, 2, out);
+	for (int i = 0; i < nin; i++)
+		put_str(&n, 1, in[i]);
+	for (int i = 0; i < nout; i++)
+		put_str(&n, 2, out[i]);
 	put_str(&n, 3, nm("n%d_%s", count++, op));
 	put_str(&n, 4, op);
+	if (*domain)
+		put_str(&n, 7, domain);
 	if (attrs && attrs->n) {
 		put(&n, attrs->p, attrs->n);
 		free(attrs->p);
 		*attrs = (Buf){ 0 };
 	}
 	put_msg(&graph, 1, &n);
+}
+
+/* Node `op` computing `out` from the NULL-terminated inputs; returns out. */
+static const char *
+node(const char *op, const char *out, Buf *attrs, ...)
+{
+	const char *in[8];
+	int nin = 0;
+	va_list ap;
+	va_start(ap, attrs);
+	for (const char *x; (x = va_arg(ap, const char *));)
+		if (nin < 8)
+			in[nin++] = x;
+	va_end(ap);
+	emit(op, "", in, nin, &out, 1, attrs);
 	return out;
 }
 
@@ -339,17 +358,8 @@ rope(const char *p, const char *x)
 {
 	Buf a = { 0 };
 	attr_int(&a, "axis", -1);
-	const char *x1 = nm("%s.x1", p), *x2 = nm("%s.x2", p);
-	Buf n = { 0 };
-	put_str(&n, 1, x);
-	put_str(&n, 2, x1);
-	put_str(&n, 2, x2);
-	put_str(&n, 3, nm("%s.split", p));
-	put_str(&n, 4, "Split");
-	put(&n, a.p, a.n);
-	free(a.p);
-	a = (Buf){ 0 };
-	put_msg(&graph, 1, &n);
+	const char *x1 = nm("%s.x1", p), *x2 = nm("%s.x2", p), *halves[2] = { x1, x2 };
+	emit("Split", "", &x, 1, halves, 2, &a);
 	attr_int(&a, "axis", -1);
 	const char *sw = node("Concat", nm("%s.swap", p), &a, x2, x1, NULL);
 	const char *c = op2("Mul", nm("%s.cos", p), x, "rope_cos");
@@ -386,6 +396,29 @@ small_inits(const Shape *s)
 	free(cs);
 	free(sn);
 	free(mask);
+	if (fused) {
+		/* GroupQueryAttention's rotary caches [n, hd/2], the lengths it wants (the
+		 * sequence's last index and its length) and the batch-of-one shapes */
+		float *c2 = malloc((size_t)(n * hd / 2) * sizeof *c2), *s2 = malloc((size_t)(n * hd / 2) * sizeof *s2);
+		if (!c2 || !s2)
+			die("out of memory");
+		for (int64_t t = 0; t < n; t++)
+			for (int64_t j = 0; j < hd / 2; j++) {
+				double a = (double)t * pow(10000.0, -2.0 * (double)j / (double)hd);
+				c2[t * hd / 2 + j] = (float)cos(a);
+				s2[t * hd / 2 + j] = (float)sin(a);
+			}
+		int64_t cd[2] = { n, hd / 2 }, one = 1, bq[3] = { 1, n, s->dim }, bkv[3] = { 1, n, s->kvd };
+		init_raw("cos_cache", ONNX_FLOAT, cd, 2, c2, (size_t)(n * hd / 2) * sizeof *c2);
+		init_raw("sin_cache", ONNX_FLOAT, cd, 2, s2, (size_t)(n * hd / 2) * sizeof *s2);
+		free(c2);
+		free(s2);
+		int32_t last32 = (int32_t)(n - 1), total = (int32_t)n;
+		init_raw("seqlens_k", ONNX_INT32, &one, 1, &last32, sizeof last32);
+		init_raw("total_seq", ONNX_INT32, NULL, 0, &total, sizeof total);
+		init_i64("shape_bq", bq, 3);
+		init_i64("shape_bkv", bkv, 3);
+	}
 	int64_t q3[3] = { n, s->heads, hd }, k3[3] = { n, s->kvh, hd }, q4[4] = { n, s->kvh, s->group, hd };
 	int64_t kt[4] = { s->kvh, 1, hd, n }, vt[4] = { s->kvh, 1, n, hd }, o2[2] = { n, s->dim };
 	init_i64("shape_q3", q3, 3);
@@ -435,6 +468,36 @@ attention(const Shape *s, int l, const char *h)
 	return op2("MatMul", nm("l%d.attn", l), o, wo);
 }
 
+/* The same attention as ONNX Runtime's contrib operator GroupQueryAttention (domain
+ * com.microsoft: causal, grouped-query heads, rotary non-interleaved, i.e. rotate_half,
+ * from the cos/sin caches), the form ONNX Runtime's own model builder writes for
+ * Llama; the rest of the layer is the same. */
+static const char *
+attention_fused(const Shape *s, int l, const char *h)
+{
+	char w[96];
+	snprintf(w, sizeof w, "model.layers.%d.self_attn.q_proj.weight", l);
+	const char *wq = init_big(nm("l%d.wq", l), w, s->dim, s->dim, 1);
+	snprintf(w, sizeof w, "model.layers.%d.self_attn.k_proj.weight", l);
+	const char *wk = init_big(nm("l%d.wk", l), w, s->kvd, s->dim, 1);
+	snprintf(w, sizeof w, "model.layers.%d.self_attn.v_proj.weight", l);
+	const char *wv = init_big(nm("l%d.wv", l), w, s->kvd, s->dim, 1);
+	snprintf(w, sizeof w, "model.layers.%d.self_attn.o_proj.weight", l);
+	const char *wo = init_big(nm("l%d.wo", l), w, s->dim, s->dim, 1);
+	const char *q = reshape(nm("l%d.bq", l), op2("MatMul", nm("l%d.q", l), h, wq), "shape_bq");
+	const char *k = reshape(nm("l%d.bk", l), op2("MatMul", nm("l%d.k", l), h, wk), "shape_bkv");
+	const char *v = reshape(nm("l%d.bv", l), op2("MatMul", nm("l%d.v", l), h, wv), "shape_bkv");
+	const char *in[9] = { q, k, v, "", "", "seqlens_k", "total_seq", "cos_cache", "sin_cache" };
+	const char *out[3] = { nm("l%d.ctx", l), nm("l%d.present_k", l), nm("l%d.present_v", l) };
+	Buf a = { 0 };
+	attr_int(&a, "num_heads", s->heads);
+	attr_int(&a, "kv_num_heads", s->kvh);
+	attr_int(&a, "do_rotary", 1);
+	attr_int(&a, "rotary_interleaved", 0);
+	emit("GroupQueryAttention", "com.microsoft", in, 9, out, 3, &a);
+	return op2("MatMul", nm("l%d.attn", l), reshape(nm("l%d.o2", l), out[0], "shape_o2"), wo);
+}
+
 static const char *
 ffn(const Shape *s, int l, const char *h)
 {
@@ -467,7 +530,7 @@ llama_graph(const Shape *s)
 		snprintf(w, sizeof w, "model.layers.%d.post_attention_layernorm.weight", l);
 		const char *fnw = init_big(nm("l%d.ffn_norm", l), w, s->dim, 0, 0);
 		const char *h = rmsnorm(nm("l%d.an", l), x, an);
-		x = op2("Add", nm("l%d.x1", l), x, attention(s, l, h));
+		x = op2("Add", nm("l%d.x1", l), x, fused ? attention_fused(s, l, h) : attention(s, l, h));
 		h = rmsnorm(nm("l%d.fn", l), x, fnw);
 		x = op2("Add", nm("l%d.x2", l), x, ffn(s, l, h));
 	}
@@ -547,8 +610,9 @@ int
 main(int argc, char **argv)
 {
 	int tiny = argc == 3 && strcmp(argv[1], "tiny") == 0;
-	if (!tiny && argc != 10) {
-		fprintf(stderr, "usage: bench_onnx IN.safetensors OUT.onnx DIM LAYERS HEADS KV_HEADS FFN VOCAB N\n"
+	fused = argc == 11 && strcmp(argv[10], "fused") == 0;
+	if (!tiny && argc != 10 && !fused) {
+		fprintf(stderr, "usage: bench_onnx IN.safetensors OUT.onnx DIM LAYERS HEADS KV_HEADS FFN VOCAB N [fused]\n"
 		                "       bench_onnx tiny OUT.onnx\n");
 		return 2;
 	}
@@ -582,6 +646,11 @@ main(int argc, char **argv)
 	put_str(&opset, 1, "");
 	put_int(&opset, 2, 17);
 	put_msg(&m, 8, &opset);
+	if (fused) {
+		put_str(&opset, 1, "com.microsoft");
+		put_int(&opset, 2, 1);
+		put_msg(&m, 8, &opset);
+	}
 	put_str(&m, 2, "elide bench_onnx");
 	put_tag(&m, 7, WT_LEN);
 	put_varint(&m, glen);

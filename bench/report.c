@@ -154,13 +154,13 @@ report_ort(const char *dir, cJSON *res)
 	       "shape thr | check rel err | prefill tok/s elide    ORT  ratio\n",
 	       cJSON_GetObjectItemCaseSensitive(o, "peer")->valuestring);
 	cJSON_ArrayForEach(r, rows) {
-		const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "check");
-		int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "ok"));
+		int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "check_ok"));
 		printf("%-5s %3.0f | %-6s %6.1e |", cJSON_GetObjectItemCaseSensitive(r, "shape")->valuestring,
-		       num(r, "threads", NULL), ok ? "same" : "FAILED", num(c, "rel_err", NULL));
+		       num(r, "threads", NULL), ok ? "same" : "FAILED", num(r, "max_rel_err", NULL));
 		if (ok)
-			printf(" %19.1f %6.1f %6.2f", num(r, "elide_prefill_tokens_per_s", NULL),
-			       num(r, "ort_prefill_tokens_per_s", NULL), num(r, "paired_prefill_ratio", NULL));
+			printf(" %19.1f %6.1f %6.2f  (%s graph)", num(r, "elide_prefill_tokens_per_s", NULL),
+			       num(r, "ort_prefill_tokens_per_s", NULL), num(r, "paired_prefill_ratio", NULL),
+			       cJSON_GetObjectItemCaseSensitive(r, "ort_graph")->valuestring);
 		printf("\n");
 	}
 	cJSON_AddItemToObject(res, "onnxruntime", o);
