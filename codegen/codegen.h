@@ -362,6 +362,13 @@ LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, in
 void cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys);
 void cg_lower_attention_quest(Cg *g, const Op *op);
 
+/* ---- attention_block.c: block-sparse prefill attention, the sparse ops' visit counts ---- */
+void cg_lower_attention_block(Cg *g, const Op *op);
+/* The context's stat slot `slot_plus_one` - 1 (a sparse op's ia[6]), or null for 0. */
+LLVMValueRef cg_stat_slot_ptr(Cg *g, int64_t slot_plus_one);
+/* Adds n (i64) to the u64 at slot atomically (tasks count in parallel). */
+void cg_count_visits(Cg *g, LLVMValueRef slot, LLVMValueRef n);
+
 /* ---- glue.c: context API functions (create, init, load, reset, threads, stats) ---- */
 void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);
 
