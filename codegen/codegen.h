@@ -169,7 +169,9 @@ typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: ou
 	int32_t layer;
 	double flops;             /* per token attending to one key (decode at position 0) */
 	double flops_per_key;     /* added for each further key attended (attention) */
+	double kv_bytes_per_key;  /* KV cache bytes read per key attended */
 	double bytes;             /* weight bytes read per token */
+	const Op *attn;           /* the layer's attention op on the full path (NULL: none) */
 } CgLayerCost;
 
 typedef struct CgPath {      /* manifest figures of one path through an entry, ending in a 'ret' */
@@ -178,6 +180,7 @@ typedef struct CgPath {      /* manifest figures of one path through an entry, e
 	int64_t layers;           /* layers run on the path (the ret's ia[0], or all the model's) */
 	double flops;             /* per token (attending to one key) */
 	double flops_per_key;     /* per token, for each further key attended */
+	double kv_bytes_per_key;  /* KV cache bytes read per key attended */
 	double bytes;             /* weight bytes read per token */
 } CgPath;
 
@@ -187,6 +190,7 @@ typedef struct CgEntry {
 	uint64_t arena;           /* bytes its plan needs */
 	double flops, bytes;      /* per token, on the full path (the one ending in the last 'ret'; flops: attending to one key) */
 	double flops_per_key;     /* per token on the full path, for each further key attended */
+	double kv_bytes_per_key;  /* KV cache bytes read per key attended, on the full path */
 	CgLayerCost *layers; uint32_t nlayers; /* per layer region, on the full path */
 	CgPath *paths; uint32_t npaths; /* every path that ends in a 'ret', in op order */
 } CgEntry;

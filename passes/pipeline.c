@@ -17,9 +17,9 @@
  *      prefill` turns the attention of prefill entries into block-sparse attention;
  *   7. quantize, when the policy has `quantize` statements: the storage format of the
  *      weight matrices left, on their final shapes (shapes and ops do not change);
- *   7. const-fold, then cse, then dce: folding exposes identical ops, merging them
+ *   8. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
- *   8. (pass_run_default) a warning at each policy statement that no pass applied.
+ *   9. (pass_run_default) a warning at each policy statement that no pass applied.
  * docs/ir.md ("The default pipeline") gives the same order with its reasons. */
 #include "passes/passes.h"
 
