@@ -13,7 +13,8 @@
  *      no sort); pages above it, then pages equal to it in index order until K,
  *      join the forced ones in one ascending page list;
  *   4. each head of the group attends over the tokens of the listed pages: scores,
- *      softmax, weighted sum of the values (the dense kernel's vector code). */
+ *      softmax, weighted sum of the values (the dense kernel's vector code);
+ *   5. the pages visited (np when dense) go to the layer's stat slot (atomic add). */
 #include "codegen/codegen.h"
 
 #include <math.h>
@@ -110,13 +111,14 @@ branch(Cg *g, LLVMValueRef cond, const char *yes, const char *no, LLVMBasicBlock
 	LLVMBuildCondBr(g->b, cond, *by, *bn);
 }
 
-/* Slots: 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos, 6 page bounds, 7 K (pages to choose). */
+/* Slots: 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos, 6 page bounds, 7 K (pages to choose),
+ * 8 the stat slot that counts the pages visited (when counted). */
 static LLVMValueRef
-quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P, int64_t S, int64_t W)
+quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P, int64_t S, int64_t W, bool counted)
 {
 	char key[160];
-	snprintf(key, sizeof key, "quest.%lld.%lld.%lld.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
-	         (long long)hd, (long long)ctx, (long long)P, (long long)S, (long long)W);
+	snprintf(key, sizeof key, "quest.%lld.%lld.%lld.%lld.%lld.%lld.%lld.%d", (long long)heads, (long long)kvh,
+	         (long long)hd, (long long)ctx, (long long)P, (long long)S, (long long)W, (int)counted);
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
@@ -170,6 +172,8 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef h0 = add(g, mulc(g, t, heads), mulc(g, gk, group));
 	LLVMValueRef da[3] = { blk, h0, add(g, h0, cg_i64(g, group)) };
 	LLVMBuildCall2(g->b, g->task_ty, dense, da, 3, "");
+	if (counted)
+		cg_count_visits(g, cg_slot_ptr(g, blk, 8), np);
 	LLVMBuildBr(g->b, bnext);
 
 	/* 3. page scores as keys */
@@ -246,6 +250,8 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	st64(g, add(g, ld64(g, nl), cg_i64(g, 1)), nl);
 	cg_loop_end(g, &lw);
 	LLVMValueRef npl = ld64(g, nl);
+	if (counted)
+		cg_count_visits(g, cg_slot_ptr(g, blk, 8), npl);
 
 	/* 4. each head of the group over the listed pages */
 	CgLoop la = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "head");
@@ -333,7 +339,7 @@ cg_lower_attention_quest(Cg *g, const Op *op)
 		b = smax(g, smin(g, b, cg_i64(g, op->ia[3])), cg_i64(g, P));
 		kp = smax(g, LLVMBuildSDiv(g->b, b, cg_i64(g, P), ""), cg_i64(g, 3));
 	}
-	LLVMValueRef task = quest_task(g, heads, kvh, hd, s->ctx, P, op->ia[4], op->ia[5]);
+	LLVMValueRef task = quest_task(g, heads, kvh, hd, s->ctx, P, op->ia[4], op->ia[5], op->ia[6] > 0);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 	cg_slot_set(g, 1, K);
 	cg_slot_set(g, 2, V);
@@ -342,5 +348,6 @@ cg_lower_attention_quest(Cg *g, const Op *op)
 	cg_slot_set(g, 5, pos);
 	cg_slot_set(g, 6, state_part(g, op->ia[2], kl.bounds_offset));
 	cg_slot_set(g, 7, kp);
+	cg_slot_set(g, 8, cg_stat_slot_ptr(g, op->ia[6]));
 	cg_pfor(g, task, mulc(g, rows, kvh));
 }

@@ -169,7 +169,9 @@ typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: ou
 	int32_t layer;
 	double flops;             /* per token attending to one key (decode at position 0) */
 	double flops_per_key;     /* added for each further key attended (attention) */
+	double kv_bytes_per_key;  /* KV cache bytes read per key attended */
 	double bytes;             /* weight bytes read per token */
+	const Op *attn;           /* the layer's attention op on the full path (NULL: none) */
 } CgLayerCost;
 
 typedef struct CgPath {      /* manifest figures of one path through an entry, ending in a 'ret' */
@@ -178,6 +180,7 @@ typedef struct CgPath {      /* manifest figures of one path through an entry, e
 	int64_t layers;           /* layers run on the path (the ret's ia[0], or all the model's) */
 	double flops;             /* per token (attending to one key) */
 	double flops_per_key;     /* per token, for each further key attended */
+	double kv_bytes_per_key;  /* KV cache bytes read per key attended */
 	double bytes;             /* weight bytes read per token */
 } CgPath;
 
@@ -187,6 +190,7 @@ typedef struct CgEntry {
 	uint64_t arena;           /* bytes its plan needs */
 	double flops, bytes;      /* per token, on the full path (the one ending in the last 'ret'; flops: attending to one key) */
 	double flops_per_key;     /* per token on the full path, for each further key attended */
+	double kv_bytes_per_key;  /* KV cache bytes read per key attended, on the full path */
 	CgLayerCost *layers; uint32_t nlayers; /* per layer region, on the full path */
 	CgPath *paths; uint32_t npaths; /* every path that ends in a 'ret', in op order */
 } CgEntry;
@@ -361,6 +365,13 @@ LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, in
  * buffer) written at pos..: a page's first position resets them, later ones widen. */
 void cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys);
 void cg_lower_attention_quest(Cg *g, const Op *op);
+
+/* ---- attention_block.c: block-sparse prefill attention, the sparse ops' visit counts ---- */
+void cg_lower_attention_block(Cg *g, const Op *op);
+/* The context's stat slot `slot_plus_one` - 1 (a sparse op's ia[6]), or null for 0. */
+LLVMValueRef cg_stat_slot_ptr(Cg *g, int64_t slot_plus_one);
+/* Adds n (i64) to the u64 at slot atomically (tasks count in parallel). */
+void cg_count_visits(Cg *g, LLVMValueRef slot, LLVMValueRef n);
 
 /* ---- glue.c: context API functions (create, init, load, reset, threads, stats) ---- */
 void cg_emit_glue(CgResult *r, LLVMBuilderRef b, LLVMValueRef embedded_blob);

@@ -15,8 +15,9 @@
  *      and cosine 6 FLOPs per element of a row; attention, per head of size hd, hd
  *      for the normalisation plus, per key attended, q.k (2 hd), scale, max, exp and
  *      sum (4, exp counted as one) and the weighted sum of v (2 hd): the figures are
- *      at one key, flops_per_key is added for each further one; everything else
- *      nothing.
+ *      at one key, flops_per_key is added for each further one (the sparse forms
+ *      count per key they attend to), and a cached attention reads a key and a value
+ *      row per kv head and key (kv_bytes_per_key); everything else nothing.
  * The entry's figures are its full path's, the one ending in its last 'ret'. */
 #include "codegen/codegen.h"
 
@@ -25,6 +26,7 @@
 typedef struct Cost {
 	double flops, bytes;
 	double per_key;           /* FLOPs added for each further key attended */
+	double kv_per_key;        /* KV cache bytes read per key attended */
 } Cost;
 
 /* Bytes per element of weight value v: its param's format, scales included. */
@@ -42,15 +44,17 @@ weight_bytes(const Module *m, const Func *f, ValueId v)
 static Cost
 op_cost(const Module *m, const Func *f, const Op *op)
 {
-	Cost c = { 0, 0, 0 };
+	Cost c = { 0, 0, 0, 0 };
 	if (op->code == OP_LINEAR) {
 		Type w = f->vals[op->args[1]].type;
 		c.flops = 2.0 * (double)cg_static_rows(w) * (double)cg_cols(w);
 		c.bytes = weight_bytes(m, f, op->args[1]) * (double)cg_static_rows(w) * (double)cg_cols(w);
-	} else if (op->code == OP_ATTENTION) {
+	} else if (ir_op_is_attention(op->code)) {
 		int64_t heads = op->ia[0], hd = cg_cols(f->vals[op->args[0]].type) / (heads ? heads : 1);
 		c.per_key = (double)heads * (4.0 * (double)hd + 4.0);
 		c.flops = c.per_key + (double)heads * (double)hd;
+		if (op->ia[2] >= 0) /* a key and a value row of the cache per kv head */
+			c.kv_per_key = 2.0 * (double)op->ia[1] * (double)hd * 4.0;
 	} else if (op->code == OP_EMBED) {
 		c.bytes = weight_bytes(m, f, op->args[0]) * (double)cg_cols(f->vals[op->args[0]].type);
 	} else if (op->code == OP_MARGIN || op->code == OP_MAXPROB || op->code == OP_ENTROPY) {
@@ -69,6 +73,7 @@ add(Cost *a, Cost b)
 	a->flops += b.flops;
 	a->bytes += b.bytes;
 	a->per_key += b.per_key;
+	a->kv_per_key += b.kv_per_key;
 }
 
 /* The 'end' of the region opened by 'if' op i, and the first op of its second branch
@@ -87,7 +92,7 @@ region_end(const Func *f, const uint32_t *partner, uint32_t i, uint32_t *second)
 static Cost
 range_cost(const Module *m, const Func *f, const uint32_t *partner, uint32_t a, uint32_t b, bool *on)
 {
-	Cost c = { 0, 0, 0 };
+	Cost c = { 0, 0, 0, 0 };
 	for (uint32_t i = a; i < b;) {
 		if (f->ops[i].code != OP_IF) {
 			add(&c, op_cost(m, f, &f->ops[i]));
@@ -99,7 +104,7 @@ range_cost(const Module *m, const Func *f, const uint32_t *partner, uint32_t a, 
 		uint32_t second, end = region_end(f, partner, i, &second);
 		uint32_t lo[2] = { i + 1, second }, hi[2] = { second == end ? end : second - 1, end };
 		int best = -1;
-		Cost bc = { 0, 0, 0 };
+		Cost bc = { 0, 0, 0, 0 };
 		for (int k = 0; k < 2; k++) {
 			if (hi[k] > lo[k] && f->ops[hi[k] - 1].code == OP_RET)
 				continue; /* this branch returns */
@@ -122,7 +127,7 @@ range_cost(const Module *m, const Func *f, const uint32_t *partner, uint32_t a, 
 static Cost
 path_cost(const Module *m, const Func *f, const uint32_t *partner, uint32_t r, bool *on, int32_t *site)
 {
-	Cost c = { 0, 0, 0 };
+	Cost c = { 0, 0, 0, 0 };
 	*site = 0;
 	for (uint32_t i = 0; i <= r && i < f->nops;) {
 		const Op *op = &f->ops[i];
@@ -178,12 +183,14 @@ cg_compute_costs(CgResult *r)
 			p->flops = c.flops;
 			p->bytes = c.bytes;
 			p->flops_per_key = c.per_key;
+			p->kv_bytes_per_key = c.kv_per_key;
 			if (k < ce->npaths)
 				continue;
 			/* the last 'ret': the full path, per layer region too */
 			ce->flops = c.flops;
 			ce->bytes = c.bytes;
 			ce->flops_per_key = c.per_key;
+			ce->kv_bytes_per_key = c.kv_per_key;
 			for (uint32_t j = 0; j < f->nops; j++) {
 				if (!on[j])
 					continue;
@@ -193,6 +200,9 @@ cg_compute_costs(CgResult *r)
 				ce->layers[l].flops += oc.flops;
 				ce->layers[l].bytes += oc.bytes;
 				ce->layers[l].flops_per_key += oc.per_key;
+				ce->layers[l].kv_bytes_per_key += oc.kv_per_key;
+				if (ir_op_is_attention(op->code))
+					ce->layers[l].attn = op;
 			}
 		}
 		free(partner);

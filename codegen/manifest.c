@@ -27,6 +27,32 @@ layout_name(CgLayout l)
 	return "?";
 }
 
+/* How a layer's attention op attends (docs/manifest.md "Attention per position"). */
+static cJSON *
+attention_form(const Module *m, const Op *op)
+{
+	cJSON *a = cJSON_CreateObject();
+	const State *st = op->ia[2] >= 0 && op->ia[2] < m->nstates ? &m->states[op->ia[2]] : NULL;
+	cJSON_AddStringToObject(a, "form", op->code == OP_ATTENTION_QUEST ? "quest"
+	                                   : op->code == OP_ATTENTION_BLOCK ? "block" : "dense");
+	cJSON_AddNumberToObject(a, "kv_heads", (double)op->ia[1]);
+	cJSON_AddBoolToObject(a, "cached", st != NULL);
+	if (op->code == OP_ATTENTION_QUEST) {
+		cJSON_AddNumberToObject(a, "page", st ? (double)st->page : 0);
+		cJSON_AddNumberToObject(a, "budget", (double)op->ia[3]);
+		cJSON_AddNumberToObject(a, "sinks", (double)op->ia[4]);
+		cJSON_AddNumberToObject(a, "window", (double)op->ia[5]);
+	} else if (op->code == OP_ATTENTION_BLOCK) {
+		cJSON_AddNumberToObject(a, "block", (double)op->ia[3]);
+		cJSON_AddNumberToObject(a, "topk", (double)op->ia[4]);
+		cJSON_AddNumberToObject(a, "gamma", op->ia[4] ? 0.0 : (double)op->fa[0]);
+		cJSON_AddNumberToObject(a, "min_tokens", (double)op->ia[5]);
+	}
+	if (op->code != OP_ATTENTION && op->ia[6] > 0 && op->ia[6] <= m->nstats)
+		cJSON_AddStringToObject(a, "stat", m->stats[op->ia[6] - 1].name);
+	return a;
+}
+
 static void
 hex(cJSON *o, const char *k, uint64_t v)
 {
@@ -200,6 +226,7 @@ cg_manifest_text(const CgResult *r)
 		cJSON_AddNumberToObject(o, "arena", (double)ce->arena);
 		cJSON_AddNumberToObject(o, "flops_per_token", ce->flops);
 		cJSON_AddNumberToObject(o, "flops_per_key", ce->flops_per_key);
+		cJSON_AddNumberToObject(o, "kv_bytes_per_key", ce->kv_bytes_per_key);
 		cJSON_AddNumberToObject(o, "weight_bytes_per_token", ce->bytes);
 		cJSON *ps = cJSON_AddArrayToObject(o, "paths");
 		for (uint32_t k = 0; k < ce->npaths; k++) {
@@ -210,6 +237,7 @@ cg_manifest_text(const CgResult *r)
 			cJSON_AddNumberToObject(po, "layers", (double)p->layers);
 			cJSON_AddNumberToObject(po, "flops_per_token", p->flops);
 			cJSON_AddNumberToObject(po, "flops_per_key", p->flops_per_key);
+			cJSON_AddNumberToObject(po, "kv_bytes_per_key", p->kv_bytes_per_key);
 			cJSON_AddNumberToObject(po, "weight_bytes_per_token", p->bytes);
 			cJSON_AddItemToArray(ps, po);
 		}
@@ -222,7 +250,10 @@ cg_manifest_text(const CgResult *r)
 			cJSON_AddNumberToObject(lo, "layer", ce->layers[l].layer);
 			cJSON_AddNumberToObject(lo, "flops", ce->layers[l].flops);
 			cJSON_AddNumberToObject(lo, "flops_per_key", ce->layers[l].flops_per_key);
+			cJSON_AddNumberToObject(lo, "kv_bytes_per_key", ce->layers[l].kv_bytes_per_key);
 			cJSON_AddNumberToObject(lo, "bytes", ce->layers[l].bytes);
+			if (ce->layers[l].attn)
+				cJSON_AddItemToObject(lo, "attention", attention_form(m, ce->layers[l].attn));
 			cJSON_AddItemToArray(ls, lo);
 		}
 		cJSON_AddItemToArray(es, o);

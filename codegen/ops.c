@@ -524,8 +524,8 @@ cg_lower_op(Cg *g, uint32_t opi)
 	case OP_ATTENTION_QUEST:
 		cg_lower_attention_quest(g, op);
 		return;
-	case OP_ATTENTION_BLOCK: /* block-sparse prefill: the interpreter's alone (docs/sparse.md) */
-		diag_error(g->d, op->loc, "op '%s' in '%s' has no code generator", ir_op_names[op->code], f->name);
+	case OP_ATTENTION_BLOCK:
+		cg_lower_attention_block(g, op);
 		return;
 	case OP_ARGMAX:
 		lower_argmax(g, op);

@@ -577,6 +577,13 @@ read_attrs(EirParser *p, Op *op, const EirList *attrs)
 				ok = false;
 			}
 			op->ia[2] = k;
+		} else if (a->kind == EO_SYM && (op->code == OP_ATTENTION_QUEST || op->code == OP_ATTENTION_BLOCK) && s == 6) {
+			int32_t k = ir_find_stat(p->m, a->text);
+			if (k < 0) {
+				diag_error(p->diag, a->loc, "%s: expected a declared stat, saw '@%s'", nm, a->text);
+				ok = false;
+			}
+			op->ia[6] = k + 1;
 		} else if (a->kind == EO_SYM && op->code == OP_KNOB_SET && s == 0) {
 			int32_t k = ir_find_knob(p->m, a->text);
 			if (k < 0) {

@@ -634,8 +634,22 @@ quest_select(const Attn *a, const float *bounds, int64_t t, int64_t g, int64_t n
 	return len;
 }
 
+/* Adds n to the stat slot a sparse attention op counts its visits in (ia[6] = slot
+ * + 1; 0: none). */
+static bool
+count_visits(Run *r, int64_t n)
+{
+	int64_t k = r->op->ia[6];
+	if (k < 0 || k > (int64_t)r->s->m->nstats)
+		return rerr(r, "stat slot %lld out of range", (long long)k - 1);
+	if (k > 0)
+		r->s->stats.slots[k - 1] += n;
+	return true;
+}
+
 /* attention_quest: the cache write of attention, then per row and kv head one page
- * selection shared by the group's query heads. */
+ * selection shared by the group's query heads; the pages visited (every page when
+ * it selects them all) are counted per row and kv head. */
 static bool
 op_attention_quest(Run *r, Tensor *o)
 {
@@ -643,7 +657,7 @@ op_attention_quest(Run *r, Tensor *o)
 	int32_t budget = 0;
 	if (r->op->ia[3] < 0 || r->op->ia[4] < 0 || r->op->ia[5] < 0)
 		return rerr(r, "budget, sinks and window must not be negative");
-	if (!attn_setup(r, o, &a) || !get_scalar_i32(r, arg(r, 4), "the budget", &budget))
+	if (!attn_setup(r, o, &a) || !get_scalar_i32(r, arg(r, 4), "the budget", &budget) || !count_visits(r, 0))
 		return false;
 	int64_t page = a.st->page, b = budget < r->op->ia[3] ? budget : r->op->ia[3];
 	b = r->op->ia[3] == 0 ? 0 : b > page ? b : page; /* budget 0: sinks and window only */
@@ -658,6 +672,7 @@ op_attention_quest(Run *r, Tensor *o)
 			for (int64_t h = g * a.group; h < (g + 1) * a.group; h++)
 				attend_head(&a, t, h, len < 0 ? NULL : list, len < 0 ? n : len, sc, o->f);
 			r->s->pages_visited += visited;
+			count_visits(r, visited);
 		}
 	}
 	free(list);
@@ -670,7 +685,8 @@ op_attention_quest(Run *r, Tensor *o)
  * call) and the mean keys of each key block up to the block's last row, summed over
  * the group's heads; the first and the diagonal block always, plus the topk best (or,
  * topk 0, the fewest best whose estimated attention mass, n_b exp(score / group),
- * reaches gamma of the total).  Calls of fewer than min_tokens rows are dense. */
+ * reaches gamma of the total).  Calls of fewer than min_tokens rows are dense.  The
+ * key blocks visited are counted per row and kv head (all of them when dense). */
 static bool
 op_attention_block(Run *r, Tensor *o)
 {
@@ -679,7 +695,7 @@ op_attention_block(Run *r, Tensor *o)
 		return rerr(r, "block must be positive, topk and min_tokens not negative");
 	if (r->op->ia[4] == 0 && !(r->op->fa[0] > 0 && r->op->fa[0] <= 1))
 		return rerr(r, "gamma must be in (0, 1] without topk");
-	if (!attn_setup(r, o, &a))
+	if (!attn_setup(r, o, &a) || !count_visits(r, 0))
 		return false;
 	int64_t B = r->op->ia[3], topk = r->op->ia[4], hd = a.hd;
 	double gamma = r->op->fa[0], scale = 1.0 / sqrt((double)hd);
@@ -694,7 +710,7 @@ op_attention_block(Run *r, Tensor *o)
 		int64_t t0 = (qb * B > a.pos ? qb * B : a.pos) - a.pos, t1 = ((qb + 1) * B < npos ? (qb + 1) * B : npos) - a.pos;
 		int64_t end = a.pos + t1; /* keys visible to the block: [0, end) */
 		for (int64_t g = 0; g < a.KH; g++) {
-			int64_t len = -1;
+			int64_t len = -1, nsel = qb + 1; /* blocks visited by each row of the block */
 			if (!dense && qb >= 2) {
 				for (int64_t h = 0; h < a.group; h++)
 					for (int64_t e = 0; e < hd; e++) {
@@ -741,6 +757,7 @@ op_attention_block(Run *r, Tensor *o)
 					keep[0] = keep[qb] = true;
 					for (int64_t i = 0; i < take; i++)
 						keep[c[1 + i].idx] = true;
+					nsel = 2 + take;
 					len = 0;
 					for (int64_t kb = 0; kb <= qb; kb++)
 						if (keep[kb])
@@ -755,6 +772,7 @@ op_attention_block(Run *r, Tensor *o)
 				for (int64_t h = g * a.group; h < (g + 1) * a.group; h++)
 					attend_head(&a, t, h, len < 0 ? NULL : list, len < 0 ? n : nl, sc, o->f);
 			}
+			count_visits(r, nsel * (t1 - t0));
 		}
 	}
 	free(qbar);

@@ -284,6 +284,9 @@ print_attrs(FILE *out, const Module *m, const Op *op)
 			print_sym(out, m->states[op->ia[2]].name);
 		else if (op->code == OP_KNOB_SET && k == 0 && op->ia[0] >= 0 && op->ia[0] < m->nknobs)
 			print_sym(out, m->knobs[op->ia[0]].name);
+		else if ((op->code == OP_ATTENTION_QUEST || op->code == OP_ATTENTION_BLOCK) && k == 6 && op->ia[6] > 0 &&
+		         op->ia[6] <= m->nstats)
+			print_sym(out, m->stats[op->ia[6] - 1].name);
 		else
 			fprintf(out, "%lld", (long long)op->ia[k]);
 	}

@@ -122,6 +122,10 @@ verify_state_use(Ver *v, const Func *f, const Op *op)
 	if (op->code == OP_ATTENTION_QUEST && s->page > 0 && op->ia[3] != 0 && op->ia[3] < s->page)
 		err(v, op->loc, "attention_quest: expected a budget of 0 or at least one page (%lld), saw %lld",
 		    (long long)s->page, (long long)op->ia[3]);
+	if ((op->code == OP_ATTENTION_QUEST || op->code == OP_ATTENTION_BLOCK) &&
+	    (op->ia[6] < 0 || op->ia[6] > (int64_t)m->nstats))
+		err(v, op->loc, "%s: expected a stat slot (1 to %u, or 0), saw %lld", ir_op_names[op->code], m->nstats,
+		    (long long)op->ia[6]);
 	Type kt = f->vals[op->args[1]].type;
 	if (kt.rank == 2 && !kt.dyn0 && kt.dims[0] > s->ctx)
 		err(v, op->loc, "attention: expected at most %lld rows for state '%s', saw %lld", (long long)s->ctx,

@@ -12,14 +12,14 @@
  *   5. layer-skip, when the policy has `skip` statements: variants and predicated
  *      FFN blocks on what early exit left;
  *   6. sparse-attention, when the policy has `attend` statements: `attend decode`
- *      turns the decode attention of every step entry into
- *      Quest page selection, with page bounds on the caches and the `attend.budget`
- *      knob; `attend prefill` has no code generator and stays unapplied;
+ *      turns the decode attention of every step entry into Quest page selection,
+ *      with page bounds on the caches and the `attend.budget` knob; `attend
+ *      prefill` turns the attention of prefill entries into block-sparse attention;
  *   7. quantize, when the policy has `quantize` statements: the storage format of the
  *      weight matrices left, on their final shapes (shapes and ops do not change);
- *   7. const-fold, then cse, then dce: folding exposes identical ops, merging them
+ *   8. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
- *   8. (pass_run_default) a warning at each policy statement that no pass applied.
+ *   9. (pass_run_default) a warning at each policy statement that no pass applied.
  * docs/ir.md ("The default pipeline") gives the same order with its reasons. */
 #include "passes/passes.h"
 

@@ -11,7 +11,10 @@
  *   3. prefill (`attend prefill block_topk(block B, topk K)` or `coverage gamma G
  *      [block B]`, `[min_tokens N] [dense_layers ...]`): every `attention` op of a
  *      `prefill` entry in a layer that is not dense becomes `attention_block`;
- *   4. drop the realised statements from the policy and note in the manifest what
+ *   4. every converted op counts what it visits in the stat slot of its layer:
+ *      `attend.decode.layerL` (pages, per row and kv head) and
+ *      `attend.prefill.layerL` (key blocks, per row and kv head);
+ *   5. drop the realised statements from the policy and note in the manifest what
  *      changed.
  * Runs after drop-layers and prune-structured in the default pipeline (layer
  * indices are those of the module it sees). */
@@ -72,6 +75,13 @@ listed(const PolicyLayers *v, int32_t layer)
 	return v && ir_policy_layers_has(v, layer);
 }
 
+/* Step 4: the stat slot that counts the visits of layer `layer`'s sparse attention. */
+static int32_t
+layer_stat(Module *m, const char *kind, int32_t layer, Loc loc)
+{
+	return pass_stat(m, arena_printf(&m->arena, "attend.%s.layer%d", kind, layer), loc);
+}
+
 /* Step 2 for one step entry: each converted attention gets its budget operand
  * right before it: the `attend.budget` knob (index knob), or the constant 0 when the
  * compiled budget is 0 (sinks and window only).  The ops are rebuilt in that order. */
@@ -93,6 +103,7 @@ quest_func(Module *m, Func *f, const SparseSpec *s, int32_t knob)
 		op->ia[3] = s->budget;
 		op->ia[4] = s->sinks;
 		op->ia[5] = s->window;
+		op->ia[6] = 1 + layer_stat(m, "decode", op->layer, s->decode_loc);
 		nconv++;
 	}
 	if (!nconv)
@@ -131,12 +142,11 @@ drop_attend(Module *m, bool decode, bool prefill)
 		p->nstmts = n;
 }
 
-static bool
-run(Module *m, bool decode, bool prefill)
+bool
+pass_sparse_attention(Module *m, Diag *d)
 {
+	(void)d;
 	SparseSpec s = read_attend(m->policy);
-	s.decode &= decode;
-	s.prefill &= prefill;
 	if (!s.decode && !s.prefill)
 		return true;
 	int nquest = 0, nblock = 0;
@@ -166,6 +176,7 @@ run(Module *m, bool decode, bool prefill)
 				op->ia[4] = s.topk;
 				op->ia[5] = s.min_tokens;
 				op->fa[0] = s.topk ? 0.0f : (float)s.gamma;
+				op->ia[6] = 1 + layer_stat(m, "prefill", op->layer, s.prefill_loc);
 				nblock++;
 			}
 		}
@@ -192,21 +203,4 @@ run(Module *m, bool decode, bool prefill)
 		pass_add_notes(m, buf);
 	}
 	return true;
-}
-
-/* The default pipeline's pass: decode statements (the compiled code has no
- * block-sparse prefill yet; `attend prefill` stays unapplied there). */
-bool
-pass_sparse_attention(Module *m, Diag *d)
-{
-	(void)d;
-	return run(m, true, false);
-}
-
-/* Both kinds of statement; attention_block runs in the interpreter only. */
-bool
-pass_sparse_prefill(Module *m, Diag *d)
-{
-	(void)d;
-	return run(m, true, true);
 }
