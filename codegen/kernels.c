@@ -683,53 +683,83 @@ qlinear_task(Cg *g, const Lin *L, bool gemv, bool int8)
 	return fn;
 }
 
+/* One group of len elements at xr quantised into qr: returns its max |x| and the
+ * sum of its codes (i32), ir_quant_row's operations.  w > 1: in vectors of w lanes
+ * (len a multiple of w), the max and the sum reduced at the end (both exact, so
+ * the same values as one element at a time); w = 1: scalar. */
+static void
+quant_group(Cg *g, LLVMValueRef xr, LLVMValueRef qr, int64_t len, int w, LLVMValueRef *amax, LLVMValueRef *sum)
+{
+	LLVMTypeRef vf = w > 1 ? vec_of(g->f32, w) : g->f32, vi = w > 1 ? vec_of(g->i32, w) : g->i32;
+	LLVMTypeRef vb = w > 1 ? vec_of(g->i8, w) : g->i8;
+#define SPLAT(c) (w > 1 ? cg_splat(g, (c), w) : (c))
+	LLVMValueRef am = cg_alloca(g, vf, "amax"), sm = cg_alloca(g, vi, "qsum");
+	cg_store(g, LLVMConstNull(vf), am, 4);
+	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, len / w), NULL, "qmax");
+	LLVMValueRef v = cg_load(g, vf, cg_gep(g, vf, xr, l1.iv), 4);
+	LLVMValueRef a2[2] = { cg_load(g, vf, am, 4), cg_call_intr(g, "llvm.fabs", vf, &v, 1) };
+	cg_store(g, cg_call_intr(g, "llvm.maxnum", vf, a2, 2), am, 4);
+	cg_loop_end(g, &l1);
+	LLVMValueRef m = cg_load(g, vf, am, 4);
+	if (w > 1)
+		m = cg_call_intr(g, "llvm.vector.reduce.fmax", vf, &m, 1);
+	LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, m, cg_f32c(g, 0.0), "");
+	LLVMValueRef inv = LLVMBuildSelect(g->b, pos, LLVMBuildFDiv(g->b, cg_f32c(g, 127.0), m, ""), cg_f32c(g, 0.0), "");
+	inv = SPLAT(inv);
+	cg_store(g, LLVMConstNull(vi), sm, 4);
+	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, len / w), NULL, "qcode");
+	LLVMValueRef xv = cg_load(g, vf, cg_gep(g, vf, xr, l2.iv), 4);
+	LLVMValueRef r = LLVMBuildFMul(g->b, xv, inv, "");
+	r = cg_call_intr(g, "llvm.roundeven", vf, &r, 1);
+	LLVMValueRef lo[2] = { r, SPLAT(cg_f32c(g, -127.0)) };
+	r = cg_call_intr(g, "llvm.maxnum", vf, lo, 2);
+	LLVMValueRef hi[2] = { r, SPLAT(cg_f32c(g, 127.0)) };
+	r = cg_call_intr(g, "llvm.minnum", vf, hi, 2);
+	LLVMValueRef q = LLVMBuildFPToSI(g->b, r, vi, "");
+	cg_store(g, LLVMBuildTrunc(g->b, q, vb, ""), cg_gep(g, vb, qr, l2.iv), 1);
+	cg_store(g, LLVMBuildAdd(g->b, cg_load(g, vi, sm, 4), q, ""), sm, 4);
+	cg_loop_end(g, &l2);
+#undef SPLAT
+	LLVMValueRef s = cg_load(g, vi, sm, 4);
+	if (w > 1)
+		s = cg_call_intr(g, "llvm.vector.reduce.add", vi, &s, 1);
+	*amax = m;
+	*sum = s;
+}
+
 /* The activations x[T, K] quantised per row and group into codes [T][Kp] (zero past
- * K), scales and sums [T][ng]: ir_quant_row, operation for operation. */
+ * K), scales and sums [T][ng]: ir_quant_row.  The full groups go in vectors (the
+ * widest of the target's width, 8 or 4 that divides G), a last group shorter than
+ * G (K not a multiple of G) element by element, its codes past K set to 0. */
 static void
 quantize_rows(Cg *g, const Lin *L, LLVMValueRef x, LLVMValueRef rows, LLVMValueRef xq, LLVMValueRef xs,
               LLVMValueRef xsum)
 {
-	int64_t last = L->k - (L->ng - 1) * L->G;
-	LLVMValueRef amax = cg_alloca(g, g->f32, "amax"), sum = cg_alloca(g, g->i32, "qsum");
+	int64_t last = L->k - (L->ng - 1) * L->G, nfull = last == L->G ? L->ng : L->ng - 1;
+	int w = L->vec;
+	while (w > 1 && L->G % w)
+		w /= 2;
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "qrow");
-	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "qgroup");
-	LLVMValueRef islast = LLVMBuildICmp(g->b, LLVMIntEQ, lg.iv, cg_i64(g, L->ng - 1), "");
-	LLVMValueRef len = LLVMBuildSelect(g->b, islast, cg_i64(g, last), cg_i64(g, L->G), "");
-	LLVMValueRef xr = cg_gep(g, g->f32, x, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->k), ""),
-	                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
-	LLVMValueRef qr = cg_gep(g, g->i8, xq, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->kp), ""),
-	                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
-	cg_store(g, cg_f32c(g, 0.0), amax, 4);
-	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), len, NULL, "qmax");
-	LLVMValueRef v = cg_load(g, g->f32, cg_gep(g, g->f32, xr, l1.iv), 4);
-	LLVMValueRef a2[2] = { cg_load(g, g->f32, amax, 4), cg_call_intr(g, "llvm.fabs", g->f32, &v, 1) };
-	cg_store(g, cg_call_intr(g, "llvm.maxnum", g->f32, a2, 2), amax, 4);
-	cg_loop_end(g, &l1);
-	LLVMValueRef am = cg_load(g, g->f32, amax, 4);
-	LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, am, cg_f32c(g, 0.0), "");
-	LLVMValueRef inv = LLVMBuildSelect(g->b, pos, LLVMBuildFDiv(g->b, cg_f32c(g, 127.0), am, ""), cg_f32c(g, 0.0), "");
-	cg_store(g, cg_i32c(g, 0), sum, 4);
-	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), len, NULL, "qcode");
-	LLVMValueRef xv = cg_load(g, g->f32, cg_gep(g, g->f32, xr, l2.iv), 4);
-	LLVMValueRef r = LLVMBuildFMul(g->b, xv, inv, "");
-	r = cg_call_intr(g, "llvm.roundeven", g->f32, &r, 1);
-	LLVMValueRef lo[2] = { r, cg_f32c(g, -127.0) };
-	r = cg_call_intr(g, "llvm.maxnum", g->f32, lo, 2);
-	LLVMValueRef hi[2] = { r, cg_f32c(g, 127.0) };
-	r = cg_call_intr(g, "llvm.minnum", g->f32, hi, 2);
-	LLVMValueRef q = LLVMBuildFPToSI(g->b, r, g->i32, "");
-	cg_store(g, LLVMBuildTrunc(g->b, q, g->i8, ""), cg_gep(g, g->i8, qr, l2.iv), 1);
-	cg_store(g, LLVMBuildAdd(g->b, cg_load(g, g->i32, sum, 4), q, ""), sum, 4);
-	cg_loop_end(g, &l2);
-	if (last < L->G) { /* zero codes past K in the last group */
-		CgLoop l3 = cg_loop_begin(g, len, cg_i64(g, L->G), NULL, "qpad");
-		cg_store(g, LLVMConstInt(g->i8, 0, 0), cg_gep(g, g->i8, qr, l3.iv), 1);
-		cg_loop_end(g, &l3);
+	for (int part = 0; part < 2; part++) {
+		if (part == 0 ? nfull == 0 : nfull == L->ng)
+			continue;
+		CgLoop lg = cg_loop_begin(g, cg_i64(g, part ? L->ng - 1 : 0), cg_i64(g, part ? L->ng : nfull), NULL, "qgroup");
+		LLVMValueRef xr = cg_gep(g, g->f32, x, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->k), ""),
+		                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
+		LLVMValueRef qr = cg_gep(g, g->i8, xq, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->kp), ""),
+		                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
+		LLVMValueRef am, sum;
+		quant_group(g, xr, qr, part ? last : L->G, part ? 1 : w, &am, &sum);
+		if (part) { /* zero codes past K in the last group */
+			CgLoop l3 = cg_loop_begin(g, cg_i64(g, last), cg_i64(g, L->G), NULL, "qpad");
+			cg_store(g, LLVMConstInt(g->i8, 0, 0), cg_gep(g, g->i8, qr, l3.iv), 1);
+			cg_loop_end(g, &l3);
+		}
+		LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->ng), ""), lg.iv, "");
+		cg_store(g, LLVMBuildFDiv(g->b, am, cg_f32c(g, 127.0), ""), cg_gep(g, g->f32, xs, at), 4);
+		cg_store(g, sum, cg_gep(g, g->i32, xsum, at), 4);
+		cg_loop_end(g, &lg);
 	}
-	LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->ng), ""), lg.iv, "");
-	cg_store(g, LLVMBuildFDiv(g->b, am, cg_f32c(g, 127.0), ""), cg_gep(g, g->f32, xs, at), 4);
-	cg_store(g, cg_load(g, g->i32, sum, 4), cg_gep(g, g->i32, xsum, at), 4);
-	cg_loop_end(g, &lg);
 	cg_loop_end(g, &lr);
 }
 
