@@ -12,6 +12,8 @@
  * Usage: bench_kernel NAME kern.weights T OUT.json */
 #include "bench/bench.h"
 #include "kern.h"
+
+#include <stdbool.h>
 #ifdef BENCH_OPENBLAS
 #include <cblas.h>
 #endif
