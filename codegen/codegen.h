@@ -37,6 +37,7 @@ typedef struct CgTarget {
 	int mr;                   /* rows of the GEMM micro-kernel */
 	int qmr;                  /* rows of the quantised (integer) micro-kernel */
 	CgDot dot;                /* integer dot product of the q8/q4 kernels */
+	bool f16cvt;              /* f16 -> f32 vector conversion in hardware (F16C, AArch64) */
 	bool is_host;
 } CgTarget;
 

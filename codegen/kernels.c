@@ -269,6 +269,8 @@ static LLVMValueRef
 f16_decode(Cg *g, LLVMValueRef h, int n)
 {
 	LLVMTypeRef vi = vec_of(g->i32, n), vf = vec_of(g->f32, n);
+	if (g->t->f16cvt) /* vcvtph2ps / fcvtl: exact, as is the widening below */
+		return LLVMBuildFPExt(g->b, LLVMBuildBitCast(g->b, h, vec_of(LLVMHalfTypeInContext(g->c), n), ""), vf, "");
 	LLVMValueRef w = LLVMBuildZExt(g->b, h, vi, "");
 	LLVMValueRef mag = LLVMBuildShl(g->b, LLVMBuildAnd(g->b, w, cg_splat(g, cg_i32c(g, 0x7fff), n), ""),
 	                                cg_splat(g, cg_i32c(g, 13), n), "");
@@ -276,6 +278,54 @@ f16_decode(Cg *g, LLVMValueRef h, int n)
 	LLVMValueRef sign = LLVMBuildShl(g->b, LLVMBuildAnd(g->b, w, cg_splat(g, cg_i32c(g, 0x8000), n), ""),
 	                                 cg_splat(g, cg_i32c(g, 16), n), "");
 	return LLVMBuildBitCast(g->b, LLVMBuildOr(g->b, LLVMBuildBitCast(g->b, f, vi, ""), sign, ""), vf, "");
+}
+
+/* The scales of the NR rows of a panel group gp (f16, at its start) as nvec f32
+ * vectors. */
+static void
+q_scales(Cg *g, const Lin *L, LLVMValueRef gp, LLVMValueRef *sv)
+{
+	LLVMTypeRef i16 = LLVMInt16TypeInContext(g->c);
+	for (int v = 0; v < L->nvec; v++)
+		sv[v] = f16_decode(g, cg_load(g, vec_of(i16, L->vec), cg_gep(g, i16, gp, cg_i64(g, v * L->vec)), 2), L->vec);
+}
+
+/* The raw code vectors of block b (4 k, q4: 8) of panel group gp: lane j of vector
+ * v holds the 4 bytes of row v * vec + j. */
+static void
+q_block(Cg *g, const Lin *L, LLVMValueRef gp, LLVMValueRef b, LLVMValueRef *raw)
+{
+	LLVMValueRef cb = cg_gep(g, g->i8, gp, LLVMBuildAdd(g->b, cg_i64(g, 2 * L->nr),
+	                                                  LLVMBuildMul(g->b, b, cg_i64(g, L->nr * 4), ""), ""));
+	for (int v = 0; v < L->nvec; v++)
+		raw[v] = cg_load(g, vec_of(g->i32, L->vec), cg_gep(g, g->i8, cb, cg_i64(g, v * L->vec * 4)), 1);
+}
+
+/* Code i of a block (0 .. 3, q4: 0 .. 7) from its raw i32 lanes, as f32 c - off:
+ * q8 byte i; q4 the low nibble of byte i for i < 4, the high nibble of byte i - 4
+ * otherwise (pack.c).  With 16 lanes (AVX-512, the only target with vec 16) a q4
+ * code is one vpermps of a 16-entry table, which reads the low 4 bits of each
+ * index: the shifted lanes need no mask and no int-to-float conversion. */
+static LLVMValueRef
+q_code(Cg *g, const Lin *L, LLVMValueRef raw, int i, int off)
+{
+	bool q4 = L->fmt == QF_Q4;
+	int n = L->vec, sh = q4 ? (i < 4 ? 8 * i : 8 * (i - 4) + 4) : 8 * i;
+	LLVMValueRef c = raw;
+	if (sh)
+		c = LLVMBuildLShr(g->b, c, cg_splat(g, cg_i32c(g, sh), n), "");
+	if (q4 && n == 16) {
+		LLVMValueRef tab[16];
+		for (int j = 0; j < 16; j++)
+			tab[j] = cg_f32c(g, (float)(j - off));
+		LLVMValueRef a[2] = { LLVMConstVector(tab, 16), c };
+		return cg_call_intr(g, "llvm.x86.avx512.permvar.sf.512", NULL, a, 2);
+	}
+	if (sh != 24 || q4)
+		c = LLVMBuildAnd(g->b, c, cg_splat(g, cg_i32c(g, q4 ? 15 : 255), n), "");
+	if (off)
+		c = LLVMBuildSub(g->b, c, cg_splat(g, cg_i32c(g, off), n), "");
+	return LLVMBuildSIToFP(g->b, c, g->vt, "");
 }
 
 /* acc (vec x i32) += per lane, the dot product of 4 weight codes (w) and 4
@@ -322,14 +372,13 @@ q_micro(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef row0, int rows, LLVMVa
 {
 	int nv = L->nvec, n = L->vec, na = rows * nv;
 	bool q4 = L->fmt == QF_Q4, sdot = g->t->dot == CG_DOT_SDOT;
-	LLVMTypeRef vi = vec_of(g->i32, n), vb = vec_of(g->i8, 4 * n), i16 = LLVMInt16TypeInContext(g->c);
+	LLVMTypeRef vi = vec_of(g->i32, n), vb = vec_of(g->i8, 4 * n);
 	for (int i = 0; i < na; i++)
 		cg_store(g, LLVMConstNull(g->vt), facc[i], 64);
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "group");
 	LLVMValueRef gp = cg_gep(g, g->i8, wp, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->gbytes), ""));
 	LLVMValueRef sv[8];
-	for (int v = 0; v < nv; v++)
-		sv[v] = f16_decode(g, cg_load(g, vec_of(i16, n), cg_gep(g, i16, gp, cg_i64(g, v * n)), 2), n);
+	q_scales(g, L, gp, sv);
 	for (int i = 0; i < na; i++)
 		cg_store(g, LLVMConstNull(vi), iacc[i], 64);
 	LLVMValueRef xg = cg_gep(g, g->i8, xq, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, row0, cg_i64(g, L->kp), ""),
@@ -401,37 +450,23 @@ dq_micro(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef row0, int rows, LLVMV
          LLVMValueRef y, LLVMValueRef other, LLVMValueRef *facc)
 {
 	int nv = L->nvec, n = L->vec, na = rows * nv;
-	bool q4 = L->fmt == QF_Q4;
-	int nk = q4 ? 8 : 4;
-	LLVMTypeRef vi = vec_of(g->i32, n), i16 = LLVMInt16TypeInContext(g->c);
+	int nk = L->fmt == QF_Q4 ? 8 : 4;
 	for (int i = 0; i < na; i++)
 		cg_store(g, LLVMConstNull(g->vt), facc[i], 64);
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "group");
 	LLVMValueRef gp = cg_gep(g, g->i8, wp, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->gbytes), ""));
 	LLVMValueRef sv[8];
-	for (int v = 0; v < nv; v++)
-		sv[v] = f16_decode(g, cg_load(g, vec_of(i16, n), cg_gep(g, i16, gp, cg_i64(g, v * n)), 2), n);
+	q_scales(g, L, gp, sv);
 	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->G / nk), NULL, "kb");
-	LLVMValueRef cb = cg_gep(g, g->i8, gp, LLVMBuildAdd(g->b, cg_i64(g, 2 * L->nr),
-	                                                  LLVMBuildMul(g->b, lb.iv, cg_i64(g, L->nr * 4), ""), ""));
 	LLVMValueRef raw[8];
-	for (int v = 0; v < nv; v++)
-		raw[v] = cg_load(g, vi, cg_gep(g, g->i8, cb, cg_i64(g, v * n * 4)), 1);
+	q_block(g, L, gp, lb.iv, raw);
 	LLVMValueRef k0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""),
 	                               LLVMBuildMul(g->b, lb.iv, cg_i64(g, nk), ""), "");
 	bool ragged = L->k % L->G != 0;
 	for (int i = 0; i < nk; i++) {
-		int sh = q4 ? (i < 4 ? 8 * i : 8 * (i - 4) + 4) : 8 * i;
 		LLVMValueRef wf[8];
-		for (int v = 0; v < nv; v++) {
-			LLVMValueRef c = raw[v];
-			if (sh)
-				c = LLVMBuildLShr(g->b, c, cg_splat(g, cg_i32c(g, sh), n), "");
-			if (sh != 24 || q4)
-				c = LLVMBuildAnd(g->b, c, cg_splat(g, cg_i32c(g, q4 ? 15 : 255), n), "");
-			c = LLVMBuildSub(g->b, c, cg_splat(g, cg_i32c(g, ir_qformat_zero(L->fmt)), n), "");
-			wf[v] = LLVMBuildFMul(g->b, sv[v], LLVMBuildSIToFP(g->b, c, g->vt, ""), "");
-		}
+		for (int v = 0; v < nv; v++)
+			wf[v] = LLVMBuildFMul(g->b, sv[v], q_code(g, L, raw[v], i, ir_qformat_zero(L->fmt)), "");
 		LLVMValueRef k = LLVMBuildAdd(g->b, k0, cg_i64(g, i), "");
 		LLVMValueRef inside = NULL;
 		if (ragged) {
@@ -470,9 +505,7 @@ dq_gemv(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef x, LLVMValueRef wp, LL
         LLVMValueRef other, LLVMValueRef *facc, LLVMValueRef *gacc)
 {
 	int nv = L->nvec, n = L->vec;
-	bool q4 = L->fmt == QF_Q4;
-	int nk = q4 ? 8 : 4;
-	LLVMTypeRef vi = vec_of(g->i32, n), i16 = LLVMInt16TypeInContext(g->c);
+	int nk = L->fmt == QF_Q4 ? 8 : 4;
 	for (int i = 0; i < nv; i++)
 		cg_store(g, LLVMConstNull(g->vt), facc[i], 64);
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "group");
@@ -480,16 +513,12 @@ dq_gemv(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef x, LLVMValueRef wp, LL
 	for (int i = 0; i < 4 * nv; i++)
 		cg_store(g, LLVMConstNull(g->vt), gacc[i], 64);
 	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->G / nk), NULL, "kb");
-	LLVMValueRef cb = cg_gep(g, g->i8, gp, LLVMBuildAdd(g->b, cg_i64(g, 2 * L->nr),
-	                                                  LLVMBuildMul(g->b, lb.iv, cg_i64(g, L->nr * 4), ""), ""));
 	LLVMValueRef raw[8];
-	for (int v = 0; v < nv; v++)
-		raw[v] = cg_load(g, vi, cg_gep(g, g->i8, cb, cg_i64(g, v * n * 4)), 1);
+	q_block(g, L, gp, lb.iv, raw);
 	LLVMValueRef k0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""),
 	                               LLVMBuildMul(g->b, lb.iv, cg_i64(g, nk), ""), "");
 	bool ragged = L->k % L->G != 0;
 	for (int i = 0; i < nk; i++) {
-		int sh = q4 ? (i < 4 ? 8 * i : 8 * (i - 4) + 4) : 8 * i;
 		LLVMValueRef k = LLVMBuildAdd(g->b, k0, cg_i64(g, i), "");
 		LLVMValueRef inside = NULL;
 		if (ragged) {
@@ -501,25 +530,21 @@ dq_gemv(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef x, LLVMValueRef wp, LL
 			xv = LLVMBuildSelect(g->b, inside, xv, cg_f32c(g, 0.0), "");
 		LLVMValueRef a = cg_splat(g, xv, n);
 		for (int v = 0; v < nv; v++) {
-			LLVMValueRef c = raw[v];
-			if (sh)
-				c = LLVMBuildLShr(g->b, c, cg_splat(g, cg_i32c(g, sh), n), "");
-			if (sh != 24 || q4)
-				c = LLVMBuildAnd(g->b, c, cg_splat(g, cg_i32c(g, q4 ? 15 : 255), n), "");
 			LLVMValueRef ap = gacc[(i % 4) * nv + v];
-			cg_store(g, fma_v(g, LLVMBuildSIToFP(g->b, c, g->vt, ""), a, cg_load(g, g->vt, ap, 64)), ap, 64);
+			cg_store(g, fma_v(g, q_code(g, L, raw[v], i, 0), a, cg_load(g, g->vt, ap, 64)), ap, 64);
 		}
 	}
 	cg_loop_end(g, &lb);
 	LLVMValueRef zs = cg_splat(g, LLVMBuildFMul(g->b, cg_load(g, g->f32, cg_gep(g, g->f32, xg, lg.iv), 4),
 	                                            cg_f32c(g, ir_qformat_zero(L->fmt)), ""), n);
+	LLVMValueRef sv[8];
+	q_scales(g, L, gp, sv);
 	for (int v = 0; v < nv; v++) {
-		LLVMValueRef sv = f16_decode(g, cg_load(g, vec_of(i16, n), cg_gep(g, i16, gp, cg_i64(g, v * n)), 2), n);
 		LLVMValueRef sum = cg_load(g, g->vt, gacc[v], 64);
 		for (int s2 = 1; s2 < 4; s2++)
 			sum = LLVMBuildFAdd(g->b, sum, cg_load(g, g->vt, gacc[s2 * nv + v], 64), "");
 		sum = LLVMBuildFSub(g->b, sum, zs, "");
-		cg_store(g, fma_v(g, sum, sv, cg_load(g, g->vt, facc[v], 64)), facc[v], 64);
+		cg_store(g, fma_v(g, sum, sv[v], cg_load(g, g->vt, facc[v], 64)), facc[v], 64);
 	}
 	cg_loop_end(g, &lg);
 	LLVMValueRef vals[8];
@@ -554,30 +579,19 @@ static void
 dq_fill(Cg *g, const Lin *L, LLVMValueRef wp, LLVMValueRef buf)
 {
 	int nv = L->nvec, n = L->vec;
-	bool q4 = L->fmt == QF_Q4;
-	int nk = q4 ? 8 : 4;
-	LLVMTypeRef vi = vec_of(g->i32, n), i16 = LLVMInt16TypeInContext(g->c);
+	int nk = L->fmt == QF_Q4 ? 8 : 4;
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "fgroup");
 	LLVMValueRef gp = cg_gep(g, g->i8, wp, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->gbytes), ""));
 	LLVMValueRef sv[8];
-	for (int v = 0; v < nv; v++)
-		sv[v] = f16_decode(g, cg_load(g, vec_of(i16, n), cg_gep(g, i16, gp, cg_i64(g, v * n)), 2), n);
+	q_scales(g, L, gp, sv);
 	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->G / nk), NULL, "fkb");
-	LLVMValueRef cb = cg_gep(g, g->i8, gp, LLVMBuildAdd(g->b, cg_i64(g, 2 * L->nr),
-	                                                  LLVMBuildMul(g->b, lb.iv, cg_i64(g, L->nr * 4), ""), ""));
+	LLVMValueRef raw[8];
+	q_block(g, L, gp, lb.iv, raw);
 	LLVMValueRef k0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""),
 	                               LLVMBuildMul(g->b, lb.iv, cg_i64(g, nk), ""), "");
 	for (int v = 0; v < nv; v++) {
-		LLVMValueRef raw = cg_load(g, vi, cg_gep(g, g->i8, cb, cg_i64(g, v * n * 4)), 1);
 		for (int i = 0; i < nk; i++) {
-			int sh = q4 ? (i < 4 ? 8 * i : 8 * (i - 4) + 4) : 8 * i;
-			LLVMValueRef c = raw;
-			if (sh)
-				c = LLVMBuildLShr(g->b, c, cg_splat(g, cg_i32c(g, sh), n), "");
-			if (sh != 24 || q4)
-				c = LLVMBuildAnd(g->b, c, cg_splat(g, cg_i32c(g, q4 ? 15 : 255), n), "");
-			c = LLVMBuildSub(g->b, c, cg_splat(g, cg_i32c(g, ir_qformat_zero(L->fmt)), n), "");
-			LLVMValueRef wf = LLVMBuildFMul(g->b, sv[v], LLVMBuildSIToFP(g->b, c, g->vt, ""), "");
+			LLVMValueRef wf = LLVMBuildFMul(g->b, sv[v], q_code(g, L, raw[v], i, ir_qformat_zero(L->fmt)), "");
 			LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildAdd(g->b, k0, cg_i64(g, i), ""),
 			                                                  cg_i64(g, L->nr), ""), cg_i64(g, v * n), "");
 			cg_store(g, wf, cg_gep(g, g->f32, buf, at), 64);
@@ -669,53 +683,83 @@ qlinear_task(Cg *g, const Lin *L, bool gemv, bool int8)
 	return fn;
 }
 
+/* One group of len elements at xr quantised into qr: returns its max |x| and the
+ * sum of its codes (i32), ir_quant_row's operations.  w > 1: in vectors of w lanes
+ * (len a multiple of w), the max and the sum reduced at the end (both exact, so
+ * the same values as one element at a time); w = 1: scalar. */
+static void
+quant_group(Cg *g, LLVMValueRef xr, LLVMValueRef qr, int64_t len, int w, LLVMValueRef *amax, LLVMValueRef *sum)
+{
+	LLVMTypeRef vf = w > 1 ? vec_of(g->f32, w) : g->f32, vi = w > 1 ? vec_of(g->i32, w) : g->i32;
+	LLVMTypeRef vb = w > 1 ? vec_of(g->i8, w) : g->i8;
+#define SPLAT(c) (w > 1 ? cg_splat(g, (c), w) : (c))
+	LLVMValueRef am = cg_alloca(g, vf, "amax"), sm = cg_alloca(g, vi, "qsum");
+	cg_store(g, LLVMConstNull(vf), am, 4);
+	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, len / w), NULL, "qmax");
+	LLVMValueRef v = cg_load(g, vf, cg_gep(g, vf, xr, l1.iv), 4);
+	LLVMValueRef a2[2] = { cg_load(g, vf, am, 4), cg_call_intr(g, "llvm.fabs", vf, &v, 1) };
+	cg_store(g, cg_call_intr(g, "llvm.maxnum", vf, a2, 2), am, 4);
+	cg_loop_end(g, &l1);
+	LLVMValueRef m = cg_load(g, vf, am, 4);
+	if (w > 1)
+		m = cg_call_intr(g, "llvm.vector.reduce.fmax", vf, &m, 1);
+	LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, m, cg_f32c(g, 0.0), "");
+	LLVMValueRef inv = LLVMBuildSelect(g->b, pos, LLVMBuildFDiv(g->b, cg_f32c(g, 127.0), m, ""), cg_f32c(g, 0.0), "");
+	inv = SPLAT(inv);
+	cg_store(g, LLVMConstNull(vi), sm, 4);
+	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, len / w), NULL, "qcode");
+	LLVMValueRef xv = cg_load(g, vf, cg_gep(g, vf, xr, l2.iv), 4);
+	LLVMValueRef r = LLVMBuildFMul(g->b, xv, inv, "");
+	r = cg_call_intr(g, "llvm.roundeven", vf, &r, 1);
+	LLVMValueRef lo[2] = { r, SPLAT(cg_f32c(g, -127.0)) };
+	r = cg_call_intr(g, "llvm.maxnum", vf, lo, 2);
+	LLVMValueRef hi[2] = { r, SPLAT(cg_f32c(g, 127.0)) };
+	r = cg_call_intr(g, "llvm.minnum", vf, hi, 2);
+	LLVMValueRef q = LLVMBuildFPToSI(g->b, r, vi, "");
+	cg_store(g, LLVMBuildTrunc(g->b, q, vb, ""), cg_gep(g, vb, qr, l2.iv), 1);
+	cg_store(g, LLVMBuildAdd(g->b, cg_load(g, vi, sm, 4), q, ""), sm, 4);
+	cg_loop_end(g, &l2);
+#undef SPLAT
+	LLVMValueRef s = cg_load(g, vi, sm, 4);
+	if (w > 1)
+		s = cg_call_intr(g, "llvm.vector.reduce.add", vi, &s, 1);
+	*amax = m;
+	*sum = s;
+}
+
 /* The activations x[T, K] quantised per row and group into codes [T][Kp] (zero past
- * K), scales and sums [T][ng]: ir_quant_row, operation for operation. */
+ * K), scales and sums [T][ng]: ir_quant_row.  The full groups go in vectors (the
+ * widest of the target's width, 8 or 4 that divides G), a last group shorter than
+ * G (K not a multiple of G) element by element, its codes past K set to 0. */
 static void
 quantize_rows(Cg *g, const Lin *L, LLVMValueRef x, LLVMValueRef rows, LLVMValueRef xq, LLVMValueRef xs,
               LLVMValueRef xsum)
 {
-	int64_t last = L->k - (L->ng - 1) * L->G;
-	LLVMValueRef amax = cg_alloca(g, g->f32, "amax"), sum = cg_alloca(g, g->i32, "qsum");
+	int64_t last = L->k - (L->ng - 1) * L->G, nfull = last == L->G ? L->ng : L->ng - 1;
+	int w = L->vec;
+	while (w > 1 && L->G % w)
+		w /= 2;
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "qrow");
-	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, L->ng), NULL, "qgroup");
-	LLVMValueRef islast = LLVMBuildICmp(g->b, LLVMIntEQ, lg.iv, cg_i64(g, L->ng - 1), "");
-	LLVMValueRef len = LLVMBuildSelect(g->b, islast, cg_i64(g, last), cg_i64(g, L->G), "");
-	LLVMValueRef xr = cg_gep(g, g->f32, x, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->k), ""),
-	                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
-	LLVMValueRef qr = cg_gep(g, g->i8, xq, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->kp), ""),
-	                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
-	cg_store(g, cg_f32c(g, 0.0), amax, 4);
-	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), len, NULL, "qmax");
-	LLVMValueRef v = cg_load(g, g->f32, cg_gep(g, g->f32, xr, l1.iv), 4);
-	LLVMValueRef a2[2] = { cg_load(g, g->f32, amax, 4), cg_call_intr(g, "llvm.fabs", g->f32, &v, 1) };
-	cg_store(g, cg_call_intr(g, "llvm.maxnum", g->f32, a2, 2), amax, 4);
-	cg_loop_end(g, &l1);
-	LLVMValueRef am = cg_load(g, g->f32, amax, 4);
-	LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, am, cg_f32c(g, 0.0), "");
-	LLVMValueRef inv = LLVMBuildSelect(g->b, pos, LLVMBuildFDiv(g->b, cg_f32c(g, 127.0), am, ""), cg_f32c(g, 0.0), "");
-	cg_store(g, cg_i32c(g, 0), sum, 4);
-	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), len, NULL, "qcode");
-	LLVMValueRef xv = cg_load(g, g->f32, cg_gep(g, g->f32, xr, l2.iv), 4);
-	LLVMValueRef r = LLVMBuildFMul(g->b, xv, inv, "");
-	r = cg_call_intr(g, "llvm.roundeven", g->f32, &r, 1);
-	LLVMValueRef lo[2] = { r, cg_f32c(g, -127.0) };
-	r = cg_call_intr(g, "llvm.maxnum", g->f32, lo, 2);
-	LLVMValueRef hi[2] = { r, cg_f32c(g, 127.0) };
-	r = cg_call_intr(g, "llvm.minnum", g->f32, hi, 2);
-	LLVMValueRef q = LLVMBuildFPToSI(g->b, r, g->i32, "");
-	cg_store(g, LLVMBuildTrunc(g->b, q, g->i8, ""), cg_gep(g, g->i8, qr, l2.iv), 1);
-	cg_store(g, LLVMBuildAdd(g->b, cg_load(g, g->i32, sum, 4), q, ""), sum, 4);
-	cg_loop_end(g, &l2);
-	if (last < L->G) { /* zero codes past K in the last group */
-		CgLoop l3 = cg_loop_begin(g, len, cg_i64(g, L->G), NULL, "qpad");
-		cg_store(g, LLVMConstInt(g->i8, 0, 0), cg_gep(g, g->i8, qr, l3.iv), 1);
-		cg_loop_end(g, &l3);
+	for (int part = 0; part < 2; part++) {
+		if (part == 0 ? nfull == 0 : nfull == L->ng)
+			continue;
+		CgLoop lg = cg_loop_begin(g, cg_i64(g, part ? L->ng - 1 : 0), cg_i64(g, part ? L->ng : nfull), NULL, "qgroup");
+		LLVMValueRef xr = cg_gep(g, g->f32, x, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->k), ""),
+		                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
+		LLVMValueRef qr = cg_gep(g, g->i8, xq, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->kp), ""),
+		                                                   LLVMBuildMul(g->b, lg.iv, cg_i64(g, L->G), ""), ""));
+		LLVMValueRef am, sum;
+		quant_group(g, xr, qr, part ? last : L->G, part ? 1 : w, &am, &sum);
+		if (part) { /* zero codes past K in the last group */
+			CgLoop l3 = cg_loop_begin(g, cg_i64(g, last), cg_i64(g, L->G), NULL, "qpad");
+			cg_store(g, LLVMConstInt(g->i8, 0, 0), cg_gep(g, g->i8, qr, l3.iv), 1);
+			cg_loop_end(g, &l3);
+		}
+		LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->ng), ""), lg.iv, "");
+		cg_store(g, LLVMBuildFDiv(g->b, am, cg_f32c(g, 127.0), ""), cg_gep(g, g->f32, xs, at), 4);
+		cg_store(g, sum, cg_gep(g, g->i32, xsum, at), 4);
+		cg_loop_end(g, &lg);
 	}
-	LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.iv, cg_i64(g, L->ng), ""), lg.iv, "");
-	cg_store(g, LLVMBuildFDiv(g->b, am, cg_f32c(g, 127.0), ""), cg_gep(g, g->f32, xs, at), 4);
-	cg_store(g, cg_load(g, g->i32, sum, 4), cg_gep(g, g->i32, xsum, at), 4);
-	cg_loop_end(g, &lg);
 	cg_loop_end(g, &lr);
 }
 

@@ -83,6 +83,12 @@ policy_value(const PolicyVal *v)
 			cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v->ints[i]));
 		return a;
 	}
+	case PV_NAMES: {
+		cJSON *a = cJSON_CreateArray();
+		for (uint32_t i = 0; i < v->nstrs; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(v->strs[i] ? v->strs[i] : ""));
+		return a;
+	}
 	case PV_STRING:
 	case PV_IDENT:
 		return cJSON_CreateString(v->str ? v->str : "");

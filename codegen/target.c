@@ -160,6 +160,11 @@ cg_target_new(const char *triple, const char *cpu, const char *features, int opt
 		t->dot = CG_DOT_VNNI;
 	else if (arm64 && has_feature(t->features, "+dotprod"))
 		t->dot = CG_DOT_SDOT;
+	/* the q8/q4 scales are f16: converted by vcvtph2ps (F16C, which every AVX2 and
+	 * AVX-512 CPU has) or fcvtl (AArch64); elsewhere by integer operations */
+	t->f16cvt = arm64
+	            || (x86 && !has_feature(t->features, "-f16c")
+	                && (has_feature(t->features, "+f16c") || cpu_in(t->cpu, cpus_avx512) || cpu_in(t->cpu, cpus_avx2)));
 	return t;
 }
 

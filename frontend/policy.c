@@ -591,30 +591,25 @@ verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 				return;
 			}
 			const Ast *at = w;
-			char names[1024];
-			size_t len = 0;
+			PolicyVal names = { .kind = PV_NAMES };
 			w = w->next;
 			for (;;) {
 				if (!is_word(w, 'i', NULL)) {
 					expected(c, w, "a weight name", "except");
 					return;
 				}
-				size_t n = strlen(w->name);
-				if (len + n + 2 > sizeof names) {
-					diag_error(c->d, w->loc, "too many names after 'except'");
+				if (names.nstrs == IR_POLICY_MAX_LIST) {
+					diag_error(c->d, w->loc, "too many names after 'except' (at most %d)", IR_POLICY_MAX_LIST);
 					c->ok = false;
 					return;
 				}
-				if (len)
-					names[len++] = ',';
-				memcpy(names + len, w->name, n + 1);
-				len += n;
+				names.strs[names.nstrs++] = arena_strdup(c->ar, w->name);
 				w = w->next;
 				if (!is_word(w, ',', NULL))
 					break;
 				w = w->next;
 			}
-			add_opt(c, s, "except", (PolicyVal){ .kind = PV_STRING, .str = arena_strdup(c->ar, names) }, at->loc);
+			add_opt(c, s, "except", names, at->loc);
 		} else {
 			expected(c, w, "'group', 'layers', 'except' or ';'", NULL);
 			return;

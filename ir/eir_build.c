@@ -400,6 +400,17 @@ eir_pv_list(EirParser *p, PolicyVal l, const char *n, Loc loc)
 }
 
 PolicyVal
+eir_pv_names(EirParser *p, PolicyVal l, const char *s, Loc loc)
+{
+	if (l.nstrs == sizeof l.strs / sizeof l.strs[0]) {
+		diag_error(p->diag, loc, "expected at most %zu list items", sizeof l.strs / sizeof l.strs[0]);
+		return l;
+	}
+	l.strs[l.nstrs++] = s;
+	return l;
+}
+
+PolicyVal
 eir_pv_word(EirParser *p, PolicyValKind k, const char *s)
 {
 	(void)p;

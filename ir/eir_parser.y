@@ -60,7 +60,7 @@ static void eir_error(Loc *loc, void *scanner, EirParser *p, const char *msg);
 %type <type> type dims
 %type <list> operands oplist attrs attrlist retops
 %type <opts> popts poptlist
-%type <pv> pval intlist
+%type <pv> pval intlist strlist
 
 %%
 
@@ -163,7 +163,7 @@ poptlist
 	: word '=' pval                 { $$ = eir_opts_add(p, eir_opts(p), $1, $3, @1); }
 	| poptlist ',' word '=' pval    { $$ = eir_opts_add(p, $1, $3, $5, @3); }
 	;
-/* pval: number | INT/INT | INT..INT | '[' ints ']' | STRING | word */
+/* pval: number | INT/INT | INT..INT | '[' ints ']' | '[' strings ']' | STRING | word */
 pval
 	: INT                      { $$ = eir_pv_num(p, $1, @1); }
 	| FLOAT                    { $$ = eir_pv_num(p, $1, @1); }
@@ -171,12 +171,17 @@ pval
 	| INT DOTDOT INT           { $$ = eir_pv_range(p, $1, $3, @1); }
 	| '[' ']'                  { $$ = eir_pv_word(p, PV_LIST, NULL); }
 	| intlist ']'              { $$ = $1; }
+	| strlist ']'              { $$ = $1; }
 	| STRING                   { $$ = eir_pv_word(p, PV_STRING, $1); }
 	| word                     { $$ = eir_pv_word(p, PV_IDENT, $1); }
 	;
 intlist
 	: '[' INT                  { $$ = eir_pv_list(p, eir_pv_word(p, PV_LIST, NULL), $2, @2); }
 	| intlist ',' INT          { $$ = eir_pv_list(p, $1, $3, @3); }
+	;
+strlist
+	: '[' STRING               { $$ = eir_pv_names(p, eir_pv_word(p, PV_NAMES, NULL), $2, @2); }
+	| strlist ',' STRING       { $$ = eir_pv_names(p, $1, $3, @3); }
 	;
 
 /* A bare word of a policy or an attribute key: identifiers and keywords alike. */

@@ -205,6 +205,11 @@ typedef struct PolicyLayers { /* layer indices of the model as written */
 	int32_t list[IR_POLICY_MAX_LIST];
 } PolicyLayers;
 
+typedef struct PolicyNames { /* names as written (weights, roles) */
+	uint32_t n;
+	const char *names[IR_POLICY_MAX_LIST];
+} PolicyNames;
+
 typedef struct PolicyPrune {
 	PruneUnit unit;           /* the subject */
 	PolicyKeep keep;          /* required */
@@ -257,7 +262,7 @@ typedef struct PolicyQuantize {
 	QFormat format;           /* required */
 	int64_t group;            /* q8/q4: elements per scale (default 32) */
 	PolicyLayers layers;      /* range of layers covered (all when not given) */
-	const char *except;       /* names left f32, comma-separated ("wq,embed"), NULL if none */
+	PolicyNames except;       /* names left f32 ("wq", "embed"); none when not given */
 } PolicyQuantize;
 
 typedef enum PolicyKeyKind {
@@ -268,6 +273,7 @@ typedef enum PolicyKeyKind {
 	PKK_LIST,   /* PolicyLayers, a list */
 	PKK_LAYERS, /* PolicyLayers, a range or a list */
 	PKK_STRING, /* const char *, a quoted string */
+	PKK_NAMES,  /* PolicyNames, a list of names */
 	PKK_NAME,   /* const char *, an identifier (a fn name) */
 	PKK_WORD,   /* an enum, one word of the row's vocabulary */
 } PolicyKeyKind;
@@ -327,7 +333,8 @@ typedef enum PolicyValKind {
 	PV_NUM,    /* num (is_int when written without '.') */
 	PV_FRAC,   /* lo/hi written as a fraction (num holds the quotient) */
 	PV_RANGE,  /* lo..hi, half open */
-	PV_LIST,   /* ints[0..nints) */
+	PV_LIST,   /* ints[0..nints) ([] is an empty list of any kind) */
+	PV_NAMES,  /* strs[0..nstrs): a list of quoted strings */
 	PV_STRING, /* str */
 	PV_IDENT,  /* str: a bare word such as "maw", "propagate" */
 } PolicyValKind;
@@ -337,6 +344,7 @@ typedef struct PolicyVal {
 	double num;
 	int64_t lo, hi;           /* PV_RANGE, PV_FRAC */
 	int64_t ints[IR_POLICY_MAX_LIST]; uint32_t nints; /* PV_LIST */
+	const char *strs[IR_POLICY_MAX_LIST]; uint32_t nstrs; /* PV_NAMES */
 	const char *str;          /* PV_STRING, PV_IDENT */
 	bool is_int;              /* PV_NUM written without '.' */
 } PolicyVal;
@@ -643,6 +651,7 @@ PolicyVal eir_pv_num(EirParser *p, const char *text, Loc loc);
 PolicyVal eir_pv_frac(EirParser *p, const char *num, const char *den, Loc loc);
 PolicyVal eir_pv_range(EirParser *p, const char *lo, const char *hi, Loc loc);
 PolicyVal eir_pv_list(EirParser *p, PolicyVal l, const char *n, Loc loc); /* appends to a PV_LIST */
+PolicyVal eir_pv_names(EirParser *p, PolicyVal l, const char *s, Loc loc); /* appends to a PV_NAMES */
 PolicyVal eir_pv_word(EirParser *p, PolicyValKind k, const char *s);
 void eir_func(EirParser *p, const char *kind, const char *name, Loc loc);
 void eir_func_arg(EirParser *p, const char *name, Type t, Loc loc);

@@ -215,6 +215,18 @@ ir_policy_set(PolicyStmt *s, PolicyKey k, const PolicyVal *v, Loc loc, char *err
 		memcpy(f, &ls, sizeof ls);
 		break;
 	}
+	case PKK_NAMES: {
+		if (v->kind != PV_NAMES || v->nstrs == 0 || v->nstrs > IR_POLICY_MAX_LIST)
+			return fail(err, nerr, ki, "a list of names [\"a\", \"b\", ...]");
+		PolicyNames ns = { .n = v->nstrs };
+		for (uint32_t i = 0; i < v->nstrs; i++) {
+			if (!v->strs[i] || !*v->strs[i])
+				return fail(err, nerr, ki, "a list of non-empty names");
+			ns.names[i] = v->strs[i];
+		}
+		memcpy(f, &ns, sizeof ns);
+		break;
+	}
 	case PKK_STRING:
 	case PKK_NAME:
 		if (v->kind != (ki->kind == PKK_STRING ? PV_STRING : PV_IDENT) || !v->str)
@@ -275,6 +287,14 @@ ir_policy_get(const PolicyStmt *s, PolicyKey k)
 			for (uint32_t i = 0; i < ls->n; i++)
 				v.ints[i] = ls->list[i];
 		}
+		break;
+	}
+	case PKK_NAMES: {
+		const PolicyNames *ns = f;
+		v.kind = PV_NAMES;
+		v.nstrs = ns->n;
+		for (uint32_t i = 0; i < ns->n; i++)
+			v.strs[i] = ns->names[i];
 		break;
 	}
 	case PKK_STRING:

@@ -216,6 +216,15 @@ print_pval(FILE *out, const PolicyVal *v)
 			fprintf(out, "%s%lld", i ? ", " : "", (long long)v->ints[i]);
 		fputc(']', out);
 		break;
+	case PV_NAMES:
+		fputc('[', out);
+		for (uint32_t i = 0; i < v->nstrs; i++) {
+			if (i)
+				fputs(", ", out);
+			print_string(out, v->strs[i] ? v->strs[i] : "");
+		}
+		fputc(']', out);
+		break;
 	case PV_STRING:
 		print_string(out, v->str ? v->str : "");
 		break;

@@ -8,7 +8,7 @@
  *   2. each statement, in order, gives its format to the eligible params it covers
  *      (a later statement overrides an earlier one): those of layers a..b when
  *      `layers` is given (layers counted after drop statements), else all, minus the
- *      `except` names (PolicyQuantize.except, comma-separated); a name is a param's IR name ("wq.3"), its declared name
+ *      `except` names (PolicyQuantize.except, a list); a name is a param's IR name ("wq.3"), its declared name
  *      ("wq": every layer's), or a role: `embed` (embedding tables), `lm_head`
  *      (linear weights outside every layer);
  *   3. quantise each param that got a format (ir_quantize_param: the data becomes the
@@ -89,17 +89,11 @@ apply_stmt(const Module *m, const PolicyStmt *s, const unsigned *use, int *fmt, 
 	}
 	bool has_layers = ir_policy_given(s, PK_QUANTIZE_LAYERS);
 	bool ok = true;
-	char name[256];
-	for (const char *at = q->except; at && *at;) {
-		const char *end = strchr(at, ',');
-		size_t len = end ? (size_t)(end - at) : strlen(at);
-		snprintf(name, sizeof name, "%.*s", (int)len, at);
-		if (!known_name(m, name, use)) {
-			diag_error(d, s->key_loc[PK_QUANTIZE_EXCEPT], "'%s' names no weight of the model", name);
+	for (uint32_t j = 0; j < q->except.n; j++)
+		if (!known_name(m, q->except.names[j], use)) {
+			diag_error(d, s->key_loc[PK_QUANTIZE_EXCEPT], "'%s' names no weight of the model", q->except.names[j]);
 			ok = false;
 		}
-		at = end ? end + 1 : NULL;
-	}
 	if (!ok)
 		return false;
 	for (uint32_t i = 0; i < m->nparams; i++) {
@@ -111,13 +105,8 @@ apply_stmt(const Module *m, const PolicyStmt *s, const unsigned *use, int *fmt, 
 		if (has_layers && !ir_policy_layers_has(&q->layers, p->layer))
 			continue;
 		bool except = false;
-		for (const char *at = q->except; at && *at && !except;) {
-			const char *end = strchr(at, ',');
-			size_t len = end ? (size_t)(end - at) : strlen(at);
-			snprintf(name, sizeof name, "%.*s", (int)len, at);
-			except = names_param(name, p, use[i]);
-			at = end ? end + 1 : NULL;
-		}
+		for (uint32_t j = 0; j < q->except.n && !except; j++)
+			except = names_param(q->except.names[j], p, use[i]);
 		if (except)
 			continue;
 		fmt[i] = f;

@@ -3,9 +3,10 @@
  * GQA, decode and prefill, serial and on a pool of 2 threads (max relative error
  * <= 1e-4, same argmax); q8 and q4 against the f32 model within the stated
  * tolerance; the linear kernels against C loops for every path this machine runs
- * (dequantising: AVX-512 and AVX2 vectors; int8 activations: vpdpbusd 512 and 256
- * bits and the widened multiplies), with K not a multiple of the group and N not a
- * multiple of the panel; AArch64 objects with and without dotprod. */
+ * (dequantising: AVX-512 and AVX2 vectors, f16 scales with and without F16C; int8
+ * activations: vpdpbusd 512 and 256 bits and the widened multiplies), with K not a
+ * multiple of the group and N not a multiple of the panel; AArch64 objects with and
+ * without dotprod. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -286,6 +287,11 @@ Test(cg_quant, kernels_dequantising)
 	o.cpu = "x86-64-v3";
 	o.features = "+avx2,+fma,+f16c";
 	all_shapes(&o);
+	o.features = "+avx2,+fma,-f16c"; /* the f16 scales widened by integer operations */
+	for (int q = 0; q < 2; q++) {
+		check_qlinear(q ? "q4" : "q8", 32, 70, 100, 1, &o);
+		check_qlinear(q ? "q4" : "q8", 8, 37, 104, 13, &o);
+	}
 }
 
 Test(cg_quant, kernels_int8_activations)

@@ -211,6 +211,7 @@ model(void)
 	return m;
 }
 
+/* except: NULL, or names separated by commas ("wq,lm_head") */
 static void
 add_stmt(Module *m, const char *fmt, int g, int64_t lo, int64_t hi, const char *except)
 {
@@ -222,8 +223,21 @@ add_stmt(Module *m, const char *fmt, int g, int64_t lo, int64_t hi, const char *
 		cr_assert(ir_policy_set(s, PK_QUANTIZE_LAYERS, &v, (Loc){ 0 }, err, sizeof err), "%s", err);
 	}
 	if (except) {
-		PolicyVal v = { .kind = PV_STRING, .str = except };
+		PolicyVal v = { .kind = PV_NAMES };
+		for (const char *at = except; at;) {
+			const char *end = strchr(at, ',');
+			size_t len = end ? (size_t)(end - at) : strlen(at);
+			v.strs[v.nstrs++] = arena_printf(&m->arena, "%.*s", (int)len, at);
+			at = end ? end + 1 : NULL;
+		}
 		cr_assert(ir_policy_set(s, PK_QUANTIZE_EXCEPT, &v, (Loc){ 0 }, err, sizeof err), "%s", err);
+		PolicyVal bad = { .kind = PV_STRING, .str = except }; /* the list's kind only */
+		cr_assert(!ir_policy_set(s, PK_QUANTIZE_EXCEPT, &bad, (Loc){ 0 }, err, sizeof err));
+		PolicyVal got = ir_policy_get(s, PK_QUANTIZE_EXCEPT);
+		cr_assert_eq(got.kind, PV_NAMES);
+		cr_assert_eq(got.nstrs, v.nstrs);
+		for (uint32_t i = 0; i < v.nstrs; i++)
+			cr_assert_str_eq(got.strs[i], v.strs[i]);
 	}
 }
 
