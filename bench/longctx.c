@@ -167,9 +167,11 @@ main(int argc, char **argv)
 			        P - 1, bench_seconds() - t0);
 		}
 		filled = P;
-		int np = (P + 1 + page - 1) / page, chosen = np - 1 > kp ? kp + 1 : np;
+		/* np pages, the last (current) one holding P - (np - 1) * page + 1 positions */
+		int np = (P + 1 + page - 1) / page;
 		double kv_dense = 2.0 * (P + 1) * row;
-		double kv_quest = np - 1 > kp ? 2.0 * (np - 1) * row + 2.0 * chosen * page * row : kv_dense;
+		double kv_quest = np - 1 > kp ? 2.0 * (np - 1) * row + 2.0 * (kp * page + P - (np - 1) * page + 1) * row
+		                              : kv_dense;
 		/* the two models' logits at the position */
 		check(llama_step(dense, toks[P], P, ref), "dense", "step");
 		check(llamas_step(sparse, toks[P], P, logits), "quest", "step");

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define QUEST_PREFETCH 2 /* pages of K (or V) prefetched ahead of the one attended */
+
 static LLVMValueRef
 add(Cg *g, LLVMValueRef a, LLVMValueRef b)
 {
@@ -108,6 +110,29 @@ branch(Cg *g, LLVMValueRef cond, const char *yes, const char *no, LLVMBasicBlock
 	*by = LLVMAppendBasicBlockInContext(g->c, g->fn, yes);
 	*bn = LLVMAppendBasicBlockInContext(g->c, g->fn, no);
 	LLVMBuildCondBr(g->b, cond, *by, *bn);
+}
+
+/* Software prefetch of the P rows of page plist[i] (when i < npl, and rows below n)
+ * of a cache at base: each row's head slice koff.. (hd floats) at stride kd floats.
+ * The chosen pages lie anywhere in the cache, so the hardware prefetchers, which
+ * follow one stride, lose each page's first rows without it. */
+static void
+prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVMValueRef npl, LLVMValueRef n,
+              int64_t P, int64_t kd, LLVMValueRef koff, int64_t hd)
+{
+	LLVMBasicBlockRef by, bn;
+	branch(g, LLVMBuildICmp(g->b, LLVMIntSLT, i, npl, ""), "pf", "pf.done", &by, &bn);
+	LLVMPositionBuilderAtEnd(g->b, by);
+	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, i)), P);
+	CgLoop lr = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "pf.row");
+	LLVMValueRef row = cg_gep(g, g->f32, base, add(g, mulc(g, lr.iv, kd), koff));
+	for (int64_t b = 0; b < hd * 4; b += 64) {
+		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
+		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
+	}
+	cg_loop_end(g, &lr);
+	LLVMBuildBr(g->b, bn);
+	LLVMPositionBuilderAtEnd(g->b, bn);
 }
 
 /* Slots: 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos, 6 page bounds, 7 K (pages to choose). */
@@ -255,7 +280,10 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	for (int c = 0; c < nv; c++)
 		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
 	st64(g, cg_i64(g, 0), ci);
+	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
+		prefetch_page(g, K, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "spage");
+	prefetch_page(g, K, plist, add(g, l1.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
 	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l1.iv)), P);
 	CgLoop lj = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "skey");
 	LLVMValueRef kr = cg_gep(g, g->f32, K, add(g, mulc(g, lj.iv, kd), koff));
@@ -281,11 +309,14 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	st64(g, add(g, cc, cg_i64(g, 1)), ci);
 	cg_loop_end(g, &lj);
 	cg_loop_end(g, &l1);
+	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
+		prefetch_page(g, V, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
 	cg_softmax_row(g, scores, ld64(g, ci), acc);
 	for (int c = 0; c < nv; c++)
 		cg_store(g, LLVMConstNull(vt), ov[c], 64);
 	st64(g, cg_i64(g, 0), ci);
 	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "vpage");
+	prefetch_page(g, V, plist, add(g, l2.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
 	LLVMValueRef v0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l2.iv)), P);
 	CgLoop lv = cg_loop_begin(g, v0, smin(g, add(g, v0, cg_i64(g, P)), n), NULL, "vkey");
 	LLVMValueRef c2 = ld64(g, ci);
