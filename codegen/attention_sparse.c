@@ -13,7 +13,9 @@
  *      no sort); pages above it, then pages equal to it in index order until K,
  *      join the forced ones in one ascending page list;
  *   4. each head of the group attends over the tokens of the listed pages: scores,
- *      softmax, weighted sum of the values (the dense kernel's vector code). */
+ *      softmax, weighted sum of the values (the dense kernel's vector code); the K
+ *      (then V) rows of the page QUEST_PREFETCH places down the list are prefetched
+ *      while a page is attended, since the pages lie anywhere in the cache. */
 #include "codegen/codegen.h"
 
 #include <math.h>
