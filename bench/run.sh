@@ -163,8 +163,8 @@ EOK
 		mkdir -p "$dir"
 		echo "== $name: '$LONG_POLICY' against dense at positions $LONG_POS (paired runs)"
 		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-			"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
-		sed -E 's/^model llama /model llamas /; s/ for llama / for llamas /' "$dir/llama.elide" >"$dir/llamas.elide"
+			"$ROOT/examples/llama/llama.elide" | sed -n '1,/^}/p' >"$dir/llama.elide" # the model, no policies
+		sed -E 's/^model llama /model llamas /' "$dir/llama.elide" >"$dir/llamas.elide"
 		printf '\npolicy quest1024 for llamas {\n  %s\n}\n' "$LONG_POLICY" >>"$dir/llamas.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
