@@ -10,7 +10,8 @@
  *      restores the cache and page bounds the low steps overwrote), then NSTEP steps
  *      at position POS (the high step; each step rewrites position POS with the same
  *      token, so every step sees the same cache).  A figure is the mean of its NSTEP
- *      steps.
+ *      steps, each timed alone after reading a 64 MiB array (no step finds the
+ *      previous one's data in the caches).
  *   3. Whole step: the high step's time.  Attention: the high step minus the low step
  *      (the two differ only in the keys attended: the weights are the same, and the
  *      16-position attention of the low step is negligible).  Ratios are dense over
@@ -78,14 +79,35 @@ now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Mean seconds of NSTEP steps at pos with token tok. */
+/* An array twice the size of the last-level cache of most machines, read before each
+ * timed step so that no step finds the previous one's keys and values in the caches
+ * (with the M shape's weights it would not anyway; with a small model it would) */
+#define FLUSH_FLOATS (16 << 20)
+static float *flush_buf;
+
+static void
+flush_caches(void)
+{
+	volatile float sink = 0;
+	float acc = 0;
+	for (int64_t i = 0; i < FLUSH_FLOATS; i += 16)
+		acc += flush_buf[i];
+	sink = acc;
+	(void)sink;
+}
+
+/* Mean seconds of NSTEP steps at pos with token tok, each after a cache flush. */
 static double
 steps_at(const Model *m, int32_t tok, int pos, float *logits)
 {
-	double t0 = now();
-	for (int i = 0; i < NSTEP; i++)
+	double t = 0;
+	for (int i = 0; i < NSTEP; i++) {
+		flush_caches();
+		double t0 = now();
 		check(m->step(m->ctx, tok, pos, logits), m->name, "step");
-	return (now() - t0) / NSTEP;
+		t += now() - t0;
+	}
+	return t / NSTEP;
 }
 
 /* One round for model m at pos: *lo and *hi receive the low and the high step. */
@@ -123,7 +145,8 @@ main(int argc, char **argv)
 	llamas_ctx *sparse = llamas_create();
 	float *logits = malloc(LLAMA_VOCAB * sizeof *logits), *ref = malloc(LLAMA_VOCAB * sizeof *ref);
 	int32_t *toks = malloc(LLAMA_CTX * sizeof *toks);
-	if (!dense || !sparse || !logits || !ref || !toks) {
+	flush_buf = bench_sum_array(FLUSH_FLOATS);
+	if (!dense || !sparse || !logits || !ref || !toks || !flush_buf) {
 		fprintf(stderr, "bench_longctx: out of memory\n");
 		return 1;
 	}
@@ -240,5 +263,6 @@ main(int argc, char **argv)
 	free(logits);
 	free(ref);
 	free(toks);
+	free(flush_buf);
 	return 0;
 }

@@ -212,8 +212,11 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 		LLVMValueRef x = cg_load(g, vt, cg_gep(g, g->f32, qh, cg_i64(g, c * vw)), 4);
 		LLVMValueRef mn = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, c * vw)), 4);
 		LLVMValueRef mx = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, hd + c * vw)), 4);
-		LLVMValueRef a[2] = { cg_fast(LLVMBuildFMul(g->b, x, mn, "")), cg_fast(LLVMBuildFMul(g->b, x, mx, "")) };
-		u = cg_fast(LLVMBuildFAdd(g->b, u, cg_call_intr(g, "llvm.maxnum", vt, a, 2), ""));
+		/* lo > hi ? lo : hi, as the interpreter: one max instruction (maxnum would add
+		 * the NaN handling of IEEE maxNum) */
+		LLVMValueRef lo = cg_fast(LLVMBuildFMul(g->b, x, mn, "")), hi = cg_fast(LLVMBuildFMul(g->b, x, mx, ""));
+		LLVMValueRef m = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, lo, hi, ""), lo, hi, "");
+		u = cg_fast(LLVMBuildFAdd(g->b, u, m, ""));
 	}
 	cg_store(g, u, uacc, 64);
 	cg_loop_end(g, &lh);
