@@ -1,6 +1,7 @@
 /* report.c - the summary of `make bench`: reads the JSON objects the benchmark
  * programs wrote into OUT_DIR (stream.json, blas.json, kernel-NAME.json,
- * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json, ort.json), derives the comparisons -- generated kernels / OpenBLAS, decode
+ * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json, ort.json,
+ * longctx-NAME.json), derives the comparisons -- generated kernels / OpenBLAS, decode
  * weight-read rate / measured bandwidth, prefill GFLOPS / OpenBLAS SGEMM at the same
  * shapes -- prints a table and writes everything into one results file.
  * Usage: bench_report OUT_DIR results.json */
@@ -202,6 +203,49 @@ report_quant(const char *dir, cJSON *res)
 		       " purely bandwidth-bound decode; a8: --int8-activations)\n");
 }
 
+/* The long-context runs (longctx-NAME.json): Quest decode against dense at several
+ * positions, paired: whole step and attention (high step minus low step). */
+static void
+report_longctx(const char *dir, cJSON *res)
+{
+	char *names[64];
+	int n = list(dir, "longctx-", names, 64);
+	cJSON *arr = cJSON_AddArrayToObject(res, "longctx");
+	if (n)
+		printf("\nlong-context decode, Quest against dense (paired runs in one process)\n"
+		       "model kvh   pos thr | step ms dense -> quest  tok/s dense -> quest  speed-up | attention ms dense "
+		       "-> quest  speed-up | KV bytes ratio\n");
+	for (int i = 0; i < n; i++) {
+		cJSON *p = load(dir, names[i]);
+		free(names[i]);
+		if (!p)
+			continue;
+		const cJSON *ps, *pl = cJSON_GetObjectItemCaseSensitive(p, "positions");
+		cJSON_ArrayForEach(ps, pl)
+		{
+			const cJSON *th = cJSON_GetObjectItemCaseSensitive(ps, "threads");
+			for (int t = 1; t <= 2; t++) {
+				char key[4];
+				snprintf(key, sizeof key, "%d", t);
+				const cJSON *o = cJSON_GetObjectItemCaseSensitive(th, key);
+				printf("%-5s %3.0f %5.0f %3d | %7.1f -> %6.1f   %6.1f -> %6.1f    %5.2fx | %8.2f -> %6.2f    %5.2fx | "
+				       "%5.2fx\n",
+				       cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring, num(p, "kv_heads", NULL),
+				       num(ps, "position", NULL), t, num(o, "dense_step_ms", NULL), num(o, "quest_step_ms", NULL),
+				       num(o, "dense_tokens_per_s", NULL), num(o, "quest_tokens_per_s", NULL),
+				       num(o, "paired_step_speedup", NULL), num(o, "dense_attention_ms", NULL),
+				       num(o, "quest_attention_ms", NULL), num(o, "paired_attention_speedup", NULL),
+				       num(ps, "kv_bytes_ratio", NULL));
+			}
+		}
+		cJSON_AddItemToArray(arr, p);
+	}
+	if (n)
+		printf("(attention: a step at the position minus a step at position 16, per model and round;\n"
+		       " speed-ups: medians of the per-round ratios; KV bytes ratio: the keys and values dense\n"
+		       " attention reads over the page bounds and chosen pages Quest reads)\n");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -315,6 +359,7 @@ main(int argc, char **argv)
 	report_policies(dir, res);
 	report_quant(dir, res);
 	report_ort(dir, res);
+	report_longctx(dir, res);
 	char *text = cJSON_Print(res);
 	FILE *f = fopen(argv[2], "w");
 	if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {

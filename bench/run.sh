@@ -7,6 +7,8 @@
 #   bash bench/run.sh [BUILD_DIR]     (BENCH_QUICK=1: shape S only, fewer shapes;
 #                                      BENCH_ONLY=quant: the quantised weights only;
 #                                      BENCH_ONLY=onnxruntime: ONNX Runtime's rows only;
+#                                      BENCH_ONLY=longctx: the long-context Quest rows only,
+#                                      LONG_POS="1024 8000": those positions only;
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +29,12 @@ NPREFILL=128
 # model shapes (issue 5): NAME DIM LAYERS HEADS KV_HEADS FFN VOCAB CTX
 MODELS=("S 288 6 6 6 768 32000 256" "M 768 12 12 12 2048 32000 1024")
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then MODELS=("${MODELS[0]}"); fi
+# long context (issue 15): M at ctx 8192, 12 and 4 KV heads; Quest's page and budget
+LONG_MODELS=("MLONG 768 12 12 12 2048 32000 8192" "MGQA 768 12 12 4 2048 32000 8192")
+LONG_POS="${LONG_POS:-1024 4096 8000}"
+LONG_PAGE=16
+LONG_BUDGET=1024
+LONG_POLICY="attend decode quest(page $LONG_PAGE, budget $LONG_BUDGET);"
 
 # The linear shapes of a model, NAME:N:K (W[N, K]); wk/wv only when they differ from wq.
 shapes_of() {
@@ -62,7 +70,7 @@ for m in "${MODELS[@]}"; do
 done
 
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-# BENCH_ONLY=quant: only the quantised-weights section (the other figures stay as they are)
+# BENCH_ONLY=quant|longctx: only that section (the other figures stay as they are)
 ONLY=${BENCH_ONLY:-}
 if [[ -z $ONLY ]]; then
 echo "== read bandwidth (sum of a 512 MiB float array)"
@@ -144,6 +152,32 @@ EOK
 	"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 	bench_policy "$name" prune "prune ffn_neuron keep 0.5 score l2;" bpt_of
 	rm -f "$dir/llama.safetensors"
+	fi
+
+	# long context (issue 15): the M shape at ctx 8192, MHA and GQA (4 KV heads), as
+	# `llama` (dense) and `llamas` (Quest decode), decoded at LONG_POS in one process,
+	# in alternation (bench/longctx.c)
+	if [[ -z $ONLY || $ONLY == longctx ]]; then
+	for m in "${LONG_MODELS[@]}"; do
+		read -r name dim layers heads kvh ffn vocab ctx <<<"$m"
+		dir="$OUT/long-$name"
+		mkdir -p "$dir"
+		echo "== $name: '$LONG_POLICY' against dense at positions $LONG_POS (paired runs)"
+		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
+			"$ROOT/examples/llama/llama.elide" | sed -n '1,/^}/p' >"$dir/llama.elide" # the model, no policies
+		sed -E 's/^model llama /model llamas /' "$dir/llama.elide" >"$dir/llamas.elide"
+		printf '\npolicy quest1024 for llamas {\n  %s\n}\n' "$LONG_POLICY" >>"$dir/llamas.elide"
+		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
+		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
+		"$ELIDE" compile "$dir/llamas.elide" --policy quest1024 -w "$dir/llama.safetensors" -o "$dir/out"
+		rm -f "$dir/llama.safetensors"
+		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/longctx.c" "$dir/out/llama.o" \
+			"$dir/out/llamas.o" "$RTLIB" -lpthread -lm -o "$dir/bench_longctx"
+		# shellcheck disable=SC2086
+		"$dir/bench_longctx" "$name" "$dir/out/llama.weights" "$dir/out/llamas.weights" "$LONG_BUDGET" "$LONG_PAGE" \
+			"$OUT/longctx-$name.json" $LONG_POS
+		rm -f "$dir/out/llama.weights" "$dir/out/llamas.weights"
+	done
 	fi
 
 	# quantised weights (issue 16): every shape again as model `llamaq`, compiled with

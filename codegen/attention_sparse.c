@@ -13,13 +13,17 @@
  *      no sort); pages above it, then pages equal to it in index order until K,
  *      join the forced ones in one ascending page list;
  *   4. each head of the group attends over the tokens of the listed pages: scores,
- *      softmax, weighted sum of the values (the dense kernel's vector code);
+ *      softmax, weighted sum of the values (the dense kernel's vector code); the K
+ *      (then V) rows of the page QUEST_PREFETCH places down the list are prefetched
+ *      while a page is attended, since the pages lie anywhere in the cache;
  *   5. the pages visited (np when dense) go to the layer's stat slot (atomic add). */
 #include "codegen/codegen.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#define QUEST_PREFETCH 2 /* pages of K (or V) prefetched ahead of the one attended */
 
 static LLVMValueRef
 add(Cg *g, LLVMValueRef a, LLVMValueRef b)
@@ -111,6 +115,29 @@ branch(Cg *g, LLVMValueRef cond, const char *yes, const char *no, LLVMBasicBlock
 	LLVMBuildCondBr(g->b, cond, *by, *bn);
 }
 
+/* Software prefetch of the P rows of page plist[i] (when i < npl, and rows below n)
+ * of a cache at base: each row's head slice koff.. (hd floats) at stride kd floats.
+ * The chosen pages lie anywhere in the cache, so the hardware prefetchers, which
+ * follow one stride, lose each page's first rows without it. */
+static void
+prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVMValueRef npl, LLVMValueRef n,
+              int64_t P, int64_t kd, LLVMValueRef koff, int64_t hd)
+{
+	LLVMBasicBlockRef by, bn;
+	branch(g, LLVMBuildICmp(g->b, LLVMIntSLT, i, npl, ""), "pf", "pf.done", &by, &bn);
+	LLVMPositionBuilderAtEnd(g->b, by);
+	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, i)), P);
+	CgLoop lr = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "pf.row");
+	LLVMValueRef row = cg_gep(g, g->f32, base, add(g, mulc(g, lr.iv, kd), koff));
+	for (int64_t b = 0; b < hd * 4; b += 64) {
+		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
+		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
+	}
+	cg_loop_end(g, &lr);
+	LLVMBuildBr(g->b, bn);
+	LLVMPositionBuilderAtEnd(g->b, bn);
+}
+
 /* Slots: 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos, 6 page bounds, 7 K (pages to choose),
  * 8 the stat slot that counts the pages visited (when counted). */
 static LLVMValueRef
@@ -189,8 +216,11 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 		LLVMValueRef x = cg_load(g, vt, cg_gep(g, g->f32, qh, cg_i64(g, c * vw)), 4);
 		LLVMValueRef mn = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, c * vw)), 4);
 		LLVMValueRef mx = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, hd + c * vw)), 4);
-		LLVMValueRef a[2] = { cg_fast(LLVMBuildFMul(g->b, x, mn, "")), cg_fast(LLVMBuildFMul(g->b, x, mx, "")) };
-		u = cg_fast(LLVMBuildFAdd(g->b, u, cg_call_intr(g, "llvm.maxnum", vt, a, 2), ""));
+		/* lo > hi ? lo : hi, as the interpreter: one max instruction (maxnum would add
+		 * the NaN handling of IEEE maxNum) */
+		LLVMValueRef lo = cg_fast(LLVMBuildFMul(g->b, x, mn, "")), hi = cg_fast(LLVMBuildFMul(g->b, x, mx, ""));
+		LLVMValueRef m = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, lo, hi, ""), lo, hi, "");
+		u = cg_fast(LLVMBuildFAdd(g->b, u, m, ""));
 	}
 	cg_store(g, u, uacc, 64);
 	cg_loop_end(g, &lh);
@@ -261,7 +291,10 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	for (int c = 0; c < nv; c++)
 		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
 	st64(g, cg_i64(g, 0), ci);
+	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
+		prefetch_page(g, K, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "spage");
+	prefetch_page(g, K, plist, add(g, l1.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
 	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l1.iv)), P);
 	CgLoop lj = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "skey");
 	LLVMValueRef kr = cg_gep(g, g->f32, K, add(g, mulc(g, lj.iv, kd), koff));
@@ -287,11 +320,14 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	st64(g, add(g, cc, cg_i64(g, 1)), ci);
 	cg_loop_end(g, &lj);
 	cg_loop_end(g, &l1);
+	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
+		prefetch_page(g, V, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
 	cg_softmax_row(g, scores, ld64(g, ci), acc);
 	for (int c = 0; c < nv; c++)
 		cg_store(g, LLVMConstNull(vt), ov[c], 64);
 	st64(g, cg_i64(g, 0), ci);
 	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "vpage");
+	prefetch_page(g, V, plist, add(g, l2.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
 	LLVMValueRef v0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l2.iv)), P);
 	CgLoop lv = cg_loop_begin(g, v0, smin(g, add(g, v0, cg_i64(g, P)), n), NULL, "vkey");
 	LLVMValueRef c2 = ld64(g, ci);

@@ -204,9 +204,9 @@ emit_init_create(Glue *g, LLVMValueRef embedded)
 	/* NAME_ctx *NAME_create(void) */
 	begin(g, "create", g->ptr, NULL, 0);
 	uint64_t asize = (size + 63) & ~(uint64_t)63;
-	LLVMTypeRef pa[2] = { g->i64, g->i64 };
-	LLVMValueRef aa[2] = { k64(g, 64), k64(g, asize) };
-	LLVMValueRef m = call(g, "aligned_alloc", g->ptr, pa, aa, 2);
+	LLVMTypeRef pa[1] = { g->i64 };
+	LLVMValueRef aa[1] = { k64(g, asize) };
+	LLVMValueRef m = call(g, "elide_alloc_context", g->ptr, pa, aa, 1);
 	ret_if(g, LLVMBuildIsNull(g->b, m, ""), LLVMConstNull(g->ptr));
 	LLVMValueRef ia[2] = { m, k64(g, asize) };
 	LLVMValueRef ctx = LLVMBuildCall2(g->b, LLVMGlobalGetValueType(init), init, ia, 2, "");

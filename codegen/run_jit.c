@@ -22,6 +22,7 @@ uint32_t
 cg_runtime_syms(CgJitSym *s, uint32_t cap)
 {
 	const CgJitSym all[] = {
+		{ "elide_alloc_context", (CgFn)elide_alloc_context },
 		{ "elide_blob_check", (CgFn)elide_blob_check },
 		{ "elide_blob_open", (CgFn)elide_blob_open },
 		{ "elide_blob_unmap", (CgFn)elide_blob_unmap },

@@ -181,7 +181,7 @@ int32_t elide_sample_temperature(const float *logits, int32_t n, float temperatu
 int32_t elide_sample_top_p(const float *logits, int32_t n, float temperature, float top_p,
                            uint64_t *rng, void *scratch, size_t scratch_size);
 
-/* ---- util.c: sizes and time ---- */
+/* ---- util.c: sizes, context memory and time ---- */
 
 /* The layout of one layer's KV cache in a context's state region, the one the
  * compiler generates code for: K at offset 0, then V at v_offset; each is ctx rows
@@ -205,6 +205,12 @@ elide_kv_layout elide_kv_layout_of(int64_t ctx, int64_t kv_heads, int64_t head_d
 uint64_t elide_kv_bytes(int64_t ctx, int64_t kv_heads, int64_t head_dim, int64_t page);
 /* n rounded up to a multiple of align (a power of two). */
 uint64_t elide_align_up(uint64_t n, uint64_t align);
+/* Memory for a context of size bytes (NAME_create's): 64-aligned; from 2 MiB on,
+ * 2 MiB-aligned and offered to transparent huge pages, because attention reads the KV
+ * caches in strides (dense) or at scattered pages (Quest), and with 4 KiB pages the
+ * TLB misses cost a large part of the read rate.  NULL when out of memory; free()
+ * releases it. */
+void *elide_alloc_context(size_t size);
 /* Monotonic clock in nanoseconds. */
 uint64_t elide_now_ns(void);
 

@@ -1,7 +1,10 @@
-/* util.c - small size helpers (KV cache bytes, alignment) and a monotonic clock for
- * products and benchmarks that time their own calls. */
+/* util.c - small size helpers (KV cache bytes, alignment), the allocation of a
+ * context's memory, and a monotonic clock for products and benchmarks that time their
+ * own calls. */
 #include "runtime/elide_rt.h"
 
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 
 elide_kv_layout
@@ -43,4 +46,21 @@ elide_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void *
+elide_alloc_context(size_t size)
+{
+	const size_t huge = (size_t)2 << 20;
+	if (size < huge)
+		return aligned_alloc(64, (size_t)elide_align_up(size, 64));
+	size_t n = (size_t)elide_align_up(size, huge);
+	if (n < size)
+		return NULL;
+	void *p = aligned_alloc(huge, n);
+#ifdef MADV_HUGEPAGE
+	if (p)
+		madvise(p, n, MADV_HUGEPAGE); /* advice only: 4 KiB pages if refused */
+#endif
+	return p;
 }
