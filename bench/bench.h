@@ -1,6 +1,7 @@
 /* bench.h - helpers shared by the benchmark programs (not tests): the median of
  * repeated timings, a loop timer that repeats a call until a run lasts long enough,
- * and a minimal JSON writer.  Header-only so that the drivers run.sh compiles with cc
+ * paired decode and prefill runs of two compiled models in one process, and a minimal
+ * JSON writer.  Header-only so that the drivers run.sh compiles with cc
  * against a generated header need nothing but this file and the runtime. */
 #ifndef ELIDE_BENCH_H
 #define ELIDE_BENCH_H
@@ -130,6 +131,82 @@ bench_read_gbps(elide_pool *pool, const float *a, int64_t n, double *sum)
 			*sum += job.part[s];
 	}
 	return (double)n * 4 / t * 1e-9;
+}
+
+/* ---- paired runs: two compiled models in one process, timed in alternation ---- */
+
+/* The program's name, for messages (its main sets it). */
+static const char *bench_prog __attribute__((unused)) = "bench";
+
+/* Exits with a message unless status is 0 (NAME_OK of every generated model). */
+static inline void
+bench_check(int status, const char *what)
+{
+	if (status != 0) {
+		fprintf(stderr, "%s: %s failed with status %d\n", bench_prog, what, status);
+		exit(1);
+	}
+}
+
+/* A compiled model behind the calls a run needs (thin wrappers of NAME_reset, ...). */
+typedef struct BenchModel {
+	const char *name; /* for messages: "dense decode" */
+	void *ctx;        /* NAME_ctx */
+	int vocab;        /* logits per step */
+	int (*reset)(void *ctx);
+	int (*step)(void *ctx, int32_t token, int32_t pos, float *out);
+	int (*prefill)(void *ctx, const int32_t *toks, int32_t n, int32_t pos, float *out); /* NULL: none */
+} BenchModel;
+
+/* One run of n greedy decode steps from position 0 (first token toks[0]): seconds. */
+static inline double
+bench_decode_run(const BenchModel *m, const int32_t *toks, int n, float *logits)
+{
+	bench_check(m->reset(m->ctx), m->name);
+	double t0 = bench_seconds();
+	int32_t tok = toks[0];
+	for (int i = 0; i < n; i++) {
+		bench_check(m->step(m->ctx, tok, i, logits), m->name);
+		tok = elide_sample_argmax(logits, m->vocab);
+	}
+	return bench_seconds() - t0;
+}
+
+/* One prefill of toks[0..n) from position 0: seconds. */
+static inline double
+bench_prefill_run(const BenchModel *m, const int32_t *toks, int n, float *logits)
+{
+	bench_check(m->reset(m->ctx), m->name);
+	double t0 = bench_seconds();
+	bench_check(m->prefill(m->ctx, toks, n, 0, logits), m->name);
+	return bench_seconds() - t0;
+}
+
+/* toks[0..n): seeded random tokens below vocab, the same in every program. */
+static inline void
+bench_tokens(int32_t *toks, int n, int vocab)
+{
+	uint64_t rng = 17;
+	for (int i = 0; i < n; i++)
+		toks[i] = (int32_t)(elide_rng_next(&rng) % (uint64_t)vocab);
+}
+
+typedef double (*BenchRun)(const BenchModel *m, const int32_t *toks, int n, float *logits);
+
+/* BENCH_RUNS pairs of runs, a then b back to back so that both runs of a pair see
+ * the same load: ta[r], tb[r] their seconds.  Returns the median over pairs of the
+ * speed-up ta / tb. */
+static inline double
+bench_paired(BenchRun run, const BenchModel *a, const BenchModel *b, const int32_t *toks, int n,
+             float *logits, double *ta, double *tb)
+{
+	double sp[BENCH_RUNS];
+	for (int r = 0; r < BENCH_RUNS; r++) {
+		ta[r] = run(a, toks, n, logits);
+		tb[r] = run(b, toks, n, logits);
+		sp[r] = ta[r] / tb[r];
+	}
+	return bench_median(sp, BENCH_RUNS);
 }
 
 /* ---- JSON: objects written in order, commas handled by a depth-indexed flag ---- */

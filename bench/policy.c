@@ -20,45 +20,16 @@
 #define CAT(a, b) CAT_(a, b)
 #define V(fn) CAT(VARIANT, CAT(_, fn)) /* V(step) -> llamahalf_step */
 
-static void
-check(int s, const char *what)
-{
-	if (s != LLAMA_OK) {
-		fprintf(stderr, "bench_policy: %s failed with status %d\n", what, s);
-		exit(1);
-	}
-}
-
-/* A compiled model behind the two calls a decode run needs. */
-typedef struct Model {
-	const char *name;
-	void *ctx;
-	int (*reset)(void *ctx);
-	int (*step)(void *ctx, int32_t token, int32_t pos, float *out);
-} Model;
-
+/* The two calls a decode run needs, behind BenchModel's signatures. */
 static int dense_reset(void *c) { return llama_reset(c); }
 static int dense_step(void *c, int32_t t, int32_t p, float *o) { return llama_step(c, t, p, o); }
 static int variant_reset(void *c) { return V(reset)(c); }
 static int variant_step(void *c, int32_t t, int32_t p, float *o) { return V(step)(c, t, p, o); }
 
-/* One decode run of n greedy steps from position 0: its seconds. */
-static double
-decode_run(const Model *m, const int32_t *toks, int n, float *logits)
-{
-	check(m->reset(m->ctx), m->name);
-	double t0 = bench_seconds();
-	int32_t tok = toks[0];
-	for (int i = 0; i < n; i++) {
-		check(m->step(m->ctx, tok, i, logits), m->name);
-		tok = elide_sample_argmax(logits, LLAMA_VOCAB);
-	}
-	return bench_seconds() - t0;
-}
-
 int
 main(int argc, char **argv)
 {
+	bench_prog = "bench_policy";
 	if (argc != 9) {
 		fprintf(stderr, "usage: bench_policy NAME POLICY_TEXT dense.weights pruned.weights NDECODE "
 		                "DENSE_BYTES_PER_TOKEN PRUNED_BYTES_PER_TOKEN OUT.json\n");
@@ -78,13 +49,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_policy: out of memory\n");
 		return 1;
 	}
-	check(llama_load_weights(dense, argv[3]), "llama_load_weights");
-	check(V(load_weights)(pruned, argv[4]), "variant load_weights");
-	Model md = { "dense decode", dense, dense_reset, dense_step };
-	Model mp = { "variant decode", pruned, variant_reset, variant_step };
-	uint64_t rng = 17;
-	for (int i = 0; i < ndec; i++)
-		toks[i] = (int32_t)(elide_rng_next(&rng) % LLAMA_VOCAB);
+	bench_check(llama_load_weights(dense, argv[3]), "llama_load_weights");
+	bench_check(V(load_weights)(pruned, argv[4]), "variant load_weights");
+	BenchModel md = { "dense decode", dense, LLAMA_VOCAB, dense_reset, dense_step, NULL };
+	BenchModel mp = { "variant decode", pruned, LLAMA_VOCAB, variant_reset, variant_step, NULL };
+	bench_tokens(toks, ndec, LLAMA_VOCAB);
 
 	BenchJson j = bj_begin(argv[8]);
 	bj_str(&j, "name", argv[1]);
@@ -98,18 +67,13 @@ main(int argc, char **argv)
 	bj_num(&j, "runs", BENCH_RUNS);
 	bj_open(&j, "threads", '{');
 	for (int th = 1; th <= 2; th++) {
-		check(llama_set_threads(dense, th), "llama_set_threads");
-		check(V(set_threads)(pruned, th), "variant set_threads");
+		bench_check(llama_set_threads(dense, th), "llama_set_threads");
+		bench_check(V(set_threads)(pruned, th), "variant set_threads");
 		/* warm-up: page faults, pool start */
-		decode_run(&md, toks, 8, logits);
-		decode_run(&mp, toks, 8, logits);
-		double td[BENCH_RUNS], tp[BENCH_RUNS], sp[BENCH_RUNS];
-		for (int r = 0; r < BENCH_RUNS; r++) {
-			td[r] = decode_run(&md, toks, ndec, logits);
-			tp[r] = decode_run(&mp, toks, ndec, logits);
-			sp[r] = td[r] / tp[r];
-		}
-		double s = bench_median(sp, BENCH_RUNS);
+		bench_decode_run(&md, toks, 8, logits);
+		bench_decode_run(&mp, toks, 8, logits);
+		double td[BENCH_RUNS], tp[BENCH_RUNS];
+		double s = bench_paired(bench_decode_run, &md, &mp, toks, ndec, logits, td, tp);
 		double d = ndec / bench_median(td, BENCH_RUNS), p = ndec / bench_median(tp, BENCH_RUNS);
 		char key[4];
 		snprintf(key, sizeof key, "%d", th);

@@ -14,23 +14,7 @@
 #include "llama.h"
 #include "llamaq.h"
 
-static void
-check(int s, const char *what)
-{
-	if (s != LLAMA_OK) {
-		fprintf(stderr, "bench_quant: %s failed with status %d\n", what, s);
-		exit(1);
-	}
-}
-
-typedef struct Model {
-	const char *name;
-	void *ctx;
-	int (*reset)(void *ctx);
-	int (*step)(void *ctx, int32_t token, int32_t pos, float *out);
-	int (*prefill)(void *ctx, const int32_t *toks, int32_t n, int32_t pos, float *out);
-} Model;
-
+/* The calls a run needs, behind BenchModel's signatures. */
 static int f_reset(void *c) { return llama_reset(c); }
 static int f_step(void *c, int32_t t, int32_t p, float *o) { return llama_step(c, t, p, o); }
 static int f_prefill(void *c, const int32_t *t, int32_t n, int32_t p, float *o) { return llama_prefill(c, t, n, p, o); }
@@ -38,31 +22,10 @@ static int q_reset(void *c) { return llamaq_reset(c); }
 static int q_step(void *c, int32_t t, int32_t p, float *o) { return llamaq_step(c, t, p, o); }
 static int q_prefill(void *c, const int32_t *t, int32_t n, int32_t p, float *o) { return llamaq_prefill(c, t, n, p, o); }
 
-static double
-decode_run(const Model *m, const int32_t *toks, int n, float *logits)
-{
-	check(m->reset(m->ctx), m->name);
-	double t0 = bench_seconds();
-	int32_t tok = toks[0];
-	for (int i = 0; i < n; i++) {
-		check(m->step(m->ctx, tok, i, logits), m->name);
-		tok = elide_sample_argmax(logits, LLAMA_VOCAB);
-	}
-	return bench_seconds() - t0;
-}
-
-static double
-prefill_run(const Model *m, const int32_t *toks, int n, float *logits)
-{
-	check(m->reset(m->ctx), m->name);
-	double t0 = bench_seconds();
-	check(m->prefill(m->ctx, toks, n, 0, logits), m->name);
-	return bench_seconds() - t0;
-}
-
 int
 main(int argc, char **argv)
 {
+	bench_prog = "bench_quant";
 	if (argc != 10) {
 		fprintf(stderr, "usage: bench_quant NAME FORMAT f32.weights q.weights NDECODE NPREFILL "
 		                "F32_BYTES_PER_TOKEN Q_BYTES_PER_TOKEN OUT.json\n");
@@ -83,13 +46,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_quant: out of memory\n");
 		return 1;
 	}
-	check(llama_load_weights(cf, argv[3]), "llama_load_weights");
-	check(llamaq_load_weights(cq, argv[4]), "llamaq_load_weights");
-	Model mf = { "f32", cf, f_reset, f_step, f_prefill };
-	Model mq = { "quantised", cq, q_reset, q_step, q_prefill };
-	uint64_t rng = 17;
-	for (int i = 0; i < LLAMA_CTX; i++)
-		toks[i] = (int32_t)(elide_rng_next(&rng) % LLAMA_VOCAB);
+	bench_check(llama_load_weights(cf, argv[3]), "llama_load_weights");
+	bench_check(llamaq_load_weights(cq, argv[4]), "llamaq_load_weights");
+	BenchModel mf = { "f32", cf, LLAMA_VOCAB, f_reset, f_step, f_prefill };
+	BenchModel mq = { "quantised", cq, LLAMA_VOCAB, q_reset, q_step, q_prefill };
+	bench_tokens(toks, LLAMA_CTX, LLAMA_VOCAB);
 
 	BenchJson j = bj_begin(argv[9]);
 	bj_str(&j, "name", argv[1]);
@@ -105,24 +66,15 @@ main(int argc, char **argv)
 	bj_num(&j, "runs", BENCH_RUNS);
 	bj_open(&j, "threads", '{');
 	for (int th = 1; th <= 2; th++) {
-		check(llama_set_threads(cf, th), "llama_set_threads");
-		check(llamaq_set_threads(cq, th), "llamaq_set_threads");
-		decode_run(&mf, toks, 8, logits);
-		decode_run(&mq, toks, 8, logits);
-		prefill_run(&mf, toks, npre, logits);
-		prefill_run(&mq, toks, npre, logits);
-		double df[BENCH_RUNS], dq[BENCH_RUNS], ds[BENCH_RUNS], pf[BENCH_RUNS], pq[BENCH_RUNS], ps[BENCH_RUNS];
-		for (int r = 0; r < BENCH_RUNS; r++) {
-			df[r] = decode_run(&mf, toks, ndec, logits);
-			dq[r] = decode_run(&mq, toks, ndec, logits);
-			ds[r] = df[r] / dq[r];
-		}
-		for (int r = 0; r < BENCH_RUNS; r++) {
-			pf[r] = prefill_run(&mf, toks, npre, logits);
-			pq[r] = prefill_run(&mq, toks, npre, logits);
-			ps[r] = pf[r] / pq[r];
-		}
-		double sd = bench_median(ds, BENCH_RUNS), sp = bench_median(ps, BENCH_RUNS);
+		bench_check(llama_set_threads(cf, th), "llama_set_threads");
+		bench_check(llamaq_set_threads(cq, th), "llamaq_set_threads");
+		bench_decode_run(&mf, toks, 8, logits);
+		bench_decode_run(&mq, toks, 8, logits);
+		bench_prefill_run(&mf, toks, npre, logits);
+		bench_prefill_run(&mq, toks, npre, logits);
+		double df[BENCH_RUNS], dq[BENCH_RUNS], pf[BENCH_RUNS], pq[BENCH_RUNS];
+		double sd = bench_paired(bench_decode_run, &mf, &mq, toks, ndec, logits, df, dq);
+		double sp = bench_paired(bench_prefill_run, &mf, &mq, toks, npre, logits, pf, pq);
 		double d1 = ndec / bench_median(df, BENCH_RUNS), d2 = ndec / bench_median(dq, BENCH_RUNS);
 		double p1 = npre / bench_median(pf, BENCH_RUNS), p2 = npre / bench_median(pq, BENCH_RUNS);
 		char key[4];

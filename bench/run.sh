@@ -46,23 +46,44 @@ shapes_of() {
 }
 SHAPES=()
 # weight bytes per decoded token of the step entry, as a compiler manifest counts them
-# bench_policy NAME TAG "POLICY TEXT" BYTES_FN: compiles model-NAME as `llamav` with the
-# policy, links it with the dense model into bench/policy.c, and writes
-# policy-NAME-TAG.json; BYTES_FN reads the variant's weight bytes per token from its
-# manifest.
+# bench_policy NAME TAG "POLICY TEXT" BYTES_FN [NDEC]: compiles model-NAME as `llamav`
+# with the policy, links it with the dense model into bench/policy.c, and writes
+# policy-NAME-TAG.json over NDEC decode steps (default NDECODE); BYTES_FN (a command,
+# its words split) reads the variant's weight bytes per token from its manifest, the
+# manifest's path appended.
 bench_policy() {
-	local name=$1 tag=$2 policy=$3 bytes_fn=$4 d="$OUT/model-$1"
-	echo "== $name with '$policy' against dense ($NDECODE decode steps, paired runs)"
+	local name=$1 tag=$2 policy=$3 bytes_fn=$4 ndec=${5:-$NDECODE} d="$OUT/model-$1"
+	echo "== $name with '$policy' against dense ($ndec decode steps, paired runs)"
 	sed -E 's/^model llama /model llamav /; s/ for llama / for llamav /' "$d/llama.elide" >"$d/llamav.elide"
 	printf '\npolicy v for llamav {\n  %s\n}\n' "$policy" >>"$d/llamav.elide"
 	"$ELIDE" compile "$d/llamav.elide" --policy v -w "$d/llama.safetensors" -o "$d/out"
 	"$CC" -std=c17 -O2 -D_GNU_SOURCE -DVARIANT=llamav -DVARIANT_HEADER='"llamav.h"' -I"$ROOT" -I"$d/out" \
 		"$ROOT/bench/policy.c" "$d/out/llama.o" "$d/out/llamav.o" "$RTLIB" -lpthread -lm -o "$d/bench_policy"
-	"$d/bench_policy" "$name" "$policy" "$d/out/llama.weights" "$d/out/llamav.weights" "$NDECODE" \
+	# shellcheck disable=SC2086
+	"$d/bench_policy" "$name" "$policy" "$d/out/llama.weights" "$d/out/llamav.weights" "$ndec" \
 		"$(bpt_of "$d/out/llama.json")" "$($bytes_fn "$d/out/llamav.json")" "$OUT/policy-$name-$tag.json"
 }
 bpt_of() {
 	tr -d ' \t\n' <"$1" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' | grep -o '[0-9.e+]*$'
+}
+# sched_bpt_of N_MAX N_MIN CTX NDEC MANIFEST: the weight bytes per token of a SkipDecode
+# schedule linear(N_MAX, N_MIN, CTX) averaged over decode positions 0..NDEC-1: at
+# position t the step runs the path of budget n(t) layers (docs/ir.md), whose bytes
+# the manifest lists among the step entry's paths
+sched_bpt_of() {
+	python3 - "$@" <<'PY'
+import json, sys
+nmax, nmin, ctx, ndec = (int(a) for a in sys.argv[1:5])
+step = [e for e in json.load(open(sys.argv[5]))["entries"] if e["name"] == "step"][0]
+by_layers = {p["layers"]: p["weight_bytes_per_token"] for p in step["paths"]}
+total = 0
+for t in range(ndec):
+    n = nmin + -(-(nmax - nmin) * (ctx - t) // ctx) if t < ctx else nmin
+    if n not in by_layers:
+        sys.exit("run.sh: the manifest has no step path of %d layers (position %d)" % (n, t))
+    total += by_layers[n]
+print(total / ndec)
+PY
 }
 for m in "${MODELS[@]}"; do
 	# shellcheck disable=SC2086
@@ -151,6 +172,12 @@ EOK
 	dir="$OUT/model-$name"
 	"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 	bench_policy "$name" prune "prune ffn_neuron keep 0.5 score l2;" bpt_of
+	# SkipDecode (issue 14): the budget falls from every layer to half of them over the
+	# context; over 1000 decode positions of M (12 layers, context 1024) a token runs
+	# 9.56 layers on average
+	nsd=$((ctx < 1000 ? ctx : 1000))
+	bench_policy "$name" skip "skip schedule linear($layers, $((layers / 2)), $ctx);" \
+		"sched_bpt_of $layers $((layers / 2)) $ctx $nsd" "$nsd"
 	rm -f "$dir/llama.safetensors"
 	fi
 

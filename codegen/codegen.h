@@ -300,7 +300,10 @@ void cg_loop_end(Cg *g, CgLoop *l);
 LLVMValueRef cg_exp(Cg *g, LLVMValueRef x);   /* f32 or vector of f32 */
 LLVMValueRef cg_erf(Cg *g, LLVMValueRef x);
 LLVMValueRef cg_tanh(Cg *g, LLVMValueRef x);
-/* Applies the unary op `op` (silu, gelu, tanh, scale) to x (f32 or vector). */
+/* Applies the unary op `op` (silu, gelu, tanh, scale) to x (f32 or vector).  The
+ * instruction that yields an elementwise op's result carries no fast-math flag, so
+ * LLVM never reassociates across ops: scale, add, sub and mul are IEEE f32 and equal
+ * the interpreter's bit for bit. */
 LLVMValueRef cg_unary(Cg *g, const Op *op, LLVMValueRef x);
 LLVMValueRef cg_binary(Cg *g, Opcode code, LLVMValueRef a, LLVMValueRef b);
 /* Finds the cached kernel `key`, or NULL. */

@@ -240,8 +240,8 @@ LLVMValueRef
 cg_unary(Cg *g, const Op *op, LLVMValueRef x)
 {
 	switch (op->code) {
-	case OP_SCALE:
-		return xfmul(g, x, splat_like(g, x, op->fa[0]));
+	case OP_SCALE: /* IEEE, no fast-math: LLVM must not merge two scales (docs/codegen.md) */
+		return LLVMBuildFMul(g->b, x, splat_like(g, x, op->fa[0]), "");
 	case OP_SILU: {
 		LLVMValueRef e = cg_exp(g, LLVMBuildFNeg(g->b, x, ""));
 		return LLVMBuildFDiv(g->b, x, xfadd(g, e, splat_like(g, x, 1.0)), "");
@@ -254,11 +254,13 @@ cg_unary(Cg *g, const Op *op, LLVMValueRef x)
 			LLVMValueRef x3 = xfmul(g, xfmul(g, x, x), x);
 			LLVMValueRef in = xfmul(g, xfadd(g, x, xfmul(g, x3, splat_like(g, x, 0.044715))),
 			                       splat_like(g, x, 0.7978845608028654));
-			return xfmul(g, xfmul(g, x, splat_like(g, x, 0.5)), xfadd(g, cg_tanh(g, in), splat_like(g, x, 1.0)));
+			return LLVMBuildFMul(g->b, xfmul(g, x, splat_like(g, x, 0.5)),
+			                     xfadd(g, cg_tanh(g, in), splat_like(g, x, 1.0)), "");
 		}
 		/* 0.5 x (1 + erf(x / sqrt 2)) */
-		return xfmul(g, xfmul(g, x, splat_like(g, x, 0.5)),
-		            xfadd(g, cg_erf(g, xfmul(g, x, splat_like(g, x, 0.7071067811865476))), splat_like(g, x, 1.0)));
+		return LLVMBuildFMul(
+			g->b, xfmul(g, x, splat_like(g, x, 0.5)),
+			xfadd(g, cg_erf(g, xfmul(g, x, splat_like(g, x, 0.7071067811865476))), splat_like(g, x, 1.0)), "");
 	default:
 		ELIDE_UNREACHABLE();
 	}

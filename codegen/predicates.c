@@ -1,10 +1,10 @@
 /* predicates.c - predicates and exit measures: cmp, and, or, not (a bool is an i32 0
  * or 1 in its buffer), the softmax measures of logits (margin, maxprob, entropy), the
- * cosine of two states and CALM's decaying threshold.  The measures are small next to
- * the head that produced the logits, so they are plain scalar loops in double, as
- * the interpreter computes them:
+ * cosine of two states and CALM's decaying threshold.  The measures are loops in
+ * double, as the interpreter computes them:
  *   1. per row, one pass for the top two logits l1 >= l2 (l1 is the row's maximum);
- *   2. one pass for S = sum exp(x - l1) and, for entropy, E = sum exp(x - l1)(x - l1);
+ *   2. one pass for S = sum exp(x - l1) and, for entropy, E = sum exp(x - l1)(x - l1),
+ *      vectorised: exp is polynomial IR (exp_nonpos) and the sums reassociate;
  *   3. maxprob = 1/S, margin = 1/S - exp(l2 - l1)/S, entropy = log S - E/S (which is
  *      -sum p log p); a row whose S is NaN gives -1 (margin, maxprob) or 0 (entropy),
  *      the interpreter's values for it;
@@ -54,6 +54,38 @@ static LLVMValueRef
 intr1(Cg *g, const char *name, LLVMValueRef x)
 {
 	return cg_call_intr(g, name, f64(g), &x, 1);
+}
+
+/* exp(d) for d <= 0 or NaN, in double, as straight-line IR so that the loop summing
+ * it vectorises (libm's exp is a call per element): d = n ln2 + r with ln2 in two
+ * parts (n ln2hi exact), |r| <= ln2 / 2; exp(r) by Taylor to r^13 (truncation below
+ * 1e-17, relative); 2^n through the exponent bits.  Below d = -708 it gives 0 (the
+ * true value is under 1e-307: next to the row maximum's term, exp(0) = 1, it changes
+ * no sum); NaN stays NaN.  Within a few ulp of libm's exp. */
+static LLVMValueRef
+exp_nonpos(Cg *g, LLVMValueRef d)
+{
+	LLVMValueRef ok = LLVMBuildFCmp(g->b, LLVMRealOGE, d, d64(g, -708.0), "");
+	LLVMValueRef dc = LLVMBuildSelect(g->b, ok, d, d64(g, 0.0), ""); /* no NaN or -inf below */
+	LLVMValueRef fx = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, dc, d64(g, 1.4426950408889634), ""), d64(g, 0.5), "");
+	fx = intr1(g, "llvm.floor", fx);
+	LLVMValueRef r = LLVMBuildFSub(g->b, dc, LLVMBuildFMul(g->b, fx, d64(g, 6.93147180369123816490e-01), ""), "");
+	r = LLVMBuildFSub(g->b, r, LLVMBuildFMul(g->b, fx, d64(g, 1.90821492927058770002e-10), ""), "");
+	double c = 1.0;
+	for (int k = 2; k <= 13; k++)
+		c /= k; /* 1/13! */
+	LLVMValueRef p = d64(g, c);
+	for (int k = 12; k >= 0; k--) {
+		c *= k + 1; /* 1/k! */
+		p = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, p, r, ""), d64(g, c), "");
+	}
+	LLVMTypeRef i64 = LLVMInt64TypeInContext(g->c);
+	LLVMValueRef n = LLVMBuildFPToSI(g->b, fx, i64, "");
+	LLVMValueRef bits = LLVMBuildShl(g->b, LLVMBuildAdd(g->b, n, LLVMConstInt(i64, 1023, 0), ""),
+	                                 LLVMConstInt(i64, 52, 0), "");
+	LLVMValueRef y = LLVMBuildFMul(g->b, p, LLVMBuildBitCast(g->b, bits, f64(g), ""), "");
+	y = LLVMBuildSelect(g->b, ok, y, d64(g, 0.0), "");
+	return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealUNO, d, d, ""), d, y, "");
 }
 
 /* A bool result (i1) stored as i32 0 or 1. */
@@ -140,10 +172,10 @@ lower_measure(Cg *g, const Op *op)
 	st64(g, d64(g, 0.0), e);
 	CgLoop ls = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, N), NULL, "sum");
 	LLVMValueRef d = LLVMBuildFSub(g->b, ext(g, ldf(g, xr, ls.iv)), mx, "");
-	LLVMValueRef ex = intr1(g, "llvm.exp", d);
-	st64(g, LLVMBuildFAdd(g->b, ld64(g, s), ex, ""), s);
+	LLVMValueRef ex = exp_nonpos(g, d);
+	st64(g, cg_fast(LLVMBuildFAdd(g->b, ld64(g, s), ex, "")), s);
 	if (ent)
-		st64(g, LLVMBuildFAdd(g->b, ld64(g, e), LLVMBuildFMul(g->b, ex, d, ""), ""), e);
+		st64(g, cg_fast(LLVMBuildFAdd(g->b, ld64(g, e), LLVMBuildFMul(g->b, ex, d, ""), "")), e);
 	cg_loop_end(g, &ls);
 	/* 3. the measure of the row */
 	LLVMValueRef S = ld64(g, s), c;

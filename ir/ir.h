@@ -684,8 +684,13 @@ typedef struct StFile {
 	StTensor *tensors; uint32_t ntensors;
 } StFile;
 
-/* Opens and validates; NULL with a message in err on any problem. */
+/* Opens and validates; NULL with a message in err on any problem.  The file is
+ * mapped; reads of the mapping (here and in st_read_f32) fail with a message instead
+ * of SIGBUS when the file shrinks while it is mapped. */
 StFile *st_open(const char *path, char *err, size_t nerr);
+/* Tests only: when set, st_open calls it with the path between mapping the file and
+ * reading it (to truncate the file there). */
+extern void (*st_test_after_map)(const char *path);
 StFile *st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr); /* copies */
 void st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);

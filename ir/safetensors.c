@@ -10,7 +10,12 @@
  *      integers and two integer data_offsets with begin <= end <= data size;
  *   4. end - begin == numel * dtype size (no overflow), names are unique;
  *   5. no two tensors' byte ranges overlap.
- * Errors are one-line messages in the caller's buffer; bad input never crashes. */
+ * Errors are one-line messages in the caller's buffer; bad input never crashes.  A
+ * file is read through a mapping; one that another program truncates while it is
+ * mapped would fault (SIGBUS) on the pages past its new end, so every read of the
+ * mapping runs under a guard: a SIGBUS handler, installed once, jumps back to the
+ * read (a thread-local sigjmp_buf) and the read fails with a message; a SIGBUS
+ * outside a guarded read goes to the handler installed before, or kills as usual. */
 #include "ir/ir.h"
 
 #include <cjson/cJSON.h>
@@ -24,6 +29,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 
 #define ST_MAX_HEADER (100u << 20) /* same bound as the reference implementation */
 #define ST_MAX_FILE ((uint64_t)256 << 30) /* 256 GiB: more than any machine here loads */
@@ -37,6 +45,87 @@ fail(char *err, size_t nerr, const char *fmt, ...)
 		vsnprintf(err, nerr, fmt, ap);
 	va_end(ap);
 	return false;
+}
+
+/* ---- the SIGBUS guard of reads from a mapping ---- */
+
+static _Thread_local sigjmp_buf *st_guard_jmp; /* set while this thread reads a mapping */
+static struct sigaction st_prev_bus;           /* the disposition before ours */
+static pthread_once_t st_bus_once = PTHREAD_ONCE_INIT;
+
+void (*st_test_after_map)(const char *path); /* tests: runs between mmap and parsing */
+
+static void
+st_on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	if (st_guard_jmp)
+		siglongjmp(*st_guard_jmp, 1);
+	/* not a guarded read: what was there before decides */
+	if (st_prev_bus.sa_flags & SA_SIGINFO) {
+		st_prev_bus.sa_sigaction(sig, si, uc);
+	} else if (st_prev_bus.sa_handler != SIG_DFL && st_prev_bus.sa_handler != SIG_IGN) {
+		st_prev_bus.sa_handler(sig);
+	} else { /* the default: the faulting access runs again and kills */
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGBUS, &dfl, NULL);
+	}
+}
+
+static void
+st_install_sigbus(void)
+{
+	struct sigaction sa = { .sa_sigaction = st_on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &st_prev_bus);
+}
+
+/* Runs read(arg) on f's bytes; false when it faulted (the file shrank under its
+ * mapping).  Only what read() writes through arg survives a fault. */
+static bool
+st_guard(const StFile *f, void (*read)(void *arg), void *arg)
+{
+	if (!f->mapped) {
+		read(arg);
+		return true;
+	}
+	pthread_once(&st_bus_once, st_install_sigbus);
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 1)) {
+		st_guard_jmp = NULL;
+		return false;
+	}
+	st_guard_jmp = &jb;
+	read(arg);
+	st_guard_jmp = NULL;
+	return true;
+}
+
+/* The message of a read that faulted, with the file's size now. */
+static bool
+fail_shrank(const StFile *f, char *err, size_t nerr, const char *what)
+{
+	struct stat sb;
+	char now[64];
+	if (stat(f->path, &sb) == 0)
+		snprintf(now, sizeof now, "%llu bytes", (unsigned long long)sb.st_size);
+	else
+		snprintf(now, sizeof now, "nothing (%s)", strerror(errno));
+	return fail(err, nerr, "%s: '%s' shrank from %zu bytes to %s while it was read (truncated by another "
+	            "program?)", what, f->path, f->size, now);
+}
+
+typedef struct StCopy {
+	uint8_t *dst;
+	const uint8_t *src;
+	size_t n;
+} StCopy;
+
+static void
+st_copy(void *arg)
+{
+	StCopy *c = arg;
+	memcpy(c->dst, c->src, c->n);
 }
 
 /* File dtype names; ORDER: none (looked up by name). */
@@ -157,15 +246,16 @@ parse_entry(const cJSON *e, StTensor *t, uint64_t datasize, char *err, size_t ne
 	return true;
 }
 
-/* Validates f->bytes/f->size and fills the tensor table. */
+/* Validates the file of f->size bytes whose first bytes, the header length and the
+ * header as far as the file holds it, are `head`, and fills the tensor table. */
 static bool
-st_parse(StFile *f, char *err, size_t nerr)
+st_parse(StFile *f, const uint8_t *head, char *err, size_t nerr)
 {
 	if (f->size < 8)
 		return fail(err, nerr, "file too short (%zu bytes) to hold the 8-byte header length", f->size);
 	uint64_t hl = 0;
 	for (int i = 0; i < 8; i++)
-		hl |= (uint64_t)f->bytes[i] << (8 * i);
+		hl |= (uint64_t)head[i] << (8 * i);
 	if (hl > ST_MAX_HEADER)
 		return fail(err, nerr, "header too large (%llu bytes, the limit is %u)", (unsigned long long)hl,
 		            ST_MAX_HEADER);
@@ -174,7 +264,7 @@ st_parse(StFile *f, char *err, size_t nerr)
 		            (unsigned long long)hl, f->size - 8);
 	if (hl < 2)
 		return fail(err, nerr, "header of %llu bytes cannot hold a JSON object", (unsigned long long)hl);
-	const char *h = (const char *)f->bytes + 8, *end = NULL;
+	const char *h = (const char *)head + 8, *end = NULL;
 	if (!check_header_bytes(h, (size_t)hl, err, nerr))
 		return false;
 	cJSON *root = cJSON_ParseWithLengthOpts(h, (size_t)hl, &end, false);
@@ -248,11 +338,34 @@ st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 	if (size)
 		memcpy(f->bytes, bytes, size);
 	f->size = size;
-	if (!st_parse(f, err, nerr)) {
+	if (!st_parse(f, f->bytes, err, nerr)) {
 		st_close(f);
 		return NULL;
 	}
 	return f;
+}
+
+/* The first bytes of a mapped file, its header length and the header (as far as the
+ * length is sane and the file holds it), copied out of the mapping under the guard
+ * into *out (the caller frees it, also on failure). */
+static bool
+st_read_head(const StFile *f, uint8_t **out, char *err, size_t nerr)
+{
+	uint8_t len[8] = { 0 };
+	StCopy c = { len, f->bytes, f->size < 8 ? f->size : 8 };
+	if (!st_guard(f, st_copy, &c))
+		return fail_shrank(f, err, nerr, "cannot read the header");
+	uint64_t hl = 0;
+	for (int i = 0; i < 8; i++)
+		hl |= (uint64_t)len[i] << (8 * i);
+	size_t n = c.n;
+	if (n == 8 && hl <= ST_MAX_HEADER && hl <= f->size - 8)
+		n = 8 + (size_t)hl;
+	*out = xmalloc(n ? n : 1);
+	c = (StCopy){ *out, f->bytes, n };
+	if (!st_guard(f, st_copy, &c))
+		return fail_shrank(f, err, nerr, "cannot read the header");
+	return true;
 }
 
 /* The file is mapped read-only, not read: loading converts one tensor at a time
@@ -292,7 +405,13 @@ st_open(const char *path, char *err, size_t nerr)
 	f->bytes = n ? map : xmalloc(1);
 	f->mapped = n != 0;
 	f->size = n;
-	if (!st_parse(f, err, nerr)) {
+	if (st_test_after_map)
+		st_test_after_map(path);
+	uint8_t *head = NULL;
+	bool ok = n ? st_read_head(f, &head, err, nerr) && st_parse(f, head, err, nerr)
+	            : st_parse(f, f->bytes, err, nerr);
+	free(head);
+	if (!ok) {
 		st_close(f);
 		return NULL;
 	}
@@ -360,6 +479,34 @@ convert(const StTensor *t, const uint8_t *p, size_t n, size_t es, float *dst, ch
 	return true;
 }
 
+/* The conversion of one tensor, run under the guard. */
+typedef struct StConvert {
+	const StTensor *t;
+	const uint8_t *p; /* its bytes in the file */
+	size_t n, es;     /* elements, bytes each */
+	float *dst;
+	char *err;
+	size_t nerr;
+	bool ok;
+} StConvert;
+
+static void
+st_convert(void *arg)
+{
+	StConvert *c = arg;
+	if (c->t->dtype == DT_F32 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+		memcpy(c->dst, c->p, c->n * 4);
+	else if (c->t->dtype == DT_BF16 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+		for (size_t i = 0; i < c->n; i++) {
+			uint16_t h;
+			memcpy(&h, c->p + 2 * i, 2);
+			uint32_t u = (uint32_t)h << 16;
+			memcpy(&c->dst[i], &u, 4);
+		}
+	else
+		c->ok = convert(c->t, c->p, c->n, c->es, c->dst, c->err, c->nerr);
+}
+
 bool
 st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t nerr)
 {
@@ -368,18 +515,13 @@ st_read_f32(const StFile *f, const StTensor *t, float *dst, char *err, size_t ne
 		return fail(err, nerr, "tensor '%s': cannot convert dtype to f32", t->name);
 	size_t n = (size_t)(t->end - t->begin) / es;
 	const uint8_t *p = f->bytes + f->data_off + t->begin;
-	bool ok = true;
-	if (t->dtype == DT_F32 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-		memcpy(dst, p, n * 4);
-	else if (t->dtype == DT_BF16 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-		for (size_t i = 0; i < n; i++) {
-			uint16_t h;
-			memcpy(&h, p + 2 * i, 2);
-			uint32_t u = (uint32_t)h << 16;
-			memcpy(&dst[i], &u, 4);
-		}
-	else
-		ok = convert(t, p, n, es, dst, err, nerr);
+	StConvert c = { t, p, n, es, dst, err, nerr, true };
+	if (!st_guard(f, st_convert, &c)) {
+		char what[300];
+		snprintf(what, sizeof what, "tensor '%s'", t->name);
+		return fail_shrank(f, err, nerr, what);
+	}
+	bool ok = c.ok;
 	if (f->mapped) { /* give the tensor's whole pages back: they are read once */
 		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
 		uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n * es) & ~(pg - 1);

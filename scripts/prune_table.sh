@@ -11,43 +11,25 @@
 #   bash scripts/prune_table.sh [BUILD_DIR] [OUT.md]      (after `make build`)
 set -euo pipefail
 
-BUILD=${1:-build}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-OUTMD=${2:-}
-CH="$ROOT/examples/charlm"
-ELIDE="$BUILD/tools/elide"
-CC=${CC:-cc}
+TOOL=prune_table
 THREADS=${ELIDE_THREADS:-2}
-for f in "$ELIDE" "$CH/charlm.elide" "$CH/charlm.safetensors" "$CH/main.c" "$CH/heldout_4k.txt" \
-	"$BUILD/runtime/libelide_rt.a"; do
-	[ -e "$f" ] || { echo "prune_table: missing $f (build first: make build)" >&2; exit 1; }
-done
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib.sh"
+table_setup "${1:-build}" charlm
+OUTMD=${2:-}
+CH=$SRC
+table_require
 
 # variant NAME "STATEMENT": compile, link, score; prints
 # "params bpb tokens/s weight-bytes-per-token notes"
 variant() {
-	local name=$1 stmt=$2 d="$TMP/$1"
-	mkdir -p "$d/out"
-	{ cat "$CH/charlm.elide"; printf '\npolicy t for charlm {\n  %s\n}\n' "$stmt"; } >"$d/m.elide"
-	if ! "$ELIDE" compile "$d/m.elide" -w "$CH/charlm.safetensors" --policy t --emit=obj,header,ir \
-		-o "$d/out" >"$d/log" 2>&1; then
-		cat "$d/log" >&2
-		echo "prune_table: compiling '$name' failed" >&2
-		return 1
-	fi
-	$CC -O2 -I"$d/out" -I"$ROOT" -DCHARLM_DEFAULT_WEIGHTS="\"$d/out/charlm.weights\"" "$CH/main.c" \
-		"$d/out/charlm.o" "$BUILD/runtime/libelide_rt.a" -lm -lpthread -o "$d/charlm"
-	local ev bpb par notes tps wb
-	ev=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS")
-	bpb=$(printf '%s\n' "$ev" | sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
-	tps=$(printf '%s\n' "$ev" | sed -n 's/.*, \([0-9.]*\) tokens\/s).*/\1/p')
+	local name=$1 d="$TMP/$1"
+	table_build "$name" "$2" --emit=obj,header,ir
+	local ev bpb par notes tps wb rep t2
+	ev=$(table_score "$name")
+	bpb=$(printf '%s\n' "$ev" | bpb_of)
+	tps=$(printf '%s\n' "$ev" | tps_of)
 	for rep in 1 2 3 4; do   # a shared machine: the best of five runs
-		local t2
-		t2=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS" |
-			sed -n 's/.*, \([0-9.]*\) tokens\/s).*/\1/p')
+		t2=$(table_score "$name" | tps_of)
 		tps=$(awk -v a="$tps" -v b="$t2" 'BEGIN { print (b > a ? b : a) }')
 	done
 	wb=$(python3 -c 'import json, sys

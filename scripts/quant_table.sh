@@ -9,38 +9,19 @@
 #   bash scripts/quant_table.sh [BUILD_DIR] [OUT.md]      (after `make build`)
 set -euo pipefail
 
-BUILD=${1:-build}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-OUTMD=${2:-}
-CH="$ROOT/examples/charlm"
-ELIDE="$BUILD/tools/elide"
-CC=${CC:-cc}
+TOOL=quant_table
 THREADS=${ELIDE_THREADS:-2}
-for f in "$ELIDE" "$CH/charlm.elide" "$CH/charlm.safetensors" "$CH/main.c" "$CH/heldout_4k.txt" \
-	"$BUILD/runtime/libelide_rt.a"; do
-	[ -e "$f" ] || { echo "quant_table: missing $f (build first: make build)" >&2; exit 1; }
-done
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib.sh"
+table_setup "${1:-build}" charlm
+OUTMD=${2:-}
+table_require
 
 # variant NAME "STATEMENTS" [FLAGS]: compile, link, score; prints "bpb blob-bytes"
 variant() {
-	local name=$1 stmt=$2 flags=${3:-} d="$TMP/$1"
-	mkdir -p "$d/out"
-	{ cat "$CH/charlm.elide"; printf '\npolicy t for charlm {\n  %s\n}\n' "$stmt"; } >"$d/m.elide"
+	local name=$1 stmt=$2 flags=${3:-}
 	# shellcheck disable=SC2086
-	if ! "$ELIDE" compile "$d/m.elide" -w "$CH/charlm.safetensors" --policy t -o "$d/out" $flags >"$d/log" 2>&1; then
-		cat "$d/log" >&2
-		echo "quant_table: compiling '$name' failed" >&2
-		return 1
-	fi
-	$CC -O2 -I"$d/out" -I"$ROOT" -DCHARLM_DEFAULT_WEIGHTS="\"$d/out/charlm.weights\"" "$CH/main.c" \
-		"$d/out/charlm.o" "$BUILD/runtime/libelide_rt.a" -lm -lpthread -o "$d/charlm"
-	local bpb
-	bpb=$("$d/charlm" -w "$d/out/charlm.weights" --eval "$CH/heldout_4k.txt" --threads "$THREADS" |
-		sed -n 's/^bits-per-byte \([0-9.]*\).*/\1/p')
-	echo "$bpb $(stat -c %s "$d/out/charlm.weights")"
+	table_build "$name" "$stmt" $flags
+	echo "$(table_score "$name" | bpb_of) $(stat -c %s "$TMP/$name/out/charlm.weights")"
 }
 
 rows=()

@@ -22,42 +22,10 @@
 #include "tests/support/policy_model.h"
 #include "tests/support/randmodel.h"
 
-#define NSTEP 64
-#define VOCAB 64
+#define NSTEP TP_NSTEP
+#define VOCAB TP_VOCAB
 
 typedef int (*StepFn)(void *, int32_t, int32_t, float *);
-
-static Module *
-load(const RmConfig *c, const char *weights, const char *policy_body)
-{
-	int warnings = 0;
-	Module *m = tp_load(c, weights, policy_body, &warnings);
-	cr_assert(m, "the model does not load, or the pipeline fails");
-	return m;
-}
-
-static RmConfig
-config(int kv_heads, uint64_t seed)
-{
-	return (RmConfig){ .dim = 32, .layers = 4, .heads = 4, .kv_heads = kv_heads, .ffn = 48, .vocab = VOCAB,
-	                   .ctx = NSTEP + 8, .seed = seed };
-}
-
-static char *
-write_weights(const RmConfig *c)
-{
-	static char path[256];
-	snprintf(path, sizeof path, "%s/exitc_%d_%llu.safetensors", ELIDE_BINARY_DIR, c->kv_heads,
-	         (unsigned long long)c->seed);
-	cr_assert(rm_write_model(c, path));
-	return path;
-}
-
-static int32_t
-token(int t)
-{
-	return (int32_t)((t * 37 + 11) % VOCAB);
-}
 
 Test(exit_compiled, neutral_settings_equal_compiled_dense)
 {
@@ -68,19 +36,19 @@ Test(exit_compiled, neutral_settings_equal_compiled_dense)
 		"exit at 1, 2 head head measure maxprob threshold 1 decay 4 patience 3 kv propagate;",
 	};
 	for (int kv = 2; kv <= 4; kv += 2) {
-		RmConfig c = config(kv, 3);
-		char *w = write_weights(&c);
-		Module *dm = load(&c, w, "");
+		RmConfig c = tp_config(4, kv, 3);
+		const char *w = tp_write_weights(&c, "exitc");
+		Module *dm = tp_load_ok(&c, w, "", false);
 		TJit *dense = tj_new(dm, true);
 		for (size_t i = 0; i < sizeof neutral / sizeof neutral[0]; i++) {
-			Module *em = load(&c, w, neutral[i]);
+			Module *em = tp_load_ok(&c, w, neutral[i], false);
 			TJit *ex = tj_new(em, true);
 			int (*reset)(void *) = (int (*)(void *))tj_sym(dense, "reset");
 			reset(dense->ctx);
 			float a[VOCAB], b[VOCAB];
 			for (int t = 0; t < NSTEP; t++) {
-				cr_assert_eq(((StepFn)tj_sym(dense, "step"))(dense->ctx, token(t), t, a), ELIDE_OK);
-				cr_assert_eq(((StepFn)tj_sym(ex, "step"))(ex->ctx, token(t), t, b), ELIDE_OK);
+				cr_assert_eq(((StepFn)tj_sym(dense, "step"))(dense->ctx, tp_token(t), t, a), ELIDE_OK);
+				cr_assert_eq(((StepFn)tj_sym(ex, "step"))(ex->ctx, tp_token(t), t, b), ELIDE_OK);
 				cr_assert(memcmp(a, b, sizeof a) == 0, "'%s', kv_heads %d, step %d: logits differ from dense",
 				          neutral[i], kv, t);
 			}
@@ -102,9 +70,9 @@ typedef struct Case {
 static void
 run_case(const Case *k, uint64_t seed)
 {
-	RmConfig c = config(k->kv_heads, seed);
-	char *w = write_weights(&c);
-	Module *m = load(&c, w, k->policy);
+	RmConfig c = tp_config(4, k->kv_heads, seed);
+	const char *w = tp_write_weights(&c, "exitc");
+	Module *m = tp_load_ok(&c, w, k->policy, false);
 	remove(w);
 	TJit *t = tj_new(m, true);
 	int (*reset)(void *) = (int (*)(void *))tj_sym(t, "reset");
@@ -121,7 +89,7 @@ run_case(const Case *k, uint64_t seed)
 		float a[VOCAB], b[VOCAB];
 		char err[256];
 		for (int i = 0; i < NSTEP; i++) {
-			int32_t tok = token(i);
+			int32_t tok = tp_token(i);
 			cr_assert(interp_run(s, "step", &tok, 1, i, a, err, sizeof err), "%s", err);
 			cr_assert_eq(step(t->ctx, tok, i, b), ELIDE_OK);
 			double e = ts_rel_err(b, a, VOCAB);

@@ -25,8 +25,8 @@
 #include "tests/support/policy_model.h"
 #include "tests/support/randmodel.h"
 
-#define NSTEP 64
-#define VOCAB 64
+#define NSTEP TP_NSTEP
+#define VOCAB TP_VOCAB
 #define LAYERS 6
 #ifndef FFN_T1
 #define FFN_T1 0.99
@@ -36,52 +36,7 @@
 typedef int (*StepFn)(void *, int32_t, int32_t, float *);
 typedef int (*PrefillFn)(void *, const int32_t *, int32_t, int32_t, float *);
 
-static char calib_path[256];
-
-static int32_t
-token(int t)
-{
-	return (int32_t)((t * 37 + 11) % VOCAB);
-}
-
-/* A calibration file of token ids, for the router. */
-static void
-write_calib(void)
-{
-	snprintf(calib_path, sizeof calib_path, "%s/skipc_calib.txt", ELIDE_BINARY_DIR);
-	FILE *f = fopen(calib_path, "w");
-	cr_assert(f);
-	for (int i = 0; i < 96; i++)
-		fprintf(f, "%d ", token(i * 7 + 3));
-	fclose(f);
-}
-
-static Module *
-load(const RmConfig *c, const char *weights, const char *policy_body)
-{
-	int warnings = 0;
-	Module *m = tp_load(c, weights, policy_body, &warnings);
-	cr_assert(m, "the model does not load, or the pipeline fails");
-	cr_assert_eq(warnings, 0, "'%s' was not applied", policy_body);
-	return m;
-}
-
-static RmConfig
-config(int kv_heads, uint64_t seed)
-{
-	return (RmConfig){ .dim = 32, .layers = LAYERS, .heads = 4, .kv_heads = kv_heads, .ffn = 48, .vocab = VOCAB,
-	                   .ctx = NSTEP + 8, .seed = seed };
-}
-
-static char *
-write_weights(const RmConfig *c)
-{
-	static char path[256];
-	snprintf(path, sizeof path, "%s/skipc_%d_%llu.safetensors", ELIDE_BINARY_DIR, c->kv_heads,
-	         (unsigned long long)c->seed);
-	cr_assert(rm_write_model(c, path));
-	return path;
-}
+static const char *calib_path;
 
 /* A prefill of np tokens (none when 0), then steps to NSTEP: every output into
  * out[pos] (the prefill's at its last position). */
@@ -90,7 +45,7 @@ run_compiled(TJit *t, int np, float out[NSTEP][VOCAB])
 {
 	int32_t toks[NSTEP];
 	for (int i = 0; i < NSTEP; i++)
-		toks[i] = token(i);
+		toks[i] = tp_token(i);
 	if (np)
 		cr_assert_eq(((PrefillFn)tj_sym(t, "prefill"))(t->ctx, toks, np, 0, out[np - 1]), ELIDE_OK);
 	for (int i = np; i < NSTEP; i++)
@@ -99,20 +54,20 @@ run_compiled(TJit *t, int np, float out[NSTEP][VOCAB])
 
 Test(skip_compiled, neutral_settings_equal_compiled_dense)
 {
-	write_calib();
+	calib_path = tp_write_calib("skipc_calib.txt");
 	char router[512];
 	snprintf(router, sizeof router, "skip layers from router buckets 1 calibrate \"%s\";", calib_path);
 	const char *neutral[] = { "skip schedule linear(6, 6, 64);", "skip ffn when cos(in, out) > 1;",
 		                  "skip ffn when cos(in, out) > 0.3;", router };
 	static float a[NSTEP][VOCAB], b[NSTEP][VOCAB];
 	for (int kv = 2; kv <= 4; kv += 2) {
-		RmConfig c = config(kv, 3);
-		char *w = write_weights(&c);
-		Module *dm = load(&c, w, "");
+		RmConfig c = tp_config(LAYERS, kv, 3);
+		const char *w = tp_write_weights(&c, "skipc");
+		Module *dm = tp_load_ok(&c, w, "", true);
 		TJit *dense = tj_new(dm, true);
 		int (*reset)(void *) = (int (*)(void *))tj_sym(dense, "reset");
 		for (size_t i = 0; i < sizeof neutral / sizeof neutral[0]; i++) {
-			Module *sm = load(&c, w, neutral[i]);
+			Module *sm = tp_load_ok(&c, w, neutral[i], true);
 			TJit *sk = tj_new(sm, true);
 			int (*sreset)(void *) = (int (*)(void *))tj_sym(sk, "reset");
 			if (i == 2) { /* T = 0.3 in the policy, above 1 through the knob */
@@ -215,7 +170,7 @@ run_setting(const Case *k, const Setting *g, Module *m, TJit *t, Seen *seen)
 		char err[256];
 		int32_t toks[NSTEP];
 		for (int i = 0; i < NSTEP; i++)
-			toks[i] = token(i);
+			toks[i] = tp_token(i);
 		if (k->prefill) {
 			cr_assert(interp_run(s, "prefill", toks, k->prefill, 0, a, err, sizeof err), "%s", err);
 			cr_assert_eq(prefill(t->ctx, toks, k->prefill, 0, b), ELIDE_OK);
@@ -262,9 +217,9 @@ run_setting(const Case *k, const Setting *g, Module *m, TJit *t, Seen *seen)
 static Seen
 run_case(const Case *k, uint64_t seed)
 {
-	RmConfig c = config(k->kv_heads, seed);
-	char *w = write_weights(&c);
-	Module *m = load(&c, w, k->policy);
+	RmConfig c = tp_config(LAYERS, k->kv_heads, seed);
+	const char *w = tp_write_weights(&c, "skipc");
+	Module *m = tp_load_ok(&c, w, k->policy, true);
 	remove(w);
 	TJit *t = tj_new(m, true);
 	Seen seen = { 0 };
@@ -319,7 +274,7 @@ Test(skip_compiled, ffn_skipping_matches_the_interpreter)
 
 Test(skip_compiled, routing_matches_the_interpreter)
 {
-	write_calib();
+	calib_path = tp_write_calib("skipc_calib.txt");
 	char pol[512];
 	snprintf(pol, sizeof pol, "skip layers from router buckets 3 calibrate \"%s\";", calib_path);
 	for (int kv = 2; kv <= 4; kv += 2) {

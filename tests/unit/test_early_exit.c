@@ -22,77 +22,7 @@
 #include "tests/support/policy_model.h"
 #include "tests/support/randmodel.h"
 
-#define NSTEP 64
-
-typedef struct Pair {
-	Module *dense, *exit;
-	RmConfig c;
-} Pair;
-
-static Module *
-load(const RmConfig *c, const char *weights, const char *policy_body)
-{
-	int warnings = 0;
-	Module *m = tp_load(c, weights, policy_body, &warnings);
-	cr_assert(m, "the model does not load, or the pipeline fails");
-	return m;
-}
-
-static Pair
-setup(int kv_heads, uint64_t seed, const char *policy_body)
-{
-	Pair p = { .c = { .dim = 32, .layers = 4, .heads = 4, .kv_heads = kv_heads, .ffn = 48, .vocab = 64,
-	                  .ctx = NSTEP + 8, .seed = seed } };
-	char path[256];
-	snprintf(path, sizeof path, "%s/exit_%d_%llu.safetensors", ELIDE_BINARY_DIR, kv_heads, (unsigned long long)seed);
-	cr_assert(rm_write_model(&p.c, path));
-	p.dense = load(&p.c, path, "");
-	p.exit = load(&p.c, path, policy_body);
-	remove(path);
-	return p;
-}
-
-static void
-teardown(Pair *p)
-{
-	ir_free_module(p->dense);
-	ir_free_module(p->exit);
-}
-
-static int32_t
-token(int t)
-{
-	return (int32_t)((t * 37 + 11) % 64);
-}
-
-/* Runs NSTEP decode steps of both modules; with `same`, the logits must match bit for
- * bit; returns the number of steps whose logits held a NaN in the exit module. */
-static int
-run_steps(Pair *p, bool same, bool poison, InterpState **keep)
-{
-	InterpState *a = interp_new(p->dense), *b = interp_new(p->exit);
-	interp_set_poison(b, poison);
-	float la[64], lb[64];
-	char err[256];
-	int nan_steps = 0;
-	for (int t = 0; t < NSTEP; t++) {
-		int32_t tok = token(t);
-		cr_assert(interp_run(a, "step", &tok, 1, t, la, err, sizeof err), "%s", err);
-		cr_assert(interp_run(b, "step", &tok, 1, t, lb, err, sizeof err), "%s", err);
-		if (same)
-			cr_assert(memcmp(la, lb, sizeof la) == 0, "step %d: logits differ from the dense model", t);
-		bool nan = false;
-		for (int k = 0; k < 64; k++)
-			nan |= isnan(lb[k]);
-		nan_steps += nan;
-	}
-	interp_free(a);
-	if (keep)
-		*keep = b;
-	else
-		interp_free(b);
-	return nan_steps;
-}
+#define NSTEP TP_NSTEP
 
 Test(early_exit, neutral_settings_equal_dense)
 {
@@ -106,9 +36,9 @@ Test(early_exit, neutral_settings_equal_dense)
 	};
 	for (int kv = 2; kv <= 4; kv += 2)
 		for (size_t i = 0; i < sizeof neutral / sizeof neutral[0]; i++) {
-			Pair p = setup(kv, 5 + i, neutral[i]);
-			run_steps(&p, true, false, NULL);
-			teardown(&p);
+			TpPair p = tp_pair(4, kv, 5 + i, neutral[i], false);
+			tp_run_seq(&p, 0, true, false, NULL, NULL);
+			tp_pair_free(&p);
 		}
 }
 
@@ -151,33 +81,33 @@ capture(void *user, const Func *f, const Op *op, const float *val, int64_t rows,
 Test(early_exit, kv_propagation_is_exact)
 {
 	/* maxprob > 0 always holds: every token exits at site 2 */
-	Pair p = setup(2, 11, "exit at 2 head head measure maxprob threshold 0 kv propagate;");
+	TpPair p = tp_pair(4, 2, 11, "exit at 2 head head measure maxprob threshold 0 kv propagate;", false);
 	const RmConfig *c = &p.c;
-	const Func *f = ir_find_func(p.exit, "step");
+	const Func *f = ir_find_func(p.policy, "step");
 	Capture cap = { .layer = 1, .last_op = 0 };
 	for (uint32_t i = 0; i < f->nops && f->ops[i].code != OP_IF; i++)
 		if (f->ops[i].layer == 1)
 			cap.last_op = i;
-	InterpState *s = interp_new(p.exit);
+	InterpState *s = interp_new(p.policy);
 	interp_set_op_hook(s, capture, &cap);
 	int hd = c->dim / c->heads, kvw = c->kv_heads * hd;
 	float out[64];
 	char err[256];
 	for (int pos = 0; pos < 6; pos++) {
-		int32_t tok = token(pos);
+		int32_t tok = tp_token(pos);
 		cr_assert(interp_run(s, "step", &tok, 1, pos, out, err, sizeof err), "%s", err);
 		for (int j = 2; j < c->layers; j++) {
 			char nm[32];
 			double hn[64], k[64], v[64];
 			snprintf(nm, sizeof nm, "attn_norm.%d", j);
-			rmsnorm(cap.h, param(p.exit, nm), c->dim, hn);
+			rmsnorm(cap.h, param(p.policy, nm), c->dim, hn);
 			float hf[64];
 			for (int i = 0; i < c->dim; i++)
 				hf[i] = (float)hn[i];
 			snprintf(nm, sizeof nm, "wk.%d", j);
-			const float *wk = param(p.exit, nm);
+			const float *wk = param(p.policy, nm);
 			snprintf(nm, sizeof nm, "wv.%d", j);
-			const float *wv = param(p.exit, nm);
+			const float *wv = param(p.policy, nm);
 			for (int r = 0; r < kvw; r++) {
 				double ak = 0, av = 0;
 				for (int i = 0; i < c->dim; i++) {
@@ -208,12 +138,12 @@ Test(early_exit, kv_propagation_is_exact)
 	}
 	const InterpStats *st = interp_stats(s);
 	cr_assert_eq(st->layers, 6 * 2, "every token runs 2 layers, saw %lld in all", (long long)st->layers);
-	int32_t site = ir_find_stat(p.exit, "exit.site2"), kvs = ir_find_stat(p.exit, "exit.kv_only_layers");
+	int32_t site = ir_find_stat(p.policy, "exit.site2"), kvs = ir_find_stat(p.policy, "exit.kv_only_layers");
 	cr_assert(site >= 0 && kvs >= 0);
 	cr_assert_eq(st->slots[site], 6);
 	cr_assert_eq(st->slots[kvs], 6 * 2);
 	interp_free(s);
-	teardown(&p);
+	tp_pair_free(&p);
 }
 
 /* Removes the kv_write ops of the exit tails (what 'kv none' would leave). */
@@ -231,13 +161,14 @@ drop_kv_writes(Module *m)
 Test(early_exit, poisoned_cache_sees_no_nan)
 {
 	for (int kv = 2; kv <= 4; kv += 2) {
-		Pair p = setup(kv, 21, "exit at 1, 2, 3 head head measure maxprob threshold 0.05 kv propagate;");
+		TpPair p =
+			tp_pair(4, kv, 21, "exit at 1, 2, 3 head head measure maxprob threshold 0.05 kv propagate;", false);
 		InterpState *s;
-		cr_assert_eq(run_steps(&p, false, true, &s), 0, "a NaN reached the logits");
+		cr_assert_eq(tp_run_seq(&p, 0, false, true, NULL, &s), 0, "a NaN reached the logits");
 		const InterpStats *st = interp_stats(s);
 		int64_t exits = 0, sites = 0;
-		for (uint32_t k = 0; k < p.exit->nstats; k++)
-			if (strncmp(p.exit->stats[k].name, "exit.site", 9) == 0) {
+		for (uint32_t k = 0; k < p.policy->nstats; k++)
+			if (strncmp(p.policy->stats[k].name, "exit.site", 9) == 0) {
 				exits += st->slots[k];
 				sites += st->slots[k] > 0;
 			}
@@ -247,8 +178,8 @@ Test(early_exit, poisoned_cache_sees_no_nan)
 		          "the threshold should make tokens exit at different sites (exits %lld, sites %lld)",
 		          (long long)exits, (long long)sites);
 		interp_free(s);
-		drop_kv_writes(p.exit);
-		cr_assert_gt(run_steps(&p, false, true, NULL), 0, "without the K/V tails, NaN must show");
-		teardown(&p);
+		drop_kv_writes(p.policy);
+		cr_assert_gt(tp_run_seq(&p, 0, false, true, NULL, NULL), 0, "without the K/V tails, NaN must show");
+		tp_pair_free(&p);
 	}
 }

@@ -23,142 +23,39 @@
 #include "tests/support/policy_model.h"
 #include "tests/support/randmodel.h"
 
-#define NSTEP 64
-#define VOCAB 64
+#define NSTEP TP_NSTEP
+#define VOCAB TP_VOCAB
 
-typedef struct Pair {
-	Module *dense, *skip;
-	RmConfig c;
-} Pair;
-
-static Module *
-load(const RmConfig *c, const char *weights, const char *policy_body)
-{
-	int warnings = 0;
-	Module *m = tp_load(c, weights, policy_body, &warnings);
-	cr_assert(m, "the model does not load, or the pipeline fails");
-	cr_assert_eq(warnings, 0, "the statement was not applied");
-	return m;
-}
-
-static char calib_path[256];
-
-static int32_t
-token(int t)
-{
-	return (int32_t)((t * 37 + 11) % VOCAB);
-}
-
-/* A calibration file of token ids, for the router. */
-static void
-write_calib(void)
-{
-	snprintf(calib_path, sizeof calib_path, "%s/skip_calib.txt", ELIDE_BINARY_DIR);
-	FILE *f = fopen(calib_path, "w");
-	cr_assert(f);
-	for (int i = 0; i < 96; i++)
-		fprintf(f, "%d ", token(i * 7 + 3));
-	fclose(f);
-}
-
-static Pair
-setup(int kv_heads, uint64_t seed, const char *policy_body)
-{
-	Pair p = { .c = { .dim = 32, .layers = 6, .heads = 4, .kv_heads = kv_heads, .ffn = 48, .vocab = VOCAB,
-	                  .ctx = NSTEP + 8, .seed = seed } };
-	char path[256];
-	snprintf(path, sizeof path, "%s/skip_%d_%llu.safetensors", ELIDE_BINARY_DIR, kv_heads, (unsigned long long)seed);
-	cr_assert(rm_write_model(&p.c, path));
-	p.dense = load(&p.c, path, "");
-	p.skip = load(&p.c, path, policy_body);
-	remove(path);
-	return p;
-}
-
-static void
-teardown(Pair *p)
-{
-	ir_free_module(p->dense);
-	ir_free_module(p->skip);
-}
-
-static bool
-has_nan(const float *x, int n)
-{
-	for (int k = 0; k < n; k++)
-		if (isnan(x[k]))
-			return true;
-	return false;
-}
-
-/* A prefill of `np` tokens (none when 0), then steps to NSTEP on both modules; with
- * `same`, logits must match bit for bit; layers[t] receives the layers the skip
- * module ran at step t; returns the steps whose logits held a NaN. */
-static int
-run_seq(Pair *p, int np, bool same, bool poison, int64_t *layers, InterpState **keep)
-{
-	InterpState *a = interp_new(p->dense), *b = interp_new(p->skip);
-	interp_set_poison(b, poison);
-	float la[VOCAB], lb[VOCAB];
-	char err[256];
-	int nan_steps = 0;
-	if (np) {
-		int32_t toks[NSTEP];
-		for (int t = 0; t < np; t++)
-			toks[t] = token(t);
-		cr_assert(interp_run(a, "prefill", toks, np, 0, la, err, sizeof err), "%s", err);
-		cr_assert(interp_run(b, "prefill", toks, np, 0, lb, err, sizeof err), "%s", err);
-		if (same)
-			cr_assert(memcmp(la, lb, sizeof la) == 0, "prefill: logits differ from the dense model");
-		nan_steps += has_nan(lb, VOCAB);
-	}
-	for (int t = np; t < NSTEP; t++) {
-		int32_t tok = token(t);
-		int64_t before = interp_stats(b)->layers;
-		cr_assert(interp_run(a, "step", &tok, 1, t, la, err, sizeof err), "%s", err);
-		cr_assert(interp_run(b, "step", &tok, 1, t, lb, err, sizeof err), "%s", err);
-		if (layers)
-			layers[t] = interp_stats(b)->layers - before;
-		if (same)
-			cr_assert(memcmp(la, lb, sizeof la) == 0, "step %d: logits differ from the dense model", t);
-		nan_steps += has_nan(lb, VOCAB);
-	}
-	interp_free(a);
-	if (keep)
-		*keep = b;
-	else
-		interp_free(b);
-	return nan_steps;
-}
+static const char *calib_path;
 
 Test(layer_skip, neutral_settings_equal_dense)
 {
-	write_calib();
+	calib_path = tp_write_calib("skip_calib.txt");
 	char router[512];
 	snprintf(router, sizeof router, "skip layers from router buckets 1 calibrate \"%s\";", calib_path);
 	const char *neutral[] = { "skip schedule linear(6, 6, 64);", "skip ffn when cos(in, out) > 1;", router };
 	for (int kv = 2; kv <= 4; kv += 2)
 		for (size_t i = 0; i < sizeof neutral / sizeof neutral[0]; i++) {
-			Pair p = setup(kv, 5 + i, neutral[i]);
-			run_seq(&p, 0, true, false, NULL, NULL);
-			run_seq(&p, 8, true, false, NULL, NULL);
-			teardown(&p);
+			TpPair p = tp_pair(6, kv, 5 + i, neutral[i], true);
+			tp_run_seq(&p, 0, true, false, NULL, NULL);
+			tp_run_seq(&p, 8, true, false, NULL, NULL);
+			tp_pair_free(&p);
 		}
 	/* T above 1 through the knob, with every layer a candidate and no warm-up */
-	Pair p = setup(2, 9, "skip ffn when cos(in, out) > 0.5;");
-	InterpState *a = interp_new(p.dense), *b = interp_new(p.skip);
+	TpPair p = tp_pair(6, 2, 9, "skip ffn when cos(in, out) > 0.5;", true);
+	InterpState *a = interp_new(p.dense), *b = interp_new(p.policy);
 	cr_assert(interp_set_knob(b, "skip.ffn.threshold", 1.5));
 	float la[VOCAB], lb[VOCAB];
 	char err[256];
 	for (int t = 0; t < NSTEP; t++) {
-		int32_t tok = token(t);
+		int32_t tok = tp_token(t);
 		cr_assert(interp_run(a, "step", &tok, 1, t, la, err, sizeof err), "%s", err);
 		cr_assert(interp_run(b, "step", &tok, 1, t, lb, err, sizeof err), "%s", err);
 		cr_assert(memcmp(la, lb, sizeof la) == 0, "step %d: logits differ from the dense model", t);
 	}
 	interp_free(a);
 	interp_free(b);
-	teardown(&p);
+	tp_pair_free(&p);
 	remove(calib_path);
 }
 
@@ -172,20 +69,20 @@ budget(int64_t nmax, int64_t nmin, int64_t ctx, int64_t t)
 Test(layer_skip, schedule_runs_the_budget_and_sees_no_nan)
 {
 	for (int kv = 2; kv <= 4; kv += 2) {
-		Pair p = setup(kv, 31, "skip schedule linear(6, 2, 48);");
+		TpPair p = tp_pair(6, kv, 31, "skip schedule linear(6, 2, 48);", true);
 		int64_t layers[NSTEP];
 		InterpState *s;
-		cr_assert_eq(run_seq(&p, 0, false, true, layers, &s), 0, "a NaN reached the logits");
+		cr_assert_eq(tp_run_seq(&p, 0, false, true, layers, &s), 0, "a NaN reached the logits");
 		for (int t = 0; t < NSTEP; t++)
 			cr_assert_eq(layers[t], budget(6, 2, 48, t), "step %d ran %lld layers, the budget is %lld", t,
 			             (long long)layers[t], (long long)budget(6, 2, 48, t));
 		interp_free(s);
 		/* with a prefill first: the same budgets from the prompt's end on */
-		cr_assert_eq(run_seq(&p, 10, false, true, layers, NULL), 0, "a NaN reached the logits after a prefill");
+		cr_assert_eq(tp_run_seq(&p, 10, false, true, layers, NULL), 0, "a NaN reached the logits after a prefill");
 		for (int t = 10; t < NSTEP; t++)
 			cr_assert_eq(layers[t], budget(6, 2, 48, t));
 		/* one ret per distinct budget; no 'if' inside a variant */
-		const Func *f = ir_find_func(p.skip, "step");
+		const Func *f = ir_find_func(p.policy, "step");
 		int rets = 0, depth = 0, maxdepth = 0;
 		for (uint32_t i = 0; i < f->nops; i++) {
 			rets += f->ops[i].code == OP_RET;
@@ -194,7 +91,7 @@ Test(layer_skip, schedule_runs_the_budget_and_sees_no_nan)
 		}
 		cr_assert_eq(rets, 5, "budgets 6, 5, 4, 3, 2: saw %d variants", rets);
 		cr_assert_eq(maxdepth, 1, "a variant holds a branch");
-		teardown(&p);
+		tp_pair_free(&p);
 	}
 }
 
@@ -210,16 +107,16 @@ Test(layer_skip, ffn_skipping_counts_and_sees_no_nan)
 {
 	for (int kv = 2; kv <= 4; kv += 2) {
 		/* a low threshold: most tokens skip every FFN block after the first candidate */
-		Pair p = setup(kv, 41, "skip ffn when cos(in, out) > 0.2 warmup 8 cold 0, 5;");
+		TpPair p = tp_pair(6, kv, 41, "skip ffn when cos(in, out) > 0.2 warmup 8 cold 0, 5;", true);
 		InterpState *s;
-		cr_assert_eq(run_seq(&p, 0, false, true, NULL, &s), 0, "a NaN reached the logits");
-		cr_assert_lt(ir_find_stat(p.skip, "skip.ffn.layer1"), 0, "the first candidate is never skipped");
-		cr_assert_lt(ir_find_stat(p.skip, "skip.ffn.layer5"), 0, "a cold layer is never skipped");
+		cr_assert_eq(tp_run_seq(&p, 0, false, true, NULL, &s), 0, "a NaN reached the logits");
+		cr_assert_lt(ir_find_stat(p.policy, "skip.ffn.layer1"), 0, "the first candidate is never skipped");
+		cr_assert_lt(ir_find_stat(p.policy, "skip.ffn.layer5"), 0, "a cold layer is never skipped");
 		int64_t total = 0;
 		for (int l = 2; l <= 4; l++) {
 			char nm[32];
 			snprintf(nm, sizeof nm, "skip.ffn.layer%d", l);
-			int64_t n = slot(p.skip, s, nm);
+			int64_t n = slot(p.policy, s, nm);
 			cr_assert_leq(n, NSTEP - 8, "layer %d skipped %lld times, more than the steps past the warm-up", l,
 			              (long long)n);
 			total += n;
@@ -228,56 +125,56 @@ Test(layer_skip, ffn_skipping_counts_and_sees_no_nan)
 		cr_assert_gt(total, 0, "no FFN block was skipped");
 		interp_free(s);
 		/* the warm-up: the first 8 positions equal the dense model */
-		InterpState *a = interp_new(p.dense), *b = interp_new(p.skip);
+		InterpState *a = interp_new(p.dense), *b = interp_new(p.policy);
 		float la[VOCAB], lb[VOCAB];
 		char err[256];
 		for (int t = 0; t < 8; t++) {
-			int32_t tok = token(t);
+			int32_t tok = tp_token(t);
 			cr_assert(interp_run(a, "step", &tok, 1, t, la, err, sizeof err), "%s", err);
 			cr_assert(interp_run(b, "step", &tok, 1, t, lb, err, sizeof err), "%s", err);
 			cr_assert(memcmp(la, lb, sizeof la) == 0, "warm-up step %d differs from the dense model", t);
 		}
 		interp_free(a);
 		interp_free(b);
-		teardown(&p);
+		tp_pair_free(&p);
 	}
 }
 
 Test(layer_skip, routing_persists_and_sees_no_nan)
 {
-	write_calib();
+	calib_path = tp_write_calib("skip_calib.txt");
 	char pol[512];
 	snprintf(pol, sizeof pol, "skip layers from router buckets 3 calibrate \"%s\";", calib_path);
 	for (int kv = 2; kv <= 4; kv += 2) {
-		Pair p = setup(kv, 51, pol);
-		int32_t route = ir_find_knob(p.skip, "skip.route"), bucket = ir_find_knob(p.skip, "skip.bucket");
+		TpPair p = tp_pair(6, kv, 51, pol, true);
+		int32_t route = ir_find_knob(p.policy, "skip.route"), bucket = ir_find_knob(p.policy, "skip.bucket");
 		cr_assert(route >= 0 && bucket >= 0);
 		/* each bucket forced: the steps run 6 - b layers, no NaN from poisoned caches */
 		for (int b = 0; b < 3; b++) {
 			int64_t layers[NSTEP];
-			InterpState *s = interp_new(p.skip);
+			InterpState *s = interp_new(p.policy);
 			interp_set_poison(s, true);
 			cr_assert(interp_set_knob(s, "skip.bucket", b));
 			float out[VOCAB];
 			char err[256];
 			int32_t toks[12];
 			for (int t = 0; t < 12; t++)
-				toks[t] = token(t);
+				toks[t] = tp_token(t);
 			cr_assert(interp_run(s, "prefill", toks, 12, 0, out, err, sizeof err), "%s", err);
 			for (int t = 12; t < NSTEP; t++) {
-				int32_t tok = token(t);
+				int32_t tok = tp_token(t);
 				int64_t before = interp_stats(s)->layers;
 				cr_assert(interp_run(s, "step", &tok, 1, t, out, err, sizeof err), "%s", err);
 				layers[t] = interp_stats(s)->layers - before;
 				cr_assert_eq(layers[t], 6 - b, "bucket %d: step %d ran %lld layers", b, t, (long long)layers[t]);
-				cr_assert(!has_nan(out, VOCAB), "bucket %d: a NaN reached the logits at step %d", b, t);
+				cr_assert(!tp_has_nan(out, VOCAB), "bucket %d: a NaN reached the logits at step %d", b, t);
 			}
 			/* the prefill's choice is counted once */
 			int64_t chosen = 0;
 			for (int q = 0; q < 3; q++) {
 				char nm[32];
 				snprintf(nm, sizeof nm, "skip.router.bucket%d", q);
-				chosen += slot(p.skip, s, nm);
+				chosen += slot(p.policy, s, nm);
 			}
 			cr_assert_eq(chosen, 1);
 			/* switching to a bucket that runs more layers reads rows never written */
@@ -285,34 +182,34 @@ Test(layer_skip, routing_persists_and_sees_no_nan)
 				cr_assert(interp_set_knob(s, "skip.bucket", 0));
 				int32_t tok = 1;
 				cr_assert(interp_run(s, "step", &tok, 1, NSTEP, out, err, sizeof err), "%s", err);
-				cr_assert(has_nan(out, VOCAB), "running skipped layers again must see unwritten (NaN) rows");
+				cr_assert(tp_has_nan(out, VOCAB), "running skipped layers again must see unwritten (NaN) rows");
 			}
 			interp_free(s);
 		}
 		/* no override: the steps run the bucket the prefill chose, kept in skip.route */
-		InterpState *s = interp_new(p.skip);
+		InterpState *s = interp_new(p.policy);
 		float out[VOCAB];
 		char err[256];
 		int32_t toks[12];
 		for (int t = 0; t < 12; t++)
-			toks[t] = token(t);
+			toks[t] = tp_token(t);
 		cr_assert(interp_run(s, "prefill", toks, 12, 0, out, err, sizeof err), "%s", err);
 		int chosen = -1;
 		for (int q = 0; q < 3; q++) {
 			char nm[32];
 			snprintf(nm, sizeof nm, "skip.router.bucket%d", q);
-			if (slot(p.skip, s, nm))
+			if (slot(p.policy, s, nm))
 				chosen = q;
 		}
 		cr_assert(chosen >= 0);
 		int64_t before = interp_stats(s)->layers;
-		int32_t tok = token(12);
+		int32_t tok = tp_token(12);
 		cr_assert(interp_run(s, "step", &tok, 1, 12, out, err, sizeof err), "%s", err);
 		cr_assert_eq(interp_stats(s)->layers - before, 6 - chosen, "the step does not follow the prefill's bucket %d",
 		             chosen);
 		cr_log_info("kv_heads %d: the prefill chose bucket %d", kv, chosen);
 		interp_free(s);
-		teardown(&p);
+		tp_pair_free(&p);
 	}
 	remove(calib_path);
 }

@@ -1,11 +1,17 @@
 /* test_safetensors.c - the safetensors reader: dtype conversions, every validation
  * error, every truncation of a valid file and 1,000 seeded random byte flips of its
- * header (only clean errors, also under ASan), and ir_load_params' diagnostics. */
+ * header (only clean errors, also under ASan), ir_load_params' diagnostics, and a
+ * file truncated while it is mapped (a clean error, not SIGBUS). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ir/ir.h"
 #include "tests/support/randmodel.h"
@@ -264,5 +270,114 @@ Test(safetensors, load_params_reports_at_param_location)
 	cr_expect(strstr(msg, "missing.safetensors: error: cannot open"), "%s", msg);
 	free(msg);
 	ir_free_module(m);
+	remove(path);
+}
+
+/* A file of two f32 tensors of 4096 elements each (16 KiB apiece, several pages). */
+static const char *
+write_big(const char *name)
+{
+	static char path[256];
+	snprintf(path, sizeof path, "%s/%s_%ld.safetensors", ELIDE_BINARY_DIR, name, (long)getpid());
+	static float big[4096];
+	for (int i = 0; i < 4096; i++)
+		big[i] = (float)i;
+	RmTensor t[] = { { "a", RM_F32, 1, { 4096 }, big }, { "b", RM_F32, 2, { 64, 64 }, big } };
+	cr_assert(rm_st_write(t, 2, path));
+	return path;
+}
+
+/* A file truncated while it is mapped (another program rewriting it): the reads past
+ * its new end fail with a message, never SIGBUS; what is still there reads. */
+Test(safetensors, file_shrinking_under_the_mapping_is_a_clean_error)
+{
+	const char *path = write_big("st_shrink");
+	char err[512] = "";
+	StFile *f = st_open(path, err, sizeof err);
+	cr_assert(f, "%s", err);
+	cr_assert(f->mapped);
+	size_t size = f->size;
+	const StTensor *a = st_find(f, "a"), *b = st_find(f, "b");
+	cr_assert(a && b);
+	const StTensor *first = a->begin < b->begin ? a : b, *second = a->begin < b->begin ? b : a;
+	/* cut the file a page past the end of the first tensor: the second faults */
+	long pg = sysconf(_SC_PAGESIZE);
+	off_t cut = (off_t)(((f->data_off + first->end) / (size_t)pg + 1) * (size_t)pg);
+	cr_assert_lt((uint64_t)cut, f->data_off + second->begin + (uint64_t)pg, "the second tensor spans pages past the cut");
+	cr_assert_eq(truncate(path, cut), 0);
+	static float out[4096];
+	cr_expect(st_read_f32(f, first, out, err, sizeof err), "%s", err);
+	cr_expect_eq(out[4095], 4095.0f);
+	err[0] = 0;
+	cr_expect_not(st_read_f32(f, second, out, err, sizeof err), "a read past the end succeeded");
+	char want[128];
+	snprintf(want, sizeof want, "' shrank from %zu bytes to %lld bytes while it was read", size, (long long)cut);
+	cr_expect(strstr(err, want), "%s", err);
+	cr_expect(strstr(err, "tensor '"), "%s", err);
+	/* emptied: every read fails, the guard holds for the next read too */
+	cr_assert_eq(truncate(path, 0), 0);
+	cr_expect_not(st_read_f32(f, first, out, err, sizeof err));
+	cr_expect(strstr(err, "to 0 bytes"), "%s", err);
+	st_close(f);
+	remove(path);
+}
+
+static void
+truncate_to_zero(const char *path)
+{
+	cr_assert_eq(truncate(path, 0), 0);
+}
+
+/* Truncated between the mapping and the header's read (the hook): st_open fails
+ * with a message, and ir_load_params reports it at the file. */
+Test(safetensors, file_shrinking_before_the_header_is_read_is_a_clean_error)
+{
+	const char *path = write_big("st_shrink_head");
+	char err[512] = "";
+	st_test_after_map = truncate_to_zero;
+	cr_expect_null(st_open(path, err, sizeof err));
+	cr_expect(strstr(err, "cannot read the header: '"), "%s", err);
+	cr_expect(strstr(err, "shrank from"), "%s", err);
+	path = write_big("st_shrink_head");
+	Module *m = ir_new_module("t");
+	ir_add_param(m, "a", "a", ir_type_vec(DT_F32, 4096), -1, (Loc){ "m.elide", 3, 5, 0 });
+	bool ok;
+	char *msg = load_with(m, path, &ok);
+	st_test_after_map = NULL;
+	cr_expect_not(ok);
+	cr_expect(strstr(msg, "error: cannot read the header: '"), "%s", msg);
+	free(msg);
+	ir_free_module(m);
+	remove(path);
+}
+
+/* A SIGBUS outside the reader's guarded reads still kills: the guard's handler,
+ * installed by a read, passes it on (to the default action, or to the sanitizer's
+ * handler, which reports and exits non-zero).  The fault runs in a child. */
+Test(safetensors, sigbus_outside_the_reader_still_kills)
+{
+	const char *path = write_big("st_bus");
+	char err[512] = "";
+	StFile *f = st_open(path, err, sizeof err);
+	cr_assert(f, "%s", err);
+	static float out[4096];
+	cr_assert(st_read_f32(f, st_find(f, "a"), out, err, sizeof err), "%s", err); /* installs the handler */
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	volatile const uint8_t *p = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	cr_assert_neq((void *)p, MAP_FAILED);
+	close(fd);
+	cr_assert_eq(truncate(path, 0), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		(void)p[f->size - 1];
+		_exit(0); /* the read did not fault: the parent fails */
+	}
+	int status = 0;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_expect((WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS) || (WIFEXITED(status) && WEXITSTATUS(status) != 0),
+	          "the child survived a read past the end (status 0x%x)", status);
+	st_close(f);
 	remove(path);
 }
