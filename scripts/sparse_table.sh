@@ -1,23 +1,14 @@
 #!/usr/bin/env bash
-# sparse_table.sh - sparse attention on the trained long-context example model
-# (examples/charlm8, context 1024): held-out bits per byte of examples/charlm8/
-# heldout_16k.txt in chunks of 1024 bytes from an empty context.
-# Decode rows: each `attend decode` statement compiled by `elide compile`, linked with
-# examples/charlm/main.c and scored by `--eval`, which feeds every byte through the
-# step entry (no prefill), so every scored byte is a decode step at positions 0..1022.
-# Each row: bits per byte, delta vs dense, the share of KV positions read (computed
-# from the selection rule of docs/sparse.md for the scored positions), decode
-# tokens/s and the paired speed-up over dense (the median of RUNS alternating pairs
-# on the first TIME_BYTES bytes).  The knob row compiles budget 512 and lowers it
-# with `--knob attend.budget=64`; its logits hash must equal the compiled budget 64's.
-# Prefill rows (PREFILL=0 skips them): `attend prefill` runs in the interpreter only,
-# so a copy of charlm8.elide whose prefill returns the logits of every row goes
-# through `elide opt --passes=sparse-prefill` and `elide run --interp --prefill` once
-# per chunk; its rows are scored from the dumped logits.
-# OUT.md keeps its prose: only the lines between the script's two marker comments
-# are replaced (a file without them is written whole).
+# sparse_table.sh - sparse attention on charlm8 (examples/charlm8, context 1024): held-out
+# bits per byte of heldout_16k.txt in chunks of 1024 bytes, each from an empty context.
+# Decode rows: each `attend decode` statement compiled, linked with main.c and scored by
+# --eval (every byte a step, positions 0..1022), with the share of KV positions read (from
+# the selection rule), tokens/s and the paired speed-up over dense (RUNS pairs on the first
+# TIME_BYTES bytes).  Prefill rows: `attend prefill` in the interpreter, on a copy of the
+# model whose prefill returns every row's logits.  Only the lines between OUT.md's marker
+# comments are replaced (a file without them is written whole).
 #   bash scripts/sparse_table.sh [BUILD_DIR] [OUT.md]        (after make build)
-# Environment: ELIDE_THREADS (1), RUNS (3), TIME_BYTES (4096), PREFILL (1), HELD.
+# Environment: ELIDE_THREADS (1), RUNS (3), TIME_BYTES (4096), PREFILL (1: prefill rows), HELD.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -224,7 +215,7 @@ fi
 	echo "Load when measured (/proc/loadavg): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo
 	echo "Decode: compiled, $THREADS thread(s); held-out $(basename "$HELD") ($NBYTES bytes) in chunks of $CTX"
-	echo "bytes from an empty context, every byte fed through the step entry (positions 0..$((CTX - 1)))."
+	echo "bytes from an empty context, every byte fed through the step entry (positions 0..$((CTX - 2)))."
 	echo "KV read: the share of the KV positions a dense step reads, over the scored positions"
 	echo "(sparse layers; all $LAYERS layers; one sparse layer at position $((CTX - 1))).  Speed: $RUNS pairs"
 	echo "alternating with dense on the first $TIME_BYTES bytes, the median tokens/s and ratio."
