@@ -6,7 +6,9 @@
  * Generation prints the text as it is produced, then the speed.  --eval scores a
  * file the way train.py does: consecutive chunks of N bytes (--ctx, default the
  * model's context), each from an empty context, byte i+1 of a chunk predicted from
- * bytes 0..i.
+ * bytes 0..i; it prints the bits per byte, the tokens per second, a 64-bit FNV-1a
+ * hash of every scored position's logits (equal hashes: bit-identical logits) and
+ * the statistics.
  * The model is charlm unless MODEL (its name, lower case), MODEL_UPPER (upper case)
  * and MODEL_HEADER (its header, a string) are defined, as examples/CMakeLists.txt
  * does for charlm8; CHARLM_DEFAULT_WEIGHTS names the default weight blob. */
@@ -160,6 +162,7 @@ run_eval(model_ctx *c, const char *path, size_t ctx)
 	float lo[MODEL_VOCAB];
 	double bits = 0;
 	size_t scored = 0;
+	uint64_t hash = 0xcbf29ce484222325u; /* FNV-1a 64 over the logits' bytes */
 	double t0 = now_s();
 	Tally t = { 0 };
 	for (size_t s = 0; s < n; s += ctx) {
@@ -172,6 +175,9 @@ run_eval(model_ctx *c, const char *path, size_t ctx)
 			check(model_step(c, buf[s + i], (int32_t)i, lo), "step");
 			bits += nll_bits(lo, buf[s + i + 1]);
 			scored++;
+			const unsigned char *b = (const unsigned char *)lo;
+			for (size_t k = 0; k < sizeof lo; k++)
+				hash = (hash ^ b[k]) * 0x100000001b3u;
 		}
 	}
 	double dt = now_s() - t0;
@@ -182,6 +188,7 @@ run_eval(model_ctx *c, const char *path, size_t ctx)
 	tally(c, &t);
 	printf("bits-per-byte %.4f (%zu bytes scored in chunks of %zu, %.1f tokens/s)\n",
 	       bits / (double)scored, scored, ctx, (double)scored / dt);
+	printf("logits-fnv1a %016llx\n", (unsigned long long)hash);
 	printf("layers-per-token %.4f of %d\n", t.tokens ? (double)t.layers / (double)t.tokens : 0.0, MODEL_LAYERS);
 	for (int k = 0; k < MODEL_NSTATS; k++)
 		printf("stat %s %lld\n", model_stat_name(k), (long long)t.slots[k]);
