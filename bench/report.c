@@ -1,6 +1,6 @@
 /* report.c - the summary of `make bench`: reads the JSON objects the benchmark
  * programs wrote into OUT_DIR (stream.json, blas.json, kernel-NAME.json,
- * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json, ort.json,
+ * model-NAME.json, policy-NAME.json, quant-NAME-FORMAT.json, ort.json, peers.json,
  * longctx-NAME.json), derives the comparisons -- generated kernels / OpenBLAS, decode
  * weight-read rate / measured bandwidth, prefill GFLOPS / OpenBLAS SGEMM at the same
  * shapes -- prints a table and writes everything into one results file.
@@ -165,6 +165,16 @@ report_ort(const char *dir, cJSON *res)
 		printf("\n");
 	}
 	cJSON_AddItemToObject(res, "onnxruntime", o);
+}
+
+/* llama.cpp against elide on the same weights (peers.json, bench/peers.sh, which
+ * make bench does not run): kept whole as "peers" when the file is there. */
+static void
+report_peers(const char *dir, cJSON *res)
+{
+	cJSON *o = load(dir, "peers.json");
+	if (o)
+		cJSON_AddItemToObject(res, "peers", o);
 }
 
 /* The quantised runs (quant-NAME-FORMAT.json): blob sizes, paired decode and
@@ -359,6 +369,7 @@ main(int argc, char **argv)
 	report_policies(dir, res);
 	report_quant(dir, res);
 	report_ort(dir, res);
+	report_peers(dir, res);
 	report_longctx(dir, res);
 	char *text = cJSON_Print(res);
 	FILE *f = fopen(argv[2], "w");
