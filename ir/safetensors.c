@@ -261,7 +261,7 @@ st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 StFile *
 st_open(const char *path, char *err, size_t nerr)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
 	if (fd < 0) {
 		fail(err, nerr, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;

@@ -118,7 +118,7 @@ static size_t nread_files, capread_files;
 SourceFile *
 diag_read_file(const char *path)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = file_fopen_read(path);
 	if (!f)
 		return NULL;
 	size_t cap = 1 << 16, len = 0;

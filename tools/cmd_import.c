@@ -88,7 +88,7 @@ names_free(Names *ns)
 static char *
 slurp(const char *path, size_t max)
 {
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = file_fopen_read(path);
 	if (!fp)
 		return NULL;
 	char *buf = xmalloc(max + 1);
