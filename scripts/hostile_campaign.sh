@@ -11,7 +11,9 @@
 # The sanitizer build (build-asan/tools/elide, from `make asan`) runs the inputs when it
 # exists; the release build runs the compiles that are timed (kills, output sets).
 # Environment: HOSTILE_SEED (1), HOSTILE_SCALE (1.0: multiplies every count),
-# HOSTILE_ONLY (a space-separated list of categories to run).
+# HOSTILE_JOBS (1; 2 runs two halves of the categories at once), HOSTILE_ONLY (a
+# space-separated list of categories: elide eir safetensors gguf blob api
+# cli outdir), HOSTILE_ELIDE (the elide that runs the inputs), HOSTILE_OUT (BUILD/hostile).
 # Writes BUILD/hostile/summary.md (the table) and BUILD/hostile/findings.txt (each
 # crash, hang and wrong with its reproduction); exit status 1 when there is one.
 set -u
@@ -23,10 +25,11 @@ REL=$BUILD/tools/elide
 [ -x "$REL" ] || { echo "hostile_campaign: $REL missing (make build)" >&2; exit 2; }
 ELIDE=$REL
 [ -x "$ROOT/build-asan/tools/elide" ] && ELIDE=$ROOT/build-asan/tools/elide
+[ -n "${HOSTILE_ELIDE:-}" ] && ELIDE=$HOSTILE_ELIDE
 SEED=${HOSTILE_SEED:-1}
 SCALE=${HOSTILE_SCALE:-1}
 ONLY=${HOSTILE_ONLY:-}
-OUT=$BUILD/hostile
+OUT=${HOSTILE_OUT:-$BUILD/hostile}
 rm -rf "$OUT"
 mkdir -p "$OUT/in" "$OUT/work" "$OUT/tmp" "$OUT/fail"
 export TMPDIR=$OUT/tmp
@@ -42,6 +45,50 @@ want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 TINY=$ROOT/tests/passes/prune-structured/Inputs/tiny.elide
 TINYW=$ROOT/tests/passes/prune-structured/Inputs/tiny.safetensors
 GGUF=$ROOT/tests/fixtures/import/sharded.gguf
+
+# ---- the table ----
+summarize() {
+	{
+		echo "# Hostile-input campaign"
+		echo
+		echo "seed $SEED, scale $SCALE, $(date -u +%Y-%m-%dT%H:%MZ), $(( $(date +%s) - T_START )) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+		echo "inputs run by $( [ "$ELIDE" = "$REL" ] && echo 'the release build' || echo 'the ASan+UBSan build (build-asan)'); kills and output sets by the release build"
+		echo
+		echo "| category | tried | clean error | accepted | crash | hang | wrong |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
+		awk -F'\t' '
+			{ t[$1]++; c[$1, $3]++; order[$1] = order[$1] ? order[$1] : ++n; name[n] = $1; T++; C[$3]++ }
+			END {
+				for (i = 1; i <= n; i++) { k = name[i]
+					printf "| %s | %d | %d | %d | %d | %d | %d |\n", k, t[k], c[k, "error"], c[k, "accepted"], c[k, "crash"], c[k, "hang"], c[k, "wrong"] }
+				printf "| **all** | **%d** | **%d** | **%d** | **%d** | **%d** | **%d** |\n", T, C["error"], C["accepted"], C["crash"], C["hang"], C["wrong"]
+			}' "$OUT/results.tsv"
+		echo
+		if [ -s "$OUT/findings.txt" ]; then
+			echo "Findings (crash, hang, wrong; inputs kept in hostile/fail/):"
+			echo
+			echo '```'
+			grep -a '^== ' "$OUT/findings.txt" | head -60
+			echo '```'
+		else
+			echo "No crash, hang or wrong result."
+		fi
+	} > "$OUT/summary.md"
+}
+
+# HOSTILE_JOBS=2: the categories in two halves at once (two processes of this script)
+if [ "${HOSTILE_JOBS:-1}" -gt 1 ] && [ -z "$ONLY" ]; then
+	HOSTILE_JOBS=1 HOSTILE_OUT=$OUT/part1 HOSTILE_ONLY="elide eir" bash "$ROOT/scripts/hostile_campaign.sh" "$BUILD" > "$OUT/part1.log" 2>&1 &
+	HOSTILE_JOBS=1 HOSTILE_OUT=$OUT/part2 HOSTILE_ONLY="safetensors gguf blob api cli outdir" bash "$ROOT/scripts/hostile_campaign.sh" "$BUILD" > "$OUT/part2.log" 2>&1 &
+	wait
+	cat "$OUT/part1/results.tsv" "$OUT/part2/results.tsv" > "$OUT/results.tsv"
+	cat "$OUT/part1/findings.txt" "$OUT/part2/findings.txt" > "$OUT/findings.txt"
+	cp "$OUT"/part*/fail/* "$OUT/fail/" 2> /dev/null
+	summarize
+	cat "$OUT/summary.md"
+	[ ! -s "$OUT/findings.txt" ]
+	exit
+fi
 
 # ---- tools: the mutator and the generated-code harness (runtime from source, ASan) ----
 CFLAGS_H="-std=c17 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -I$ROOT -I$ROOT/runtime"
@@ -588,32 +635,7 @@ if want outdir; then
 	progress outdir
 fi
 
-# ---- the table ----
-{
-	echo "# Hostile-input campaign"
-	echo
-	echo "seed $SEED, scale $SCALE, $(date -u +%Y-%m-%dT%H:%MZ), $(( $(date +%s) - T_START )) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "inputs run by $( [ "$ELIDE" = "$REL" ] && echo 'the release build' || echo 'the ASan+UBSan build (build-asan)'); kills and output sets by the release build"
-	echo
-	echo "| category | tried | clean error | accepted | crash | hang | wrong |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
-	awk -F'\t' '
-		{ t[$1]++; c[$1, $3]++; order[$1] = order[$1] ? order[$1] : ++n; name[n] = $1; T++; C[$3]++ }
-		END {
-			for (i = 1; i <= n; i++) { k = name[i]
-				printf "| %s | %d | %d | %d | %d | %d | %d |\n", k, t[k], c[k, "error"], c[k, "accepted"], c[k, "crash"], c[k, "hang"], c[k, "wrong"] }
-			printf "| **all** | **%d** | **%d** | **%d** | **%d** | **%d** | **%d** |\n", T, C["error"], C["accepted"], C["crash"], C["hang"], C["wrong"]
-		}' "$OUT/results.tsv"
-	echo
-	if [ -s "$OUT/findings.txt" ]; then
-		echo "Findings (crash, hang, wrong; inputs kept in hostile/fail/):"
-		echo
-		echo '```'
-		grep -a '^== ' "$OUT/findings.txt" | head -60
-		echo '```'
-	else
-		echo "No crash, hang or wrong result."
-	fi
-} > "$OUT/summary.md"
+
+summarize
 cat "$OUT/summary.md"
 [ ! -s "$OUT/findings.txt" ]

@@ -13,7 +13,9 @@
  * Exit status: 0 rejected cleanly or the expected result, 10 accepted with the right
  * logits, 20 wrong (accepted with other logits, loaders disagree, an unexpected status),
  * 2 a harness failure.  A crash is a signal or a sanitizer report. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

@@ -9,7 +9,9 @@
  * (the weight blob: flips, truncation, header fields, with the checksum rewritten so
  * that only the size and model checks stand between the file and the kernels).
  * Built by the campaign script with cc against the runtime (for the checksum). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
