@@ -14,7 +14,10 @@
  * So after any interruption DIR holds the complete old set or the complete new one;
  * only a SIGKILL or power loss inside step 3 (a few renames) leaves the journal, and
  * the next compile into DIR finishes it.  The files also carry the model hash, so a
- * mixed set is rejected at load time all the same (docs/codegen.md). */
+ * mixed set is rejected at load time all the same (docs/codegen.md).
+ * Single files (cg_write_file: opt -o, --dump-logits, depfiles, import -o) go through
+ * an exclusive mkstemp temporary renamed into place; a path naming a character device
+ * or a FIFO is written in place instead (renaming over /dev/null would replace it). */
 #include "codegen/codegen.h"
 
 #include <dirent.h>
@@ -287,9 +290,34 @@ cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfil
 	return ok;
 }
 
+/* A path that names a character device or a FIFO (/dev/null, /dev/stdout, a pipe) is
+ * written in place: a temporary renamed over it would replace the device node with a
+ * regular file (as root, /dev/null itself; the hostile-input campaign did).  A FIFO
+ * without a reader is an error (ENXIO), not a wait. */
+static bool
+write_device(const char *path, const void *data, size_t n, char *err, size_t nerr)
+{
+	int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+	bool ok = fd >= 0;
+	if (ok) {
+		int fl = fcntl(fd, F_GETFL);
+		ok = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 && write_fd(fd, data, n);
+		int e = errno;
+		ok = close(fd) == 0 && ok;
+		if (!ok && e)
+			errno = e;
+	}
+	if (!ok)
+		snprintf(err, nerr, "cannot write '%s': %s", path, strerror(errno));
+	return ok;
+}
+
 bool
 cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr)
 {
+	struct stat st;
+	if (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)))
+		return write_device(path, data, n, err, nerr);
 	/* a temporary beside path, created exclusively by mkstemp (O_CREAT|O_EXCL: a
 	 * planted link is never followed), renamed over path when complete */
 	size_t len = strlen(path);

@@ -351,6 +351,11 @@ if want cli; then
 	WS=$TINYW
 	LONG=$(head -c 100000 /dev/zero | tr '\0' a)
 	mkdir -p "$W/adir"
+	# a private null device for the outputs written to a device (a FIFO when mknod is
+	# not allowed): an elide that renames over it would replace /dev/null itself
+	mknod -m 666 "$W/null" c 1 3 2> /dev/null || mkfifo "$W/null"
+	NULLKIND=$( [ -c "$W/null" ] && echo c || echo p )
+	OKN=$( [ "$NULLKIND" = c ] && echo ok || echo any ) # a FIFO without a reader fails
 	cp "$TINY" "$W/calz.elide"
 	for p in "calz /dev/zero" "calf $W/fifo" "cald $W/adir"; do
 		set -- $p
@@ -388,7 +393,7 @@ if want cli; then
 	err|opt $W/fifo
 	err|opt /dev/zero
 	err|opt $M --passes=@LONG
-	ok|opt $M --passes=shape-infer -o /dev/null
+	$OKN|opt $M --passes=shape-infer -o $W/null
 	err|run $M
 	err|run $M -w
 	err|run $M -w $WS
@@ -440,7 +445,7 @@ if want cli; then
 	err|run $M -w $WS --tokens 1 --policy err_wide
 	err|run $M -w $WS --tokens 1 --dump-logits $W/adir
 	err|run $M -w $WS --tokens 1 --dump-logits $W/missing/x
-	ok|run $M -w $WS --tokens 1 --dump-logits /dev/null
+	$OKN|run $M -w $WS --tokens 1 --dump-logits $W/null
 	err|run $M -w $W/adir --tokens 1
 	err|run $M -w /dev/null --tokens 1
 	err|run $M -w /dev/zero --tokens 1
@@ -463,8 +468,8 @@ if want cli; then
 	err|compile $M -w $WS -o
 	err|compile $M -w $WS -o $W/empty
 	err|compile $M -w $WS -o /proc
-	err|compile $M -w $WS -o /dev/null
-	err|compile $M -w $WS -o /dev/null/x
+	err|compile $M -w $WS -o $W/null
+	err|compile $M -w $WS -o $W/null/x
 	err|compile $M -w $WS -o ''
 	err|compile $M -w $WS -o $W/cx --emit=bogus
 	err|compile $M -w $WS -o $W/cx --emit=
@@ -503,7 +508,7 @@ if want cli; then
 	err|import $GGUF --name a-b
 	any|import $GGUF --name @LONG
 	err|import $GGUF -o $W/adir
-	ok|import $GGUF --name ok_name -o /dev/null
+	$OKN|import $GGUF --name ok_name -o $W/null
 	err|help bogus
 	ok|help run
 	ok|--version
@@ -525,6 +530,10 @@ if want cli; then
 		if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then record cli "$k" hang "$what" "$W/log"
 		elif crashed "$RC" "$W/log"; then record cli "$k" crash "$what" "$W/log"
 		elif lo=$(leftovers); then record cli "$k" wrong "$what; left $lo" "$W/log"
+		elif ! [ -$NULLKIND "$W/null" ]; then
+			record cli "$k" wrong "$what; the device node was replaced by a regular file" "$W/log"
+			rm -f "$W/null"
+			mknod -m 666 "$W/null" c 1 3 2> /dev/null || mkfifo "$W/null"
 		elif [ "$expect" = usage ]; then
 			if [ "$RC" != 0 ] && grep -qa USAGE "$W/log"; then record cli "$k" error "$what" "$W/log"
 			else record cli "$k" wrong "$what; exit $RC without a usage" "$W/log"; fi
@@ -627,6 +636,25 @@ if want outdir; then
 			"${CB[@]}" "$D" > /dev/null 2>&1
 			[ "$(set_of "$D")" = "$B" ] || record outdir "kill.$i" wrong "the compiles after a journal give '$(set_of "$D")'" "$W/log"
 		fi
+	done
+	# 8d. single files (opt -o, --dump-logits, import -o, -MF) at a planted link: the
+	# link is replaced, its target left alone, no temporary left beside it
+	k=0
+	for cmd in "opt $TINY --passes=dce -o" "run $TINY -w $TINYW --tokens 1 --dump-logits" "import $GGUF -o" \
+	           "compile $TINY -w $TINYW -o $W/sd -MD -MF"; do
+		k=$((k + 1))
+		rm -rf "$W/sf" "$W/sd"; mkdir -p "$W/sf"
+		echo victim > "$W/victim1"
+		ln -s "$W/victim1" "$W/sf/out"
+		read -r -a argv <<< "$cmd"
+		run_to 60 "$W/log" "$REL" "${argv[@]}" "$W/sf/out"
+		what="elide ${argv[0]}: a link planted at the output"
+		if [ "$RC" = 124 ]; then record outdir "file.$k" hang "$what" "$W/log"
+		elif crashed "$RC" "$W/log"; then record outdir "file.$k" crash "$what" "$W/log"
+		elif [ "$(cat "$W/victim1")" != victim ]; then record outdir "file.$k" wrong "$what; the link's target was written" "$W/log"
+		elif [ "$RC" != 0 ] || [ -L "$W/sf/out" ] || [ "$(ls -A "$W/sf")" != out ]; then
+			record outdir "file.$k" wrong "$what; rc $RC, '$(ls -A "$W/sf" | tr '\n' ' ')'" "$W/log"
+		else record outdir "file.$k" accepted "$what" "$W/log"; fi
 	done
 	# after the series, one complete compile: the set, nothing else
 	run_to 60 "$W/log" "${CA[@]}" "$D"
