@@ -173,7 +173,9 @@ judge_file() {
 	elif [ "$RC" = 0 ]; then
 		if [ -n "$want" ] && ! cmp -s "$want" "$got"; then
 			case $what in
-			*data*|*flip*|*random*) record "$cat" "$id" accepted "$what (other weights, other logits)" "$log" ;;
+			# a changed data byte, or a GGUF tensor type (GGUF has no checksum: F32
+			# bytes read as F16 are a valid file of other weights)
+			*data*|*flip*|*random*|*"tensor type"*) record "$cat" "$id" accepted "$what (other weights, other logits)" "$log" ;;
 			*) record "$cat" "$id" wrong "$what; accepted with other logits" "$log" ;;
 			esac
 		else record "$cat" "$id" accepted "$what" "$log"; fi
@@ -324,6 +326,10 @@ if want blob; then
 		elif crashed "$RC" "$W/log"; then record blob "$id" crash "$what" "$W/log"
 		elif [ "$RC" = 0 ]; then record blob "$id" error "$what" "$W/log"
 		elif [ "$RC" = 10 ]; then record blob "$id" accepted "$what" "$W/log"
+		elif [[ $what == *"checksum rewritten"* ]] && grep -q 'logits differ' "$W/log"; then
+			# a payload changed and its checksum rewritten is a valid blob of other
+			# weights: the checksum detects corruption, not tampering (docs/blob.md)
+			record blob "$id" accepted "$what (other weights, other logits)" "$W/log"
 		else record blob "$id" wrong "$what" "$W/log"; fi
 		case $(tail -1 "$OUT/results.tsv" | cut -f3) in crash|hang|wrong) keep "$f" "b.$id.weights" ;; esac
 		rm -f "$f"

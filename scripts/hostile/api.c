@@ -80,11 +80,13 @@ guarded(const unsigned char *data, size_t size, void **region, size_t *span)
 	return r + off;
 }
 
+static unsigned char *want; /* the good logits (static: reachable to the end) */
+
 static int
 cmd_blob(const char *file, const char *baseline)
 {
 	size_t bn = 0, size = 0;
-	unsigned char *want = slurp(baseline, &bn);
+	want = slurp(baseline, &bn);
 	if (!want || bn != sizeof(float) * NOUT) {
 		fprintf(stderr, "api: bad baseline '%s'\n", baseline);
 		return 2;
@@ -114,7 +116,6 @@ cmd_blob(const char *file, const char *baseline)
 	tiny_destroy(ctx);
 	munmap(region, span);
 	free(data);
-	free(want);
 	printf("file: status %d run %d; memory: status %d run %d\n", sf, rf, sm, rm);
 	if ((sf == TINY_OK) != (sm == TINY_OK)) {
 		printf("WRONG: the two loaders disagree\n");
