@@ -531,7 +531,7 @@ if want cli; then
 			argv[$j]=${argv[$j]//@NL/$'\n'}
 		done
 		rm -rf "$W/cx"
-		run_to 30 "$W/log" "$ELIDE" "${argv[@]}"
+		run_to 60 "$W/log" "$ELIDE" "${argv[@]}"
 		what="elide ${args:0:160}"
 		if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then record cli "$k" hang "$what" "$W/log"
 		elif crashed "$RC" "$W/log"; then record cli "$k" crash "$what" "$W/log"
