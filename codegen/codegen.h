@@ -389,7 +389,8 @@ bool cg_optimize(CgResult *r, int opt_level, char *err, size_t nerr);
 /* Writes the outputs of `emit` into dir as NAME.*, each through a temporary file and a
  * rename; on failure removes what it wrote and reports through d. */
 bool cg_write_outputs(CgResult *r, const char *dir, unsigned emit, const char *ir_text, Diag *d);
-/* Atomic file write: temp file in the same directory, then rename. */
+/* Atomic file write: temp file in the same directory, then rename; a path that
+ * names a character device or a FIFO (/dev/null, /dev/stdout) is written in place. */
 bool cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr);
 /* Writes one output file that is not held in memory (the streamed blob, the object
  * written by LLVM): fd is the file, created empty, exclusively and read-write in the

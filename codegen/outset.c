@@ -14,7 +14,10 @@
  * So after any interruption DIR holds the complete old set or the complete new one;
  * only a SIGKILL or power loss inside step 3 (a few renames) leaves the journal, and
  * the next compile into DIR finishes it.  The files also carry the model hash, so a
- * mixed set is rejected at load time all the same (docs/codegen.md). */
+ * mixed set is rejected at load time all the same (docs/codegen.md).
+ * Single files (cg_write_file: opt -o, --dump-logits, depfiles, import -o) go through
+ * an exclusive mkstemp temporary renamed into place; a path naming a character device
+ * or a FIFO is written in place instead (renaming over /dev/null would replace it). */
 #include "codegen/codegen.h"
 
 #include <dirent.h>
@@ -27,9 +30,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Writes n bytes to fd and syncs it; false with errno set. */
+/* Writes n bytes to fd; false with errno set. */
 static bool
-write_fd(int fd, const void *data, size_t n)
+write_all(int fd, const void *data, size_t n)
 {
 	const char *p = data;
 	while (n > 0) {
@@ -44,7 +47,14 @@ write_fd(int fd, const void *data, size_t n)
 		p += k;
 		n -= (size_t)k;
 	}
-	return fsync(fd) == 0;
+	return true;
+}
+
+/* Writes n bytes to fd and syncs it; false with errno set. */
+static bool
+write_fd(int fd, const void *data, size_t n)
+{
+	return write_all(fd, data, n) && fsync(fd) == 0;
 }
 
 /* Writes n bytes to a new file name in directory dfd (exclusive, no links), synced. */
@@ -217,11 +227,19 @@ cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfil
 		close(dfd);
 		return false;
 	}
-	/* 2. stage */
+	/* 2. stage; the signals are held from before mkdtemp until the handler that removes
+	 * the staging directory is in place (a SIGTERM in between left it behind: the
+	 * hostile-input campaign saw one in 15 interrupted compiles) */
+	sigset_t hold0, prev0;
+	sigemptyset(&hold0);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&hold0, stage_signals[i]);
+	sigprocmask(SIG_BLOCK, &hold0, &prev0);
 	char tmpl[4096];
 	snprintf(tmpl, sizeof tmpl, "%s/.%s.new.%ld.XXXXXX", dir, name, (long)getpid());
 	if (!mkdtemp(tmpl)) {
 		snprintf(err, nerr, "cannot create a staging directory in '%s': %s", dir, strerror(errno));
+		sigprocmask(SIG_SETMASK, &prev0, NULL);
 		close(dfd);
 		return false;
 	}
@@ -237,6 +255,7 @@ cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfil
 	stage_nfiles = nfiles;
 	for (int i = 0; i < 3; i++)
 		sigaction(stage_signals[i], &sa, &old[i]);
+	sigprocmask(SIG_SETMASK, &prev0, NULL); /* a signal held until now runs the handler */
 	int sfd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	bool ok = sfd >= 0;
 	for (int i = 0; ok && i < nfiles; i++) {
@@ -287,9 +306,37 @@ cg_write_set(const char *dir, const char *name, const CgOutFile *files, int nfil
 	return ok;
 }
 
+/* A path that names a character device, a FIFO or a socket (/dev/null, a pipe), or
+ * any path under /dev/ (/dev/stdout redirected to a file), is written in place: a
+ * temporary renamed over it would replace the device node with a regular file (as
+ * root, /dev/null itself; the hostile-input campaign did).  A FIFO without a reader is
+ * an error (ENXIO), not a wait. */
+static bool
+write_device(const char *path, const void *data, size_t n, bool trunc, char *err, size_t nerr)
+{
+	int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK | (trunc ? O_TRUNC : 0));
+	bool ok = fd >= 0;
+	if (ok) {
+		int fl = fcntl(fd, F_GETFL);
+		/* no fsync: a device or a pipe has nothing to sync (EINVAL) */
+		ok = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 && write_all(fd, data, n);
+		int e = errno;
+		ok = close(fd) == 0 && ok;
+		if (!ok && e)
+			errno = e;
+	}
+	if (!ok)
+		snprintf(err, nerr, "cannot write '%s': %s", path, strerror(errno));
+	return ok;
+}
+
 bool
 cg_write_file(const char *path, const void *data, size_t n, char *err, size_t nerr)
 {
+	struct stat st;
+	if (stat(path, &st) == 0 &&
+	    (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || strncmp(path, "/dev/", 5) == 0))
+		return write_device(path, data, n, S_ISREG(st.st_mode), err, nerr);
 	/* a temporary beside path, created exclusively by mkstemp (O_CREAT|O_EXCL: a
 	 * planted link is never followed), renamed over path when complete */
 	size_t len = strlen(path);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define GGUF_MAX_NAME 4096u           /* bytes of a key or tensor name */
 #define GGUF_MAX_STRING (64u << 20)   /* bytes of a string value */
@@ -329,9 +330,16 @@ gguf_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 GgufFile *
 gguf_open(const char *path, char *err, size_t nerr)
 {
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = file_fopen_read(path);
 	if (!fp) {
 		fail(err, nerr, "cannot open '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	/* a regular file, read to its end: a device (/dev/zero) would never end */
+	struct stat sb;
+	if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		fclose(fp);
+		fail(err, nerr, "cannot read '%s': not a regular file", path);
 		return NULL;
 	}
 	uint8_t *buf = NULL;

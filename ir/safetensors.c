@@ -9,7 +9,8 @@
  *   3. every entry has a known dtype, a shape of at most IR_MAX_RANK non-negative
  *      integers and two integer data_offsets with begin <= end <= data size;
  *   4. end - begin == numel * dtype size (no overflow), names are unique;
- *   5. no two tensors' byte ranges overlap.
+ *   5. no two tensors' byte ranges overlap;
+ *   6. the tensors cover the data section, without holes and with nothing after them.
  * Errors are one-line messages in the caller's buffer; bad input never crashes.  A
  * file is read through a mapping; one that another program truncates while it is
  * mapped would fault (SIGBUS) on the pages past its new end, so every read of the
@@ -325,6 +326,21 @@ st_parse(StFile *f, const uint8_t *head, char *err, size_t nerr)
 			          (unsigned long long)by[i]->begin, (unsigned long long)by[i]->end);
 		prev = by[i];
 	}
+	/* 6. no holes: the tensors cover the data section from 0 to its end (the format
+	 * requires it; a header length a few bytes short, for one, shifts every tensor
+	 * by those bytes and leaves them after the last one) */
+	uint64_t covered = 0;
+	for (uint32_t i = 0; i < f->ntensors && ok; i++) {
+		if (by[i]->begin == by[i]->end)
+			continue;
+		if (by[i]->begin != covered)
+			ok = fail(err, nerr, "bytes [%llu, %llu] of the data section belong to no tensor (before '%s')",
+			          (unsigned long long)covered, (unsigned long long)by[i]->begin, by[i]->name);
+		covered = by[i]->end;
+	}
+	if (ok && covered != datasize)
+		ok = fail(err, nerr, "the data section has %llu bytes after the last tensor; the tensors must cover it",
+		          (unsigned long long)(datasize - covered));
 	free(by);
 	return ok;
 }
@@ -374,7 +390,7 @@ st_read_head(const StFile *f, uint8_t **out, char *err, size_t nerr)
 StFile *
 st_open(const char *path, char *err, size_t nerr)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
 	if (fd < 0) {
 		fail(err, nerr, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;

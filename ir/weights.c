@@ -65,7 +65,7 @@ static bool
 is_gguf(const char *path)
 {
 	unsigned char magic[4] = { 0 };
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = file_fopen_read(path);
 	if (!fp)
 		return false;
 	size_t n = fread(magic, 1, 4, fp);
@@ -127,7 +127,7 @@ add_file(WSet *w, const char *path)
 static char *
 slurp(const char *path, size_t max, size_t *len)
 {
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = file_fopen_read(path);
 	if (!fp)
 		return NULL;
 	char *buf = xmalloc(max + 1);

@@ -19,19 +19,33 @@
 bool
 prune_read_tokens(const char *path, int64_t max, int32_t **out, int64_t *n, char *err, size_t nerr)
 {
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = file_fopen_read(path);
 	if (!fp) {
 		snprintf(err, nerr, "cannot read calibration file '%s': %s", path, strerror(errno));
 		return false;
 	}
 	size_t len = 0, cap = 1 << 12;
 	unsigned char *t = xmalloc(cap);
+	bool big = false;
 	for (size_t got; (got = fread(t + len, 1, cap - len, fp)) > 0;) {
 		len += got;
+		if (len > DIAG_MAX_SOURCE) { /* a device such as /dev/zero never ends */
+			big = true;
+			break;
+		}
 		if (len == cap)
 			t = xrealloc(t, cap *= 2);
 	}
+	bool rerr = ferror(fp);
 	fclose(fp);
+	if (big || rerr) {
+		free(t);
+		if (big)
+			snprintf(err, nerr, "cannot read calibration file '%s': larger than the 64 MiB limit", path);
+		else
+			snprintf(err, nerr, "cannot read calibration file '%s': %s", path, strerror(errno ? errno : EIO));
+		return false;
+	}
 	bool ids = len > 0;
 	for (size_t i = 0; i < len && ids; i++)
 		ids = isdigit(t[i]) || isspace(t[i]) || t[i] == ',';

@@ -1,7 +1,7 @@
 /* diag.c - clang-style diagnostics with the source line and a caret.
  * The printer looks the location's file up among the registered sources, prints the
- * line verbatim (tabs kept so the caret lines up) and a caret with an optional '~'
- * range.  Counting errors lets callers stop after DIAG_MAX_ERRORS. */
+ * line verbatim (tabs kept so the caret lines up; a long line cut to a window around
+ * the column) and a caret with an optional '~' range.  Counting errors lets callers stop after DIAG_MAX_ERRORS. */
 #include "support/support.h"
 
 #include <errno.h>
@@ -46,6 +46,12 @@ line_start(const SourceFile *src, int line)
 	return p;
 }
 
+/* Longest stretch of a source line quoted (bytes), and of a message: a line of a
+ * megabyte (a long name, a minified file) is quoted around the column, with "..."
+ * where it is cut, so that an error never prints megabytes. */
+#define DIAG_QUOTE_MAX 200
+#define DIAG_MESSAGE_MAX 1000
+
 static void
 print_caret(Diag *d, Loc loc)
 {
@@ -57,14 +63,27 @@ print_caret(Diag *d, Loc loc)
 		return;
 	const char *end = src->text + src->len;
 	const char *eol = memchr(p, '\n', (size_t)(end - p));
-	int n = (int)((eol ? eol : end) - p);
-	fprintf(d->out, "%.*s\n", n, p);
-	for (int i = 0; i < loc.col - 1 && i < n; i++)
-		fputc(p[i] == '\t' ? '\t' : ' ', d->out);
-	fputc('^', d->out);
-	for (int c = loc.col + 1; c < loc.end_col && c <= n; c++)
-		fputc('~', d->out);
-	fputc('\n', d->out);
+	size_t n = (size_t)((eol ? eol : end) - p);
+	size_t col = loc.col > 0 ? (size_t)loc.col - 1 : 0; /* 0-based byte of the caret */
+	size_t from = 0, to = n;
+	if (n > DIAG_QUOTE_MAX) { /* a window around the caret */
+		from = col > DIAG_QUOTE_MAX / 2 ? col - DIAG_QUOTE_MAX / 2 : 0;
+		if (from > n - DIAG_QUOTE_MAX)
+			from = n - DIAG_QUOTE_MAX;
+		to = from + DIAG_QUOTE_MAX;
+	}
+	const char *pre = from ? "..." : "", *post = to < n ? "..." : "";
+	fprintf(d->out, "%s%.*s%s\n", pre, (int)(to - from), p + from, post);
+	char mark[DIAG_QUOTE_MAX + 8];
+	size_t k = 0;
+	for (size_t i = 0; i < strlen(pre); i++)
+		mark[k++] = ' ';
+	for (size_t i = from; i < col && i < to; i++)
+		mark[k++] = p[i] == '\t' ? '\t' : ' ';
+	mark[k++] = '^';
+	for (size_t c = col + 2; loc.end_col > 0 && c < (size_t)loc.end_col && c <= to; c++)
+		mark[k++] = '~';
+	fprintf(d->out, "%.*s\n", (int)k, mark);
 }
 
 void
@@ -84,8 +103,9 @@ diag_verror(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap)
 	else
 		fprintf(d->out, "elide: ");
 	fprintf(d->out, "%s: ", kind);
-	vfprintf(d->out, fmt, ap);
-	fputc('\n', d->out);
+	char msg[DIAG_MESSAGE_MAX + 1];
+	int len = vsnprintf(msg, sizeof msg, fmt, ap);
+	fprintf(d->out, "%s%s\n", msg, len > DIAG_MESSAGE_MAX ? "..." : "");
 	print_caret(d, loc);
 	if (is_error && d->nerrors == DIAG_MAX_ERRORS)
 		fprintf(d->out, "elide: fatal error: too many errors emitted, stopping now\n");
@@ -118,7 +138,7 @@ static size_t nread_files, capread_files;
 SourceFile *
 diag_read_file(const char *path)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = file_fopen_read(path);
 	if (!f)
 		return NULL;
 	size_t cap = 1 << 16, len = 0;

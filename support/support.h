@@ -86,6 +86,14 @@ bool diag_too_many(const Diag *d); /* true once DIAG_MAX_ERRORS were reported */
 #define DIAG_MAX_SOURCE ((size_t)64 << 20)
 SourceFile *diag_read_file(const char *path);
 
+/* ---- file.c: opening input files ---- */
+
+/* open(path, O_RDONLY) that never blocks on a FIFO without a writer (it is opened
+ * non-blocking, then switched back to blocking reads); -1 with errno on failure. */
+int file_open_read(const char *path);
+/* The same as a FILE (fopen(path, "rb")); NULL with errno on failure. */
+FILE *file_fopen_read(const char *path);
+
 /* Internal compiler errors: bugs, never bad input. */
 _Noreturn void elide_ice(const char *file, int line, const char *msg);
 #define ELIDE_ICE(msg) elide_ice(__FILE__, __LINE__, (msg))

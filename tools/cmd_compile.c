@@ -69,10 +69,16 @@ static bool
 parse_emit(const char *list, unsigned *emit)
 {
 	*emit = 0;
-	char *s = xstrdup(list), *save = NULL;
+	char *s = xstrdup(list), *t = s;
 	bool ok = true;
-	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (strcmp(t, "obj") == 0)
+	for (char *next; ok && t; t = next) {
+		next = strchr(t, ',');
+		if (next)
+			*next++ = 0;
+		if (!*t) {
+			fprintf(stderr, "elide: error: expected a list of obj, asm, llvm-ir, ir, header after --emit=, saw '%s'\n", list);
+			ok = false;
+		} else if (strcmp(t, "obj") == 0)
 			*emit |= CG_EMIT_OBJ;
 		else if (strcmp(t, "asm") == 0)
 			*emit |= CG_EMIT_ASM;
@@ -95,6 +101,10 @@ parse_emit(const char *list, unsigned *emit)
 static bool
 make_dirs(const char *path)
 {
+	if (!*path) {
+		errno = ENOENT;
+		return false;
+	}
 	char *p = xstrdup(path);
 	bool ok = true;
 	for (char *s = p + 1; ok && *s; s++)
@@ -201,6 +211,7 @@ cmd_compile(int argc, char **argv)
 	const char *wfiles[64];
 	uint32_t nw = 0;
 	int qgroup = 32;
+	bool qgroup_given = false;
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
 	const char *dep_path = NULL, *dep_target = NULL;
@@ -230,6 +241,7 @@ cmd_compile(int argc, char **argv)
 				return 2;
 			}
 			qgroup = (int)gl;
+			qgroup_given = true;
 		} else if ((v = opt_value(a, "--emit", &i, argc, argv))) {
 			if (!parse_emit(v, &emit))
 				return 2;
@@ -280,6 +292,14 @@ cmd_compile(int argc, char **argv)
 		fprintf(stderr, "elide: error: %s\n", !model ? "no model file given" : !weights ? "no weights given (-w FILE)"
 		                                                                          : "no output directory given (-o DIR)");
 		usage(stderr);
+		return 2;
+	}
+	if (!*outdir) {
+		fprintf(stderr, "elide: error: expected an output directory after -o, saw ''\n");
+		return 2;
+	}
+	if (qgroup_given && !quant) {
+		fprintf(stderr, "elide: error: --quantize-group has no effect without --quantize\n");
 		return 2;
 	}
 	emit |= CG_EMIT_MANIFEST | (o.embed_weights ? 0 : CG_EMIT_WEIGHTS);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "codegen/codegen.h"
 #include "ir/ir.h"
 #include "tools/driver.h"
 
@@ -88,7 +89,7 @@ names_free(Names *ns)
 static char *
 slurp(const char *path, size_t max)
 {
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = file_fopen_read(path);
 	if (!fp)
 		return NULL;
 	char *buf = xmalloc(max + 1);
@@ -730,15 +731,14 @@ cmd_import(int argc, char **argv)
 			emit_decoder(&b, &a, name ? name : a.kind);
 		ok = check_names(b.s, &a, &ns, input);
 	}
-	if (ok) {
-		FILE *fp = out ? fopen(out, "w") : stdout;
-		if (!fp) {
-			ok = ierr("cannot write '%s': %s", out, strerror(errno));
-		} else {
-			fputs(b.s, fp);
-			if ((out ? fclose(fp) : fflush(fp)) != 0)
-				ok = ierr("cannot write '%s'", out ? out : "<stdout>");
-		}
+	if (ok && out) { /* an exclusive temporary renamed into place: no planted link followed */
+		char err[600];
+		if (!cg_write_file(out, b.s, b.n, err, sizeof err))
+			ok = ierr("%s", err);
+	} else if (ok) {
+		fputs(b.s, stdout);
+		if (fflush(stdout) != 0)
+			ok = ierr("cannot write '<stdout>'");
 	}
 	free(b.s);
 	names_free(&ns);

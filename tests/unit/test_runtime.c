@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/elide_rt.h"
@@ -372,6 +373,22 @@ Test(rt_blob, map_and_open)
 	cr_assert_eq(elide_blob_map(path, NULL), ELIDE_ERR_ARG);
 	unlink(path);
 	free(b);
+}
+
+/* A FIFO with no writer: open(2) without O_NONBLOCK waits for a writer forever (the
+ * hostile-input campaign found the load hanging); every path is an ELIDE_ERR_IO at once. */
+Test(rt_blob, fifo_does_not_block, .timeout = 20)
+{
+	char *path = tmp_path("fifo.weights");
+	unlink(path);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	elide_mapping m;
+	void *copy;
+	size_t csize;
+	cr_assert_eq(elide_blob_map(path, &m), ELIDE_ERR_IO);
+	cr_assert_eq(elide_blob_open(path, MODEL, ELIDE_BLOB_ANY_SIZE, &m, NULL, NULL), ELIDE_ERR_IO);
+	cr_assert_eq(elide_blob_read_file(path, &copy, &csize), ELIDE_ERR_IO);
+	unlink(path);
 }
 
 Test(rt_blob, open_is_a_private_copy)

@@ -131,6 +131,39 @@ Test(safetensors, clean_errors)
 	st_close(f);
 }
 
+/* The data section is covered by the tensors, without holes and with nothing after
+ * the last one (the format's rule).  The hostile-input campaign found a header length
+ * 4 bytes short accepted: the JSON still parsed (its last bytes were padding spaces),
+ * every tensor moved 4 bytes and the model ran with other weights. */
+Test(safetensors, tensors_cover_the_data_section)
+{
+	expect_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 8,
+	             "4 bytes after the last tensor");
+	expect_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8,
+	             "bytes [0, 4] of the data section belong to no tensor");
+	expect_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+	             " \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}",
+	             12, "bytes [4, 8] of the data section belong to no tensor (before 'b')");
+	/* a good file whose header ends in 4 spaces of padding, its length 4 bytes short */
+	const char *json = "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}    ";
+	size_t hl = strlen(json), n = 8 + hl + 4;
+	uint8_t *b = calloc(1, n);
+	memcpy(b + 8, json, hl);
+	char err[512] = "";
+	for (int short_by = 0; short_by <= 4; short_by += 4) {
+		for (int i = 0; i < 8; i++)
+			b[i] = (uint8_t)((uint64_t)(hl - (size_t)short_by) >> (8 * i));
+		StFile *f = st_open_mem(b, n, err, sizeof err);
+		if (short_by == 0)
+			cr_expect(f, "%s", err);
+		else
+			cr_expect_null(f, "a header length short of its padding was accepted");
+		st_close(f);
+	}
+	cr_expect(strstr(err, "4 bytes after the last tensor"), "%s", err);
+	free(b);
+}
+
 Test(safetensors, header_length_checks)
 {
 	char err[256] = "";
