@@ -8,9 +8,26 @@
  *   run TH           one prefill at TH threads: its seconds
  *   quit
  * and "error MESSAGE" when a command fails.
+ * Built with -DPAIR_CPU_TIME (bench/prefill_pair.sh), "run" answers the process CPU
+ * time of the prefill instead of its wall time.
  * Usage: bench_prefill llama.weights N */
 #include "bench/bench.h"
 #include "llama.h"
+
+#include <time.h>
+
+/* The clock of a prefill: wall time, or the process CPU time. */
+static double
+clock_seconds(void)
+{
+#ifdef PAIR_CPU_TIME
+	struct timespec t;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+#else
+	return bench_seconds();
+#endif
+}
 
 /* One prefill of the prompt at th threads from position 0; seconds, or < 0 with the
  * status printed as the answer. */
@@ -20,10 +37,10 @@ prefill(llama_ctx *ctx, const int32_t *toks, int n, int th, float *logits)
 	int s = llama_set_threads(ctx, th);
 	if (s == LLAMA_OK)
 		s = llama_reset(ctx);
-	double t0 = bench_seconds();
+	double t0 = clock_seconds();
 	if (s == LLAMA_OK)
 		s = llama_prefill(ctx, toks, n, 0, logits);
-	double dt = bench_seconds() - t0;
+	double dt = clock_seconds() - t0;
 	if (s != LLAMA_OK) {
 		printf("error prefill at %d threads failed with status %d\n", th, s);
 		return -1;

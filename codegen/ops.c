@@ -334,6 +334,40 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	return fn;
 }
 
+/* The dense attention task over (row, head) indices in a balanced order, for the
+ * pool's contiguous chunks: with a cache the rows are causal, row t attending pos + t
+ * + 1 keys, so the chunks of a plain row order hold very different work (two threads
+ * on a 128-token prefill: a quarter and three quarters of it).  Index j of the rows
+ * is row j / 2 when j is even and T - 1 - j / 2 when odd (rows from both ends, a
+ * bijection of [0, T)), and each (row, head) runs through the dense task: the same
+ * results, bit for bit, in any chunking. */
+static LLVMValueRef
+attention_balanced_task(Cg *g, LLVMValueRef dense, int64_t heads)
+{
+	char key[160];
+	snprintf(key, sizeof key, "attention.balanced.%s.%lld", LLVMGetValueName(dense), (long long)heads);
+	LLVMValueRef fn = cg_kernel_find(g, key);
+	if (fn)
+		return fn;
+	CgSave save;
+	fn = cg_task_begin(g, key, &save);
+	cg_kernel_add(g, key, fn);
+	LLVMValueRef blk = LLVMGetParam(fn, 0), T = cg_slot_i64(g, blk, 4);
+	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
+	LLVMValueRef j = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), "");
+	LLVMValueRef h = LLVMBuildSRem(g->b, l.iv, cg_i64(g, heads), "");
+	LLVMValueRef half = LLVMBuildAShr(g->b, j, cg_i64(g, 1), "");
+	LLVMValueRef odd = LLVMBuildTrunc(g->b, LLVMBuildAnd(g->b, j, cg_i64(g, 1), ""), g->i1, "");
+	LLVMValueRef t = LLVMBuildSelect(g->b, odd, LLVMBuildSub(g->b, LLVMBuildSub(g->b, T, cg_i64(g, 1), ""), half, ""),
+	                                 half, "row");
+	LLVMValueRef i = add64(g, mul64(g, t, heads), h);
+	LLVMValueRef a[3] = { blk, i, add64(g, i, cg_i64(g, 1)) };
+	LLVMBuildCall2(g->b, g->task_ty, dense, a, 3, "");
+	cg_loop_end(g, &l);
+	cg_task_end(g, &save);
+	return fn;
+}
+
 static void
 lower_attention(Cg *g, const Op *op)
 {
@@ -355,6 +389,8 @@ lower_attention(Cg *g, const Op *op)
 		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
 	}
 	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys);
+	if (op->ia[2] >= 0)
+		task = attention_balanced_task(g, task, heads);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 	cg_slot_set(g, 1, K);
 	cg_slot_set(g, 2, V);
