@@ -3,7 +3,11 @@
  * and `llamas` (the same model and weights compiled with `attend decode quest(page P,
  * budget B)`) -- both linked into this one process.
  *   1. Both contexts are filled by prefills (2 threads), up to each measured position
- *      in turn (ascending): tokens [0, POS) of one seeded random sequence.
+ *      in turn (ascending): tokens [0, POS) of one seeded random sequence.  Both models
+ *      are compiled with the same `attend prefill block_topk(...) min_tokens 2` (run.sh),
+ *      so both run the same code on the same tokens and hold the same keys and values;
+ *      a 1-token prefill at POS (fewer than min_tokens rows: dense attention over the
+ *      whole cache) must then give bit-identical logits in the two models.
  *   2. At each position and thread count, BENCH_RUNS rounds; in each round each model
  *      (the order alternates between rounds) runs NSTEP decode steps at position 16
  *      (the low step), then the prefill of tokens [16, 32) at 16 again (untimed: it
@@ -180,16 +184,28 @@ main(int argc, char **argv)
 	bj_str(&j, "clock", cpu_clock ? "thread cpu time" : "wall");
 	bj_open(&j, "positions", '[');
 	int filled = 0;
+	double fill_s[2] = { 0, 0 };
 	for (int i = 0; i < npos; i++) {
 		int P = pos[i];
 		for (int m = 0; m < 2; m++) {
 			double t0 = bench_seconds();
 			check(mods[m]->threads(mods[m]->ctx, 2), mods[m]->name, "set_threads");
 			fill(mods[m], toks, filled, P, logits);
+			double t = bench_seconds() - t0;
+			fill_s[m] += t;
 			fprintf(stderr, "%s %s: prefill of positions %d..%d in %.1f s\n", argv[1], mods[m]->name, filled,
-			        P - 1, bench_seconds() - t0);
+			        P - 1, t);
 		}
 		filled = P;
+		/* the two caches: a 1-token prefill at P attends densely to [0, P] in both
+		 * models (it rewrites position P, as every step below does) */
+		check(md.prefill(dense, toks + P, 1, P, ref), "dense", "prefill");
+		check(ms.prefill(sparse, toks + P, 1, P, logits), "quest", "prefill");
+		int same_cache = memcmp(ref, logits, LLAMA_VOCAB * sizeof *ref) == 0;
+		if (!same_cache) {
+			fprintf(stderr, "bench_longctx: the two models' caches differ at position %d\n", P);
+			return 1;
+		}
 		/* np pages, the last (current) one holding P - (np - 1) * page + 1 positions */
 		int np = (P + 1 + page - 1) / page;
 		double kv_dense = 2.0 * (P + 1) * row;
@@ -209,6 +225,9 @@ main(int argc, char **argv)
 		bj_num(&j, "quest_kv_bytes_per_token", kv_quest);
 		bj_num(&j, "kv_bytes_ratio", kv_dense / kv_quest);
 		bj_num(&j, "logits_rel_diff", den > 0 ? sqrt(num / den) : 0);
+		bj_num(&j, "fill_seconds_dense", fill_s[0]);
+		bj_num(&j, "fill_seconds_quest", fill_s[1]);
+		bj_num(&j, "caches_equal", same_cache);
 		bj_num(&j, "argmax_equal", elide_sample_argmax(ref, LLAMA_VOCAB) == elide_sample_argmax(logits, LLAMA_VOCAB));
 		bj_open(&j, "threads", '{');
 		for (int th = 1; th <= maxth; th++) {

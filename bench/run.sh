@@ -8,7 +8,8 @@
 #                                      BENCH_ONLY=quant: the quantised weights only;
 #                                      BENCH_ONLY=onnxruntime: ONNX Runtime's rows only;
 #                                      BENCH_ONLY=longctx: the long-context Quest rows only,
-#                                      LONG_POS="1024 8000": those positions only;
+#                                      LONG_POS="1024 8000": those positions only,
+#                                      LONG_SHAPE="NAME DIM LAYERS ...": that shape only;
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,10 +32,17 @@ MODELS=("S 288 6 6 6 768 32000 256" "M 768 12 12 12 2048 32000 1024")
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then MODELS=("${MODELS[0]}"); fi
 # long context (issue 15): M at ctx 8192, 12 and 4 KV heads; Quest's page and budget
 LONG_MODELS=("MLONG 768 12 12 12 2048 32000 8192" "MGQA 768 12 12 4 2048 32000 8192")
+# LONG_SHAPE="NAME DIM LAYERS HEADS KV_HEADS FFN VOCAB CTX": that shape only (e.g. an
+# attention-dominated twin, "TWIN 768 2 12 12 2048 256 8192", for looking at the kernel)
+if [[ -n ${LONG_SHAPE:-} ]]; then LONG_MODELS=("$LONG_SHAPE"); fi
 LONG_POS="${LONG_POS:-1024 4096 8000}"
 LONG_PAGE=16
 LONG_BUDGET=1024
 LONG_POLICY="attend decode quest(page $LONG_PAGE, budget $LONG_BUDGET);"
+# both models fill their caches with the same block-sparse prefill (an 8000-token dense
+# prefill's quadratic attention would dominate the section): the same code on the same
+# tokens, so both caches hold the same keys and values (bench/README.md, Long context)
+LONG_FILL="attend prefill block_topk(block 64, topk 4) min_tokens 2;"
 
 # The linear shapes of a model, NAME:N:K (W[N, K]); wk/wv only when they differ from wq.
 shapes_of() {
@@ -193,9 +201,10 @@ EOK
 		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
 			"$ROOT/examples/llama/llama.elide" | sed -n '1,/^}/p' >"$dir/llama.elide" # the model, no policies
 		sed -E 's/^model llama /model llamas /' "$dir/llama.elide" >"$dir/llamas.elide"
-		printf '\npolicy quest1024 for llamas {\n  %s\n}\n' "$LONG_POLICY" >>"$dir/llamas.elide"
+		printf '\npolicy fill for llama {\n  %s\n}\n' "$LONG_FILL" >>"$dir/llama.elide"
+		printf '\npolicy quest1024 for llamas {\n  %s\n  %s\n}\n' "$LONG_FILL" "$LONG_POLICY" >>"$dir/llamas.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
-		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
+		"$ELIDE" compile "$dir/llama.elide" --policy fill -w "$dir/llama.safetensors" -o "$dir/out"
 		"$ELIDE" compile "$dir/llamas.elide" --policy quest1024 -w "$dir/llama.safetensors" -o "$dir/out"
 		rm -f "$dir/llama.safetensors"
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/longctx.c" "$dir/out/llama.o" \

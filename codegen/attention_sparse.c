@@ -8,7 +8,8 @@
  *   2. nmid <= K: every page is chosen, and the task calls the dense attention task
  *      for the group's heads (so the result is the dense one, bit for bit);
  *   3. else the page scores u = sum over the group's heads and channels of
- *      max(q min, q max) become order-preserving 32-bit keys; the K-th largest key
+ *      max(q min, q max) (the bounds of the page QUEST_BOUNDS_AHEAD further
+ *      prefetched) become order-preserving 32-bit keys; the K-th largest key
  *      is found bit by bit from the top (32 counting passes: a partial selection,
  *      no sort); pages above it, then pages equal to it in index order until K,
  *      join the forced ones in one ascending page list;
@@ -23,7 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define QUEST_PREFETCH 2 /* pages of K (or V) prefetched ahead of the one attended */
+#define QUEST_PREFETCH 2      /* pages of K (or V) prefetched ahead of the one attended */
+#define QUEST_BOUNDS_AHEAD 8  /* pages whose bounds are prefetched ahead of the one scored */
 
 static LLVMValueRef
 add(Cg *g, LLVMValueRef a, LLVMValueRef b)
@@ -208,6 +210,14 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef qrow = cg_gep(g, g->f32, q, add(g, mulc(g, t, qd), mulc(g, gk, group * hd)));
 	CgLoop lp = cg_loop_begin(g, sp, wp, NULL, "page");
 	LLVMValueRef mnp = cg_gep(g, g->f32, bnd, mulc(g, add(g, mulc(g, lp.iv, kvh), gk), 2 * hd));
+	/* the bounds of page + QUEST_BOUNDS_AHEAD: a head's bounds lie kvh * 2 * hd floats
+	 * apart, a stride past the 4 KiB page the hardware prefetchers stay within (a
+	 * prefetch past the last page does not fault) */
+	LLVMValueRef mna = cg_gep(g, g->f32, mnp, cg_i64(g, QUEST_BOUNDS_AHEAD * kvh * 2 * hd));
+	for (int64_t b = 0; b < 2 * hd * 4; b += 64) {
+		LLVMValueRef a[4] = { cg_gepb(g, mna, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
+		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
+	}
 	cg_store(g, LLVMConstNull(vt), uacc, 64);
 	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "ph");
 	LLVMValueRef qh = cg_gep(g, g->f32, qrow, mulc(g, lh.iv, hd));
