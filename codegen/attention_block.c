@@ -30,75 +30,21 @@
 #include <string.h>
 
 static LLVMValueRef
-add(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildAdd(g->b, a, b, "");
-}
-
-static LLVMValueRef
-sub(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildSub(g->b, a, b, "");
-}
-
-static LLVMValueRef
-mulc(Cg *g, LLVMValueRef a, int64_t c)
-{
-	return LLVMBuildMul(g->b, a, cg_i64(g, c), "");
-}
-
-static LLVMValueRef
-smin(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
-}
-
-static LLVMValueRef
-smax(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, a, b, ""), a, b, "");
-}
-
-static LLVMValueRef
-ld64(Cg *g, LLVMValueRef p)
-{
-	return cg_load(g, g->i64, p, 8);
-}
-
-static void
-st64(Cg *g, LLVMValueRef v, LLVMValueRef p)
-{
-	cg_store(g, v, p, 8);
-}
-
-static LLVMTypeRef
-f64(Cg *g)
-{
-	return LLVMDoubleTypeInContext(g->c);
-}
-
-static LLVMValueRef
-d64c(Cg *g, double v)
-{
-	return LLVMConstReal(f64(g), v);
-}
-
-static LLVMValueRef
 ldd(Cg *g, LLVMValueRef base, LLVMValueRef idx)
 {
-	return cg_load(g, f64(g), cg_gep(g, f64(g), base, idx), 8);
+	return cg_load(g, cg_f64(g), cg_gep(g, cg_f64(g), base, idx), 8);
 }
 
 static void
 std_(Cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
 {
-	cg_store(g, v, cg_gep(g, f64(g), base, idx), 8);
+	cg_store(g, v, cg_gep(g, cg_f64(g), base, idx), 8);
 }
 
 static LLVMValueRef
 to_d(Cg *g, LLVMValueRef x)
 {
-	return LLVMTypeOf(x) == g->i64 ? LLVMBuildSIToFP(g->b, x, f64(g), "") : LLVMBuildFPExt(g->b, x, f64(g), "");
+	return LLVMTypeOf(x) == g->i64 ? LLVMBuildSIToFP(g->b, x, cg_f64(g), "") : LLVMBuildFPExt(g->b, x, cg_f64(g), "");
 }
 
 void
@@ -123,11 +69,11 @@ attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVMVal
 	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
 	for (int c = 0; c < nv; c++)
 		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
-	st64(g, cg_i64(g, 0), ci);
+	cg_st64(g, cg_i64(g, 0), ci);
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), nl, NULL, "sblk");
-	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, blist, l1.iv)), B);
-	CgLoop lj = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, B)), n), NULL, "skey");
-	LLVMValueRef kr = cg_gep(g, g->f32, K, add(g, mulc(g, lj.iv, kd), koff));
+	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l1.iv)), B);
+	CgLoop lj = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, B)), n), NULL, "skey");
+	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
 	LLVMValueRef dv = NULL;
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
@@ -145,29 +91,29 @@ attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVMVal
 	} else {
 		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
 	}
-	LLVMValueRef cc = ld64(g, ci);
+	LLVMValueRef cc = cg_ld64(g, ci);
 	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
-	st64(g, add(g, cc, cg_i64(g, 1)), ci);
+	cg_st64(g, cg_iadd(g, cc, cg_i64(g, 1)), ci);
 	cg_loop_end(g, &lj);
 	cg_loop_end(g, &l1);
-	cg_softmax_row(g, scores, ld64(g, ci), acc);
+	cg_softmax_row(g, scores, cg_ld64(g, ci), acc);
 	for (int c = 0; c < nv; c++)
 		cg_store(g, LLVMConstNull(vt), ov[c], 64);
-	st64(g, cg_i64(g, 0), ci);
+	cg_st64(g, cg_i64(g, 0), ci);
 	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), nl, NULL, "vblk");
-	LLVMValueRef v0 = mulc(g, ld64(g, cg_gep(g, g->i64, blist, l2.iv)), B);
-	CgLoop lv = cg_loop_begin(g, v0, smin(g, add(g, v0, cg_i64(g, B)), n), NULL, "vkey");
-	LLVMValueRef c2 = ld64(g, ci);
+	LLVMValueRef v0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l2.iv)), B);
+	CgLoop lv = cg_loop_begin(g, v0, cg_smin(g, cg_iadd(g, v0, cg_i64(g, B)), n), NULL, "vkey");
+	LLVMValueRef c2 = cg_ld64(g, ci);
 	LLVMValueRef pr = cg_load(g, g->f32, cg_gep(g, g->f32, scores, c2), 4);
 	LLVMValueRef p = vw == 1 ? LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), pr, cg_i32c(g, 0), "")
 	                         : cg_splat(g, pr, vw);
-	LLVMValueRef vr = cg_gep(g, g->f32, V, add(g, mulc(g, lv.iv, kd), koff));
+	LLVMValueRef vr = cg_gep(g, g->f32, V, cg_iadd(g, cg_imulc(g, lv.iv, kd), koff));
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
 			              cg_load(g, vt, ov[c], 64) };
 		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
 	}
-	st64(g, add(g, c2, cg_i64(g, 1)), ci);
+	cg_st64(g, cg_iadd(g, c2, cg_i64(g, 1)), ci);
 	cg_loop_end(g, &lv);
 	cg_loop_end(g, &l2);
 	for (int c = 0; c < nv; c++)
@@ -204,7 +150,7 @@ block_task(Cg *g, const BlockSpec *bs)
 	int vw = g->t->vec;
 	while (vw > 1 && hd % vw)
 		vw /= 2;
-	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw), d = f64(g);
+	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw), d = cg_f64(g);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);
 	LLVMValueRef out = cg_slot_ptr(g, blk, 3), T = cg_slot_i64(g, blk, 4), pos = cg_slot_i64(g, blk, 5);
@@ -226,15 +172,15 @@ block_task(Cg *g, const BlockSpec *bs)
 		ov[c] = cg_alloca(g, vt, "o");
 
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "qbkv");
-	LLVMValueRef qb = add(g, LLVMBuildSDiv(g->b, pos, cg_i64(g, B), ""), LLVMBuildSDiv(g->b, l.iv, cg_i64(g, kvh), ""));
+	LLVMValueRef qb = cg_iadd(g, LLVMBuildSDiv(g->b, pos, cg_i64(g, B), ""), LLVMBuildSDiv(g->b, l.iv, cg_i64(g, kvh), ""));
 	LLVMValueRef gk = LLVMBuildSRem(g->b, l.iv, cg_i64(g, kvh), "");
-	LLVMValueRef end = smin(g, mulc(g, add(g, qb, cg_i64(g, 1)), B), add(g, pos, T));
-	LLVMValueRef t0 = sub(g, smax(g, mulc(g, qb, B), pos), pos), t1 = sub(g, end, pos);
-	LLVMValueRef rows = sub(g, t1, t0);
-	LLVMValueRef qoff = mulc(g, gk, group * hd); /* the group's heads within a query row */
-	LLVMValueRef koff = mulc(g, gk, hd);
-	st64(g, add(g, qb, cg_i64(g, 1)), nsel);
-	LLVMValueRef ncand = sub(g, qb, cg_i64(g, 1));
+	LLVMValueRef end = cg_smin(g, cg_imulc(g, cg_iadd(g, qb, cg_i64(g, 1)), B), cg_iadd(g, pos, T));
+	LLVMValueRef t0 = cg_isub(g, cg_smax(g, cg_imulc(g, qb, B), pos), pos), t1 = cg_isub(g, end, pos);
+	LLVMValueRef rows = cg_isub(g, t1, t0);
+	LLVMValueRef qoff = cg_imulc(g, gk, group * hd); /* the group's heads within a query row */
+	LLVMValueRef koff = cg_imulc(g, gk, hd);
+	cg_st64(g, cg_iadd(g, qb, cg_i64(g, 1)), nsel);
+	LLVMValueRef ncand = cg_isub(g, qb, cg_i64(g, 1));
 	LLVMValueRef alld = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntNE, small, cg_i64(g, 0), ""),
 	                                LLVMBuildICmp(g->b, LLVMIntSLT, qb, cg_i64(g, 2), ""), "");
 	if (bs->topk > 0)
@@ -248,10 +194,10 @@ block_task(Cg *g, const BlockSpec *bs)
 	/* 2. block scores */
 	LLVMPositionBuilderAtEnd(g->b, bscore);
 	CgLoop lz = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group * hd), NULL, "qz");
-	std_(g, d64c(g, 0.0), qbar, lz.iv);
+	std_(g, cg_f64c(g, 0.0), qbar, lz.iv);
 	cg_loop_end(g, &lz);
 	CgLoop lt = cg_loop_begin(g, t0, t1, NULL, "qsum");
-	LLVMValueRef qr = cg_gep(g, g->f32, q, add(g, mulc(g, lt.iv, qd), qoff));
+	LLVMValueRef qr = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, lt.iv, qd), qoff));
 	CgLoop le = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group * hd), NULL, "qch");
 	LLVMValueRef x = to_d(g, cg_load(g, g->f32, cg_gep(g, g->f32, qr, le.iv), 4));
 	std_(g, LLVMBuildFAdd(g->b, ldd(g, qbar, le.iv), x, ""), qbar, le.iv);
@@ -261,47 +207,47 @@ block_task(Cg *g, const BlockSpec *bs)
 	CgLoop lm = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group * hd), NULL, "qmean");
 	std_(g, LLVMBuildFDiv(g->b, ldd(g, qbar, lm.iv), drows, ""), qbar, lm.iv);
 	cg_loop_end(g, &lm);
-	cg_store(g, d64c(g, -INFINITY), smx, 8);
-	CgLoop lk = cg_loop_begin(g, cg_i64(g, 0), add(g, qb, cg_i64(g, 1)), NULL, "kblk");
-	LLVMValueRef j0 = mulc(g, lk.iv, B), j1 = smin(g, add(g, j0, cg_i64(g, B)), end);
+	cg_store(g, cg_f64c(g, -INFINITY), smx, 8);
+	CgLoop lk = cg_loop_begin(g, cg_i64(g, 0), cg_iadd(g, qb, cg_i64(g, 1)), NULL, "kblk");
+	LLVMValueRef j0 = cg_imulc(g, lk.iv, B), j1 = cg_smin(g, cg_iadd(g, j0, cg_i64(g, B)), end);
 	CgLoop lz2 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "kz");
-	std_(g, d64c(g, 0.0), kbar, lz2.iv);
+	std_(g, cg_f64c(g, 0.0), kbar, lz2.iv);
 	cg_loop_end(g, &lz2);
 	CgLoop lj = cg_loop_begin(g, j0, j1, NULL, "ksum");
-	LLVMValueRef kr = cg_gep(g, g->f32, K, add(g, mulc(g, lj.iv, kd), koff));
+	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
 	CgLoop lc = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "kch");
 	LLVMValueRef kx = to_d(g, cg_load(g, g->f32, cg_gep(g, g->f32, kr, lc.iv), 4));
 	std_(g, LLVMBuildFAdd(g->b, ldd(g, kbar, lc.iv), kx, ""), kbar, lc.iv);
 	cg_loop_end(g, &lc);
 	cg_loop_end(g, &lj);
-	LLVMValueRef dn = to_d(g, sub(g, j1, j0));
+	LLVMValueRef dn = to_d(g, cg_isub(g, j1, j0));
 	CgLoop lkm = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "kmean");
 	std_(g, LLVMBuildFDiv(g->b, ldd(g, kbar, lkm.iv), dn, ""), kbar, lkm.iv);
 	cg_loop_end(g, &lkm);
-	cg_store(g, d64c(g, 0.0), dacc, 8);
+	cg_store(g, cg_f64c(g, 0.0), dacc, 8);
 	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "sh");
 	CgLoop ls = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "sch");
-	LLVMValueRef pq = LLVMBuildFMul(g->b, ldd(g, qbar, add(g, mulc(g, lh.iv, hd), ls.iv)), ldd(g, kbar, ls.iv), "");
+	LLVMValueRef pq = LLVMBuildFMul(g->b, ldd(g, qbar, cg_iadd(g, cg_imulc(g, lh.iv, hd), ls.iv)), ldd(g, kbar, ls.iv), "");
 	cg_store(g, LLVMBuildFAdd(g->b, cg_load(g, d, dacc, 8), pq, ""), dacc, 8);
 	cg_loop_end(g, &ls);
 	cg_loop_end(g, &lh);
-	LLVMValueRef sj = LLVMBuildFMul(g->b, cg_load(g, d, dacc, 8), d64c(g, 1.0 / sqrt((double)hd)), "");
+	LLVMValueRef sj = LLVMBuildFMul(g->b, cg_load(g, d, dacc, 8), cg_f64c(g, 1.0 / sqrt((double)hd)), "");
 	std_(g, sj, score, lk.iv);
 	LLVMValueRef sm = cg_load(g, d, smx, 8);
 	cg_store(g, LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, sj, sm, ""), sj, sm, ""), smx, 8);
 	cg_loop_end(g, &lk);
 
 	/* 3. weights, keys and the target */
-	cg_store(g, d64c(g, 0.0), forced, 8);
-	cg_store(g, d64c(g, 0.0), dacc, 8); /* the total mass */
-	CgLoop lw = cg_loop_begin(g, cg_i64(g, 0), add(g, qb, cg_i64(g, 1)), NULL, "bw");
+	cg_store(g, cg_f64c(g, 0.0), forced, 8);
+	cg_store(g, cg_f64c(g, 0.0), dacc, 8); /* the total mass */
+	CgLoop lw = cg_loop_begin(g, cg_i64(g, 0), cg_iadd(g, qb, cg_i64(g, 1)), NULL, "bw");
 	LLVMValueRef s = ldd(g, score, lw.iv);
 	LLVMValueRef fixed = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, lw.iv, cg_i64(g, 0), ""),
 	                                 LLVMBuildICmp(g->b, LLVMIntEQ, lw.iv, qb, ""), "");
-	LLVMValueRef w = d64c(g, 1.0);
+	LLVMValueRef w = cg_f64c(g, 1.0);
 	if (bs->topk == 0) {
-		LLVMValueRef e = LLVMBuildFDiv(g->b, LLVMBuildFSub(g->b, s, cg_load(g, d, smx, 8), ""), d64c(g, (double)group), "");
-		LLVMValueRef nb = to_d(g, sub(g, smin(g, mulc(g, add(g, lw.iv, cg_i64(g, 1)), B), end), mulc(g, lw.iv, B)));
+		LLVMValueRef e = LLVMBuildFDiv(g->b, LLVMBuildFSub(g->b, s, cg_load(g, d, smx, 8), ""), cg_f64c(g, (double)group), "");
+		LLVMValueRef nb = to_d(g, cg_isub(g, cg_smin(g, cg_imulc(g, cg_iadd(g, lw.iv, cg_i64(g, 1)), B), end), cg_imulc(g, lw.iv, B)));
 		w = LLVMBuildFMul(g->b, nb, cg_call_intr(g, "llvm.exp", d, &e, 1), "");
 		cg_store(g, LLVMBuildFAdd(g->b, cg_load(g, d, dacc, 8), w, ""), dacc, 8);
 		LLVMValueRef fo = cg_load(g, d, forced, 8);
@@ -312,68 +258,68 @@ block_task(Cg *g, const BlockSpec *bs)
 	LLVMValueRef neg = LLVMBuildICmp(g->b, LLVMIntSLT, bits, cg_i64(g, 0), "");
 	LLVMValueRef k = LLVMBuildSelect(g->b, neg, LLVMBuildNot(g->b, bits, ""), LLVMBuildOr(g->b, bits, cg_i64(g, INT64_MIN), ""),
 	                                 "key");
-	st64(g, k, cg_gep(g, g->i64, bkey, lw.iv));
+	cg_st64(g, k, cg_gep(g, g->i64, bkey, lw.iv));
 	cg_loop_end(g, &lw);
-	LLVMValueRef target = bs->topk ? d64c(g, (double)bs->topk)
-	                               : LLVMBuildFMul(g->b, d64c(g, bs->gamma), cg_load(g, d, dacc, 8), "");
+	LLVMValueRef target = bs->topk ? cg_f64c(g, (double)bs->topk)
+	                               : LLVMBuildFMul(g->b, cg_f64c(g, bs->gamma), cg_load(g, d, dacc, 8), "");
 	cg_store(g, target, need, 8);
 
 	/* the threshold key, bit by bit from the top */
-	st64(g, cg_i64(g, 0), thr);
+	cg_st64(g, cg_i64(g, 0), thr);
 	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, 64), NULL, "bit");
-	LLVMValueRef cand = LLVMBuildOr(g->b, ld64(g, thr), LLVMBuildShl(g->b, cg_i64(g, 1), sub(g, cg_i64(g, 63), lb.iv), ""), "");
+	LLVMValueRef cand = LLVMBuildOr(g->b, cg_ld64(g, thr), LLVMBuildShl(g->b, cg_i64(g, 1), cg_isub(g, cg_i64(g, 63), lb.iv), ""), "");
 	cg_store(g, cg_load(g, d, forced, 8), covered, 8);
 	CgLoop lcn = cg_loop_begin(g, cg_i64(g, 1), qb, NULL, "count");
-	LLVMValueRef ge = LLVMBuildICmp(g->b, LLVMIntUGE, ld64(g, cg_gep(g, g->i64, bkey, lcn.iv)), cand, "");
+	LLVMValueRef ge = LLVMBuildICmp(g->b, LLVMIntUGE, cg_ld64(g, cg_gep(g, g->i64, bkey, lcn.iv)), cand, "");
 	LLVMValueRef cv = cg_load(g, d, covered, 8);
 	cg_store(g, LLVMBuildSelect(g->b, ge, LLVMBuildFAdd(g->b, cv, ldd(g, wt, lcn.iv), ""), cv, ""), covered, 8);
 	cg_loop_end(g, &lcn);
 	LLVMValueRef ok = LLVMBuildFCmp(g->b, LLVMRealOGE, cg_load(g, d, covered, 8), cg_load(g, d, need, 8), "");
-	st64(g, LLVMBuildSelect(g->b, ok, cand, ld64(g, thr), ""), thr);
+	cg_st64(g, LLVMBuildSelect(g->b, ok, cand, cg_ld64(g, thr), ""), thr);
 	cg_loop_end(g, &lb);
-	LLVMValueRef tv = ld64(g, thr);
+	LLVMValueRef tv = cg_ld64(g, thr);
 	cg_store(g, cg_load(g, d, forced, 8), covered, 8);
 	CgLoop la = cg_loop_begin(g, cg_i64(g, 1), qb, NULL, "above");
-	LLVMValueRef gt = LLVMBuildICmp(g->b, LLVMIntUGT, ld64(g, cg_gep(g, g->i64, bkey, la.iv)), tv, "");
+	LLVMValueRef gt = LLVMBuildICmp(g->b, LLVMIntUGT, cg_ld64(g, cg_gep(g, g->i64, bkey, la.iv)), tv, "");
 	LLVMValueRef cva = cg_load(g, d, covered, 8);
 	cg_store(g, LLVMBuildSelect(g->b, gt, LLVMBuildFAdd(g->b, cva, ldd(g, wt, la.iv), ""), cva, ""), covered, 8);
 	cg_loop_end(g, &la);
 
 	/* 4. the block list, ascending */
-	st64(g, cg_i64(g, 0), cg_gep(g, g->i64, blist, cg_i64(g, 0)));
-	st64(g, cg_i64(g, 1), nl);
+	cg_st64(g, cg_i64(g, 0), cg_gep(g, g->i64, blist, cg_i64(g, 0)));
+	cg_st64(g, cg_i64(g, 1), nl);
 	CgLoop lsel = cg_loop_begin(g, cg_i64(g, 1), qb, NULL, "pick");
-	LLVMValueRef kj = ld64(g, cg_gep(g, g->i64, bkey, lsel.iv));
+	LLVMValueRef kj = cg_ld64(g, cg_gep(g, g->i64, bkey, lsel.iv));
 	LLVMValueRef cvs = cg_load(g, d, covered, 8);
 	LLVMValueRef eq = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, kj, tv, ""),
 	                               LLVMBuildFCmp(g->b, LLVMRealOLT, cvs, cg_load(g, d, need, 8), ""), "");
 	LLVMValueRef take = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntUGT, kj, tv, ""), eq, "");
 	cg_store(g, LLVMBuildSelect(g->b, eq, LLVMBuildFAdd(g->b, cvs, ldd(g, wt, lsel.iv), ""), cvs, ""), covered, 8);
-	st64(g, lsel.iv, cg_gep(g, g->i64, blist, ld64(g, nl)));
-	st64(g, add(g, ld64(g, nl), LLVMBuildZExt(g->b, take, g->i64, "")), nl);
+	cg_st64(g, lsel.iv, cg_gep(g, g->i64, blist, cg_ld64(g, nl)));
+	cg_st64(g, cg_iadd(g, cg_ld64(g, nl), LLVMBuildZExt(g->b, take, g->i64, "")), nl);
 	cg_loop_end(g, &lsel);
-	st64(g, qb, cg_gep(g, g->i64, blist, ld64(g, nl)));
-	LLVMValueRef nblk = add(g, ld64(g, nl), cg_i64(g, 1));
-	st64(g, nblk, nl);
-	st64(g, nblk, nsel);
-	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, nblk, add(g, qb, cg_i64(g, 1)), ""), bdense, bsparse);
+	cg_st64(g, qb, cg_gep(g, g->i64, blist, cg_ld64(g, nl)));
+	LLVMValueRef nblk = cg_iadd(g, cg_ld64(g, nl), cg_i64(g, 1));
+	cg_st64(g, nblk, nl);
+	cg_st64(g, nblk, nsel);
+	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, nblk, cg_iadd(g, qb, cg_i64(g, 1)), ""), bdense, bsparse);
 
 	/* 5. every block: the dense task for the block's rows and the group's heads */
 	LLVMPositionBuilderAtEnd(g->b, bdense);
 	CgLoop ld = cg_loop_begin(g, t0, t1, NULL, "drow");
-	LLVMValueRef h0 = add(g, mulc(g, ld.iv, heads), mulc(g, gk, group));
-	LLVMValueRef da[3] = { blk, h0, add(g, h0, cg_i64(g, group)) };
+	LLVMValueRef h0 = cg_iadd(g, cg_imulc(g, ld.iv, heads), cg_imulc(g, gk, group));
+	LLVMValueRef da[3] = { blk, h0, cg_iadd(g, h0, cg_i64(g, group)) };
 	LLVMBuildCall2(g->b, g->task_ty, dense, da, 3, "");
 	cg_loop_end(g, &ld);
 	LLVMBuildBr(g->b, bcount);
 
 	/* 6. the listed blocks */
 	LLVMPositionBuilderAtEnd(g->b, bsparse);
-	LLVMValueRef nlist = ld64(g, nl);
+	LLVMValueRef nlist = cg_ld64(g, nl);
 	CgLoop lr = cg_loop_begin(g, t0, t1, NULL, "srow");
-	LLVMValueRef n = add(g, add(g, pos, lr.iv), cg_i64(g, 1));
+	LLVMValueRef n = cg_iadd(g, cg_iadd(g, pos, lr.iv), cg_i64(g, 1));
 	CgLoop lhd = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "shead");
-	LLVMValueRef at = add(g, add(g, mulc(g, lr.iv, qd), qoff), mulc(g, lhd.iv, hd));
+	LLVMValueRef at = cg_iadd(g, cg_iadd(g, cg_imulc(g, lr.iv, qd), qoff), cg_imulc(g, lhd.iv, hd));
 	attend_listed(g, cg_gep(g, g->f32, q, at), cg_gep(g, g->f32, out, at), K, V, koff, blist, nlist, n, B, kd, hd,
 	              scores, acc, ci, ov);
 	cg_loop_end(g, &lhd);
@@ -383,7 +329,7 @@ block_task(Cg *g, const BlockSpec *bs)
 	/* 7. the visits */
 	LLVMPositionBuilderAtEnd(g->b, bcount);
 	if (bs->counted)
-		cg_count_visits(g, stat, LLVMBuildMul(g->b, ld64(g, nsel), rows, ""));
+		cg_count_visits(g, stat, LLVMBuildMul(g->b, cg_ld64(g, nsel), rows, ""));
 	cg_loop_end(g, &l);
 	cg_task_end(g, &save);
 	free(ov);
@@ -420,9 +366,9 @@ cg_lower_attention_block(Cg *g, const Op *op)
 	cg_slot_set(g, 6, cg_stat_slot_ptr(g, op->ia[6]));
 	cg_slot_set(g, 7, LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, rows, cg_i64(g, op->ia[5]), ""), g->i64, ""));
 	/* query blocks of this call times kv heads; none for no rows */
-	LLVMValueRef last = sub(g, add(g, pos, rows), cg_i64(g, 1));
-	LLVMValueRef nqb = add(g, sub(g, LLVMBuildSDiv(g->b, last, cg_i64(g, bs.B), ""),
+	LLVMValueRef last = cg_isub(g, cg_iadd(g, pos, rows), cg_i64(g, 1));
+	LLVMValueRef nqb = cg_iadd(g, cg_isub(g, LLVMBuildSDiv(g->b, last, cg_i64(g, bs.B), ""),
 	                              LLVMBuildSDiv(g->b, pos, cg_i64(g, bs.B), "")), cg_i64(g, 1));
 	nqb = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, rows, cg_i64(g, 0), ""), nqb, cg_i64(g, 0), "");
-	cg_pfor(g, task, mulc(g, nqb, bs.kvh));
+	cg_pfor(g, task, cg_imulc(g, nqb, bs.kvh));
 }

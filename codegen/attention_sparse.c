@@ -28,54 +28,6 @@
 #define QUEST_BOUNDS_AHEAD 8  /* pages whose bounds are prefetched ahead of the one scored */
 
 static LLVMValueRef
-add(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildAdd(g->b, a, b, "");
-}
-
-static LLVMValueRef
-sub(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildSub(g->b, a, b, "");
-}
-
-static LLVMValueRef
-mulc(Cg *g, LLVMValueRef a, int64_t c)
-{
-	return LLVMBuildMul(g->b, a, cg_i64(g, c), "");
-}
-
-static LLVMValueRef
-smin(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
-}
-
-static LLVMValueRef
-smax(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, a, b, ""), a, b, "");
-}
-
-static LLVMValueRef
-ldf(Cg *g, LLVMValueRef base, LLVMValueRef idx)
-{
-	return cg_load(g, g->f32, cg_gep(g, g->f32, base, idx), 4);
-}
-
-static LLVMValueRef
-ld64(Cg *g, LLVMValueRef p)
-{
-	return cg_load(g, g->i64, p, 8);
-}
-
-static void
-st64(Cg *g, LLVMValueRef v, LLVMValueRef p)
-{
-	cg_store(g, v, p, 8);
-}
-
-static LLVMValueRef
 state_part(Cg *g, int64_t si, uint64_t off)
 {
 	return cg_gepb(g, g->state, (int64_t)(g->r->state_off[si] + off));
@@ -88,17 +40,17 @@ cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMVal
 	int64_t kvh = s->kv_heads, hd = s->head_dim, P = s->page;
 	LLVMValueRef B = state_part(g, si, elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page).bounds_offset);
 	CgLoop lt = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "bnd.row");
-	LLVMValueRef p = add(g, pos, lt.iv);
+	LLVMValueRef p = cg_iadd(g, pos, lt.iv);
 	LLVMValueRef first = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, p, cg_i64(g, P), ""), cg_i64(g, 0), "");
-	LLVMValueRef pb = cg_gep(g, g->f32, B, mulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), kvh * 2 * hd));
-	LLVMValueRef kr = cg_gep(g, g->f32, keys, mulc(g, lt.iv, kvh * hd));
+	LLVMValueRef pb = cg_gep(g, g->f32, B, cg_imulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), kvh * 2 * hd));
+	LLVMValueRef kr = cg_gep(g, g->f32, keys, cg_imulc(g, lt.iv, kvh * hd));
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, kvh), NULL, "bnd.head");
-	LLVMValueRef mnr = cg_gep(g, g->f32, pb, mulc(g, lg.iv, 2 * hd));
+	LLVMValueRef mnr = cg_gep(g, g->f32, pb, cg_imulc(g, lg.iv, 2 * hd));
 	LLVMValueRef mxr = cg_gep(g, g->f32, mnr, cg_i64(g, hd));
-	LLVMValueRef krh = cg_gep(g, g->f32, kr, mulc(g, lg.iv, hd));
+	LLVMValueRef krh = cg_gep(g, g->f32, kr, cg_imulc(g, lg.iv, hd));
 	CgLoop le = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "bnd.ch");
-	LLVMValueRef x = ldf(g, krh, le.iv);
-	LLVMValueRef a1[2] = { x, ldf(g, mnr, le.iv) }, a2[2] = { x, ldf(g, mxr, le.iv) };
+	LLVMValueRef x = cg_ldf(g, krh, le.iv);
+	LLVMValueRef a1[2] = { x, cg_ldf(g, mnr, le.iv) }, a2[2] = { x, cg_ldf(g, mxr, le.iv) };
 	LLVMValueRef mn = LLVMBuildSelect(g->b, first, x, cg_call_intr(g, "llvm.minnum", g->f32, a1, 2), "");
 	LLVMValueRef mx = LLVMBuildSelect(g->b, first, x, cg_call_intr(g, "llvm.maxnum", g->f32, a2, 2), "");
 	cg_store(g, mn, cg_gep(g, g->f32, mnr, le.iv), 4);
@@ -128,9 +80,9 @@ prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVM
 	LLVMBasicBlockRef by, bn;
 	branch(g, LLVMBuildICmp(g->b, LLVMIntSLT, i, npl, ""), "pf", "pf.done", &by, &bn);
 	LLVMPositionBuilderAtEnd(g->b, by);
-	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, i)), P);
-	CgLoop lr = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "pf.row");
-	LLVMValueRef row = cg_gep(g, g->f32, base, add(g, mulc(g, lr.iv, kd), koff));
+	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, plist, i)), P);
+	CgLoop lr = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, P)), n), NULL, "pf.row");
+	LLVMValueRef row = cg_gep(g, g->f32, base, cg_iadd(g, cg_imulc(g, lr.iv, kd), koff));
 	for (int64_t b = 0; b < hd * 4; b += 64) {
 		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
 		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
@@ -181,25 +133,25 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowkv");
 	LLVMValueRef t = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, kvh), "");
 	LLVMValueRef gk = LLVMBuildSRem(g->b, l.iv, cg_i64(g, kvh), "");
-	LLVMValueRef n = add(g, add(g, pos, t), cg_i64(g, 1));
-	LLVMValueRef np = LLVMBuildSDiv(g->b, add(g, n, cg_i64(g, P - 1)), cg_i64(g, P), "np");
-	LLVMValueRef sp = smin(g, np, cg_i64(g, (S + P - 1) / P));
+	LLVMValueRef n = cg_iadd(g, cg_iadd(g, pos, t), cg_i64(g, 1));
+	LLVMValueRef np = LLVMBuildSDiv(g->b, cg_iadd(g, n, cg_i64(g, P - 1)), cg_i64(g, P), "np");
+	LLVMValueRef sp = cg_smin(g, np, cg_i64(g, (S + P - 1) / P));
 	LLVMValueRef wp;
 	if (W > 0) {
-		LLVMValueRef back = LLVMBuildSDiv(g->b, sub(g, n, cg_i64(g, W)), cg_i64(g, P), "");
+		LLVMValueRef back = LLVMBuildSDiv(g->b, cg_isub(g, n, cg_i64(g, W)), cg_i64(g, P), "");
 		wp = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, n, cg_i64(g, W), ""), back, cg_i64(g, 0), "");
 	} else {
-		wp = sub(g, np, cg_i64(g, 1));
+		wp = cg_isub(g, np, cg_i64(g, 1));
 	}
-	wp = smax(g, smin(g, wp, sub(g, np, cg_i64(g, 1))), sp);
-	LLVMValueRef nmid = sub(g, wp, sp);
+	wp = cg_smax(g, cg_smin(g, wp, cg_isub(g, np, cg_i64(g, 1))), sp);
+	LLVMValueRef nmid = cg_isub(g, wp, sp);
 	LLVMBasicBlockRef bd, bs, bnext = LLVMAppendBasicBlockInContext(g->c, g->fn, "quest.next");
 	branch(g, LLVMBuildICmp(g->b, LLVMIntSLE, nmid, kp, ""), "quest.dense", "quest.sparse", &bd, &bs);
 
 	/* 2. every page: the dense task for the group's heads */
 	LLVMPositionBuilderAtEnd(g->b, bd);
-	LLVMValueRef h0 = add(g, mulc(g, t, heads), mulc(g, gk, group));
-	LLVMValueRef da[3] = { blk, h0, add(g, h0, cg_i64(g, group)) };
+	LLVMValueRef h0 = cg_iadd(g, cg_imulc(g, t, heads), cg_imulc(g, gk, group));
+	LLVMValueRef da[3] = { blk, h0, cg_iadd(g, h0, cg_i64(g, group)) };
 	LLVMBuildCall2(g->b, g->task_ty, dense, da, 3, "");
 	if (counted)
 		cg_count_visits(g, cg_slot_ptr(g, blk, 8), np);
@@ -207,9 +159,9 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 
 	/* 3. page scores as keys */
 	LLVMPositionBuilderAtEnd(g->b, bs);
-	LLVMValueRef qrow = cg_gep(g, g->f32, q, add(g, mulc(g, t, qd), mulc(g, gk, group * hd)));
+	LLVMValueRef qrow = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, gk, group * hd)));
 	CgLoop lp = cg_loop_begin(g, sp, wp, NULL, "page");
-	LLVMValueRef mnp = cg_gep(g, g->f32, bnd, mulc(g, add(g, mulc(g, lp.iv, kvh), gk), 2 * hd));
+	LLVMValueRef mnp = cg_gep(g, g->f32, bnd, cg_imulc(g, cg_iadd(g, cg_imulc(g, lp.iv, kvh), gk), 2 * hd));
 	/* the bounds of page + QUEST_BOUNDS_AHEAD: a head's bounds lie kvh * 2 * hd floats
 	 * apart, a stride past the 4 KiB page the hardware prefetchers stay within (a
 	 * prefetch past the last page does not fault) */
@@ -220,7 +172,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	}
 	cg_store(g, LLVMConstNull(vt), uacc, 64);
 	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "ph");
-	LLVMValueRef qh = cg_gep(g, g->f32, qrow, mulc(g, lh.iv, hd));
+	LLVMValueRef qh = cg_gep(g, g->f32, qrow, cg_imulc(g, lh.iv, hd));
 	LLVMValueRef u = cg_load(g, vt, uacc, 64);
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef x = cg_load(g, vt, cg_gep(g, g->f32, qh, cg_i64(g, c * vw)), 4);
@@ -245,69 +197,69 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef neg = LLVMBuildICmp(g->b, LLVMIntSLT, bits, cg_i32c(g, 0), "");
 	LLVMValueRef pk = LLVMBuildSelect(g->b, neg, LLVMBuildNot(g->b, bits, ""),
 	                                  LLVMBuildOr(g->b, bits, cg_i32c(g, INT32_MIN), ""), "key");
-	cg_store(g, pk, cg_gep(g, g->i32, pkey, sub(g, lp.iv, sp)), 4);
+	cg_store(g, pk, cg_gep(g, g->i32, pkey, cg_isub(g, lp.iv, sp)), 4);
 	cg_loop_end(g, &lp);
 
 	/* the K-th largest key, bit by bit */
 	cg_store(g, cg_i32c(g, 0), thr, 4);
 	CgLoop lb = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, 32), NULL, "bit");
-	LLVMValueRef bit = LLVMBuildShl(g->b, cg_i32c(g, 1), LLVMBuildTrunc(g->b, sub(g, cg_i64(g, 31), lb.iv), u32, ""), "");
+	LLVMValueRef bit = LLVMBuildShl(g->b, cg_i32c(g, 1), LLVMBuildTrunc(g->b, cg_isub(g, cg_i64(g, 31), lb.iv), u32, ""), "");
 	LLVMValueRef cand = LLVMBuildOr(g->b, cg_load(g, u32, thr, 4), bit, "");
-	st64(g, cg_i64(g, 0), cnt);
+	cg_st64(g, cg_i64(g, 0), cnt);
 	CgLoop lc = cg_loop_begin(g, cg_i64(g, 0), nmid, NULL, "count");
 	LLVMValueRef ge = LLVMBuildICmp(g->b, LLVMIntUGE, cg_load(g, u32, cg_gep(g, g->i32, pkey, lc.iv), 4), cand, "");
-	st64(g, add(g, ld64(g, cnt), LLVMBuildZExt(g->b, ge, g->i64, "")), cnt);
+	cg_st64(g, cg_iadd(g, cg_ld64(g, cnt), LLVMBuildZExt(g->b, ge, g->i64, "")), cnt);
 	cg_loop_end(g, &lc);
-	LLVMValueRef ok = LLVMBuildICmp(g->b, LLVMIntSGE, ld64(g, cnt), kp, "");
+	LLVMValueRef ok = LLVMBuildICmp(g->b, LLVMIntSGE, cg_ld64(g, cnt), kp, "");
 	cg_store(g, LLVMBuildSelect(g->b, ok, cand, cg_load(g, u32, thr, 4), ""), thr, 4);
 	cg_loop_end(g, &lb);
 	LLVMValueRef tv = cg_load(g, u32, thr, 4);
-	st64(g, cg_i64(g, 0), cnt);
+	cg_st64(g, cg_i64(g, 0), cnt);
 	CgLoop lg2 = cg_loop_begin(g, cg_i64(g, 0), nmid, NULL, "above");
 	LLVMValueRef gt = LLVMBuildICmp(g->b, LLVMIntUGT, cg_load(g, u32, cg_gep(g, g->i32, pkey, lg2.iv), 4), tv, "");
-	st64(g, add(g, ld64(g, cnt), LLVMBuildZExt(g->b, gt, g->i64, "")), cnt);
+	cg_st64(g, cg_iadd(g, cg_ld64(g, cnt), LLVMBuildZExt(g->b, gt, g->i64, "")), cnt);
 	cg_loop_end(g, &lg2);
-	st64(g, sub(g, kp, ld64(g, cnt)), need);
+	cg_st64(g, cg_isub(g, kp, cg_ld64(g, cnt)), need);
 
 	/* the page list, ascending */
-	st64(g, cg_i64(g, 0), nl);
+	cg_st64(g, cg_i64(g, 0), nl);
 	CgLoop ls = cg_loop_begin(g, cg_i64(g, 0), sp, NULL, "sinks");
-	st64(g, ls.iv, cg_gep(g, g->i64, plist, ld64(g, nl)));
-	st64(g, add(g, ld64(g, nl), cg_i64(g, 1)), nl);
+	cg_st64(g, ls.iv, cg_gep(g, g->i64, plist, cg_ld64(g, nl)));
+	cg_st64(g, cg_iadd(g, cg_ld64(g, nl), cg_i64(g, 1)), nl);
 	cg_loop_end(g, &ls);
 	CgLoop lm = cg_loop_begin(g, cg_i64(g, 0), nmid, NULL, "mid");
 	LLVMValueRef kj = cg_load(g, u32, cg_gep(g, g->i32, pkey, lm.iv), 4);
-	LLVMValueRef nd = ld64(g, need);
+	LLVMValueRef nd = cg_ld64(g, need);
 	LLVMValueRef eq = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, kj, tv, ""),
 	                               LLVMBuildICmp(g->b, LLVMIntSGT, nd, cg_i64(g, 0), ""), "");
 	LLVMValueRef take = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntUGT, kj, tv, ""), eq, "");
-	st64(g, sub(g, nd, LLVMBuildZExt(g->b, eq, g->i64, "")), need);
-	st64(g, add(g, sp, lm.iv), cg_gep(g, g->i64, plist, ld64(g, nl)));
-	st64(g, add(g, ld64(g, nl), LLVMBuildZExt(g->b, take, g->i64, "")), nl);
+	cg_st64(g, cg_isub(g, nd, LLVMBuildZExt(g->b, eq, g->i64, "")), need);
+	cg_st64(g, cg_iadd(g, sp, lm.iv), cg_gep(g, g->i64, plist, cg_ld64(g, nl)));
+	cg_st64(g, cg_iadd(g, cg_ld64(g, nl), LLVMBuildZExt(g->b, take, g->i64, "")), nl);
 	cg_loop_end(g, &lm);
 	CgLoop lw = cg_loop_begin(g, wp, np, NULL, "window");
-	st64(g, lw.iv, cg_gep(g, g->i64, plist, ld64(g, nl)));
-	st64(g, add(g, ld64(g, nl), cg_i64(g, 1)), nl);
+	cg_st64(g, lw.iv, cg_gep(g, g->i64, plist, cg_ld64(g, nl)));
+	cg_st64(g, cg_iadd(g, cg_ld64(g, nl), cg_i64(g, 1)), nl);
 	cg_loop_end(g, &lw);
-	LLVMValueRef npl = ld64(g, nl);
+	LLVMValueRef npl = cg_ld64(g, nl);
 	if (counted)
 		cg_count_visits(g, cg_slot_ptr(g, blk, 8), npl);
 
 	/* 4. each head of the group over the listed pages */
 	CgLoop la = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "head");
-	LLVMValueRef hq = cg_gep(g, g->f32, qrow, mulc(g, la.iv, hd));
-	LLVMValueRef orow = cg_gep(g, g->f32, out, add(g, mulc(g, t, qd), add(g, mulc(g, gk, group * hd), mulc(g, la.iv, hd))));
-	LLVMValueRef koff = mulc(g, gk, hd);
+	LLVMValueRef hq = cg_gep(g, g->f32, qrow, cg_imulc(g, la.iv, hd));
+	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_iadd(g, cg_imulc(g, gk, group * hd), cg_imulc(g, la.iv, hd))));
+	LLVMValueRef koff = cg_imulc(g, gk, hd);
 	for (int c = 0; c < nv; c++)
 		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
-	st64(g, cg_i64(g, 0), ci);
+	cg_st64(g, cg_i64(g, 0), ci);
 	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
 		prefetch_page(g, K, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "spage");
-	prefetch_page(g, K, plist, add(g, l1.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
-	LLVMValueRef j0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l1.iv)), P);
-	CgLoop lj = cg_loop_begin(g, j0, smin(g, add(g, j0, cg_i64(g, P)), n), NULL, "skey");
-	LLVMValueRef kr = cg_gep(g, g->f32, K, add(g, mulc(g, lj.iv, kd), koff));
+	prefetch_page(g, K, plist, cg_iadd(g, l1.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
+	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, plist, l1.iv)), P);
+	CgLoop lj = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, P)), n), NULL, "skey");
+	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
 	LLVMValueRef dv = NULL;
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
@@ -325,32 +277,32 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	} else {
 		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
 	}
-	LLVMValueRef cc = ld64(g, ci);
+	LLVMValueRef cc = cg_ld64(g, ci);
 	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
-	st64(g, add(g, cc, cg_i64(g, 1)), ci);
+	cg_st64(g, cg_iadd(g, cc, cg_i64(g, 1)), ci);
 	cg_loop_end(g, &lj);
 	cg_loop_end(g, &l1);
 	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
 		prefetch_page(g, V, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
-	cg_softmax_row(g, scores, ld64(g, ci), acc);
+	cg_softmax_row(g, scores, cg_ld64(g, ci), acc);
 	for (int c = 0; c < nv; c++)
 		cg_store(g, LLVMConstNull(vt), ov[c], 64);
-	st64(g, cg_i64(g, 0), ci);
+	cg_st64(g, cg_i64(g, 0), ci);
 	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "vpage");
-	prefetch_page(g, V, plist, add(g, l2.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
-	LLVMValueRef v0 = mulc(g, ld64(g, cg_gep(g, g->i64, plist, l2.iv)), P);
-	CgLoop lv = cg_loop_begin(g, v0, smin(g, add(g, v0, cg_i64(g, P)), n), NULL, "vkey");
-	LLVMValueRef c2 = ld64(g, ci);
-	LLVMValueRef pr = ldf(g, scores, c2);
+	prefetch_page(g, V, plist, cg_iadd(g, l2.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
+	LLVMValueRef v0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, plist, l2.iv)), P);
+	CgLoop lv = cg_loop_begin(g, v0, cg_smin(g, cg_iadd(g, v0, cg_i64(g, P)), n), NULL, "vkey");
+	LLVMValueRef c2 = cg_ld64(g, ci);
+	LLVMValueRef pr = cg_ldf(g, scores, c2);
 	LLVMValueRef p = vw == 1 ? LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), pr, cg_i32c(g, 0), "")
 	                         : cg_splat(g, pr, vw);
-	LLVMValueRef vr = cg_gep(g, g->f32, V, add(g, mulc(g, lv.iv, kd), koff));
+	LLVMValueRef vr = cg_gep(g, g->f32, V, cg_iadd(g, cg_imulc(g, lv.iv, kd), koff));
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
 			              cg_load(g, vt, ov[c], 64) };
 		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
 	}
-	st64(g, add(g, c2, cg_i64(g, 1)), ci);
+	cg_st64(g, cg_iadd(g, c2, cg_i64(g, 1)), ci);
 	cg_loop_end(g, &lv);
 	cg_loop_end(g, &l2);
 	for (int c = 0; c < nv; c++)
@@ -382,8 +334,8 @@ cg_lower_attention_quest(Cg *g, const Op *op)
 	LLVMValueRef kp = cg_i64(g, 0);
 	if (op->ia[3] > 0) {
 		LLVMValueRef b = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[4]), g->i64, "");
-		b = smax(g, smin(g, b, cg_i64(g, op->ia[3])), cg_i64(g, P));
-		kp = smax(g, LLVMBuildSDiv(g->b, b, cg_i64(g, P), ""), cg_i64(g, 3));
+		b = cg_smax(g, cg_smin(g, b, cg_i64(g, op->ia[3])), cg_i64(g, P));
+		kp = cg_smax(g, LLVMBuildSDiv(g->b, b, cg_i64(g, P), ""), cg_i64(g, 3));
 	}
 	LLVMValueRef task = quest_task(g, heads, kvh, hd, s->ctx, P, op->ia[4], op->ia[5], op->ia[6] > 0);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
@@ -395,5 +347,5 @@ cg_lower_attention_quest(Cg *g, const Op *op)
 	cg_slot_set(g, 6, state_part(g, op->ia[2], kl.bounds_offset));
 	cg_slot_set(g, 7, kp);
 	cg_slot_set(g, 8, cg_stat_slot_ptr(g, op->ia[6]));
-	cg_pfor(g, task, mulc(g, rows, kvh));
+	cg_pfor(g, task, cg_imulc(g, rows, kvh));
 }

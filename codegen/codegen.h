@@ -285,6 +285,16 @@ typedef struct Cg {
 
 /* llvm_util.c: LLVM helpers */
 LLVMValueRef cg_i64(Cg *g, int64_t v);
+LLVMValueRef cg_iadd(Cg *g, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_isub(Cg *g, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_imulc(Cg *g, LLVMValueRef a, int64_t c);
+LLVMValueRef cg_smin(Cg *g, LLVMValueRef a, LLVMValueRef b); /* signed i64 */
+LLVMValueRef cg_smax(Cg *g, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_ld64(Cg *g, LLVMValueRef p);                  /* i64 load, align 8 */
+void cg_st64(Cg *g, LLVMValueRef v, LLVMValueRef p);          /* 8-byte store */
+LLVMValueRef cg_ldf(Cg *g, LLVMValueRef base, LLVMValueRef idx); /* f32 base[idx] */
+LLVMTypeRef cg_f64(Cg *g);
+LLVMValueRef cg_f64c(Cg *g, double v);
 LLVMValueRef cg_i32c(Cg *g, int32_t v);
 LLVMValueRef cg_f32c(Cg *g, double v);
 LLVMValueRef cg_splat(Cg *g, LLVMValueRef s, int n);

@@ -31,6 +31,68 @@ cg_f32c(Cg *g, double v)
 	return LLVMConstReal(g->f32, v);
 }
 
+/* Integer and scalar shorthands of the generated loops (i64 index arithmetic, f64
+ * scores and sums). */
+LLVMValueRef
+cg_iadd(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildAdd(g->b, a, b, "");
+}
+
+LLVMValueRef
+cg_isub(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSub(g->b, a, b, "");
+}
+
+LLVMValueRef
+cg_imulc(Cg *g, LLVMValueRef a, int64_t c)
+{
+	return LLVMBuildMul(g->b, a, cg_i64(g, c), "");
+}
+
+LLVMValueRef
+cg_smin(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+LLVMValueRef
+cg_smax(Cg *g, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+
+LLVMValueRef
+cg_ld64(Cg *g, LLVMValueRef p)
+{
+	return cg_load(g, g->i64, p, 8);
+}
+
+void
+cg_st64(Cg *g, LLVMValueRef v, LLVMValueRef p)
+{
+	cg_store(g, v, p, 8);
+}
+
+LLVMValueRef
+cg_ldf(Cg *g, LLVMValueRef base, LLVMValueRef idx)
+{
+	return cg_load(g, g->f32, cg_gep(g, g->f32, base, idx), 4);
+}
+
+LLVMTypeRef
+cg_f64(Cg *g)
+{
+	return LLVMDoubleTypeInContext(g->c);
+}
+
+LLVMValueRef
+cg_f64c(Cg *g, double v)
+{
+	return LLVMConstReal(cg_f64(g), v);
+}
+
 LLVMValueRef
 cg_splat(Cg *g, LLVMValueRef s, int n)
 {

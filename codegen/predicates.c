@@ -14,46 +14,22 @@
 
 #include <math.h>
 
-static LLVMTypeRef
-f64(Cg *g)
-{
-	return LLVMDoubleTypeInContext(g->c);
-}
-
 static LLVMValueRef
-d64(Cg *g, double v)
+ldd(Cg *g, LLVMValueRef p)
 {
-	return LLVMConstReal(f64(g), v);
-}
-
-static LLVMValueRef
-ldf(Cg *g, LLVMValueRef base, LLVMValueRef idx)
-{
-	return cg_load(g, g->f32, cg_gep(g, g->f32, base, idx), 4);
+	return cg_load(g, cg_f64(g), p, 8);
 }
 
 static LLVMValueRef
 ext(Cg *g, LLVMValueRef f)
 {
-	return LLVMBuildFPExt(g->b, f, f64(g), "");
-}
-
-static LLVMValueRef
-ld64(Cg *g, LLVMValueRef p)
-{
-	return cg_load(g, f64(g), p, 8);
-}
-
-static void
-st64(Cg *g, LLVMValueRef v, LLVMValueRef p)
-{
-	cg_store(g, v, p, 8);
+	return LLVMBuildFPExt(g->b, f, cg_f64(g), "");
 }
 
 static LLVMValueRef
 intr1(Cg *g, const char *name, LLVMValueRef x)
 {
-	return cg_call_intr(g, name, f64(g), &x, 1);
+	return cg_call_intr(g, name, cg_f64(g), &x, 1);
 }
 
 /* exp(d) for d <= 0 or NaN, in double, as straight-line IR so that the loop summing
@@ -65,26 +41,26 @@ intr1(Cg *g, const char *name, LLVMValueRef x)
 static LLVMValueRef
 exp_nonpos(Cg *g, LLVMValueRef d)
 {
-	LLVMValueRef ok = LLVMBuildFCmp(g->b, LLVMRealOGE, d, d64(g, -708.0), "");
-	LLVMValueRef dc = LLVMBuildSelect(g->b, ok, d, d64(g, 0.0), ""); /* no NaN or -inf below */
-	LLVMValueRef fx = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, dc, d64(g, 1.4426950408889634), ""), d64(g, 0.5), "");
+	LLVMValueRef ok = LLVMBuildFCmp(g->b, LLVMRealOGE, d, cg_f64c(g, -708.0), "");
+	LLVMValueRef dc = LLVMBuildSelect(g->b, ok, d, cg_f64c(g, 0.0), ""); /* no NaN or -inf below */
+	LLVMValueRef fx = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, dc, cg_f64c(g, 1.4426950408889634), ""), cg_f64c(g, 0.5), "");
 	fx = intr1(g, "llvm.floor", fx);
-	LLVMValueRef r = LLVMBuildFSub(g->b, dc, LLVMBuildFMul(g->b, fx, d64(g, 6.93147180369123816490e-01), ""), "");
-	r = LLVMBuildFSub(g->b, r, LLVMBuildFMul(g->b, fx, d64(g, 1.90821492927058770002e-10), ""), "");
+	LLVMValueRef r = LLVMBuildFSub(g->b, dc, LLVMBuildFMul(g->b, fx, cg_f64c(g, 6.93147180369123816490e-01), ""), "");
+	r = LLVMBuildFSub(g->b, r, LLVMBuildFMul(g->b, fx, cg_f64c(g, 1.90821492927058770002e-10), ""), "");
 	double c = 1.0;
 	for (int k = 2; k <= 13; k++)
 		c /= k; /* 1/13! */
-	LLVMValueRef p = d64(g, c);
+	LLVMValueRef p = cg_f64c(g, c);
 	for (int k = 12; k >= 0; k--) {
 		c *= k + 1; /* 1/k! */
-		p = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, p, r, ""), d64(g, c), "");
+		p = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, p, r, ""), cg_f64c(g, c), "");
 	}
 	LLVMTypeRef i64 = LLVMInt64TypeInContext(g->c);
 	LLVMValueRef n = LLVMBuildFPToSI(g->b, fx, i64, "");
 	LLVMValueRef bits = LLVMBuildShl(g->b, LLVMBuildAdd(g->b, n, LLVMConstInt(i64, 1023, 0), ""),
 	                                 LLVMConstInt(i64, 52, 0), "");
-	LLVMValueRef y = LLVMBuildFMul(g->b, p, LLVMBuildBitCast(g->b, bits, f64(g), ""), "");
-	y = LLVMBuildSelect(g->b, ok, y, d64(g, 0.0), "");
+	LLVMValueRef y = LLVMBuildFMul(g->b, p, LLVMBuildBitCast(g->b, bits, cg_f64(g), ""), "");
+	y = LLVMBuildSelect(g->b, ok, y, cg_f64c(g, 0.0), "");
 	return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealUNO, d, d, ""), d, y, "");
 }
 
@@ -151,16 +127,16 @@ lower_measure(Cg *g, const Op *op)
 	int64_t N = cg_cols(t);
 	bool ent = op->code == OP_ENTROPY;
 	LLVMValueRef x = cg_val_ptr(g, op->args[0]);
-	LLVMValueRef worst = cg_alloca(g, f64(g), "worst"), s = cg_alloca(g, f64(g), "s"), e = cg_alloca(g, f64(g), "e");
+	LLVMValueRef worst = cg_alloca(g, cg_f64(g), "worst"), s = cg_alloca(g, cg_f64(g), "s"), e = cg_alloca(g, cg_f64(g), "e");
 	LLVMValueRef l1 = cg_alloca(g, g->f32, "l1"), l2 = cg_alloca(g, g->f32, "l2");
-	st64(g, d64(g, ent ? -INFINITY : INFINITY), worst);
+	cg_st64(g, cg_f64c(g, ent ? -INFINITY : INFINITY), worst);
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
 	LLVMValueRef xr = cg_gep(g, g->f32, x, LLVMBuildNSWMul(g->b, lr.iv, cg_i64(g, N), ""));
 	/* 1. the top two logits */
 	cg_store(g, cg_f32c(g, -INFINITY), l1, 4);
 	cg_store(g, cg_f32c(g, -INFINITY), l2, 4);
 	CgLoop lk = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, N), NULL, "top2");
-	LLVMValueRef v = ldf(g, xr, lk.iv), a1 = cg_load(g, g->f32, l1, 4), a2 = cg_load(g, g->f32, l2, 4);
+	LLVMValueRef v = cg_ldf(g, xr, lk.iv), a1 = cg_load(g, g->f32, l1, 4), a2 = cg_load(g, g->f32, l2, 4);
 	LLVMValueRef gt1 = LLVMBuildFCmp(g->b, LLVMRealOGT, v, a1, "");
 	LLVMValueRef gt2 = LLVMBuildFCmp(g->b, LLVMRealOGT, v, a2, "");
 	cg_store(g, LLVMBuildSelect(g->b, gt1, a1, LLVMBuildSelect(g->b, gt2, v, a2, ""), ""), l2, 4);
@@ -168,34 +144,34 @@ lower_measure(Cg *g, const Op *op)
 	cg_loop_end(g, &lk);
 	/* 2. S and E */
 	LLVMValueRef mx = ext(g, cg_load(g, g->f32, l1, 4));
-	st64(g, d64(g, 0.0), s);
-	st64(g, d64(g, 0.0), e);
+	cg_st64(g, cg_f64c(g, 0.0), s);
+	cg_st64(g, cg_f64c(g, 0.0), e);
 	CgLoop ls = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, N), NULL, "sum");
-	LLVMValueRef d = LLVMBuildFSub(g->b, ext(g, ldf(g, xr, ls.iv)), mx, "");
+	LLVMValueRef d = LLVMBuildFSub(g->b, ext(g, cg_ldf(g, xr, ls.iv)), mx, "");
 	LLVMValueRef ex = exp_nonpos(g, d);
-	st64(g, cg_fast(LLVMBuildFAdd(g->b, ld64(g, s), ex, "")), s);
+	cg_st64(g, cg_fast(LLVMBuildFAdd(g->b, ldd(g, s), ex, "")), s);
 	if (ent)
-		st64(g, cg_fast(LLVMBuildFAdd(g->b, ld64(g, e), LLVMBuildFMul(g->b, ex, d, ""), "")), e);
+		cg_st64(g, cg_fast(LLVMBuildFAdd(g->b, ldd(g, e), LLVMBuildFMul(g->b, ex, d, ""), "")), e);
 	cg_loop_end(g, &ls);
 	/* 3. the measure of the row */
-	LLVMValueRef S = ld64(g, s), c;
-	LLVMValueRef p1 = LLVMBuildFDiv(g->b, d64(g, 1.0), S, "");
+	LLVMValueRef S = ldd(g, s), c;
+	LLVMValueRef p1 = LLVMBuildFDiv(g->b, cg_f64c(g, 1.0), S, "");
 	if (op->code == OP_MAXPROB) {
 		c = p1;
 	} else if (op->code == OP_MARGIN) {
 		LLVMValueRef e2 = intr1(g, "llvm.exp", LLVMBuildFSub(g->b, ext(g, cg_load(g, g->f32, l2, 4)), mx, ""));
 		c = LLVMBuildFSub(g->b, p1, LLVMBuildFDiv(g->b, e2, S, ""), "");
 	} else {
-		c = LLVMBuildFSub(g->b, intr1(g, "llvm.log", S), LLVMBuildFDiv(g->b, ld64(g, e), S, ""), "");
+		c = LLVMBuildFSub(g->b, intr1(g, "llvm.log", S), LLVMBuildFDiv(g->b, ldd(g, e), S, ""), "");
 	}
 	LLVMValueRef nan = LLVMBuildFCmp(g->b, LLVMRealUNO, S, S, "");
-	c = LLVMBuildSelect(g->b, nan, d64(g, ent ? 0.0 : -1.0), c, "");
+	c = LLVMBuildSelect(g->b, nan, cg_f64c(g, ent ? 0.0 : -1.0), c, "");
 	/* 4. the least confident row */
-	LLVMValueRef w = ld64(g, worst);
+	LLVMValueRef w = ldd(g, worst);
 	LLVMValueRef worse = LLVMBuildFCmp(g->b, ent ? LLVMRealOGT : LLVMRealOLT, c, w, "");
-	st64(g, LLVMBuildSelect(g->b, worse, c, w, ""), worst);
+	cg_st64(g, LLVMBuildSelect(g->b, worse, c, w, ""), worst);
 	cg_loop_end(g, &lr);
-	cg_store(g, LLVMBuildFPTrunc(g->b, ld64(g, worst), g->f32, ""), cg_val_ptr(g, op->dst), 4);
+	cg_store(g, LLVMBuildFPTrunc(g->b, ldd(g, worst), g->f32, ""), cg_val_ptr(g, op->dst), 4);
 }
 
 /* cosine(a, b): per row ab / sqrt(aa bb) (0 when a row is zero), the smallest. */
@@ -205,29 +181,29 @@ lower_cosine(Cg *g, const Op *op)
 	Type t = g->f->vals[op->args[0]].type;
 	int64_t D = cg_cols(t);
 	LLVMValueRef a = cg_val_ptr(g, op->args[0]), b = cg_val_ptr(g, op->args[1]);
-	LLVMValueRef worst = cg_alloca(g, f64(g), "worst");
-	LLVMValueRef acc[3] = { cg_alloca(g, f64(g), "ab"), cg_alloca(g, f64(g), "aa"), cg_alloca(g, f64(g), "bb") };
-	st64(g, d64(g, INFINITY), worst);
+	LLVMValueRef worst = cg_alloca(g, cg_f64(g), "worst");
+	LLVMValueRef acc[3] = { cg_alloca(g, cg_f64(g), "ab"), cg_alloca(g, cg_f64(g), "aa"), cg_alloca(g, cg_f64(g), "bb") };
+	cg_st64(g, cg_f64c(g, INFINITY), worst);
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
 	LLVMValueRef off = LLVMBuildNSWMul(g->b, lr.iv, cg_i64(g, D), "");
 	LLVMValueRef ar = cg_gep(g, g->f32, a, off), brow = cg_gep(g, g->f32, b, off);
 	for (int k = 0; k < 3; k++)
-		st64(g, d64(g, 0.0), acc[k]);
+		cg_st64(g, cg_f64c(g, 0.0), acc[k]);
 	CgLoop lk = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, D), NULL, "dot");
-	LLVMValueRef x = ext(g, ldf(g, ar, lk.iv)), y = ext(g, ldf(g, brow, lk.iv));
+	LLVMValueRef x = ext(g, cg_ldf(g, ar, lk.iv)), y = ext(g, cg_ldf(g, brow, lk.iv));
 	LLVMValueRef pr[3] = { LLVMBuildFMul(g->b, x, y, ""), LLVMBuildFMul(g->b, x, x, ""), LLVMBuildFMul(g->b, y, y, "") };
 	for (int k = 0; k < 3; k++)
-		st64(g, cg_fast(LLVMBuildFAdd(g->b, ld64(g, acc[k]), pr[k], "")), acc[k]);
+		cg_st64(g, cg_fast(LLVMBuildFAdd(g->b, ldd(g, acc[k]), pr[k], "")), acc[k]);
 	cg_loop_end(g, &lk);
-	LLVMValueRef ab = ld64(g, acc[0]), aa = ld64(g, acc[1]), bb = ld64(g, acc[2]);
-	LLVMValueRef nz = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, aa, d64(g, 0.0), ""),
-	                               LLVMBuildFCmp(g->b, LLVMRealOGT, bb, d64(g, 0.0), ""), "");
+	LLVMValueRef ab = ldd(g, acc[0]), aa = ldd(g, acc[1]), bb = ldd(g, acc[2]);
+	LLVMValueRef nz = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, aa, cg_f64c(g, 0.0), ""),
+	                               LLVMBuildFCmp(g->b, LLVMRealOGT, bb, cg_f64c(g, 0.0), ""), "");
 	LLVMValueRef c = LLVMBuildSelect(
-		g->b, nz, LLVMBuildFDiv(g->b, ab, intr1(g, "llvm.sqrt", LLVMBuildFMul(g->b, aa, bb, "")), ""), d64(g, 0.0), "");
-	LLVMValueRef w = ld64(g, worst);
-	st64(g, LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, c, w, ""), c, w, ""), worst);
+		g->b, nz, LLVMBuildFDiv(g->b, ab, intr1(g, "llvm.sqrt", LLVMBuildFMul(g->b, aa, bb, "")), ""), cg_f64c(g, 0.0), "");
+	LLVMValueRef w = ldd(g, worst);
+	cg_st64(g, LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, c, w, ""), c, w, ""), worst);
 	cg_loop_end(g, &lr);
-	cg_store(g, LLVMBuildFPTrunc(g->b, ld64(g, worst), g->f32, ""), cg_val_ptr(g, op->dst), 4);
+	cg_store(g, LLVMBuildFPTrunc(g->b, ldd(g, worst), g->f32, ""), cg_val_ptr(g, op->dst), 4);
 }
 
 /* decay(lambda, tau, pos): lambda * (0.9 + 0.1 exp(-tau pos / n)), in double. */
@@ -235,10 +211,10 @@ static void
 lower_decay(Cg *g, const Op *op)
 {
 	LLVMValueRef lam = ext(g, cg_val_scalar(g, op->args[0])), tau = ext(g, cg_val_scalar(g, op->args[1]));
-	LLVMValueRef pos = LLVMBuildSIToFP(g->b, cg_val_scalar(g, op->args[2]), f64(g), "");
+	LLVMValueRef pos = LLVMBuildSIToFP(g->b, cg_val_scalar(g, op->args[2]), cg_f64(g), "");
 	LLVMValueRef a = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, LLVMBuildFNeg(g->b, tau, ""), pos, ""),
-	                               d64(g, (double)op->ia[0]), "");
-	LLVMValueRef fac = LLVMBuildFAdd(g->b, d64(g, 0.9), LLVMBuildFMul(g->b, d64(g, 0.1), intr1(g, "llvm.exp", a), ""), "");
+	                               cg_f64c(g, (double)op->ia[0]), "");
+	LLVMValueRef fac = LLVMBuildFAdd(g->b, cg_f64c(g, 0.9), LLVMBuildFMul(g->b, cg_f64c(g, 0.1), intr1(g, "llvm.exp", a), ""), "");
 	cg_store(g, LLVMBuildFPTrunc(g->b, LLVMBuildFMul(g->b, lam, fac, ""), g->f32, ""), cg_val_ptr(g, op->dst), 4);
 }
 
