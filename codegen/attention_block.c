@@ -53,74 +53,6 @@ cg_count_visits(Cg *g, LLVMValueRef slot, LLVMValueRef n)
 	LLVMBuildAtomicRMW(g->b, LLVMAtomicRMWBinOpAdd, slot, n, LLVMAtomicOrderingMonotonic, 0);
 }
 
-/* Step 6 for one row: head hq (a query row of hd floats) attends over the keys of
- * the nl blocks listed in blist below n, into orow.  scores: f32[ctx]; acc: f32. */
-static void
-attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVMValueRef V, LLVMValueRef koff,
-              LLVMValueRef blist, LLVMValueRef nl, LLVMValueRef n, int64_t B, int64_t kd, int64_t hd,
-              LLVMValueRef scores, LLVMValueRef acc, LLVMValueRef ci, LLVMValueRef *ov)
-{
-	int vw = g->t->vec;
-	while (vw > 1 && hd % vw)
-		vw /= 2;
-	int nv = (int)(hd / vw);
-	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
-	double scale = 1.0 / sqrt((double)hd);
-	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
-	for (int c = 0; c < nv; c++)
-		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
-	cg_st64(g, cg_i64(g, 0), ci);
-	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), nl, NULL, "sblk");
-	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l1.iv)), B);
-	CgLoop lj = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, B)), n), NULL, "skey");
-	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
-	LLVMValueRef dv = NULL;
-	for (int c = 0; c < nv; c++) {
-		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
-		if (!dv) {
-			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
-		} else {
-			LLVMValueRef a[3] = { qv[c], kv, dv };
-			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
-		}
-	}
-	LLVMValueRef dot;
-	if (vw > 1) {
-		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
-		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
-	} else {
-		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
-	}
-	LLVMValueRef cc = cg_ld64(g, ci);
-	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
-	cg_st64(g, cg_iadd(g, cc, cg_i64(g, 1)), ci);
-	cg_loop_end(g, &lj);
-	cg_loop_end(g, &l1);
-	cg_softmax_row(g, scores, cg_ld64(g, ci), acc);
-	for (int c = 0; c < nv; c++)
-		cg_store(g, LLVMConstNull(vt), ov[c], 64);
-	cg_st64(g, cg_i64(g, 0), ci);
-	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), nl, NULL, "vblk");
-	LLVMValueRef v0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l2.iv)), B);
-	CgLoop lv = cg_loop_begin(g, v0, cg_smin(g, cg_iadd(g, v0, cg_i64(g, B)), n), NULL, "vkey");
-	LLVMValueRef c2 = cg_ld64(g, ci);
-	LLVMValueRef pr = cg_load(g, g->f32, cg_gep(g, g->f32, scores, c2), 4);
-	LLVMValueRef p = vw == 1 ? LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), pr, cg_i32c(g, 0), "")
-	                         : cg_splat(g, pr, vw);
-	LLVMValueRef vr = cg_gep(g, g->f32, V, cg_iadd(g, cg_imulc(g, lv.iv, kd), koff));
-	for (int c = 0; c < nv; c++) {
-		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
-			              cg_load(g, vt, ov[c], 64) };
-		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
-	}
-	cg_st64(g, cg_iadd(g, c2, cg_i64(g, 1)), ci);
-	cg_loop_end(g, &lv);
-	cg_loop_end(g, &l2);
-	for (int c = 0; c < nv; c++)
-		cg_store(g, cg_load(g, vt, ov[c], 64), cg_gep(g, g->f32, orow, cg_i64(g, c * vw)), 4);
-	free(qv);
-}
-
 /* The block parameters of one attention_block kernel. */
 typedef struct BlockSpec {
 	int64_t heads, kvh, hd, ctx; /* shapes; ctx bounds the keys */
@@ -320,8 +252,8 @@ block_task(Cg *g, const BlockSpec *bs)
 	LLVMValueRef n = cg_iadd(g, cg_iadd(g, pos, lr.iv), cg_i64(g, 1));
 	CgLoop lhd = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "shead");
 	LLVMValueRef at = cg_iadd(g, cg_iadd(g, cg_imulc(g, lr.iv, qd), qoff), cg_imulc(g, lhd.iv, hd));
-	attend_listed(g, cg_gep(g, g->f32, q, at), cg_gep(g, g->f32, out, at), K, V, koff, blist, nlist, n, B, kd, hd,
-	              scores, acc, ci, ov);
+	cg_attend_listed(g, cg_gep(g, g->f32, q, at), cg_gep(g, g->f32, out, at), K, V, koff, blist, nlist, n, B, kd, hd,
+	                 scores, acc, ci, ov, false);
 	cg_loop_end(g, &lhd);
 	cg_loop_end(g, &lr);
 	LLVMBuildBr(g->b, bcount);

@@ -92,6 +92,86 @@ prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVM
 	LLVMPositionBuilderAtEnd(g->b, bn);
 }
 
+/* One query head hq (a row of hd floats) attends over the keys below n of the nl
+ * spans of B positions listed in blist (Quest's pages, the block prefill's key
+ * blocks), into orow: scores, softmax, weighted sum of the values, with the dense
+ * kernel's vector code.  scores: f32[ctx]; acc: f32; ci: i64; ov: the nv vector
+ * accumulators.  prefetch: the K (then V) rows of the span QUEST_PREFETCH places
+ * down the list are prefetched while one is attended (the spans lie anywhere). */
+void
+cg_attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVMValueRef V, LLVMValueRef koff,
+              LLVMValueRef blist, LLVMValueRef nl, LLVMValueRef n, int64_t B, int64_t kd, int64_t hd,
+              LLVMValueRef scores, LLVMValueRef acc, LLVMValueRef ci, LLVMValueRef *ov, bool prefetch)
+{
+	int vw = g->t->vec;
+	while (vw > 1 && hd % vw)
+		vw /= 2;
+	int nv = (int)(hd / vw);
+	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
+	double scale = 1.0 / sqrt((double)hd);
+	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
+	for (int c = 0; c < nv; c++)
+		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
+	cg_st64(g, cg_i64(g, 0), ci);
+	for (int64_t d = 0; prefetch && d < QUEST_PREFETCH; d++)
+		prefetch_page(g, K, blist, cg_i64(g, d), nl, n, B, kd, koff, hd);
+	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), nl, NULL, "sblk");
+	if (prefetch)
+		prefetch_page(g, K, blist, cg_iadd(g, l1.iv, cg_i64(g, QUEST_PREFETCH)), nl, n, B, kd, koff, hd);
+	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l1.iv)), B);
+	CgLoop lj = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, B)), n), NULL, "skey");
+	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
+	LLVMValueRef dv = NULL;
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
+		if (!dv) {
+			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
+		} else {
+			LLVMValueRef a[3] = { qv[c], kv, dv };
+			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
+		}
+	}
+	LLVMValueRef dot;
+	if (vw > 1) {
+		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
+		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
+	} else {
+		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
+	}
+	LLVMValueRef cc = cg_ld64(g, ci);
+	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
+	cg_st64(g, cg_iadd(g, cc, cg_i64(g, 1)), ci);
+	cg_loop_end(g, &lj);
+	cg_loop_end(g, &l1);
+	for (int64_t d = 0; prefetch && d < QUEST_PREFETCH; d++)
+		prefetch_page(g, V, blist, cg_i64(g, d), nl, n, B, kd, koff, hd);
+	cg_softmax_row(g, scores, cg_ld64(g, ci), acc);
+	for (int c = 0; c < nv; c++)
+		cg_store(g, LLVMConstNull(vt), ov[c], 64);
+	cg_st64(g, cg_i64(g, 0), ci);
+	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), nl, NULL, "vblk");
+	if (prefetch)
+		prefetch_page(g, V, blist, cg_iadd(g, l2.iv, cg_i64(g, QUEST_PREFETCH)), nl, n, B, kd, koff, hd);
+	LLVMValueRef v0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l2.iv)), B);
+	CgLoop lv = cg_loop_begin(g, v0, cg_smin(g, cg_iadd(g, v0, cg_i64(g, B)), n), NULL, "vkey");
+	LLVMValueRef c2 = cg_ld64(g, ci);
+	LLVMValueRef pr = cg_load(g, g->f32, cg_gep(g, g->f32, scores, c2), 4);
+	LLVMValueRef p = vw == 1 ? LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), pr, cg_i32c(g, 0), "")
+	                         : cg_splat(g, pr, vw);
+	LLVMValueRef vr = cg_gep(g, g->f32, V, cg_iadd(g, cg_imulc(g, lv.iv, kd), koff));
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
+			              cg_load(g, vt, ov[c], 64) };
+		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
+	}
+	cg_st64(g, cg_iadd(g, c2, cg_i64(g, 1)), ci);
+	cg_loop_end(g, &lv);
+	cg_loop_end(g, &l2);
+	for (int c = 0; c < nv; c++)
+		cg_store(g, cg_load(g, vt, ov[c], 64), cg_gep(g, g->f32, orow, cg_i64(g, c * vw)), 4);
+	free(qv);
+}
+
 /* Slots: 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos, 6 page bounds, 7 K (pages to choose),
  * 8 the stat slot that counts the pages visited (when counted). */
 static LLVMValueRef
@@ -112,7 +192,6 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 		vw /= 2;
 	int nv = (int)(hd / vw);
 	int64_t group = heads / kvh, qd = heads * hd, kd = kvh * hd, maxp = (ctx + P - 1) / P;
-	double scale = 1.0 / sqrt((double)hd);
 	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);
@@ -125,7 +204,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef thr = cg_alloca(g, g->i32, "thr"), cnt = cg_alloca(g, g->i64, "cnt");
 	LLVMValueRef need = cg_alloca(g, g->i64, "need"), nl = cg_alloca(g, g->i64, "nl");
 	LLVMValueRef ci = cg_alloca(g, g->i64, "c");
-	LLVMValueRef *ov = xmalloc((size_t)nv * sizeof *ov), *qv = xmalloc((size_t)nv * sizeof *qv);
+	LLVMValueRef *ov = xmalloc((size_t)nv * sizeof *ov);
 	for (int c = 0; c < nv; c++)
 		ov[c] = cg_alloca(g, vt, "o");
 	LLVMTypeRef u32 = g->i32;
@@ -250,63 +329,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef hq = cg_gep(g, g->f32, qrow, cg_imulc(g, la.iv, hd));
 	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_iadd(g, cg_imulc(g, gk, group * hd), cg_imulc(g, la.iv, hd))));
 	LLVMValueRef koff = cg_imulc(g, gk, hd);
-	for (int c = 0; c < nv; c++)
-		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, hq, cg_i64(g, c * vw)), 4);
-	cg_st64(g, cg_i64(g, 0), ci);
-	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
-		prefetch_page(g, K, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
-	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "spage");
-	prefetch_page(g, K, plist, cg_iadd(g, l1.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
-	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, plist, l1.iv)), P);
-	CgLoop lj = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, P)), n), NULL, "skey");
-	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
-	LLVMValueRef dv = NULL;
-	for (int c = 0; c < nv; c++) {
-		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
-		if (!dv) {
-			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
-		} else {
-			LLVMValueRef a[3] = { qv[c], kv, dv };
-			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
-		}
-	}
-	LLVMValueRef dot;
-	if (vw > 1) {
-		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
-		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
-	} else {
-		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
-	}
-	LLVMValueRef cc = cg_ld64(g, ci);
-	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
-	cg_st64(g, cg_iadd(g, cc, cg_i64(g, 1)), ci);
-	cg_loop_end(g, &lj);
-	cg_loop_end(g, &l1);
-	for (int64_t d = 0; d < QUEST_PREFETCH; d++)
-		prefetch_page(g, V, plist, cg_i64(g, d), npl, n, P, kd, koff, hd);
-	cg_softmax_row(g, scores, cg_ld64(g, ci), acc);
-	for (int c = 0; c < nv; c++)
-		cg_store(g, LLVMConstNull(vt), ov[c], 64);
-	cg_st64(g, cg_i64(g, 0), ci);
-	CgLoop l2 = cg_loop_begin(g, cg_i64(g, 0), npl, NULL, "vpage");
-	prefetch_page(g, V, plist, cg_iadd(g, l2.iv, cg_i64(g, QUEST_PREFETCH)), npl, n, P, kd, koff, hd);
-	LLVMValueRef v0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, plist, l2.iv)), P);
-	CgLoop lv = cg_loop_begin(g, v0, cg_smin(g, cg_iadd(g, v0, cg_i64(g, P)), n), NULL, "vkey");
-	LLVMValueRef c2 = cg_ld64(g, ci);
-	LLVMValueRef pr = cg_ldf(g, scores, c2);
-	LLVMValueRef p = vw == 1 ? LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), pr, cg_i32c(g, 0), "")
-	                         : cg_splat(g, pr, vw);
-	LLVMValueRef vr = cg_gep(g, g->f32, V, cg_iadd(g, cg_imulc(g, lv.iv, kd), koff));
-	for (int c = 0; c < nv; c++) {
-		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
-			              cg_load(g, vt, ov[c], 64) };
-		cg_store(g, cg_call_intr(g, "llvm.fma", vt, a, 3), ov[c], 64);
-	}
-	cg_st64(g, cg_iadd(g, c2, cg_i64(g, 1)), ci);
-	cg_loop_end(g, &lv);
-	cg_loop_end(g, &l2);
-	for (int c = 0; c < nv; c++)
-		cg_store(g, cg_load(g, vt, ov[c], 64), cg_gep(g, g->f32, orow, cg_i64(g, c * vw)), 4);
+	cg_attend_listed(g, hq, orow, K, V, koff, plist, npl, n, P, kd, hd, scores, acc, ci, ov, true);
 	cg_loop_end(g, &la);
 	LLVMBuildBr(g->b, bnext);
 
@@ -314,7 +337,6 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	cg_loop_end(g, &l);
 	cg_task_end(g, &save);
 	free(ov);
-	free(qv);
 	return fn;
 }
 

@@ -379,6 +379,11 @@ LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, in
  * buffer) written at pos..: a page's first position resets them, later ones widen. */
 void cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys);
 void cg_lower_attention_quest(Cg *g, const Op *op);
+/* One query head attends over the keys below n of the nl spans of B positions listed
+ * in list (pages, key blocks): the sparse ops' shared inner loops. */
+void cg_attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVMValueRef V, LLVMValueRef koff,
+                      LLVMValueRef list, LLVMValueRef nl, LLVMValueRef n, int64_t B, int64_t kd, int64_t hd,
+                      LLVMValueRef scores, LLVMValueRef acc, LLVMValueRef ci, LLVMValueRef *ov, bool prefetch);
 
 /* ---- attention_block.c: block-sparse prefill attention, the sparse ops' visit counts ---- */
 void cg_lower_attention_block(Cg *g, const Op *op);
