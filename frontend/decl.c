@@ -448,6 +448,11 @@ decl_index(Lower *L, const Ast *idx, int64_t *out)
 		diag_error(L->d, idx->loc, "index %lld is out of range 0..%d", (long long)*out, MAX_INDEX - 1);
 		return false;
 	}
+	if (L->nlayers_decl >= 0 && *out >= L->nlayers_decl) { /* an index names a layer */
+		diag_error(L->d, idx->loc, "layer %lld is out of range: the model has %lld layers", (long long)*out,
+		           (long long)L->nlayers_decl);
+		return false;
+	}
 	return true;
 }
 
