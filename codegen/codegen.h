@@ -370,6 +370,9 @@ LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
 LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, const Op *rope);
 /* In-place softmax of n floats at row; acc is an f32 alloca. */
 void cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc);
+/* q . row for a query head held in nv vectors of vw floats (qv): the attention scores'
+ * dot product, dense and sparse alike. */
+LLVMValueRef cg_dot_row(Cg *g, LLVMValueRef *qv, int nv, int vw, LLVMValueRef row);
 /* The dense attention task over (row, head) pairs: slots 0 q, 1 K, 2 V, 3 out, 4 T,
  * 5 pos (-1: no cache); maxkeys bounds the keys of one row. */
 LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys);
