@@ -8,8 +8,8 @@
  *   2. nmid <= K: every page is chosen, and the task calls the dense attention task
  *      for the group's heads (so the result is the dense one, bit for bit);
  *   3. else the page scores u = sum over the group's heads and channels of
- *      max(q min, q max) (the bounds of the page QUEST_BOUNDS_AHEAD further
- *      prefetched) become order-preserving 32-bit keys; the K-th largest key
+ *      max(q min, q max) (the bf16 bounds widened to f32; a KV head's bounds are
+ *      one contiguous stream) become order-preserving 32-bit keys; the K-th largest key
  *      is found bit by bit from the top (32 counting passes: a partial selection,
  *      no sort); pages above it, then pages equal to it in index order until K,
  *      join the forced ones in one ascending page list;
@@ -25,7 +25,6 @@
 #include <stdlib.h>
 
 #define QUEST_PREFETCH 2      /* pages of K (or V) prefetched ahead of the one attended */
-#define QUEST_BOUNDS_AHEAD 8  /* pages whose bounds are prefetched ahead of the one scored */
 
 static LLVMValueRef
 state_part(Cg *g, int64_t si, uint64_t off)
@@ -82,16 +81,17 @@ void
 cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys)
 {
 	const State *s = &g->m->states[si];
-	int64_t kvh = s->kv_heads, hd = s->head_dim, P = s->page;
+	int64_t kvh = s->kv_heads, hd = s->head_dim, P = s->page, np = (s->ctx + P - 1) / P;
 	LLVMTypeRef i16 = LLVMInt16TypeInContext(g->c);
 	LLVMValueRef B = state_part(g, si, elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page).bounds_offset);
 	CgLoop lt = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "bnd.row");
 	LLVMValueRef p = cg_iadd(g, pos, lt.iv);
 	LLVMValueRef first = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, p, cg_i64(g, P), ""), cg_i64(g, 0), "");
-	LLVMValueRef pb = cg_gep(g, i16, B, cg_imulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), kvh * 2 * hd));
+	/* [kv_heads][np][2][hd]: the page's bounds of head 0, a head's np pages apart */
+	LLVMValueRef pb = cg_gep(g, i16, B, cg_imulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), 2 * hd));
 	LLVMValueRef kr = cg_gep(g, g->f32, keys, cg_imulc(g, lt.iv, kvh * hd));
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, kvh), NULL, "bnd.head");
-	LLVMValueRef mnr = cg_gep(g, i16, pb, cg_imulc(g, lg.iv, 2 * hd));
+	LLVMValueRef mnr = cg_gep(g, i16, pb, cg_imulc(g, lg.iv, np * 2 * hd));
 	LLVMValueRef mxr = cg_gep(g, i16, mnr, cg_i64(g, hd));
 	LLVMValueRef krh = cg_gep(g, g->f32, kr, cg_imulc(g, lg.iv, hd));
 	CgLoop le = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "bnd.ch");
@@ -274,15 +274,8 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMPositionBuilderAtEnd(g->b, bs);
 	LLVMValueRef qrow = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, gk, group * hd)));
 	CgLoop lp = cg_loop_begin(g, sp, wp, NULL, "page");
-	LLVMValueRef mnp = cg_gep(g, i16, bnd, cg_imulc(g, cg_iadd(g, cg_imulc(g, lp.iv, kvh), gk), 2 * hd));
-	/* the bounds of page + QUEST_BOUNDS_AHEAD: a head's bounds lie kvh * 2 * hd bf16
-	 * apart, a stride past the 4 KiB page the hardware prefetchers stay within (a
-	 * prefetch past the last page does not fault) */
-	LLVMValueRef mna = cg_gep(g, i16, mnp, cg_i64(g, QUEST_BOUNDS_AHEAD * kvh * 2 * hd));
-	for (int64_t b = 0; b < 2 * hd * 2; b += 64) {
-		LLVMValueRef a[4] = { cg_gepb(g, mna, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
-		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
-	}
+	/* a KV head's bounds are contiguous, page after page: one stream */
+	LLVMValueRef mnp = cg_gep(g, i16, bnd, cg_imulc(g, cg_iadd(g, cg_imulc(g, gk, maxp), lp.iv), 2 * hd));
 	cg_store(g, LLVMConstNull(vt), uacc, 64);
 	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "ph");
 	LLVMValueRef qh = cg_gep(g, g->f32, qrow, cg_imulc(g, lh.iv, hd));

@@ -35,7 +35,7 @@ typedef struct Tensor {
 struct InterpState {
 	const Module *m;
 	float **kcache, **vcache; /* per State: [ctx][kv_heads][head_dim] */
-	uint16_t **bounds;        /* per State with page > 0: [ctx/page][kv_heads][2][head_dim] bf16, min then max */
+	uint16_t **bounds;        /* per State with page > 0: [kv_heads][ctx/page][2][head_dim] bf16, min then max */
 	InterpOpHook hook;
 	void *hook_user;
 	double *knobs;            /* [m->nknobs]: current values of the run-time knobs */
@@ -445,12 +445,12 @@ bounds_write(InterpState *s, int64_t si, int64_t p, const float *kr)
 	if (!b)
 		return;
 	int64_t KH = st->kv_heads, hd = st->head_dim;
-	uint16_t *pb = b + (p / st->page) * KH * 2 * hd;
+	int64_t np = interp_npages(st), pg = p / st->page;
 	bool first = p % st->page == 0;
 	for (int64_t g = 0; g < KH; g++)
 		for (int64_t e = 0; e < hd; e++) {
 			float x = kr[g * hd + e];
-			uint16_t lo = ir_bf16_floor(x), hi = ir_bf16_ceil(x), *mn = pb + g * 2 * hd + e, *mx = mn + hd;
+			uint16_t lo = ir_bf16_floor(x), hi = ir_bf16_ceil(x), *mn = b + (g * np + pg) * 2 * hd + e, *mx = mn + hd;
 			*mn = first || ir_bf16_to_f32(lo) < ir_bf16_to_f32(*mn) ? lo : *mn;
 			*mx = first || ir_bf16_to_f32(hi) > ir_bf16_to_f32(*mx) ? hi : *mx;
 		}
@@ -609,7 +609,7 @@ quest_select(const Attn *a, const uint16_t *bounds, int64_t t, int64_t g, int64_
 		return -1;
 	Cand *c = xmalloc((size_t)(wp - sp) * sizeof *c);
 	for (int64_t p = sp; p < wp; p++) {
-		const uint16_t *mn = bounds + (p * a->KH + g) * 2 * hd, *mx = mn + hd;
+		const uint16_t *mn = bounds + (g * interp_npages(a->st) + p) * 2 * hd, *mx = mn + hd;
 		double u = 0;
 		for (int64_t h = g * a->group; h < (g + 1) * a->group; h++) {
 			const float *qh = a->q + t * a->H * hd + h * hd;

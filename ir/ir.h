@@ -848,7 +848,7 @@ const InterpStats *interp_stats(const InterpState *s);
 bool interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v);
 /* Pages of a cache that keeps page bounds (State.page > 0; 0 otherwise). */
 int64_t interp_npages(const State *st);
-/* The page bounds of state `state`: [pages][kv_heads][2][head_dim] bf16 bits (the min
+/* The page bounds of state `state`: [kv_heads][pages][2][head_dim] bf16 bits (the min
  * of the keys written into each page rounded toward -inf, then the max rounded toward
  * +inf: ir_bf16_floor, ir_bf16_ceil), or NULL when it keeps none. */
 const uint16_t *interp_page_bounds(const InterpState *s, uint32_t state);

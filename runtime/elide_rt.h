@@ -188,9 +188,10 @@ int32_t elide_sample_top_p(const float *logits, int32_t n, float temperature, fl
  * (positions) of kv_heads x head_dim f32, row after row (row_bytes apart), padded to
  * a multiple of ELIDE_KV_ALIGN bytes.  A cache with pages (page > 0 positions each,
  * kept for Quest sparse attention) then holds its page bounds at bounds_offset:
- * [pages][kv_heads][2][head_dim] bfloat16 (the per-channel minimum of the keys
+ * [kv_heads][pages][2][head_dim] bfloat16 (the per-channel minimum of the keys
  * written into each page rounded toward -inf, then their maximum rounded toward +inf,
- * so that the bounds stay bounds of the f32 keys), padded likewise.  Caches follow each other in state
+ * so that the bounds stay bounds of the f32 keys; one KV head's bounds contiguous, as
+ * the page scores read them), padded likewise.  Caches follow each other in state
  * order, each starting ELIDE_KV_ALIGN-aligned.  All zero when a dimension is not
  * positive (page 0: no bounds). */
 #define ELIDE_KV_ALIGN 64
