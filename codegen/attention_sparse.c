@@ -216,7 +216,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
-	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx);
+	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx, ctx);
 	CgSave save;
 	fn = cg_task_begin(g, key, &save);
 	cg_kernel_add(g, key, fn);
@@ -224,7 +224,8 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	while (vw > 1 && hd % vw)
 		vw /= 2;
 	int nv = (int)(hd / vw);
-	int64_t group = heads / kvh, qd = heads * hd, kd = kvh * hd, maxp = (ctx + P - 1) / P;
+	/* the cache is head-major: key j of KV head gk at K + j hd + gk ctx hd */
+	int64_t group = heads / kvh, qd = heads * hd, kd = hd, maxp = (ctx + P - 1) / P;
 	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw), i16 = LLVMInt16TypeInContext(g->c);
 	LLVMTypeRef ht = LLVMVectorType(i16, (unsigned)vw);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
@@ -355,7 +356,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	CgLoop la = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "head");
 	LLVMValueRef hq = cg_gep(g, g->f32, qrow, cg_imulc(g, la.iv, hd));
 	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_iadd(g, cg_imulc(g, gk, group * hd), cg_imulc(g, la.iv, hd))));
-	LLVMValueRef koff = cg_imulc(g, gk, hd);
+	LLVMValueRef koff = cg_imulc(g, gk, ctx * hd);
 	cg_attend_listed(g, hq, orow, K, V, koff, plist, npl, n, P, kd, hd, scores, acc, ci, ov, true);
 	cg_loop_end(g, &la);
 	LLVMBuildBr(g->b, bnext);

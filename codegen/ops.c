@@ -230,10 +230,17 @@ cg_cache_write(Cg *g, int64_t state, LLVMValueRef k, LLVMValueRef v, LLVMValueRe
 	elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page);
 	LLVMValueRef kc = cg_gepb(g, g->state, (int64_t)g->r->state_off[state]);
 	LLVMValueRef vc = cg_gepb(g, g->state, (int64_t)(g->r->state_off[state] + kl.v_offset));
-	LLVMValueRef at = cg_imulc(g, pos, (int64_t)kl.row_bytes);
-	LLVMValueRef nb = cg_imulc(g, rows, (int64_t)kl.row_bytes);
-	copy_bytes(g, cg_gep(g, g->i8, kc, at), k, nb);
-	copy_bytes(g, cg_gep(g, g->i8, vc, at), v, nb);
+	/* row t's head h (hd floats) to position pos + t of head h's contiguous keys */
+	int64_t hd = s->head_dim, kvh = s->kv_heads;
+	CgLoop lt = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "kvw.row");
+	LLVMValueRef p = cg_iadd(g, pos, lt.iv);
+	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, kvh), NULL, "kvw.head");
+	LLVMValueRef src = cg_iadd(g, cg_imulc(g, lt.iv, kvh * hd), cg_imulc(g, lh.iv, hd));
+	LLVMValueRef dst = cg_iadd(g, cg_imulc(g, lh.iv, s->ctx * hd), cg_imulc(g, p, hd));
+	copy_bytes(g, cg_gep(g, g->f32, kc, dst), cg_gep(g, g->f32, k, src), cg_i64(g, hd * 4));
+	copy_bytes(g, cg_gep(g, g->f32, vc, dst), cg_gep(g, g->f32, v, src), cg_i64(g, hd * 4));
+	cg_loop_end(g, &lh);
+	cg_loop_end(g, &lt);
 	if (s->page > 0)
 		cg_bounds_update(g, state, pos, rows, k);
 	if (K)
@@ -256,16 +263,18 @@ lower_kv_write(Cg *g, const Op *op)
 }
 
 /* Attention task over (row, head): slots 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos (-1: no
- * cache, attend all T rows).  Explicit vectors of vw lanes (the widest of the
+ * cache, attend all T rows).  K and V are a cache's, head-major ([kv_heads][cache_ctx]
+ * [hd]: a head's keys one contiguous stream), when cache_ctx > 0; else the rows of k
+ * and v ([T][kv_heads][hd]).  Explicit vectors of vw lanes (the widest of the
  * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
  * registers; a score is one FMA chain over the key row and one horizontal sum; the
  * output row accumulates p_j * V[j] in registers and is stored once. */
 LLVMValueRef
-cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
+cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, int64_t cache_ctx)
 {
-	char key[128];
-	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
-	         (long long)hd, (long long)maxkeys);
+	char key[160];
+	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
+	         (long long)hd, (long long)maxkeys, (long long)cache_ctx);
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
@@ -285,7 +294,9 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	LLVMValueRef *ov = xmalloc((size_t)nv * sizeof *ov);
 	for (int c = 0; c < nv; c++)
 		ov[c] = cg_alloca(g, vt, "o");
-	int64_t qd = heads * hd, kd = kvh * hd, group = heads / kvh;
+	/* key j of kv head kh at K + j kd + kh hstride */
+	int64_t qd = heads * hd, kd = cache_ctx > 0 ? hd : kvh * hd, group = heads / kvh;
+	int64_t hstride = cache_ctx > 0 ? cache_ctx * hd : hd;
 	double scale = 1.0 / sqrt((double)hd);
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
 	LLVMValueRef t = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), "");
@@ -295,7 +306,7 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	LLVMValueRef n = LLVMBuildSelect(g->b, cached, cg_iadd(g, cg_iadd(g, pos, t), cg_i64(g, 1)), T, "n");
 	LLVMValueRef qr = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, h, hd)));
 	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, h, hd)));
-	LLVMValueRef koff = cg_imulc(g, kh, hd);
+	LLVMValueRef koff = cg_imulc(g, kh, hstride);
 	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
 	for (int c = 0; c < nv; c++)
 		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, qr, cg_i64(g, c * vw)), 4);
@@ -372,18 +383,18 @@ lower_attention(Cg *g, const Op *op)
 	int64_t hd = cg_cols(qt) / heads;
 	LLVMValueRef rows = cg_rows(g, qt);
 	LLVMValueRef K, V, pos;
-	int64_t maxkeys;
+	int64_t maxkeys, cache_ctx = 0;
 	if (op->ia[2] >= 0) {
 		pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
 		cg_cache_write(g, op->ia[2], cg_val_ptr(g, op->args[1]), cg_val_ptr(g, op->args[2]), rows, pos, &K, &V);
-		maxkeys = g->m->states[op->ia[2]].ctx;
+		maxkeys = cache_ctx = g->m->states[op->ia[2]].ctx;
 	} else {
 		K = cg_val_ptr(g, op->args[1]);
 		V = cg_val_ptr(g, op->args[2]);
 		pos = cg_i64(g, -1);
 		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
 	}
-	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys);
+	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys, cache_ctx);
 	if (op->ia[2] >= 0)
 		task = attention_balanced_task(g, task, heads);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));

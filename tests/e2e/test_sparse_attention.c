@@ -185,14 +185,15 @@ Test(sparse_attention, small_budget_mha) { small_budget(4, "attend decode quest(
 Test(sparse_attention, small_budget_gqa) { small_budget(2, "attend decode quest(page 8, budget 24) sinks 8;"); }
 Test(sparse_attention, sinks_and_window_only) { small_budget(2, "attend decode sinks 4 window 24;"); }
 
-/* Checks the page bounds b ([KH][np][2][hd] bf16) of the keys K ([pos][KH][hd])
- * written at positions [0, npos): each min is the page's minimum rounded toward -inf
+/* Checks the page bounds b ([KH][np][2][hd] bf16) of the keys K written at positions
+ * [0, npos), key j of head g at K + j * kstride + g * hstride (the interpreter's
+ * [pos][KH][hd], the compiled cache's head-major [KH][ctx][hd]): each min is the page's minimum rounded toward -inf
  * (ir_bf16_floor), each max its maximum rounded toward +inf, so every key lies within
  * them; and the page score from them, for random queries, is at least q.k for every
  * key of the page. */
 static void
-check_bounds(const uint16_t *b, const float *K, int64_t KH, int64_t np, int64_t hd, int64_t npos, RmRng *rng,
-             const char *who)
+check_bounds(const uint16_t *b, const float *K, int64_t kstride, int64_t hstride, int64_t KH, int64_t np, int64_t hd,
+             int64_t npos, RmRng *rng, const char *who)
 {
 	for (int64_t pg = 0; pg * PAGE < npos; pg++)
 		for (int64_t g = 0; g < KH; g++) {
@@ -200,7 +201,7 @@ check_bounds(const uint16_t *b, const float *K, int64_t KH, int64_t np, int64_t 
 			for (int64_t e = 0; e < hd; e++) {
 				float lo = INFINITY, hi = -INFINITY;
 				for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
-					float x = K[(j * KH + g) * hd + e];
+					float x = K[j * kstride + g * hstride + e];
 					lo = x < lo ? x : lo;
 					hi = x > hi ? x : hi;
 					cr_assert(ir_bf16_to_f32(mn[e]) <= x && x <= ir_bf16_to_f32(mx[e]),
@@ -221,7 +222,7 @@ check_bounds(const uint16_t *b, const float *K, int64_t KH, int64_t np, int64_t 
 				for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
 					double dot = 0;
 					for (int64_t e = 0; e < hd; e++)
-						dot += q[e] * K[(j * KH + g) * hd + e];
+						dot += q[e] * K[j * kstride + g * hstride + e];
 					cr_assert(dot <= u + 1e-9, "%s: q.k %g above the page score %g", who, dot, u);
 				}
 			}
@@ -260,13 +261,14 @@ Test(sparse_attention, page_bounds_and_upper_bound)
 			const uint16_t *b = interp_page_bounds(is, si);
 			const float *K = interp_cache_keys(is, si);
 			cr_assert(b && K && st->page == PAGE);
-			check_bounds(b, K, st->kv_heads, interp_npages(st), st->head_dim, npos, &rng, "interpreter");
+			int64_t KH = st->kv_heads, hd = st->head_dim;
+			check_bounds(b, K, KH * hd, hd, KH, interp_npages(st), hd, npos, &rng, "interpreter");
 			/* the compiled state: its own keys (which may differ from the interpreter's
 			 * in the last bits) and the bounds its cache writes kept */
 			elide_kv_layout kl = elide_kv_layout_of(st->ctx, st->kv_heads, st->head_dim, st->page);
 			const char *cs = (const char *)t->ctx + t->r->arena_off + t->r->arena_size + t->r->state_off[si];
-			check_bounds((const uint16_t *)(cs + kl.bounds_offset), (const float *)cs, st->kv_heads,
-			             interp_npages(st), st->head_dim, npos, &rng, "compiled");
+			check_bounds((const uint16_t *)(cs + kl.bounds_offset), (const float *)cs, hd, st->ctx * hd, KH,
+			             interp_npages(st), hd, npos, &rng, "compiled");
 		}
 	}
 	tj_free(t);
