@@ -121,7 +121,10 @@ branch(Cg *g, LLVMValueRef cond, const char *yes, const char *no, LLVMBasicBlock
 /* Software prefetch of the P rows of page plist[i] (when i < npl, and rows below n)
  * of a cache at base: each row's head slice koff.. (hd floats) at stride kd floats.
  * The chosen pages lie anywhere in the cache, so the hardware prefetchers, which
- * follow one stride, lose each page's first rows without it. */
+ * follow one stride, lose each page's first rows without it.  Into L2 (locality 2,
+ * prefetcht1 on x86), not L1: a page is 64 lines, more misses than L1 keeps in
+ * flight, and L1-bound prefetches ran Quest's attention ~1.5x slower (twin at 8000,
+ * 1 thread, alternating: 1.33-1.46 ms with locality 3 or 0, 0.83-1.07 with 2 or 1). */
 static void
 prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVMValueRef npl, LLVMValueRef n,
               int64_t P, int64_t kd, LLVMValueRef koff, int64_t hd)
@@ -133,7 +136,7 @@ prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVM
 	CgLoop lr = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, P)), n), NULL, "pf.row");
 	LLVMValueRef row = cg_gep(g, g->f32, base, cg_iadd(g, cg_imulc(g, lr.iv, kd), koff));
 	for (int64_t b = 0; b < hd * 4; b += 64) {
-		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
+		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 2), cg_i32c(g, 1) };
 		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
 	}
 	cg_loop_end(g, &lr);
