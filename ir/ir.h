@@ -843,7 +843,9 @@ typedef struct InterpStats {
 	int64_t *slots;          /* [Module.nstats] */
 } InterpStats;
 const InterpStats *interp_stats(const InterpState *s);
-/* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each); false when out
+/* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each: the
+ * interpreter's own order, position-major, where a compiled context's caches are
+ * head-major, elide_kv_layout_of); false when out
  * of range. */
 bool interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v);
 /* Pages of a cache that keeps page bounds (State.page > 0; 0 otherwise). */
