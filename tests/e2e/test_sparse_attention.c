@@ -6,7 +6,9 @@
  *     at 1 and 2 threads, and the interpreter visits fewer pages than dense;
  *   - the page bounds, after a prefill and after steps that cross page boundaries,
  *     are the per-channel min and max of the cached keys of each page rounded
- *     outward to bf16, in the interpreter and in the compiled state;
+ *     outward to bf16, in the interpreter and in the compiled state, and keys of
+ *     every special kind (NaN, infinities, huge, subnormal, signed zeros) give the
+ *     same finite bounds compiled as interpreted;
  *   - the page score bounds q.k from above for every key of its page. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -311,4 +313,87 @@ Test(sparse_attention, budget_knob_lowers_the_budget)
 	free(want);
 	ir_free_module(hi);
 	ir_free_module(lo);
+}
+
+/* A cache write of keys that are special values: the embedding rows are written as
+ * keys (kv_write) into a cache with pages of 4, two KV heads of 4 channels.  */
+static const char *const special_src =
+	"module @bw {\n"
+	"  layers = 1;\n"
+	"  param @emb : f32[16, 8] = \"emb\";\n"
+	"  state @kv.0 : kvcache(ctx = 16, kv_heads = 2, head_dim = 4, page = 4) layer 0;\n"
+	"}\n"
+	"entry step @step(@token: i32, @pos: i32) -> f32[8] {\n"
+	"  %tok = arg 0 : i32\n"
+	"  %pos = arg 1 : i32\n"
+	"  %e = param @emb : f32[16, 8]\n"
+	"  %x = embed %e, %tok : f32[8]\n"
+	"  layer 0 {\n"
+	"    kv_write %x, %x, %pos {kv_heads = 2, state = @kv.0}\n"
+	"  }\n"
+	"  ret %x\n"
+	"}\n";
+
+/* The generated bounds update rounds as ir_bf16_floor / ir_bf16_ceil do for every
+ * kind of key: NaN (both signs), infinities, f32's largest values (beyond bf16's,
+ * saturated), huge, subnormal, signed zeros, values between two bf16 and exact
+ * ones, mixed within pages and across the page boundaries: the compiled bounds equal
+ * the interpreter's bit for bit, equal the outward-rounded extremes, and are finite. */
+Test(sparse_attention, bounds_of_special_keys_compiled_as_interpreted)
+{
+	if (!diag.out)
+		diag_init(&diag, stderr);
+	SourceFile *src = calloc(1, sizeof *src); /* lives as long as the module's Locs */
+	src->path = "special.eir";
+	src->text = special_src;
+	src->len = strlen(special_src);
+	diag_add_source(&diag, src);
+	Module *m = ir_parse_module(src, &diag);
+	cr_assert(m && ir_verify(m, &diag));
+	char path[256];
+	snprintf(path, sizeof path, "%s/sparse_special_%d.safetensors", ELIDE_BINARY_DIR, (int)getpid());
+	cr_assert(rm_write_params(m, 5, path));
+	cr_assert(ir_load_params(m, path, &diag));
+	remove(path);
+	const float vals[] = { NAN, -NAN, INFINITY, -INFINITY, 3.4028235e38f, -3.4028235e38f, 3.0e38f, -3.0e38f,
+		               0x1p-149f, -0x1p-149f, 0x1p-133f, 0.0f, -0.0f, 1.00390625f, -1.00390625f, 1.0f,
+		               -2.5f, 0.1f, -0.1f, 7.0e-39f };
+	const int nvals = (int)(sizeof vals / sizeof *vals);
+	float *emb = m->params[0].data;
+	for (int i = 0; i < 16 * 8; i++) /* each channel of a page sees several kinds */
+		emb[i] = vals[(i * 7 + i / 8) % nvals];
+	InterpState *is = interp_new(m);
+	TJit *t = tj_new(m, true);
+	float out[8];
+	char err[256];
+	for (int p = 0; p < 16; p++) {
+		int32_t tok = (int32_t)((p * 5) % 16);
+		cr_assert(interp_run(is, "step", &tok, 1, p, out, err, sizeof err), "%s", err);
+		cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, tok, p, out), ELIDE_OK);
+		const State *st = &m->states[0];
+		elide_kv_layout kl = elide_kv_layout_of(st->ctx, st->kv_heads, st->head_dim, st->page);
+		const char *cs = (const char *)t->ctx + t->r->arena_off + t->r->arena_size + t->r->state_off[0];
+		const uint16_t *cb = (const uint16_t *)(cs + kl.bounds_offset), *ib = interp_page_bounds(is, 0);
+		for (int64_t g = 0; g < 2; g++)
+			for (int64_t pg = 0; pg <= p / 4; pg++)
+				for (int64_t e = 0; e < 4; e++) {
+					uint16_t lo = 0, hi = 0;
+					for (int j = (int)pg * 4; j <= p && j < (pg + 1) * 4; j++) {
+						float x = emb[((j * 5) % 16) * 8 + g * 4 + e];
+						uint16_t f = ir_bf16_floor(x), c = ir_bf16_ceil(x);
+						lo = j == pg * 4 || ir_bf16_to_f32(f) < ir_bf16_to_f32(lo) ? f : lo;
+						hi = j == pg * 4 || ir_bf16_to_f32(c) > ir_bf16_to_f32(hi) ? c : hi;
+					}
+					int64_t at = (g * 4 + pg) * 8 + e;
+					cr_assert(cb[at] == ib[at] && cb[at + 4] == ib[at + 4],
+					          "pos %d head %lld page %lld ch %lld: compiled 0x%04x 0x%04x, interpreted 0x%04x 0x%04x",
+					          p, (long long)g, (long long)pg, (long long)e, cb[at], cb[at + 4], ib[at], ib[at + 4]);
+					cr_assert(ib[at] == lo && ib[at + 4] == hi, "pos %d: bounds 0x%04x 0x%04x, not 0x%04x 0x%04x", p,
+					          ib[at], ib[at + 4], lo, hi);
+					cr_assert((lo & 0x7f80) != 0x7f80 && (hi & 0x7f80) != 0x7f80);
+				}
+	}
+	tj_free(t);
+	interp_free(is);
+	ir_free_module(m);
 }
