@@ -164,8 +164,8 @@ main(int argc, char **argv)
 		toks[i] = (int32_t)(elide_rng_next(&rng) % LLAMA_VOCAB);
 
 	/* KV bytes read per token at a position: dense every key and value; Quest the
-	 * page bounds (2 rows per page) and the chosen pages (max(3, B / P) and the
-	 * current one) */
+	 * page bounds (min and max per channel as bf16: one row's bytes per page) and the
+	 * chosen pages (max(3, B / P) and the current one) */
 	const double row = (double)LLAMA_KV_HEADS * (LLAMA_DIM / LLAMA_HEADS) * 4 * LLAMA_LAYERS;
 	int kp = budget / page > 3 ? budget / page : 3;
 
@@ -209,7 +209,7 @@ main(int argc, char **argv)
 		/* np pages, the last (current) one holding P - (np - 1) * page + 1 positions */
 		int np = (P + 1 + page - 1) / page;
 		double kv_dense = 2.0 * (P + 1) * row;
-		double kv_quest = np - 1 > kp ? 2.0 * (np - 1) * row + 2.0 * (kp * page + P - (np - 1) * page + 1) * row
+		double kv_quest = np - 1 > kp ? 1.0 * (np - 1) * row + 2.0 * (kp * page + P - (np - 1) * page + 1) * row
 		                              : kv_dense;
 		/* the two models' logits at the position */
 		check(llama_step(dense, toks[P], P, ref), "dense", "step");

@@ -73,12 +73,12 @@ block_task(Cg *g, const BlockSpec *bs)
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
-	LLVMValueRef dense = cg_attention_task(g, bs->heads, bs->kvh, bs->hd, bs->ctx);
+	LLVMValueRef dense = cg_attention_task(g, bs->heads, bs->kvh, bs->hd, bs->ctx, bs->ctx);
 	CgSave save;
 	fn = cg_task_begin(g, key, &save);
 	cg_kernel_add(g, key, fn);
 	int64_t heads = bs->heads, kvh = bs->kvh, hd = bs->hd, B = bs->B;
-	int64_t group = heads / kvh, qd = heads * hd, kd = kvh * hd, maxb = (bs->ctx + B - 1) / B;
+	int64_t group = heads / kvh, qd = heads * hd, kd = hd, maxb = (bs->ctx + B - 1) / B;
 	int vw = g->t->vec;
 	while (vw > 1 && hd % vw)
 		vw /= 2;
@@ -110,7 +110,7 @@ block_task(Cg *g, const BlockSpec *bs)
 	LLVMValueRef t0 = cg_isub(g, cg_smax(g, cg_imulc(g, qb, B), pos), pos), t1 = cg_isub(g, end, pos);
 	LLVMValueRef rows = cg_isub(g, t1, t0);
 	LLVMValueRef qoff = cg_imulc(g, gk, group * hd); /* the group's heads within a query row */
-	LLVMValueRef koff = cg_imulc(g, gk, hd);
+	LLVMValueRef koff = cg_imulc(g, gk, bs->ctx * hd); /* the cache is head-major: key j at j hd + koff */
 	cg_st64(g, cg_iadd(g, qb, cg_i64(g, 1)), nsel);
 	LLVMValueRef ncand = cg_isub(g, qb, cg_i64(g, 1));
 	LLVMValueRef alld = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntNE, small, cg_i64(g, 0), ""),

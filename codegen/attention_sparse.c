@@ -8,8 +8,8 @@
  *   2. nmid <= K: every page is chosen, and the task calls the dense attention task
  *      for the group's heads (so the result is the dense one, bit for bit);
  *   3. else the page scores u = sum over the group's heads and channels of
- *      max(q min, q max) (the bounds of the page QUEST_BOUNDS_AHEAD further
- *      prefetched) become order-preserving 32-bit keys; the K-th largest key
+ *      max(q min, q max) (the bf16 bounds widened to f32; a KV head's bounds are
+ *      one contiguous stream) become order-preserving 32-bit keys; the K-th largest key
  *      is found bit by bit from the top (32 counting passes: a partial selection,
  *      no sort); pages above it, then pages equal to it in index order until K,
  *      join the forced ones in one ascending page list;
@@ -25,7 +25,6 @@
 #include <stdlib.h>
 
 #define QUEST_PREFETCH 2      /* pages of K (or V) prefetched ahead of the one attended */
-#define QUEST_BOUNDS_AHEAD 8  /* pages whose bounds are prefetched ahead of the one scored */
 
 static LLVMValueRef
 state_part(Cg *g, int64_t si, uint64_t off)
@@ -33,28 +32,78 @@ state_part(Cg *g, int64_t si, uint64_t off)
 	return cg_gepb(g, g->state, (int64_t)(g->r->state_off[si] + off));
 }
 
+/* The bf16 bits (an i16) of f32 x rounded toward +inf (up) or -inf: the bit
+ * operations of ir_bf16_ceil / ir_bf16_floor (ir/quant.c), the interpreter's
+ * reference: drop the low half, add one unit to the magnitude when that rounded the
+ * wrong way, saturate past the largest finite bf16, and a NaN gives the widest. */
+static LLVMValueRef
+bf16_outward(Cg *g, LLVMValueRef x, bool up)
+{
+	LLVMValueRef u = LLVMBuildBitCast(g->b, x, g->i32, "");
+	LLVMValueRef h = LLVMBuildLShr(g->b, u, cg_i32c(g, 16), "");
+	LLVMValueRef nz = LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, u, cg_i32c(g, 0xffff), ""), cg_i32c(g, 0), "");
+	LLVMValueRef neg = LLVMBuildICmp(g->b, LLVMIntSLT, u, cg_i32c(g, 0), "");
+	LLVMValueRef wrong = up ? LLVMBuildNot(g->b, neg, "") : neg;
+	h = LLVMBuildAdd(g->b, h, LLVMBuildZExt(g->b, LLVMBuildAnd(g->b, nz, wrong, ""), g->i32, ""), "");
+	LLVMValueRef sat = LLVMBuildICmp(g->b, LLVMIntUGE, LLVMBuildAnd(g->b, h, cg_i32c(g, 0x7fff), ""),
+	                                 cg_i32c(g, 0x7f80), "");
+	h = LLVMBuildSelect(g->b, sat, LLVMBuildOr(g->b, LLVMBuildAnd(g->b, h, cg_i32c(g, 0x8000), ""),
+	                                           cg_i32c(g, 0x7f7f), ""), h, "");
+	LLVMValueRef nan = LLVMBuildICmp(g->b, LLVMIntUGT, LLVMBuildAnd(g->b, u, cg_i32c(g, 0x7fffffff), ""),
+	                                 cg_i32c(g, 0x7f800000), "");
+	h = LLVMBuildSelect(g->b, nan, cg_i32c(g, up ? 0x7f7f : 0xff7f), h, "");
+	return LLVMBuildTrunc(g->b, h, LLVMInt16TypeInContext(g->c), "");
+}
+
+/* The f32 value of bf16 bits b (an i16, or a vector of them). */
+static LLVMValueRef
+bf16_value(Cg *g, LLVMValueRef b)
+{
+	LLVMTypeRef t = LLVMTypeOf(b), wide = g->i32, ft = g->f32;
+	if (LLVMGetTypeKind(t) == LLVMVectorTypeKind) {
+		unsigned n = LLVMGetVectorSize(t);
+		wide = LLVMVectorType(g->i32, n);
+		ft = LLVMVectorType(g->f32, n);
+	}
+	LLVMValueRef w = LLVMBuildZExt(g->b, b, wide, "");
+	LLVMValueRef sh = LLVMConstInt(g->i32, 16, 0);
+	if (wide != g->i32) {
+		LLVMValueRef *e = xmalloc(LLVMGetVectorSize(wide) * sizeof *e);
+		for (unsigned i = 0; i < LLVMGetVectorSize(wide); i++)
+			e[i] = sh;
+		sh = LLVMConstVector(e, LLVMGetVectorSize(wide));
+		free(e);
+	}
+	return LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, w, sh, ""), ft, "");
+}
+
 void
 cg_bounds_update(Cg *g, int64_t si, LLVMValueRef pos, LLVMValueRef rows, LLVMValueRef keys)
 {
 	const State *s = &g->m->states[si];
-	int64_t kvh = s->kv_heads, hd = s->head_dim, P = s->page;
+	int64_t kvh = s->kv_heads, hd = s->head_dim, P = s->page, np = (s->ctx + P - 1) / P;
+	LLVMTypeRef i16 = LLVMInt16TypeInContext(g->c);
 	LLVMValueRef B = state_part(g, si, elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page).bounds_offset);
 	CgLoop lt = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "bnd.row");
 	LLVMValueRef p = cg_iadd(g, pos, lt.iv);
 	LLVMValueRef first = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, p, cg_i64(g, P), ""), cg_i64(g, 0), "");
-	LLVMValueRef pb = cg_gep(g, g->f32, B, cg_imulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), kvh * 2 * hd));
+	/* [kv_heads][np][2][hd]: the page's bounds of head 0, a head's np pages apart */
+	LLVMValueRef pb = cg_gep(g, i16, B, cg_imulc(g, LLVMBuildSDiv(g->b, p, cg_i64(g, P), ""), 2 * hd));
 	LLVMValueRef kr = cg_gep(g, g->f32, keys, cg_imulc(g, lt.iv, kvh * hd));
 	CgLoop lg = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, kvh), NULL, "bnd.head");
-	LLVMValueRef mnr = cg_gep(g, g->f32, pb, cg_imulc(g, lg.iv, 2 * hd));
-	LLVMValueRef mxr = cg_gep(g, g->f32, mnr, cg_i64(g, hd));
+	LLVMValueRef mnr = cg_gep(g, i16, pb, cg_imulc(g, lg.iv, np * 2 * hd));
+	LLVMValueRef mxr = cg_gep(g, i16, mnr, cg_i64(g, hd));
 	LLVMValueRef krh = cg_gep(g, g->f32, kr, cg_imulc(g, lg.iv, hd));
 	CgLoop le = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, hd), NULL, "bnd.ch");
 	LLVMValueRef x = cg_ldf(g, krh, le.iv);
-	LLVMValueRef a1[2] = { x, cg_ldf(g, mnr, le.iv) }, a2[2] = { x, cg_ldf(g, mxr, le.iv) };
-	LLVMValueRef mn = LLVMBuildSelect(g->b, first, x, cg_call_intr(g, "llvm.minnum", g->f32, a1, 2), "");
-	LLVMValueRef mx = LLVMBuildSelect(g->b, first, x, cg_call_intr(g, "llvm.maxnum", g->f32, a2, 2), "");
-	cg_store(g, mn, cg_gep(g, g->f32, mnr, le.iv), 4);
-	cg_store(g, mx, cg_gep(g, g->f32, mxr, le.iv), 4);
+	LLVMValueRef lo = bf16_outward(g, x, false), hi = bf16_outward(g, x, true);
+	LLVMValueRef pmn = cg_gep(g, i16, mnr, le.iv), pmx = cg_gep(g, i16, mxr, le.iv);
+	LLVMValueRef omn = cg_load(g, i16, pmn, 2), omx = cg_load(g, i16, pmx, 2);
+	/* as the interpreter: the new value when first or strictly beyond (never NaN) */
+	LLVMValueRef tmn = LLVMBuildOr(g->b, first, LLVMBuildFCmp(g->b, LLVMRealOLT, bf16_value(g, lo), bf16_value(g, omn), ""), "");
+	LLVMValueRef tmx = LLVMBuildOr(g->b, first, LLVMBuildFCmp(g->b, LLVMRealOGT, bf16_value(g, hi), bf16_value(g, omx), ""), "");
+	cg_store(g, LLVMBuildSelect(g->b, tmn, lo, omn, ""), pmn, 2);
+	cg_store(g, LLVMBuildSelect(g->b, tmx, hi, omx, ""), pmx, 2);
 	cg_loop_end(g, &le);
 	cg_loop_end(g, &lg);
 	cg_loop_end(g, &lt);
@@ -72,7 +121,10 @@ branch(Cg *g, LLVMValueRef cond, const char *yes, const char *no, LLVMBasicBlock
 /* Software prefetch of the P rows of page plist[i] (when i < npl, and rows below n)
  * of a cache at base: each row's head slice koff.. (hd floats) at stride kd floats.
  * The chosen pages lie anywhere in the cache, so the hardware prefetchers, which
- * follow one stride, lose each page's first rows without it. */
+ * follow one stride, lose each page's first rows without it.  Into L2 (locality 2,
+ * prefetcht1 on x86), not L1: a page is 64 lines, more misses than L1 keeps in
+ * flight, and L1-bound prefetches ran Quest's attention ~1.5x slower (twin at 8000,
+ * 1 thread, alternating: 1.33-1.46 ms with locality 3 or 0, 0.83-1.07 with 2 or 1). */
 static void
 prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVMValueRef npl, LLVMValueRef n,
               int64_t P, int64_t kd, LLVMValueRef koff, int64_t hd)
@@ -84,7 +136,7 @@ prefetch_page(Cg *g, LLVMValueRef base, LLVMValueRef plist, LLVMValueRef i, LLVM
 	CgLoop lr = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, P)), n), NULL, "pf.row");
 	LLVMValueRef row = cg_gep(g, g->f32, base, cg_iadd(g, cg_imulc(g, lr.iv, kd), koff));
 	for (int64_t b = 0; b < hd * 4; b += 64) {
-		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
+		LLVMValueRef a[4] = { cg_gepb(g, row, b), cg_i32c(g, 0), cg_i32c(g, 2), cg_i32c(g, 1) };
 		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
 	}
 	cg_loop_end(g, &lr);
@@ -121,23 +173,7 @@ cg_attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVM
 	LLVMValueRef j0 = cg_imulc(g, cg_ld64(g, cg_gep(g, g->i64, blist, l1.iv)), B);
 	CgLoop lj = cg_loop_begin(g, j0, cg_smin(g, cg_iadd(g, j0, cg_i64(g, B)), n), NULL, "skey");
 	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
-	LLVMValueRef dv = NULL;
-	for (int c = 0; c < nv; c++) {
-		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
-		if (!dv) {
-			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
-		} else {
-			LLVMValueRef a[3] = { qv[c], kv, dv };
-			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
-		}
-	}
-	LLVMValueRef dot;
-	if (vw > 1) {
-		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
-		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
-	} else {
-		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
-	}
+	LLVMValueRef dot = cg_dot_row(g, qv, nv, vw, kr);
 	LLVMValueRef cc = cg_ld64(g, ci);
 	cg_store(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), cg_gep(g, g->f32, scores, cc), 4);
 	cg_st64(g, cg_iadd(g, cc, cg_i64(g, 1)), ci);
@@ -183,7 +219,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
-	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx);
+	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx, ctx);
 	CgSave save;
 	fn = cg_task_begin(g, key, &save);
 	cg_kernel_add(g, key, fn);
@@ -191,8 +227,10 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	while (vw > 1 && hd % vw)
 		vw /= 2;
 	int nv = (int)(hd / vw);
-	int64_t group = heads / kvh, qd = heads * hd, kd = kvh * hd, maxp = (ctx + P - 1) / P;
-	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
+	/* the cache is head-major: key j of KV head gk at K + j hd + gk ctx hd */
+	int64_t group = heads / kvh, qd = heads * hd, kd = hd, maxp = (ctx + P - 1) / P;
+	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw), i16 = LLVMInt16TypeInContext(g->c);
+	LLVMTypeRef ht = LLVMVectorType(i16, (unsigned)vw);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);
 	LLVMValueRef out = cg_slot_ptr(g, blk, 3), pos = cg_slot_i64(g, blk, 5);
@@ -240,23 +278,16 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	LLVMPositionBuilderAtEnd(g->b, bs);
 	LLVMValueRef qrow = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, gk, group * hd)));
 	CgLoop lp = cg_loop_begin(g, sp, wp, NULL, "page");
-	LLVMValueRef mnp = cg_gep(g, g->f32, bnd, cg_imulc(g, cg_iadd(g, cg_imulc(g, lp.iv, kvh), gk), 2 * hd));
-	/* the bounds of page + QUEST_BOUNDS_AHEAD: a head's bounds lie kvh * 2 * hd floats
-	 * apart, a stride past the 4 KiB page the hardware prefetchers stay within (a
-	 * prefetch past the last page does not fault) */
-	LLVMValueRef mna = cg_gep(g, g->f32, mnp, cg_i64(g, QUEST_BOUNDS_AHEAD * kvh * 2 * hd));
-	for (int64_t b = 0; b < 2 * hd * 4; b += 64) {
-		LLVMValueRef a[4] = { cg_gepb(g, mna, b), cg_i32c(g, 0), cg_i32c(g, 3), cg_i32c(g, 1) };
-		cg_call_intr(g, "llvm.prefetch", g->ptr, a, 4);
-	}
+	/* a KV head's bounds are contiguous, page after page: one stream */
+	LLVMValueRef mnp = cg_gep(g, i16, bnd, cg_imulc(g, cg_iadd(g, cg_imulc(g, gk, maxp), lp.iv), 2 * hd));
 	cg_store(g, LLVMConstNull(vt), uacc, 64);
 	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "ph");
 	LLVMValueRef qh = cg_gep(g, g->f32, qrow, cg_imulc(g, lh.iv, hd));
 	LLVMValueRef u = cg_load(g, vt, uacc, 64);
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef x = cg_load(g, vt, cg_gep(g, g->f32, qh, cg_i64(g, c * vw)), 4);
-		LLVMValueRef mn = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, c * vw)), 4);
-		LLVMValueRef mx = cg_load(g, vt, cg_gep(g, g->f32, mnp, cg_i64(g, hd + c * vw)), 4);
+		LLVMValueRef mn = bf16_value(g, cg_load(g, ht, cg_gep(g, i16, mnp, cg_i64(g, c * vw)), 2));
+		LLVMValueRef mx = bf16_value(g, cg_load(g, ht, cg_gep(g, i16, mnp, cg_i64(g, hd + c * vw)), 2));
 		/* lo > hi ? lo : hi, as the interpreter: one max instruction (maxnum would add
 		 * the NaN handling of IEEE maxNum) */
 		LLVMValueRef lo = cg_fast(LLVMBuildFMul(g->b, x, mn, "")), hi = cg_fast(LLVMBuildFMul(g->b, x, mx, ""));
@@ -328,7 +359,7 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	CgLoop la = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, group), NULL, "head");
 	LLVMValueRef hq = cg_gep(g, g->f32, qrow, cg_imulc(g, la.iv, hd));
 	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_iadd(g, cg_imulc(g, gk, group * hd), cg_imulc(g, la.iv, hd))));
-	LLVMValueRef koff = cg_imulc(g, gk, hd);
+	LLVMValueRef koff = cg_imulc(g, gk, ctx * hd);
 	cg_attend_listed(g, hq, orow, K, V, koff, plist, npl, n, P, kd, hd, scores, acc, ci, ov, true);
 	cg_loop_end(g, &la);
 	LLVMBuildBr(g->b, bnext);

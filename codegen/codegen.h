@@ -370,9 +370,13 @@ LLVMValueRef cg_param_ptr(Cg *g, uint32_t param, CgLayout layout);
 LLVMValueRef cg_rope_ptr(Cg *g, int64_t hd, const Op *rope);
 /* In-place softmax of n floats at row; acc is an f32 alloca. */
 void cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc);
+/* q . row for a query head held in nv vectors of vw floats (qv): the attention scores'
+ * dot product, dense and sparse alike. */
+LLVMValueRef cg_dot_row(Cg *g, LLVMValueRef *qv, int nv, int vw, LLVMValueRef row);
 /* The dense attention task over (row, head) pairs: slots 0 q, 1 K, 2 V, 3 out, 4 T,
- * 5 pos (-1: no cache); maxkeys bounds the keys of one row. */
-LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys);
+ * 5 pos (-1: no cache); maxkeys bounds the keys of one row; cache_ctx > 0: K and V
+ * are a cache of that context, head-major (elide_kv_layout_of), else rows. */
+LLVMValueRef cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, int64_t cache_ctx);
 
 /* ---- attention_sparse.c: page bounds of a cache (elide_kv_layout_of), attention_quest ---- */
 /* Updates the page bounds of state si with the rows keys (a [rows][kv_heads*hd]

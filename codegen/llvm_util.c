@@ -32,11 +32,13 @@ cg_f32c(Cg *g, double v)
 }
 
 /* Integer and scalar shorthands of the generated loops (i64 index arithmetic, f64
- * scores and sums). */
+ * scores and sums).  The i64 sums and products are indices and byte offsets inside
+ * a context's memory, far from 2^63, so they carry no-signed-wrap, which lets LLVM
+ * fold the address arithmetic of the loops. */
 LLVMValueRef
 cg_iadd(Cg *g, LLVMValueRef a, LLVMValueRef b)
 {
-	return LLVMBuildAdd(g->b, a, b, "");
+	return LLVMBuildNSWAdd(g->b, a, b, "");
 }
 
 LLVMValueRef
@@ -48,7 +50,7 @@ cg_isub(Cg *g, LLVMValueRef a, LLVMValueRef b)
 LLVMValueRef
 cg_imulc(Cg *g, LLVMValueRef a, int64_t c)
 {
-	return LLVMBuildMul(g->b, a, cg_i64(g, c), "");
+	return LLVMBuildNSWMul(g->b, a, cg_i64(g, c), "");
 }
 
 LLVMValueRef

@@ -38,18 +38,6 @@ stf(Cg *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
 	cg_store(g, v, cg_gep(g, g->f32, base, idx), 4);
 }
 
-static LLVMValueRef
-mul64(Cg *g, LLVMValueRef a, int64_t b)
-{
-	return LLVMBuildNSWMul(g->b, a, cg_i64(g, b), "");
-}
-
-static LLVMValueRef
-add64(Cg *g, LLVMValueRef a, LLVMValueRef b)
-{
-	return LLVMBuildNSWAdd(g->b, a, b, "");
-}
-
 static void
 copy_bytes(Cg *g, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n)
 {
@@ -80,9 +68,9 @@ lower_elemwise(Cg *g, const Op *op)
 	CgLoop lc = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, cols), NULL, "col");
 	LLVMValueRef v[2];
 	for (uint32_t a = 0; a < op->nargs && a < 2; a++)
-		v[a] = sc[a] ? sc[a] : ldf(g, in[a], add64(g, mul64(g, lr.iv, stride[a]), lc.iv));
+		v[a] = sc[a] ? sc[a] : ldf(g, in[a], cg_iadd(g, cg_imulc(g, lr.iv, stride[a]), lc.iv));
 	LLVMValueRef r = op->nargs == 2 ? cg_binary(g, op->code, v[0], v[1]) : cg_unary(g, op, v[0]);
-	stf(g, r, y, add64(g, mul64(g, lr.iv, cols), lc.iv));
+	stf(g, r, y, cg_iadd(g, cg_imulc(g, lr.iv, cols), lc.iv));
 	cg_loop_end(g, &lc);
 	cg_loop_end(g, &lr);
 }
@@ -122,8 +110,8 @@ lower_norm(Cg *g, const Op *op)
 	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
 	LLVMValueRef eps = cg_f32c(g, op->fa[0]);
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
-	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, d));
-	LLVMValueRef yr = cg_gep(g, g->f32, y, mul64(g, lr.iv, d));
+	LLVMValueRef xr = cg_gep(g, g->f32, x, cg_imulc(g, lr.iv, d));
+	LLVMValueRef yr = cg_gep(g, g->f32, y, cg_imulc(g, lr.iv, d));
 	LLVMValueRef mean = NULL, scale;
 	if (op->code == OP_RMSNORM) {
 		LLVMValueRef ss = row_sum(g, xr, d, NULL, true, acc);
@@ -167,6 +155,29 @@ cg_softmax_row(Cg *g, LLVMValueRef row, LLVMValueRef n, LLVMValueRef acc)
 	cg_loop_end(g, &l3);
 }
 
+/* The dot product of a query head held in nv vectors of vw floats (qv) with the hd =
+ * nv * vw floats at row: multiply-adds per vector, then one reduction; the dense and
+ * the sparse attention's scores both use it, so their scores agree bit for bit. */
+LLVMValueRef
+cg_dot_row(Cg *g, LLVMValueRef *qv, int nv, int vw, LLVMValueRef row)
+{
+	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
+	LLVMValueRef dv = NULL;
+	for (int c = 0; c < nv; c++) {
+		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, row, cg_i64(g, c * vw)), 4);
+		if (!dv) {
+			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
+		} else {
+			LLVMValueRef a[3] = { qv[c], kv, dv };
+			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
+		}
+	}
+	if (vw == 1)
+		return LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
+	LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
+	return cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
+}
+
 static void
 lower_softmax(Cg *g, const Op *op)
 {
@@ -174,10 +185,10 @@ lower_softmax(Cg *g, const Op *op)
 	int64_t d = cg_cols(t);
 	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
 	LLVMValueRef rows = cg_rows(g, t);
-	copy_bytes(g, y, x, mul64(g, rows, d * 4));
+	copy_bytes(g, y, x, cg_imulc(g, rows, d * 4));
 	LLVMValueRef acc = cg_alloca(g, g->f32, "acc");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
-	cg_softmax_row(g, cg_gep(g, g->f32, y, mul64(g, lr.iv, d)), cg_i64(g, d), acc);
+	cg_softmax_row(g, cg_gep(g, g->f32, y, cg_imulc(g, lr.iv, d)), cg_i64(g, d), acc);
 	cg_loop_end(g, &lr);
 }
 
@@ -192,17 +203,17 @@ lower_rope(Cg *g, const Op *op)
 	LLVMValueRef tab = cg_rope_ptr(g, hd, op);
 	LLVMValueRef pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
-	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, d));
-	LLVMValueRef yr = cg_gep(g, g->f32, y, mul64(g, lr.iv, d));
-	LLVMValueRef tr = cg_gep(g, g->f32, tab, mul64(g, add64(g, pos, lr.iv), half * 2));
+	LLVMValueRef xr = cg_gep(g, g->f32, x, cg_imulc(g, lr.iv, d));
+	LLVMValueRef yr = cg_gep(g, g->f32, y, cg_imulc(g, lr.iv, d));
+	LLVMValueRef tr = cg_gep(g, g->f32, tab, cg_imulc(g, cg_iadd(g, pos, lr.iv), half * 2));
 	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, heads), NULL, "head");
-	LLVMValueRef hx = cg_gep(g, g->f32, xr, mul64(g, lh.iv, hd));
-	LLVMValueRef hy = cg_gep(g, g->f32, yr, mul64(g, lh.iv, hd));
+	LLVMValueRef hx = cg_gep(g, g->f32, xr, cg_imulc(g, lh.iv, hd));
+	LLVMValueRef hy = cg_gep(g, g->f32, yr, cg_imulc(g, lh.iv, hd));
 	CgLoop li = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, half), NULL, "pair");
-	LLVMValueRef c = ldf(g, tr, mul64(g, li.iv, 2));
-	LLVMValueRef s = ldf(g, tr, add64(g, mul64(g, li.iv, 2), cg_i64(g, 1)));
-	LLVMValueRef i0 = inter ? mul64(g, li.iv, 2) : li.iv;
-	LLVMValueRef i1 = inter ? add64(g, i0, cg_i64(g, 1)) : add64(g, li.iv, cg_i64(g, half));
+	LLVMValueRef c = ldf(g, tr, cg_imulc(g, li.iv, 2));
+	LLVMValueRef s = ldf(g, tr, cg_iadd(g, cg_imulc(g, li.iv, 2), cg_i64(g, 1)));
+	LLVMValueRef i0 = inter ? cg_imulc(g, li.iv, 2) : li.iv;
+	LLVMValueRef i1 = inter ? cg_iadd(g, i0, cg_i64(g, 1)) : cg_iadd(g, li.iv, cg_i64(g, half));
 	LLVMValueRef x0 = ldf(g, hx, i0), x1 = ldf(g, hx, i1);
 	stf(g, LLVMBuildFSub(g->b, LLVMBuildFMul(g->b, x0, c, ""), LLVMBuildFMul(g->b, x1, s, ""), ""), hy, i0);
 	stf(g, LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, x0, s, ""), LLVMBuildFMul(g->b, x1, c, ""), ""), hy, i1);
@@ -219,10 +230,17 @@ cg_cache_write(Cg *g, int64_t state, LLVMValueRef k, LLVMValueRef v, LLVMValueRe
 	elide_kv_layout kl = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page);
 	LLVMValueRef kc = cg_gepb(g, g->state, (int64_t)g->r->state_off[state]);
 	LLVMValueRef vc = cg_gepb(g, g->state, (int64_t)(g->r->state_off[state] + kl.v_offset));
-	LLVMValueRef at = mul64(g, pos, (int64_t)kl.row_bytes);
-	LLVMValueRef nb = mul64(g, rows, (int64_t)kl.row_bytes);
-	copy_bytes(g, cg_gep(g, g->i8, kc, at), k, nb);
-	copy_bytes(g, cg_gep(g, g->i8, vc, at), v, nb);
+	/* row t's head h (hd floats) to position pos + t of head h's contiguous keys */
+	int64_t hd = s->head_dim, kvh = s->kv_heads;
+	CgLoop lt = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "kvw.row");
+	LLVMValueRef p = cg_iadd(g, pos, lt.iv);
+	CgLoop lh = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, kvh), NULL, "kvw.head");
+	LLVMValueRef src = cg_iadd(g, cg_imulc(g, lt.iv, kvh * hd), cg_imulc(g, lh.iv, hd));
+	LLVMValueRef dst = cg_iadd(g, cg_imulc(g, lh.iv, s->ctx * hd), cg_imulc(g, p, hd));
+	copy_bytes(g, cg_gep(g, g->f32, kc, dst), cg_gep(g, g->f32, k, src), cg_i64(g, hd * 4));
+	copy_bytes(g, cg_gep(g, g->f32, vc, dst), cg_gep(g, g->f32, v, src), cg_i64(g, hd * 4));
+	cg_loop_end(g, &lh);
+	cg_loop_end(g, &lt);
 	if (s->page > 0)
 		cg_bounds_update(g, state, pos, rows, k);
 	if (K)
@@ -245,16 +263,18 @@ lower_kv_write(Cg *g, const Op *op)
 }
 
 /* Attention task over (row, head): slots 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos (-1: no
- * cache, attend all T rows).  Explicit vectors of vw lanes (the widest of the
+ * cache, attend all T rows).  K and V are a cache's, head-major ([kv_heads][cache_ctx]
+ * [hd]: a head's keys one contiguous stream), when cache_ctx > 0; else the rows of k
+ * and v ([T][kv_heads][hd]).  Explicit vectors of vw lanes (the widest of the
  * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
  * registers; a score is one FMA chain over the key row and one horizontal sum; the
  * output row accumulates p_j * V[j] in registers and is stored once. */
 LLVMValueRef
-cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys)
+cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, int64_t cache_ctx)
 {
-	char key[128];
-	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
-	         (long long)hd, (long long)maxkeys);
+	char key[160];
+	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
+	         (long long)hd, (long long)maxkeys, (long long)cache_ctx);
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
@@ -274,40 +294,26 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	LLVMValueRef *ov = xmalloc((size_t)nv * sizeof *ov);
 	for (int c = 0; c < nv; c++)
 		ov[c] = cg_alloca(g, vt, "o");
-	int64_t qd = heads * hd, kd = kvh * hd, group = heads / kvh;
+	/* key j of kv head kh at K + j kd + kh hstride */
+	int64_t qd = heads * hd, kd = cache_ctx > 0 ? hd : kvh * hd, group = heads / kvh;
+	int64_t hstride = cache_ctx > 0 ? cache_ctx * hd : hd;
 	double scale = 1.0 / sqrt((double)hd);
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
 	LLVMValueRef t = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), "");
 	LLVMValueRef h = LLVMBuildSRem(g->b, l.iv, cg_i64(g, heads), "");
 	LLVMValueRef kh = LLVMBuildSDiv(g->b, h, cg_i64(g, group), "");
 	LLVMValueRef cached = LLVMBuildICmp(g->b, LLVMIntSGE, pos, cg_i64(g, 0), "");
-	LLVMValueRef n = LLVMBuildSelect(g->b, cached, add64(g, add64(g, pos, t), cg_i64(g, 1)), T, "n");
-	LLVMValueRef qr = cg_gep(g, g->f32, q, add64(g, mul64(g, t, qd), mul64(g, h, hd)));
-	LLVMValueRef orow = cg_gep(g, g->f32, out, add64(g, mul64(g, t, qd), mul64(g, h, hd)));
-	LLVMValueRef koff = mul64(g, kh, hd);
+	LLVMValueRef n = LLVMBuildSelect(g->b, cached, cg_iadd(g, cg_iadd(g, pos, t), cg_i64(g, 1)), T, "n");
+	LLVMValueRef qr = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, h, hd)));
+	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, h, hd)));
+	LLVMValueRef koff = cg_imulc(g, kh, hstride);
 	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
 	for (int c = 0; c < nv; c++)
 		qv[c] = cg_load(g, vt, cg_gep(g, g->f32, qr, cg_i64(g, c * vw)), 4);
 	/* scores */
 	CgLoop lj = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "key");
-	LLVMValueRef kr = cg_gep(g, g->f32, K, add64(g, mul64(g, lj.iv, kd), koff));
-	LLVMValueRef dv = NULL;
-	for (int c = 0; c < nv; c++) {
-		LLVMValueRef kv = cg_load(g, vt, cg_gep(g, g->f32, kr, cg_i64(g, c * vw)), 4);
-		if (!dv) {
-			dv = cg_fast(LLVMBuildFMul(g->b, qv[c], kv, ""));
-		} else {
-			LLVMValueRef a[3] = { qv[c], kv, dv };
-			dv = cg_call_intr(g, "llvm.fma", vt, a, 3);
-		}
-	}
-	LLVMValueRef dot = dv;
-	if (vw > 1) {
-		LLVMValueRef a[2] = { cg_f32c(g, -0.0), dv };
-		dot = cg_fast(cg_call_intr(g, "llvm.vector.reduce.fadd", vt, a, 2));
-	} else {
-		dot = LLVMBuildExtractElement(g->b, dv, cg_i32c(g, 0), "");
-	}
+	LLVMValueRef kr = cg_gep(g, g->f32, K, cg_iadd(g, cg_imulc(g, lj.iv, kd), koff));
+	LLVMValueRef dot = cg_dot_row(g, qv, nv, vw, kr);
 	stf(g, LLVMBuildFMul(g->b, dot, cg_f32c(g, scale), ""), scores, lj.iv);
 	cg_loop_end(g, &lj);
 	cg_softmax_row(g, scores, n, acc);
@@ -318,7 +324,7 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	LLVMValueRef p = cg_splat(g, ldf(g, scores, lv.iv), vw);
 	if (vw == 1)
 		p = LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), ldf(g, scores, lv.iv), cg_i32c(g, 0), "");
-	LLVMValueRef vr = cg_gep(g, g->f32, V, add64(g, mul64(g, lv.iv, kd), koff));
+	LLVMValueRef vr = cg_gep(g, g->f32, V, cg_iadd(g, cg_imulc(g, lv.iv, kd), koff));
 	for (int c = 0; c < nv; c++) {
 		LLVMValueRef a[3] = { p, cg_load(g, vt, cg_gep(g, g->f32, vr, cg_i64(g, c * vw)), 4),
 			              cg_load(g, vt, ov[c], 64) };
@@ -360,8 +366,8 @@ attention_balanced_task(Cg *g, LLVMValueRef dense, int64_t heads)
 	LLVMValueRef odd = LLVMBuildTrunc(g->b, LLVMBuildAnd(g->b, j, cg_i64(g, 1), ""), g->i1, "");
 	LLVMValueRef t = LLVMBuildSelect(g->b, odd, LLVMBuildSub(g->b, LLVMBuildSub(g->b, T, cg_i64(g, 1), ""), half, ""),
 	                                 half, "row");
-	LLVMValueRef i = add64(g, mul64(g, t, heads), h);
-	LLVMValueRef a[3] = { blk, i, add64(g, i, cg_i64(g, 1)) };
+	LLVMValueRef i = cg_iadd(g, cg_imulc(g, t, heads), h);
+	LLVMValueRef a[3] = { blk, i, cg_iadd(g, i, cg_i64(g, 1)) };
 	LLVMBuildCall2(g->b, g->task_ty, dense, a, 3, "");
 	cg_loop_end(g, &l);
 	cg_task_end(g, &save);
@@ -377,18 +383,18 @@ lower_attention(Cg *g, const Op *op)
 	int64_t hd = cg_cols(qt) / heads;
 	LLVMValueRef rows = cg_rows(g, qt);
 	LLVMValueRef K, V, pos;
-	int64_t maxkeys;
+	int64_t maxkeys, cache_ctx = 0;
 	if (op->ia[2] >= 0) {
 		pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[3]), g->i64, "");
 		cg_cache_write(g, op->ia[2], cg_val_ptr(g, op->args[1]), cg_val_ptr(g, op->args[2]), rows, pos, &K, &V);
-		maxkeys = g->m->states[op->ia[2]].ctx;
+		maxkeys = cache_ctx = g->m->states[op->ia[2]].ctx;
 	} else {
 		K = cg_val_ptr(g, op->args[1]);
 		V = cg_val_ptr(g, op->args[2]);
 		pos = cg_i64(g, -1);
 		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
 	}
-	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys);
+	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys, cache_ctx);
 	if (op->ia[2] >= 0)
 		task = attention_balanced_task(g, task, heads);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
@@ -397,7 +403,7 @@ lower_attention(Cg *g, const Op *op)
 	cg_slot_set(g, 3, cg_val_ptr(g, op->dst));
 	cg_slot_set(g, 4, rows);
 	cg_slot_set(g, 5, pos);
-	cg_pfor(g, task, mul64(g, rows, heads));
+	cg_pfor(g, task, cg_imulc(g, rows, heads));
 }
 
 static void
@@ -408,7 +414,7 @@ lower_argmax(Cg *g, const Op *op)
 	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
 	LLVMValueRef best = cg_alloca(g, g->f32, "best"), bi = cg_alloca(g, g->i64, "bi");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
-	LLVMValueRef xr = cg_gep(g, g->f32, x, mul64(g, lr.iv, n));
+	LLVMValueRef xr = cg_gep(g, g->f32, x, cg_imulc(g, lr.iv, n));
 	cg_store(g, ldf(g, xr, cg_i64(g, 0)), best, 4);
 	cg_store(g, cg_i64(g, 0), bi, 8);
 	CgLoop lc = cg_loop_begin(g, cg_i64(g, 1), cg_i64(g, n), NULL, "col");
@@ -430,7 +436,7 @@ embed_row_q(Cg *g, const Param *p, LLVMValueRef tab, LLVMValueRef row, LLVMValue
 	int64_t k = cg_cols(p->type);
 	LLVMTypeRef i16 = LLVMInt16TypeInContext(g->c);
 	if (p->format == QF_BF16) {
-		LLVMValueRef src = cg_gep(g, i16, tab, mul64(g, row, k));
+		LLVMValueRef src = cg_gep(g, i16, tab, cg_imulc(g, row, k));
 		CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, k), NULL, "col");
 		LLVMValueRef h = LLVMBuildZExt(g->b, cg_load(g, i16, cg_gep(g, i16, src, l.iv), 2), g->i32, "");
 		stf(g, LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, h, cg_i32c(g, 16), ""), g->f32, ""), y, l.iv);
@@ -439,7 +445,7 @@ embed_row_q(Cg *g, const Param *p, LLVMValueRef tab, LLVMValueRef row, LLVMValue
 	}
 	int64_t ng = ir_quant_groups(k, p->group);
 	bool q4 = p->format == QF_Q4;
-	LLVMValueRef base = cg_gep(g, g->i8, tab, mul64(g, row, cg_qrows_row_bytes(p->format, p->group, k)));
+	LLVMValueRef base = cg_gep(g, g->i8, tab, cg_imulc(g, row, cg_qrows_row_bytes(p->format, p->group, k)));
 	LLVMValueRef codes = cg_gep(g, g->i8, base, cg_i64(g, 2 * ng));
 	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, k), NULL, "col");
 	LLVMValueRef gi = LLVMBuildUDiv(g->b, l.iv, cg_i64(g, p->group), "");
@@ -488,9 +494,9 @@ lower_embed(Cg *g, const Op *op)
 		cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntUGE, tok, cg_i32c(g, (int32_t)nrow), ""), ELIDE_ERR_TOKEN);
 	LLVMValueRef t64 = LLVMBuildZExt(g->b, tok, g->i64, "");
 	if (qp && qp->format != QF_F32)
-		embed_row_q(g, qp, tab, t64, cg_gep(g, g->f32, y, mul64(g, l.iv, d)));
+		embed_row_q(g, qp, tab, t64, cg_gep(g, g->f32, y, cg_imulc(g, l.iv, d)));
 	else
-		copy_bytes(g, cg_gep(g, g->f32, y, mul64(g, l.iv, d)), cg_gep(g, g->f32, tab, mul64(g, t64, d)),
+		copy_bytes(g, cg_gep(g, g->f32, y, cg_imulc(g, l.iv, d)), cg_gep(g, g->f32, tab, cg_imulc(g, t64, d)),
 		           cg_i64(g, d * 4));
 	cg_loop_end(g, &l);
 }
@@ -507,7 +513,7 @@ lower_positions(Cg *g, const Op *op)
 		cg_fail_outside(g, cg_val_scalar(g, op->args[1]), n, (int64_t)INT32_MAX + 1, ELIDE_ERR_POS);
 	LLVMValueRef y = cg_val_ptr(g, op->dst);
 	CgLoop l = cg_loop_begin(g, cg_i64(g, 0), n, NULL, "pos");
-	cg_store(g, LLVMBuildTrunc(g->b, add64(g, start, l.iv), g->i32, ""), cg_gep(g, g->i32, y, l.iv), 4);
+	cg_store(g, LLVMBuildTrunc(g->b, cg_iadd(g, start, l.iv), g->i32, ""), cg_gep(g, g->i32, y, l.iv), 4);
 	cg_loop_end(g, &l);
 }
 
@@ -518,8 +524,8 @@ copy_cols(Cg *g, LLVMValueRef dst, int64_t dcols, int64_t at, LLVMValueRef src, 
           int64_t start, int64_t len, LLVMValueRef rows)
 {
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), rows, NULL, "row");
-	copy_bytes(g, cg_gep(g, g->f32, dst, add64(g, mul64(g, lr.iv, dcols), cg_i64(g, at))),
-	           cg_gep(g, g->f32, src, add64(g, mul64(g, lr.iv, scols), cg_i64(g, start))), cg_i64(g, len * 4));
+	copy_bytes(g, cg_gep(g, g->f32, dst, cg_iadd(g, cg_imulc(g, lr.iv, dcols), cg_i64(g, at))),
+	           cg_gep(g, g->f32, src, cg_iadd(g, cg_imulc(g, lr.iv, scols), cg_i64(g, start))), cg_i64(g, len * 4));
 	cg_loop_end(g, &lr);
 }
 
@@ -579,7 +585,7 @@ cg_lower_op(Cg *g, uint32_t opi)
 		LLVMValueRef idx = cg_i64(g, op->ia[0]);
 		if (op->ia[0] < 0)
 			idx = LLVMBuildAdd(g->b, rows, idx, "");
-		copy_bytes(g, cg_val_ptr(g, op->dst), cg_gep(g, g->f32, cg_val_ptr(g, op->args[0]), mul64(g, idx, d)),
+		copy_bytes(g, cg_val_ptr(g, op->dst), cg_gep(g, g->f32, cg_val_ptr(g, op->args[0]), cg_imulc(g, idx, d)),
 		           cg_i64(g, d * 4));
 		return;
 	}

@@ -35,7 +35,7 @@ typedef struct Tensor {
 struct InterpState {
 	const Module *m;
 	float **kcache, **vcache; /* per State: [ctx][kv_heads][head_dim] */
-	float **bounds;           /* per State with page > 0: [ctx/page][kv_heads][2][head_dim], min then max */
+	uint16_t **bounds;        /* per State with page > 0: [kv_heads][ctx/page][2][head_dim] bf16, min then max */
 	InterpOpHook hook;
 	void *hook_user;
 	double *knobs;            /* [m->nknobs]: current values of the run-time knobs */
@@ -110,7 +110,7 @@ fill_caches(InterpState *s)
 		for (size_t k = 0; k < n; k++)
 			s->kcache[i][k] = s->vcache[i][k] = s->poison ? NAN : 0.0f;
 		if (s->bounds[i])
-			memset(s->bounds[i], 0, (size_t)(interp_npages(st) * st->kv_heads * 2 * st->head_dim) * sizeof(float));
+			memset(s->bounds[i], 0, (size_t)(interp_npages(st) * st->kv_heads * 2 * st->head_dim) * sizeof(uint16_t));
 	}
 }
 
@@ -120,7 +120,7 @@ interp_npages(const State *st)
 	return st->page > 0 ? (st->ctx + st->page - 1) / st->page : 0;
 }
 
-const float *
+const uint16_t *
 interp_page_bounds(const InterpState *s, uint32_t state)
 {
 	return state < s->m->nstates ? s->bounds[state] : NULL;
@@ -146,7 +146,7 @@ interp_new(const Module *m)
 		s->kcache[i] = xcalloc((size_t)(n ? n : 1), sizeof(float));
 		s->vcache[i] = xcalloc((size_t)(n ? n : 1), sizeof(float));
 		if (n && st->page > 0)
-			s->bounds[i] = xcalloc((size_t)(interp_npages(st) * st->kv_heads * 2 * st->head_dim), sizeof(float));
+			s->bounds[i] = xcalloc((size_t)(interp_npages(st) * st->kv_heads * 2 * st->head_dim), sizeof(uint16_t));
 	}
 	return s;
 }
@@ -433,22 +433,26 @@ typedef struct Attn {
 } Attn;
 
 /* Extends the page bounds of state si with key row kr ([KH][hd]) at position p: the
- * first position of a page resets them to the key, later ones widen them. */
+ * first position of a page resets them to the key, later ones widen them.  Each key
+ * is rounded outward to bf16 first (min toward -inf, max toward +inf: ir_bf16_floor,
+ * ir_bf16_ceil); both roundings are monotonic, so the stored bounds are the rounded
+ * extremes of the page's keys, and never NaN. */
 static void
 bounds_write(InterpState *s, int64_t si, int64_t p, const float *kr)
 {
 	const State *st = &s->m->states[si];
-	float *b = s->bounds[si];
+	uint16_t *b = s->bounds[si];
 	if (!b)
 		return;
 	int64_t KH = st->kv_heads, hd = st->head_dim;
-	float *pb = b + (p / st->page) * KH * 2 * hd;
+	int64_t np = interp_npages(st), pg = p / st->page;
 	bool first = p % st->page == 0;
 	for (int64_t g = 0; g < KH; g++)
 		for (int64_t e = 0; e < hd; e++) {
-			float x = kr[g * hd + e], *mn = pb + g * 2 * hd + e, *mx = mn + hd;
-			*mn = first || x < *mn ? x : *mn;
-			*mx = first || x > *mx ? x : *mx;
+			float x = kr[g * hd + e];
+			uint16_t lo = ir_bf16_floor(x), hi = ir_bf16_ceil(x), *mn = b + (g * np + pg) * 2 * hd + e, *mx = mn + hd;
+			*mn = first || ir_bf16_to_f32(lo) < ir_bf16_to_f32(*mn) ? lo : *mn;
+			*mx = first || ir_bf16_to_f32(hi) > ir_bf16_to_f32(*mx) ? hi : *mx;
 		}
 }
 
@@ -591,7 +595,7 @@ add_units(int64_t *list, int64_t len, int64_t u0, int64_t u1, int64_t size, int6
  * chosen pages' positions to list and returns their count, or -1 when every page is
  * chosen (the caller runs the dense code). */
 static int64_t
-quest_select(const Attn *a, const float *bounds, int64_t t, int64_t g, int64_t n, int64_t page,
+quest_select(const Attn *a, const uint16_t *bounds, int64_t t, int64_t g, int64_t n, int64_t page,
              int64_t budget, int64_t sinks, int64_t window, int64_t *list, int64_t *npages_out)
 {
 	int64_t np = (n + page - 1) / page, hd = a->hd;
@@ -605,12 +609,12 @@ quest_select(const Attn *a, const float *bounds, int64_t t, int64_t g, int64_t n
 		return -1;
 	Cand *c = xmalloc((size_t)(wp - sp) * sizeof *c);
 	for (int64_t p = sp; p < wp; p++) {
-		const float *mn = bounds + (p * a->KH + g) * 2 * hd, *mx = mn + hd;
+		const uint16_t *mn = bounds + (g * interp_npages(a->st) + p) * 2 * hd, *mx = mn + hd;
 		double u = 0;
 		for (int64_t h = g * a->group; h < (g + 1) * a->group; h++) {
 			const float *qh = a->q + t * a->H * hd + h * hd;
 			for (int64_t e = 0; e < hd; e++) {
-				double lo = (double)qh[e] * mn[e], hi = (double)qh[e] * mx[e];
+				double lo = (double)qh[e] * ir_bf16_to_f32(mn[e]), hi = (double)qh[e] * ir_bf16_to_f32(mx[e]);
 				u += lo > hi ? lo : hi;
 			}
 		}

@@ -789,6 +789,12 @@ uint16_t ir_f32_to_f16(float x);          /* round to nearest even */
 float ir_f16_to_f32(uint16_t h);
 uint16_t ir_f32_to_bf16(float x);         /* round to nearest even (NaN stays NaN) */
 static inline float ir_bf16_to_f32(uint16_t h) { union { uint32_t u; float f; } v = { (uint32_t)h << 16 }; return v.f; }
+/* bf16 rounded toward -inf (floor) and +inf (ceil): the Quest page bounds' rounding,
+ * so bf16 bounds stay bounds of the f32 keys.  Finite results only: past the largest
+ * finite bf16 (3.3895e38, so also +-inf) they saturate there, and a NaN gives -max
+ * (floor) or +max (ceil).  The code generator emits the same bit operations. */
+uint16_t ir_bf16_floor(float x);
+uint16_t ir_bf16_ceil(float x);
 /* Quantises p->data in place to `f` (group g for q8/q4): fills p->qdata and replaces
  * p->data by the dequantised values.  False with a message when p is not a loaded
  * f32 matrix or g is not a multiple of 8 in [8, 4096]. */
@@ -837,14 +843,17 @@ typedef struct InterpStats {
 	int64_t *slots;          /* [Module.nstats] */
 } InterpStats;
 const InterpStats *interp_stats(const InterpState *s);
-/* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each); false when out
+/* The K and V cache of state `state` ([ctx][kv_heads][head_dim] each: the
+ * interpreter's own order, position-major, where a compiled context's caches are
+ * head-major, elide_kv_layout_of); false when out
  * of range. */
 bool interp_kv(const InterpState *s, uint32_t state, const float **k, const float **v);
 /* Pages of a cache that keeps page bounds (State.page > 0; 0 otherwise). */
 int64_t interp_npages(const State *st);
-/* The page bounds of state `state`: [pages][kv_heads][2][head_dim] (min, then max of
- * the keys written into each page), or NULL when it keeps none. */
-const float *interp_page_bounds(const InterpState *s, uint32_t state);
+/* The page bounds of state `state`: [kv_heads][pages][2][head_dim] bf16 bits (the min
+ * of the keys written into each page rounded toward -inf, then the max rounded toward
+ * +inf: ir_bf16_floor, ir_bf16_ceil), or NULL when it keeps none. */
+const uint16_t *interp_page_bounds(const InterpState *s, uint32_t state);
 /* Pages attention_quest has attended to since interp_new, summed over layers, rows
  * and kv heads (every page when it selects them all). */
 int64_t interp_pages_visited(const InterpState *s);

@@ -107,6 +107,38 @@ ir_f32_to_bf16(float x)
 	return (uint16_t)(u >> 16);
 }
 
+/* bfloat16 rounded outward: toward -inf (up false) or +inf (up true).  bf16 is the top
+ * half of an f32, so dropping the low 16 bits rounds toward zero, the right way for
+ * one sign; for the other a non-zero low half adds one unit to the magnitude.  A
+ * result past the largest finite bf16 (3.3895e38) saturates there, and a NaN gives
+ * the widest value (-max for the floor, +max for the ceiling), so a page bound is
+ * always finite. */
+static uint16_t
+bf16_outward(float x, bool up)
+{
+	uint32_t u = f32_bits(x), h = u >> 16;
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return up ? 0x7f7fu : 0xff7fu;
+	bool neg = (u >> 31) != 0;
+	if ((u & 0xffffu) && neg != up)
+		h++;
+	if ((h & 0x7fffu) >= 0x7f80u)
+		h = (h & 0x8000u) | 0x7f7fu;
+	return (uint16_t)h;
+}
+
+uint16_t
+ir_bf16_floor(float x)
+{
+	return bf16_outward(x, false);
+}
+
+uint16_t
+ir_bf16_ceil(float x)
+{
+	return bf16_outward(x, true);
+}
+
 size_t
 ir_quant_bytes(const Param *p)
 {

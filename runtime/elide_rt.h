@@ -184,17 +184,21 @@ int32_t elide_sample_top_p(const float *logits, int32_t n, float temperature, fl
 /* ---- util.c: sizes, context memory and time ---- */
 
 /* The layout of one layer's KV cache in a context's state region, the one the
- * compiler generates code for: K at offset 0, then V at v_offset; each is ctx rows
- * (positions) of kv_heads x head_dim f32, row after row (row_bytes apart), padded to
- * a multiple of ELIDE_KV_ALIGN bytes.  A cache with pages (page > 0 positions each,
- * kept for Quest sparse attention) then holds its page bounds at bounds_offset:
- * [pages][kv_heads][2][head_dim] f32 (the per-channel minimum, then maximum, of the
- * keys written into each page), padded likewise.  Caches follow each other in state
+ * compiler generates code for: K at offset 0, then V at v_offset; each is head-major,
+ * [kv_heads][ctx][head_dim] f32 (one KV head's keys, position after position, one
+ * contiguous block of ctx * head_dim floats, which attention streams), ctx *
+ * row_bytes in all, padded to a multiple of ELIDE_KV_ALIGN bytes.  A cache with
+ * pages (page > 0 positions each, kept for Quest sparse attention) then holds its
+ * page bounds at bounds_offset:
+ * [kv_heads][pages][2][head_dim] bfloat16 (the per-channel minimum of the keys
+ * written into each page rounded toward -inf, then their maximum rounded toward +inf,
+ * so that the bounds stay bounds of the f32 keys; one KV head's bounds contiguous, as
+ * the page scores read them), padded likewise.  Caches follow each other in state
  * order, each starting ELIDE_KV_ALIGN-aligned.  All zero when a dimension is not
  * positive (page 0: no bounds). */
 #define ELIDE_KV_ALIGN 64
 typedef struct elide_kv_layout {
-	uint64_t row_bytes;     /* one position of K (or V): kv_heads * head_dim * 4 */
+	uint64_t row_bytes;     /* one position of K (or V), all heads: kv_heads * head_dim * 4 */
 	uint64_t v_offset;      /* V from the start of the cache: K's bytes, padded */
 	uint64_t bounds_offset; /* page bounds from the start of the cache: 2 * v_offset */
 	uint64_t bounds_bytes;  /* the page bounds, padded (0 without pages) */

@@ -20,7 +20,8 @@ elide_kv_layout_of(int64_t ctx, int64_t kv_heads, int64_t head_dim, int64_t page
 	l.bounds_offset = 2 * l.v_offset;
 	if (page > 0) {
 		uint64_t pages = ((uint64_t)ctx + (uint64_t)page - 1) / (uint64_t)page;
-		l.bounds_bytes = elide_align_up(pages * 2 * l.row_bytes, ELIDE_KV_ALIGN);
+		/* min and max per channel as bf16: half a row each */
+		l.bounds_bytes = elide_align_up(pages * l.row_bytes, ELIDE_KV_ALIGN);
 	}
 	l.bytes = 2 * l.v_offset + l.bounds_bytes;
 	return l;

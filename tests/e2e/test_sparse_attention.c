@@ -5,8 +5,10 @@
  *   - small budgets: compiled == interpreter (relative error <= 1e-4, same argmax)
  *     at 1 and 2 threads, and the interpreter visits fewer pages than dense;
  *   - the page bounds, after a prefill and after steps that cross page boundaries,
- *     are the exact per-channel min and max of the cached keys of each page
- *     (interpreter) and the compiled state holds the same bounds;
+ *     are the per-channel min and max of the cached keys of each page rounded
+ *     outward to bf16, in the interpreter and in the compiled state, and keys of
+ *     every special kind (NaN, infinities, huge, subnormal, signed zeros) give the
+ *     same finite bounds compiled as interpreted;
  *   - the page score bounds q.k from above for every key of its page. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -185,13 +187,59 @@ Test(sparse_attention, small_budget_mha) { small_budget(4, "attend decode quest(
 Test(sparse_attention, small_budget_gqa) { small_budget(2, "attend decode quest(page 8, budget 24) sinks 8;"); }
 Test(sparse_attention, sinks_and_window_only) { small_budget(2, "attend decode sinks 4 window 24;"); }
 
-/* Page bounds = min / max of the cached keys per page; the page score is an upper
- * bound of q.k within the page. */
+/* Checks the page bounds b ([KH][np][2][hd] bf16) of the keys K written at positions
+ * [0, npos), key j of head g at K + j * kstride + g * hstride (the interpreter's
+ * [pos][KH][hd], the compiled cache's head-major [KH][ctx][hd]): each min is the page's minimum rounded toward -inf
+ * (ir_bf16_floor), each max its maximum rounded toward +inf, so every key lies within
+ * them; and the page score from them, for random queries, is at least q.k for every
+ * key of the page. */
+static void
+check_bounds(const uint16_t *b, const float *K, int64_t kstride, int64_t hstride, int64_t KH, int64_t np, int64_t hd,
+             int64_t npos, RmRng *rng, const char *who)
+{
+	for (int64_t pg = 0; pg * PAGE < npos; pg++)
+		for (int64_t g = 0; g < KH; g++) {
+			const uint16_t *mn = b + (g * np + pg) * 2 * hd, *mx = mn + hd;
+			for (int64_t e = 0; e < hd; e++) {
+				float lo = INFINITY, hi = -INFINITY;
+				for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
+					float x = K[j * kstride + g * hstride + e];
+					lo = x < lo ? x : lo;
+					hi = x > hi ? x : hi;
+					cr_assert(ir_bf16_to_f32(mn[e]) <= x && x <= ir_bf16_to_f32(mx[e]),
+					          "%s: key %g of page %lld outside its bounds", who, x, (long long)pg);
+				}
+				cr_assert_eq(mn[e], ir_bf16_floor(lo), "%s: min of page %lld, channel %lld: 0x%04x, not 0x%04x", who,
+				             (long long)pg, (long long)e, mn[e], ir_bf16_floor(lo));
+				cr_assert_eq(mx[e], ir_bf16_ceil(hi), "%s: max of page %lld, channel %lld: 0x%04x, not 0x%04x", who,
+				             (long long)pg, (long long)e, mx[e], ir_bf16_ceil(hi));
+			}
+			for (int trial = 0; trial < 8; trial++) {
+				double q[64], u = 0;
+				for (int64_t e = 0; e < hd; e++) {
+					q[e] = rm_rng_uniform(rng, -2, 2);
+					double x = q[e] * ir_bf16_to_f32(mn[e]), y = q[e] * ir_bf16_to_f32(mx[e]);
+					u += x > y ? x : y;
+				}
+				for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
+					double dot = 0;
+					for (int64_t e = 0; e < hd; e++)
+						dot += q[e] * K[j * kstride + g * hstride + e];
+					cr_assert(dot <= u + 1e-9, "%s: q.k %g above the page score %g", who, dot, u);
+				}
+			}
+		}
+}
+
+/* Page bounds = the outward-rounded min / max of the cached keys per page, after a
+ * prefill and after steps that cross page boundaries, interpreted and compiled; the
+ * page score is an upper bound of q.k within the page. */
 Test(sparse_attention, page_bounds_and_upper_bound)
 {
 	RmConfig c = config(2);
 	Module *m = load(&c, "attend decode quest(page 8, budget 16);");
 	InterpState *is = interp_new(m);
+	TJit *t = tj_new(m, true);
 	float out[64];
 	char err[256];
 	int32_t toks[NPRE];
@@ -201,62 +249,29 @@ Test(sparse_attention, page_bounds_and_upper_bound)
 	for (int phase = 0; phase < 2; phase++) {
 		if (phase == 0) {
 			cr_assert(interp_run(is, "prefill", toks, NPRE, 0, out, err, sizeof err), "%s", err);
+			cr_assert_eq(((PrefillFn)tj_sym(t, "prefill"))(t->ctx, toks, NPRE, 0, out), ELIDE_OK);
 		} else {
 			for (int p = NPRE; p < NPRE + 20; p++) { /* crosses the pages at 16, 24 and 32 */
 				int32_t tok = (int32_t)(p % c.vocab);
 				cr_assert(interp_run(is, "step", &tok, 1, p, out, err, sizeof err), "%s", err);
+				cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, tok, p, out), ELIDE_OK);
 			}
 		}
 		int64_t npos = phase == 0 ? NPRE : NPRE + 20;
 		for (uint32_t si = 0; si < m->nstates; si++) {
 			const State *st = &m->states[si];
-			const float *b = interp_page_bounds(is, si), *K = interp_cache_keys(is, si);
+			const uint16_t *b = interp_page_bounds(is, si);
+			const float *K = interp_cache_keys(is, si);
 			cr_assert(b && K && st->page == PAGE);
 			int64_t KH = st->kv_heads, hd = st->head_dim;
-			for (int64_t pg = 0; pg * PAGE < npos; pg++)
-				for (int64_t g = 0; g < KH; g++) {
-					const float *mn = b + (pg * KH + g) * 2 * hd, *mx = mn + hd;
-					for (int64_t e = 0; e < hd; e++) {
-						float lo = INFINITY, hi = -INFINITY;
-						for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
-							float x = K[(j * KH + g) * hd + e];
-							lo = x < lo ? x : lo;
-							hi = x > hi ? x : hi;
-						}
-						cr_assert_eq(mn[e], lo, "min of page %lld, channel %lld", (long long)pg, (long long)e);
-						cr_assert_eq(mx[e], hi, "max of page %lld, channel %lld", (long long)pg, (long long)e);
-					}
-					for (int trial = 0; trial < 8; trial++) {
-						double q[64], u = 0;
-						for (int64_t e = 0; e < hd; e++) {
-							q[e] = rm_rng_uniform(&rng, -2, 2);
-							double x = q[e] * mn[e], y = q[e] * mx[e];
-							u += x > y ? x : y;
-						}
-						for (int64_t j = pg * PAGE; j < (pg + 1) * PAGE && j < npos; j++) {
-							double dot = 0;
-							for (int64_t e = 0; e < hd; e++)
-								dot += q[e] * K[(j * KH + g) * hd + e];
-							cr_assert(dot <= u + 1e-9, "q.k %g above the page score %g", dot, u);
-						}
-					}
-				}
+			check_bounds(b, K, KH * hd, hd, KH, interp_npages(st), hd, npos, &rng, "interpreter");
+			/* the compiled state: its own keys (which may differ from the interpreter's
+			 * in the last bits) and the bounds its cache writes kept */
+			elide_kv_layout kl = elide_kv_layout_of(st->ctx, st->kv_heads, st->head_dim, st->page);
+			const char *cs = (const char *)t->ctx + t->r->arena_off + t->r->arena_size + t->r->state_off[si];
+			check_bounds((const uint16_t *)(cs + kl.bounds_offset), (const float *)cs, hd, st->ctx * hd, KH,
+			             interp_npages(st), hd, npos, &rng, "compiled");
 		}
-	}
-	/* the compiled state holds the same bounds after the same calls */
-	TJit *t = tj_new(m, true);
-	cr_assert_eq(((PrefillFn)tj_sym(t, "prefill"))(t->ctx, toks, NPRE, 0, out), ELIDE_OK);
-	for (int p = NPRE; p < NPRE + 20; p++)
-		cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, (int32_t)(p % c.vocab), p, out), ELIDE_OK);
-	for (uint32_t si = 0; si < m->nstates; si++) {
-		const State *st = &m->states[si];
-		elide_kv_layout kl = elide_kv_layout_of(st->ctx, st->kv_heads, st->head_dim, st->page);
-		const float *cb = (const float *)((const char *)t->ctx + t->r->arena_off + t->r->arena_size +
-		                                  t->r->state_off[si] + kl.bounds_offset);
-		const float *ib = interp_page_bounds(is, si);
-		int64_t n = ((NPRE + 20 + PAGE - 1) / PAGE) * st->kv_heads * 2 * st->head_dim;
-		double e = ts_rel_err(cb, ib, n);
-		cr_assert(e <= 1e-5, "state %u: compiled page bounds differ, relative error %g", si, e);
 	}
 	tj_free(t);
 	interp_free(is);
@@ -298,4 +313,87 @@ Test(sparse_attention, budget_knob_lowers_the_budget)
 	free(want);
 	ir_free_module(hi);
 	ir_free_module(lo);
+}
+
+/* A cache write of keys that are special values: the embedding rows are written as
+ * keys (kv_write) into a cache with pages of 4, two KV heads of 4 channels.  */
+static const char *const special_src =
+	"module @bw {\n"
+	"  layers = 1;\n"
+	"  param @emb : f32[16, 8] = \"emb\";\n"
+	"  state @kv.0 : kvcache(ctx = 16, kv_heads = 2, head_dim = 4, page = 4) layer 0;\n"
+	"}\n"
+	"entry step @step(@token: i32, @pos: i32) -> f32[8] {\n"
+	"  %tok = arg 0 : i32\n"
+	"  %pos = arg 1 : i32\n"
+	"  %e = param @emb : f32[16, 8]\n"
+	"  %x = embed %e, %tok : f32[8]\n"
+	"  layer 0 {\n"
+	"    kv_write %x, %x, %pos {kv_heads = 2, state = @kv.0}\n"
+	"  }\n"
+	"  ret %x\n"
+	"}\n";
+
+/* The generated bounds update rounds as ir_bf16_floor / ir_bf16_ceil do for every
+ * kind of key: NaN (both signs), infinities, f32's largest values (beyond bf16's,
+ * saturated), huge, subnormal, signed zeros, values between two bf16 and exact
+ * ones, mixed within pages and across the page boundaries: the compiled bounds equal
+ * the interpreter's bit for bit, equal the outward-rounded extremes, and are finite. */
+Test(sparse_attention, bounds_of_special_keys_compiled_as_interpreted)
+{
+	if (!diag.out)
+		diag_init(&diag, stderr);
+	SourceFile *src = calloc(1, sizeof *src); /* lives as long as the module's Locs */
+	src->path = "special.eir";
+	src->text = special_src;
+	src->len = strlen(special_src);
+	diag_add_source(&diag, src);
+	Module *m = ir_parse_module(src, &diag);
+	cr_assert(m && ir_verify(m, &diag));
+	char path[256];
+	snprintf(path, sizeof path, "%s/sparse_special_%d.safetensors", ELIDE_BINARY_DIR, (int)getpid());
+	cr_assert(rm_write_params(m, 5, path));
+	cr_assert(ir_load_params(m, path, &diag));
+	remove(path);
+	const float vals[] = { NAN, -NAN, INFINITY, -INFINITY, 3.4028235e38f, -3.4028235e38f, 3.0e38f, -3.0e38f,
+		               0x1p-149f, -0x1p-149f, 0x1p-133f, 0.0f, -0.0f, 1.00390625f, -1.00390625f, 1.0f,
+		               -2.5f, 0.1f, -0.1f, 7.0e-39f };
+	const int nvals = (int)(sizeof vals / sizeof *vals);
+	float *emb = m->params[0].data;
+	for (int i = 0; i < 16 * 8; i++) /* each channel of a page sees several kinds */
+		emb[i] = vals[(i * 7 + i / 8) % nvals];
+	InterpState *is = interp_new(m);
+	TJit *t = tj_new(m, true);
+	float out[8];
+	char err[256];
+	for (int p = 0; p < 16; p++) {
+		int32_t tok = (int32_t)((p * 5) % 16);
+		cr_assert(interp_run(is, "step", &tok, 1, p, out, err, sizeof err), "%s", err);
+		cr_assert_eq(((StepFn)tj_sym(t, "step"))(t->ctx, tok, p, out), ELIDE_OK);
+		const State *st = &m->states[0];
+		elide_kv_layout kl = elide_kv_layout_of(st->ctx, st->kv_heads, st->head_dim, st->page);
+		const char *cs = (const char *)t->ctx + t->r->arena_off + t->r->arena_size + t->r->state_off[0];
+		const uint16_t *cb = (const uint16_t *)(cs + kl.bounds_offset), *ib = interp_page_bounds(is, 0);
+		for (int64_t g = 0; g < 2; g++)
+			for (int64_t pg = 0; pg <= p / 4; pg++)
+				for (int64_t e = 0; e < 4; e++) {
+					uint16_t lo = 0, hi = 0;
+					for (int j = (int)pg * 4; j <= p && j < (pg + 1) * 4; j++) {
+						float x = emb[((j * 5) % 16) * 8 + g * 4 + e];
+						uint16_t f = ir_bf16_floor(x), c = ir_bf16_ceil(x);
+						lo = j == pg * 4 || ir_bf16_to_f32(f) < ir_bf16_to_f32(lo) ? f : lo;
+						hi = j == pg * 4 || ir_bf16_to_f32(c) > ir_bf16_to_f32(hi) ? c : hi;
+					}
+					int64_t at = (g * 4 + pg) * 8 + e;
+					cr_assert(cb[at] == ib[at] && cb[at + 4] == ib[at + 4],
+					          "pos %d head %lld page %lld ch %lld: compiled 0x%04x 0x%04x, interpreted 0x%04x 0x%04x",
+					          p, (long long)g, (long long)pg, (long long)e, cb[at], cb[at + 4], ib[at], ib[at + 4]);
+					cr_assert(ib[at] == lo && ib[at + 4] == hi, "pos %d: bounds 0x%04x 0x%04x, not 0x%04x 0x%04x", p,
+					          ib[at], ib[at + 4], lo, hi);
+					cr_assert((lo & 0x7f80) != 0x7f80 && (hi & 0x7f80) != 0x7f80);
+				}
+	}
+	tj_free(t);
+	interp_free(is);
+	ir_free_module(m);
 }

@@ -1,5 +1,6 @@
 /* test_quant.c - the quantised formats of ir/quant.c: f16 and bf16 rounding against
- * independent references, q8 and q4 round trips (error within half a step, codes in
+ * independent references (bf16 to nearest even, and outward for the Quest page
+ * bounds), q8 and q4 round trips (error within half a step, codes in
  * range, the largest element exact), group boundaries when the row length is not a
  * multiple of the group (q4: one step where a value clips at +7), activation quantisation, the integer dot product against
  * double arithmetic, and the quantize pass (formats, except names and roles,
@@ -61,6 +62,123 @@ Test(quant, bf16_rounds_to_nearest_even)
 		double dl = fabs((double)x - lo), dh = fabs((double)x - hi);
 		uint16_t want = (uint16_t)(dl < dh || (dl == dh && ((u >> 16) & 1) == 0) ? u >> 16 : (u >> 16) + 1);
 		cr_assert_eq(ir_f32_to_bf16(x), want, "bf16 of %a", (double)x);
+	}
+}
+
+/* The finite bf16 values in ascending order (each zero once), for the outward
+ * rounding's reference: a binary search for the neighbours of x. */
+static double bf16_grid[65536];
+static int bf16_ngrid;
+
+static int
+dcmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void
+grid_init(void)
+{
+	bf16_ngrid = 0;
+	for (uint32_t h = 0; h < 65536; h++)
+		if ((h & 0x7f80) != 0x7f80 && h != 0x8000)
+			bf16_grid[bf16_ngrid++] = ir_bf16_to_f32((uint16_t)h);
+	qsort(bf16_grid, (size_t)bf16_ngrid, sizeof *bf16_grid, dcmp);
+}
+
+/* The largest finite bf16 <= x (floor) or smallest >= x (ceil); -max / +max when
+ * there is none (the saturation ir.h documents). */
+static double
+grid_round(double x, bool up)
+{
+	int lo = 0, hi = bf16_ngrid - 1;
+	if (!up) {
+		if (x < bf16_grid[0])
+			return bf16_grid[0];
+		while (lo < hi) { /* the last index with grid <= x */
+			int mid = (lo + hi + 1) / 2;
+			if (bf16_grid[mid] <= x)
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+	} else {
+		if (x > bf16_grid[hi])
+			return bf16_grid[hi];
+		while (lo < hi) { /* the first index with grid >= x */
+			int mid = (lo + hi) / 2;
+			if (bf16_grid[mid] >= x)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+	}
+	return bf16_grid[lo];
+}
+
+static float
+from_bits(uint32_t u)
+{
+	float x;
+	memcpy(&x, &u, 4);
+	return x;
+}
+
+/* The Quest page bounds' rounding (ir_bf16_floor / ir_bf16_ceil): for every high
+ * half of an f32 and several low halves, the floor is the largest finite bf16 <= x
+ * and the ceiling the smallest >= x (so outward: floor <= x <= ceil whenever x is
+ * within bf16's finite range), zeros keep their sign, results are never NaN or
+ * infinite; and the named cases. */
+Test(quant, bf16_floor_and_ceil_round_outward)
+{
+	grid_init();
+	cr_assert_eq(bf16_ngrid, 65536 - 256 - 1); /* no infinities, NaNs, -0 */
+	const double maxbf = ir_bf16_to_f32(0x7f7f);
+	const uint32_t lows[] = { 0, 1, 0x7fff, 0x8000, 0x8001, 0xfffe, 0xffff, 0x1234 };
+	uint64_t rs = 3;
+	for (uint32_t h = 0; h < 65536; h++)
+		for (size_t k = 0; k <= sizeof lows / sizeof *lows; k++) {
+			rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t u = h << 16 | (k < sizeof lows / sizeof *lows ? lows[k] : (uint32_t)(rs >> 48));
+			float x = from_bits(u);
+			uint16_t f = ir_bf16_floor(x), c = ir_bf16_ceil(x);
+			cr_assert((f & 0x7f80) != 0x7f80 && (c & 0x7f80) != 0x7f80, "0x%08x: 0x%04x 0x%04x not finite", u, f, c);
+			if (isnan(x)) {
+				cr_assert(f == 0xff7f && c == 0x7f7f, "NaN 0x%08x: 0x%04x 0x%04x", u, f, c);
+				continue;
+			}
+			double fv = ir_bf16_to_f32(f), cv = ir_bf16_to_f32(c);
+			cr_assert_eq(fv, grid_round(x, false), "floor of %a (0x%08x): %a", (double)x, u, fv);
+			cr_assert_eq(cv, grid_round(x, true), "ceil of %a (0x%08x): %a", (double)x, u, cv);
+			if (fabs((double)x) <= maxbf)
+				cr_assert(fv <= x && x <= cv, "0x%08x not within its bounds", u);
+			if (x == 0)
+				cr_assert(f == u >> 16 && c == u >> 16, "zero 0x%08x loses its sign", u);
+		}
+	/* named cases: exact, negative, zero, subnormal, huge, infinite, NaN */
+	struct { float x; uint16_t f, c; } cs[] = {
+		{ 1.0f, 0x3f80, 0x3f80 },
+		{ -2.5f, 0xc020, 0xc020 },
+		{ 1.00390625f, 0x3f80, 0x3f81 },        /* 1 + 2^-8: between 1 and 1 + 2^-7 */
+		{ -1.00390625f, 0xbf81, 0xbf80 },
+		{ 0.0f, 0x0000, 0x0000 },
+		{ -0.0f, 0x8000, 0x8000 },
+		{ 0x1p-149f, 0x0000, 0x0001 },          /* the smallest f32 subnormal */
+		{ -0x1p-149f, 0x8001, 0x8000 },
+		{ 0x1p-133f, 0x0001, 0x0001 },          /* the smallest bf16 subnormal, exact */
+		{ 3.0e38f, 0x7f61, 0x7f62 },
+		{ -3.0e38f, 0xff62, 0xff61 },
+		{ 3.4028235e38f, 0x7f7f, 0x7f7f },      /* FLT_MAX: the ceiling saturates */
+		{ -3.4028235e38f, 0xff7f, 0xff7f },
+		{ INFINITY, 0x7f7f, 0x7f7f },
+		{ -INFINITY, 0xff7f, 0xff7f },
+		{ NAN, 0xff7f, 0x7f7f },
+		{ -NAN, 0xff7f, 0x7f7f },
+	};
+	for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+		cr_assert_eq(ir_bf16_floor(cs[i].x), cs[i].f, "floor of %a: 0x%04x", (double)cs[i].x, ir_bf16_floor(cs[i].x));
+		cr_assert_eq(ir_bf16_ceil(cs[i].x), cs[i].c, "ceil of %a: 0x%04x", (double)cs[i].x, ir_bf16_ceil(cs[i].x));
 	}
 }
 

@@ -426,13 +426,20 @@ Test(rt_util, sizes)
 	cr_assert_eq(l.row_bytes, 24u);
 	cr_assert_eq(l.v_offset, 192u); /* 168 -> 192 */
 	cr_assert_eq(l.bytes, 384u);
-	/* page bounds after V: ceil(7 / 3) = 3 pages x 2 (min, max) x 24 bytes = 144 -> 192 */
+	/* page bounds after V: ceil(7 / 3) = 3 pages x 2 (min, max) x 2 heads x 3 channels
+	 * x 2 bytes (bf16) = 72 -> 128 */
 	elide_kv_layout lp = elide_kv_layout_of(7, 2, 3, 3);
 	cr_assert_eq(lp.v_offset, 192u);
 	cr_assert_eq(lp.bounds_offset, 384u);
-	cr_assert_eq(lp.bounds_bytes, 192u);
-	cr_assert_eq(lp.bytes, 576u);
-	cr_assert_eq(elide_kv_bytes(7, 2, 3, 3), 576u);
+	cr_assert_eq(lp.bounds_bytes, 128u);
+	cr_assert_eq(lp.bytes, 512u);
+	cr_assert_eq(elide_kv_bytes(7, 2, 3, 3), 512u);
+	/* the M shape's layer at ctx 8192, pages of 16: 512 pages x 12 heads x 2 x 64 x 2
+	 * bytes of bounds, a sixteenth of K (a page's bounds: half a row of 16) */
+	elide_kv_layout lm = elide_kv_layout_of(8192, 12, 64, 16);
+	cr_assert_eq(lm.v_offset, 8192u * 3072);
+	cr_assert_eq(lm.bounds_bytes, 512u * 12 * 2 * 64 * 2);
+	cr_assert_eq(lm.bounds_bytes * 16, lm.v_offset);
 	cr_assert_eq(elide_kv_layout_of(7, 2, 3, -1).bytes, 0u);
 	cr_assert_eq(elide_kv_layout_of(7, 0, 3, 0).bytes, 0u);
 	cr_assert_eq(elide_kv_layout_of(INT64_MAX, 1 << 19, 1 << 19, 0).bytes, 0u);
