@@ -8,7 +8,8 @@
 # model whose prefill returns every row's logits.  Only the lines between OUT.md's marker
 # comments are replaced (a file without them is written whole).
 #   bash scripts/sparse_table.sh [BUILD_DIR] [OUT.md]        (after make build)
-# Environment: ELIDE_THREADS (1), RUNS (3), TIME_BYTES (4096), PREFILL (1: prefill rows), HELD.
+# Environment: ELIDE_THREADS (1), RUNS (3), TIME_BYTES (4096), PREFILL (1: prefill rows; 0
+# keeps OUT.md's prefill rows, if it has some, marked as kept), HELD.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -235,6 +236,12 @@ fi
 		echo "| prefill policy | bits/byte | vs dense | KV read | time |"
 		echo "|---|---|---|---|---|"
 		printf '%s\n' "${prows[@]}"
+	elif [ -n "$OUTMD" ] && [ -f "$OUTMD" ] && grep -q '^Prefill: interpreter' "$OUTMD"; then
+		# PREFILL=0 into a file that has prefill rows: those stay, marked as kept
+		echo
+		awk -v e="$END" '/^Prefill: interpreter/ { on = 1 } $0 == e { on = 0 } on' "$OUTMD" |
+			sed '/^(Prefill rows kept from an earlier run/d'
+		echo "(Prefill rows kept from an earlier run of this script: \`PREFILL=0\` left them out this time.)"
 	fi
 	echo "$END"
 } >"$TMP/table.md"
