@@ -773,7 +773,7 @@ lower_qlinear(Cg *g, const Op *op, const CgFuse *fu, Lin *L, const Param *pm, ui
 	L->kp = L->ng * L->G;
 	L->gbytes = cg_qpanel_group_bytes(L->fmt, L->G, L->nr);
 	int64_t rows = cg_static_rows(xt);
-	if (!g->int8_act) {
+	if (pm->act != AF_INT8) { /* f32 activations: the dequantising kernels */
 		LLVMValueRef task = qlinear_task(g, L, gemv, false);
 		cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 		cg_slot_set(g, 1, cg_param_ptr(g, param, CG_QPANEL));

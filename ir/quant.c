@@ -27,6 +27,23 @@ ir_qformat_from_name(const char *s)
 	return -1;
 }
 
+static const char *const anames[AF_COUNT] = { "f32", "int8" };
+
+const char *
+ir_actformat_name(ActFormat a)
+{
+	return a < AF_COUNT ? anames[a] : "?";
+}
+
+int
+ir_actformat_from_name(const char *s)
+{
+	for (int i = 0; s && i < AF_COUNT; i++)
+		if (strcmp(s, anames[i]) == 0)
+			return i;
+	return -1;
+}
+
 int
 ir_qformat_zero(QFormat f)
 {

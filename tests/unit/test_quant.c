@@ -215,7 +215,7 @@ model(void)
 static void
 add_stmt(Module *m, const char *fmt, int g, int64_t lo, int64_t hi, const char *except)
 {
-	cr_assert(pass_quantize_add_stmt(m, fmt, g));
+	cr_assert(pass_quantize_add_stmt(m, fmt, g, -1));
 	PolicyStmt *s = &m->policy->stmts[m->policy->nstmts - 1];
 	char err[256];
 	if (hi > lo) {
