@@ -154,6 +154,10 @@ eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw,
 		diag_error(p->diag, loc, "expected activations 'int8' or 'f32', saw '%s'", act);
 		return;
 	}
+	if (!ir_actformat_fits((QFormat)f, (ActFormat)a)) {
+		diag_error(p->diag, loc, "format '%s' has f32 activations only, saw '%s'", fmt, act);
+		return;
+	}
 	if (p->lastparam < 0)
 		return;
 	Param *pm = &p->m->params[p->lastparam];
