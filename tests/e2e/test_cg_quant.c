@@ -472,6 +472,15 @@ check_qlinear(const char *fmt, int g, int64_t n, int64_t k, int64_t rows, const 
 	double e = ts_rel_err(out, ref, T * n);
 	cr_assert(e <= 2e-6, "%s g%d n%lld k%lld rows %lld (%s%s): relative error %g", fmt, g, (long long)n, (long long)k,
 	          (long long)T, o->features ? o->features : "host", a8 ? ", int8" : "", e);
+	/* the interpreter computes the reference exactly, bit for bit */
+	InterpState *is = interp_new(m);
+	float *iout = xmalloc((size_t)(T * n) * sizeof *iout);
+	char ierr[256];
+	cr_assert(interp_run(is, "run", toks, T, 0, iout, ierr, sizeof ierr), "%s", ierr);
+	cr_assert_eq(memcmp(iout, ref, (size_t)(T * n) * sizeof *iout), 0, "%s g%d: the interpreter is not the reference%s",
+	             fmt, g, a8 ? " (int8)" : "");
+	free(iout);
+	interp_free(is);
 	free(codes);
 	free(sc);
 	free(sums);
