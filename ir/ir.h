@@ -645,7 +645,8 @@ void eir_module_const(EirParser *p, const char *name, const char *n, Loc loc);
 void eir_module_string(EirParser *p, const char *key, const char *s, Loc loc);
 void eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source,
                const char *hash, Loc loc);
-/* `format F [group N]` after a param: its storage format (quantised when loaded). */
+/* `format F [group N] [activations A]` after a param: its storage format (quantised
+ * when loaded) and, for q8/q4, its activations (int8 when not written). */
 void eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group,
                       const char *akw, const char *act, Loc loc);
 void eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc);
@@ -821,7 +822,8 @@ const uint16_t *ir_quant_scales(const Param *p, int64_t n);
  * and as the reference of the compiled kernels (with f32 activations both compute
  * with the dequantised weights).  Activation quantisation: a
  * row x[K] in groups of g: s = max|x| / 127, q = round_even(x * (127 / max|x|)),
- * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes. */
+ * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes.  A NaN
+ * in a group makes its scale NaN (and its code -127), so it reaches the result. */
 void ir_quant_row(const float *x, int64_t k, int g, int8_t *codes, float *scales, int32_t *sums);
 /* y = sum over groups of float(sum_k (c[n,k] - z) x_q[k]) * (d[n,g] * s[g]), in f32,
  * groups in order (fmaf): the value a compiled q8/q4 linear computes for output n. */

@@ -386,9 +386,11 @@ frand(uint64_t *s)
 
 /* y = embed(X, toks) W^T + embed(B, toks) with W quantised to fmt (group g): the
  * compiled code against (a8 false: f32 activations) the f32 product with the
- * dequantised W, or (a8 true: int8 activations) ir_quant_row and ir_quant_dot. */
+ * dequantised W, or (a8 true: int8 activations) ir_quant_row and ir_quant_dot.
+ * nan: one input of the first token's row is NaN, and every output of the rows of
+ * that token must be NaN (a NaN reaches the result, compiled and interpreted). */
 static void
-check_qlinear(const char *fmt, int g, int64_t n, int64_t k, int64_t rows, const CgOptions *o, bool a8)
+check_qlinear(const char *fmt, int g, int64_t n, int64_t k, int64_t rows, const CgOptions *o, bool a8, bool nan)
 {
 	uint64_t seed = (uint64_t)(n * 131 + k * 7 + rows);
 	Module *m = ir_new_module("ql");
@@ -403,6 +405,11 @@ check_qlinear(const char *fmt, int g, int64_t n, int64_t k, int64_t rows, const 
 			d[j] = frand(&seed) * (i == 0 && j % 7 == 0 ? 9.0f : 1.0f);
 		m->params[p].data = d;
 	}
+	int32_t toks[24];
+	for (int i = 0; i < 24; i++)
+		toks[i] = (i * 5 + 3) % (int)vocab;
+	if (nan)
+		m->params[0].data[toks[0] * k + k / 2] = NAN;
 	char err[256];
 	cr_assert(ir_quantize_param(&m->params[1], (QFormat)ir_qformat_from_name(fmt), g, err, sizeof err), "%s", err);
 	m->params[1].act = a8 ? AF_INT8 : AF_F32;
@@ -436,9 +443,6 @@ check_qlinear(const char *fmt, int g, int64_t n, int64_t k, int64_t rows, const 
 
 	TJit *t = tj_new_opts(m, o);
 	int64_t T = seq ? rows : 1;
-	int32_t toks[24];
-	for (int i = 0; i < 24; i++)
-		toks[i] = (i * 5 + 3) % (int)vocab;
 	float *out = xmalloc((size_t)(T * n) * sizeof *out), *ref = xmalloc((size_t)(T * n) * sizeof *ref);
 	int rc;
 	if (seq)
@@ -469,18 +473,26 @@ check_qlinear(const char *fmt, int g, int64_t n, int64_t k, int64_t rows, const 
 			ref[r * n + j] = v + B[toks[r] * n + j];
 		}
 	}
-	double e = ts_rel_err(out, ref, T * n);
-	cr_assert(e <= 2e-6, "%s g%d n%lld k%lld rows %lld (%s%s): relative error %g", fmt, g, (long long)n, (long long)k,
-	          (long long)T, o->features ? o->features : "host", a8 ? ", int8" : "", e);
-	/* the interpreter computes the reference exactly, bit for bit */
+	/* the interpreter computes the reference exactly, bit for bit (NaN for NaN) */
 	InterpState *is = interp_new(m);
 	float *iout = xmalloc((size_t)(T * n) * sizeof *iout);
 	char ierr[256];
 	cr_assert(interp_run(is, "run", toks, T, 0, iout, ierr, sizeof ierr), "%s", ierr);
-	cr_assert_eq(memcmp(iout, ref, (size_t)(T * n) * sizeof *iout), 0, "%s g%d: the interpreter is not the reference%s",
-	             fmt, g, a8 ? " (int8)" : "");
+	for (int64_t i = 0; i < T * n; i++)
+		cr_assert(memcmp(&iout[i], &ref[i], sizeof *iout) == 0 || (isnan(iout[i]) && isnan(ref[i])),
+		          "%s g%d: the interpreter is not the reference%s at %lld", fmt, g, a8 ? " (int8)" : "", (long long)i);
 	free(iout);
 	interp_free(is);
+	if (nan) /* the rows of the poisoned token: NaN everywhere, then left out */
+		for (int64_t r = 0; r < T; r++)
+			for (int64_t j = 0; r < T && toks[r] == toks[0] && j < n; j++) {
+				cr_assert(isnan(out[r * n + j]) && isnan(ref[r * n + j]), "%s row %lld output %lld: %g, not NaN",
+				          fmt, (long long)r, (long long)j, (double)out[r * n + j]);
+				out[r * n + j] = ref[r * n + j] = 0.0f;
+			}
+	double e = ts_rel_err(out, ref, T * n);
+	cr_assert(e <= 2e-6, "%s g%d n%lld k%lld rows %lld (%s%s): relative error %g", fmt, g, (long long)n, (long long)k,
+	          (long long)T, o->features ? o->features : "host", a8 ? ", int8" : "", e);
 	free(codes);
 	free(sc);
 	free(sums);
@@ -500,8 +512,8 @@ all_shapes(const CgOptions *o, bool a8)
 	};
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
 		for (int q = 0; q < 2; q++) {
-			check_qlinear(q ? "q4" : "q8", 32, shapes[i][0], shapes[i][1], shapes[i][2], o, a8);
-			check_qlinear(q ? "q4" : "q8", 8, shapes[i][0], shapes[i][1], shapes[i][2], o, a8);
+			check_qlinear(q ? "q4" : "q8", 32, shapes[i][0], shapes[i][1], shapes[i][2], o, a8, false);
+			check_qlinear(q ? "q4" : "q8", 8, shapes[i][0], shapes[i][1], shapes[i][2], o, a8, false);
 		}
 }
 
@@ -514,8 +526,26 @@ Test(cg_quant, kernels_dequantising)
 	all_shapes(&o, false);
 	o.features = "+avx2,+fma,-f16c"; /* the f16 scales widened by integer operations */
 	for (int q = 0; q < 2; q++) {
-		check_qlinear(q ? "q4" : "q8", 32, 70, 100, 1, &o, false);
-		check_qlinear(q ? "q4" : "q8", 8, 37, 104, 13, &o, false);
+		check_qlinear(q ? "q4" : "q8", 32, 70, 100, 1, &o, false, false);
+		check_qlinear(q ? "q4" : "q8", 8, 37, 104, 13, &o, false, false);
+	}
+}
+
+/* A NaN in the input of a q8/q4 linear reaches every output of its row, with either
+ * activations, on each x86 path (int8: the group's scale becomes NaN). */
+Test(cg_quant, kernels_nan_input)
+{
+	CgOptions o = { .opt_level = 3, .fuse = true };
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass) {
+			o.cpu = "x86-64-v3";
+			o.features = "+avx2,+fma,+f16c";
+		}
+		for (int q = 0; q < 2; q++)
+			for (int a8 = 0; a8 < 2; a8++) {
+				check_qlinear(q ? "q4" : "q8", 32, 48, 64, 1, &o, a8, true);
+				check_qlinear(q ? "q4" : "q8", 8, 37, 104, 13, &o, a8, true);
+			}
 	}
 }
 
