@@ -434,23 +434,31 @@ small_inits(const Shape *s)
 	init_i64("shape_logits", v1, 1);
 }
 
+/* Layer l's attention projections of h: the three MatMuls by q_proj, k_proj and
+ * v_proj (into *q, *k, *v, rows of dim and kvd) and the o_proj initialiser (*wo). */
+static void
+projections(const Shape *s, int l, const char *h, const char **q, const char **k, const char **v, const char **wo)
+{
+	static const char *const proj[4] = { "q", "k", "v", "o" };
+	const char *wt[4];
+	for (int i = 0; i < 4; i++) {
+		char w[96];
+		snprintf(w, sizeof w, "model.layers.%d.self_attn.%s_proj.weight", l, proj[i]);
+		wt[i] = init_big(nm("l%d.w%s", l, proj[i]), w, i == 1 || i == 2 ? s->kvd : s->dim, s->dim, 1);
+	}
+	*q = op2("MatMul", nm("l%d.q", l), h, wt[0]);
+	*k = op2("MatMul", nm("l%d.k", l), h, wt[1]);
+	*v = op2("MatMul", nm("l%d.v", l), h, wt[2]);
+	*wo = wt[3];
+}
+
 static const char *
 attention(const Shape *s, int l, const char *h)
 {
 	static const int64_t p_q[4] = { 1, 2, 0, 3 }, p_k[3] = { 1, 2, 0 }, p_v[3] = { 1, 0, 2 };
 	static const int64_t p_o[4] = { 2, 0, 1, 3 };
-	char w[96];
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.q_proj.weight", l);
-	const char *wq = init_big(nm("l%d.wq", l), w, s->dim, s->dim, 1);
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.k_proj.weight", l);
-	const char *wk = init_big(nm("l%d.wk", l), w, s->kvd, s->dim, 1);
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.v_proj.weight", l);
-	const char *wv = init_big(nm("l%d.wv", l), w, s->kvd, s->dim, 1);
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.o_proj.weight", l);
-	const char *wo = init_big(nm("l%d.wo", l), w, s->dim, s->dim, 1);
-	const char *q = op2("MatMul", nm("l%d.q", l), h, wq);
-	const char *k = op2("MatMul", nm("l%d.k", l), h, wk);
-	const char *v = op2("MatMul", nm("l%d.v", l), h, wv);
+	const char *wo, *q, *k, *v;
+	projections(s, l, h, &q, &k, &v, &wo);
 	q = rope(nm("l%d.qrope", l), reshape(nm("l%d.q3", l), q, "shape_q3"));
 	k = rope(nm("l%d.krope", l), reshape(nm("l%d.k3", l), k, "shape_k3"));
 	v = reshape(nm("l%d.v3", l), v, "shape_k3");
@@ -475,18 +483,11 @@ attention(const Shape *s, int l, const char *h)
 static const char *
 attention_fused(const Shape *s, int l, const char *h)
 {
-	char w[96];
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.q_proj.weight", l);
-	const char *wq = init_big(nm("l%d.wq", l), w, s->dim, s->dim, 1);
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.k_proj.weight", l);
-	const char *wk = init_big(nm("l%d.wk", l), w, s->kvd, s->dim, 1);
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.v_proj.weight", l);
-	const char *wv = init_big(nm("l%d.wv", l), w, s->kvd, s->dim, 1);
-	snprintf(w, sizeof w, "model.layers.%d.self_attn.o_proj.weight", l);
-	const char *wo = init_big(nm("l%d.wo", l), w, s->dim, s->dim, 1);
-	const char *q = reshape(nm("l%d.bq", l), op2("MatMul", nm("l%d.q", l), h, wq), "shape_bq");
-	const char *k = reshape(nm("l%d.bk", l), op2("MatMul", nm("l%d.k", l), h, wk), "shape_bkv");
-	const char *v = reshape(nm("l%d.bv", l), op2("MatMul", nm("l%d.v", l), h, wv), "shape_bkv");
+	const char *wo, *q, *k, *v;
+	projections(s, l, h, &q, &k, &v, &wo);
+	q = reshape(nm("l%d.bq", l), q, "shape_bq");
+	k = reshape(nm("l%d.bk", l), k, "shape_bkv");
+	v = reshape(nm("l%d.bv", l), v, "shape_bkv");
 	const char *in[9] = { q, k, v, "", "", "seqlens_k", "total_seq", "cos_cache", "sin_cache" };
 	const char *out[3] = { nm("l%d.ctx", l), nm("l%d.present_k", l), nm("l%d.present_v", l) };
 	Buf a = { 0 };

@@ -7,11 +7,16 @@
 //   2. checks that each computes what elide computes: ONNX Runtime's logits for the
 //      prompt against elide's (relative error max|a - b| / max|b| <= 1e-4 and the
 //      same argmax); a graph that fails the check fails the row and is not timed;
-//   3. warms all up, then runs ROUNDS rounds, each one elide prefill and one of each
-//      graph, the order rotating from round to round, with a pause before each run
-//      (the engines' worker threads may spin for a while after a run).  A round's
-//      ratio is ONNX Runtime's seconds / elide's; the figures are medians over rounds,
-//      and the row's ratio is the one against the graph ONNX Runtime ran fastest.
+//   3. warms all up, then runs ROUNDS rounds; in a round each engine (elide, each
+//      graph) has one turn, the order rotating from round to round, with a pause
+//      before each turn (the engines' worker threads may spin for a while after a
+//      run).  A turn is REPS prefills back to back, REPS chosen per engine in the
+//      warm-up so that a turn lasts about TURN_S seconds (a 10 ms prefill timed once,
+//      right after the other engine has filled the caches and the pause has let the
+//      CPUs idle, varied by 3x from round to round); the turn's time is the median of
+//      its prefills.  A round's ratio is ONNX Runtime's seconds / elide's; the figures
+//      are medians over rounds, and the row's ratio is the one against the graph ONNX
+//      Runtime ran fastest.
 // ONNX Runtime is timed around session.run() from JavaScript: the call overhead of the
 // binding is measured on a one-Add model with the same options and reported beside.
 // Usage: node ort.js NODE_MODULES TINY.onnx NAME N ROUNDS THREADS OUT.json BENCH_PREFILL WEIGHTS GRAPH=MODEL.onnx...
@@ -34,6 +39,8 @@ const ortVersion = JSON.parse(fs.readFileSync(path.resolve(mods, 'onnxruntime-no
 const N = Number(nArg), ROUNDS = Number(roundsArg);
 const THREADS = threadsArg.split(',').map(Number);
 const PAUSE_MS = 250;
+const TURN_S = 0.1;
+const MAX_REPS = 50;
 const TOL = 1e-4;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -163,12 +170,27 @@ async function main() {
 			continue;
 		}
 		row.check_ok = true;
-		// 3. warm-up, then rounds in rotating order
-		for (let i = 0; i < 2; i++) {
-			await elide.ask(`run ${th}`);
-			for (const g of live)
-				await timeRun(g.sess, feeds);
+		// 3. warm-up (which sizes each engine's turn), then rounds in rotating order
+		const once = new Map();
+		once.set(null, async () => Number(await elide.ask(`run ${th}`)));
+		for (const g of live)
+			once.set(g, async () => (await timeRun(g.sess, feeds))[0]);
+		const reps = new Map();
+		for (const [g, run] of once) {
+			let dt = Infinity;
+			for (let i = 0; i < 3; i++)
+				dt = Math.min(dt, await run());
+			reps.set(g, Math.max(1, Math.min(MAX_REPS, Math.ceil(TURN_S / dt))));
 		}
+		const turn = async (g) => {
+			const ts = [];
+			for (let i = 0; i < reps.get(g); i++)
+				ts.push(await once.get(g)());
+			return median(ts);
+		};
+		row.prefills_per_turn = { elide: reps.get(null) };
+		for (const g of live)
+			row.prefills_per_turn[g.graph] = reps.get(g);
 		const e = [];
 		const engines = [null, ...live];
 		for (let r = 0; r < ROUNDS; r++) {
@@ -178,9 +200,9 @@ async function main() {
 				const g = engines[(r + i) % engines.length];
 				await sleep(PAUSE_MS);
 				if (!g)
-					te = Number(await elide.ask(`run ${th}`));
+					te = await turn(null);
 				else
-					t.set(g, (await timeRun(g.sess, feeds))[0]);
+					t.set(g, await turn(g));
 			}
 			e.push(N / te);
 			for (const g of live) {

@@ -19,6 +19,8 @@
 #   bash bench/ortpeer.sh [BUILD_DIR]   (ORT_MODELS="S M", ROUNDS=9, NPREFILL=128)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 OUT="$BUILD/bench-out"
 P="$BUILD/peers/ort"
@@ -55,8 +57,7 @@ for name in ${ORT_MODELS:-S M}; do
 	read -r dim layers heads kvh ffn vocab ctx <<<"${SHAPE[$name]}"
 	d="$P/model-$name"
 	mkdir -p "$d"
-	sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-		"$ROOT/examples/llama/llama.elide" >"$d/llama.elide"
+	llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$d/llama.elide"
 	"$BUILD/bench/bench_mkweights" llama "$d/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 	"$BUILD/bench/bench_onnx" "$d/llama.safetensors" "$d/standard.onnx" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$NPREFILL"
 	"$BUILD/bench/bench_onnx" "$d/llama.safetensors" "$d/fused.onnx" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$NPREFILL" fused

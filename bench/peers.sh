@@ -25,6 +25,8 @@
 #   (PEER_MODELS="S M", PEER_FORMATS="f32 q8 q4 q8f q4f", PEER_THREADS="1 2", ROUNDS=3)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 OUT="$BUILD/bench-out"
 P="$BUILD/peers"
@@ -61,8 +63,7 @@ for name in ${PEER_MODELS:-S M}; do
 	read -r dim layers heads kvh ffn vocab ctx <<<"${SHAPE[$name]}"
 	d="$P/model-$name"
 	mkdir -p "$d"
-	sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-		"$ROOT/examples/llama/llama.elide" >"$d/llama.elide"
+	llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$d/llama.elide"
 	"$BUILD/bench/bench_mkweights" llama "$d/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 	"$BUILD/bench/bench_gguf" "$d/llama.safetensors" "$d/f32.gguf" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx"
 	for f in ${PEER_FORMATS:-f32 q8 q4 q8f q4f}; do

@@ -30,11 +30,17 @@ clock_seconds(void)
 }
 
 /* One prefill of the prompt at th threads from position 0; seconds, or < 0 with the
- * status printed as the answer. */
+ * status printed as the answer.  The pool is made again only when th changes (a new
+ * pool starts its threads, which a user does once, not per prompt). */
 static double
 prefill(llama_ctx *ctx, const int32_t *toks, int n, int th, float *logits)
 {
-	int s = llama_set_threads(ctx, th);
+	static int pool_threads = -1;
+	int s = LLAMA_OK;
+	if (th != pool_threads) {
+		s = llama_set_threads(ctx, th);
+		pool_threads = s == LLAMA_OK ? th : -1;
+	}
 	if (s == LLAMA_OK)
 		s = llama_reset(ctx);
 	double t0 = clock_seconds();

@@ -11,6 +11,8 @@
 #    loaded machine, meaningful at 1 thread only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 A="$(cd "$1" && pwd)"
 B="$(cd "$2" && pwd)"
 name=${3:-M}
@@ -21,8 +23,7 @@ declare -A SHAPE=([S]="288 6 6 6 768 32000 256" [M]="768 12 12 12 2048 32000 102
 read -r dim layers heads kvh ffn vocab ctx <<<"${SHAPE[$name]}"
 W="$B/bench-out/pair-$name"
 mkdir -p "$W"
-sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-	"$ROOT/examples/llama/llama.elide" >"$W/llama.elide"
+llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$W/llama.elide"
 [[ -x $B/bench/bench_mkweights ]] || cmake --build "$B" --target bench_mkweights >/dev/null
 "$B/bench/bench_mkweights" llama "$W/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 timer=""

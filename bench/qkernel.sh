@@ -12,6 +12,8 @@
 #   QK_FORMATS="f32 q8 q4 q8f q4f", QK_T=128)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 OUT="$BUILD/bench-out/qkernel"
 ELIDE="$BUILD/tools/elide"
@@ -25,21 +27,7 @@ for s in ${QK_SHAPES:-ffn:2048:768 head:32000:768}; do
 	IFS=: read -r name n k <<<"$s"
 	dir="$OUT/$name"
 	mkdir -p "$dir"
-	cat >"$dir/kern.elide" <<EOK
-model kern {
-  const n = $n, k = $k, vocab = 8, ctx = $T;
-  weights safetensors {
-    emb: f32[vocab, k] = "emb";
-    w: f32[n, k] = "w";
-  }
-  entry step(token: i32, pos: i32) -> f32[n] {
-    return linear(embed(emb, token), w);
-  }
-  entry forward(tokens: i32[<=ctx]) -> f32[<=ctx, n] {
-    return linear(embed(emb, tokens), w);
-  }
-}
-EOK
+	kern_model "$n" "$k" "$T" >"$dir/kern.elide"
 	"$BUILD/bench/bench_mkweights" linear "$dir/kern.safetensors" "$n" "$k" 8 1
 	for f in ${QK_FORMATS:-f32 q8 q4 q8f q4f}; do
 		case $f in

@@ -13,6 +13,8 @@
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 OUT="$BUILD/bench-out"
 ELIDE="$BUILD/tools/elide"
@@ -125,22 +127,7 @@ else
 		IFS=: read -r name n k <<<"$s"
 		dir="$OUT/kern-$name"
 		mkdir -p "$dir"
-		cat >"$dir/kern.elide" <<EOK
-# one linear layer W[$n, $k], for bench/kernel.c
-model kern {
-  const n = $n, k = $k, vocab = 8, ctx = $NPREFILL;
-  weights safetensors {
-    emb: f32[vocab, k] = "emb";
-    w: f32[n, k] = "w";
-  }
-  entry step(token: i32, pos: i32) -> f32[n] {
-    return linear(embed(emb, token), w);
-  }
-  entry forward(tokens: i32[<=ctx]) -> f32[<=ctx, n] {
-    return linear(embed(emb, tokens), w);
-  }
-}
-EOK
+		kern_model "$n" "$k" "$NPREFILL" >"$dir/kern.elide"
 		"$BUILD/bench/bench_mkweights" linear "$dir/kern.safetensors" "$n" "$k" 8 1
 		"$ELIDE" compile "$dir/kern.elide" -w "$dir/kern.safetensors" -o "$dir/out"
 		# shellcheck disable=SC2086
@@ -158,12 +145,7 @@ EOK
 		dir="$OUT/model-$name"
 		mkdir -p "$dir"
 		# the example model, unchanged but for its sizes
-		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-			"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
-		grep -q "const dim = $dim, layers = $layers" "$dir/llama.elide" || {
-			echo "run.sh: could not set the sizes of examples/llama/llama.elide" >&2
-			exit 1
-		}
+		llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$dir/llama.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
 		rm -f "$dir/llama.safetensors"
@@ -198,8 +180,7 @@ EOK
 		dir="$OUT/long-$name"
 		mkdir -p "$dir"
 		echo "== $name: '$LONG_POLICY' against dense at positions $LONG_POS (paired runs)"
-		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-			"$ROOT/examples/llama/llama.elide" | sed -n '1,/^}/p' >"$dir/llama.elide" # the model, no policies
+		llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" | sed -n '1,/^}/p' >"$dir/llama.elide" # the model, no policies
 		sed -E 's/^model llama /model llamas /' "$dir/llama.elide" >"$dir/llamas.elide"
 		printf '\npolicy fill for llama {\n  %s\n}\n' "$LONG_FILL" >>"$dir/llama.elide"
 		printf '\npolicy quest1024 for llamas {\n  %s\n  %s\n}\n' "$LONG_FILL" "$LONG_POLICY" >>"$dir/llamas.elide"
@@ -227,8 +208,7 @@ EOK
 		dir="$OUT/model-$name"
 		mkdir -p "$dir"
 		echo "== $name quantised against f32 ($NDECODE decode steps, $NPREFILL-token prefill, paired runs)"
-		sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-			"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
+		llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$dir/llama.elide"
 		sed -E 's/^model llama /model llamaq /; s/ for llama / for llamaq /' "$dir/llama.elide" >"$dir/llamaq.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"

@@ -8,6 +8,8 @@
 #   bash bench/sparse_prefill.sh [BUILD_DIR]   (NPREFILL=N: prompt length, default 2048)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 OUT="$BUILD/bench-out"
 ELIDE="$BUILD/tools/elide"
@@ -21,12 +23,7 @@ POLICIES=("topk4|attend prefill block_topk(block $BLOCK, topk 4);"
 make -C "$BUILD" bench_mkweights elide elide_rt >/dev/null
 dir="$OUT/sparse-prefill"
 mkdir -p "$dir"
-sed -E "s/^(  const dim = )[^;]*;/\1$dim, layers = $layers, heads = $heads, kv_heads = $kvh, ffn = $ffn, vocab = $vocab, ctx = $ctx;/" \
-	"$ROOT/examples/llama/llama.elide" >"$dir/llama.elide"
-grep -q "const dim = $dim, layers = $layers" "$dir/llama.elide" || {
-	echo "sparse_prefill.sh: could not set the sizes of examples/llama/llama.elide" >&2
-	exit 1
-}
+llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$dir/llama.elide"
 "$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 "$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
 echo "== $name (ctx $ctx): block-sparse prefill against dense ($NPREFILL tokens, paired runs); load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -184,8 +184,10 @@ static char stage_name[320];
 static const char *const *stage_files;
 static int stage_nfiles;
 
+/* Removes the running compile's staging directory and its files; only
+ * async-signal-safe calls, so that the signal handler can use it. */
 static void
-on_signal(int sig)
+remove_stage(void)
 {
 	int sfd = openat(stage_dfd, stage_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 	if (sfd >= 0) {
@@ -194,6 +196,12 @@ on_signal(int sig)
 		close(sfd);
 	}
 	unlinkat(stage_dfd, stage_name, AT_REMOVEDIR);
+}
+
+static void
+on_signal(int sig)
+{
+	remove_stage();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -205,13 +213,7 @@ cg_write_set_abandon(void)
 {
 	if (stage_dfd < 0)
 		return;
-	int sfd = openat(stage_dfd, stage_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-	if (sfd >= 0) {
-		for (int i = 0; i < stage_nfiles; i++)
-			unlinkat(sfd, stage_files[i], 0);
-		close(sfd);
-	}
-	unlinkat(stage_dfd, stage_name, AT_REMOVEDIR);
+	remove_stage();
 	stage_dfd = -1;
 }
 

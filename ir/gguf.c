@@ -458,23 +458,6 @@ gguf_kv_str(const GgufFile *f, const char *key)
 	return kv && kv->type == GGUF_V_STRING ? kv->str : NULL;
 }
 
-static float
-half_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
-	if (exp == 0x1f)
-		u = sign | 0x7f800000u | (mant << 13);
-	else if (exp != 0)
-		u = sign | ((exp + 112) << 23) | (mant << 13);
-	else { /* zero or subnormal: mant * 2^-24, exact in f32 */
-		float v = (float)mant * (1.0f / 16777216.0f);
-		return sign ? -v : v;
-	}
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
 bool
 gguf_read_f32(const GgufFile *f, const GgufTensor *t, float *dst, char *err, size_t nerr)
 {
@@ -491,7 +474,7 @@ gguf_read_f32(const GgufFile *f, const GgufTensor *t, float *dst, char *err, siz
 		return true;
 	case GGML_F16:
 		for (uint64_t i = 0; i < n; i++)
-			dst[i] = half_to_f32((uint16_t)le(p + 2 * i, 2));
+			dst[i] = ir_f16_to_f32((uint16_t)le(p + 2 * i, 2));
 		return true;
 	case GGML_BF16:
 		for (uint64_t i = 0; i < n; i++) {
@@ -501,14 +484,14 @@ gguf_read_f32(const GgufFile *f, const GgufTensor *t, float *dst, char *err, siz
 		return true;
 	case GGML_Q8_0: /* blocks of 32: f16 scale d, 32 int8 q; x = d q */
 		for (uint64_t b = 0; b < n / 32; b++, p += 34) {
-			float d = half_to_f32((uint16_t)le(p, 2));
+			float d = ir_f16_to_f32((uint16_t)le(p, 2));
 			for (int j = 0; j < 32; j++)
 				dst[b * 32 + j] = d * (float)(int8_t)p[2 + j];
 		}
 		return true;
 	case GGML_Q4_0: /* blocks of 32: f16 scale d, 16 bytes; low nibbles are x[0..16), high x[16..32); x = d (q - 8) */
 		for (uint64_t b = 0; b < n / 32; b++, p += 18) {
-			float d = half_to_f32((uint16_t)le(p, 2));
+			float d = ir_f16_to_f32((uint16_t)le(p, 2));
 			for (int j = 0; j < 16; j++) {
 				dst[b * 32 + j] = d * (float)((p[2 + j] & 0x0f) - 8);
 				dst[b * 32 + j + 16] = d * (float)((p[2 + j] >> 4) - 8);

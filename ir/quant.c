@@ -101,11 +101,15 @@ ir_f32_to_f16(float x)
 	return (uint16_t)(sign | h);
 }
 
-/* Exact for every finite f16: the 15 bits moved into place and scaled by 2^112
- * (the generated code decodes scales the same way). */
+/* Exact for every f16: a finite one's 15 bits moved into place and scaled by 2^112
+ * (the generated code decodes scales the same way; scales are always finite), an
+ * infinity or NaN (exponent all ones) as the f32 one with the same sign and payload
+ * (the safetensors and GGUF readers meet those). */
 float
 ir_f16_to_f32(uint16_t h)
 {
+	if ((h & 0x7c00u) == 0x7c00u)
+		return bits_f32((uint32_t)(h & 0x8000u) << 16 | 0x7f800000u | (uint32_t)(h & 0x3ffu) << 13);
 	float mag = bits_f32((uint32_t)(h & 0x7fffu) << 13) * 0x1p112f;
 	return (h & 0x8000u) ? -mag : mag;
 }

@@ -459,23 +459,6 @@ st_find(const StFile *f, const char *name)
 	return NULL;
 }
 
-static float
-f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
-	if (exp == 0x1f)
-		u = sign | 0x7f800000u | (mant << 13);
-	else if (exp != 0)
-		u = sign | ((exp + 112) << 23) | (mant << 13);
-	else { /* zero or subnormal: mant * 2^-24, exact in f32 */
-		float v = (float)mant * (1.0f / 16777216.0f);
-		return sign ? -v : v;
-	}
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
 static bool
 convert(const StTensor *t, const uint8_t *p, size_t n, size_t es, float *dst, char *err, size_t nerr)
 {
@@ -487,7 +470,7 @@ convert(const StTensor *t, const uint8_t *p, size_t n, size_t es, float *dst, ch
 		case DT_F32: memcpy(&dst[i], &u, 4); break;
 		case DT_I32: dst[i] = (float)(int32_t)u; break;
 		case DT_BF16: u <<= 16; memcpy(&dst[i], &u, 4); break;
-		case DT_F16: dst[i] = f16_to_f32((uint16_t)u); break;
+		case DT_F16: dst[i] = ir_f16_to_f32((uint16_t)u); break;
 		case DT_I8: dst[i] = (float)(int8_t)u; break;
 		default: return fail(err, nerr, "tensor '%s': cannot convert dtype to f32", t->name);
 		}

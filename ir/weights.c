@@ -124,25 +124,6 @@ add_file(WSet *w, const char *path)
 	return fi;
 }
 
-static char *
-slurp(const char *path, size_t max, size_t *len)
-{
-	FILE *fp = file_fopen_read(path);
-	if (!fp)
-		return NULL;
-	char *buf = xmalloc(max + 1);
-	size_t n = fread(buf, 1, max + 1, fp);
-	bool bad = ferror(fp) || n > max;
-	fclose(fp);
-	if (bad) {
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 /* A shard name of an index: relative, no "..", no empty component. */
 static bool
 safe_shard_name(const char *s)
@@ -172,7 +153,7 @@ add_index(WSet *w, const char *path)
 {
 	Loc loc = { .file = path };
 	size_t len = 0;
-	char *text = slurp(path, W_MAX_INDEX, &len);
+	char *text = file_slurp(path, W_MAX_INDEX, &len);
 	if (!text) {
 		diag_error(w->d, loc, "cannot read the shard index '%s' (missing, unreadable or over %u MB)", path,
 		           W_MAX_INDEX >> 20);

@@ -289,24 +289,16 @@ open_regular(const char *path, size_t *size)
 	return fd;
 }
 
-/* 64-aligned heap copy of the whole file.  A large blob is placed on 2 MiB
- * boundaries and offered to transparent huge pages: decode streams every weight once
- * per token, and with 4 KiB pages the TLB misses cost a large part of the memory
- * bandwidth (measured: about 2x on a virtual machine). */
+/* 64-aligned heap copy of the whole file, in elide_alloc_context's memory: a large
+ * blob is placed on 2 MiB boundaries and offered to transparent huge pages, because
+ * decode streams every weight once per token, and with 4 KiB pages the TLB misses
+ * cost a large part of the memory bandwidth (measured: about 2x on a virtual
+ * machine). */
 static elide_status
 read_heap(int fd, size_t size, void **out)
 {
-	const size_t huge = (size_t)2 << 20;
-	void *b;
-	if (size >= huge) {
-		b = aligned_alloc(huge, (size_t)elide_align_up(size, huge));
-#ifdef MADV_HUGEPAGE
-		if (b)
-			madvise(b, (size_t)elide_align_up(size, huge), MADV_HUGEPAGE);
-#endif
-	} else {
-		b = aligned_alloc(ELIDE_BLOB_ALIGN, (size_t)elide_align_up(size, ELIDE_BLOB_ALIGN));
-	}
+	_Static_assert(ELIDE_BLOB_ALIGN <= 64, "elide_alloc_context aligns to 64 bytes");
+	void *b = elide_alloc_context(size);
 	if (!b)
 		return ELIDE_ERR_NOMEM;
 	if (lseek(fd, 0, SEEK_SET) != 0 || read_all(fd, b, size) != 0) {
@@ -314,6 +306,20 @@ read_heap(int fd, size_t size, void **out)
 		return ELIDE_ERR_IO;
 	}
 	*out = b;
+	return ELIDE_OK;
+}
+
+/* Opens path, a regular file of at least a blob header, into *fd and *size. */
+static elide_status
+open_blob_file(const char *path, int *fd, size_t *size)
+{
+	*fd = open_regular(path, size);
+	if (*fd < 0)
+		return ELIDE_ERR_IO;
+	if (*size < ELIDE_BLOB_HEADER_SIZE) {
+		close(*fd);
+		return ELIDE_ERR_BLOB_SIZE;
+	}
 	return ELIDE_OK;
 }
 
@@ -326,13 +332,10 @@ elide_blob_map(const char *path, elide_mapping *out)
 	memset(out, 0, sizeof *out);
 	if (!path)
 		return ELIDE_ERR_ARG;
-	int fd = open_regular(path, &size);
-	if (fd < 0)
-		return ELIDE_ERR_IO;
-	if (size < ELIDE_BLOB_HEADER_SIZE) {
-		close(fd);
-		return ELIDE_ERR_BLOB_SIZE;
-	}
+	int fd;
+	elide_status st = open_blob_file(path, &fd, &size);
+	if (st != ELIDE_OK)
+		return st;
 	void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (p != MAP_FAILED) {
 		close(fd);
@@ -376,13 +379,10 @@ elide_blob_open(const char *path, uint64_t model_hash, uint64_t want_payload, el
 		return ELIDE_ERR_ARG;
 	/* a private copy, not a mapping: a file truncated or rewritten after loading
 	 * must not fault (SIGBUS) or change the weights under a running model */
-	int fd = open_regular(path, &size);
-	if (fd < 0)
-		return ELIDE_ERR_IO;
-	if (size < ELIDE_BLOB_HEADER_SIZE) {
-		close(fd);
-		return ELIDE_ERR_BLOB_SIZE;
-	}
+	int fd;
+	elide_status st = open_blob_file(path, &fd, &size);
+	if (st != ELIDE_OK)
+		return st;
 	/* the header first: a file of the wrong model or size is not read in full */
 	elide_blob_header h;
 	elide_status s = read_all(fd, (unsigned char *)&h, sizeof h) == 0

@@ -637,8 +637,12 @@ if want outdir; then
 		elif [ "$view" = "$new" ]; then record outdir "kill.$i" accepted "$what: the new set$([ -d "$D/.tiny.commit" ] && echo ' (through the journal)')" "$W/log"
 		elif [ "$s" = "$old" ] && [ ! -d "$D/.tiny.commit" ]; then record outdir "kill.$i" error "$what: the old set" "$W/log"
 		else record outdir "kill.$i" wrong "$what: set '$s', view '$view' (old '$old', new '$new')" "$W/log"; fi
-		if [ "$sig" != KILL ] && [ -n "$(strays "$D")" ]; then
-			record outdir "kill.$i" wrong "$sig left '$(strays "$D")'" "$W/log"
+		# only this compile's own staging counts: one left by an earlier SIGKILL stays
+		# until a compile reaches its recovery step, which a SIGTERM in the first
+		# milliseconds forestalls (the next compile removes it)
+		mine=$(strays "$D" | tr ' ' '\n' | grep -E "^\.tiny\.new\.$pid\." | tr '\n' ' ')
+		if [ "$sig" != KILL ] && [ -n "$mine" ]; then
+			record outdir "kill.$i" wrong "$sig left '$mine'" "$W/log"
 		fi
 		# a journal left by SIGKILL: the next compile finishes it first
 		if [ -d "$D/.tiny.commit" ]; then

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 int
@@ -39,4 +40,24 @@ file_fopen_read(const char *path)
 		errno = e;
 	}
 	return f;
+}
+
+char *
+file_slurp(const char *path, size_t max, size_t *len)
+{
+	FILE *fp = file_fopen_read(path);
+	if (!fp)
+		return NULL;
+	char *buf = xmalloc(max + 1);
+	size_t n = fread(buf, 1, max + 1, fp);
+	bool bad = ferror(fp) || n > max;
+	fclose(fp);
+	if (bad) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
 }

@@ -7,6 +7,7 @@
 #include "support/support.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -141,7 +142,14 @@ phase_begin_long(Phases *p, const char *name)
 	t->p = p;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cv, NULL);
-	if (pthread_create(&t->thread, NULL, tick, t) != 0) {
+	/* the ticker starts with every signal blocked, so that SIGINT/SIGTERM always reach
+	 * the compiling thread, whose output set holds them while it commits */
+	sigset_t all, prev;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &prev);
+	int rc = pthread_create(&t->thread, NULL, tick, t);
+	pthread_sigmask(SIG_SETMASK, &prev, NULL);
+	if (rc != 0) {
 		pthread_cond_destroy(&t->cv);
 		pthread_mutex_destroy(&t->mu);
 		free(t);

@@ -93,6 +93,9 @@ SourceFile *diag_read_file(const char *path);
 int file_open_read(const char *path);
 /* The same as a FILE (fopen(path, "rb")); NULL with errno on failure. */
 FILE *file_fopen_read(const char *path);
+/* The whole file as a NUL-terminated string (length in *len when len is not NULL);
+ * NULL when it cannot be read or is longer than max bytes. */
+char *file_slurp(const char *path, size_t max, size_t *len);
 
 /* Internal compiler errors: bugs, never bad input. */
 _Noreturn void elide_ice(const char *file, int line, const char *msg);

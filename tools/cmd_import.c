@@ -86,24 +86,6 @@ names_free(Names *ns)
 	free(ns->v);
 }
 
-static char *
-slurp(const char *path, size_t max)
-{
-	FILE *fp = file_fopen_read(path);
-	if (!fp)
-		return NULL;
-	char *buf = xmalloc(max + 1);
-	size_t n = fread(buf, 1, max + 1, fp);
-	bool bad = ferror(fp) || n > max;
-	fclose(fp);
-	if (bad) {
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
 /* ---- config.json ---- */
 
 typedef struct Cfg {
@@ -214,7 +196,7 @@ hf_names(const char *dir, Names *ns)
 	snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
 	struct stat sb;
 	if (stat(path, &sb) == 0) {
-		char *text = slurp(path, 64u << 20);
+		char *text = file_slurp(path, 64u << 20, NULL);
 		cJSON *root = text ? cJSON_Parse(text) : NULL;
 		free(text);
 		const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
@@ -243,7 +225,7 @@ import_hf(const char *dir, Arch *a, Names *ns, int64_t want_ctx)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/config.json", dir);
-	char *text = slurp(path, IMPORT_MAX_CONFIG);
+	char *text = file_slurp(path, IMPORT_MAX_CONFIG, NULL);
 	if (!text)
 		return ierr("cannot read '%s': %s", path, errno ? strerror(errno) : "too large");
 	cJSON *root = cJSON_Parse(text);

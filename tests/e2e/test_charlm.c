@@ -76,13 +76,7 @@ Test(charlm, heldout_bits_per_byte)
 		cr_assert_eq(charlm_reset(c), CHARLM_OK);
 		for (size_t i = 0; i + 1 < len; i++) {
 			cr_assert_eq(charlm_step(c, text[s + i], (int32_t)i, lo), CHARLM_OK);
-			float mx = lo[0];
-			for (int k = 1; k < CHARLM_VOCAB; k++)
-				mx = lo[k] > mx ? lo[k] : mx;
-			double z = 0;
-			for (int k = 0; k < CHARLM_VOCAB; k++)
-				z += exp((double)lo[k] - mx);
-			bits += (log(z) - ((double)lo[text[s + i + 1]] - mx)) / log(2.0);
+			bits += ts_bits(lo, CHARLM_VOCAB, text[s + i + 1]);
 			scored++;
 		}
 	}

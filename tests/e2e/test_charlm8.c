@@ -82,13 +82,7 @@ chunk_bpb(charlm8_ctx *c, const unsigned char *text, size_t n, size_t ctx)
 		cr_assert_eq(charlm8_reset(c), CHARLM8_OK);
 		for (size_t i = 0; i + 1 < len; i++) {
 			cr_assert_eq(charlm8_step(c, text[s + i], (int32_t)i, lo), CHARLM8_OK);
-			float mx = lo[0];
-			for (int k = 1; k < CHARLM8_VOCAB; k++)
-				mx = lo[k] > mx ? lo[k] : mx;
-			double z = 0;
-			for (int k = 0; k < CHARLM8_VOCAB; k++)
-				z += exp((double)lo[k] - mx);
-			bits += (log(z) - ((double)lo[text[s + i + 1]] - mx)) / log(2.0);
+			bits += ts_bits(lo, CHARLM8_VOCAB, text[s + i + 1]);
 			scored++;
 		}
 	}

@@ -24,3 +24,15 @@ ts_argmax(const float *x, int64_t n)
 			b = i;
 	return b;
 }
+
+double
+ts_bits(const float *logits, int64_t n, int64_t target)
+{
+	float mx = logits[0];
+	for (int64_t k = 1; k < n; k++)
+		mx = logits[k] > mx ? logits[k] : mx;
+	double z = 0;
+	for (int64_t k = 0; k < n; k++)
+		z += exp((double)logits[k] - mx);
+	return (log(z) - ((double)logits[target] - mx)) / log(2.0);
+}
