@@ -2,8 +2,9 @@
 # peers.sh - elide against llama.cpp on the same seeded weights (issue 16): the
 # benchmark's Llama at each shape is written as safetensors (bench_mkweights), as an
 # F32 GGUF file (bench_gguf), quantised by llama-quantize to Q8_0 and Q4_0, and
-# compiled by elide at f32, q8 and q4 (--quantize; q8a8 and q4a8: the same with
-# --int8-activations, llama.cpp's own arithmetic, against the same Q8_0 / Q4_0 file);
+# compiled by elide at f32, q8 and q4 (--quantize: int8 activations, elide's default
+# and llama.cpp's own arithmetic; q8f and q4f: the same weights with
+# --activations=f32, the dequantising kernels, against the same Q8_0 / Q4_0 file);
 # then ROUNDS rounds, each running llama-bench (decode of NDECODE tokens, prefill of
 # NPREFILL, 3 repetitions) and elide's bench_model on the same format and thread
 # count back to back.  A ratio is elide tokens/s / llama.cpp tokens/s of one round,
@@ -21,7 +22,7 @@
 # skipped with a message.  A prebuilt llama.cpp tree may be put at BUILD/peers/llama.cpp
 # (its shared libraries are found through LD_LIBRARY_PATH, whatever its RPATH says).
 #   bash bench/peers.sh [BUILD_DIR]
-#   (PEER_MODELS="S M", PEER_FORMATS="f32 q8 q4 q8a8 q4a8", PEER_THREADS="1 2", ROUNDS=3)
+#   (PEER_MODELS="S M", PEER_FORMATS="f32 q8 q4 q8f q4f", PEER_THREADS="1 2", ROUNDS=3)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
@@ -65,15 +66,18 @@ for name in ${PEER_MODELS:-S M}; do
 	llama_at_shape "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" >"$d/llama.elide"
 	"$BUILD/bench/bench_mkweights" llama "$d/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 	"$BUILD/bench/bench_gguf" "$d/llama.safetensors" "$d/f32.gguf" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx"
-	for f in ${PEER_FORMATS:-f32 q8 q4 q8a8 q4a8}; do
+	for f in ${PEER_FORMATS:-f32 q8 q4 q8f q4f}; do
 		gg="$d/f32.gguf"
 		case $f in
 		q8*) gg="$d/q8_0.gguf"; [[ -f $gg ]] || "$LQ" --pure "$d/f32.gguf" "$gg" Q8_0 >"$d/quantize.log" 2>&1 ;;
 		q4*) gg="$d/q4_0.gguf"; [[ -f $gg ]] || "$LQ" --pure "$d/f32.gguf" "$gg" Q4_0 >"$d/quantize.log" 2>&1 ;;
 		esac
-		flags=""
-		[[ $f == f32 ]] || flags="--quantize=${f%a8}"
-		[[ $f != *a8 ]] || flags="$flags --int8-activations"
+		case $f in
+		f32) flags="" ;;
+		q8 | q4) flags="--quantize=$f" ;;
+		q8f | q4f) flags="--quantize=${f%f} --activations=f32" ;;
+		*) echo "peers: unknown format '$f' (f32, q8, q4, q8f, q4f)" >&2; exit 2 ;;
+		esac
 		# shellcheck disable=SC2086
 		"$ELIDE" compile "$d/llama.elide" -w "$d/llama.safetensors" -o "$d/out-$f" $flags
 		# shellcheck disable=SC2086
@@ -133,7 +137,7 @@ for key in sorted({k[:3] for k in by}):
                     llamacpp_decode=l_tg, decode_ratio=rd, read_bound_decode=bound, elide_decode_vs_bound=eb,
                     llamacpp_decode_vs_bound=lb, elide_prefill=e_pp, llamacpp_prefill=l_pp, prefill_ratio=rp))
 json.dump(res, open(sys.argv[2], "w"), indent=1)
-print("(llama.cpp: F32, Q8_0, Q4_0 (--pure) of the same weights; elide: f32, q8, q4 with the dequantising kernels,")
-print(" q8a8 and q4a8 with --int8-activations against the same Q8_0 / Q4_0; bound: read bandwidth measured")
+print("(llama.cpp: F32, Q8_0, Q4_0 (--pure) of the same weights; elide: f32, q8, q4 with int8 activations (the")
+print(" default), q8f and q4f with --activations=f32 against the same Q8_0 / Q4_0; bound: read bandwidth measured")
 print(" just before each elide decode run / weight bytes per token; S partly fits in L3, so it can exceed it)")
 PY

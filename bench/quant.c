@@ -1,7 +1,8 @@
 /* quant.c - quantised weights against f32: built by run.sh with cc against two
  * generated headers of examples/llama at one benchmark shape -- `llama` (f32) and
- * `llamaq` (the same model compiled with --quantize=FORMAT, and --int8-activations
- * for the "a8" variants) -- both linked into this one process, on the same seeded
+ * `llamaq` (the same model compiled with --quantize=FORMAT: q8 and q4 with int8
+ * activations, the default; q8f and q4f with --activations=f32) -- both linked
+ * into this one process, on the same seeded
  * weights.  For 1 and 2 threads, BENCH_RUNS pairs of NDECODE-step greedy decodes
  * and BENCH_RUNS pairs of NPREFILL-token prefills run back to back (f32, then
  * quantised), so that both runs of a pair see the same load; a speed-up is f32 time

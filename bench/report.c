@@ -210,7 +210,8 @@ report_quant(const char *dir, cJSON *res)
 	}
 	if (n)
 		printf("(blob: q blob / f32 blob; bytes/tok: f32 / q weight bytes per decoded token, the speed-up of a\n"
-		       " purely bandwidth-bound decode; a8: --int8-activations)\n");
+		       " purely bandwidth-bound decode; q8, q4: int8 activations, q8f, q4f: --activations=f32;\n"
+		       " before the activations were recorded per param, q8/q4 meant f32 activations and a8 int8)\n");
 }
 
 /* The long-context runs (longctx-NAME.json): Quest decode against dense at several

@@ -198,7 +198,8 @@ else
 	fi
 
 	# quantised weights (issue 16): every shape again as model `llamaq`, compiled with
-	# --quantize=F (a8: and --int8-activations), decoded and prefilled in the same
+	# --quantize=F (q8, q4: int8 activations, the default; q8f, q4f: --activations=f32),
+	# decoded and prefilled in the same
 	# process as the f32 model, in alternation (not with BENCH_ONLY=onnxruntime)
 	QMODELS=("${MODELS[@]}")
 	[[ -z $ONLY || $ONLY == quant ]] || QMODELS=()
@@ -211,9 +212,11 @@ else
 		sed -E 's/^model llama /model llamaq /; s/ for llama / for llamaq /' "$dir/llama.elide" >"$dir/llamaq.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
 		"$ELIDE" compile "$dir/llama.elide" -w "$dir/llama.safetensors" -o "$dir/out"
-		for q in ${BENCH_QUANT:-q8 q4 bf16 q8a8 q4a8}; do
-			flags="--quantize=${q%a8}"
-			[[ $q == *a8 ]] && flags="$flags --int8-activations"
+		for q in ${BENCH_QUANT:-q8 q4 bf16 q8f q4f}; do
+			case $q in
+			q8f | q4f) flags="--quantize=${q%f} --activations=f32" ;;
+			*) flags="--quantize=$q" ;;
+			esac
 			# shellcheck disable=SC2086
 			"$ELIDE" compile "$dir/llamaq.elide" -w "$dir/llama.safetensors" -o "$dir/out-$q" $flags
 			"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" -I"$dir/out-$q" "$ROOT/bench/quant.c" \

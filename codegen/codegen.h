@@ -136,11 +136,12 @@ typedef struct CgPlan {
 	                           * linear (codes, scales, sums; one linear at a time), -1 if none */
 } CgPlan;
 
-void cg_plan_func(const Module *m, const Func *f, bool fuse, bool int8_act, CgPlan *p);
+void cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p);
 /* Per op, the op that opens its innermost branch ('if' or 'else'), UINT32_MAX at the
  * top level: fusion stays within one branch. */
 void cg_branch_scopes(const Func *f, uint32_t *scope);
-/* Scratch bytes op needs for its quantised activations (0 unless a q8/q4 linear):
+/* Scratch bytes op needs for its quantised activations (0 unless a linear of a
+ * q8/q4 param with int8 activations, Param.act):
  * codes [rows][Kp] (Kp: K padded to whole groups), then scales and sums [rows][ng],
  * each part 64-byte aligned. */
 int64_t cg_qscratch_bytes(const Module *m, const Func *f, const Op *op);
@@ -161,9 +162,6 @@ typedef struct CgOptions {
 	                           * section and write the blob into the object file afterwards
 	                           * (fast, never holds the blob in memory; for obj output only) */
 	Phases *phases;           /* phase times and progress (NULL: none) */
-	bool int8_act;            /* q8/q4 linears quantise their activations to int8 and use
-	                           * integer dot products (departs from the reference by the
-	                           * activation rounding; docs/quantization.md) */
 } CgOptions;
 
 typedef struct CgLayerCost {  /* manifest figures of one layer region (or -1: outside) */
@@ -279,7 +277,6 @@ typedef struct Cg {
 	CgBranch *branches;        /* [f->nops] stack of open regions (control.c) */
 	uint32_t nbranches;
 	bool fuse;                   /* CgOptions.fuse */
-	bool int8_act;               /* CgOptions.int8_act */
 	Diag *d;                     /* where unsupported ops are reported */
 } Cg;
 

@@ -698,11 +698,12 @@ quant_group(Cg *g, LLVMValueRef xr, LLVMValueRef qr, int64_t len, int w, LLVMVal
 	CgLoop l1 = cg_loop_begin(g, cg_i64(g, 0), cg_i64(g, len / w), NULL, "qmax");
 	LLVMValueRef v = cg_load(g, vf, cg_gep(g, vf, xr, l1.iv), 4);
 	LLVMValueRef a2[2] = { cg_load(g, vf, am, 4), cg_call_intr(g, "llvm.fabs", vf, &v, 1) };
-	cg_store(g, cg_call_intr(g, "llvm.maxnum", vf, a2, 2), am, 4);
+	/* maximum, not maxnum: a NaN makes the group's scale NaN, so it reaches the result */
+	cg_store(g, cg_call_intr(g, "llvm.maximum", vf, a2, 2), am, 4);
 	cg_loop_end(g, &l1);
 	LLVMValueRef m = cg_load(g, vf, am, 4);
 	if (w > 1)
-		m = cg_call_intr(g, "llvm.vector.reduce.fmax", vf, &m, 1);
+		m = cg_call_intr(g, "llvm.vector.reduce.fmaximum", vf, &m, 1);
 	LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, m, cg_f32c(g, 0.0), "");
 	LLVMValueRef inv = LLVMBuildSelect(g->b, pos, LLVMBuildFDiv(g->b, cg_f32c(g, 127.0), m, ""), cg_f32c(g, 0.0), "");
 	inv = SPLAT(inv);
@@ -773,7 +774,7 @@ lower_qlinear(Cg *g, const Op *op, const CgFuse *fu, Lin *L, const Param *pm, ui
 	L->kp = L->ng * L->G;
 	L->gbytes = cg_qpanel_group_bytes(L->fmt, L->G, L->nr);
 	int64_t rows = cg_static_rows(xt);
-	if (!g->int8_act) {
+	if (pm->act != AF_INT8) { /* f32 activations: the dequantising kernels */
 		LLVMValueRef task = qlinear_task(g, L, gemv, false);
 		cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 		cg_slot_set(g, 1, cg_param_ptr(g, param, CG_QPANEL));

@@ -93,7 +93,7 @@ static void
 lower_entry(Cg *g, const Func *f, uint32_t index)
 {
 	g->f = f;
-	cg_plan_func(g->m, f, g->fuse, g->int8_act, &g->plan);
+	cg_plan_func(g->m, f, g->fuse, &g->plan);
 	/* signature */
 	LLVMTypeRef params[2 * 16 + 2];
 	unsigned np = 0;
@@ -308,7 +308,6 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	g.pfor_ty = LLVMFunctionType(g.voidt, pp, 4, 0);
 	g.rope_len = rope_positions(m);
 	g.fuse = o->fuse;
-	g.int8_act = o->int8_act;
 	g.d = d;
 	int errors0 = d->nerrors;
 
@@ -322,7 +321,7 @@ cg_compile(Module *m, const CgOptions *o, Diag *d)
 	/* arena size first: entries address the state after the arena */
 	for (uint32_t i = 0; i < m->nfuncs; i++) {
 		CgPlan p;
-		cg_plan_func(m, m->funcs[i], o->fuse, o->int8_act, &p);
+		cg_plan_func(m, m->funcs[i], o->fuse, &p);
 		if (p.size > r->arena_size)
 			r->arena_size = p.size;
 		cg_plan_free(&p);

@@ -201,8 +201,10 @@ cg_manifest_text(const CgResult *r)
 		if (g->param >= 0) {
 			const Param *p = &m->params[g->param];
 			cJSON_AddStringToObject(o, "format", ir_qformat_name(p->format));
-			if (p->format == QF_Q8 || p->format == QF_Q4)
+			if (p->format == QF_Q8 || p->format == QF_Q4) {
 				cJSON_AddNumberToObject(o, "group", p->group);
+				cJSON_AddStringToObject(o, "activations", ir_actformat_name(p->act));
+			}
 		}
 		cJSON_AddNumberToObject(o, "offset", (double)g->offset);
 		cJSON_AddNumberToObject(o, "bytes", (double)g->size);

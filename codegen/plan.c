@@ -11,8 +11,9 @@
  *   3. Offsets: values in definition order, first fit into the gaps left by buffers
  *      whose last use came strictly before (a kernel may read its inputs while it
  *      writes its output, so an input never shares with the output of its op).
- *   4. With int8 activations, a q8/q4 linear quantises its activations into one scratch region after the
- *      values (the largest any linear of the function needs; one linear at a time).
+ *   4. A linear of a q8/q4 param with int8 activations (Param.act) quantises its
+ *      input into one scratch region after the values (the largest any such linear
+ *      of the function needs; one linear at a time).
  * Leaves (args, params, consts, knobs), the results of void ops (if, else, end,
  * kv_write, stat) and `ret` need no arena buffer; a bool is one i32.
  * Control flow keeps this linear order valid: a path runs a subsequence of the ops,
@@ -113,7 +114,7 @@ typedef struct Live {
 } Live;
 
 void
-cg_plan_func(const Module *m, const Func *f, bool fuse, bool int8_act, CgPlan *p)
+cg_plan_func(const Module *m, const Func *f, bool fuse, CgPlan *p)
 {
 	p->fuse = xcalloc(f->nops + 1, sizeof *p->fuse);
 	p->offset = xmalloc((f->nvals + 1) * sizeof *p->offset);
@@ -175,10 +176,11 @@ cg_plan_func(const Module *m, const Func *f, bool fuse, bool int8_act, CgPlan *p
 	free(nuses);
 	free(user);
 	free(end);
-	/* 4. the quantised activations of q8/q4 linears: one region after the values */
+	/* 4. the quantised activations of q8/q4 linears with int8 activations: one region
+	 *    after the values, sized for the largest */
 	p->qscratch = -1;
 	int64_t need = 0;
-	for (uint32_t i = 0; int8_act && i < f->nops; i++) {
+	for (uint32_t i = 0; i < f->nops; i++) {
 		int64_t b = cg_qscratch_bytes(m, f, &f->ops[i]);
 		if (b > need)
 			need = b;
@@ -192,13 +194,13 @@ cg_plan_func(const Module *m, const Func *f, bool fuse, bool int8_act, CgPlan *p
 int64_t
 cg_qscratch_bytes(const Module *m, const Func *f, const Op *op)
 {
-	if (op->code != OP_LINEAR)
+	if (!m || op->code != OP_LINEAR) /* no module: no params to read */
 		return 0;
 	const Op *wd = &f->ops[f->vals[op->args[1]].def];
 	if (wd->code != OP_PARAM)
 		return 0;
 	const Param *pm = &m->params[wd->ia[0]];
-	if (pm->format != QF_Q8 && pm->format != QF_Q4)
+	if ((pm->format != QF_Q8 && pm->format != QF_Q4) || pm->act != AF_INT8)
 		return 0;
 	Type xt = f->vals[op->args[0]].type;
 	int64_t rows = cg_static_rows(xt), ng = ir_quant_groups(cg_cols(xt), pm->group);

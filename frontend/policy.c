@@ -541,11 +541,12 @@ verb_drop(Ctx *c, FeStmt *s, const Ast *w)
 	}
 }
 
-/* 'quantize' 'weights' (q8 | q4 | bf16 | f32) ('group' G | 'layers' a..b
- *   | 'except' NAME, ...)*: the storage format of the matrices linears and embeds
- * read (pass quantize).  Read into options format (word), group (int), layers
- * (range) and one 'except' string per name; the names are checked by the pass,
- * which knows the params. */
+/* 'quantize' 'weights' (q8 | q4 | bf16 | f32) ('group' G | 'activations' (int8 | f32)
+ *   | 'layers' a..b | 'except' NAME, ...)*: the storage format of the matrices
+ * linears and embeds read (pass quantize), and the activations of q8/q4 linears.
+ * Read into options format (word), group (int), activations (word), layers (range)
+ * and one 'except' string per name; the names are checked by the pass, which
+ * knows the params. */
 static void
 verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 {
@@ -584,6 +585,25 @@ verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 				c->ok = false;
 			}
 			add_opt(c, s, at->name, v, at->loc);
+		} else if (is_word(w, 'i', "activations")) {
+			if (fe_policy_opt(s, "activations")) {
+				diag_error(c->d, w->loc, "option 'activations' given twice");
+				c->ok = false;
+				return;
+			}
+			const Ast *at = w;
+			w = w->next;
+			if (!is_word(w, 'i', NULL) || ir_actformat_from_name(w->name) < 0) {
+				expected(c, w, "'int8' or 'f32'", "activations");
+				return;
+			}
+			if (strcmp(w->name, "int8") == 0 && !grouped) {
+				diag_error(c->d, w->loc, "format '%s' has f32 activations only, saw 'int8'", fw->name);
+				c->ok = false;
+				return;
+			}
+			add_opt(c, s, "activations", (PolicyVal){ .kind = PV_IDENT, .str = arena_strdup(c->ar, w->name) }, at->loc);
+			w = w->next;
 		} else if (is_word(w, 'i', "except")) {
 			if (fe_policy_opt(s, "except")) {
 				diag_error(c->d, w->loc, "option 'except' given twice");
@@ -611,7 +631,7 @@ verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 			}
 			add_opt(c, s, "except", names, at->loc);
 		} else {
-			expected(c, w, "'group', 'layers', 'except' or ';'", NULL);
+			expected(c, w, "'group', 'activations', 'layers', 'except' or ';'", NULL);
 			return;
 		}
 	}

@@ -118,7 +118,8 @@ eir_param(EirParser *p, const char *name, Type t, const char *layer, const char 
 }
 
 void
-eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group, Loc loc)
+eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group,
+                 const char *akw, const char *act, Loc loc)
 {
 	if (strcmp(kw, "format") != 0) {
 		diag_error(p->diag, loc, "expected 'format' or ';', saw '%s'", kw);
@@ -143,6 +144,20 @@ eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw,
 		diag_error(p->diag, loc, "group %lld is not a multiple of 8", (long long)g);
 		return;
 	}
+	if (akw && strcmp(akw, "activations") != 0) {
+		diag_error(p->diag, loc, "expected 'activations' or ';', saw '%s'", akw);
+		return;
+	}
+	/* without 'activations', a q8/q4 param has the default (int8) */
+	int a = akw ? ir_actformat_from_name(act) : (int)ir_actformat_default((QFormat)f);
+	if (a < 0) {
+		diag_error(p->diag, loc, "expected activations 'int8' or 'f32', saw '%s'", act);
+		return;
+	}
+	if (!ir_actformat_fits((QFormat)f, (ActFormat)a)) {
+		diag_error(p->diag, loc, "format '%s' has f32 activations only, saw '%s'", fmt, act);
+		return;
+	}
 	if (p->lastparam < 0)
 		return;
 	Param *pm = &p->m->params[p->lastparam];
@@ -152,6 +167,7 @@ eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw,
 	}
 	pm->format = (QFormat)f;
 	pm->group = (int32_t)g;
+	pm->act = (ActFormat)a;
 }
 
 void

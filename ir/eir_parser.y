@@ -119,11 +119,14 @@ opthash
 	: %empty                   { $$ = NULL; }
 	| HASH HEX                 { $$ = $2; }
 	;
-/* optformat: ['format' IDENT ['group' INT]]: the storage format of the param just read */
+/* optformat: ['format' IDENT ['group' INT] ['activations' IDENT]]: the storage
+ * format of the param just read (and the activations of a q8/q4 one) */
 optformat
 	: %empty
-	| IDENT IDENT              { eir_param_format(p, $1, $2, NULL, NULL, @1); }
-	| IDENT IDENT IDENT INT    { eir_param_format(p, $1, $2, $3, $4, @1); }
+	| IDENT IDENT              { eir_param_format(p, $1, $2, NULL, NULL, NULL, NULL, @1); }
+	| IDENT IDENT IDENT INT    { eir_param_format(p, $1, $2, $3, $4, NULL, NULL, @1); }
+	| IDENT IDENT IDENT IDENT  { eir_param_format(p, $1, $2, NULL, NULL, $3, $4, @1); }
+	| IDENT IDENT IDENT INT IDENT IDENT { eir_param_format(p, $1, $2, $3, $4, $5, $6, @1); }
 	;
 
 /* type: IDENT ['[' ['<='] INT (',' INT)* ']'] */

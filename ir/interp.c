@@ -289,6 +289,28 @@ op_linear(Run *r, Tensor *o)
 	int64_t R = nrows(x), K = w->d[1], N = w->d[0];
 	if (numel(o) != R * N)
 		return rerr(r, "result shape does not fit [%lld, %lld]", (long long)R, (long long)N);
+	/* a q8/q4 weight with int8 activations: each row of x quantised per group, then
+	 * integer sums per group (ir_quant_row, ir_quant_dot: what the kernels compute) */
+	const Op *wd = &r->f->ops[r->f->vals[r->op->args[1]].def];
+	const Param *pm = wd->code == OP_PARAM && wd->ia[0] >= 0 && wd->ia[0] < r->s->m->nparams
+	                          ? &r->s->m->params[wd->ia[0]] : NULL;
+	if (pm && pm->act == AF_INT8 && (pm->format == QF_Q8 || pm->format == QF_Q4)) {
+		if (!pm->qdata || pm->type.dims[0] != N || pm->type.dims[1] != K)
+			return rerr(r, "param '%s' is not quantised to %s", pm->name, ir_qformat_name(pm->format));
+		int64_t ng = ir_quant_groups(K, pm->group);
+		int8_t *codes = xmalloc((size_t)K);
+		float *sc = xmalloc((size_t)ng * sizeof *sc);
+		int32_t *sums = xmalloc((size_t)ng * sizeof *sums);
+		for (int64_t i = 0; i < R; i++) {
+			ir_quant_row(x->f + i * K, K, pm->group, codes, sc, sums);
+			for (int64_t n = 0; n < N; n++)
+				o->f[i * N + n] = ir_quant_dot(pm, n, codes, sc, sums);
+		}
+		free(codes);
+		free(sc);
+		free(sums);
+		return true;
+	}
 	for (int64_t i = 0; i < R; i++)
 		for (int64_t n = 0; n < N; n++) {
 			double acc = 0;

@@ -101,6 +101,15 @@ typedef enum QFormat {
 	QF_COUNT
 } QFormat;
 
+/* Activations of the linears that read a q8/q4 param (docs/quantization.md): the
+ * param records it next to its format, and both the interpreter and the compiled
+ * code compute with it.  bf16 and f32 params always have f32 activations. */
+typedef enum ActFormat {
+	AF_F32,   /* the f32 input times the dequantised weights */
+	AF_INT8,  /* the input quantised per row and group to int8 (ir_quant_row, ir_quant_dot) */
+	AF_COUNT
+} ActFormat;
+
 /* ---- policy.c, policy.def: typed policy statements ----
  * A policy is a list of statements, each a verb with its options as typed fields
  * (one struct per verb).  The front end (frontend/policy.c) checks the language
@@ -184,7 +193,7 @@ typedef struct IrVocab {
 	int n;
 } IrVocab;
 extern const IrVocab ir_verb_vocab, ir_unit_vocab, ir_score_vocab, ir_block_vocab, ir_measure_vocab, ir_kv_vocab,
-	ir_skip_vocab, ir_attend_vocab, ir_method_vocab, ir_qformat_vocab;
+	ir_skip_vocab, ir_attend_vocab, ir_method_vocab, ir_qformat_vocab, ir_actformat_vocab;
 const char *ir_vocab_name(const IrVocab *v, int e); /* "?" when out of range */
 int ir_vocab_find(const IrVocab *v, const char *s); /* -1 if unknown (or s NULL) */
 /* "'a', 'b' or 'c'" (sep ", ", last " or ") into buf, for messages. */
@@ -261,6 +270,7 @@ typedef struct PolicyAttend {
 typedef struct PolicyQuantize {
 	QFormat format;           /* required */
 	int64_t group;            /* q8/q4: elements per scale (default 32) */
+	ActFormat act;            /* q8/q4: activations (int8 when not given); others f32 only */
 	PolicyLayers layers;      /* range of layers covered (all when not given) */
 	PolicyNames except;       /* names left f32 ("wq", "embed"); none when not given */
 } PolicyQuantize;
@@ -424,6 +434,7 @@ typedef struct Param {
 	                      * or BF16 (widened exactly), DT_BF16 / DT_F16 only that dtype */
 	QFormat format;      /* storage format (QF_F32 unless quantised) */
 	int32_t group;       /* q8/q4: elements per scale along the last axis */
+	ActFormat act;       /* q8/q4: activations of the linears reading it; AF_F32 otherwise */
 	uint8_t *qdata;      /* codes and scales once quantised (quant.c layout); owned */
 	Loc loc;
 } Param;
@@ -634,8 +645,10 @@ void eir_module_const(EirParser *p, const char *name, const char *n, Loc loc);
 void eir_module_string(EirParser *p, const char *key, const char *s, Loc loc);
 void eir_param(EirParser *p, const char *name, Type t, const char *layer, const char *source,
                const char *hash, Loc loc);
-/* `format F [group N]` after a param: its storage format (quantised when loaded). */
-void eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group, Loc loc);
+/* `format F [group N] [activations A]` after a param: its storage format (quantised
+ * when loaded) and, for q8/q4, its activations (int8 when not written). */
+void eir_param_format(EirParser *p, const char *kw, const char *fmt, const char *gkw, const char *group,
+                      const char *akw, const char *act, Loc loc);
 void eir_state(EirParser *p, const char *name, const char *kind, EirList *attrs, const char *layer, Loc loc);
 void eir_knob(EirParser *p, const char *name, const char *dtype, const char *dflt, EirList *attrs, Loc loc);
 void eir_stat(EirParser *p, const char *name, Loc loc);
@@ -781,6 +794,12 @@ bool ir_load_weights_progress(Module *m, const char *const *paths, uint32_t npat
  * f16 bits); bf16: [N][K] u16. */
 const char *ir_qformat_name(QFormat f);   /* "f32", "bf16", "q8", "q4" */
 int ir_qformat_from_name(const char *s);  /* -1 if unknown */
+const char *ir_actformat_name(ActFormat a);   /* "f32", "int8" */
+int ir_actformat_from_name(const char *s);    /* -1 if unknown */
+/* Whether params of format f may have activations a (int8 needs q8 or q4). */
+static inline bool ir_actformat_fits(QFormat f, ActFormat a) { return a == AF_F32 || ((f == QF_Q8 || f == QF_Q4) && a == AF_INT8); }
+/* The activations a q8/q4 param gets when none are named: int8 (docs/quantization.md). */
+static inline ActFormat ir_actformat_default(QFormat f) { return (f == QF_Q8 || f == QF_Q4) ? AF_INT8 : AF_F32; }
 int ir_qformat_zero(QFormat f);           /* zero point of the codes: 128, 8, else 0 */
 /* Bytes per element of the format (q8 1, q4 0.5, bf16 2, f32 4), without scales. */
 double ir_qformat_bytes(QFormat f);
@@ -804,12 +823,13 @@ size_t ir_quant_bytes(const Param *p);
 /* Codes and scales of row n of a q8/q4 param (canonical layout). */
 const uint8_t *ir_quant_codes(const Param *p, int64_t n);
 const uint16_t *ir_quant_scales(const Param *p, int64_t n);
-/* With int8 activations (elide compile --int8-activations), a q8/q4 linear quantises
- * its input and uses integer dot products; these two functions are the reference of
- * those kernels (the interpreter computes with the dequantised weights and f32
- * activations).  Activation quantisation: a
+/* With int8 activations (Param.act == AF_INT8), a q8/q4 linear quantises its input
+ * and uses integer dot products; these two functions define it, for the interpreter
+ * and as the reference of the compiled kernels (with f32 activations both compute
+ * with the dequantised weights).  Activation quantisation: a
  * row x[K] in groups of g: s = max|x| / 127, q = round_even(x * (127 / max|x|)),
- * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes. */
+ * codes[K] (zero for an all-zero group), scales[ng], sums[ng] of the codes.  A NaN
+ * in a group makes its scale NaN (and its code -127), so it reaches the result. */
 void ir_quant_row(const float *x, int64_t k, int g, int8_t *codes, float *scales, int32_t *sums);
 /* y = sum over groups of float(sum_k (c[n,k] - z) x_q[k]) * (d[n,g] * s[g]), in f32,
  * groups in order (fmaf): the value a compiled q8/q4 linear computes for output n. */

@@ -26,6 +26,7 @@ VOCAB(ir_skip_vocab, "schedule", "ffn", "router");
 VOCAB(ir_attend_vocab, "decode", "prefill");
 VOCAB(ir_method_vocab, "block_topk", "coverage");
 VOCAB(ir_qformat_vocab, "f32", "bf16", "q8", "q4"); /* ORDER: QFormat */
+VOCAB(ir_actformat_vocab, "f32", "int8");         /* ORDER: ActFormat */
 
 _Static_assert(sizeof(PruneScore) == sizeof(int) && sizeof(ExitKv) == sizeof(int), "enums are stored as int");
 

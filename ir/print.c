@@ -159,7 +159,7 @@ print_header(FILE *out, const Module *m)
 		if (p->format != QF_F32)
 			fprintf(out, " format %s", ir_qformat_name(p->format));
 		if (p->format == QF_Q8 || p->format == QF_Q4)
-			fprintf(out, " group %d", p->group);
+			fprintf(out, " group %d activations %s", p->group, ir_actformat_name(p->act));
 		fputs(";\n", out);
 	}
 	for (uint32_t i = 0; i < m->nstates; i++) {

@@ -27,6 +27,23 @@ ir_qformat_from_name(const char *s)
 	return -1;
 }
 
+static const char *const anames[AF_COUNT] = { "f32", "int8" };
+
+const char *
+ir_actformat_name(ActFormat a)
+{
+	return a < AF_COUNT ? anames[a] : "?";
+}
+
+int
+ir_actformat_from_name(const char *s)
+{
+	for (int i = 0; s && i < AF_COUNT; i++)
+		if (strcmp(s, anames[i]) == 0)
+			return i;
+	return -1;
+}
+
 int
 ir_qformat_zero(QFormat f)
 {
@@ -247,14 +264,17 @@ ir_quant_row(const float *x, int64_t k, int g, int8_t *codes, float *scales, int
 	int64_t ng = ir_quant_groups(k, g);
 	for (int64_t j = 0; j < ng; j++) {
 		int64_t at = j * g, len = k - at < g ? k - at : g;
-		float amax = 0.0f;
-		for (int64_t i = 0; i < len; i++)
-			amax = fmaxf(amax, fabsf(x[at + i]));
+		float amax = 0.0f; /* a NaN stays: the scale is NaN and so is every output */
+		for (int64_t i = 0; i < len; i++) {
+			float a = fabsf(x[at + i]);
+			if (isnan(a) || a > amax) /* once NaN, a > amax never holds */
+				amax = a;
+		}
 		float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
 		int32_t sum = 0;
 		for (int64_t i = 0; i < len; i++) {
 			float r = nearbyintf(x[at + i] * inv);
-			int q = r < -127.0f ? -127 : r > 127.0f ? 127 : (int)r;
+			int q = !(r >= -127.0f) ? -127 : r > 127.0f ? 127 : (int)r; /* NaN: -127, as the kernels */
 			codes[at + i] = (int8_t)q;
 			sum += q;
 		}

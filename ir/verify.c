@@ -75,6 +75,9 @@ verify_module(Ver *v)
 			err(v, p->loc, "param '%s': only a matrix can be stored as %s", p->name, ir_qformat_name(p->format));
 		else if (grouped && (p->group < 8 || p->group > 4096 || p->group % 8))
 			err(v, p->loc, "param '%s': group %d is not a multiple of 8 in [8, 4096]", p->name, p->group);
+		else if (p->act >= AF_COUNT || !ir_actformat_fits(p->format, p->act))
+			err(v, p->loc, "param '%s': %s weights cannot have %s activations", p->name, ir_qformat_name(p->format),
+			    ir_actformat_name(p->act));
 		else if (p->format != QF_F32 && p->data && !p->qdata)
 			err(v, p->loc, "param '%s' is loaded but not quantised to %s", p->name, ir_qformat_name(p->format));
 	}

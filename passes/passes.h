@@ -60,10 +60,15 @@ const char *pass_default_pipeline(const Module *m);
 bool pass_run_default_opts(Module *m, const PassOptions *o, Diag *d);
 bool pass_run_default(Module *m, Diag *d); /* pass_run_default_opts(m, NULL, d) */
 
-/* quantize.c: appends `quantize weights FORMAT [group G]` to the module's policy (made
- * if there is none), after its own statements: `elide compile --quantize`.  False
- * when the format or group is not valid. */
-bool pass_quantize_add_stmt(Module *m, const char *format, int group);
+/* quantize.c: appends `quantize weights FORMAT [group G] [activations A]` to the
+ * module's policy (made if there is none), after its own statements: `elide compile
+ * --quantize`; act is an ActFormat, or -1 for the default (int8 for q8/q4).  False
+ * when the format, group or activations are not valid (int8 with bf16 or f32). */
+bool pass_quantize_add_stmt(Module *m, const char *format, int group, int act);
+/* Gives activations `act` to every q8/q4 quantize statement of m's policy and every
+ * param already stored as q8/q4 (elide compile --activations); returns how many
+ * statements and params it changed. */
+int pass_quantize_set_act(Module *m, ActFormat act);
 
 /* ---- pass_util.c: what passes share ---- */
 

@@ -1,11 +1,15 @@
 /* quantize.c - the `quantize` pass: the storage format of weight matrices, named by
  * the policy's `quantize weights F [group G] [layers a..b] [except NAME, ...]`
  * statements (or by `elide compile --quantize=F`, which adds one statement for the
- * whole model).  Formats and their arithmetic: ir/quant.c, docs/quantization.md.
+ * whole model), and for q8/q4 the activations of the linears that read them
+ * (`activations int8|f32`, int8 when not given).  Formats and their arithmetic:
+ * ir/quant.c, docs/quantization.md.
  *   1. eligible params: loaded matrices whose every use, in every entry, is the
  *      weight of a linear or the table of an embed (norm weights, biases and
  *      anything read elementwise keep f32);
- *   2. each statement, in order, gives its format to the eligible params it covers
+ *   2. each statement, in order, gives its format (and activations: int8 for q8/q4
+ *      unless it names f32; f32 for bf16 and f32, int8 with those is an error) to
+ *      the eligible params it covers
  *      (a later statement overrides an earlier one): those of layers a..b when
  *      `layers` is given (layers counted after drop statements), else all, minus the
  *      `except` names (PolicyQuantize.except, a list); a name is a param's IR name ("wq.3"), its declared name
@@ -15,8 +19,10 @@
  *      dequantised values, the codes go to Param.qdata); a param not loaded yet
  *      (`elide opt` of a model without weights) only records the format, and the
  *      weight loader quantises it;
- *   4. drop the statements and note in the manifest how many params and bytes each
- *      format holds.
+ *   4. record each param's activations (a param already quantised, from the textual
+ *      IR, takes a statement's activations too);
+ *   5. drop the statements and note in the manifest how many params and elements
+ *      each format holds (q8/q4 split by activations).
  * Runs after drops and pruning, so a pruned unit is never quantised, and the groups
  * of a pruned FFN follow its new width. */
 #include "passes/passes.h"
@@ -75,13 +81,19 @@ known_name(const Module *m, const char *name, const unsigned *use)
 	return false;
 }
 
-/* Step 2 for one statement: fmt[i] and grp[i] of the params it covers. */
+/* Step 2 for one statement: fmt[i], grp[i] and act[i] of the params it covers. */
 static bool
-apply_stmt(const Module *m, const PolicyStmt *s, const unsigned *use, int *fmt, int *grp, Diag *d)
+apply_stmt(const Module *m, const PolicyStmt *s, const unsigned *use, int *fmt, int *grp, int *act, Diag *d)
 {
 	const PolicyQuantize *q = &s->quantize;
 	int f = (int)q->format;
 	int g = ir_policy_given(s, PK_QUANTIZE_GROUP) ? (int)q->group : 32;
+	int a = ir_policy_given(s, PK_QUANTIZE_ACT) ? (int)q->act : (int)ir_actformat_default((QFormat)f);
+	if (a < 0 || a >= AF_COUNT || !ir_actformat_fits((QFormat)f, (ActFormat)a)) {
+		diag_error(d, s->key_loc[PK_QUANTIZE_ACT], "format '%s' has f32 activations only, saw '%s'",
+		           ir_qformat_name((QFormat)f), ir_actformat_name((ActFormat)a));
+		return false;
+	}
 	if ((f == QF_Q8 || f == QF_Q4) && (g < 8 || g > 4096 || g % 8)) {
 		diag_error(d, s->key_loc[PK_QUANTIZE_GROUP], "expected a group that is a multiple of 8 in [8, 4096], saw %d",
 		           g);
@@ -111,6 +123,7 @@ apply_stmt(const Module *m, const PolicyStmt *s, const unsigned *use, int *fmt, 
 			continue;
 		fmt[i] = f;
 		grp[i] = g;
+		act[i] = a;
 	}
 	return true;
 }
@@ -123,13 +136,17 @@ pass_quantize(Module *m, Diag *d)
 	Policy *p = m->policy;
 	unsigned *use = param_uses(m);
 	int *fmt = xcalloc(m->nparams + 1, sizeof *fmt), *grp = xcalloc(m->nparams + 1, sizeof *grp);
-	for (uint32_t i = 0; i < m->nparams; i++)
+	int *act = xcalloc(m->nparams + 1, sizeof *act);
+	for (uint32_t i = 0; i < m->nparams; i++) {
 		fmt[i] = m->params[i].format;
+		act[i] = m->params[i].act;
+	}
 	bool ok = true;
 	for (uint32_t i = 0; i < p->nstmts && ok; i++)
 		if (p->stmts[i].verb == POL_QUANTIZE)
-			ok = apply_stmt(m, &p->stmts[i], use, fmt, grp, d);
-	int64_t count[QF_COUNT] = { 0 }, elems[QF_COUNT] = { 0 };
+			ok = apply_stmt(m, &p->stmts[i], use, fmt, grp, act, d);
+	/* counts per format, q8 and q4 split by activations: [format][act] */
+	int64_t count[QF_COUNT][AF_COUNT] = { { 0 } }, elems[QF_COUNT][AF_COUNT] = { { 0 } };
 	for (uint32_t i = 0; i < m->nparams && ok; i++) {
 		Param *pm = &m->params[i];
 		if (fmt[i] != (int)pm->format) {
@@ -148,8 +165,9 @@ pass_quantize(Module *m, Diag *d)
 				break;
 			}
 		}
-		count[pm->format]++;
-		elems[pm->format] += ir_type_numel(pm->type);
+		pm->act = (ActFormat)act[i];
+		count[pm->format][pm->act]++;
+		elems[pm->format][pm->act] += ir_type_numel(pm->type);
 	}
 	if (ok) {
 		char *text = NULL;
@@ -160,11 +178,13 @@ pass_quantize(Module *m, Diag *d)
 		fputs("quantize:", f);
 		const char *sep = " ";
 		for (int q = 0; q < QF_COUNT; q++)
-			if (count[q]) {
-				fprintf(f, "%s%s %lld params (%lld elements)", sep, ir_qformat_name((QFormat)q), (long long)count[q],
-				        (long long)elems[q]);
-				sep = ", ";
-			}
+			for (int a = 0; a < AF_COUNT; a++)
+				if (count[q][a]) {
+					fprintf(f, "%s%s%s %lld params (%lld elements)", sep, ir_qformat_name((QFormat)q),
+					        q == QF_Q8 || q == QF_Q4 ? (a == AF_INT8 ? " (int8 activations)" : " (f32 activations)") : "",
+					        (long long)count[q][a], (long long)elems[q][a]);
+					sep = ", ";
+				}
 		fputc('\n', f);
 		fclose(f);
 		pass_add_notes(m, text);
@@ -174,14 +194,17 @@ pass_quantize(Module *m, Diag *d)
 	free(use);
 	free(fmt);
 	free(grp);
+	free(act);
 	return ok;
 }
 
 bool
-pass_quantize_add_stmt(Module *m, const char *format, int group)
+pass_quantize_add_stmt(Module *m, const char *format, int group, int act)
 {
 	int f = ir_qformat_from_name(format);
 	if (f < 0 || ((f == QF_Q8 || f == QF_Q4) && (group < 8 || group > 4096 || group % 8)))
+		return false;
+	if (act >= AF_COUNT || (act >= 0 && !ir_actformat_fits((QFormat)f, (ActFormat)act)))
 		return false;
 	if (!m->policy) {
 		m->policy = arena_alloc(&m->arena, sizeof *m->policy);
@@ -200,7 +223,31 @@ pass_quantize_add_stmt(Module *m, const char *format, int group)
 		t->quantize.group = group;
 		t->given |= 1ull << PK_QUANTIZE_GROUP;
 	}
+	if (act >= 0) {
+		t->quantize.act = (ActFormat)act;
+		t->given |= 1ull << PK_QUANTIZE_ACT;
+	}
 	p->stmts = st;
 	p->nstmts++;
 	return true;
+}
+
+int
+pass_quantize_set_act(Module *m, ActFormat act)
+{
+	int n = 0;
+	for (uint32_t i = 0; m->policy && i < m->policy->nstmts; i++) {
+		PolicyStmt *s = &m->policy->stmts[i];
+		if (s->verb != POL_QUANTIZE || (s->quantize.format != QF_Q8 && s->quantize.format != QF_Q4))
+			continue;
+		s->quantize.act = act;
+		s->given |= 1ull << PK_QUANTIZE_ACT;
+		n++;
+	}
+	for (uint32_t i = 0; i < m->nparams; i++)
+		if (m->params[i].format == QF_Q8 || m->params[i].format == QF_Q4) {
+			m->params[i].act = act;
+			n++;
+		}
+	return n;
 }

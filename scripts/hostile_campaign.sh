@@ -491,6 +491,10 @@ if want cli; then
 	err|compile $M -w $WS -o $W/cx --quantize=q8 --quantize-group=-1
 	err|compile $M -w $WS -o $W/cx --quantize=q8 --quantize-group=99999999999
 	err|compile $M -w $WS -o $W/cx --quantize-group=32
+	err|compile $M -w $WS -o $W/cx --quantize=q8 --activations=int4
+	err|compile $M -w $WS -o $W/cx --quantize=q8 --activations=
+	err|compile $M -w $WS -o $W/cx --quantize=bf16 --activations=int8
+	err|compile $M -w $WS -o $W/cx --activations=f32
 	err|compile $M -w $WS -o $W/cx -O9
 	err|compile $M -w $WS -o $W/cx -O-1
 	err|compile $M -w $WS -o $W/cx -MF

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # quant_table.sh - held-out bits per byte of the trained example model
-# (examples/charlm) with quantised weights: f32, bf16, q8, q4, q4 with the first and
-# last layers at q8, and q8/q4 with --int8-activations.  Each variant is compiled by
+# (examples/charlm) with quantised weights: f32, bf16, q8, q4 (int8 activations, the
+# default for q8 and q4), q4 with the first and last layers at q8, q4 with the
+# embedding and output projection at q8, and q8/q4 with f32 activations
+# (`activations f32`).  Each variant is compiled by
 # `elide compile` (the policy's quantize statements, or none for f32), linked with
 # examples/charlm/main.c and scored with `--eval examples/charlm/heldout_4k.txt`
 # (chunks of ctx bytes from an empty context, as train.py scores); the blob size
@@ -41,12 +43,13 @@ row q8 "quantize weights q8;"
 row q4 "quantize weights q4;"
 row "q4, layers 0 and 3 at q8" "quantize weights q4; quantize weights q8 layers 0..1; quantize weights q8 layers 3..4;"
 row "q4, embed and lm_head at q8" "quantize weights q4; quantize weights q8 except wq, wk, wv, wo, w1, w2, w3;"
-row "q8, int8 activations" "quantize weights q8;" --int8-activations
-row "q4, int8 activations" "quantize weights q4;" --int8-activations
+row "q8, f32 activations" "quantize weights q8 activations f32;"
+row "q4, f32 activations" "quantize weights q4 activations f32;"
 
 {
 	echo "charlm held-out bits per byte (examples/charlm/heldout_4k.txt), compiled, $THREADS thread(s);"
-	echo "groups of 32 (the default); blob: the weights file against f32's"
+	echo "groups of 32 (the default); q8 and q4 with int8 activations unless the row says f32;"
+	echo "blob: the weights file against f32's"
 	echo
 	echo "| variant                      | statements                                                     |     bpb |      blob | ratio |"
 	echo "|------------------------------|----------------------------------------------------------------|---------|-----------|-------|"

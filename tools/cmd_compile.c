@@ -33,8 +33,11 @@ usage(FILE *out)
 	        "  --policy NAME        adaptive-compute policy of the model file\n"
 	        "  --quantize=F         store the weight matrices as F: q8, q4, bf16 (or f32)\n"
 	        "  --quantize-group=G   elements per scale of q8 and q4 (default 32)\n"
-	        "  --int8-activations   q8/q4 linears quantise their inputs to int8 per row and\n"
-	        "                       group and use integer dot products (VNNI, sdot)\n"
+	        "  --activations=A      activations of the q8/q4 linears, for the whole model:\n"
+	        "                       int8 (the default: inputs quantised to int8 per row and\n"
+	        "                       group, integer dot products: VNNI, sdot) or f32 (the f32\n"
+	        "                       input times the dequantised weights)\n"
+	        "  --int8-activations   the same as --activations=int8\n"
 	        "  --emit=LIST          any of obj,asm,llvm-ir,ir,header (default obj,header);\n"
 	        "                       NAME.weights and NAME.json are always written\n"
 	        "  --embed-weights      put the weight blob in the object (no NAME.weights)\n"
@@ -212,6 +215,7 @@ cmd_compile(int argc, char **argv)
 	uint32_t nw = 0;
 	int qgroup = 32;
 	bool qgroup_given = false;
+	int act = -1; /* --activations: an ActFormat, -1 when not given */
 	CgOptions o = { .opt_level = 3, .fuse = true };
 	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
 	const char *dep_path = NULL, *dep_target = NULL;
@@ -264,8 +268,14 @@ cmd_compile(int argc, char **argv)
 			dep_target = v;
 		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
 			verbose = true;
+		} else if ((v = opt_value(a, "--activations", &i, argc, argv))) {
+			act = ir_actformat_from_name(v);
+			if (act < 0) {
+				fprintf(stderr, "elide: error: expected --activations=int8 or f32, saw '%s'\n", v);
+				return 2;
+			}
 		} else if (strcmp(a, "--int8-activations") == 0) {
-			o.int8_act = true;
+			act = AF_INT8;
 		} else if (strcmp(a, "--no-fuse") == 0) {
 			o.fuse = false;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -332,6 +342,20 @@ cmd_compile(int argc, char **argv)
 	Module *m = cmd_load_model(model, policy, &d);
 	if (!m)
 		return 1;
+	/* --quantize and --activations before the weights load: an error costs nothing */
+	if (quant && act == AF_INT8 && !ir_actformat_fits((QFormat)ir_qformat_from_name(quant), AF_INT8)) {
+		fprintf(stderr, "elide: error: --activations=int8 needs q8 or q4 weights, saw --quantize=%s\n", quant);
+		ir_free_module(m);
+		return 2;
+	}
+	if (quant)
+		pass_quantize_add_stmt(m, quant, qgroup, -1);
+	if (act >= 0 && pass_quantize_set_act(m, (ActFormat)act) == 0) {
+		fprintf(stderr, "elide: error: --activations has no effect without q8 or q4 weights (--quantize or a "
+		                "quantize statement)\n");
+		ir_free_module(m);
+		return 2;
+	}
 	phase_begin(ph, "load weights");
 	if (!ir_load_weights_progress(m, wfiles, nw, &d, progress, ph)) {
 		ir_free_module(m);
@@ -354,8 +378,6 @@ cmd_compile(int argc, char **argv)
 		if (s->verb == POL_SKIP && ir_policy_given(s, PK_SKIP_CALIBRATE) && s->skip.calibrate)
 			deps[ndeps++] = s->skip.calibrate;
 	}
-	if (quant)
-		pass_quantize_add_stmt(m, quant, qgroup);
 	ir_policy_snapshot(m); /* the statements as written, for the manifest */
 	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
 	phase_begin(ph, "passes");

@@ -603,7 +603,7 @@ static void
 replay_func(const Module *m, const Func *f, bool fuse)
 {
 	CgPlan p;
-	cg_plan_func(m, f, fuse, false, &p);
+	cg_plan_func(m, f, fuse, &p);
 	uint32_t *partner = calloc(f->nops + 1, sizeof *partner), *ifno = calloc(f->nops + 1, sizeof *ifno);
 	cr_assert(ir_match_regions(f, partner, NULL, 0, NULL));
 	uint32_t nifs = 0;

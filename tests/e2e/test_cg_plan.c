@@ -20,7 +20,7 @@ static void
 check_func(const Func *f, bool fuse)
 {
 	CgPlan p;
-	cg_plan_func(NULL, f, fuse, false, &p);
+	cg_plan_func(NULL, f, fuse, &p);
 	uint32_t *start = calloc(f->nvals, sizeof *start), *end = calloc(f->nvals, sizeof *end);
 	for (uint32_t v = 0; v < f->nvals; v++)
 		start[v] = end[v] = UINT32_MAX;

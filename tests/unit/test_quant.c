@@ -340,7 +340,7 @@ model(void)
 static void
 add_stmt(Module *m, const char *fmt, int g, int64_t lo, int64_t hi, const char *except)
 {
-	cr_assert(pass_quantize_add_stmt(m, fmt, g));
+	cr_assert(pass_quantize_add_stmt(m, fmt, g, -1));
 	PolicyStmt *s = &m->policy->stmts[m->policy->nstmts - 1];
 	char err[256];
 	if (hi > lo) {
@@ -415,5 +415,50 @@ Test(quant, pass_formats_except_layers)
 	fclose(out);
 	cr_assert(strstr(buf, "'nothing_like_this' names no weight of the model"), "%s", buf);
 	free(buf);
+	ir_free_module(m);
+}
+
+/* Activations: int8 by default for q8 and q4, f32 when a statement names it, f32
+ * for bf16 and f32 weights; int8 with bf16 is refused; pass_quantize_set_act
+ * overrides the statements (elide compile --activations). */
+Test(quant, pass_activations)
+{
+	Module *m = model();
+	cr_assert(pass_quantize_add_stmt(m, "q8", 32, -1));
+	cr_assert(pass_quantize_add_stmt(m, "q4", 32, AF_F32));
+	PolicyVal v = { .kind = PV_RANGE, .lo = 1, .hi = 2 };
+	char err[256];
+	cr_assert(ir_policy_set(&m->policy->stmts[1], PK_QUANTIZE_LAYERS, &v, (Loc){ 0 }, err, sizeof err), "%s", err);
+	Diag d;
+	diag_init(&d, stderr);
+	cr_assert(pass_quantize(m, &d));
+	cr_assert_eq(m->params[ir_find_param(m, "wq.0")].act, AF_INT8);
+	cr_assert_eq(m->params[ir_find_param(m, "wq.1")].act, AF_F32);
+	cr_assert_eq(m->params[ir_find_param(m, "wq.1")].format, QF_Q4);
+	cr_assert_eq(m->params[ir_find_param(m, "lm_head")].act, AF_INT8);
+	cr_assert_eq(m->params[ir_find_param(m, "norm")].act, AF_F32);
+	cr_assert(strstr(m->manifest_notes, "q8 (int8 activations) "), "%s", m->manifest_notes);
+	cr_assert(strstr(m->manifest_notes, "q4 (f32 activations) "), "%s", m->manifest_notes);
+	/* the verifier accepts the recorded choice, and refuses int8 on an f32 param */
+	cr_assert(ir_verify(m, &d));
+	m->params[ir_find_param(m, "norm")].act = AF_INT8; /* an f32 vector cannot have int8 activations */
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *out = open_memstream(&buf, &n);
+	Diag d2;
+	diag_init(&d2, out);
+	cr_assert(!ir_verify(m, &d2));
+	fclose(out);
+	cr_assert(strstr(buf, "param 'norm': f32 weights cannot have int8 activations"), "%s", buf);
+	free(buf);
+	ir_free_module(m);
+
+	m = model();
+	cr_assert(!pass_quantize_add_stmt(m, "bf16", 0, AF_INT8), "int8 activations with bf16");
+	cr_assert(pass_quantize_add_stmt(m, "bf16", 0, AF_F32));
+	cr_assert(pass_quantize_add_stmt(m, "q4", 32, AF_F32));
+	cr_assert_eq(pass_quantize_set_act(m, AF_INT8), 1, "only the q4 statement");
+	cr_assert(pass_quantize(m, &d));
+	cr_assert_eq(m->params[ir_find_param(m, "wq.0")].act, AF_INT8);
 	ir_free_module(m);
 }
