@@ -153,8 +153,9 @@ code_flips(const TJit *t, const Seen *sn, int which, int64_t *ncodes, int64_t *o
 	return n;
 }
 
-/* Copies the interpreter's KV caches (positions below pos) into the compiled
- * context's state: the compiled step then starts from the interpreter's state. */
+/* Copies the interpreter's KV caches (positions below pos; position-major there)
+ * into the compiled context's state (head-major, elide_kv_layout_of): the compiled
+ * step then starts from the interpreter's state. */
 static void
 sync_caches(const TJit *t, const Module *m, const InterpState *is, int pos)
 {
@@ -165,8 +166,14 @@ sync_caches(const TJit *t, const Module *m, const InterpState *is, int pos)
 		cr_assert(interp_kv(is, i, &k, &v));
 		elide_kv_layout l = elide_kv_layout_of(s->ctx, s->kv_heads, s->head_dim, s->page);
 		cr_assert_eq(s->page, 0);
-		memcpy(st + t->r->state_off[i], k, (size_t)pos * l.row_bytes);
-		memcpy(st + t->r->state_off[i] + l.v_offset, v, (size_t)pos * l.row_bytes);
+		float *dk = (float *)(st + t->r->state_off[i]), *dv = (float *)(st + t->r->state_off[i] + l.v_offset);
+		size_t hd = (size_t)s->head_dim, row = hd * sizeof(float);
+		for (int64_t h = 0; h < s->kv_heads; h++)
+			for (int j = 0; j < pos; j++) {
+				size_t to = ((size_t)h * (size_t)s->ctx + (size_t)j) * hd, from = ((size_t)j * (size_t)s->kv_heads + (size_t)h) * hd;
+				memcpy(dk + to, k + from, row);
+				memcpy(dv + to, v + from, row);
+			}
 	}
 }
 
@@ -214,9 +221,11 @@ check_row(const float *out, const float *ref, int64_t n, bool a8, double margin,
  * ulps; more in attention outputs that cancel) crosses its rounding boundary
  * (docs/quantization.md); one such code moves the logits by about 1e-3 and the KV
  * cache would carry it on.  So each compiled call starts from the interpreter's
- * caches (copied before it), and a row over 1e-4 is counted, not failed; at most
- * 2% of the rows may be over, and every row within 1e-4 must have the same argmax
- * and the same output projection codes as the interpreter. */
+ * caches (copied before it).  Every row within 1e-4 must have the same argmax and
+ * the same output projection codes as the interpreter; a row over 1e-4 is allowed
+ * only as a demonstrated rounding flip: the output projection's codes differ from
+ * the interpreter's by one step, and the interpreter's nearest activation lies
+ * within 1e-5 (relative) of a rounding boundary. */
 static void
 run_compare(RmConfig c, const char *fmt, int act, int nsteps, const int *pre, int npre, int threads)
 {
@@ -257,6 +266,7 @@ run_compare(RmConfig c, const char *fmt, int act, int nsteps, const int *pre, in
 				int64_t fl = code_flips(t, &sn, 1, &ty.codes, &ty.off);
 				ty.flipped += fl;
 				cr_assert(!held || fl == 0, "%s: %lld codes differ", what, (long long)fl);
+				cr_assert(held || fl > 0, "%s: over 1e-4 with the same output projection codes", what);
 			}
 			pos = np;
 			tok = (int32_t)ts_argmax(ref, c.vocab);
@@ -273,6 +283,7 @@ run_compare(RmConfig c, const char *fmt, int act, int nsteps, const int *pre, in
 				int64_t fl = code_flips(t, &sn, 0, &ty.codes, &ty.off);
 				ty.flipped += fl;
 				cr_assert(!held || fl == 0, "%s at %d: %lld codes differ", what, pos, (long long)fl);
+				cr_assert(held || fl > 0, "%s at %d: over 1e-4 with the same output projection codes", what, pos);
 			}
 			tok = (int32_t)((ts_argmax(ref, c.vocab) + pos) % c.vocab);
 		}
@@ -285,7 +296,7 @@ run_compare(RmConfig c, const char *fmt, int act, int nsteps, const int *pre, in
 		cr_log_info("  output projection's codes: %lld of %lld differ, %lld by more than one", (long long)ty.flipped,
 		            (long long)ty.codes, (long long)ty.off);
 		cr_assert_eq(ty.off, 0);
-		cr_assert(ty.over * 50 <= ty.calls, "%lld of %lld rows over 1e-4", (long long)ty.over, (long long)ty.calls);
+		cr_assert(ty.over == 0 || ty.tie_hi < 1e-5, "a row over 1e-4 without a near tie (margin %g)", ty.tie_hi);
 	}
 	for (int w = 0; w < 2; w++)
 		free(sn.group[w]);
