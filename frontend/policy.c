@@ -541,6 +541,17 @@ verb_drop(Ctx *c, FeStmt *s, const Ast *w)
 	}
 }
 
+/* True when statement s has no option key yet; else reports w as its second. */
+static bool
+first_time(Ctx *c, const FeStmt *s, const Ast *w, const char *key)
+{
+	if (!fe_policy_opt(s, key))
+		return true;
+	diag_error(c->d, w->loc, "option '%s' given twice", key);
+	c->ok = false;
+	return false;
+}
+
 /* 'quantize' 'weights' (q8 | q4 | bf16 | f32) ('group' G | 'activations' (int8 | f32)
  *   | 'layers' a..b | 'except' NAME, ...)*: the storage format of the matrices
  * linears and embeds read (pass quantize), and the activations of q8/q4 linears.
@@ -566,11 +577,8 @@ verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 	for (w = w->next; w && c->ok;) {
 		if (is_word(w, 'i', "group") || is_word(w, 'i', "layers")) {
 			bool group = strcmp(w->name, "group") == 0;
-			if (fe_policy_opt(s, w->name)) {
-				diag_error(c->d, w->loc, "option '%s' given twice", w->name);
-				c->ok = false;
+			if (!first_time(c, s, w, w->name))
 				return;
-			}
 			OptSpec sp = { w->name, group ? V_INT : V_RANGE, 8, NULL };
 			PolicyVal v = { 0 };
 			const Ast *at = w;
@@ -586,11 +594,8 @@ verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 			}
 			add_opt(c, s, at->name, v, at->loc);
 		} else if (is_word(w, 'i', "activations")) {
-			if (fe_policy_opt(s, "activations")) {
-				diag_error(c->d, w->loc, "option 'activations' given twice");
-				c->ok = false;
+			if (!first_time(c, s, w, "activations"))
 				return;
-			}
 			const Ast *at = w;
 			w = w->next;
 			if (!is_word(w, 'i', NULL) || ir_actformat_from_name(w->name) < 0) {
@@ -605,11 +610,8 @@ verb_quantize(Ctx *c, FeStmt *s, const Ast *w)
 			add_opt(c, s, "activations", (PolicyVal){ .kind = PV_IDENT, .str = arena_strdup(c->ar, w->name) }, at->loc);
 			w = w->next;
 		} else if (is_word(w, 'i', "except")) {
-			if (fe_policy_opt(s, "except")) {
-				diag_error(c->d, w->loc, "option 'except' given twice");
-				c->ok = false;
+			if (!first_time(c, s, w, "except"))
 				return;
-			}
 			const Ast *at = w;
 			PolicyVal names = { .kind = PV_NAMES };
 			w = w->next;

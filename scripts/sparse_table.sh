@@ -240,7 +240,8 @@ fi
 		# PREFILL=0 into a file that has prefill rows: those stay, marked as kept
 		echo
 		awk -v e="$END" '/^Prefill: interpreter/ { on = 1 } $0 == e { on = 0 } on' "$OUTMD" |
-			sed '/^(Prefill rows kept from an earlier run/d'
+			sed '/^(Prefill rows kept from an earlier run/d' | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
+		echo
 		echo "(Prefill rows kept from an earlier run of this script: \`PREFILL=0\` left them out this time.)"
 	fi
 	echo "$END"
