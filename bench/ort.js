@@ -39,7 +39,7 @@ const ortVersion = JSON.parse(fs.readFileSync(path.resolve(mods, 'onnxruntime-no
 const N = Number(nArg), ROUNDS = Number(roundsArg);
 const THREADS = threadsArg.split(',').map(Number);
 const PAUSE_MS = 250;
-const TURN_S = 0.1;
+const TURN_S = 0.5;
 const MAX_REPS = 50;
 const TOL = 1e-4;
 
