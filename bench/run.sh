@@ -10,6 +10,7 @@
 #                                      BENCH_ONLY=longctx: the long-context Quest rows only,
 #                                      LONG_POS="1024 8000": those positions only,
 #                                      LONG_SHAPE="NAME DIM LAYERS ...": that shape only;
+#                                      LONG_COMPILE_FLAGS="--quantize=q8": both models so;
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -185,8 +186,10 @@ else
 		printf '\npolicy fill for llama {\n  %s\n}\n' "$LONG_FILL" >>"$dir/llama.elide"
 		printf '\npolicy quest1024 for llamas {\n  %s\n  %s\n}\n' "$LONG_FILL" "$LONG_POLICY" >>"$dir/llamas.elide"
 		"$BUILD/bench/bench_mkweights" llama "$dir/llama.safetensors" "$dim" "$layers" "$heads" "$kvh" "$ffn" "$vocab" "$ctx" 1
-		"$ELIDE" compile "$dir/llama.elide" --policy fill -w "$dir/llama.safetensors" -o "$dir/out"
-		"$ELIDE" compile "$dir/llamas.elide" --policy quest1024 -w "$dir/llama.safetensors" -o "$dir/out"
+		# shellcheck disable=SC2086
+		"$ELIDE" compile "$dir/llama.elide" --policy fill ${LONG_COMPILE_FLAGS:-} -w "$dir/llama.safetensors" -o "$dir/out"
+		# shellcheck disable=SC2086
+		"$ELIDE" compile "$dir/llamas.elide" --policy quest1024 ${LONG_COMPILE_FLAGS:-} -w "$dir/llama.safetensors" -o "$dir/out"
 		rm -f "$dir/llama.safetensors"
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/longctx.c" "$dir/out/llama.o" \
 			"$dir/out/llamas.o" "$RTLIB" -lpthread -lm -o "$dir/bench_longctx"
