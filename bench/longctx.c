@@ -8,13 +8,13 @@
  *      so both run the same code on the same tokens and hold the same keys and values;
  *      a 1-token prefill at POS (fewer than min_tokens rows: dense attention over the
  *      whole cache) must then give bit-identical logits in the two models.
- *   2. At each position and thread count, BENCH_RUNS rounds; in each round each model
- *      (the order alternates between rounds) runs NSTEP decode steps at position 16
- *      (the low step), then the prefill of tokens [16, 32) at 16 again (untimed: it
- *      restores the cache and page bounds the low steps overwrote), then NSTEP steps
- *      at position POS (the high step; each step rewrites position POS with the same
- *      token, so every step sees the same cache).  A figure is the mean of its NSTEP
- *      steps, each timed alone after reading a 64 MiB array (no step finds the
+ *   2. At each position and thread count, BENCH_RUNS rounds (LONG_RUNS=N: N); in each
+ *      round each model (the order alternates between rounds) runs NSTEP decode steps
+ *      at position 16 (the low step), then the prefill of tokens [16, 32) at 16 again
+ *      (untimed: it restores the cache and page bounds the low steps overwrote), then
+ *      NSTEP steps at position POS (the high step; each step rewrites position POS
+ *      with the same token, so every step sees the same cache).  A figure is the mean
+ *      of its NSTEP steps, each timed alone after reading a 64 MiB array (no step finds the
  *      previous one's data in the caches).
  *   3. Whole step: the high step's time.  Attention: the high step minus the low step
  *      (the two differ only in the keys attended: the weights are the same, and the
@@ -32,6 +32,7 @@
 #include "llamas.h"
 
 #define NSTEP 3  /* decode steps per timed figure */
+#define LONG_MAX_RUNS 63 /* rounds per figure at most (LONG_RUNS) */
 #define LOWPOS 16 /* the low step's position */
 #define MAXPOS 8
 
@@ -145,6 +146,12 @@ main(int argc, char **argv)
 	cpu_clock = getenv("LONG_CPU_CLOCK") && atoi(getenv("LONG_CPU_CLOCK")) == 1;
 	/* LONG_THREADS=1: the 1-thread figures only */
 	int maxth = getenv("LONG_THREADS") && atoi(getenv("LONG_THREADS")) == 1 ? 1 : 2;
+	/* LONG_RUNS=N: N rounds per figure (the medians of a noisy step settle) */
+	int runs = getenv("LONG_RUNS") ? atoi(getenv("LONG_RUNS")) : BENCH_RUNS;
+	if (runs < 1 || runs > LONG_MAX_RUNS) {
+		fprintf(stderr, "bench_longctx: LONG_RUNS must be in 1..%d\n", LONG_MAX_RUNS);
+		return 2;
+	}
 	llama_ctx *dense = llama_create();
 	llamas_ctx *sparse = llamas_create();
 	float *logits = malloc(LLAMA_VOCAB * sizeof *logits), *ref = malloc(LLAMA_VOCAB * sizeof *ref);
@@ -179,7 +186,7 @@ main(int argc, char **argv)
 	bj_num(&j, "budget", budget);
 	bj_num(&j, "page", page);
 	bj_num(&j, "steps_per_figure", NSTEP);
-	bj_num(&j, "runs", BENCH_RUNS);
+	bj_num(&j, "runs", runs);
 	bj_num(&j, "low_position", LOWPOS);
 	bj_str(&j, "clock", cpu_clock ? "thread cpu time" : "wall");
 	bj_open(&j, "positions", '[');
@@ -235,8 +242,9 @@ main(int argc, char **argv)
 				check(mods[m]->threads(mods[m]->ctx, th), mods[m]->name, "set_threads");
 				steps_at(mods[m], toks[P], P, logits); /* warm-up */
 			}
-			double lo[2][BENCH_RUNS], hi[2][BENCH_RUNS], at[2][BENCH_RUNS], ra[BENCH_RUNS], rs[BENCH_RUNS];
-			for (int r = 0; r < BENCH_RUNS; r++) {
+			double lo[2][LONG_MAX_RUNS], hi[2][LONG_MAX_RUNS], at[2][LONG_MAX_RUNS], ra[LONG_MAX_RUNS],
+				rs[LONG_MAX_RUNS];
+			for (int r = 0; r < runs; r++) {
 				for (int k = 0; k < 2; k++) {
 					int m = (r + k) % 2;
 					round_at(mods[m], toks, P, logits, &lo[m][r], &hi[m][r]);
@@ -246,10 +254,10 @@ main(int argc, char **argv)
 				rs[r] = hi[0][r] / hi[1][r];
 				ra[r] = at[1][r] > 0 ? at[0][r] / at[1][r] : 0;
 			}
-			double s = bench_median(rs, BENCH_RUNS), a = bench_median(ra, BENCH_RUNS);
-			double hd = bench_median(hi[0], BENCH_RUNS), hs = bench_median(hi[1], BENCH_RUNS);
-			double ad = bench_median(at[0], BENCH_RUNS), as = bench_median(at[1], BENCH_RUNS);
-			double ld = bench_median(lo[0], BENCH_RUNS), ls = bench_median(lo[1], BENCH_RUNS);
+			double s = bench_median(rs, runs), a = bench_median(ra, runs);
+			double hd = bench_median(hi[0], runs), hs = bench_median(hi[1], runs);
+			double ad = bench_median(at[0], runs), as = bench_median(at[1], runs);
+			double ld = bench_median(lo[0], runs), ls = bench_median(lo[1], runs);
 			char key[4];
 			snprintf(key, sizeof key, "%d", th);
 			bj_open(&j, key, '{');

@@ -10,7 +10,8 @@
 #                                      BENCH_ONLY=longctx: the long-context Quest rows only,
 #                                      LONG_POS="1024 8000": those positions only,
 #                                      LONG_SHAPE="NAME DIM LAYERS ...": that shape only;
-#                                      LONG_COMPILE_FLAGS="--quantize=q8": both models so;
+#                                      LONG_COMPILE_FLAGS="--quantize=q8": both models so,
+#                                      LONG_RUNS=15: rounds per figure (7);
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
