@@ -2,10 +2,22 @@
 #   llama_at_shape DIM LAYERS HEADS KV_HEADS FFN VOCAB CTX
 #       prints examples/llama/llama.elide with its sizes set to these (the model and
 #       its policies otherwise unchanged); fails when the sizes line is not found
+#   bench_paths [BUILD_DIR]
+#       sets BUILD (default ROOT/build, made absolute), OUT (BUILD/bench-out, created),
+#       ELIDE, RTLIB and CC (default cc) for a bench script
 #   kern_model N K CTX
 #       prints the one-linear model W[N, K] (embedding of 8 tokens, CTX rows) that
 #       bench/kernel.c times
 BENCH_LIB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+bench_paths() {
+	BUILD="$(cd "${1:-$BENCH_LIB_ROOT/build}" && pwd)"
+	OUT="$BUILD/bench-out"
+	ELIDE="$BUILD/tools/elide"
+	RTLIB="$BUILD/runtime/libelide_rt.a"
+	CC="${CC:-cc}"
+	mkdir -p "$OUT"
+}
 
 llama_at_shape() {
 	local text

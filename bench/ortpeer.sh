@@ -21,15 +21,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
-OUT="$BUILD/bench-out"
+bench_paths "${1:-}"
 P="$BUILD/peers/ort"
-ELIDE="$BUILD/tools/elide"
-RTLIB="$BUILD/runtime/libelide_rt.a"
-CC="${CC:-cc}"
 NPREFILL=${NPREFILL:-128}
 ROUNDS=${ROUNDS:-9}
-mkdir -p "$OUT" "$P"
+mkdir -p "$P"
 rm -f "$OUT/ort.json" "$OUT"/ort-*.json
 
 MOD="$P/node_modules"

@@ -27,16 +27,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
-OUT="$BUILD/bench-out"
+bench_paths "${1:-}"
 P="$BUILD/peers"
-ELIDE="$BUILD/tools/elide"
-RTLIB="$BUILD/runtime/libelide_rt.a"
-CC="${CC:-cc}"
 NDECODE=${NDECODE:-64}
 NPREFILL=${NPREFILL:-128}
 ROUNDS=${ROUNDS:-3}
-mkdir -p "$OUT" "$P"
+mkdir -p "$P"
 
 LB="$P/llama.cpp/build/bin/llama-bench"
 LQ="$P/llama.cpp/build/bin/llama-quantize"

@@ -17,12 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
-OUT="$BUILD/bench-out"
-ELIDE="$BUILD/tools/elide"
-RTLIB="$BUILD/runtime/libelide_rt.a"
-CC="${CC:-cc}"
-mkdir -p "$OUT"
+bench_paths "${1:-}"
 rm -f "$OUT"/*.json
 # OpenBLAS, for the drivers that pair each run of generated code with OpenBLAS
 BLASFLAGS="$(cat "$BUILD/bench/openblas.flags" 2>/dev/null || true)"

@@ -10,11 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
-OUT="$BUILD/bench-out"
-ELIDE="$BUILD/tools/elide"
-RTLIB="$BUILD/runtime/libelide_rt.a"
-CC="${CC:-cc}"
+bench_paths "${1:-}"
 NPREFILL="${NPREFILL:-2048}"
 read -r name dim layers heads kvh ffn vocab ctx <<<"S 288 6 6 6 768 32000 2048"
 BLOCK=64
