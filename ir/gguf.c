@@ -316,9 +316,7 @@ gguf_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 {
 	GgufFile *f = xcalloc(1, sizeof *f);
 	f->path = xstrdup("<memory>");
-	f->bytes = xmalloc(size ? size : 1);
-	if (size)
-		memcpy(f->bytes, bytes, size);
+	f->bytes = xmemdup(bytes, size);
 	f->size = size;
 	if (!gguf_parse(f, err, nerr)) {
 		gguf_close(f);

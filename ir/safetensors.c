@@ -350,9 +350,7 @@ st_open_mem(const uint8_t *bytes, size_t size, char *err, size_t nerr)
 {
 	StFile *f = xcalloc(1, sizeof *f);
 	f->path = xstrdup("<memory>");
-	f->bytes = xmalloc(size ? size : 1);
-	if (size)
-		memcpy(f->bytes, bytes, size);
+	f->bytes = xmemdup(bytes, size);
 	f->size = size;
 	if (!st_parse(f, f->bytes, err, nerr)) {
 		st_close(f);

@@ -323,17 +323,24 @@ open_blob_file(const char *path, int *fd, size_t *size)
 	return ELIDE_OK;
 }
 
-elide_status
-elide_blob_map(const char *path, elide_mapping *out)
+/* The arguments of the two openers checked, *out cleared, and the file opened. */
+static elide_status
+open_for(const char *path, elide_mapping *out, int *fd, size_t *size)
 {
-	size_t size;
 	if (!out)
 		return ELIDE_ERR_ARG;
 	memset(out, 0, sizeof *out);
 	if (!path)
 		return ELIDE_ERR_ARG;
+	return open_blob_file(path, fd, size);
+}
+
+elide_status
+elide_blob_map(const char *path, elide_mapping *out)
+{
+	size_t size;
 	int fd;
-	elide_status st = open_blob_file(path, &fd, &size);
+	elide_status st = open_for(path, out, &fd, &size);
 	if (st != ELIDE_OK)
 		return st;
 	void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -371,16 +378,11 @@ elide_status
 elide_blob_open(const char *path, uint64_t model_hash, uint64_t want_payload, elide_mapping *out,
                 const void **payload, size_t *payload_size)
 {
-	size_t size;
-	if (!out)
-		return ELIDE_ERR_ARG;
-	memset(out, 0, sizeof *out);
-	if (!path)
-		return ELIDE_ERR_ARG;
 	/* a private copy, not a mapping: a file truncated or rewritten after loading
 	 * must not fault (SIGBUS) or change the weights under a running model */
+	size_t size;
 	int fd;
-	elide_status st = open_blob_file(path, &fd, &size);
+	elide_status st = open_for(path, out, &fd, &size);
 	if (st != ELIDE_OK)
 		return st;
 	/* the header first: a file of the wrong model or size is not read in full */

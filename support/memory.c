@@ -56,6 +56,15 @@ xstrdup(const char *s)
 }
 
 void *
+xmemdup(const void *p, size_t n)
+{
+	void *d = xmalloc(n ? n : 1);
+	if (n)
+		memcpy(d, p, n);
+	return d;
+}
+
+void *
 arena_alloc(Arena *a, size_t n)
 {
 	n = (n + 15) & ~(size_t)15;

@@ -24,6 +24,7 @@ void *xmalloc(size_t n);            /* dies on out-of-memory */
 void *xcalloc(size_t n, size_t sz); /* idem, zeroed */
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+void *xmemdup(const void *p, size_t n); /* a malloc'd copy of n bytes (n may be 0) */
 void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
 char *arena_strdup(Arena *a, const char *s);
 char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
