@@ -64,3 +64,13 @@ tj_free(TJit *t)
 	free(t);
 }
 
+
+int
+tj_count_ops(const Module *m, Opcode code)
+{
+	int n = 0;
+	for (uint32_t e = 0; e < m->nfuncs; e++)
+		for (uint32_t i = 0; i < m->funcs[e]->nops; i++)
+			n += m->funcs[e]->ops[i].code == code;
+	return n;
+}

@@ -76,16 +76,6 @@ load(const RmConfig *c, const char *body)
 	return m;
 }
 
-static int
-count_ops(const Module *m, Opcode code)
-{
-	int n = 0;
-	for (uint32_t e = 0; e < m->nfuncs; e++)
-		for (uint32_t i = 0; i < m->funcs[e]->nops; i++)
-			n += m->funcs[e]->ops[i].code == code;
-	return n;
-}
-
 /* Logits of a prefill and NSTEP steps (greedy), (1 + NSTEP) x vocab. */
 static float *
 run_compiled(Module *m, int threads)
@@ -138,7 +128,7 @@ full_budget(int kv_heads)
 	RmConfig c = config(kv_heads);
 	Module *dense = load(&c, NULL);
 	Module *q = load(&c, "attend decode quest(page 8, budget 256) sinks 4 window 8;");
-	cr_assert_eq(count_ops(q, OP_ATTENTION_QUEST), 2);
+	cr_assert_eq(tj_count_ops(q, OP_ATTENTION_QUEST), 2);
 	size_t n = (size_t)(NSTEP + 1) * (size_t)c.vocab * sizeof(float);
 	float *a = run_compiled(dense, 1), *b = run_compiled(q, 1);
 	cr_assert(memcmp(a, b, n) == 0, "compiled: quest with the whole context as budget differs from dense");

@@ -53,16 +53,6 @@ load(int kv_heads, const char *body)
 	return m;
 }
 
-static int
-count_ops(const Module *m, Opcode code)
-{
-	int n = 0;
-	for (uint32_t e = 0; e < m->nfuncs; e++)
-		for (uint32_t i = 0; i < m->funcs[e]->nops; i++)
-			n += m->funcs[e]->ops[i].code == code;
-	return n;
-}
-
 static int32_t
 token(int i)
 {
@@ -139,8 +129,8 @@ static void
 same_as_dense(int kv_heads, const char *body)
 {
 	Module *dense = load(kv_heads, ""), *m = load(kv_heads, body);
-	cr_assert_eq(count_ops(m, OP_ATTENTION_BLOCK), 2);
-	cr_assert_eq(count_ops(dense, OP_ATTENTION_BLOCK), 0);
+	cr_assert_eq(tj_count_ops(m, OP_ATTENTION_BLOCK), 2);
+	cr_assert_eq(tj_count_ops(dense, OP_ATTENTION_BLOCK), 0);
 	TJit *td = tj_new(dense, true), *tm = tj_new(m, true);
 	InterpState *id = interp_new(dense), *im = interp_new(m);
 	Outs *a = xmalloc(sizeof *a), *b = xmalloc(sizeof *b);
@@ -189,7 +179,7 @@ static void
 agrees(int kv_heads, int block, const char *body)
 {
 	Module *m = load(kv_heads, body), *dense = load(kv_heads, "");
-	cr_assert_eq(count_ops(m, OP_ATTENTION_BLOCK), 2);
+	cr_assert_eq(tj_count_ops(m, OP_ATTENTION_BLOCK), 2);
 	cr_assert_leq(m->nstats, 16);
 	int32_t sl[2] = { ir_find_stat(m, "attend.prefill.layer0"), ir_find_stat(m, "attend.prefill.layer1") };
 	cr_assert(sl[0] >= 0 && sl[1] >= 0, "the prefill stat slots are missing");
@@ -251,7 +241,7 @@ Test(sparse_prefill, then_quest_decode_gqa)
 	const char *body = "attend prefill block_topk(block 8, topk 1);\n  attend decode quest(page 8, budget 16) sinks 4;";
 	agrees(2, B, body);
 	Module *m = load(2, body);
-	cr_assert_eq(count_ops(m, OP_ATTENTION_QUEST), 2);
+	cr_assert_eq(tj_count_ops(m, OP_ATTENTION_QUEST), 2);
 	cr_assert_geq(ir_find_stat(m, "attend.decode.layer0"), 0);
 	cr_assert_geq(ir_find_stat(m, "attend.decode.layer1"), 0);
 	ir_free_module(m);
