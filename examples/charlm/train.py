@@ -193,6 +193,63 @@ def hf_tensors(model):
 	return out
 
 
+def make_optimizer(model, lr):
+	"""AdamW with weight decay 0.1 on the matrices, none on the norms."""
+	decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+	nodecay = [p for n, p in model.named_parameters() if p.dim() < 2]
+	return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+	                          {"params": nodecay, "weight_decay": 0.0}],
+	                         lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def lr_schedule(lr, warmup, steps):
+	"""Linear warm-up, then a cosine from lr down to lr / 10."""
+	def lr_at(s):
+		if s < warmup:
+			return lr * (s + 1) / warmup
+		p = (s - warmup) / max(1, steps - warmup)
+		return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+	return lr_at
+
+
+def train_step(model, opt, x, y, wts, lr, **kw):
+	"""One optimiser step on the depth-weighted sum of the exits' losses; returns
+	the total loss and the exits' losses."""
+	for g in opt.param_groups:
+		g["lr"] = lr
+	outs = model(x, **kw)
+	losses = [F.cross_entropy(o.reshape(-1, 256), y.reshape(-1)) for o in outs]
+	loss = sum(w * l for w, l in zip(wts, losses))
+	opt.zero_grad(set_to_none=True)
+	loss.backward()
+	torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+	opt.step()
+	return loss, [l.item() for l in losses]
+
+
+def write_prompt_fixture(model, prompt, fixtures, name):
+	"""tests/fixtures/NAME_prompt.txt and NAME_logits.f32: for every position t of
+	the prompt, the final-exit logits predicting byte t+1 (row-major [len(prompt)][256],
+	little-endian f32)."""
+	with torch.no_grad():
+		t = torch.tensor(list(prompt.encode()), dtype=torch.long).unsqueeze(0)
+		lo = model(t, all_exits=False)[-1][0]
+	with open(os.path.join(fixtures, name + "_prompt.txt"), "wb") as f:
+		f.write(prompt.encode())
+	with open(os.path.join(fixtures, name + "_logits.f32"), "wb") as f:
+		f.write(lo.contiguous().numpy().astype("<f4").tobytes())
+
+
+def print_greedy(model, prompt, n, ctx):
+	"""A greedy continuation of the prompt, for the log."""
+	with torch.no_grad():
+		ids = list(prompt.encode())
+		for _ in range(n):
+			t = torch.tensor(ids[-ctx:], dtype=torch.long).unsqueeze(0)
+			ids.append(int(model(t, all_exits=False)[-1][0, -1].argmax()))
+	print("greedy: %r" % bytes(ids).decode("utf-8", "replace"))
+
+
 def main():
 	ap = argparse.ArgumentParser()
 	ap.add_argument("--dim", type=int, default=256)
@@ -231,18 +288,9 @@ def main():
 	L = a.layers
 	wts = [(i + 1) / (L * (L + 1) / 2) for i in range(L)]
 	print("exit loss weights: " + " ".join("%.3f" % w for w in wts))
-	decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-	nodecay = [p for n, p in model.named_parameters() if p.dim() < 2]
-	opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-	                         {"params": nodecay, "weight_decay": 0.0}],
-	                        lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+	opt = make_optimizer(model, a.lr)
 	steps = a.bench if a.bench else a.steps
-
-	def lr_at(s):
-		if s < a.warmup:
-			return a.lr * (s + 1) / a.warmup
-		p = (s - a.warmup) / max(1, steps - a.warmup)
-		return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+	lr_at = lr_schedule(a.lr, a.warmup, steps)
 
 	t0 = time.time()
 	run = None
@@ -250,16 +298,7 @@ def main():
 		idx = torch.randint(0, len(tdata) - a.ctx - 1, (a.batch,), generator=gen)
 		xy = torch.stack([tdata[i:i + a.ctx + 1] for i in idx.tolist()]).long()
 		x, y = xy[:, :-1], xy[:, 1:]
-		for g in opt.param_groups:
-			g["lr"] = lr_at(s)
-		outs = model(x)
-		losses = [F.cross_entropy(o.reshape(-1, 256), y.reshape(-1)) for o in outs]
-		loss = sum(w * l for w, l in zip(wts, losses))
-		opt.zero_grad(set_to_none=True)
-		loss.backward()
-		torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-		opt.step()
-		cur = [l.item() for l in losses]
+		loss, cur = train_step(model, opt, x, y, wts, lr_at(s))
 		run = cur if run is None else [0.95 * r + 0.05 * c for r, c in zip(run, cur)]
 		if s % 25 == 0 or s == steps - 1:
 			el = time.time() - t0
@@ -292,21 +331,8 @@ def main():
 		           "heldout_4k_bpb_per_exit": [round(v, 4) for v in sb],
 		           "heldout_4k_bpb": round(sb[-1], 4), "heldout_bpb": round(hb[-1], 4)}, f, indent=1)
 		f.write("\n")
-	# logits fixture: for every position t of PROMPT, the final-exit logits
-	# predicting byte t+1 (row-major [len(PROMPT)][256], little-endian f32)
-	with torch.no_grad():
-		t = torch.tensor(list(PROMPT.encode()), dtype=torch.long).unsqueeze(0)
-		lo = model(t, all_exits=False)[-1][0]
-	with open(os.path.join(a.fixtures, "charlm_prompt.txt"), "wb") as f:
-		f.write(PROMPT.encode())
-	with open(os.path.join(a.fixtures, "charlm_logits.f32"), "wb") as f:
-		f.write(lo.contiguous().numpy().astype("<f4").tobytes())
-	with torch.no_grad():	# a greedy continuation, for the log
-		ids = list(PROMPT.encode())
-		for _ in range(120):
-			t = torch.tensor(ids[-a.ctx:], dtype=torch.long).unsqueeze(0)
-			ids.append(int(model(t, all_exits=False)[-1][0, -1].argmax()))
-	print("greedy: %r" % bytes(ids).decode("utf-8", "replace"))
+	write_prompt_fixture(model, PROMPT, a.fixtures, "charlm")
+	print_greedy(model, PROMPT, 120, a.ctx)
 
 
 if __name__ == "__main__":

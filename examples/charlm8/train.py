@@ -29,7 +29,6 @@ import time
 # policy changes no result.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 # examples/charlm/train.py, loaded under its own name (both scripts are train.py)
 _spec = importlib.util.spec_from_file_location(
@@ -130,22 +129,13 @@ def main():
 	pdrop = [a.drop_max * i / (L - 1) for i in range(L)]
 	print("exit loss weights: " + " ".join("%.3f" % w for w in wts))
 	print("layer dropout:     " + " ".join("%.3f" % p for p in pdrop))
-	decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-	nodecay = [p for n, p in model.named_parameters() if p.dim() < 2]
-	opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-	                         {"params": nodecay, "weight_decay": 0.0}],
-	                        lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+	opt = charlm.make_optimizer(model, a.lr)
 	if a.bench:
 		a.short_steps, a.long_steps = a.bench, a.bench
 	steps = a.short_steps + a.long_steps
 	print("schedule: %d steps of %d x %d bytes, then %d steps of %d x %d bytes" % (
 		a.short_steps, a.short_batch, a.short_ctx, a.long_steps, a.long_batch, a.ctx))
-
-	def lr_at(s):
-		if s < a.warmup:
-			return a.lr * (s + 1) / a.warmup
-		p = (s - a.warmup) / max(1, steps - a.warmup)
-		return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+	lr_at = charlm.lr_schedule(a.lr, a.warmup, steps)
 
 	t0 = time.time()
 	run = None
@@ -157,16 +147,7 @@ def main():
 		drop = (torch.rand(L, generator=gen) < torch.tensor(pdrop)).tolist()
 		xy = torch.stack([tdata[i:i + T + 1] for i in idx.tolist()]).long()
 		x, y = xy[:, :-1], xy[:, 1:]
-		for g in opt.param_groups:
-			g["lr"] = lr_at(s)
-		outs = model(x, drop=drop)
-		losses = [F.cross_entropy(o.reshape(-1, 256), y.reshape(-1)) for o in outs]
-		loss = sum(w * l for w, l in zip(wts, losses))
-		opt.zero_grad(set_to_none=True)
-		loss.backward()
-		torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-		opt.step()
-		cur = [l.item() for l in losses]
+		loss, cur = charlm.train_step(model, opt, x, y, wts, lr_at(s), drop=drop)
 		run = cur if run is None else [0.95 * r + 0.05 * c for r, c in zip(run, cur)]
 		times.append(time.time() - ts)
 		if s % 25 == 0 or s == steps - 1 or s == a.short_steps:
@@ -219,19 +200,8 @@ def main():
 	with open(os.path.join(a.out, "metrics.json"), "w") as f:
 		json.dump(metrics, f, indent=1)
 		f.write("\n")
-	with torch.no_grad():
-		t = torch.tensor(list(PROMPT.encode()), dtype=torch.long).unsqueeze(0)
-		lo = model(t, all_exits=False)[-1][0]
-	with open(os.path.join(a.fixtures, "charlm8_prompt.txt"), "wb") as f:
-		f.write(PROMPT.encode())
-	with open(os.path.join(a.fixtures, "charlm8_logits.f32"), "wb") as f:
-		f.write(lo.contiguous().numpy().astype("<f4").tobytes())
-	with torch.no_grad():	# a greedy continuation, for the log
-		ids = list(PROMPT.encode())
-		for _ in range(160):
-			t = torch.tensor(ids[-a.ctx:], dtype=torch.long).unsqueeze(0)
-			ids.append(int(model(t, all_exits=False)[-1][0, -1].argmax()))
-	print("greedy: %r" % bytes(ids).decode("utf-8", "replace"))
+	charlm.write_prompt_fixture(model, PROMPT, a.fixtures, "charlm8")
+	charlm.print_greedy(model, PROMPT, 160, a.ctx)
 
 
 if __name__ == "__main__":
