@@ -114,6 +114,17 @@ store_rows(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef *acc, int rows, LLV
 		LLVMPositionBuilderAtEnd(g->b, done);
 }
 
+/* store_rows of the rows * nvec accumulators kept in the allocas accs. */
+static void
+store_accs(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef *accs, int rows, LLVMValueRef row0,
+           LLVMValueRef y, LLVMValueRef other)
+{
+	LLVMValueRef vals[16 * 8];
+	for (int i = 0; i < rows * L->nvec; i++)
+		vals[i] = cg_load(g, g->vt, accs[i], 64);
+	store_rows(g, L, p, vals, rows, row0, y, other);
+}
+
 static LLVMValueRef
 fma_v(Cg *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
@@ -159,10 +170,7 @@ micro_kernel(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef row0, int rows, L
 		}
 	}
 	cg_loop_end(g, &l);
-	LLVMValueRef vals[16 * 8];
-	for (int i = 0; i < na; i++)
-		vals[i] = cg_load(g, g->vt, accs[i], 64);
-	store_rows(g, L, p, vals, rows, row0, y, other);
+	store_accs(g, L, p, accs, rows, row0, y, other);
 }
 
 /* GEMV: one row; two accumulator sets over even and odd k. */
@@ -432,10 +440,7 @@ q_micro(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef row0, int rows, LLVMVa
 		}
 	}
 	cg_loop_end(g, &lg);
-	LLVMValueRef vals[16 * 8];
-	for (int i = 0; i < na; i++)
-		vals[i] = cg_load(g, g->vt, facc[i], 64);
-	store_rows(g, L, p, vals, rows, row0, y, other);
+	store_accs(g, L, p, facc, rows, row0, y, other);
 }
 
 /* The dequantising micro-kernel (the default): rows rows from row0 of panel p, with
@@ -488,10 +493,7 @@ dq_micro(Cg *g, const Lin *L, LLVMValueRef p, LLVMValueRef row0, int rows, LLVMV
 	}
 	cg_loop_end(g, &lb);
 	cg_loop_end(g, &lg);
-	LLVMValueRef vals[16 * 8];
-	for (int i = 0; i < na; i++)
-		vals[i] = cg_load(g, g->vt, facc[i], 64);
-	store_rows(g, L, p, vals, rows, row0, y, other);
+	store_accs(g, L, p, facc, rows, row0, y, other);
 }
 
 /* The dequantising GEMV (one row): as dq_micro, but cheaper per weight, since one
