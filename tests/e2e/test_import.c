@@ -52,6 +52,16 @@ mkwork(void)
 	mkdir(dir, 0777);
 }
 
+/* Each test's working folder goes when the test ends, passed or failed. */
+static void
+rmwork(void)
+{
+	if (dir[0])
+		sh("rm -rf '%s'", dir);
+}
+
+TestSuite(import, .fini = rmwork);
+
 static void
 tokens(int32_t *tok)
 {
