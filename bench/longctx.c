@@ -45,7 +45,6 @@
 
 #define NSTEP 3          /* slots (steps of each model and kind) per round */
 #define LONG_MAX_RUNS 63 /* rounds per figure at most (LONG_RUNS) */
-#define MINPOS 32        /* the lowest position measured */
 #define MAXPOS 8
 #define MAXTASKS 64      /* attention task symbols at most */
 
@@ -241,14 +240,26 @@ round_at(Model *mods[2], elide_pool *pool, int threads, int32_t tok, int pos, fl
 	}
 }
 
-/* median over rounds of a[r] / b[r] */
+/* The q-quantile (0 <= q <= 1, linear between order statistics) over rounds of
+ * a[r] / b[r]; 0.5: the median. */
 static double
-median_ratio(const double *a, const double *b, int runs)
+ratio_quantile(const double *a, const double *b, int runs, double q)
 {
 	double v[LONG_MAX_RUNS];
 	for (int r = 0; r < runs; r++)
 		v[r] = b[r] > 0 ? a[r] / b[r] : 0;
-	return bench_median(v, runs);
+	if (q == 0.5)
+		return bench_median(v, runs);
+	qsort(v, (size_t)runs, sizeof *v, bench_cmp_double);
+	double x = q * (runs - 1);
+	int k = (int)x;
+	return k + 1 < runs ? v[k] + (x - k) * (v[k + 1] - v[k]) : v[k];
+}
+
+static double
+median_ratio(const double *a, const double *b, int runs)
+{
+	return ratio_quantile(a, b, runs, 0.5);
 }
 
 static double
@@ -282,8 +293,8 @@ main(int argc, char **argv)
 	int budget = atoi(argv[6]), page = atoi(argv[7]), npos = argc - 9, pos[MAXPOS];
 	for (int i = 0; i < npos; i++) {
 		pos[i] = atoi(argv[9 + i]);
-		if (pos[i] < MINPOS || pos[i] >= LLAMA_CTX || (i > 0 && pos[i] <= pos[i - 1])) {
-			fprintf(stderr, "bench_longctx: positions must ascend within %d..%d\n", MINPOS, LLAMA_CTX - 1);
+		if (pos[i] < 1 || pos[i] >= LLAMA_CTX || (i > 0 && pos[i] <= pos[i - 1])) {
+			fprintf(stderr, "bench_longctx: positions must ascend within 1..%d\n", LLAMA_CTX - 1);
 			return 2;
 		}
 	}
@@ -453,6 +464,11 @@ main(int argc, char **argv)
 			bj_num(&j, "quest_tokens_per_s", 1 / hs);
 			bj_num(&j, "paired_step_speedup", s);
 			bj_num(&j, "paired_attention_speedup", a);
+			/* the spread of the per-round ratios: first and third quartiles */
+			bj_num(&j, "paired_step_speedup_q1", ratio_quantile(o.step[0], o.step[1], runs, 0.25));
+			bj_num(&j, "paired_step_speedup_q3", ratio_quantile(o.step[0], o.step[1], runs, 0.75));
+			bj_num(&j, "paired_attention_speedup_q1", ratio_quantile(o.attn[0], o.attn[1], runs, 0.25));
+			bj_num(&j, "paired_attention_speedup_q3", ratio_quantile(o.attn[0], o.attn[1], runs, 0.75));
 			bj_num(&j, "paired_other_ratio", so);
 			bj_num(&j, "dense_attention_gbps", ad > 0 ? kv_dense / ad * 1e-9 : 0);
 			bj_num(&j, "quest_attention_gbps", as > 0 ? kv_quest / as * 1e-9 : 0);
