@@ -330,8 +330,8 @@ main(int argc, char **argv)
 	}
 	bench_syms_free(syms, nsym);
 	if (per_model[0] == 0 || per_model[1] == 0 || nsym > MAXTASKS) {
-		fprintf(stderr, "bench_longctx: attention tasks found: %d of llama, %d of llamas (each needs one, at most %d in all)\n",
-		        per_model[0], per_model[1], MAXTASKS);
+		fprintf(stderr, "bench_longctx: attention tasks found: %d of llama, %d of llamas (each needs one, "
+		                "at most %d in all)\n", per_model[0], per_model[1], MAXTASKS);
 		return 1;
 	}
 
