@@ -56,6 +56,7 @@ typedef struct Hook {
 	int nattn;
 	double attn_s;          /* seconds in attention calls since the last reset */
 	int attn_calls;         /* attention calls since the last reset */
+	int calls;              /* all calls since the last reset */
 } Hook;
 
 typedef struct Model {
@@ -102,6 +103,7 @@ hook_pfor(void *user, int64_t n, elide_task_fn fn, void *ctx)
 {
 	Hook *h = user;
 	uintptr_t a = (uintptr_t)fn;
+	h->calls++;
 	for (int i = 0; i < h->nattn; i++)
 		if (h->attn[i] == a) {
 			double t0 = now();
@@ -152,6 +154,43 @@ keep_attention(const char *name, void *arg)
 	return attention_of(name, "llama") || attention_of(name, "llamas");
 }
 
+static void
+empty_task(void *ctx, int64_t begin, int64_t end)
+{
+	(void)ctx;
+	(void)begin;
+	(void)end;
+}
+
+/* The hook's own cost per call in ns, on an empty task through the 1-thread pool,
+ * against elide_pool_parallel_for called directly: *fwd for a call it only forwards,
+ * *timed for one it times as attention (the empty task put in its table); the
+ * medians of 7 alternating runs of 100000 calls. */
+static void
+hook_cost(elide_pool *pool1, const Hook *model, double *fwd, double *timed)
+{
+	enum { CALLS = 100000, REPS = 7 };
+	uintptr_t tab[MAXTASKS + 1];
+	memcpy(tab, model->attn, (size_t)model->nattn * sizeof *tab);
+	tab[model->nattn] = (uintptr_t)empty_task; /* scanned last: the longest lookup */
+	Hook hf = { pool1, model->attn, model->nattn, 0, 0, 0 }, ht = { pool1, tab, model->nattn + 1, 0, 0, 0 };
+	double d[3][REPS];
+	for (int r = 0; r < REPS; r++)
+		for (int k = 0; k < 3; k++) {
+			double t0 = bench_seconds();
+			for (int i = 0; i < CALLS; i++) {
+				if (k == 0)
+					elide_pool_parallel_for(pool1, 1, empty_task, NULL);
+				else
+					hook_pfor(k == 1 ? &hf : &ht, 1, empty_task, NULL);
+			}
+			d[k][r] = (bench_seconds() - t0) * 1e9 / CALLS;
+		}
+	double base = bench_median(d[0], REPS);
+	*fwd = bench_median(d[1], REPS) - base;
+	*timed = bench_median(d[2], REPS) - base;
+}
+
 /* Prefill of toks[from, to) at position from, in chunks of at most 1024 tokens. */
 static void
 fill(const Model *m, const int32_t *toks, int from, int to, float *logits)
@@ -188,6 +227,7 @@ step_at(Model *m, int32_t tok, int pos, float *logits, double *attn)
 	flush_caches();
 	m->hook.attn_s = 0;
 	m->hook.attn_calls = 0;
+	m->hook.calls = 0;
 	double t0 = now();
 	check(m->step(m->ctx, tok, pos, logits), m->name, "step");
 	double t = now() - t0;
@@ -383,6 +423,12 @@ main(int argc, char **argv)
 	bj_str(&j, "attention_timing", "direct: the attention tasks' parallel-for calls");
 	bj_num(&j, "attention_tasks_dense", per_model[0]);
 	bj_num(&j, "attention_tasks_quest", per_model[1]);
+	double cost_fwd, cost_timed;
+	hook_cost(pools[1], &md.hook, &cost_fwd, &cost_timed);
+	bj_num(&j, "hook_ns_per_call", cost_fwd);
+	bj_num(&j, "hook_ns_per_attention_call", cost_timed);
+	fprintf(stderr, "bench_longctx: the hook costs %.1f ns per call it forwards, %.1f ns per call it times\n",
+	        cost_fwd, cost_timed);
 	bj_str(&j, "clock", cpu_clock ? "thread cpu time" : "wall");
 	bj_open(&j, "positions", '[');
 	int filled = 0;
@@ -444,6 +490,13 @@ main(int argc, char **argv)
 			}
 			for (int r = 0; r < runs; r++)
 				round_at(mods, pools[th], th, toks[P], P, logits, r, &o);
+			int calls[2]; /* parallel-for calls of the last hooked step of each model */
+			for (int m = 0; m < 2; m++) {
+				double a;
+				use_hook(mods[m], pools[th]);
+				step_at(mods[m], toks[P], P, logits, &a);
+				calls[m] = mods[m]->hook.calls;
+			}
 			double s = median_ratio(o.step[0], o.step[1], runs), a = median_ratio(o.attn[0], o.attn[1], runs);
 			double so = median_ratio(o.other[0], o.other[1], runs), sp = median_ratio(o.plain[0], o.plain[1], runs);
 			double hd = median_of(o.step[0], runs), hs = median_of(o.step[1], runs);
@@ -477,12 +530,22 @@ main(int argc, char **argv)
 			bj_num(&j, "paired_plain_step_speedup", sp);
 			bj_num(&j, "dense_hook_overhead", ovd);
 			bj_num(&j, "quest_hook_overhead", ovs);
+			/* the hook's cost per step from its cost per call: the calls it forwards and
+			 * the LLAMA_LAYERS it times, over the step */
+			bj_num(&j, "dense_parallel_for_calls", calls[0]);
+			bj_num(&j, "quest_parallel_for_calls", calls[1]);
+			bj_num(&j, "dense_hook_cost_estimate",
+			       ((calls[0] - LLAMA_LAYERS) * cost_fwd + LLAMA_LAYERS * cost_timed) * 1e-9 / hd);
+			bj_num(&j, "quest_hook_cost_estimate",
+			       ((calls[1] - LLAMA_LAYERS) * cost_fwd + LLAMA_LAYERS * cost_timed) * 1e-9 / hs);
 			bj_close(&j, '}');
 			printf("%-5s %-4s pos %5d %d thread%s  step %6.1f -> %6.1f ms (%5.1f -> %5.1f tok/s) %5.2fx  "
 			       "attention %6.2f -> %5.2f ms %5.2fx (KV bytes %.2fx)  rest %5.1f -> %5.1f ms  "
-			       "plain step %5.2fx  hook %+.1f%% %+.1f%%\n",
+			       "plain step %5.2fx  hook %+.1f%% %+.1f%% (its cost %.3f%% %.3f%%)\n",
 			       argv[1], format, P, th, th > 1 ? "s" : " ", hd * 1e3, hs * 1e3, 1 / hd, 1 / hs, s, ad * 1e3,
-			       as * 1e3, a, kv_dense / kv_quest, od * 1e3, os * 1e3, sp, ovd * 100, ovs * 100);
+			       as * 1e3, a, kv_dense / kv_quest, od * 1e3, os * 1e3, sp, ovd * 100, ovs * 100,
+			       ((calls[0] - LLAMA_LAYERS) * cost_fwd + LLAMA_LAYERS * cost_timed) * 1e-7 / hd,
+			       ((calls[1] - LLAMA_LAYERS) * cost_fwd + LLAMA_LAYERS * cost_timed) * 1e-7 / hs);
 			fflush(stdout);
 		}
 		bj_close(&j, '}');
