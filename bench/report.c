@@ -215,7 +215,8 @@ report_quant(const char *dir, cJSON *res)
 }
 
 /* The long-context runs (longctx-NAME.json): Quest decode against dense at several
- * positions, paired: whole step and attention (high step minus low step). */
+ * positions, paired: whole step, attention (timed directly through the parallel-for
+ * hook) and the rest of the step. */
 static void
 report_longctx(const char *dir, cJSON *res)
 {
@@ -224,13 +225,14 @@ report_longctx(const char *dir, cJSON *res)
 	cJSON *arr = cJSON_AddArrayToObject(res, "longctx");
 	if (n)
 		printf("\nlong-context decode, Quest against dense (paired runs in one process)\n"
-		       "model kvh   pos thr | step ms dense -> quest  tok/s dense -> quest  speed-up | attention ms dense "
-		       "-> quest  speed-up | KV bytes ratio\n");
+		       "model weights kvh   pos thr | step ms dense -> quest  tok/s dense -> quest  speed-up | attention ms "
+		       "dense -> quest  speed-up | rest ms dense -> quest | KV bytes ratio | step bytes ratio\n");
 	for (int i = 0; i < n; i++) {
 		cJSON *p = load(dir, names[i]);
 		free(names[i]);
 		if (!p)
 			continue;
+		const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(p, "weight_format");
 		const cJSON *ps, *pl = cJSON_GetObjectItemCaseSensitive(p, "positions");
 		cJSON_ArrayForEach(ps, pl)
 		{
@@ -239,22 +241,27 @@ report_longctx(const char *dir, cJSON *res)
 				char key[4];
 				snprintf(key, sizeof key, "%d", t);
 				const cJSON *o = cJSON_GetObjectItemCaseSensitive(th, key);
-				printf("%-5s %3.0f %5.0f %3d | %7.1f -> %6.1f   %6.1f -> %6.1f    %5.2fx | %8.2f -> %6.2f    %5.2fx | "
-				       "%5.2fx\n",
-				       cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring, num(p, "kv_heads", NULL),
+				if (!o)
+					continue; /* LONG_THREADS=1 */
+				printf("%-5s %-7s %3.0f %5.0f %3d | %7.1f -> %6.1f   %6.1f -> %6.1f    %5.2fx | %8.2f -> %6.2f    "
+				       "%5.2fx | %6.1f -> %6.1f   | %5.2fx          | %5.2fx\n",
+				       cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring,
+				       cJSON_IsString(fmt) ? fmt->valuestring : "?", num(p, "kv_heads", NULL),
 				       num(ps, "position", NULL), t, num(o, "dense_step_ms", NULL), num(o, "quest_step_ms", NULL),
 				       num(o, "dense_tokens_per_s", NULL), num(o, "quest_tokens_per_s", NULL),
 				       num(o, "paired_step_speedup", NULL), num(o, "dense_attention_ms", NULL),
 				       num(o, "quest_attention_ms", NULL), num(o, "paired_attention_speedup", NULL),
-				       num(ps, "kv_bytes_ratio", NULL));
+				       num(o, "dense_other_ms", NULL), num(o, "quest_other_ms", NULL), num(ps, "kv_bytes_ratio", NULL),
+				       num(ps, "step_bytes_ratio", NULL));
 			}
 		}
 		cJSON_AddItemToArray(arr, p);
 	}
 	if (n)
-		printf("(attention: a step at the position minus a step at position 16, per model and round;\n"
-		       " speed-ups: medians of the per-round ratios; KV bytes ratio: the keys and values dense\n"
-		       " attention reads over the page bounds and chosen pages Quest reads)\n");
+		printf("(attention: the attention tasks' parallel-for calls, timed through a hook, per step; rest: step\n"
+		       " minus attention; steps of the two models alternate, milliseconds apart; speed-ups: medians of\n"
+		       " the per-round ratios dense / Quest; KV bytes ratio: the keys and values dense attention reads\n"
+		       " over the page bounds and chosen pages Quest reads; step bytes ratio: the same with the weights)\n");
 }
 
 int

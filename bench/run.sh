@@ -10,7 +10,8 @@
 #                                      BENCH_ONLY=longctx: the long-context Quest rows only,
 #                                      LONG_POS="1024 8000": those positions only,
 #                                      LONG_SHAPE="NAME DIM LAYERS ...": that shape only;
-#                                      LONG_COMPILE_FLAGS="--quantize=q8": both models so,
+#                                      LONG_COMPILE_FLAGS="--quantize=bf16": both models so
+#                                      (the JSON records the weight format),
 #                                      LONG_RUNS=15: rounds per figure (7);
 #                                      BENCH_QUANT="q8 q4": those formats only)
 set -euo pipefail
@@ -72,6 +73,22 @@ bench_policy() {
 }
 bpt_of() {
 	tr -d ' \t\n' <"$1" | grep -o '"name":"step"[^}]*"weight_bytes_per_token":[0-9.e+]*' | grep -o '[0-9.e+]*$'
+}
+# wformat_of MANIFEST: the format of the parameters that hold most of the weight
+# bytes, named as bench/quant.c names them: f32, bf16, q8, q4 (int8 activations),
+# q8f, q4f (f32 activations)
+wformat_of() {
+	python3 - "$1" <<'PY'
+import json, sys
+by = {}
+for w in json.load(open(sys.argv[1]))["weights"]:
+    if "format" in w:
+        f = w["format"] + ("f" if w.get("activations") == "f32" else "")
+        by[f] = by.get(f, 0) + w["bytes"]
+if not by:
+    sys.exit("run.sh: %s lists no weight formats" % sys.argv[1])
+print(max(by, key=by.get))
+PY
 }
 # sched_bpt_of N_MAX N_MIN CTX NDEC MANIFEST: the weight bytes per token of a SkipDecode
 # schedule linear(N_MAX, N_MIN, CTX) averaged over decode positions 0..NDEC-1: at
@@ -187,11 +204,18 @@ else
 		# shellcheck disable=SC2086
 		"$ELIDE" compile "$dir/llamas.elide" --policy quest1024 ${LONG_COMPILE_FLAGS:-} -w "$dir/llama.safetensors" -o "$dir/out"
 		rm -f "$dir/llama.safetensors"
+		# the weights' format and bytes per token, from the manifests (the same in both)
+		fmt=$(wformat_of "$dir/out/llama.json")
+		if [[ $fmt != "$(wformat_of "$dir/out/llamas.json")" ]]; then
+			echo "run.sh: $name: the two long-context models' weight formats differ" >&2
+			exit 1
+		fi
 		"$CC" -std=c17 -O2 -D_GNU_SOURCE -I"$ROOT" -I"$dir/out" "$ROOT/bench/longctx.c" "$dir/out/llama.o" \
 			"$dir/out/llamas.o" "$RTLIB" -lpthread -lm -o "$dir/bench_longctx"
 		# shellcheck disable=SC2086
-		"$dir/bench_longctx" "$name" "$dir/out/llama.weights" "$dir/out/llamas.weights" "$LONG_BUDGET" "$LONG_PAGE" \
-			"$OUT/longctx-$name.json" $LONG_POS
+		LONG_COMPILE_FLAGS="${LONG_COMPILE_FLAGS:-}" "$dir/bench_longctx" "$name" "$fmt" \
+			"$(bpt_of "$dir/out/llama.json")" "$dir/out/llama.weights" "$dir/out/llamas.weights" "$LONG_BUDGET" \
+			"$LONG_PAGE" "$OUT/longctx-$name.json" $LONG_POS
 		rm -f "$dir/out/llama.weights" "$dir/out/llamas.weights"
 	done
 	fi
