@@ -53,7 +53,7 @@ bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Di
 /* The default pipeline for m and its policy, as pass names for pass_run_pipeline:
  * drop-layers (if the policy drops), prune-structured (if it prunes), shape-infer,
  * early-exit, layer-skip (if it exits or skips), quantize (if it quantizes),
- * const-fold, cse, dce.  A static string. */
+ * row-sink, const-fold, cse, dce.  A static string. */
 const char *pass_default_pipeline(const Module *m);
 /* Runs the default pipeline with options o (NULL: none), then warns at each policy
  * statement that no pass applied (kinds no pass implements yet). */
