@@ -248,8 +248,10 @@ static bool
 infer_row(const char *nm, const Op *op, Type a, Type *out, char *err, size_t n)
 {
 	char s[96];
-	if ((a.dtype != DT_F32 || a.rank != 2) && (a.dtype != DT_I32 || a.rank != 1))
-		return fail(err, n, "%s: expected matrix f32[T, D] or positions i32[T], saw %s", nm, TS(a, s));
+	if (a.dtype == DT_I32 && a.rank != 1)
+		return fail(err, n, "%s: expected positions i32[T], saw %s", nm, TS(a, s));
+	if (a.dtype != DT_I32 && (a.dtype != DT_F32 || a.rank != 2))
+		return fail(err, n, "%s: expected matrix f32[T, D], saw %s", nm, TS(a, s));
 	int64_t i = op->ia[0];
 	if (a.dyn0 && i != 0 && i != -1)
 		return fail(err, n, "%s: expected row 0 or -1 of %s (its length varies), saw %lld", nm, TS(a, s),

@@ -39,6 +39,8 @@ typedef struct PassOptions {
 	bool print_after_all;    /* print the IR after every pass */
 	const char *print_after; /* comma-separated pass names to print after (NULL: none) */
 	bool time_passes;        /* print a timing table when the pipeline ends */
+	const char *skip;        /* comma-separated passes left out of the pipeline (NULL: none),
+	                          * e.g. "row-sink" to compare a build with and without it */
 	FILE *dump;              /* where dumps and timings go (stderr when NULL) */
 } PassOptions;
 
