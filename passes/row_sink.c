@@ -28,7 +28,8 @@
  *   4. rebuild the op array: each new row op (and rope's positions and row) right
  *      before the op that reads it, in that op's layer; marked ops get the row's
  *      type (their first axis dropped).
- * DCE then removes what became dead (nothing: every full-row op left is still used).
+ * Nothing becomes dead (an op that runs in full still has a full use); cse merges
+ * the rows of one value that several one-row ops asked for.
  * Needs: operands defined before use.  Keeps: layer regions, the step entries
  * (their values have no rows to drop). */
 #include "passes/passes.h"
@@ -80,8 +81,8 @@ sink_init(Sink *s, Func *f)
 		s->scope[i] = depth ? stack[depth - 1] : UINT32_MAX;
 		if (op->code == OP_IF || op->code == OP_ELSE)
 			stack[depth++] = i;
-		Type t = f->vals[op->dst].type;
-		if (op->code == OP_ARG && s->tokens == IR_NO_VALUE && t.dtype == DT_I32 && t.rank == 1)
+		if (op->code == OP_ARG && op->dst < f->nvals && s->tokens == IR_NO_VALUE &&
+		    f->vals[op->dst].type.dtype == DT_I32 && f->vals[op->dst].type.rank == 1)
 			s->tokens = op->dst;
 	}
 	free(stack);
@@ -108,6 +109,8 @@ static unsigned
 row_slots(const Sink *s, const Op *op)
 {
 	const Func *f = s->f;
+	if ((unsigned)op->code >= OP_COUNT || op->dst >= f->nvals)
+		return 0;
 	Type t = f->vals[op->dst].type;
 	if (t.rank != 2 || t.dtype != DT_F32)
 		return 0;
@@ -158,7 +161,7 @@ plan(Sink *s)
 	Func *f = s->f;
 	for (uint32_t i = f->nops; i-- > 0;) {
 		const Op *op = &f->ops[i];
-		if (op->code == OP_ROW && f->vals[op->args[0]].type.rank == 2) {
+		if (op->code == OP_ROW && op->nargs == 1 && op->args[0] < f->nvals && f->vals[op->args[0]].type.rank == 2) {
 			want(s, op->args[0], op->ia[0], s->scope[i]);
 			continue;
 		}
@@ -174,7 +177,7 @@ plan(Sink *s)
 	}
 	for (uint32_t i = 0; i < f->nops; i++) {
 		const Op *op = &f->ops[i];
-		if (op->code == OP_ROW && op->nargs == 1 && s->marked[f->vals[op->args[0]].def])
+		if (op->code == OP_ROW && op->nargs == 1 && op->args[0] < f->nvals && s->marked[f->vals[op->args[0]].def])
 			s->drop[i] = s->changed = true;
 		unsigned slots = s->marked[i] ? row_slots(s, op) : 0;
 		for (uint32_t a = 0; a < op->nargs; a++)
@@ -230,6 +233,10 @@ rebuild_op(const Sink *s, Out *o, ValueId *map, uint32_t i)
 		op.args[a] = op.args[a] < f->nvals ? map[op.args[a]] : IR_NO_VALUE;
 	if (s->drop[i]) {
 		map[op.dst] = op.args[0];
+		return;
+	}
+	if (op.dst >= f->nvals) { /* no value (the verifier refuses it): kept as it is */
+		out_op(o, op, ir_type_scalar(DT_BOOL), NULL);
 		return;
 	}
 	for (uint32_t a = 0; a < op.nargs; a++)
