@@ -8,7 +8,9 @@
 #   bash bench/prefill_pair.sh BUILD_A BUILD_B [SHAPE] [THREADS]
 #   (SHAPE S or M, default M; THREADS default 1; ROUNDS=9, NPREFILL=128;
 #    CPU_TIME=1 times the process CPU time instead of the wall time: steadier on a
-#    loaded machine, meaningful at 1 thread only)
+#    loaded machine, meaningful at 1 thread only; A_FLAGS and B_FLAGS are added to
+#    each side's `elide compile`, so one build can be paired with itself:
+#    A_FLAGS=--no-pass=row-sink bash bench/prefill_pair.sh build build M)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib.sh
@@ -31,11 +33,13 @@ timer=""
 for side in A B; do
 	bd=${!side}
 	mkdir -p "$W/$side"
-	"$bd/tools/elide" compile "$W/llama.elide" -w "$W/llama.safetensors" -o "$W/$side/out"
+	flags="${side}_FLAGS"
+	# shellcheck disable=SC2086 # the flags are words
+	"$bd/tools/elide" compile "$W/llama.elide" -w "$W/llama.safetensors" -o "$W/$side/out" ${!flags:-}
 	"$CC" -std=c17 -O2 -D_GNU_SOURCE $timer -I"$ROOT" -I"$W/$side/out" "$ROOT/bench/prefill.c" "$W/$side/out/llama.o" \
 		"$bd/runtime/libelide_rt.a" -lpthread -lm -o "$W/$side/bench_prefill"
 done
 rm -f "$W/llama.safetensors"
-echo "== elide prefill, $name, $th thread(s), ${NPREFILL:-128} tokens: A $A, B $B; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== elide prefill, $name, $th thread(s), ${NPREFILL:-128} tokens: A $A ${A_FLAGS:-}, B $B ${B_FLAGS:-}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$ROOT/bench/prefill_pair.py" "$th" "${ROUNDS:-9}" "${NPREFILL:-128}" "$W/A" "$W/B"
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -42,6 +42,16 @@ check_token_arg(Cg *g, const Op *op)
 	cg_loop_end(g, &l);
 }
 
+/* The one-row form of attention: its query row must be one of k's T rows. */
+static void
+check_query_row(Cg *g, const Op *op)
+{
+	Type kt = g->f->vals[op->args[1]].type;
+	int64_t need = op->ia[3] >= 0 ? op->ia[3] + 1 : -op->ia[3];
+	if (kt.dyn0)
+		cg_fail_if(g, LLVMBuildICmp(g->b, LLVMIntSLT, cg_rows(g, kt), cg_i64(g, need), ""), ELIDE_ERR_SEQ_LEN);
+}
+
 /* Positions and token ids are checked before anything is written. */
 static void
 emit_checks(Cg *g)
@@ -51,13 +61,19 @@ emit_checks(Cg *g)
 		const Op *op = &f->ops[i];
 		Type t0 = op->nargs ? f->vals[op->args[0]].type : (Type){ 0 };
 		if (ir_op_is_attention(op->code) && op->ia[2] >= 0) {
+			/* k's rows: the one-row form's q has one, but all T rows are written */
 			const State *s = &g->m->states[op->ia[2]];
-			cg_fail_outside(g, cg_val_scalar(g, op->args[3]), cg_rows(g, t0), s->ctx, ELIDE_ERR_POS);
+			cg_fail_outside(g, cg_val_scalar(g, op->args[3]), cg_rows(g, f->vals[op->args[1]].type), s->ctx,
+			                ELIDE_ERR_POS);
+			if (op->code == OP_ATTENTION && t0.rank == 1)
+				check_query_row(g, op);
+		} else if (op->code == OP_ATTENTION && t0.rank == 1) {
+			check_query_row(g, op);
 		} else if (op->code == OP_KV_WRITE && cg_known_early(f, op->args[2])) {
 			/* on every path, taken or not: a call is rejected before anything is written */
 			const State *s = &g->m->states[op->ia[2]];
 			cg_fail_outside(g, cg_val_scalar(g, op->args[2]), cg_rows(g, t0), s->ctx, ELIDE_ERR_POS);
-		} else if (op->code == OP_ROPE) {
+		} else if (op->code == OP_ROPE && cg_known_early(f, op->args[1])) {
 			cg_fail_outside(g, cg_val_scalar(g, op->args[1]), cg_rows(g, t0), g->rope_len, ELIDE_ERR_POS);
 		} else if (op->code == OP_ROW && t0.dyn0) {
 			/* row i of a sequence needs i < T (or -i <= T from the end) */

@@ -201,6 +201,8 @@ lower_rope(Cg *g, const Op *op)
 	bool inter = op->ia[2] == 1;
 	LLVMValueRef x = cg_val_ptr(g, op->args[0]), y = cg_val_ptr(g, op->dst);
 	LLVMValueRef tab = cg_rope_ptr(g, hd, op);
+	if (!cg_known_early(g->f, op->args[1])) /* a computed position (row-sink's): checked here */
+		cg_fail_outside(g, cg_val_scalar(g, op->args[1]), cg_rows(g, t), g->rope_len, ELIDE_ERR_POS);
 	LLVMValueRef pos = LLVMBuildSExt(g->b, cg_val_scalar(g, op->args[1]), g->i64, "");
 	CgLoop lr = cg_loop_begin(g, cg_i64(g, 0), cg_rows(g, t), NULL, "row");
 	LLVMValueRef xr = cg_gep(g, g->f32, x, cg_imulc(g, lr.iv, d));
@@ -263,18 +265,19 @@ lower_kv_write(Cg *g, const Op *op)
 }
 
 /* Attention task over (row, head): slots 0 q, 1 K, 2 V, 3 out, 4 T, 5 pos (-1: no
- * cache, attend all T rows).  K and V are a cache's, head-major ([kv_heads][cache_ctx]
+ * cache, attend all T rows); the one-row variant (attention's one-row form) runs
+ * over heads only, for row slot 6 of the T, with q and out one row.  K and V are a cache's, head-major ([kv_heads][cache_ctx]
  * [hd]: a head's keys one contiguous stream), when cache_ctx > 0; else the rows of k
  * and v ([T][kv_heads][hd]).  Explicit vectors of vw lanes (the widest of the
  * target's width, 8, 4, 2, 1 that divides head_dim): the query row stays in
  * registers; a score is one FMA chain over the key row and one horizontal sum; the
  * output row accumulates p_j * V[j] in registers and is stored once. */
-LLVMValueRef
-cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, int64_t cache_ctx)
+static LLVMValueRef
+attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, int64_t cache_ctx, bool one_row)
 {
 	char key[160];
-	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld.%lld", (long long)heads, (long long)kvh,
-	         (long long)hd, (long long)maxkeys, (long long)cache_ctx);
+	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld.%lld%s", (long long)heads, (long long)kvh,
+	         (long long)hd, (long long)maxkeys, (long long)cache_ctx, one_row ? ".row" : "");
 	LLVMValueRef fn = cg_kernel_find(g, key);
 	if (fn)
 		return fn;
@@ -299,13 +302,14 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	int64_t hstride = cache_ctx > 0 ? cache_ctx * hd : hd;
 	double scale = 1.0 / sqrt((double)hd);
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
-	LLVMValueRef t = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), "");
+	LLVMValueRef tq = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), ""); /* the row of q and out */
+	LLVMValueRef t = one_row ? cg_iadd(g, tq, cg_slot_i64(g, blk, 6)) : tq;
 	LLVMValueRef h = LLVMBuildSRem(g->b, l.iv, cg_i64(g, heads), "");
 	LLVMValueRef kh = LLVMBuildSDiv(g->b, h, cg_i64(g, group), "");
 	LLVMValueRef cached = LLVMBuildICmp(g->b, LLVMIntSGE, pos, cg_i64(g, 0), "");
 	LLVMValueRef n = LLVMBuildSelect(g->b, cached, cg_iadd(g, cg_iadd(g, pos, t), cg_i64(g, 1)), T, "n");
-	LLVMValueRef qr = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, h, hd)));
-	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, t, qd), cg_imulc(g, h, hd)));
+	LLVMValueRef qr = cg_gep(g, g->f32, q, cg_iadd(g, cg_imulc(g, tq, qd), cg_imulc(g, h, hd)));
+	LLVMValueRef orow = cg_gep(g, g->f32, out, cg_iadd(g, cg_imulc(g, tq, qd), cg_imulc(g, h, hd)));
 	LLVMValueRef koff = cg_imulc(g, kh, hstride);
 	LLVMValueRef *qv = xmalloc((size_t)nv * sizeof *qv);
 	for (int c = 0; c < nv; c++)
@@ -338,6 +342,12 @@ cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys
 	free(ov);
 	free(qv);
 	return fn;
+}
+
+LLVMValueRef
+cg_attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, int64_t cache_ctx)
+{
+	return attention_task(g, heads, kvh, hd, maxkeys, cache_ctx, false);
 }
 
 /* The dense attention task over (row, head) indices in a balanced order, for the
@@ -378,10 +388,11 @@ static void
 lower_attention(Cg *g, const Op *op)
 {
 	const Func *f = g->f;
-	Type qt = f->vals[op->args[0]].type;
+	Type qt = f->vals[op->args[0]].type, kt = f->vals[op->args[1]].type;
 	int64_t heads = op->ia[0], kvh = op->ia[1] ? op->ia[1] : heads;
 	int64_t hd = cg_cols(qt) / heads;
-	LLVMValueRef rows = cg_rows(g, qt);
+	bool one_row = qt.rank == 1 && kt.rank == 2;
+	LLVMValueRef rows = cg_rows(g, kt);
 	LLVMValueRef K, V, pos;
 	int64_t maxkeys, cache_ctx = 0;
 	if (op->ia[2] >= 0) {
@@ -392,10 +403,10 @@ lower_attention(Cg *g, const Op *op)
 		K = cg_val_ptr(g, op->args[1]);
 		V = cg_val_ptr(g, op->args[2]);
 		pos = cg_i64(g, -1);
-		maxkeys = qt.rank >= 2 ? qt.dims[0] : 1;
+		maxkeys = kt.rank >= 2 ? kt.dims[0] : 1;
 	}
-	LLVMValueRef task = cg_attention_task(g, heads, kvh, hd, maxkeys, cache_ctx);
-	if (op->ia[2] >= 0)
+	LLVMValueRef task = attention_task(g, heads, kvh, hd, maxkeys, cache_ctx, one_row);
+	if (op->ia[2] >= 0 && !one_row)
 		task = attention_balanced_task(g, task, heads);
 	cg_slot_set(g, 0, cg_val_ptr(g, op->args[0]));
 	cg_slot_set(g, 1, K);
@@ -403,6 +414,11 @@ lower_attention(Cg *g, const Op *op)
 	cg_slot_set(g, 3, cg_val_ptr(g, op->dst));
 	cg_slot_set(g, 4, rows);
 	cg_slot_set(g, 5, pos);
+	if (one_row) { /* the row was checked up front (lower.c); heads run in parallel */
+		cg_slot_set(g, 6, op->ia[3] < 0 ? cg_iadd(g, rows, cg_i64(g, op->ia[3])) : cg_i64(g, op->ia[3]));
+		cg_pfor(g, task, cg_i64(g, heads));
+		return;
+	}
 	cg_pfor(g, task, cg_imulc(g, rows, heads));
 }
 
@@ -580,8 +596,8 @@ cg_lower_op(Cg *g, uint32_t opi)
 		return;
 	case OP_ROW: {
 		Type xt = f->vals[op->args[0]].type;
-		int64_t d = cg_cols(xt);
-		LLVMValueRef rows = cg_rows(g, xt);
+		int64_t d = xt.rank == 1 ? 1 : cg_cols(xt); /* i32[T] -> i32: one element per row */
+		LLVMValueRef rows = xt.rank == 1 && !xt.dyn0 ? cg_i64(g, xt.dims[0]) : cg_rows(g, xt);
 		LLVMValueRef idx = cg_i64(g, op->ia[0]);
 		if (op->ia[0] < 0)
 			idx = LLVMBuildAdd(g->b, rows, idx, "");

@@ -152,6 +152,22 @@ ir_rope_freq(const Op *op, int64_t j, int64_t hd)
 	return (1.0 - s) * f / factor + s * f;
 }
 
+/* The one-row form of attention (q[H*hd], k[T, KH*hd]): its row index ia[3] must
+ * name a row of k, 0 or -1 when T varies (as the row op's). */
+static bool
+attention_row_fits(const Op *op, Type k, const char *nm, char *err, size_t n)
+{
+	char s[96];
+	int64_t i = op->ia[3];
+	if (k.dyn0 && i != 0 && i != -1)
+		return fail(err, n, "%s: expected query row 0 or -1 of %s (its length varies), saw %lld", nm, TS(k, s),
+		            (long long)i);
+	if (!k.dyn0 && (i >= k.dims[0] || i < -k.dims[0]))
+		return fail(err, n, "%s: expected query row in %lld..%lld, saw %lld", nm, (long long)-k.dims[0],
+		            (long long)k.dims[0] - 1, (long long)i);
+	return true;
+}
+
 static bool
 infer_attention(const Func *f, const Op *op, const char *nm, Type *out, char *err, size_t n)
 {
@@ -169,6 +185,15 @@ infer_attention(const Func *f, const Op *op, const char *nm, Type *out, char *er
 	int64_t hd = last(q) / h;
 	Type kv = q;
 	kv.dims[q.rank - 1] = kh * hd;
+	bool one_row = op->code == OP_ATTENTION && q.rank == 1 && k.rank == 2;
+	if (one_row && !attention_row_fits(op, k, nm, err, n))
+		return false;
+	if (one_row) {
+		kv = k;
+		kv.dims[1] = kh * hd;
+	}
+	if (op->code == OP_ATTENTION && !one_row && op->ia[3] != 0)
+		return fail(err, n, "%s: expected row 0 when q has the rows of k, saw %lld", nm, (long long)op->ia[3]);
 	if (!ir_type_eq(k, kv))
 		return fail(err, n, "%s: expected k %s, saw %s", nm, TS(kv, s2), TS(k, s));
 	if (!ir_type_eq(v, kv))
@@ -223,7 +248,9 @@ static bool
 infer_row(const char *nm, const Op *op, Type a, Type *out, char *err, size_t n)
 {
 	char s[96];
-	if (a.dtype != DT_F32 || a.rank != 2)
+	if (a.dtype == DT_I32 && a.rank != 1)
+		return fail(err, n, "%s: expected positions i32[T], saw %s", nm, TS(a, s));
+	if (a.dtype != DT_I32 && (a.dtype != DT_F32 || a.rank != 2))
 		return fail(err, n, "%s: expected matrix f32[T, D], saw %s", nm, TS(a, s));
 	int64_t i = op->ia[0];
 	if (a.dyn0 && i != 0 && i != -1)
@@ -232,7 +259,7 @@ infer_row(const char *nm, const Op *op, Type a, Type *out, char *err, size_t n)
 	if (!a.dyn0 && (i >= a.dims[0] || i < -a.dims[0]))
 		return fail(err, n, "%s: expected row in %lld..%lld, saw %lld", nm, (long long)-a.dims[0],
 		            (long long)a.dims[0] - 1, (long long)i);
-	*out = ir_type_vec(DT_F32, a.dims[1]);
+	*out = a.rank == 1 ? ir_type_scalar(DT_I32) : ir_type_vec(DT_F32, a.dims[1]);
 	return true;
 }
 

@@ -448,6 +448,7 @@ op_rope(Run *r, Tensor *o)
 /* The operands of an attention op, checked, with the cache written. */
 typedef struct Attn {
 	int64_t H, KH, hd, T, group; /* heads, kv heads, head size, rows, heads per kv head */
+	int64_t q0;                  /* row of k, v that query (and output) row 0 is: the one-row form's row */
 	int32_t pos;                 /* position of row 0 (0 without a cache) */
 	const float *q, *K, *V;      /* queries [T][H][hd]; keys and values [positions][KH][hd] */
 	const State *st;             /* the cache (NULL: none, bidirectional over the rows) */
@@ -510,11 +511,14 @@ attn_setup(Run *r, Tensor *o, Attn *a)
 		return false;
 	const Module *m = r->s->m;
 	int64_t H = r->op->ia[0], KH = r->op->ia[1], si = r->op->ia[2];
-	int64_t T = nrows(q), hd = H > 0 ? lastdim(q) / H : 0;
+	bool one_row = r->op->code == OP_ATTENTION && q->rank == 1 && k->rank == 2;
+	int64_t T = nrows(k), hd = H > 0 ? lastdim(q) / H : 0, q0 = r->op->ia[3] < 0 ? T + r->op->ia[3] : r->op->ia[3];
 	if (H <= 0 || KH <= 0 || H % KH || hd <= 0 || H * hd != lastdim(q) || lastdim(k) != KH * hd ||
-	    lastdim(v) != KH * hd || nrows(k) != T || nrows(v) != T || numel(o) != numel(q))
+	    lastdim(v) != KH * hd || (!one_row && nrows(q) != T) || nrows(v) != T || numel(o) != numel(q))
 		return rerr(r, "q, k, v do not fit %lld heads and %lld kv heads", (long long)H, (long long)KH);
-	*a = (Attn){ .H = H, .KH = KH, .hd = hd, .T = T, .group = H / KH, .q = q->f, .si = si };
+	if (one_row && (q0 < 0 || q0 >= T))
+		return rerr(r, "query row %lld out of range of %lld rows", (long long)r->op->ia[3], (long long)T);
+	*a = (Attn){ .H = H, .KH = KH, .hd = hd, .T = T, .group = H / KH, .q0 = one_row ? q0 : 0, .q = q->f, .si = si };
 	if (si < 0) {
 		if (r->op->code != OP_ATTENTION)
 			return rerr(r, "the sparse forms need a cache");
@@ -546,7 +550,7 @@ static void
 attend_head(const Attn *a, int64_t t, int64_t h, const int64_t *list, int64_t n, float *sc, float *out)
 {
 	int64_t g = h / a->group, hd = a->hd, KH = a->KH;
-	const float *qh = a->q + t * a->H * hd + h * hd;
+	const float *qh = a->q + (t - a->q0) * a->H * hd + h * hd;
 	double scale = 1.0 / sqrt((double)hd);
 	for (int64_t i = 0; i < n; i++) {
 		int64_t j = list ? list[i] : i;
@@ -560,14 +564,15 @@ attend_head(const Attn *a, int64_t t, int64_t h, const int64_t *list, int64_t n,
 		double acc = 0;
 		for (int64_t i = 0; i < n; i++)
 			acc += (double)sc[i] * a->V[((list ? list[i] : i) * KH + g) * hd + e];
-		out[t * a->H * hd + h * hd + e] = (float)acc;
+		out[(t - a->q0) * a->H * hd + h * hd + e] = (float)acc;
 	}
 }
 
 /* Attention with grouped heads: query head h reads key/value head h / (H / KH).
  * With a cache (state index >= 0) rows t of k, v are stored at positions pos + t and
  * row t attends causally to positions 0 .. pos + t; without one (-1) every row
- * attends to every row of k, v.  Scores are scaled by 1/sqrt(head_dim). */
+ * attends to every row of k, v.  Scores are scaled by 1/sqrt(head_dim).  The
+ * one-row form (q of one row, k and v of T) computes only row q0's queries. */
 static bool
 op_attention(Run *r, Tensor *o)
 {
@@ -576,7 +581,8 @@ op_attention(Run *r, Tensor *o)
 		return false;
 	int64_t npos = a.st ? a.pos + a.T : a.T;
 	float *sc = xmalloc((size_t)(npos ? npos : 1) * sizeof *sc);
-	for (int64_t t = 0; t < a.T; t++)
+	int64_t t1 = arg(r, 0)->rank < arg(r, 1)->rank ? a.q0 + 1 : a.T;
+	for (int64_t t = a.q0; t < t1; t++)
 		for (int64_t h = 0; h < a.H; h++)
 			attend_head(&a, t, h, NULL, a.st ? a.pos + t + 1 : a.T, sc, o->f);
 	free(sc);
@@ -851,7 +857,7 @@ op_row(Run *r, Tensor *o)
 {
 	const Tensor *x = arg(r, 0);
 	int64_t R = x->rank >= 1 ? x->d[0] : 0, idx = r->op->ia[0];
-	if (x->rank < 2 || x->dt != o->dt || numel(o) * R != numel(x))
+	if (x->rank < 1 || x->dt != o->dt || numel(o) * R != numel(x))
 		return rerr(r, "operand does not fit the result");
 	if (idx < 0)
 		idx += R;

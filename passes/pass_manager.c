@@ -104,6 +104,15 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 		}
 		s = e ? e + 1 : s + len;
 	}
+	for (const char *s = o->skip; s && *s;) {
+		const char *e = strchr(s, ',');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		if (!find_n(s, len)) {
+			diag_error(d, (Loc){ 0 }, "unknown pass '%.*s' in --no-pass", (int)len, s);
+			ok = false;
+		}
+		s = e ? e + 1 : s + len;
+	}
 	for (const char *s = o->print_after; s && *s;) {
 		const char *e = strchr(s, ',');
 		size_t len = e ? (size_t)(e - s) : strlen(s);
@@ -113,6 +122,11 @@ pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Diag *d
 		}
 		s = e ? e + 1 : s + len;
 	}
+	uint32_t kept = 0; /* --no-pass */
+	for (uint32_t i = 0; i < n; i++)
+		if (!o->skip || !listed(o->skip, run[i]))
+			run[kept++] = run[i];
+	n = kept;
 	double *ms = xcalloc(n + 1, sizeof *ms);
 	/* 2. run */
 	for (uint32_t i = 0; ok && i < n; i++) {

@@ -39,6 +39,8 @@ typedef struct PassOptions {
 	bool print_after_all;    /* print the IR after every pass */
 	const char *print_after; /* comma-separated pass names to print after (NULL: none) */
 	bool time_passes;        /* print a timing table when the pipeline ends */
+	const char *skip;        /* comma-separated passes left out of the pipeline (NULL: none),
+	                          * e.g. "row-sink" to compare a build with and without it */
 	FILE *dump;              /* where dumps and timings go (stderr when NULL) */
 } PassOptions;
 
@@ -53,7 +55,7 @@ bool pass_run_pipeline(Module *m, const char *pipeline, const PassOptions *o, Di
 /* The default pipeline for m and its policy, as pass names for pass_run_pipeline:
  * drop-layers (if the policy drops), prune-structured (if it prunes), shape-infer,
  * early-exit, layer-skip (if it exits or skips), quantize (if it quantizes),
- * const-fold, cse, dce.  A static string. */
+ * row-sink, const-fold, cse, dce.  A static string. */
 const char *pass_default_pipeline(const Module *m);
 /* Runs the default pipeline with options o (NULL: none), then warns at each policy
  * statement that no pass applied (kinds no pass implements yet). */

@@ -17,9 +17,12 @@
  *      prefill` turns the attention of prefill entries into block-sparse attention;
  *   7. quantize, when the policy has `quantize` statements: the storage format of the
  *      weight matrices left, on their final shapes (shapes and ops do not change);
- *   8. const-fold, then cse, then dce: folding exposes identical ops, merging them
+ *   8. row-sink: a prefill's last row (an encoder's pooled row) is computed alone
+ *      through the last layer's row-wise ops and attention query; after the passes
+ *      that rewrite layers and attention, on final shapes;
+ *   9. const-fold, then cse, then dce: folding exposes identical ops, merging them
  *      leaves dead ones, dce removes what both left behind;
- *   9. (pass_run_default) a warning at each policy statement that no pass applied.
+ *  10. (pass_run_default) a warning at each policy statement that no pass applied.
  * docs/ir.md ("The default pipeline") gives the same order with its reasons. */
 #include "passes/passes.h"
 
@@ -29,7 +32,7 @@ const char *
 pass_default_pipeline(const Module *m)
 {
 	static char buf[192];
-	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%s%s%sconst-fold,cse,dce",
+	snprintf(buf, sizeof buf, "%s%sshape-infer,%s%s%s%srow-sink,const-fold,cse,dce",
 	         pass_has_stmts(m, POL_DROP) ? "drop-layers," : "", pass_has_stmts(m, POL_PRUNE) ? "prune-structured," : "",
 	         pass_has_stmts(m, POL_EXIT) ? "early-exit," : "", pass_has_stmts(m, POL_SKIP) ? "layer-skip," : "",
 	         pass_has_stmts(m, POL_ATTEND) ? "sparse-attention," : "", pass_has_stmts(m, POL_QUANTIZE) ? "quantize," : "");

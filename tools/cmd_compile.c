@@ -51,6 +51,8 @@ usage(FILE *out)
 	        "  -MF FILE             write the depfile to FILE (implies -MD)\n"
 	        "  -MT TARGET           the depfile's target (default: the outputs written)\n"
 	        "  --no-fuse            do not fuse elementwise ops into producing kernels\n"
+	        "  --no-pass=LIST       leave these passes out of the default pipeline (comma\n"
+	        "                       list), e.g. row-sink to measure what it gains\n"
 	        "  -v, --verbose        print each phase with its wall time, CPU time (user + sys)\n"
 	        "                       and peak memory; progress of long phases on a terminal\n");
 }
@@ -217,6 +219,7 @@ cmd_compile(int argc, char **argv)
 	bool qgroup_given = false;
 	int act = -1; /* --activations: an ActFormat, -1 when not given */
 	CgOptions o = { .opt_level = 3, .fuse = true };
+	PassOptions popts = { 0 }; /* --no-pass */
 	bool verbose = false, depfile = false, cpu_help = false, feat_help = false;
 	const char *dep_path = NULL, *dep_target = NULL;
 	unsigned emit = CG_EMIT_OBJ | CG_EMIT_HEADER;
@@ -235,6 +238,8 @@ cmd_compile(int argc, char **argv)
 			outdir = v;
 		} else if ((v = opt_value(a, "--policy", &i, argc, argv))) {
 			policy = v;
+		} else if ((v = opt_value(a, "--no-pass", &i, argc, argv))) {
+			popts.skip = v;
 		} else if ((v = opt_value(a, "--quantize", &i, argc, argv))) {
 			quant = v;
 		} else if ((v = opt_value(a, "--quantize-group", &i, argc, argv))) {
@@ -381,7 +386,7 @@ cmd_compile(int argc, char **argv)
 	ir_policy_snapshot(m); /* the statements as written, for the manifest */
 	/* the default pipeline (the policy's passes, then the clean-ups), as `elide run` */
 	phase_begin(ph, "passes");
-	if (!pass_run_default(m, &d) || !ir_verify(m, &d)) {
+	if (!pass_run_default_opts(m, &popts, &d) || !ir_verify(m, &d)) {
 		ir_free_module(m);
 		return 1;
 	}

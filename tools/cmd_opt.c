@@ -1,7 +1,7 @@
 /* cmd_opt.c - `elide opt`: read a model (.eir text, or .elide through the front end),
  * verify it, run a pipeline of passes and print the resulting IR (docs/ir.md).
  *   elide opt FILE.eir|FILE.elide [--passes=a,b,c] [--print-after=NAME[,NAME]]
- *             [--print-after-all] [--verify-each] [--time-passes] [--policy NAME]
+ *             [--print-after-all] [--verify-each] [--time-passes] [--policy NAME] [--no-pass=NAME]
  *             [-o OUT.eir] [--list-passes]          (FILE '-' reads .eir from stdin)
  * The input is verified before the first pass, except that a pipeline starting with
  * shape-infer (the pass that repairs stale shapes) is verified after it; then the IR
@@ -29,6 +29,7 @@ usage(FILE *out)
 	             "                         'default' is the pipeline of 'elide compile' and 'elide run'\n"
 	             "  --print-after=NAME     print the IR to stderr after pass NAME (comma list)\n"
 	             "  --print-after-all      print the IR to stderr after every pass\n"
+	             "  --no-pass=NAME         leave pass NAME (comma list) out of `default`\n"
 	             "  --verify-each          verify the IR after every pass (the default)\n"
 	             "  --no-verify-each       verify the input and the final IR only\n"
 	             "  --time-passes          print the wall time of every pass to stderr\n"
@@ -108,6 +109,8 @@ opt_main(int argc, char **argv, Diag *d)
 			passes = a + 9;
 		} else if (strncmp(a, "--print-after=", 14) == 0) {
 			o.print_after = a + 14;
+		} else if (strncmp(a, "--no-pass=", 10) == 0) {
+			o.skip = a + 10;
 		} else if (strcmp(a, "--print-after-all") == 0) {
 			o.print_after_all = true;
 		} else if (strcmp(a, "--verify-each") == 0) {

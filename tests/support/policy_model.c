@@ -15,6 +15,13 @@
 Module *
 tp_load(const RmConfig *c, const char *weights, const char *policy_body, int *nwarnings)
 {
+	return tp_load_skip(c, weights, policy_body, NULL, nwarnings);
+}
+
+Module *
+tp_load_skip(const RmConfig *c, const char *weights, const char *policy_body, const char *skip, int *nwarnings)
+{
+	PassOptions o = { .skip = skip };
 	char *model = rm_elide_source(c, "llama");
 	size_t n = strlen(model) + strlen(policy_body) + 64;
 	char *text = malloc(n);
@@ -24,7 +31,7 @@ tp_load(const RmConfig *c, const char *weights, const char *policy_body, int *nw
 	diag_init(&d, stderr);
 	Module *m = fe_load_text("policy.elide", text, strlen(text), policy_body[0] ? "p" : NULL, &d);
 	free(text);
-	if (m && !(ir_load_params(m, weights, &d) && pass_run_default(m, &d) && ir_verify(m, &d))) {
+	if (m && !(ir_load_params(m, weights, &d) && pass_run_default_opts(m, &o, &d) && ir_verify(m, &d))) {
 		ir_free_module(m);
 		m = NULL;
 	}

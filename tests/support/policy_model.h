@@ -20,6 +20,9 @@
  * and the result verified.  NULL after printing the diagnostics on stderr; the
  * warnings of the load and the pipeline are counted in *nwarnings (may be NULL). */
 Module *tp_load(const RmConfig *c, const char *weights, const char *policy_body, int *nwarnings);
+/* tp_load with the passes `skip` names (comma list; NULL: none) left out of the pipeline. */
+Module *tp_load_skip(const RmConfig *c, const char *weights, const char *policy_body, const char *skip,
+                     int *nwarnings);
 
 /* tp_load that asserts the module loads, and with `no_warnings` that nothing was
  * warned (a statement not applied warns). */

@@ -246,6 +246,43 @@ Test(builder, attention_grouped_and_bidirectional)
 	fx_fini(&x);
 }
 
+/* The one-row form (row-sink): q of one row, k and v of T; the row 0 or -1 of a
+ * varying T, any row of a fixed one; the full form keeps row 0. */
+Test(builder, attention_one_row)
+{
+	Fx x;
+	fx_init(&x, true);
+	Type kv = ir_type_mat(DT_F32, 8, 8), ks = ir_type_mat(DT_F32, 5, 8);
+	kv.dyn0 = true;
+	ValueId pos = ir_b_arg(&x.b, 1, L0);
+	ValueId vq = P(&x, "q", ir_type_vec(DT_F32, 24)), vk = P(&x, "k", kv), vs = P(&x, "ks", ks);
+	ValueId a[4] = { vq, vk, vk, pos }, s[4] = { vq, vs, vs, pos };
+	int64_t ia[IR_NIA] = { 6, 2, -1, -1 };
+	expect_type(&x, ir_b_op(&x.b, OP_ATTENTION, a, 4, ia, NULL, L0), "f32[24]");
+	ia[3] = 0;
+	expect_type(&x, ir_b_op(&x.b, OP_ATTENTION, a, 4, ia, NULL, L0), "f32[24]");
+	ia[3] = 3;
+	expect_type(&x, ir_b_op(&x.b, OP_ATTENTION, s, 4, ia, NULL, L0), "f32[24]");
+	expect_reject(&x, (Op){ .code = OP_ATTENTION, .nargs = 4, .args = { vq, vk, vk, pos }, .ia = { 6, 2, -1, 2 } },
+	              "attention: expected query row 0 or -1 of f32[<=8, 8] (its length varies), saw 2");
+	expect_reject(&x, (Op){ .code = OP_ATTENTION, .nargs = 4, .args = { vq, vs, vs, pos }, .ia = { 6, 2, -1, 5 } },
+	              "attention: expected query row in -5..4, saw 5");
+	ValueId vk24 = P(&x, "k24", ir_type_mat(DT_F32, 8, 24));
+	expect_reject(&x, (Op){ .code = OP_ATTENTION, .nargs = 4, .args = { vq, vk24, vk24, pos }, .ia = { 6, 2, -1 } },
+	              "attention: expected k f32[8, 8], saw f32[8, 24]");
+	expect_reject(&x, (Op){ .code = OP_ATTENTION_BLOCK, .nargs = 4, .args = { vq, vk, vk, pos }, .ia = { 6, 2, 0, 4 } },
+	              "attention_block: expected k f32[8], saw f32[<=8, 8]");
+	Type qm = ir_type_mat(DT_F32, 8, 24);
+	qm.dyn0 = true;
+	ValueId vqm = P(&x, "qm", qm);
+	expect_reject(&x, (Op){ .code = OP_ATTENTION, .nargs = 4, .args = { vqm, vk, vk, pos }, .ia = { 6, 2, -1, -1 } },
+	              "attention: expected row 0 when q has the rows of k, saw -1");
+	ValueId ps = P(&x, "ps", (Type){ .dtype = DT_I32, .rank = 1, .dyn0 = true, .dims = { 8 } });
+	expect_type(&x, op1(&x, OP_ROW, ps, -1, 0, 0), "i32");
+	expect_reject(&x, (Op){ .code = OP_ROW, .nargs = 1, .args = { pos } }, "row: expected positions i32[T], saw i32");
+	fx_fini(&x);
+}
+
 Test(builder, constants_keep_their_type)
 {
 	Fx x;

@@ -160,13 +160,20 @@ Test(passes, each_pass_alone_removes_its_share)
 	ir_free_module(m);
 }
 
+/* A clean model: the default pipeline changes nothing but what row-sink does (the
+ * prefill's last layer on its last row). */
 Test(passes, default_pipeline_keeps_a_clean_model)
 {
 	RmConfig c = config();
 	Module *m = rm_build_module(&c, "clean");
 	Diag d;
 	diag_init(&d, stderr);
-	char *want = ir_print_module_str(m);
+	Module *sunk = ir_clone_module(m);
+	cr_assert(pass_row_sink(sunk, &d));
+	char *before = ir_print_module_str(m), *want = ir_print_module_str(sunk);
+	cr_expect_str_neq(before, want, "row-sink left the prefill as it was");
+	free(before);
+	ir_free_module(sunk);
 	cr_assert(pass_run_default(m, &d));
 	char *got = ir_print_module_str(m);
 	cr_expect_str_eq(got, want);
