@@ -2,7 +2,7 @@
  * the argmax of the logits at every position (and optionally dump the raw logits),
  * then the statistics of the run (layers run per token, the model's stat slots).
  *   elide run [--interp] MODEL.elide|MODEL.eir -w W.safetensors --tokens 1,17,42
- *             [--policy P] [--entry NAME | --prefill] [-n N [--temperature T]
+ *             [--policy P] [--no-pass=LIST] [--entry NAME | --prefill] [-n N [--temperature T]
  *             [--top-p P] [--seed S]] [--knob NAME=VALUE]... [--dump-logits FILE]
  * Decode (default) feeds the tokens one at a time through `step` at positions 0, 1,
  * 2, ...; an entry over a token sequence (--prefill, or an encoder's `forward`, the
@@ -122,6 +122,7 @@ typedef struct RunOpts {
 	int nknobs;
 	bool sequence;     /* the entry takes the whole token sequence at once */
 	bool interp;
+	PassOptions passes; /* --no-pass */
 } RunOpts;
 
 static void
@@ -134,6 +135,8 @@ usage(FILE *out)
 	             "                       model directory; repeat -w for several files\n"
 	             "  --tokens LIST        comma-separated token ids\n"
 	             "  --policy NAME        the policy to apply (default: dense)\n"
+	             "  --no-pass=LIST       leave these passes out of the default pipeline (comma\n"
+	             "                       list; e.g. row-sink)\n"
 	             "  --entry NAME         the entry to run (default: step, else forward); an entry\n"
 	             "                       over a token sequence runs once over all tokens\n"
 	             "  --prefill            the same as --entry prefill\n"
@@ -213,6 +216,8 @@ parse_args(int argc, char **argv, RunOpts *o)
 			o->weights[o->nweights++] = val;
 		} else if (TAKES("--policy")) {
 			o->policy = val;
+		} else if (TAKES("--no-pass")) {
+			o->passes.skip = val;
 		} else if (TAKES("-n")) {
 			char *end;
 			errno = 0;
@@ -505,7 +510,7 @@ cmd_run(int argc, char **argv)
 	Module *m = cmd_load_model(o.model, o.policy, &d);
 	/* the graph that runs is the one `elide compile` would build: verified, weights
 	 * loaded (policy passes score and slice them), then the default pipeline */
-	if (!m || !ir_verify(m, &d) || !ir_load_weights(m, o.weights, o.nweights, &d) || !pass_run_default(m, &d)) {
+	if (!m || !ir_verify(m, &d) || !ir_load_weights(m, o.weights, o.nweights, &d) || !pass_run_default_opts(m, &o.passes, &d)) {
 		ir_free_module(m);
 		free(o.tokens);
 		free(o.knobs);
