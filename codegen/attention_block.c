@@ -70,18 +70,14 @@ block_task(Cg *g, const BlockSpec *bs)
 	snprintf(key, sizeof key, "ablock.%lld.%lld.%lld.%lld.%lld.%lld.%a.%d", (long long)bs->heads, (long long)bs->kvh,
 	         (long long)bs->hd, (long long)bs->ctx, (long long)bs->B, (long long)bs->topk, bs->gamma,
 	         (int)bs->counted);
-	LLVMValueRef fn = cg_kernel_find(g, key);
-	if (fn)
-		return fn;
-	LLVMValueRef dense = cg_attention_task(g, bs->heads, bs->kvh, bs->hd, bs->ctx, bs->ctx);
+	LLVMValueRef fn;
 	CgSave save;
-	fn = cg_task_begin(g, key, &save);
-	cg_kernel_add(g, key, fn);
+	LLVMValueRef dense = cg_attention_task(g, bs->heads, bs->kvh, bs->hd, bs->ctx, bs->ctx);
+	if (!cg_task_open(g, key, &fn, &save))
+		return fn;
 	int64_t heads = bs->heads, kvh = bs->kvh, hd = bs->hd, B = bs->B;
 	int64_t group = heads / kvh, qd = heads * hd, kd = hd, maxb = (bs->ctx + B - 1) / B;
-	int vw = g->t->vec;
-	while (vw > 1 && hd % vw)
-		vw /= 2;
+	int vw = cg_head_vec(g, hd);
 	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw), d = cg_f64(g);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef q = cg_slot_ptr(g, blk, 0), K = cg_slot_ptr(g, blk, 1), V = cg_slot_ptr(g, blk, 2);

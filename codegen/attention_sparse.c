@@ -155,9 +155,7 @@ cg_attend_listed(Cg *g, LLVMValueRef hq, LLVMValueRef orow, LLVMValueRef K, LLVM
               LLVMValueRef blist, LLVMValueRef nl, LLVMValueRef n, int64_t B, int64_t kd, int64_t hd,
               LLVMValueRef scores, LLVMValueRef acc, LLVMValueRef ci, LLVMValueRef *ov, bool prefetch)
 {
-	int vw = g->t->vec;
-	while (vw > 1 && hd % vw)
-		vw /= 2;
+	int vw = cg_head_vec(g, hd);
 	int nv = (int)(hd / vw);
 	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
 	double scale = 1.0 / sqrt((double)hd);
@@ -216,16 +214,12 @@ quest_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t ctx, int64_t P
 	char key[160];
 	snprintf(key, sizeof key, "quest.%lld.%lld.%lld.%lld.%lld.%lld.%lld.%d", (long long)heads, (long long)kvh,
 	         (long long)hd, (long long)ctx, (long long)P, (long long)S, (long long)W, (int)counted);
-	LLVMValueRef fn = cg_kernel_find(g, key);
-	if (fn)
-		return fn;
-	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx, ctx);
+	LLVMValueRef fn;
 	CgSave save;
-	fn = cg_task_begin(g, key, &save);
-	cg_kernel_add(g, key, fn);
-	int vw = g->t->vec;
-	while (vw > 1 && hd % vw)
-		vw /= 2;
+	LLVMValueRef dense = cg_attention_task(g, heads, kvh, hd, ctx, ctx);
+	if (!cg_task_open(g, key, &fn, &save))
+		return fn;
+	int vw = cg_head_vec(g, hd);
 	int nv = (int)(hd / vw);
 	/* the cache is head-major: key j of KV head gk at K + j hd + gk ctx hd */
 	int64_t group = heads / kvh, qd = heads * hd, kd = hd, maxp = (ctx + P - 1) / P;

@@ -313,14 +313,16 @@ LLVMValueRef cg_tanh(Cg *g, LLVMValueRef x);
  * the interpreter's bit for bit. */
 LLVMValueRef cg_unary(Cg *g, const Op *op, LLVMValueRef x);
 LLVMValueRef cg_binary(Cg *g, Opcode code, LLVMValueRef a, LLVMValueRef b);
-/* Finds the cached kernel `key`, or NULL. */
-LLVMValueRef cg_kernel_find(Cg *g, const char *key);
-void cg_kernel_add(Cg *g, const char *key, LLVMValueRef fn);
-/* Starts a task function void(ptr, i64, i64): saves the builder of the caller into
- * *save and returns the new function; cg_task_end restores. */
+/* The task function void(ptr, i64, i64) of kernel `key`: when the module already has
+ * it, *fn is that function and the result false; else true, with *fn a new function
+ * (cached under key) whose body the caller builds from its entry block: the caller's
+ * builder is saved into *save, and cg_task_end closes the body and restores it. */
 typedef struct CgSave { LLVMBuilderRef b; LLVMValueRef fn; } CgSave;
-LLVMValueRef cg_task_begin(Cg *g, const char *name, CgSave *save);
+bool cg_task_open(Cg *g, const char *key, LLVMValueRef *fn, CgSave *save);
 void cg_task_end(Cg *g, CgSave *save);
+/* The vector width of an attention head of hd floats: the target's width, halved
+ * until it divides hd. */
+int cg_head_vec(const Cg *g, int64_t hd);
 LLVMValueRef cg_slot_ptr(Cg *g, LLVMValueRef blk, int slot);   /* load ptr slot */
 LLVMValueRef cg_slot_i64(Cg *g, LLVMValueRef blk, int slot);
 void cg_slot_set(Cg *g, int slot, LLVMValueRef v);              /* into g->argblk */

@@ -213,12 +213,10 @@ linear_task(Cg *g, const Lin *L, bool gemv)
 	snprintf(key, sizeof key, "linear.%s%s.%lld.%lld.u%d.%g.b%d%d%d", gemv ? "gemv" : "gemm", L->bf16 ? ".bf16" : "",
 	         (long long)L->n, (long long)L->k, L->unary ? (int)L->unary->code * 4 + (int)L->unary->ia[0] : -1,
 	         L->unary ? L->unary->fa[0] : 0.0, L->binary ? (int)L->binary->code : -1, L->swap, L->other_row);
-	LLVMValueRef fn = cg_kernel_find(g, key);
-	if (fn)
-		return fn;
+	LLVMValueRef fn;
 	CgSave save;
-	fn = cg_task_begin(g, key, &save);
-	cg_kernel_add(g, key, fn);
+	if (!cg_task_open(g, key, &fn, &save))
+		return fn;
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef x = cg_slot_ptr(g, blk, 0), w = cg_slot_ptr(g, blk, 1), y = cg_slot_ptr(g, blk, 2);
 	LLVMValueRef other = cg_slot_ptr(g, blk, 3), T = cg_slot_i64(g, blk, 4);
@@ -613,12 +611,10 @@ qlinear_task(Cg *g, const Lin *L, bool gemv, bool int8)
 	         ir_qformat_name(L->fmt), L->G, (long long)L->n, (long long)L->k,
 	         L->unary ? (int)L->unary->code * 4 + (int)L->unary->ia[0] : -1, L->unary ? L->unary->fa[0] : 0.0,
 	         L->binary ? (int)L->binary->code : -1, L->swap, L->other_row);
-	LLVMValueRef fn = cg_kernel_find(g, key);
-	if (fn)
-		return fn;
+	LLVMValueRef fn;
 	CgSave save;
-	fn = cg_task_begin(g, key, &save);
-	cg_kernel_add(g, key, fn);
+	if (!cg_task_open(g, key, &fn, &save))
+		return fn;
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
 	LLVMValueRef xq = cg_slot_ptr(g, blk, 0), w = cg_slot_ptr(g, blk, 1), y = cg_slot_ptr(g, blk, 2);
 	LLVMValueRef other = cg_slot_ptr(g, blk, 3), T = cg_slot_i64(g, blk, 4);

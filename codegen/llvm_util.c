@@ -345,8 +345,8 @@ cg_binary(Cg *g, Opcode code, LLVMValueRef a, LLVMValueRef b)
 	}
 }
 
-LLVMValueRef
-cg_kernel_find(Cg *g, const char *key)
+static LLVMValueRef
+kernel_find(Cg *g, const char *key)
 {
 	for (uint32_t i = 0; i < g->nk; i++)
 		if (strcmp(g->knames[i], key) == 0)
@@ -354,8 +354,8 @@ cg_kernel_find(Cg *g, const char *key)
 	return NULL;
 }
 
-void
-cg_kernel_add(Cg *g, const char *key, LLVMValueRef fn)
+static void
+kernel_add(Cg *g, const char *key, LLVMValueRef fn)
 {
 	uint32_t cap = g->capk;
 	VEC_PUSH(g->knames, g->nk, cap);
@@ -364,20 +364,33 @@ cg_kernel_add(Cg *g, const char *key, LLVMValueRef fn)
 	g->kfns[g->nk++] = fn;
 }
 
-LLVMValueRef
-cg_task_begin(Cg *g, const char *name, CgSave *save)
+bool
+cg_task_open(Cg *g, const char *key, LLVMValueRef *fn, CgSave *save)
 {
+	*fn = kernel_find(g, key);
+	if (*fn)
+		return false;
 	save->b = g->b;
 	save->fn = g->fn;
-	char *full = arena_printf(&g->m->arena, "%s.%s", g->m->name, name);
-	LLVMValueRef fn = LLVMAddFunction(g->mod, full, g->task_ty);
-	LLVMSetLinkage(fn, LLVMInternalLinkage);
+	char *full = arena_printf(&g->m->arena, "%s.%s", g->m->name, key);
+	*fn = LLVMAddFunction(g->mod, full, g->task_ty);
+	LLVMSetLinkage(*fn, LLVMInternalLinkage);
 	unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-	LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, nounwind, 0));
-	g->fn = fn;
+	LLVMAddAttributeAtIndex(*fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, nounwind, 0));
+	kernel_add(g, key, *fn);
+	g->fn = *fn;
 	g->b = LLVMCreateBuilderInContext(g->c);
-	LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, fn, "entry"));
-	return fn;
+	LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, *fn, "entry"));
+	return true;
+}
+
+int
+cg_head_vec(const Cg *g, int64_t hd)
+{
+	int vw = g->t->vec;
+	while (vw > 1 && hd % vw)
+		vw /= 2;
+	return vw;
 }
 
 void

@@ -278,15 +278,11 @@ attention_task(Cg *g, int64_t heads, int64_t kvh, int64_t hd, int64_t maxkeys, i
 	char key[160];
 	snprintf(key, sizeof key, "attention.%lld.%lld.%lld.%lld.%lld%s", (long long)heads, (long long)kvh,
 	         (long long)hd, (long long)maxkeys, (long long)cache_ctx, one_row ? ".row" : "");
-	LLVMValueRef fn = cg_kernel_find(g, key);
-	if (fn)
-		return fn;
+	LLVMValueRef fn;
 	CgSave save;
-	fn = cg_task_begin(g, key, &save);
-	cg_kernel_add(g, key, fn);
-	int vw = g->t->vec;
-	while (vw > 1 && hd % vw)
-		vw /= 2;
+	if (!cg_task_open(g, key, &fn, &save))
+		return fn;
+	int vw = cg_head_vec(g, hd);
 	int nv = (int)(hd / vw);
 	LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
 	LLVMValueRef blk = LLVMGetParam(fn, 0);
@@ -362,12 +358,10 @@ attention_balanced_task(Cg *g, LLVMValueRef dense, int64_t heads)
 {
 	char key[160];
 	snprintf(key, sizeof key, "attention.balanced.%s.%lld", LLVMGetValueName(dense), (long long)heads);
-	LLVMValueRef fn = cg_kernel_find(g, key);
-	if (fn)
-		return fn;
+	LLVMValueRef fn;
 	CgSave save;
-	fn = cg_task_begin(g, key, &save);
-	cg_kernel_add(g, key, fn);
+	if (!cg_task_open(g, key, &fn, &save))
+		return fn;
 	LLVMValueRef blk = LLVMGetParam(fn, 0), T = cg_slot_i64(g, blk, 4);
 	CgLoop l = cg_loop_begin(g, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), NULL, "rowhead");
 	LLVMValueRef j = LLVMBuildSDiv(g->b, l.iv, cg_i64(g, heads), "");
