@@ -152,19 +152,18 @@ ir_rope_freq(const Op *op, int64_t j, int64_t hd)
 	return (1.0 - s) * f / factor + s * f;
 }
 
-/* The one-row form of attention (q[H*hd], k[T, KH*hd]): its row index ia[3] must
- * name a row of k, 0 or -1 when T varies (as the row op's). */
+/* Row index i of a value of type a (what: "row", "query row"): in -T..T-1, and 0 or
+ * -1 when T varies (a prefill's length is known only at run time). */
 static bool
-attention_row_fits(const Op *op, Type k, const char *nm, char *err, size_t n)
+row_index_fits(Type a, int64_t i, const char *what, const char *nm, char *err, size_t n)
 {
 	char s[96];
-	int64_t i = op->ia[3];
-	if (k.dyn0 && i != 0 && i != -1)
-		return fail(err, n, "%s: expected query row 0 or -1 of %s (its length varies), saw %lld", nm, TS(k, s),
+	if (a.dyn0 && i != 0 && i != -1)
+		return fail(err, n, "%s: expected %s 0 or -1 of %s (its length varies), saw %lld", nm, what, TS(a, s),
 		            (long long)i);
-	if (!k.dyn0 && (i >= k.dims[0] || i < -k.dims[0]))
-		return fail(err, n, "%s: expected query row in %lld..%lld, saw %lld", nm, (long long)-k.dims[0],
-		            (long long)k.dims[0] - 1, (long long)i);
+	if (!a.dyn0 && (i >= a.dims[0] || i < -a.dims[0]))
+		return fail(err, n, "%s: expected %s in %lld..%lld, saw %lld", nm, what, (long long)-a.dims[0],
+		            (long long)a.dims[0] - 1, (long long)i);
 	return true;
 }
 
@@ -186,7 +185,8 @@ infer_attention(const Func *f, const Op *op, const char *nm, Type *out, char *er
 	Type kv = q;
 	kv.dims[q.rank - 1] = kh * hd;
 	bool one_row = op->code == OP_ATTENTION && q.rank == 1 && k.rank == 2;
-	if (one_row && !attention_row_fits(op, k, nm, err, n))
+	/* the one-row form (q[H*hd], k[T, KH*hd]): ia[3] names a row of k */
+	if (one_row && !row_index_fits(k, op->ia[3], "query row", nm, err, n))
 		return false;
 	if (one_row) {
 		kv = k;
@@ -252,13 +252,8 @@ infer_row(const char *nm, const Op *op, Type a, Type *out, char *err, size_t n)
 		return fail(err, n, "%s: expected positions i32[T], saw %s", nm, TS(a, s));
 	if (a.dtype != DT_I32 && (a.dtype != DT_F32 || a.rank != 2))
 		return fail(err, n, "%s: expected matrix f32[T, D], saw %s", nm, TS(a, s));
-	int64_t i = op->ia[0];
-	if (a.dyn0 && i != 0 && i != -1)
-		return fail(err, n, "%s: expected row 0 or -1 of %s (its length varies), saw %lld", nm, TS(a, s),
-		            (long long)i);
-	if (!a.dyn0 && (i >= a.dims[0] || i < -a.dims[0]))
-		return fail(err, n, "%s: expected row in %lld..%lld, saw %lld", nm, (long long)-a.dims[0],
-		            (long long)a.dims[0] - 1, (long long)i);
+	if (!row_index_fits(a, op->ia[0], "row", nm, err, n))
+		return false;
 	*out = a.rank == 1 ? ir_type_scalar(DT_I32) : ir_type_vec(DT_F32, a.dims[1]);
 	return true;
 }
